@@ -1,0 +1,21 @@
+use std::process::ExitCode;
+
+use anyhow::Result;
+use orgport_core::plan::Format;
+use orgport_sqlite::Access;
+
+use crate::{engines, PlanArgs, PlanFormat};
+
+pub fn run(args: PlanArgs) -> Result<ExitCode> {
+    let mut engine = engines::open(&args.source.db, Access::ReadOnly)?;
+    let plan = super::plan_for(engine.as_mut(), &args.source, args.root.as_deref())?;
+    let format = match args.format {
+        PlanFormat::Text => Format::Text,
+        PlanFormat::Json => Format::Json,
+        PlanFormat::Dot => Format::Dot,
+        PlanFormat::Mermaid => Format::Mermaid,
+    };
+    print!("{}", plan.render(format));
+    plan.check_strict(args.strict)?;
+    Ok(ExitCode::SUCCESS)
+}

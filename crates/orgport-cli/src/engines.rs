@@ -1,0 +1,27 @@
+//! Opens the engine a URL names, and the configuration beside it.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use orgport_core::config::Config;
+use orgport_core::engine::Engine;
+use orgport_sqlite::{Access, SqliteEngine};
+
+pub fn open(url: &str, access: Access) -> Result<Box<dyn Engine>> {
+    let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+    if orgport_sqlite::URL_SCHEMES.contains(&scheme) {
+        return Ok(Box::new(SqliteEngine::open(url, access)?));
+    }
+    bail!("unsupported database URL `{url}`\nhint: use `sqlite://PATH`")
+}
+
+/// The configuration named by `--config`, else `./orgport.toml` if it exists, else none.
+pub fn config(path: Option<&Path>) -> Result<Config> {
+    match path {
+        Some(p) => Ok(Config::load(p)?),
+        None if Path::new("orgport.toml").is_file() => {
+            Config::load(Path::new("orgport.toml")).context("reading `orgport.toml` in the current directory")
+        }
+        None => Ok(Config::default()),
+    }
+}

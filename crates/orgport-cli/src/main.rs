@@ -1,0 +1,151 @@
+//! The `orgport` command: a thin shell over `orgport-core`. It parses flags and the
+//! configuration file into plain values, opens engines by URL, shows progress, and reports errors
+//! once.
+
+mod commands;
+mod engines;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Move one organisation (tenant) of a multi-tenant application's database to another instance:
+/// export its rows into a verifiable archive, import them elsewhere with new keys and every
+/// reference rewritten, and verify the result.
+#[derive(Parser)]
+#[command(name = "orgport", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show how the schema is classified: owned, referenced, kept, excluded and unrelated tables,
+    /// paths to the root, cycles, sensitive columns and warnings.
+    Plan(PlanArgs),
+    /// Export organisations into an archive, from one consistent snapshot of the source.
+    Export(ExportArgs),
+    /// Import an archive as new organisations, in one transaction: all or nothing.
+    Import(ImportArgs),
+    /// Compare an imported organisation with its archive, row by row and column by column.
+    Verify(VerifyArgs),
+    /// Print an archive's manifest after checking every checksum.
+    Inspect(InspectArgs),
+}
+
+/// Where the database is and how to read its tenancy.
+#[derive(Args)]
+struct Source {
+    /// Database URL: `sqlite://PATH` (relative) or `sqlite:///ABSOLUTE/PATH`.
+    #[arg(long, value_name = "URL")]
+    db: String,
+    /// orgport.toml with the root, exclusions, natural keys, sensitive groups, conflict policies and
+    /// undeclared references. Defaults to `orgport.toml` in the current directory if present.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    source: Source,
+    /// The tenant root table (overrides `root` in the configuration).
+    #[arg(long, value_name = "TABLE")]
+    root: Option<String>,
+    /// Output: a tree for people, JSON for programs, or a graph in Graphviz DOT or Mermaid.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    format: PlanFormat,
+    /// Fail (exit 1) if the plan has warnings: a CI gate for an application's schema.
+    #[arg(long)]
+    strict: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PlanFormat {
+    Text,
+    Json,
+    Dot,
+    Mermaid,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    source: Source,
+    /// The tenant root table (overrides `root` in the configuration).
+    #[arg(long, value_name = "TABLE")]
+    root: Option<String>,
+    /// Key of an organisation to export (the root table's primary key); repeat for several.
+    #[arg(long = "org", value_name = "KEY", required = true)]
+    orgs: Vec<String>,
+    /// Sensitive groups to include, comma-separated (e.g. `passwords,otp`); withheld otherwise.
+    #[arg(long = "with", value_name = "GROUPS", value_delimiter = ',')]
+    with: Vec<String>,
+    /// The archive to write. It appears only once complete.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Replace `--out` if it exists.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    #[command(flatten)]
+    source: Source,
+    /// The archive to import.
+    #[arg(long = "in", value_name = "FILE")]
+    input: PathBuf,
+    /// Do everything but commit; report what would be created, matched and renamed.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the result as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    source: Source,
+    /// The archive that was imported.
+    #[arg(long = "in", value_name = "FILE")]
+    input: PathBuf,
+    /// Key of the imported organisation on the target; repeat in the archive's order when it holds several.
+    #[arg(long = "org", value_name = "NEWKEY", required = true)]
+    orgs: Vec<String>,
+    /// Print the result as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// The archive to read.
+    #[arg(long = "in", value_name = "FILE")]
+    input: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Plan(args) => commands::plan::run(args),
+        Command::Export(args) => commands::export::run(args),
+        Command::Import(args) => commands::import::run(args),
+        Command::Verify(args) => commands::verify::run(args),
+        Command::Inspect(args) => commands::inspect::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! Archive format v1: one file holding a manifest and the rows of every exported table.
+//!
+//! ```text
+//! magic      8 bytes   "ORGPORT\0"
+//! version    u32 LE    format version (1)
+//! length     u32 LE    manifest length in bytes
+//! manifest   JSON      see [`Manifest`]
+//! checksum   32 bytes  SHA-256 of the manifest
+//! data       zstd      every table's rows in manifest order, each value in the typed encoding of
+//!                      [`codec`]; SHA-256 and length of these compressed bytes are in the manifest
+//! ```
+//!
+//! The version is outside the compressed part so an unknown one is refused before anything else is
+//! read. Each table's rows carry a SHA-256 of their encoding, checked as they are read; a reader
+//! reports the end of the archive only after every checksum has matched.
+
+pub mod codec;
+
+use std::collections::BTreeMap;
+use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::plan::Role;
+use crate::value::{Value, ValueKind};
+
+pub const MAGIC: &[u8; 8] = b"ORGPORT\0";
+pub const FORMAT_VERSION: u32 = 1;
+const MAX_MANIFEST_BYTES: u32 = 64 << 20;
+/// zstd's window is capped so a crafted frame cannot demand gigabytes of memory (2^27 = 128 MiB).
+const MAX_WINDOW_LOG: u32 = 27;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub orgport_version: String,
+    pub created_unix: u64,
+    pub source_engine: String,
+    pub root_table: String,
+    pub root_key: String,
+    /// Root keys of the exported organisations.
+    pub orgs: Vec<Value>,
+    /// Sensitive groups included on request.
+    pub with_groups: Vec<String>,
+    pub tables: Vec<TableManifest>,
+    /// References cut and rows left out at export, with the reason.
+    pub cut: Vec<CutReport>,
+    pub data: DataManifest,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TableManifest {
+    pub name: String,
+    pub role: Role,
+    pub columns: Vec<ColumnManifest>,
+    pub primary_key: Vec<String>,
+    pub rows: u64,
+    pub sha256: String,
+    /// Columns left out as sensitive → their group.
+    pub withheld: BTreeMap<String, String>,
+}
+
+impl TableManifest {
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ColumnManifest {
+    pub name: String,
+    pub declared_type: String,
+    pub kind: ValueKind,
+    pub nullable: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CutReport {
+    pub table: String,
+    pub columns: Vec<String>,
+    pub to: String,
+    pub reason: String,
+    /// `cut` (set to NULL) or `left out` (the row is not in the archive).
+    pub action: String,
+    pub rows: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DataManifest {
+    pub compressed_bytes: u64,
+    pub sha256: String,
+}
+
+/// Counts and hashes what passes through.
+struct Hashing<T> {
+    inner: T,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<T> Hashing<T> {
+    fn new(inner: T) -> Self {
+        Hashing { inner, hasher: Sha256::new(), bytes: 0 }
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Writes rows table by table into a compressed spool file, then the archive in one go.
+pub struct ArchiveWriter {
+    encoder: zstd::stream::write::Encoder<'static, BufWriter<std::fs::File>>,
+    tables: Vec<TableManifest>,
+    current: Option<(TableManifest, Sha256)>,
+    row: Vec<u8>,
+}
+
+impl ArchiveWriter {
+    /// `spool_dir` holds the compressed rows until the manifest is known (the system's temporary
+    /// directory when `None`).
+    pub fn new(spool_dir: Option<&std::path::Path>) -> Result<Self> {
+        let spool = match spool_dir {
+            Some(dir) => tempfile::tempfile_in(dir).map_err(|e| Error::io("cannot create a spool file in", dir, e))?,
+            None => tempfile::tempfile().map_err(|e| Error::io("cannot create a spool file in", std::env::temp_dir(), e))?,
+        };
+        let encoder = zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 16, spool), 3).map_err(Error::Stream)?;
+        Ok(ArchiveWriter { encoder, tables: Vec::new(), current: None, row: Vec::with_capacity(1024) })
+    }
+
+    /// Starts a table; `rows` and `sha256` of `table` are filled in by [`ArchiveWriter::end_table`].
+    pub fn begin_table(&mut self, table: TableManifest) {
+        self.current = Some((table, Sha256::new()));
+    }
+
+    pub fn write_row(&mut self, row: &[Value]) -> Result<()> {
+        let (table, hasher) = self.current.as_mut().expect("write_row outside a table");
+        debug_assert_eq!(row.len(), table.columns.len());
+        self.row.clear();
+        for v in row {
+            codec::write_value(&mut self.row, v).map_err(|e| Error::Plan(format!("table `{}`: {e}", table.name)))?;
+        }
+        hasher.update(&self.row);
+        table.rows += 1;
+        self.encoder.write_all(&self.row).map_err(Error::Stream)
+    }
+
+    pub fn end_table(&mut self) {
+        if let Some((mut table, hasher)) = self.current.take() {
+            table.sha256 = hex::encode(hasher.finalize());
+            self.tables.push(table);
+        }
+    }
+
+    /// Writes the whole archive to `out`: the header, the manifest (`tables` and `data` filled in
+    /// from what was written) and the spooled rows.
+    pub fn finish(mut self, mut manifest: Manifest, out: &mut dyn Write) -> Result<Manifest> {
+        self.end_table();
+        let writer = self.encoder.finish().map_err(Error::Stream)?;
+        let mut spool = writer.into_inner().map_err(|e| Error::Stream(e.into_error()))?;
+        spool.seek(io::SeekFrom::Start(0)).map_err(Error::Stream)?;
+        let mut hashing = Hashing::new(&mut spool);
+        io::copy(&mut hashing, &mut io::sink()).map_err(Error::Stream)?;
+        manifest.format_version = FORMAT_VERSION;
+        manifest.tables = self.tables;
+        manifest.data = DataManifest { compressed_bytes: hashing.bytes, sha256: hex::encode(hashing.hasher.finalize()) };
+        let json = serde_json::to_vec(&manifest).map_err(|e| Error::Plan(format!("cannot encode the manifest: {e}")))?;
+        let len = u32::try_from(json.len()).ok().filter(|&l| l <= MAX_MANIFEST_BYTES);
+        let len = len.ok_or_else(|| Error::Plan("the manifest is larger than 64 MiB".into()))?;
+        out.write_all(MAGIC).map_err(Error::Stream)?;
+        out.write_all(&FORMAT_VERSION.to_le_bytes()).map_err(Error::Stream)?;
+        out.write_all(&len.to_le_bytes()).map_err(Error::Stream)?;
+        out.write_all(&json).map_err(Error::Stream)?;
+        out.write_all(&Sha256::digest(&json)).map_err(Error::Stream)?;
+        spool.seek(io::SeekFrom::Start(0)).map_err(Error::Stream)?;
+        io::copy(&mut spool, out).map_err(Error::Stream)?;
+        out.flush().map_err(Error::Stream)?;
+        Ok(manifest)
+    }
+}
+
+/// Reads an archive row by row, checking every checksum on the way.
+pub struct ArchiveReader<R: Read> {
+    manifest: Manifest,
+    decoder: BufReader<zstd::stream::read::Decoder<'static, BufReader<Hashing<R>>>>,
+    table: usize,
+    rows_read: u64,
+    hasher: Sha256,
+    row: Vec<Value>,
+    finished: bool,
+}
+
+/// Reads only the header and manifest.
+pub fn read_manifest(input: &mut impl Read) -> Result<Manifest> {
+    let mut magic = [0u8; 8];
+    read_header_bytes(input, &mut magic)?;
+    if &magic != MAGIC {
+        return Err(Error::Corrupt("not an orgport archive (the file does not start with `ORGPORT`)".into()));
+    }
+    let mut word = [0u8; 4];
+    read_header_bytes(input, &mut word)?;
+    let version = u32::from_le_bytes(word);
+    if version != FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
+    }
+    read_header_bytes(input, &mut word)?;
+    let len = u32::from_le_bytes(word);
+    if len > MAX_MANIFEST_BYTES {
+        return Err(Error::Corrupt(format!("the manifest declares {len} bytes, more than the limit of 64 MiB")));
+    }
+    let mut json = Vec::new();
+    input.take(u64::from(len)).read_to_end(&mut json).map_err(Error::Stream)?;
+    let mut sum = [0u8; 32];
+    if json.len() != len as usize {
+        return Err(Error::Corrupt("the archive is truncated inside its manifest".into()));
+    }
+    read_header_bytes(input, &mut sum)?;
+    if Sha256::digest(&json).as_slice() != sum {
+        return Err(Error::Corrupt("the manifest does not match its checksum".into()));
+    }
+    let manifest: Manifest =
+        serde_json::from_slice(&json).map_err(|e| Error::Corrupt(format!("the manifest is not valid: {e}")))?;
+    validate(&manifest)?;
+    Ok(manifest)
+}
+
+fn read_header_bytes(input: &mut impl Read, buf: &mut [u8]) -> Result<()> {
+    input.read_exact(buf).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => Error::Corrupt("the archive is truncated inside its header".into()),
+        _ => Error::Stream(e),
+    })
+}
+
+fn validate(m: &Manifest) -> Result<()> {
+    if m.orgs.is_empty() {
+        return Err(Error::Corrupt("the manifest names no organisation".into()));
+    }
+    for t in &m.tables {
+        if t.columns.is_empty() {
+            return Err(Error::Corrupt(format!("table `{}` has no columns in the manifest", t.name)));
+        }
+        if t.sha256.len() != 64 {
+            return Err(Error::Corrupt(format!("table `{}` has no valid checksum in the manifest", t.name)));
+        }
+    }
+    Ok(())
+}
+
+impl<R: Read> ArchiveReader<R> {
+    pub fn open(mut input: R) -> Result<Self> {
+        let manifest = read_manifest(&mut input)?;
+        let mut decoder = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 16, Hashing::new(input)))
+            .map_err(Error::Stream)?;
+        decoder.window_log_max(MAX_WINDOW_LOG).map_err(Error::Stream)?;
+        // Values are read a few bytes at a time; buffering spares a zstd call for each.
+        let decoder = BufReader::with_capacity(1 << 16, decoder);
+        Ok(ArchiveReader { manifest, decoder, table: 0, rows_read: 0, hasher: Sha256::new(), row: Vec::new(), finished: false })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The next row and the index of its table in the manifest. `None` comes only once the whole
+    /// archive has been read and every checksum matched.
+    pub fn next_row(&mut self) -> Result<Option<(usize, &[Value])>> {
+        loop {
+            let Some(table) = self.manifest.tables.get(self.table) else {
+                self.finish()?;
+                return Ok(None);
+            };
+            if self.rows_read == table.rows {
+                let sum = hex::encode(std::mem::take(&mut self.hasher).finalize());
+                if sum != table.sha256 {
+                    return Err(Error::Corrupt(format!("the rows of table `{}` do not match their checksum", table.name)));
+                }
+                self.table += 1;
+                self.rows_read = 0;
+                continue;
+            }
+            self.row.clear();
+            let mut tee = Tee { inner: &mut self.decoder, hasher: &mut self.hasher };
+            for column in &table.columns {
+                let value = codec::read_value(&mut tee).map_err(|e| {
+                    read_error(e, &format!("table `{}`, row {}, column `{}`", table.name, self.rows_read + 1, column.name))
+                })?;
+                self.row.push(value);
+            }
+            self.rows_read += 1;
+            return Ok(Some((self.table, &self.row)));
+        }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if self.finished {
+            return Ok(());
+        }
+        let mut extra = [0u8; 1];
+        let n = self.decoder.read(&mut extra).map_err(|e| read_error(e, "the end of the data"))?;
+        if n != 0 {
+            return Err(Error::Corrupt("unexpected data after the last table".into()));
+        }
+        let hashing = self.decoder.get_ref().get_ref().get_ref();
+        let sum = hex::encode(hashing.hasher.clone().finalize());
+        if hashing.bytes != self.manifest.data.compressed_bytes || sum != self.manifest.data.sha256 {
+            return Err(Error::Corrupt("the compressed data does not match its checksum".into()));
+        }
+        self.finished = true;
+        Ok(())
+    }
+
+    /// Reads to the end, checking everything; returns the manifest.
+    pub fn check_all(mut self) -> Result<Manifest> {
+        while self.next_row()?.is_some() {}
+        Ok(self.manifest)
+    }
+}
+
+fn read_error(e: io::Error, at: &str) -> Error {
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => Error::Corrupt(format!("the archive is truncated (at {at})")),
+        io::ErrorKind::InvalidData => Error::Corrupt(format!("{e} (at {at})")),
+        // zstd reports damaged frames as plain I/O errors.
+        _ if e.get_ref().is_some() || e.kind() == io::ErrorKind::Other => {
+            Error::Corrupt(format!("the compressed data is damaged: {e} (at {at})"))
+        }
+        _ => Error::Stream(e),
+    }
+}
+
+/// Hashes the decompressed bytes of the current table as they are decoded.
+struct Tee<'a, R> {
+    inner: &'a mut R,
+    hasher: &'a mut Sha256,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}

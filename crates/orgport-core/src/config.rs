@@ -1,0 +1,89 @@
+//! `orgport.toml`: what the schema does not say about tenancy.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The tenant root table (`schema.table` where needed).
+    pub root: Option<String>,
+    /// Tables never exported; references into them are cut.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Lookup tables whose rows must exist on the target with the same key.
+    #[serde(default)]
+    pub keep: Vec<String>,
+    /// Natural keys of referenced tables: `users = ["email"]`.
+    #[serde(default, rename = "match")]
+    pub match_keys: BTreeMap<String, Vec<String>>,
+    /// Groups withheld unless asked for: `passwords = ["users.password_hash"]`, columns or tables.
+    #[serde(default)]
+    pub sensitive: BTreeMap<String, Vec<String>>,
+    /// Columns whose names look secret but are not.
+    #[serde(default)]
+    pub not_sensitive: Vec<String>,
+    /// What to do when a unique value of the archive already exists on the target.
+    #[serde(default)]
+    pub on_conflict: BTreeMap<String, ConflictPolicy>,
+    /// References the schema does not declare.
+    #[serde(default)]
+    pub reference: Vec<ReferenceConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictPolicy {
+    #[default]
+    Fail,
+    Suffix,
+    Regenerate,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceConfig {
+    /// `table.column`, or a list of them for a composite reference.
+    pub from: OneOrMany,
+    pub to: OneOrMany,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn items(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::One(s) => vec![s.as_str()],
+            OneOrMany::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read configuration", path, e))?;
+        Self::parse(&text).map_err(|e| match e {
+            Error::Config(msg) => Error::Config(format!("{}: {msg}", path.display())),
+            other => other,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| Error::Config(e.to_string().trim_end().to_string()))
+    }
+}
+
+/// Splits `table.column` (or `schema.table.column`) at its last dot.
+pub fn split_column_ref(s: &str) -> Option<(&str, &str)> {
+    let (t, c) = s.rsplit_once('.')?;
+    (!t.is_empty() && !c.is_empty()).then_some((t, c))
+}

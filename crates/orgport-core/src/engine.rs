@@ -1,0 +1,98 @@
+//! The trait every database engine implements, and the SQL dialect it speaks.
+//!
+//! The core builds SQL text through [`Dialect`] and drives the engine through a handful of
+//! primitives: introspect, a read snapshot, a write transaction, `query` and `execute`. Engines
+//! may override the bulk operations with faster native paths.
+
+use crate::error::Result;
+use crate::schema::{Schema, Table};
+use crate::value::{Value, ValueKind};
+
+/// Quoting and parameter syntax of an engine's SQL.
+pub trait Dialect {
+    fn quote_ident(&self, ident: &str) -> String {
+        format!("\"{}\"", ident.replace('"', "\"\""))
+    }
+
+    /// The table's name as it appears in a `FROM` clause.
+    fn table_ref(&self, table: &Table) -> String {
+        match &table.schema {
+            Some(s) => format!("{}.{}", self.quote_ident(s), self.quote_ident(&table.name)),
+            None => self.quote_ident(&table.name),
+        }
+    }
+
+    /// The placeholder for the `n`-th parameter, starting at 1 (`?1`, `$1`).
+    fn placeholder(&self, n: usize) -> String;
+}
+
+/// What an engine can do, which changes how the plan breaks cycles.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Capabilities {
+    /// Every foreign key can be checked at commit, whatever its declaration (SQLite's
+    /// `PRAGMA defer_foreign_keys`), so cycles and forward references need no second pass.
+    pub defer_all_foreign_keys: bool,
+}
+
+/// A connection to one database, source or target.
+pub trait Engine {
+    /// The engine's name as written in archives (`sqlite`, `postgres`).
+    fn name(&self) -> &'static str;
+
+    /// Static so that SQL can be built while the connection is busy streaming.
+    fn dialect(&self) -> &'static dyn Dialect;
+
+    fn capabilities(&self) -> Capabilities;
+
+    fn introspect(&mut self) -> Result<Schema>;
+
+    /// Starts a read-only transaction on one consistent snapshot; every query until
+    /// [`Engine::end`] sees the same data and nothing is written.
+    fn begin_snapshot(&mut self) -> Result<()>;
+
+    /// Starts the import transaction. It must keep other writers from allocating keys until it
+    /// ends, and defer foreign-key checks to commit where the engine allows it.
+    fn begin_write(&mut self) -> Result<()>;
+
+    fn commit(&mut self) -> Result<()>;
+
+    /// Ends a snapshot or abandons a write transaction, leaving the database as it was.
+    fn end(&mut self) -> Result<()>;
+
+    /// Runs a query, decoding each column with the given kind, and hands every row to `on_row`
+    /// as it arrives.
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        kinds: &[ValueKind],
+        on_row: &mut dyn FnMut(&[Value]) -> Result<()>,
+    ) -> Result<()>;
+
+    /// Runs a statement and returns the number of rows it changed.
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64>;
+
+    /// The largest value of an integer key column, or of the engine's own counter for it if
+    /// larger; new keys are allocated above it.
+    fn max_key(&mut self, table: &Table, column: &str) -> Result<i64> {
+        let d = self.dialect();
+        let sql = format!("SELECT max({}) FROM {}", d.quote_ident(column), d.table_ref(table));
+        let row = self.query_one(&sql, &[], &[ValueKind::Integer])?;
+        Ok(match row.as_deref() {
+            Some([Value::Int(i)]) => *i,
+            _ => 0,
+        })
+    }
+
+    /// Runs a query that returns at most one row.
+    fn query_one(&mut self, sql: &str, params: &[Value], kinds: &[ValueKind]) -> Result<Option<Vec<Value>>> {
+        let mut found = None;
+        self.query(sql, params, kinds, &mut |row| {
+            if found.is_none() {
+                found = Some(row.to_vec());
+            }
+            Ok(())
+        })?;
+        Ok(found)
+    }
+}

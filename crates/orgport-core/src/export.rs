@@ -1,0 +1,242 @@
+//! Export: one organisation's rows, read from one consistent snapshot, into an archive.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::Write;
+use std::path::Path;
+
+use crate::archive::{codec, ArchiveWriter, ColumnManifest, CutReport, Manifest, TableManifest};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::plan::{Plan, Role};
+use crate::progress::Progress;
+use crate::select::Selection;
+use crate::value::{parse_uuid, Value, ValueKind};
+
+pub struct ExportOptions<'a> {
+    /// Root keys as the user typed them.
+    pub orgs: Vec<String>,
+    /// Sensitive groups to include.
+    pub with_groups: BTreeSet<String>,
+    /// Where the compressed rows wait for the manifest (beside the output file is best).
+    pub spool_dir: Option<&'a Path>,
+}
+
+/// Turns the text of a key into a value of the column's kind.
+pub fn parse_key(text: &str, kind: ValueKind) -> Result<Value> {
+    match kind {
+        ValueKind::Integer => text
+            .trim()
+            .parse::<i64>()
+            .map(Value::Int)
+            .map_err(|_| Error::Plan(format!("organisation key `{text}` is not an integer"))),
+        ValueKind::Uuid => parse_uuid(text)
+            .map(Value::Uuid)
+            .ok_or_else(|| Error::Plan(format!("organisation key `{text}` is not a UUID"))),
+        _ => Ok(Value::Text(text.to_string())),
+    }
+}
+
+/// The columns of table `t` that go into an archive with these groups.
+pub fn exported_columns(plan: &Plan, t: usize, with: &BTreeSet<String>) -> (Vec<String>, BTreeMap<String, String>) {
+    let mut withheld = BTreeMap::new();
+    let mut cols = Vec::new();
+    for c in &plan.table(t).columns {
+        if c.generated {
+            continue;
+        }
+        match plan.tables[t].sensitive.get(&c.name) {
+            Some(g) if !with.contains(g) => {
+                withheld.insert(c.name.clone(), g.clone());
+            }
+            _ => cols.push(c.name.clone()),
+        }
+    }
+    (cols, withheld)
+}
+
+/// Whether table `t` is exported at all with these groups.
+pub fn table_included(plan: &Plan, t: usize, with: &BTreeSet<String>) -> bool {
+    let p = &plan.tables[t];
+    p.role.is_exported() && p.group.as_ref().is_none_or(|g| with.contains(g))
+}
+
+pub fn export(
+    engine: &mut dyn Engine,
+    plan: &Plan,
+    options: &ExportOptions,
+    out: &mut dyn Write,
+    progress: &dyn Progress,
+) -> Result<Manifest> {
+    let groups = plan.groups();
+    for g in &options.with_groups {
+        if !groups.contains(g) {
+            let known: Vec<&str> = groups.iter().map(String::as_str).collect();
+            return Err(Error::Config(format!(
+                "unknown sensitive group `{g}` in `--with` (groups of this plan: {})",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            )));
+        }
+    }
+    if options.orgs.is_empty() {
+        return Err(Error::Plan("no organisation to export: pass `--org KEY`".into()));
+    }
+    let kind = plan.root_key_kind();
+    let orgs: Vec<Value> = options.orgs.iter().map(|o| parse_key(o, kind)).collect::<Result<_>>()?;
+
+    engine.begin_snapshot()?;
+    let result = export_in_snapshot(engine, plan, options, &orgs, out, progress);
+    let ended = engine.end();
+    let manifest = result?;
+    ended?;
+    Ok(manifest)
+}
+
+fn export_in_snapshot(
+    engine: &mut dyn Engine,
+    plan: &Plan,
+    options: &ExportOptions,
+    orgs: &[Value],
+    out: &mut dyn Write,
+    progress: &dyn Progress,
+) -> Result<Manifest> {
+    let dialect = engine.dialect();
+    let root = plan.table(plan.root);
+    let exists = format!(
+        "SELECT 1 FROM {} WHERE {} = {}",
+        dialect.table_ref(root),
+        dialect.quote_ident(&plan.root_key),
+        dialect.placeholder(1)
+    );
+    for (org, text) in orgs.iter().zip(&options.orgs) {
+        if engine.query_one(&exists, std::slice::from_ref(org), &[ValueKind::Integer])?.is_none() {
+            return Err(Error::OrgNotFound { table: root.qualified(), key: text.clone() });
+        }
+    }
+
+    let selection = Selection::new(plan, engine.dialect(), orgs);
+    let mut writer = ArchiveWriter::new(options.spool_dir)?;
+    let mut cuts: BTreeMap<(usize, usize, &'static str), u64> = BTreeMap::new();
+    // Rows left out because they point at another organisation's row: their keys, per keyset,
+    // so rows pointing at them are cut too. Few in practice, so memory stays small.
+    let mut dropped: HashMap<(usize, Vec<String>), HashSet<Vec<u8>>> = HashMap::new();
+
+    for &t in &plan.order {
+        if !table_included(plan, t, &options.with_groups) {
+            continue;
+        }
+        let table = plan.table(t);
+        let (columns, withheld) = exported_columns(plan, t, &options.with_groups);
+        let query = selection.table_query(t, &columns);
+        let col_index = |name: &str| columns.iter().position(|c| c == name);
+        // Edges whose columns are all exported, with their column positions.
+        let edges: Vec<(usize, Vec<usize>)> = plan
+            .edges_from(t)
+            .filter_map(|(i, e)| {
+                let idx: Option<Vec<usize>> = e.from_columns.iter().map(|c| col_index(c)).collect();
+                idx.map(|idx| (i, idx))
+            })
+            .collect();
+        writer.begin_table(TableManifest {
+            name: table.qualified(),
+            role: plan.tables[t].role,
+            columns: columns
+                .iter()
+                .filter_map(|c| table.column(c))
+                .map(|c| ColumnManifest {
+                    name: c.name.clone(),
+                    declared_type: c.declared_type.clone(),
+                    kind: c.kind,
+                    nullable: c.nullable,
+                })
+                .collect(),
+            primary_key: table.primary_key.clone(),
+            rows: 0,
+            sha256: String::new(),
+            withheld,
+        });
+        progress.begin("export", &table.qualified(), None);
+        let ncols = columns.len();
+        let mut row: Vec<Value> = Vec::with_capacity(ncols);
+        engine.query(&query.sql, &query.params, &query.kinds, &mut |values| {
+            row.clear();
+            row.extend_from_slice(&values[..ncols]);
+            let mut keep_row = true;
+            for (edge, idx) in &edges {
+                let e = &plan.edges[*edge];
+                if idx.iter().any(|&i| row[i].is_null()) {
+                    continue;
+                }
+                let reason = if plan.tables[e.to].role == Role::Excluded {
+                    Some("points into an excluded table")
+                } else {
+                    let flag = query.flagged.iter().position(|f| f == edge).map(|k| &values[ncols + k]);
+                    let outside = matches!(flag, Some(Value::Int(0)));
+                    let gone = !dropped.is_empty()
+                        && dropped.get(&(e.to, e.to_columns.clone())).is_some_and(|set| {
+                            let key: Vec<Value> = idx.iter().map(|&i| row[i].clone()).collect();
+                            set.contains(&codec::encode(&key))
+                        });
+                    (outside || gone).then_some("points at another organisation's row")
+                };
+                let Some(reason) = reason else { continue };
+                if e.nullable {
+                    for &i in idx {
+                        row[i] = Value::Null;
+                    }
+                    *cuts.entry((t, *edge, reason)).or_default() += 1;
+                } else if plan.tables[e.to].role == Role::Excluded {
+                    *cuts.entry((t, *edge, "points into an excluded table (kept: column is NOT NULL)")).or_default() += 1;
+                } else {
+                    keep_row = false;
+                    *cuts.entry((t, *edge, reason)).or_default() += 1;
+                }
+            }
+            if !keep_row {
+                for ks in &plan.tables[t].keysets {
+                    let key: Option<Vec<Value>> = ks.iter().map(|c| col_index(c).map(|i| row[i].clone())).collect();
+                    if let Some(key) = key {
+                        dropped.entry((t, ks.clone())).or_default().insert(codec::encode(&key));
+                    }
+                }
+                return Ok(());
+            }
+            progress.rows(1);
+            writer.write_row(&row)
+        })?;
+        writer.end_table();
+        progress.end();
+    }
+
+    let cut = cuts
+        .into_iter()
+        .map(|((t, e, reason), rows)| {
+            let edge = &plan.edges[e];
+            let left_out = !edge.nullable && !reason.starts_with("points into");
+            CutReport {
+                table: plan.name(t),
+                columns: edge.from_columns.clone(),
+                to: plan.name(edge.to),
+                reason: reason.to_string(),
+                action: if left_out { "left out".into() } else if edge.nullable { "cut".into() } else { "kept".into() },
+                rows,
+            }
+        })
+        .collect();
+    let manifest = Manifest {
+        format_version: 0,
+        orgport_version: env!("CARGO_PKG_VERSION").to_string(),
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        source_engine: engine.name().to_string(),
+        root_table: plan.name(plan.root),
+        root_key: plan.root_key.clone(),
+        orgs: orgs.to_vec(),
+        with_groups: options.with_groups.iter().cloned().collect(),
+        tables: Vec::new(),
+        cut,
+        data: Default::default(),
+    };
+    writer.finish(manifest, out)
+}

@@ -1,0 +1,736 @@
+//! Import: a new organisation from an archive, with new keys and every reference rewritten, in one
+//! transaction.
+//!
+//! Three passes over the archive, all inside the write transaction so no other writer can take
+//! the keys being allocated:
+//! 1. allocate a key for every owned row, match shared rows by natural key (key map on disk);
+//! 2. rewrite every row and find every unique value that already exists, applying each column's
+//!    conflict policy — all problems are reported together, before the first write;
+//! 3. write the rows. Foreign keys are checked at commit, so order and cycles do not matter.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+
+use serde::Serialize;
+
+use crate::archive::{codec, ArchiveReader, CutReport, Manifest};
+use crate::config::ConflictPolicy;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::keys::{key_bytes, regenerate, unusable};
+use crate::plan::{Plan, Role};
+use crate::progress::Progress;
+use crate::scratch::Scratch;
+use crate::value::{Value, ValueKind};
+
+/// Opens the archive afresh for each pass.
+pub type Opener<'a> = dyn Fn() -> Result<Box<dyn Read>> + 'a;
+
+#[derive(Debug, Default)]
+pub struct ImportOptions {
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImportReport {
+    pub orgs: Vec<OrgMapping>,
+    pub tables: BTreeMap<String, TableCounts>,
+    pub renamed: Vec<Renamed>,
+    pub cut: Vec<CutReport>,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OrgMapping {
+    pub source: serde_json::Value,
+    pub target: serde_json::Value,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct TableCounts {
+    pub created: u64,
+    pub matched: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Renamed {
+    pub table: String,
+    pub column: String,
+    /// Absent for sensitive columns.
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// A value as plain JSON, for reports.
+pub fn value_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Bool(b) => (*b).into(),
+        Value::Int(i) => (*i).into(),
+        Value::Float(f) => (*f).into(),
+        Value::Uuid(u) => crate::value::format_uuid(u).into(),
+        other => other.as_str().map(|s| s.to_string().into()).unwrap_or_else(|| other.display().into()),
+    }
+}
+
+/// Where a primary-key column's new value comes from.
+#[derive(Clone, Copy)]
+pub(crate) enum KeySource {
+    /// The column is part of reference `edge`, rewritten with it (component `index`).
+    Reference { edge: usize, index: usize },
+    /// A new value allocated on the target.
+    Allocate,
+    /// Kept as is: it only distinguishes rows under a parent that changes.
+    Keep,
+}
+
+struct UniqueCheck {
+    id: i64,
+    columns: Vec<String>,
+    positions: Vec<usize>,
+    /// The column that gives way on a conflict, its position and policy.
+    policy: Option<(String, usize, ConflictPolicy)>,
+}
+
+/// How one archive table lands in its target table.
+pub(crate) struct TableMap {
+    pub(crate) target: usize,
+    pub(crate) role: Role,
+    pub(crate) name: String,
+    /// Reference edges of the target plan whose columns are all in the archive, with positions.
+    pub(crate) edges: Vec<(usize, Vec<usize>)>,
+    pub(crate) pk_positions: Vec<usize>,
+    pub(crate) pk_sources: Vec<KeySource>,
+    /// Keysets of the table with their positions (None when a column is not in the archive).
+    pub(crate) keysets: Vec<Option<Vec<usize>>>,
+    uniques: Vec<UniqueCheck>,
+    /// Columns withheld at export that the target needs a value for.
+    fill: Vec<(String, ValueKind, bool)>,
+    insert_sql: String,
+}
+
+struct Importer<'a> {
+    engine: &'a mut dyn Engine,
+    plan: &'a Plan,
+    manifest: Manifest,
+    maps: Vec<TableMap>,
+    scratch: Scratch,
+    counters: HashMap<(usize, usize), i64>,
+    problems: Vec<String>,
+    problem_count: usize,
+    conflicts: Vec<String>,
+    renamed: Vec<Renamed>,
+    cut: BTreeMap<(usize, usize), u64>,
+    counts: BTreeMap<String, TableCounts>,
+}
+
+pub(crate) fn keyset_id(table: usize, keyset: usize) -> i64 {
+    (table as i64) * 64 + keyset as i64
+}
+
+pub fn import(
+    engine: &mut dyn Engine,
+    plan: &Plan,
+    open: &Opener,
+    options: &ImportOptions,
+    progress: &dyn Progress,
+) -> Result<ImportReport> {
+    let manifest = crate::archive::read_manifest(&mut open()?)?;
+    let maps = map_tables(engine, plan, &manifest)?;
+    let mut importer = Importer {
+        engine,
+        plan,
+        manifest,
+        maps,
+        scratch: Scratch::new()?,
+        counters: HashMap::new(),
+        problems: Vec::new(),
+        problem_count: 0,
+        conflicts: Vec::new(),
+        renamed: Vec::new(),
+        cut: BTreeMap::new(),
+        counts: BTreeMap::new(),
+    };
+    importer.engine.begin_write()?;
+    let result = importer.run(open, options, progress);
+    match result {
+        Ok(report) if !options.dry_run => {
+            importer.engine.commit()?;
+            Ok(report)
+        }
+        Ok(report) => {
+            importer.engine.end()?;
+            Ok(report)
+        }
+        Err(e) => {
+            // The transaction is abandoned; its own error would hide the cause.
+            let _ = importer.engine.end();
+            Err(e)
+        }
+    }
+}
+
+/// Checks the archive against the target schema and works out how each table lands.
+pub(crate) fn map_tables(engine: &mut dyn Engine, plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMap>> {
+    let mut diffs = Vec::new();
+    let mut maps = Vec::new();
+    let dialect = engine.dialect();
+    if plan.name(plan.root) != manifest.root_table && plan.table(plan.root).name != manifest.root_table {
+        diffs.push(format!(
+            "the archive's root is `{}` but the target's plan uses `{}`",
+            manifest.root_table,
+            plan.name(plan.root)
+        ));
+    }
+    for tm in &manifest.tables {
+        let Some(t) = plan.schema.find(&tm.name) else {
+            diffs.push(format!("table `{}` is missing on the target", tm.name));
+            continue;
+        };
+        let table = plan.table(t);
+        let role = plan.tables[t].role;
+        let same_kind = role == tm.role || (role.is_owned() && tm.role.is_owned());
+        if !same_kind {
+            diffs.push(format!("table `{}` is {:?} in the archive but {:?} in the target's plan", tm.name, tm.role, role).to_lowercase());
+        }
+        for c in &tm.columns {
+            match table.column(&c.name) {
+                None => diffs.push(format!("column `{}.{}` is missing on the target", tm.name, c.name)),
+                Some(tc) if tc.generated => diffs.push(format!("column `{}.{}` is generated on the target", tm.name, c.name)),
+                Some(tc) if !tc.kind.accepts(c.kind) => diffs.push(format!(
+                    "column `{}.{}` is {} ({:?}) in the archive but {} ({:?}) on the target",
+                    tm.name, c.name, c.declared_type, c.kind, tc.declared_type, tc.kind
+                )),
+                _ => {}
+            }
+        }
+        let mut fill = Vec::new();
+        for tc in &table.columns {
+            if tc.generated || tm.column_index(&tc.name).is_some() {
+                continue;
+            }
+            if tm.withheld.contains_key(&tc.name) {
+                fill.push((tc.name.clone(), tc.kind, tc.nullable));
+            } else if !tc.nullable && tc.default.is_none() && !tc.auto_increment {
+                diffs.push(format!("column `{}.{}` is NOT NULL without a default on the target but not in the archive", tm.name, tc.name));
+            }
+        }
+        let pos = |name: &str| tm.column_index(name);
+        let edges: Vec<(usize, Vec<usize>)> = plan
+            .edges_from(t)
+            .filter_map(|(i, e)| e.from_columns.iter().map(|c| pos(c)).collect::<Option<Vec<_>>>().map(|p| (i, p)))
+            .collect();
+        let pk = &table.primary_key;
+        let pk_positions: Vec<usize> = pk.iter().filter_map(|c| pos(c)).collect();
+        if pk_positions.len() != pk.len() && role != Role::Keep {
+            diffs.push(format!("table `{}`: primary-key columns are missing from the archive", tm.name));
+        }
+        let exported = |e: usize| matches!(plan.tables[plan.edges[e].to].role, Role::Root | Role::Owned | Role::Referenced | Role::Dependent);
+        let mut pk_sources: Vec<KeySource> = pk
+            .iter()
+            .map(|c| {
+                edges
+                    .iter()
+                    .find(|(e, _)| exported(*e) && plan.edges[*e].from_columns.contains(c))
+                    .map(|(e, _)| KeySource::Reference { edge: *e, index: plan.edges[*e].from_columns.iter().position(|x| x == c).unwrap_or(0) })
+                    .unwrap_or(KeySource::Keep)
+            })
+            .collect();
+        if !pk_sources.iter().any(|s| matches!(s, KeySource::Reference { .. })) {
+            if let Some(first) = pk_sources.first_mut() {
+                *first = KeySource::Allocate;
+            }
+        }
+        let keysets = plan.tables[t]
+            .keysets
+            .iter()
+            .map(|ks| ks.iter().map(|c| pos(c)).collect::<Option<Vec<_>>>())
+            .collect();
+        let mut uniques = Vec::new();
+        let mut candidates: Vec<&Vec<String>> = table.unique_keys.iter().filter(|u| !u.partial).map(|u| &u.columns).collect();
+        if pk_sources.iter().all(|s| matches!(s, KeySource::Keep)) && !pk.is_empty() {
+            candidates.push(pk);
+        }
+        for (i, cols) in candidates.into_iter().enumerate() {
+            let Some(positions) = cols.iter().map(|c| pos(c)).collect::<Option<Vec<_>>>() else { continue };
+            let policy = cols.iter().zip(&positions).find_map(|(c, &p)| {
+                plan.tables[t].on_conflict.get(c).map(|pol| (c.clone(), p, *pol))
+            });
+            uniques.push(UniqueCheck { id: keyset_id(t, i), columns: cols.clone(), positions, policy });
+        }
+        let mut insert_cols: Vec<String> = tm.columns.iter().map(|c| c.name.clone()).collect();
+        insert_cols.extend(fill.iter().map(|(c, _, _)| c.clone()));
+        let insert_sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            dialect.table_ref(table),
+            insert_cols.iter().map(|c| dialect.quote_ident(c)).collect::<Vec<_>>().join(", "),
+            (1..=insert_cols.len()).map(|i| dialect.placeholder(i)).collect::<Vec<_>>().join(", ")
+        );
+        maps.push(TableMap {
+            target: t,
+            role,
+            name: table.qualified(),
+            edges,
+            pk_positions,
+            pk_sources,
+            keysets,
+            uniques,
+            fill,
+            insert_sql,
+        });
+    }
+    if !diffs.is_empty() {
+        return Err(Error::Incompatible(diffs));
+    }
+    Ok(maps)
+}
+
+const MAX_LISTED: usize = 50;
+
+impl Importer<'_> {
+    fn problem(&mut self, msg: String) {
+        self.problem_count += 1;
+        if self.problems.len() < MAX_LISTED {
+            self.problems.push(msg);
+        }
+    }
+
+    fn run(&mut self, open: &Opener, options: &ImportOptions, progress: &dyn Progress) -> Result<ImportReport> {
+        self.pass(open, progress, "allocate", Self::allocate)?;
+        self.stop_on_problems()?;
+        self.pass(open, progress, "check", Self::check)?;
+        if !self.conflicts.is_empty() {
+            return Err(Error::Conflicts(std::mem::take(&mut self.conflicts)));
+        }
+        self.stop_on_problems()?;
+        self.pass(open, progress, "import", Self::write)?;
+
+        let root_ks = keyset_id(self.plan.root, 0);
+        let mut orgs = Vec::new();
+        for org in &self.manifest.orgs {
+            let new = self.scratch.lookup_key(root_ks, &key_bytes(std::slice::from_ref(org)))?;
+            let new = new.map(|(bytes, _)| codec::decode(&bytes, 1)).transpose().map_err(Error::Stream)?;
+            let target = new.and_then(|v| v.into_iter().next()).unwrap_or(Value::Null);
+            orgs.push(OrgMapping { source: value_json(org), target: value_json(&target) });
+        }
+        let mut cut = self.manifest.cut.clone();
+        for (&(t, e), &rows) in &self.cut {
+            let edge = &self.plan.edges[e];
+            cut.push(CutReport {
+                table: self.plan.name(t),
+                columns: edge.from_columns.clone(),
+                to: self.plan.name(edge.to),
+                reason: "points at a row that is not in the archive".into(),
+                action: "cut".into(),
+                rows,
+            });
+        }
+        Ok(ImportReport {
+            orgs,
+            tables: std::mem::take(&mut self.counts),
+            renamed: std::mem::take(&mut self.renamed),
+            cut,
+            dry_run: options.dry_run,
+        })
+    }
+
+    fn stop_on_problems(&mut self) -> Result<()> {
+        if self.problem_count == 0 {
+            return Ok(());
+        }
+        let mut list = std::mem::take(&mut self.problems);
+        if self.problem_count > list.len() {
+            list.push(format!("… and {} more", self.problem_count - list.len()));
+        }
+        Err(Error::Unresolved(list))
+    }
+
+    /// Reads the whole archive, handing each row with its table and ordinal to `step`.
+    fn pass(
+        &mut self,
+        open: &Opener,
+        progress: &dyn Progress,
+        phase: &str,
+        step: fn(&mut Self, usize, u64, &[Value]) -> Result<()>,
+    ) -> Result<()> {
+        let mut reader = ArchiveReader::open(open()?)?;
+        let mut current = usize::MAX;
+        let mut ordinal = 0;
+        while let Some((table, row)) = reader.next_row()? {
+            if table != current {
+                if current != usize::MAX {
+                    progress.end();
+                }
+                current = table;
+                ordinal = 0;
+                let tm = &self.manifest.tables[table];
+                progress.begin(phase, &tm.name, Some(tm.rows));
+            }
+            step(self, table, ordinal, row)?;
+            ordinal += 1;
+            progress.rows(1);
+        }
+        if current != usize::MAX {
+            progress.end();
+        }
+        Ok(())
+    }
+
+    fn pick(row: &[Value], positions: &[usize]) -> Vec<Value> {
+        positions.iter().map(|&p| row[p].clone()).collect()
+    }
+
+    fn lookup(&self, table: usize, keyset: usize, old: &[Value]) -> Result<Option<(Vec<Value>, bool)>> {
+        let found = self.scratch.lookup_key(keyset_id(table, keyset), &key_bytes(old))?;
+        found
+            .map(|(bytes, created)| codec::decode(&bytes, old.len()).map(|v| (v, created)).map_err(Error::Stream))
+            .transpose()
+    }
+
+    /// The new value of reference `edge` for these old values: None when the referenced row is not
+    /// known to the import.
+    fn follow(&self, edge: usize, old: &[Value]) -> Result<Option<(Vec<Value>, bool)>> {
+        let e = &self.plan.edges[edge];
+        match self.plan.tables[e.to].role {
+            Role::Root | Role::Owned | Role::Referenced | Role::Dependent | Role::Keep => {
+                let Some(ks) = self.plan.tables[e.to].keysets.iter().position(|k| *k == e.to_columns) else {
+                    return Ok(None);
+                };
+                if self.plan.tables[e.to].role == Role::Keep && ks != 0 {
+                    return Ok(Some((old.to_vec(), false)));
+                }
+                self.lookup(e.to, ks, old)
+            }
+            Role::Excluded | Role::Unrelated => Ok(Some((old.to_vec(), false))),
+        }
+    }
+
+    fn new_key(&mut self, t: usize, col: usize, old: &Value) -> Result<Value> {
+        if let Value::Int(_) = old {
+            let next = match self.counters.get(&(t, col)) {
+                Some(&n) => n,
+                None => {
+                    let table = self.plan.table(t);
+                    let name = &table.primary_key[col];
+                    self.engine.max_key(table, name)?
+                }
+            } + 1;
+            self.counters.insert((t, col), next);
+            return Ok(Value::Int(next));
+        }
+        Ok(regenerate(old))
+    }
+
+    /// Gives the row a new primary key and records it in the key map.
+    fn allocate_row(&mut self, a: usize, row: &[Value], created: bool) -> Result<bool> {
+        let map = &self.maps[a];
+        let (t, name) = (map.target, map.name.clone());
+        if map.pk_positions.is_empty() || map.pk_positions.len() != map.pk_sources.len() {
+            return Ok(true);
+        }
+        let old = Self::pick(row, &map.pk_positions);
+        let sources = map.pk_sources.clone();
+        let edges = map.edges.clone();
+        let mut new = Vec::with_capacity(old.len());
+        for (i, source) in sources.iter().enumerate() {
+            new.push(match *source {
+                KeySource::Keep => old[i].clone(),
+                KeySource::Allocate => self.new_key(t, i, &old[i])?,
+                KeySource::Reference { edge, index } => {
+                    let positions = &edges.iter().find(|(e, _)| *e == edge).expect("edge in archive").1;
+                    match self.follow(edge, &Self::pick(row, positions))? {
+                        Some((v, _)) => v[index].clone(),
+                        None => {
+                            self.problem(format!(
+                                "table `{name}`: primary key {} refers to `{}` row that is not in the archive",
+                                show(&old),
+                                self.plan.name(self.plan.edges[edge].to)
+                            ));
+                            return Ok(false);
+                        }
+                    }
+                }
+            });
+        }
+        self.scratch.map_key(keyset_id(t, 0), &key_bytes(&old), &codec::encode(&new), created)?;
+        Ok(true)
+    }
+
+    /// Pass 1: keys for owned and created rows, matches for shared ones.
+    fn allocate(&mut self, a: usize, _ordinal: u64, row: &[Value]) -> Result<()> {
+        let (t, role) = (self.maps[a].target, self.maps[a].role);
+        let name = self.maps[a].name.clone();
+        match role {
+            Role::Root | Role::Owned => {
+                if self.allocate_row(a, row, true)? {
+                    self.counts.entry(name).or_default().created += 1;
+                }
+            }
+            Role::Dependent => {
+                if self.parents_created(a, row)? && self.allocate_row(a, row, true)? {
+                    self.counts.entry(name).or_default().created += 1;
+                }
+            }
+            Role::Keep => {
+                let pk = self.plan.table(t).primary_key.clone();
+                let positions = self.maps[a].pk_positions.clone();
+                let old = Self::pick(row, &positions);
+                if self.find(t, &pk, &old, &pk)?.is_some() {
+                    self.scratch.map_key(keyset_id(t, 0), &key_bytes(&old), &codec::encode(&old), false)?;
+                    self.counts.entry(name).or_default().matched += 1;
+                } else {
+                    self.problem(format!("kept table `{name}`: no row with key {} on the target", show(&old)));
+                }
+            }
+            Role::Referenced => {
+                if let Some(found) = self.match_shared(a, row)? {
+                    for (ks, positions) in self.maps[a].keysets.clone().iter().enumerate() {
+                        if let Some(positions) = positions {
+                            let old = Self::pick(row, positions);
+                            let cols = &self.plan.tables[t].keysets[ks];
+                            let all_keys: Vec<String> = self.plan.tables[t].keysets.iter().flatten().cloned().collect();
+                            let new: Vec<Value> = cols
+                                .iter()
+                                .map(|c| found[all_keys.iter().position(|k| k == c).unwrap_or(0)].clone())
+                                .collect();
+                            self.scratch.map_key(keyset_id(t, ks), &key_bytes(&old), &codec::encode(&new), false)?;
+                        }
+                    }
+                    self.counts.entry(name).or_default().matched += 1;
+                } else if self.allocate_row(a, row, true)? {
+                    self.counts.entry(name).or_default().created += 1;
+                }
+            }
+            Role::Excluded | Role::Unrelated => {}
+        }
+        Ok(())
+    }
+
+    /// Looks up a row on the target by the values of `columns`; returns the values of `output`.
+    fn find(&mut self, t: usize, columns: &[String], values: &[Value], output: &[String]) -> Result<Option<Vec<Value>>> {
+        if values.iter().any(Value::is_null) {
+            return Ok(None);
+        }
+        let d = self.engine.dialect();
+        let table = self.plan.table(t);
+        let conds: Vec<String> =
+            columns.iter().enumerate().map(|(i, c)| format!("{} = {}", d.quote_ident(c), d.placeholder(i + 1))).collect();
+        let outs: Vec<String> = output.iter().map(|c| d.quote_ident(c)).collect();
+        let kinds: Vec<ValueKind> = output.iter().map(|c| table.column(c).map(|c| c.kind).unwrap_or(ValueKind::Any)).collect();
+        let sql = format!("SELECT {} FROM {} WHERE {} LIMIT 1", outs.join(", "), d.table_ref(table), conds.join(" AND "));
+        self.engine.query_one(&sql, values, &kinds)
+    }
+
+    /// A shared row's counterpart on the target, by natural key: the values of all its keysets.
+    fn match_shared(&mut self, a: usize, row: &[Value]) -> Result<Option<Vec<Value>>> {
+        let t = self.maps[a].target;
+        let Some(natural) = self.plan.tables[t].natural_key.clone() else { return Ok(None) };
+        let tm = &self.manifest.tables[a];
+        let Some(positions) = natural.iter().map(|c| tm.column_index(c)).collect::<Option<Vec<_>>>() else {
+            return Ok(None);
+        };
+        let mut values = Self::pick(row, &positions);
+        // A natural key may contain references (a name unique per parent): compare rewritten.
+        for (edge, edge_positions) in self.maps[a].edges.clone() {
+            for (k, p) in positions.iter().enumerate() {
+                if let Some(j) = edge_positions.iter().position(|x| x == p) {
+                    if let Some((new, _)) = self.follow(edge, &Self::pick(row, &edge_positions))? {
+                        values[k] = new[j].clone();
+                    }
+                }
+            }
+        }
+        let all_keys: Vec<String> = self.plan.tables[t].keysets.iter().flatten().cloned().collect();
+        self.find(t, &natural, &values, &all_keys)
+    }
+
+    fn parents_created(&self, a: usize, row: &[Value]) -> Result<bool> {
+        for (edge, positions) in &self.maps[a].edges {
+            if self.plan.tables[self.plan.edges[*edge].to].role == Role::Referenced {
+                let old = Self::pick(row, positions);
+                if old.iter().any(Value::is_null) {
+                    continue;
+                }
+                if !matches!(self.follow(*edge, &old)?, Some((_, true))) {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether this archive row becomes a row on the target.
+    fn is_inserted(&self, a: usize, row: &[Value]) -> Result<bool> {
+        let map = &self.maps[a];
+        Ok(match map.role {
+            Role::Root | Role::Owned => true,
+            Role::Keep | Role::Excluded | Role::Unrelated => false,
+            Role::Dependent => self.parents_created(a, row)?,
+            Role::Referenced => match &map.keysets.first() {
+                Some(Some(positions)) => {
+                    matches!(self.lookup(map.target, 0, &Self::pick(row, positions))?, Some((_, true)))
+                }
+                _ => true,
+            },
+        })
+    }
+
+    /// The row with its new key and rewritten references, and which positions hold new values.
+    /// Unresolvable references are reported (`report`) or cut.
+    fn rewrite(&mut self, a: usize, row: &[Value], count_cuts: bool) -> Result<Option<(Vec<Value>, Vec<bool>)>> {
+        let mut out = row.to_vec();
+        let mut fresh = vec![false; row.len()];
+        let t = self.maps[a].target;
+        let pk_positions = self.maps[a].pk_positions.clone();
+        if !pk_positions.is_empty() && pk_positions.len() == self.plan.table(t).primary_key.len() {
+            if let Some((new, _)) = self.lookup(t, 0, &Self::pick(row, &pk_positions))? {
+                for (k, &p) in pk_positions.iter().enumerate() {
+                    fresh[p] = !matches!(self.maps[a].pk_sources[k], KeySource::Keep);
+                    out[p] = new[k].clone();
+                }
+            }
+        }
+        for (edge, positions) in self.maps[a].edges.clone() {
+            let old = Self::pick(row, &positions);
+            if old.iter().any(Value::is_null) {
+                continue;
+            }
+            match self.follow(edge, &old)? {
+                Some((new, created)) => {
+                    for (k, &p) in positions.iter().enumerate() {
+                        out[p] = new[k].clone();
+                        fresh[p] |= created || self.plan.tables[self.plan.edges[edge].to].role.is_owned();
+                    }
+                }
+                None if self.plan.edges[edge].nullable => {
+                    for &p in &positions {
+                        out[p] = Value::Null;
+                    }
+                    if count_cuts {
+                        *self.cut.entry((t, edge)).or_default() += 1;
+                    }
+                }
+                None => {
+                    let e = &self.plan.edges[edge];
+                    let msg = format!(
+                        "table `{}`: ({}) = {} refers to a `{}` row that is neither in the archive nor on the target",
+                        self.maps[a].name,
+                        e.from_columns.join(", "),
+                        show(&old),
+                        self.plan.name(e.to)
+                    );
+                    self.problem(msg);
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some((out, fresh)))
+    }
+
+    /// Pass 2: rewritten rows, their other keys, and unique values that collide on the target.
+    fn check(&mut self, a: usize, ordinal: u64, row: &[Value]) -> Result<()> {
+        if !self.is_inserted(a, row)? {
+            return Ok(());
+        }
+        let Some((new, fresh)) = self.rewrite(a, row, false)? else { return Ok(()) };
+        let t = self.maps[a].target;
+        for (ks, positions) in self.maps[a].keysets.clone().iter().enumerate().skip(1) {
+            if let Some(positions) = positions {
+                let old = Self::pick(row, positions);
+                let created = Self::pick(&new, positions);
+                self.scratch.map_key(keyset_id(t, ks), &key_bytes(&old), &codec::encode(&created), true)?;
+            }
+        }
+        let uniques: Vec<(i64, Vec<String>, Vec<usize>, Option<(String, usize, ConflictPolicy)>)> = self.maps[a]
+            .uniques
+            .iter()
+            .map(|u| (u.id, u.columns.clone(), u.positions.clone(), u.policy.clone()))
+            .collect();
+        for (id, columns, positions, policy) in uniques {
+            let values = Self::pick(&new, &positions);
+            if values.iter().any(Value::is_null) || positions.iter().any(|&p| fresh[p]) {
+                continue;
+            }
+            let taken = self.find(t, &columns, &values, &columns[..1])?.is_some() || !self.scratch.claim(id, &key_bytes(&values))?;
+            if !taken {
+                continue;
+            }
+            let name = self.maps[a].name.clone();
+            let sensitive = |c: &str| self.plan.tables[t].sensitive.contains_key(c);
+            match policy {
+                Some((column, p, pol @ (ConflictPolicy::Suffix | ConflictPolicy::Regenerate))) => {
+                    let original = new[p].clone();
+                    let mut candidate = values.clone();
+                    let k = positions.iter().position(|&x| x == p).unwrap_or(0);
+                    for attempt in 2u64.. {
+                        candidate[k] = match (pol, &original) {
+                            (ConflictPolicy::Suffix, Value::Text(s)) => Value::Text(format!("{s}-{attempt}")),
+                            _ => regenerate(&original),
+                        };
+                        let free = self.find(t, &columns, &candidate, &columns[..1])?.is_none();
+                        if free && self.scratch.claim(id, &key_bytes(&candidate))? {
+                            break;
+                        }
+                        if attempt > 10_000 {
+                            return Err(Error::Plan(format!("table `{name}`: no free value for `{column}` after 10000 attempts")));
+                        }
+                    }
+                    self.scratch.set_override(a, ordinal, &column, &codec::encode(&candidate[k..=k]))?;
+                    let hide = sensitive(&column);
+                    self.renamed.push(Renamed {
+                        table: name,
+                        column: column.clone(),
+                        from: (!hide).then(|| original.display()),
+                        to: (!hide).then(|| candidate[k].display()),
+                    });
+                }
+                _ => {
+                    let shown = if columns.iter().any(|c| sensitive(c)) { "(sensitive value)".to_string() } else { show(&values) };
+                    self.conflicts.push(format!(
+                        "table `{name}`, unique ({}): {shown} already exists; \
+                         hint: set `on_conflict.\"{name}.{}\"` to `suffix` or `regenerate` in orgport.toml",
+                        columns.join(", "),
+                        columns.last().map(String::as_str).unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Pass 3: the row as it is written.
+    fn write(&mut self, a: usize, ordinal: u64, row: &[Value]) -> Result<()> {
+        if !self.is_inserted(a, row)? {
+            return Ok(());
+        }
+        let Some((mut new, _)) = self.rewrite(a, row, true)? else {
+            return Err(Error::Unresolved(std::mem::take(&mut self.problems)));
+        };
+        let tm = &self.manifest.tables[a];
+        for (column, bytes) in self.scratch.overrides(a, ordinal)? {
+            if let Some(p) = tm.column_index(&column) {
+                new[p] = codec::decode(&bytes, 1).map_err(Error::Stream)?.remove(0);
+            }
+        }
+        for (_, kind, nullable) in &self.maps[a].fill {
+            new.push(if *nullable { Value::Null } else { unusable(*kind) });
+        }
+        let sql = &self.maps[a].insert_sql;
+        self.engine.execute(sql, &new).map_err(|e| match e {
+            Error::Engine { context, source } => {
+                Error::Engine { context: format!("cannot insert into `{}`: {context}", self.maps[a].name), source }
+            }
+            other => other,
+        })?;
+        Ok(())
+    }
+}
+
+pub(crate) fn show(values: &[Value]) -> String {
+    let parts: Vec<String> = values.iter().map(Value::display).collect();
+    if parts.len() == 1 {
+        parts.into_iter().next().unwrap_or_default()
+    } else {
+        format!("({})", parts.join(", "))
+    }
+}

@@ -1,0 +1,656 @@
+//! The plan: which tables belong to an organisation, which are shared, and how each is moved.
+//!
+//! Computed from the live schema plus `orgport.toml`. Every table gets a [`Role`]; owned tables get
+//! their ownership edges (foreign keys one step closer to the root), referenced tables their
+//! natural key, and every exported column its sensitivity.
+
+mod render;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde::Serialize;
+
+use crate::config::{split_column_ref, ConflictPolicy, Config};
+use crate::engine::Capabilities;
+use crate::error::{Error, Result};
+use crate::schema::{Schema, Table};
+use crate::value::ValueKind;
+
+pub use render::Format;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The tenant root: one row per organisation.
+    Root,
+    /// Has a foreign-key path to the root: exported and recreated with new keys.
+    Owned,
+    /// Pointed at by exported rows: matched on the target by natural key, or created.
+    Referenced,
+    /// A lookup table: rows must already exist on the target with the same key.
+    Keep,
+    /// Hangs off a referenced table and is named in a sensitive group (a user's OTP devices):
+    /// exported only with that group, recreated only for created parents.
+    Dependent,
+    /// Never exported; references into it are cut.
+    Excluded,
+    /// No path either way; never touched.
+    Unrelated,
+}
+
+impl Role {
+    pub fn is_exported(self) -> bool {
+        matches!(self, Role::Root | Role::Owned | Role::Referenced | Role::Keep | Role::Dependent)
+    }
+
+    /// Rows of this role belong to one organisation and get new keys.
+    pub fn is_owned(self) -> bool {
+        matches!(self, Role::Root | Role::Owned)
+    }
+}
+
+/// A reference from rows of one table to rows of another: a declared foreign key or one from
+/// the configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Edge {
+    pub from: usize,
+    pub from_columns: Vec<String>,
+    pub to: usize,
+    pub to_columns: Vec<String>,
+    /// Every referencing column may be NULL, so the reference can be cut.
+    pub nullable: bool,
+    pub deferrable: bool,
+    /// Declared in the schema (false: from `[[reference]]` in the configuration).
+    pub declared: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TablePlan {
+    pub role: Role,
+    /// Distance from the root along ownership edges.
+    pub depth: Option<usize>,
+    /// Edges to tables one step closer to the root: a row is the organisation's when one of
+    /// them points at one of its rows.
+    pub ownership: Vec<usize>,
+    /// A self-reference along which ownership is inherited by rows that have no other path.
+    pub self_edge: Option<usize>,
+    /// The columns that identify a referenced row across instances.
+    pub natural_key: Option<Vec<String>>,
+    /// Sensitive column → its group.
+    pub sensitive: BTreeMap<String, String>,
+    /// The group the whole table belongs to, if any.
+    pub group: Option<String>,
+    pub on_conflict: BTreeMap<String, ConflictPolicy>,
+    /// Column sets by which other rows refer to this table's rows, the primary key first.
+    pub keysets: Vec<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Warning {
+    pub table: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}`: {}", self.table, self.message)
+    }
+}
+
+/// How a cycle of foreign keys among exported tables is broken on import.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cycle {
+    pub tables: Vec<String>,
+    pub broken_by: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub schema: Schema,
+    pub root: usize,
+    pub root_key: String,
+    pub edges: Vec<Edge>,
+    pub tables: Vec<TablePlan>,
+    /// Exported tables, each after the tables it references (cycles broken at the root side).
+    pub order: Vec<usize>,
+    pub cycles: Vec<Cycle>,
+    /// Edges between owned tables that may point at another organisation's row.
+    pub cross_tenant: Vec<usize>,
+    /// Edges from exported tables into excluded ones.
+    pub into_excluded: Vec<usize>,
+    pub warnings: Vec<Warning>,
+}
+
+const TENANT_COLUMNS: &[&str] = &[
+    "org_id",
+    "organization_id",
+    "organisation_id",
+    "tenant_id",
+    "account_id",
+    "workspace_id",
+    "team_id",
+    "company_id",
+];
+
+impl Plan {
+    pub fn build(schema: Schema, config: &Config, root_override: Option<&str>, caps: Capabilities) -> Result<Plan> {
+        let root_name = root_override
+            .or(config.root.as_deref())
+            .ok_or_else(|| Error::Plan("no tenant root table: pass `--root TABLE` or set `root` in orgport.toml".into()))?;
+        let root = find_table(&schema, root_name, "root")?;
+        let root_table = &schema.tables[root];
+        let root_key = match root_table.primary_key.as_slice() {
+            [one] => one.clone(),
+            [] => return Err(Error::Plan(format!("root table `{root_name}` has no primary key"))),
+            _ => {
+                return Err(Error::Plan(format!(
+                    "root table `{root_name}` has a composite primary key; orgport needs a single-column key to name organisations"
+                )))
+            }
+        };
+
+        let mut warnings = Vec::new();
+        let edges = collect_edges(&schema, config, &mut warnings)?;
+        let n = schema.tables.len();
+        let excluded = table_set(&schema, &config.exclude, "exclude")?;
+        let keep = table_set(&schema, &config.keep, "keep")?;
+        if excluded.contains(&root) || keep.contains(&root) {
+            return Err(Error::Config(format!("the root table `{root_name}` cannot be excluded or kept")));
+        }
+
+        // Ownership: breadth-first from the root along references, child to parent.
+        let mut depth: Vec<Option<usize>> = vec![None; n];
+        depth[root] = Some(0);
+        let mut queue = VecDeque::from([root]);
+        while let Some(parent) = queue.pop_front() {
+            for e in edges.iter().filter(|e| e.to == parent && e.from != parent) {
+                if depth[e.from].is_none() && !excluded.contains(&e.from) && !keep.contains(&e.from) {
+                    depth[e.from] = Some(depth[parent].unwrap_or(0) + 1);
+                    queue.push_back(e.from);
+                }
+            }
+        }
+
+        let mut roles: Vec<Role> = (0..n)
+            .map(|i| {
+                if i == root {
+                    Role::Root
+                } else if excluded.contains(&i) {
+                    Role::Excluded
+                } else if keep.contains(&i) {
+                    Role::Keep
+                } else if depth[i].is_some() {
+                    Role::Owned
+                } else {
+                    Role::Unrelated
+                }
+            })
+            .collect();
+
+        // Referenced: what exported rows point at, transitively.
+        let mut queue: VecDeque<usize> = (0..n).filter(|&i| roles[i].is_owned()).collect();
+        while let Some(t) = queue.pop_front() {
+            for e in edges.iter().filter(|e| e.from == t) {
+                if roles[e.to] == Role::Unrelated {
+                    roles[e.to] = Role::Referenced;
+                    queue.push_back(e.to);
+                }
+            }
+        }
+
+        // Sensitive groups: columns and whole tables.
+        let mut sensitive: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); n];
+        let mut table_group: Vec<Option<String>> = vec![None; n];
+        for (group, items) in &config.sensitive {
+            for item in items {
+                if let Some(t) = schema.find(item) {
+                    table_group[t] = Some(group.clone());
+                    continue;
+                }
+                let (t, c) = resolve_column(&schema, item, &format!("sensitive.{group}"))?;
+                sensitive[t].insert(c, group.clone());
+            }
+        }
+        for t in 0..n {
+            if roles[t] == Role::Unrelated && table_group[t].is_some() {
+                let hangs_off_shared = edges.iter().any(|e| e.from == t && roles[e.to] == Role::Referenced);
+                if hangs_off_shared {
+                    roles[t] = Role::Dependent;
+                }
+            }
+        }
+        let mut not_sensitive = BTreeSet::new();
+        for item in &config.not_sensitive {
+            not_sensitive.insert(resolve_column(&schema, item, "not_sensitive")?);
+        }
+        for t in (0..n).filter(|&t| roles[t].is_exported() && table_group[t].is_none()) {
+            for col in &schema.tables[t].columns {
+                if sensitive[t].contains_key(&col.name) || not_sensitive.contains(&(t, col.name.clone())) {
+                    continue;
+                }
+                if let Some(group) = guess_sensitive_group(&col.name) {
+                    warnings.push(Warning {
+                        table: schema.tables[t].qualified(),
+                        message: format!(
+                            "column `{}` looks secret: withheld as group `{group}` unless `--with {group}`; \
+                             classify it under [sensitive] or `not_sensitive` in orgport.toml",
+                            col.name
+                        ),
+                    });
+                    sensitive[t].insert(col.name.clone(), group.to_string());
+                }
+            }
+        }
+
+        // Conflict policies.
+        let mut on_conflict: Vec<BTreeMap<String, ConflictPolicy>> = vec![BTreeMap::new(); n];
+        for (item, policy) in &config.on_conflict {
+            let (t, c) = resolve_column(&schema, item, "on_conflict")?;
+            on_conflict[t].insert(c, *policy);
+        }
+
+        // Natural keys of referenced tables.
+        let mut natural: Vec<Option<Vec<String>>> = vec![None; n];
+        for (name, cols) in &config.match_keys {
+            let t = find_table(&schema, name, "match")?;
+            for c in cols {
+                if schema.tables[t].column(c).is_none() {
+                    return Err(Error::Config(format!("match.{name}: table `{name}` has no column `{c}`")));
+                }
+            }
+            natural[t] = Some(cols.clone());
+        }
+        for t in 0..n {
+            let table = &schema.tables[t];
+            match roles[t] {
+                Role::Keep => natural[t] = Some(table.primary_key.clone()),
+                Role::Referenced if natural[t].is_none() => {
+                    natural[t] = guess_natural_key(table);
+                    if natural[t].is_none() {
+                        warnings.push(Warning {
+                            table: table.qualified(),
+                            message: "referenced table has no natural key (a unique NOT NULL column set): its rows are \
+                                      always created on import; name one under [match] in orgport.toml"
+                                .into(),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        // Tenant-looking columns that no reference explains.
+        let root_singular = singular(&root_table.name);
+        for (t, table) in schema.tables.iter().enumerate() {
+            if roles[t].is_owned() || roles[t] == Role::Excluded {
+                continue;
+            }
+            for col in &table.columns {
+                let lower = col.name.to_lowercase();
+                let tenantish = TENANT_COLUMNS.contains(&lower.as_str()) || lower == format!("{root_singular}_id");
+                let explained = edges.iter().any(|e| e.from == t && e.from_columns.contains(&col.name));
+                if tenantish && !explained {
+                    warnings.push(Warning {
+                        table: table.qualified(),
+                        message: format!(
+                            "column `{}` looks like a reference to the root `{}` but has no foreign key, so the table \
+                             is {}; declare it with [[reference]] or exclude the table",
+                            col.name,
+                            root_table.qualified(),
+                            role_word(roles[t])
+                        ),
+                    });
+                }
+            }
+        }
+
+        let mut tables: Vec<TablePlan> = (0..n)
+            .map(|t| TablePlan {
+                role: roles[t],
+                depth: depth[t],
+                ownership: Vec::new(),
+                self_edge: None,
+                natural_key: natural[t].clone(),
+                sensitive: std::mem::take(&mut sensitive[t]),
+                group: table_group[t].clone(),
+                on_conflict: std::mem::take(&mut on_conflict[t]),
+                keysets: Vec::new(),
+            })
+            .collect();
+
+        let mut cross_tenant = Vec::new();
+        let mut into_excluded = Vec::new();
+        for (i, e) in edges.iter().enumerate() {
+            if !roles[e.from].is_exported() {
+                continue;
+            }
+            if roles[e.to] == Role::Excluded {
+                into_excluded.push(i);
+                continue;
+            }
+            if roles[e.from] == Role::Owned {
+                if e.from == e.to {
+                    if tables[e.from].self_edge.is_none() {
+                        tables[e.from].self_edge = Some(i);
+                    }
+                } else if roles[e.to].is_owned() && depth[e.to].map(|d| d + 1) == depth[e.from] {
+                    tables[e.from].ownership.push(i);
+                }
+            }
+            if roles[e.to].is_exported() {
+                let keysets = &mut tables[e.to].keysets;
+                if !keysets.contains(&e.to_columns) {
+                    keysets.push(e.to_columns.clone());
+                }
+            }
+        }
+        for (i, e) in edges.iter().enumerate() {
+            let from_owned = roles[e.from].is_owned() || roles[e.from] == Role::Referenced;
+            let sole_ownership = tables[e.from].ownership == [i];
+            if from_owned && roles[e.to].is_owned() && !sole_ownership {
+                cross_tenant.push(i);
+            }
+        }
+        for (t, plan) in tables.iter_mut().enumerate() {
+            let pk = &schema.tables[t].primary_key;
+            if !pk.is_empty() {
+                plan.keysets.retain(|k| k != pk);
+                plan.keysets.insert(0, pk.clone());
+            }
+        }
+
+        let order = export_order(&schema, &edges, &tables);
+        let cycles = find_cycles(&schema, &edges, &tables, caps)?;
+
+        Ok(Plan {
+            root,
+            root_key,
+            edges,
+            tables,
+            order,
+            cycles,
+            cross_tenant,
+            into_excluded,
+            warnings,
+            schema,
+        })
+    }
+
+    pub fn table(&self, t: usize) -> &Table {
+        &self.schema.tables[t]
+    }
+
+    pub fn name(&self, t: usize) -> String {
+        self.schema.tables[t].qualified()
+    }
+
+    /// The kind of the root key, to parse `--org` values.
+    pub fn root_key_kind(&self) -> ValueKind {
+        self.table(self.root).column(&self.root_key).map(|c| c.kind).unwrap_or(ValueKind::Any)
+    }
+
+    /// The edges leaving table `t`.
+    pub fn edges_from(&self, t: usize) -> impl Iterator<Item = (usize, &Edge)> {
+        self.edges.iter().enumerate().filter(move |(_, e)| e.from == t)
+    }
+
+    /// Fails with every warning when `strict` is set.
+    pub fn check_strict(&self, strict: bool) -> Result<()> {
+        if strict && !self.warnings.is_empty() {
+            return Err(Error::Strict(self.warnings.iter().map(|w| format!("warning: {w}")).collect()));
+        }
+        Ok(())
+    }
+
+    /// Every sensitive group a column or table of the plan belongs to.
+    pub fn groups(&self) -> BTreeSet<String> {
+        self.tables
+            .iter()
+            .filter(|t| t.role.is_exported())
+            .flat_map(|t| t.sensitive.values().cloned().chain(t.group.clone()))
+            .collect()
+    }
+}
+
+fn role_word(role: Role) -> &'static str {
+    match role {
+        Role::Root => "the root",
+        Role::Owned => "owned",
+        Role::Referenced => "only referenced",
+        Role::Keep => "a kept lookup table",
+        Role::Dependent => "a dependent of a shared table",
+        Role::Excluded => "excluded",
+        Role::Unrelated => "unrelated (never exported)",
+    }
+}
+
+fn find_table(schema: &Schema, name: &str, key: &str) -> Result<usize> {
+    schema
+        .find(name)
+        .ok_or_else(|| Error::Config(format!("{key}: no table `{name}` in the database")))
+}
+
+fn table_set(schema: &Schema, names: &[String], key: &str) -> Result<BTreeSet<usize>> {
+    names.iter().map(|n| find_table(schema, n, key)).collect()
+}
+
+fn resolve_column(schema: &Schema, item: &str, key: &str) -> Result<(usize, String)> {
+    let (t, c) = split_column_ref(item)
+        .ok_or_else(|| Error::Config(format!("{key}: `{item}` is not of the form `table.column`")))?;
+    let ti = find_table(schema, t, key)?;
+    if schema.tables[ti].column(c).is_none() {
+        return Err(Error::Config(format!("{key}: table `{t}` has no column `{c}`")));
+    }
+    Ok((ti, c.to_string()))
+}
+
+fn collect_edges(schema: &Schema, config: &Config, warnings: &mut Vec<Warning>) -> Result<Vec<Edge>> {
+    let mut edges = Vec::new();
+    for (from, table) in schema.tables.iter().enumerate() {
+        for fk in &table.foreign_keys {
+            let Some(to) = schema.find(&fk.referenced_table) else {
+                warnings.push(Warning {
+                    table: table.qualified(),
+                    message: format!("foreign key to unknown table `{}` ignored", fk.referenced_table),
+                });
+                continue;
+            };
+            let to_columns = if fk.referenced_columns.is_empty() {
+                schema.tables[to].primary_key.clone()
+            } else {
+                fk.referenced_columns.clone()
+            };
+            edges.push(Edge {
+                from,
+                nullable: fk.columns.iter().all(|c| table.column(c).is_some_and(|c| c.nullable)),
+                from_columns: fk.columns.clone(),
+                to,
+                to_columns,
+                deferrable: fk.deferrable,
+                declared: true,
+            });
+        }
+    }
+    for (i, r) in config.reference.iter().enumerate() {
+        let key = format!("reference[{i}]");
+        let from: Vec<(usize, String)> =
+            r.from.items().iter().map(|s| resolve_column(schema, s, &key)).collect::<Result<_>>()?;
+        let to: Vec<(usize, String)> =
+            r.to.items().iter().map(|s| resolve_column(schema, s, &key)).collect::<Result<_>>()?;
+        let same_table = |cols: &[(usize, String)]| cols.iter().all(|(t, _)| *t == cols[0].0);
+        if from.len() != to.len() || from.is_empty() || !same_table(&from) || !same_table(&to) {
+            return Err(Error::Config(format!(
+                "{key}: `from` and `to` must name the same number of columns, each side in one table"
+            )));
+        }
+        let table = &schema.tables[from[0].0];
+        edges.push(Edge {
+            from: from[0].0,
+            nullable: from.iter().all(|(_, c)| table.column(c).is_some_and(|c| c.nullable)),
+            from_columns: from.into_iter().map(|(_, c)| c).collect(),
+            to: to[0].0,
+            to_columns: to.into_iter().map(|(_, c)| c).collect(),
+            deferrable: false,
+            declared: false,
+        });
+    }
+    Ok(edges)
+}
+
+fn guess_sensitive_group(column: &str) -> Option<&'static str> {
+    let c = column.to_lowercase();
+    if c.contains("password") || c.contains("passwd") {
+        Some("passwords")
+    } else if c.contains("otp") {
+        Some("otp")
+    } else if ["secret", "token", "private_key", "api_key"].iter().any(|p| c.contains(p)) {
+        Some("secrets")
+    } else {
+        None
+    }
+}
+
+/// The smallest unique set of NOT NULL columns other than the primary key; a primary key that the
+/// engine does not generate is natural too.
+fn guess_natural_key(table: &Table) -> Option<Vec<String>> {
+    let not_null = |cols: &[String]| cols.iter().all(|c| table.column(c).is_some_and(|c| !c.nullable));
+    let unique = table
+        .unique_keys
+        .iter()
+        .filter(|u| !u.partial && not_null(&u.columns) && u.columns != table.primary_key)
+        .min_by_key(|u| u.columns.len())
+        .map(|u| u.columns.clone());
+    unique.or_else(|| {
+        let pk = &table.primary_key;
+        let generated = pk.iter().any(|c| {
+            table
+                .column(c)
+                .is_some_and(|c| c.auto_increment || matches!(c.kind, ValueKind::Integer))
+        });
+        (!pk.is_empty() && !generated).then(|| pk.clone())
+    })
+}
+
+fn singular(name: &str) -> String {
+    let lower = name.to_lowercase();
+    lower.strip_suffix('s').map(str::to_string).unwrap_or(lower)
+}
+
+/// Parents before children; within a cycle, the table nearest the root first.
+fn export_order(schema: &Schema, edges: &[Edge], tables: &[TablePlan]) -> Vec<usize> {
+    let exported: Vec<usize> = (0..schema.tables.len()).filter(|&t| tables[t].role.is_exported()).collect();
+    let mut placed = vec![false; schema.tables.len()];
+    let mut order = Vec::with_capacity(exported.len());
+    let rank = |t: usize| (tables[t].depth.unwrap_or(usize::MAX), t);
+    while order.len() < exported.len() {
+        let ready = exported.iter().copied().filter(|&t| !placed[t]).filter(|&t| {
+            edges
+                .iter()
+                .all(|e| e.from != t || e.to == t || placed[e.to] || !tables[e.to].role.is_exported())
+        });
+        let next = ready
+            .min_by_key(|&t| rank(t))
+            .or_else(|| exported.iter().copied().filter(|&t| !placed[t]).min_by_key(|&t| rank(t)));
+        let Some(t) = next else { break };
+        placed[t] = true;
+        order.push(t);
+    }
+    order
+}
+
+/// Strongly connected components of two or more exported tables.
+fn find_cycles(schema: &Schema, edges: &[Edge], tables: &[TablePlan], caps: Capabilities) -> Result<Vec<Cycle>> {
+    let n = schema.tables.len();
+    let adj: Vec<Vec<usize>> = (0..n)
+        .map(|t| {
+            edges
+                .iter()
+                .filter(|e| e.from == t && e.to != t && tables[t].role.is_exported() && tables[e.to].role.is_exported())
+                .map(|e| e.to)
+                .collect()
+        })
+        .collect();
+    let mut cycles = Vec::new();
+    for component in strongly_connected(&adj) {
+        if component.len() < 2 {
+            continue;
+        }
+        let inside: Vec<&Edge> = edges
+            .iter()
+            .filter(|e| e.from != e.to && component.contains(&e.from) && component.contains(&e.to))
+            .collect();
+        let broken_by = if caps.defer_all_foreign_keys {
+            "foreign-key checks deferred to commit".to_string()
+        } else if let Some(e) = inside.iter().find(|e| e.deferrable) {
+            format!("deferrable foreign key `{}`({}) checked at commit", schema.tables[e.from].qualified(), e.from_columns.join(", "))
+        } else if let Some(e) = inside.iter().find(|e| e.nullable) {
+            format!(
+                "`{}`({}) inserted as NULL, then updated",
+                schema.tables[e.from].qualified(),
+                e.from_columns.join(", ")
+            )
+        } else {
+            let names: Vec<String> = component.iter().map(|&t| schema.tables[t].qualified()).collect();
+            return Err(Error::Plan(format!(
+                "cycle {} cannot be broken: none of its foreign keys is deferrable or nullable",
+                names.join(" → ")
+            )));
+        };
+        cycles.push(Cycle { tables: component.iter().map(|&t| schema.tables[t].qualified()).collect(), broken_by });
+    }
+    Ok(cycles)
+}
+
+/// Tarjan's algorithm, iterative so that deep graphs cannot overflow the stack.
+fn strongly_connected(adj: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    let n = adj.len();
+    let mut index = vec![usize::MAX; n];
+    let mut low = vec![0; n];
+    let mut on_stack = vec![false; n];
+    let mut stack = Vec::new();
+    let mut out = Vec::new();
+    let mut next = 0;
+    for start in 0..n {
+        if index[start] != usize::MAX {
+            continue;
+        }
+        let mut work = vec![(start, 0usize)];
+        while let Some(&(v, i)) = work.last() {
+            if i == 0 && index[v] == usize::MAX {
+                index[v] = next;
+                low[v] = next;
+                next += 1;
+                stack.push(v);
+                on_stack[v] = true;
+            }
+            if let Some(&w) = adj[v].get(i) {
+                if let Some(top) = work.last_mut() {
+                    top.1 += 1;
+                }
+                if index[w] == usize::MAX {
+                    work.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+                continue;
+            }
+            work.pop();
+            if let Some(&(parent, _)) = work.last() {
+                low[parent] = low[parent].min(low[v]);
+            }
+            if low[v] == index[v] {
+                let mut component = Vec::new();
+                while let Some(w) = stack.pop() {
+                    on_stack[w] = false;
+                    component.push(w);
+                    if w == v {
+                        break;
+                    }
+                }
+                component.sort_unstable();
+                out.push(component);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,241 @@
+//! The plan shown to people (a tree from the root), to programs (JSON) and as a graph (DOT,
+//! Mermaid).
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use super::{Plan, Role};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    Dot,
+    Mermaid,
+}
+
+impl Plan {
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Text => self.render_text(),
+            Format::Json => serde_json::to_string_pretty(&self.report()).unwrap_or_default() + "\n",
+            Format::Dot => self.render_dot(),
+            Format::Mermaid => self.render_mermaid(),
+        }
+    }
+
+    fn edge_label(&self, e: usize) -> String {
+        let e = &self.edges[e];
+        format!("{} → {}", e.from_columns.join(", "), e.to_columns.join(", "))
+    }
+
+    fn render_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "root: {} (key `{}`)", self.name(self.root), self.root_key);
+        let _ = writeln!(out, "\nowned (exported, recreated with new keys):");
+        let _ = writeln!(out, "  {}", self.name(self.root));
+        self.write_tree(&mut out, self.root, 1);
+        for (title, role) in [
+            ("referenced (matched by natural key or created)", Role::Referenced),
+            ("kept (must exist on the target with the same key)", Role::Keep),
+            ("dependent (exported with their sensitive group)", Role::Dependent),
+            ("excluded (never exported)", Role::Excluded),
+            ("unrelated (never touched)", Role::Unrelated),
+        ] {
+            let tables: Vec<usize> = (0..self.tables.len()).filter(|&t| self.tables[t].role == role).collect();
+            if tables.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "\n{title}:");
+            for t in tables {
+                let mut line = format!("  {}", self.name(t));
+                if let Some(k) = &self.tables[t].natural_key {
+                    let _ = write!(line, "  [match on {}]", k.join(", "));
+                }
+                if let Some(g) = &self.tables[t].group {
+                    let _ = write!(line, "  [group `{g}`]");
+                }
+                let _ = writeln!(out, "{line}");
+            }
+        }
+        let sensitive: Vec<String> = (0..self.tables.len())
+            .filter(|&t| self.tables[t].role.is_exported())
+            .flat_map(|t| {
+                let name = self.name(t);
+                let cols = self.tables[t].sensitive.iter().map(move |(c, g)| format!("  {name}.{c}  [group `{g}`]"));
+                let whole = self.tables[t].group.as_ref().map(|g| format!("  {}  (whole table) [group `{g}`]", self.name(t)));
+                cols.chain(whole)
+            })
+            .collect();
+        if !sensitive.is_empty() {
+            let _ = writeln!(out, "\nsensitive (withheld unless `--with GROUP`):");
+            for s in sensitive {
+                let _ = writeln!(out, "{s}");
+            }
+        }
+        if !self.cycles.is_empty() {
+            let _ = writeln!(out, "\ncycles:");
+            for c in &self.cycles {
+                let _ = writeln!(out, "  {}  — broken by {}", c.tables.join(" ↔ "), c.broken_by);
+            }
+        }
+        if !self.cross_tenant.is_empty() {
+            let _ = writeln!(out, "\nreferences that may cross tenants (cut where nullable, else the row is left out):");
+            for &e in &self.cross_tenant {
+                let edge = &self.edges[e];
+                let _ = writeln!(out, "  {}({}) → {}", self.name(edge.from), edge.from_columns.join(", "), self.name(edge.to));
+            }
+        }
+        if !self.into_excluded.is_empty() {
+            let _ = writeln!(out, "\nreferences into excluded tables (cut where nullable):");
+            for &e in &self.into_excluded {
+                let edge = &self.edges[e];
+                let _ = writeln!(out, "  {}({}) → {}", self.name(edge.from), edge.from_columns.join(", "), self.name(edge.to));
+            }
+        }
+        if !self.warnings.is_empty() {
+            let _ = writeln!(out, "\nwarnings:");
+            for w in &self.warnings {
+                let _ = writeln!(out, "  warning: {w}");
+            }
+        }
+        out
+    }
+
+    /// Children are listed under the first of their ownership edges; further edges are noted.
+    fn write_tree(&self, out: &mut String, t: usize, indent: usize) {
+        for (i, child) in self.tables.iter().enumerate() {
+            if !child.ownership.first().is_some_and(|&e| self.edges[e].to == t) {
+                continue;
+            }
+            let mut line = format!("{}{}  ({})", "  ".repeat(indent + 1), self.name(i), self.edge_label(child.ownership[0]));
+            for &e in &child.ownership[1..] {
+                let _ = write!(line, "; also via {} ({})", self.name(self.edges[e].to), self.edge_label(e));
+            }
+            if let Some(e) = child.self_edge {
+                let _ = write!(line, "; self-reference ({})", self.edge_label(e));
+            }
+            let _ = writeln!(out, "{line}");
+            self.write_tree(out, i, indent + 1);
+        }
+    }
+
+    fn render_dot(&self) -> String {
+        let mut out = String::from("digraph orgport {\n  rankdir=BT;\n  node [shape=box, style=filled];\n");
+        for (t, plan) in self.tables.iter().enumerate() {
+            let color = role_color(plan.role);
+            let _ = writeln!(out, "  t{t} [label={:?}, fillcolor=\"{color}\"];", format!("{}\n{:?}", self.name(t), plan.role).to_lowercase());
+        }
+        for (i, e) in self.edges.iter().enumerate() {
+            let style = if self.tables[e.from].ownership.contains(&i) { "bold" } else if e.declared { "solid" } else { "dashed" };
+            let _ = writeln!(out, "  t{} -> t{} [label={:?}, style={style}];", e.from, e.to, e.from_columns.join(", "));
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    fn render_mermaid(&self) -> String {
+        let mut out = String::from("flowchart BT\n");
+        for (t, plan) in self.tables.iter().enumerate() {
+            let _ = writeln!(out, "  t{t}[\"{} ({:?})\"]", self.name(t).replace('"', "'"), plan.role);
+        }
+        for (i, e) in self.edges.iter().enumerate() {
+            let arrow = if self.tables[e.from].ownership.contains(&i) { "==>" } else if e.declared { "-->" } else { "-.->" };
+            let _ = writeln!(out, "  t{} {arrow}|{}| t{}", e.from, e.from_columns.join(", ").replace('"', "'"), e.to);
+        }
+        for (t, plan) in self.tables.iter().enumerate() {
+            let _ = writeln!(out, "  style t{t} fill:{}", role_color(plan.role));
+        }
+        out
+    }
+
+    fn report(&self) -> PlanReport<'_> {
+        PlanReport {
+            root: self.name(self.root),
+            root_key: &self.root_key,
+            tables: self
+                .tables
+                .iter()
+                .enumerate()
+                .map(|(t, p)| TableReport {
+                    name: self.name(t),
+                    role: p.role,
+                    depth: p.depth,
+                    paths: p.ownership.iter().map(|&e| self.edge_report(e)).collect(),
+                    self_reference: p.self_edge.map(|e| self.edge_report(e)),
+                    natural_key: p.natural_key.as_deref(),
+                    sensitive: &p.sensitive,
+                    group: p.group.as_deref(),
+                    on_conflict: &p.on_conflict,
+                })
+                .collect(),
+            order: self.order.iter().map(|&t| self.name(t)).collect(),
+            references: (0..self.edges.len()).map(|e| self.edge_report(e)).collect(),
+            cycles: &self.cycles,
+            cross_tenant: self.cross_tenant.iter().map(|&e| self.edge_report(e)).collect(),
+            into_excluded: self.into_excluded.iter().map(|&e| self.edge_report(e)).collect(),
+            warnings: &self.warnings,
+        }
+    }
+
+    fn edge_report(&self, e: usize) -> EdgeReport<'_> {
+        let edge = &self.edges[e];
+        EdgeReport {
+            from: self.name(edge.from),
+            from_columns: &edge.from_columns,
+            to: self.name(edge.to),
+            to_columns: &edge.to_columns,
+            nullable: edge.nullable,
+            declared: edge.declared,
+        }
+    }
+}
+
+fn role_color(role: Role) -> &'static str {
+    match role {
+        Role::Root => "#f4a261",
+        Role::Owned => "#e9c46a",
+        Role::Referenced => "#8ecae6",
+        Role::Keep => "#bde0fe",
+        Role::Dependent => "#cdb4db",
+        Role::Excluded => "#adb5bd",
+        Role::Unrelated => "#f8f9fa",
+    }
+}
+
+#[derive(Serialize)]
+struct PlanReport<'a> {
+    root: String,
+    root_key: &'a str,
+    tables: Vec<TableReport<'a>>,
+    order: Vec<String>,
+    references: Vec<EdgeReport<'a>>,
+    cycles: &'a [super::Cycle],
+    cross_tenant: Vec<EdgeReport<'a>>,
+    into_excluded: Vec<EdgeReport<'a>>,
+    warnings: &'a [super::Warning],
+}
+
+#[derive(Serialize)]
+struct TableReport<'a> {
+    name: String,
+    role: Role,
+    depth: Option<usize>,
+    paths: Vec<EdgeReport<'a>>,
+    self_reference: Option<EdgeReport<'a>>,
+    natural_key: Option<&'a [String]>,
+    sensitive: &'a std::collections::BTreeMap<String, String>,
+    group: Option<&'a str>,
+    on_conflict: &'a std::collections::BTreeMap<String, crate::config::ConflictPolicy>,
+}
+
+#[derive(Serialize)]
+struct EdgeReport<'a> {
+    from: String,
+    from_columns: &'a [String],
+    to: String,
+    to_columns: &'a [String],
+    nullable: bool,
+    declared: bool,
+}

@@ -1,0 +1,14 @@
+//! Progress reporting: the library says what it is doing, the caller decides how to show it.
+
+pub trait Progress {
+    /// A new step begins: `phase` (export, check, import, verify) on `table`, with the number of
+    /// rows expected when known.
+    fn begin(&self, _phase: &str, _table: &str, _total: Option<u64>) {}
+    fn rows(&self, _n: u64) {}
+    fn end(&self) {}
+}
+
+/// Shows nothing.
+pub struct Quiet;
+
+impl Progress for Quiet {}

@@ -1,0 +1,84 @@
+//! The schema model every engine's introspection produces and the plan reads.
+
+use serde::Serialize;
+
+use crate::value::ValueKind;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Schema {
+    pub tables: Vec<Table>,
+}
+
+impl Schema {
+    /// Finds a table by `name` or `schema.name`; an unqualified name matches in any schema when it
+    /// is unambiguous.
+    pub fn find(&self, name: &str) -> Option<usize> {
+        if let Some(i) = self.tables.iter().position(|t| t.qualified() == name) {
+            return Some(i);
+        }
+        let mut hits = self.tables.iter().enumerate().filter(|(_, t)| t.name == name);
+        match (hits.next(), hits.next()) {
+            (Some((i, _)), None) => Some(i),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Table {
+    /// The namespace (PostgreSQL schema); `None` where the engine has one namespace.
+    pub schema: Option<String>,
+    pub name: String,
+    pub columns: Vec<Column>,
+    /// Primary-key columns in key order; empty for a table without a primary key.
+    pub primary_key: Vec<String>,
+    /// Unique constraints and unique indexes other than the primary key.
+    pub unique_keys: Vec<UniqueKey>,
+    pub foreign_keys: Vec<ForeignKey>,
+}
+
+impl Table {
+    /// `schema.name` or `name`: how tables are named in configuration, archives and messages.
+    pub fn qualified(&self) -> String {
+        match &self.schema {
+            Some(s) => format!("{s}.{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Column {
+    pub name: String,
+    /// The type as the engine declares it (`VARCHAR(20)`, `jsonb`, …).
+    pub declared_type: String,
+    pub kind: ValueKind,
+    pub nullable: bool,
+    pub default: Option<String>,
+    /// Computed by the engine; never exported nor written.
+    pub generated: bool,
+    /// The engine allocates values itself (SQLite rowid alias, PostgreSQL identity or serial).
+    pub auto_increment: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UniqueKey {
+    pub name: Option<String>,
+    pub columns: Vec<String>,
+    /// A partial unique index: unique only where its predicate holds.
+    pub partial: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ForeignKey {
+    pub name: Option<String>,
+    pub columns: Vec<String>,
+    /// Qualified name of the referenced table.
+    pub referenced_table: String,
+    pub referenced_columns: Vec<String>,
+    pub deferrable: bool,
+}

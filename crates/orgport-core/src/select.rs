@@ -1,0 +1,254 @@
+//! The SQL that selects an organisation's rows on the database server.
+//!
+//! Every query carries one `WITH RECURSIVE` clause with a common table expression per table that
+//! other rows point at: the keys of that table's selected rows. A table's rows are selected by
+//! semi-joins against its parents' expressions, so no key list ever travels from the client and
+//! the engine streams the rows out.
+
+use crate::engine::Dialect;
+use crate::plan::{Plan, Role};
+use crate::value::{Value, ValueKind};
+
+pub struct Selection<'a> {
+    plan: &'a Plan,
+    dialect: &'a dyn Dialect,
+    /// The `WITH RECURSIVE …` clause shared by every query.
+    with: String,
+    /// Per table: the columns of its expression, if it has one.
+    keys: Vec<Option<Vec<String>>>,
+    params: Vec<Value>,
+}
+
+/// The query for one table: its columns, then one 0/1 flag per edge in `flagged` telling whether
+/// the referenced row is the organisation's (NULL when the reference is NULL).
+pub struct TableQuery {
+    pub sql: String,
+    pub params: Vec<Value>,
+    pub kinds: Vec<ValueKind>,
+    pub flagged: Vec<usize>,
+}
+
+impl<'a> Selection<'a> {
+    pub fn new(plan: &'a Plan, dialect: &'a dyn Dialect, orgs: &[Value]) -> Self {
+        let n = plan.tables.len();
+        let keys: Vec<Option<Vec<String>>> = (0..n)
+            .map(|t| {
+                let p = &plan.tables[t];
+                let mut cols: Vec<String> = Vec::new();
+                if p.role.is_exported() && p.role != Role::Dependent {
+                    for c in p.keysets.iter().flatten() {
+                        if !cols.contains(c) {
+                            cols.push(c.clone());
+                        }
+                    }
+                }
+                if t == plan.root && !cols.contains(&plan.root_key) {
+                    cols.insert(0, plan.root_key.clone());
+                }
+                (!cols.is_empty()).then_some(cols)
+            })
+            .collect();
+        let mut sel = Selection { plan, dialect, with: String::new(), keys, params: orgs.to_vec() };
+        let mut parts = Vec::new();
+        for t in sel.cte_order() {
+            if sel.keys[t].is_some() {
+                parts.push(sel.cte(t));
+            }
+        }
+        sel.with = format!("WITH RECURSIVE {}", parts.join(",\n"));
+        sel
+    }
+
+    /// Owned tables by depth, then shared tables after every table that points at them.
+    fn cte_order(&self) -> Vec<usize> {
+        let plan = self.plan;
+        let mut owned: Vec<usize> = (0..plan.tables.len()).filter(|&t| plan.tables[t].role.is_owned()).collect();
+        owned.sort_by_key(|&t| (plan.tables[t].depth, t));
+        let mut shared: Vec<usize> =
+            (0..plan.tables.len()).filter(|&t| matches!(plan.tables[t].role, Role::Referenced | Role::Keep)).collect();
+        let mut order = owned;
+        while !shared.is_empty() {
+            let ready = shared.iter().position(|&t| {
+                plan.edges.iter().all(|e| {
+                    e.to != t || e.from == t || !matches!(plan.tables[e.from].role, Role::Referenced | Role::Keep) || order.contains(&e.from)
+                })
+            });
+            order.push(shared.remove(ready.unwrap_or(0)));
+        }
+        order
+    }
+
+    fn q(&self, ident: &str) -> String {
+        self.dialect.quote_ident(ident)
+    }
+
+    fn cte_name(t: usize) -> String {
+        format!("m{t}")
+    }
+
+    /// A column list for a `SELECT`.
+    fn cols(&self, alias: &str, cols: &[String]) -> String {
+        cols.iter().map(|c| format!("{alias}.{}", self.q(c))).collect::<Vec<_>>().join(", ")
+    }
+
+    /// A column or row value for the left of `IN`.
+    fn tuple(&self, alias: &str, cols: &[String]) -> String {
+        wrap(cols.iter().map(|c| format!("{alias}.{}", self.q(c))).collect())
+    }
+
+    /// The expression columns of `t` that hold `cols`.
+    fn key_cols(&self, t: usize, cols: &[String]) -> String {
+        let keys = self.keys[t].as_ref().expect("table has an expression");
+        cols.iter()
+            .map(|c| format!("k{}", keys.iter().position(|k| k == c).expect("key column")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `alias.cols IN (SELECT … FROM m_to)` for one edge.
+    fn in_cte(&self, alias: &str, edge: usize) -> String {
+        let e = &self.plan.edges[edge];
+        format!(
+            "{} IN (SELECT {} FROM {})",
+            self.tuple(alias, &e.from_columns),
+            self.key_cols(e.to, &e.to_columns),
+            Self::cte_name(e.to)
+        )
+    }
+
+    fn base_predicate(&self, t: usize, alias: &str) -> String {
+        let plan = self.plan;
+        let p = &plan.tables[t];
+        match p.role {
+            Role::Root => {
+                let marks: Vec<String> = (1..=self.params.len()).map(|i| self.dialect.placeholder(i)).collect();
+                format!("{alias}.{} IN ({})", self.q(&plan.root_key), marks.join(", "))
+            }
+            Role::Owned => or(p.ownership.iter().map(|&e| self.in_cte(alias, e)).collect()),
+            Role::Referenced | Role::Keep => {
+                let mut terms = Vec::new();
+                for e in plan.edges.iter().filter(|e| e.to == t && e.from != t) {
+                    let from_role = plan.tables[e.from].role;
+                    if !from_role.is_exported() || from_role == Role::Dependent {
+                        continue;
+                    }
+                    terms.push(format!(
+                        "{} IN (SELECT {} FROM {} s{} WHERE {})",
+                        self.tuple(alias, &e.to_columns),
+                        self.cols(&format!("s{}", e.from), &e.from_columns),
+                        self.dialect.table_ref(plan.table(e.from)),
+                        e.from,
+                        self.predicate(e.from, &format!("s{}", e.from))
+                    ));
+                }
+                or(terms)
+            }
+            Role::Dependent => or(plan
+                .edges_from(t)
+                .filter(|(_, e)| plan.tables[e.to].role == Role::Referenced)
+                .map(|(i, _)| self.in_cte(alias, i))
+                .collect()),
+            Role::Excluded | Role::Unrelated => "1 = 0".into(),
+        }
+    }
+
+    /// Whether a row of `t` (under `alias`) is selected.
+    pub fn predicate(&self, t: usize, alias: &str) -> String {
+        let p = &self.plan.tables[t];
+        let via_expression = p.self_edge.is_some() || matches!(p.role, Role::Referenced | Role::Keep);
+        match (&self.keys[t], via_expression) {
+            (Some(_), true) => {
+                let first = &p.keysets[0];
+                format!("{} IN (SELECT {} FROM {})", self.tuple(alias, first), self.key_cols(t, first), Self::cte_name(t))
+            }
+            _ => self.base_predicate(t, alias),
+        }
+    }
+
+    fn cte(&self, t: usize) -> String {
+        let table = self.plan.table(t);
+        let keys = self.keys[t].as_ref().expect("table has an expression");
+        let names: Vec<String> = (0..keys.len()).map(|i| format!("k{i}")).collect();
+        let select = |alias: &str| -> String {
+            keys.iter().map(|k| format!("{alias}.{}", self.q(k))).collect::<Vec<_>>().join(", ")
+        };
+        let from = self.dialect.table_ref(table);
+        let mut sql = format!(
+            "{}({}) AS (SELECT {} FROM {from} x WHERE {}",
+            Self::cte_name(t),
+            names.join(", "),
+            select("x"),
+            self.base_predicate(t, "x")
+        );
+        if let (Some(se), Role::Owned) = (self.plan.tables[t].self_edge, self.plan.tables[t].role) {
+            // Rows without a path of their own inherit ownership from their parent row.
+            let e = &self.plan.edges[se];
+            let join: Vec<String> = e
+                .from_columns
+                .iter()
+                .zip(&e.to_columns)
+                .map(|(f, to)| format!("x.{} = p.k{}", self.q(f), keys.iter().position(|k| k == to).expect("key column")))
+                .collect();
+            let orphan: Vec<String> = self.plan.tables[t]
+                .ownership
+                .iter()
+                .map(|&o| format!("x.{} IS NULL", self.q(&self.plan.edges[o].from_columns[0])))
+                .collect();
+            let mut cond = join;
+            cond.extend(orphan);
+            sql.push_str(&format!(
+                " UNION SELECT {} FROM {from} x JOIN {} p ON {}",
+                select("x"),
+                Self::cte_name(t),
+                cond.join(" AND ")
+            ));
+        }
+        sql.push(')');
+        sql
+    }
+
+    /// The query for `columns` of table `t`, flagging the references that may leave the organisation.
+    pub fn table_query(&self, t: usize, columns: &[String]) -> TableQuery {
+        let table = self.plan.table(t);
+        let mut exprs: Vec<String> = columns.iter().map(|c| format!("x.{}", self.q(c))).collect();
+        let mut kinds: Vec<ValueKind> =
+            columns.iter().map(|c| table.column(c).map(|c| c.kind).unwrap_or(ValueKind::Any)).collect();
+        let flagged: Vec<usize> = self.plan.cross_tenant.iter().copied().filter(|&e| self.plan.edges[e].from == t).collect();
+        for &e in &flagged {
+            let edge = &self.plan.edges[e];
+            let nulls: Vec<String> = edge.from_columns.iter().map(|c| format!("x.{} IS NULL", self.q(c))).collect();
+            exprs.push(format!("CASE WHEN {} THEN NULL WHEN {} THEN 1 ELSE 0 END", nulls.join(" OR "), self.in_cte("x", e)));
+            kinds.push(ValueKind::Integer);
+        }
+        let order = if table.primary_key.is_empty() {
+            String::new()
+        } else {
+            let pk: Vec<String> = table.primary_key.iter().map(|c| format!("x.{}", self.q(c))).collect();
+            format!(" ORDER BY {}", pk.join(", "))
+        };
+        let sql = format!(
+            "{}\nSELECT {} FROM {} x WHERE {}{order}",
+            self.with,
+            exprs.join(", "),
+            self.dialect.table_ref(table),
+            self.predicate(t, "x")
+        );
+        TableQuery { sql, params: self.params.clone(), kinds, flagged }
+    }
+}
+
+fn wrap(list: Vec<String>) -> String {
+    if list.len() == 1 {
+        list.into_iter().next().unwrap_or_default()
+    } else {
+        format!("({})", list.join(", "))
+    }
+}
+
+fn or(terms: Vec<String>) -> String {
+    match terms.len() {
+        0 => "1 = 0".into(),
+        1 => terms.into_iter().next().unwrap_or_default(),
+        _ => format!("({})", terms.join(" OR ")),
+    }
+}

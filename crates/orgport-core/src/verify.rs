@@ -1,0 +1,393 @@
+//! Verify: the imported organisation, re-read from the target, equals the archive.
+//!
+//! Nothing records which new key each archive row received, so rows are paired by content: a
+//! row's signature is its values with new keys left out and references replaced by the keys of
+//! the rows already paired. Tables are paired in archive order (parents first); references to
+//! later tables and self-references are checked once every table is paired.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::archive::{codec, ArchiveReader, Manifest};
+use crate::config::ConflictPolicy;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::export::parse_key;
+use crate::import::{keyset_id, map_tables, show, KeySource, Opener, TableMap};
+use crate::keys::key_bytes;
+use crate::plan::{Plan, Role};
+use crate::progress::Progress;
+use crate::scratch::Scratch;
+use crate::select::Selection;
+use crate::value::Value;
+
+const MAX_LISTED: usize = 100;
+
+#[derive(Debug, Default, Serialize)]
+pub struct VerifyReport {
+    pub tables: BTreeMap<String, TableVerify>,
+    pub differences: Vec<String>,
+    pub difference_count: u64,
+    /// Tables not compared, and why.
+    pub skipped: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn is_equal(&self) -> bool {
+        self.difference_count == 0
+    }
+
+    fn differ(&mut self, msg: String) {
+        self.difference_count += 1;
+        if self.differences.len() < MAX_LISTED {
+            self.differences.push(msg);
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct TableVerify {
+    pub archive_rows: u64,
+    pub target_rows: u64,
+    pub equal: u64,
+}
+
+/// How each column of a table takes part in the comparison.
+#[derive(Clone, Copy, PartialEq)]
+enum Compare {
+    /// Compared as is.
+    Plain,
+    /// A new key: not comparable.
+    Skip,
+    /// A reference to a table already paired: the archive value goes through the key map.
+    Mapped(usize),
+    /// A reference checked after every table is paired.
+    Later(usize),
+    /// A value the import may have suffixed.
+    Suffixed,
+}
+
+struct Verifier<'a> {
+    plan: &'a Plan,
+    manifest: Manifest,
+    maps: Vec<TableMap>,
+    scratch: Scratch,
+    compare: Vec<Vec<Compare>>,
+    report: VerifyReport,
+}
+
+pub fn verify(engine: &mut dyn Engine, plan: &Plan, open: &Opener, orgs: &[String], progress: &dyn Progress) -> Result<VerifyReport> {
+    let manifest = crate::archive::read_manifest(&mut open()?)?;
+    if orgs.len() != manifest.orgs.len() {
+        return Err(Error::Plan(format!(
+            "the archive holds {} organisation(s); pass one `--org` for each, in the archive's order",
+            manifest.orgs.len()
+        )));
+    }
+    let maps = map_tables(engine, plan, &manifest)?;
+    let kind = plan.root_key_kind();
+    let new_orgs: Vec<Value> = orgs.iter().map(|o| parse_key(o, kind)).collect::<Result<_>>()?;
+    let scratch = Scratch::new()?;
+    for (old, new) in manifest.orgs.iter().zip(&new_orgs) {
+        scratch.map_key(keyset_id(plan.root, 0), &key_bytes(std::slice::from_ref(old)), &codec::encode(std::slice::from_ref(new)), true)?;
+    }
+    engine.begin_snapshot()?;
+    let mut v = Verifier { plan, compare: Vec::new(), manifest, maps, scratch, report: VerifyReport::default() };
+    let result = v.run(engine, open, &new_orgs, orgs, progress);
+    let ended = engine.end();
+    result?;
+    ended?;
+    Ok(v.report)
+}
+
+impl Verifier<'_> {
+    fn run(&mut self, engine: &mut dyn Engine, open: &Opener, new_orgs: &[Value], org_texts: &[String], progress: &dyn Progress) -> Result<()> {
+        let root = self.plan.table(self.plan.root);
+        let d = engine.dialect();
+        let exists = format!("SELECT 1 FROM {} WHERE {} = {}", d.table_ref(root), d.quote_ident(&self.plan.root_key), d.placeholder(1));
+        for (org, text) in new_orgs.iter().zip(org_texts) {
+            if engine.query_one(&exists, std::slice::from_ref(org), &[crate::value::ValueKind::Integer])?.is_none() {
+                return Err(Error::OrgNotFound { table: root.qualified(), key: text.clone() });
+            }
+        }
+        self.compare = (0..self.maps.len()).map(|a| self.plan_comparison(a)).collect();
+        let selection = Selection::new(self.plan, engine.dialect(), new_orgs);
+        let mut reader = ArchiveReader::open(open()?)?;
+        let mut next = 0;
+        let mut ordinal = 0u64;
+        while let Some((a, row)) = reader.next_row()? {
+            while next < a {
+                self.finish_table(engine, next, &selection, progress)?;
+                next += 1;
+                ordinal = 0;
+            }
+            self.add_archive_row(engine, a, ordinal, row)?;
+            ordinal += 1;
+        }
+        while next < self.maps.len() {
+            self.finish_table(engine, next, &selection, progress)?;
+            next += 1;
+        }
+        self.check_later()
+    }
+
+    fn plan_comparison(&self, a: usize) -> Vec<Compare> {
+        let map = &self.maps[a];
+        let tm = &self.manifest.tables[a];
+        let mut out = vec![Compare::Plain; tm.columns.len()];
+        for (k, &p) in map.pk_positions.iter().enumerate() {
+            if matches!(map.pk_sources.get(k), Some(KeySource::Allocate)) {
+                out[p] = Compare::Skip;
+            }
+        }
+        for (edge, positions) in &map.edges {
+            let to = self.plan.edges[*edge].to;
+            let mapped = matches!(self.plan.tables[to].role, Role::Root | Role::Owned | Role::Referenced | Role::Dependent);
+            if !mapped {
+                continue;
+            }
+            let earlier = self.maps.iter().position(|m| m.target == to).is_some_and(|b| b < a);
+            for &p in positions {
+                out[p] = if earlier { Compare::Mapped(*edge) } else { Compare::Later(*edge) };
+            }
+        }
+        for (column, policy) in &self.plan.tables[map.target].on_conflict {
+            if let Some(p) = tm.column_index(column) {
+                match policy {
+                    ConflictPolicy::Suffix => out[p] = Compare::Suffixed,
+                    ConflictPolicy::Regenerate => out[p] = Compare::Skip,
+                    ConflictPolicy::Fail => {}
+                }
+            }
+        }
+        out
+    }
+
+    fn mapped(&self, edge: usize, old: &[Value]) -> Result<Option<Vec<Value>>> {
+        let e = &self.plan.edges[edge];
+        let Some(ks) = self.plan.tables[e.to].keysets.iter().position(|k| *k == e.to_columns) else { return Ok(None) };
+        let found = self.scratch.lookup_key(keyset_id(e.to, ks), &key_bytes(old))?;
+        found.map(|(bytes, _)| codec::decode(&bytes, old.len()).map_err(Error::Stream)).transpose()
+    }
+
+    /// The comparable values of an archive row (`archive` true) or a target row.
+    fn signature(&self, a: usize, row: &[Value], archive: bool) -> Result<Vec<u8>> {
+        let mut sig = Vec::with_capacity(row.len());
+        let compare = &self.compare[a];
+        for (p, value) in row.iter().enumerate() {
+            match compare[p] {
+                Compare::Plain => sig.push(value.clone()),
+                Compare::Mapped(edge) if archive => {
+                    let positions = &self.maps[a].edges.iter().find(|(e, _)| *e == edge).expect("edge").1;
+                    let old: Vec<Value> = positions.iter().map(|&q| row[q].clone()).collect();
+                    let k = positions.iter().position(|&q| q == p).unwrap_or(0);
+                    let new = if old.iter().any(Value::is_null) { None } else { self.mapped(edge, &old)? };
+                    // A reference the import could not follow was cut to NULL.
+                    sig.push(new.map(|n| n[k].clone()).unwrap_or(Value::Null));
+                }
+                Compare::Mapped(_) => sig.push(value.clone()),
+                Compare::Skip | Compare::Later(_) | Compare::Suffixed => {}
+            }
+        }
+        Ok(key_bytes(&sig))
+    }
+
+    fn add_archive_row(&mut self, engine: &mut dyn Engine, a: usize, ordinal: u64, row: &[Value]) -> Result<()> {
+        self.report.tables.entry(self.maps[a].name.clone()).or_default().archive_rows += 1;
+        match self.maps[a].role {
+            Role::Root | Role::Owned => {
+                let sig = self.signature(a, row, true)?;
+                self.scratch.add_pending(a, ordinal, &sig, &codec::encode(row))
+            }
+            Role::Referenced | Role::Keep => self.find_shared(engine, a, row),
+            _ => Ok(()),
+        }
+    }
+
+    /// A shared row must exist on the target under its natural key (kept rows under their key).
+    fn find_shared(&mut self, engine: &mut dyn Engine, a: usize, row: &[Value]) -> Result<()> {
+        let t = self.maps[a].target;
+        let tm = &self.manifest.tables[a];
+        let Some(natural) = self.plan.tables[t].natural_key.clone() else { return Ok(()) };
+        let Some(positions) = natural.iter().map(|c| tm.column_index(c)).collect::<Option<Vec<_>>>() else { return Ok(()) };
+        let values: Vec<Value> = positions.iter().map(|&p| row[p].clone()).collect();
+        let all_keys: Vec<String> = self.plan.tables[t].keysets.iter().flatten().cloned().collect();
+        let d = engine.dialect();
+        let table = self.plan.table(t);
+        let conds: Vec<String> = natural.iter().enumerate().map(|(i, c)| format!("{} = {}", d.quote_ident(c), d.placeholder(i + 1))).collect();
+        let outs: Vec<String> = all_keys.iter().map(|c| d.quote_ident(c)).collect();
+        let kinds: Vec<_> = all_keys.iter().map(|c| table.column(c).map(|c| c.kind).unwrap_or(crate::value::ValueKind::Any)).collect();
+        let sql = format!("SELECT {} FROM {} WHERE {} LIMIT 1", outs.join(", "), d.table_ref(table), conds.join(" AND "));
+        match engine.query_one(&sql, &values, &kinds)? {
+            Some(found) => {
+                for (ks, cols) in self.plan.tables[t].keysets.iter().enumerate() {
+                    let Some(Some(kpos)) = self.maps[a].keysets.get(ks) else { continue };
+                    let old: Vec<Value> = kpos.iter().map(|&p| row[p].clone()).collect();
+                    let new: Vec<Value> = cols.iter().map(|c| found[all_keys.iter().position(|k| k == c).unwrap_or(0)].clone()).collect();
+                    self.scratch.map_key(keyset_id(t, ks), &key_bytes(&old), &codec::encode(&new), false)?;
+                }
+                self.report.tables.entry(self.maps[a].name.clone()).or_default().equal += 1;
+            }
+            None => {
+                let name = self.maps[a].name.clone();
+                self.report.differ(format!("table `{name}`: no row with {} = {} on the target", natural.join(", "), show(&values)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Pairs the target's rows of table `a` with the archive's.
+    fn finish_table(&mut self, engine: &mut dyn Engine, a: usize, selection: &Selection, progress: &dyn Progress) -> Result<()> {
+        let role = self.maps[a].role;
+        let name = self.maps[a].name.clone();
+        if !role.is_owned() {
+            if role == Role::Dependent {
+                self.report.skipped.push(format!("`{name}`: recreated only for created parents, not compared"));
+            }
+            return Ok(());
+        }
+        let t = self.maps[a].target;
+        let tm = self.manifest.tables[a].clone();
+        let columns: Vec<String> = tm.columns.iter().map(|c| c.name.clone()).collect();
+        let query = selection.table_query(t, &columns);
+        progress.begin("verify", &name, Some(tm.rows));
+        let mut unmatched_target: Vec<Vec<Value>> = Vec::new();
+        let mut unmatched_count = 0u64;
+        let mut target_rows = 0u64;
+        let mut equal = 0u64;
+        let keysets = self.maps[a].keysets.clone();
+        let key_cols = self.plan.tables[t].keysets.clone();
+        let ncols = columns.len();
+        let mut pairs: Vec<(u64, Vec<Value>)> = Vec::new();
+        {
+            let this = &*self;
+            let mut on_row = |values: &[Value]| -> Result<()> {
+                let row = &values[..ncols];
+                target_rows += 1;
+                progress.rows(1);
+                let sig = this.signature(a, row, false)?;
+                match this.scratch.take_pending(a, &sig)? {
+                    Some(ordinal) => {
+                        equal += 1;
+                        let stored = this.scratch.stored_row(a as i64, ordinal)?.unwrap_or_default();
+                        let archive_row = codec::decode(&stored, ncols).map_err(Error::Stream)?;
+                        for (ks, positions) in keysets.iter().enumerate() {
+                            if let Some(positions) = positions {
+                                let old: Vec<Value> = positions.iter().map(|&p| archive_row[p].clone()).collect();
+                                let new: Vec<Value> = positions.iter().map(|&p| row[p].clone()).collect();
+                                debug_assert_eq!(key_cols[ks].len(), positions.len());
+                                this.scratch.map_key(keyset_id(t, ks), &key_bytes(&old), &codec::encode(&new), true)?;
+                            }
+                        }
+                        pairs.push((ordinal, row.to_vec()));
+                        if pairs.len() >= 4096 {
+                            for (o, r) in pairs.drain(..) {
+                                this.scratch.store_row(-(a as i64) - 1, o, &codec::encode(&r))?;
+                            }
+                        }
+                    }
+                    None => {
+                        unmatched_count += 1;
+                        if unmatched_target.len() < MAX_LISTED {
+                            unmatched_target.push(row.to_vec());
+                        }
+                    }
+                }
+                Ok(())
+            };
+            engine.query(&query.sql, &query.params, &query.kinds, &mut on_row)?;
+        }
+        for (o, r) in pairs {
+            self.scratch.store_row(-(a as i64) - 1, o, &codec::encode(&r))?;
+        }
+        progress.end();
+        let (missing, missing_count) = self.scratch.unmatched(a, MAX_LISTED)?;
+        let entry = self.report.tables.entry(name.clone()).or_default();
+        entry.target_rows = target_rows;
+        entry.equal = equal;
+        let mut extra = unmatched_target.into_iter();
+        for (ordinal, bytes) in missing {
+            let archive_row = codec::decode(&bytes, ncols).map_err(Error::Stream)?;
+            let mut msg = format!("table `{name}`: archive row {} has no equal row on the target", ordinal + 1);
+            if let Some(other) = extra.next() {
+                let diffs: Vec<String> = columns
+                    .iter()
+                    .enumerate()
+                    .filter(|(p, _)| self.compare[a][*p] == Compare::Plain && archive_row[*p] != other[*p])
+                    .map(|(p, c)| format!("{c}: {} ≠ {}", archive_row[p].display(), other[p].display()))
+                    .collect();
+                if !diffs.is_empty() {
+                    msg.push_str(&format!(" (nearest differs in {})", diffs.join("; ")));
+                }
+            }
+            self.report.differ(msg);
+        }
+        for _ in 0..missing_count.saturating_sub(MAX_LISTED as u64) {
+            self.report.difference_count += 1;
+        }
+        let extra_count = unmatched_count.saturating_sub(missing_count);
+        if extra_count > 0 {
+            self.report.differ(format!("table `{name}`: {extra_count} row(s) on the target are not in the archive"));
+        }
+        Ok(())
+    }
+
+    /// References to later tables and suffixed values, now that every table is paired.
+    fn check_later(&mut self) -> Result<()> {
+        for a in 0..self.maps.len() {
+            let later: Vec<usize> = (0..self.compare[a].len())
+                .filter(|&p| matches!(self.compare[a][p], Compare::Later(_) | Compare::Suffixed))
+                .collect();
+            if later.is_empty() || !self.maps[a].role.is_owned() {
+                continue;
+            }
+            let name = self.maps[a].name.clone();
+            let ncols = self.compare[a].len();
+            for ordinal in 0..self.manifest.tables[a].rows {
+                let (Some(archive), Some(target)) =
+                    (self.scratch.stored_row(a as i64, ordinal)?, self.scratch.stored_row(-(a as i64) - 1, ordinal)?)
+                else {
+                    continue;
+                };
+                let archive = codec::decode(&archive, ncols).map_err(Error::Stream)?;
+                let target = codec::decode(&target, ncols).map_err(Error::Stream)?;
+                for &p in &later {
+                    let column = &self.manifest.tables[a].columns[p].name;
+                    let ok = match self.compare[a][p] {
+                        Compare::Later(edge) => {
+                            let positions = &self.maps[a].edges.iter().find(|(e, _)| *e == edge).expect("edge").1;
+                            let old: Vec<Value> = positions.iter().map(|&q| archive[q].clone()).collect();
+                            let k = positions.iter().position(|&q| q == p).unwrap_or(0);
+                            let expected = if old.iter().any(Value::is_null) {
+                                archive[p].clone()
+                            } else {
+                                self.mapped(edge, &old)?.map(|n| n[k].clone()).unwrap_or(Value::Null)
+                            };
+                            key_bytes(std::slice::from_ref(&expected)) == key_bytes(std::slice::from_ref(&target[p]))
+                        }
+                        _ => match (&archive[p], &target[p]) {
+                            (Value::Text(old), Value::Text(new)) => {
+                                new == old
+                                    || new
+                                        .strip_prefix(old.as_str())
+                                        .and_then(|rest| rest.strip_prefix('-'))
+                                        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+                            }
+                            (x, y) => x == y,
+                        },
+                    };
+                    if !ok {
+                        self.report.differ(format!(
+                            "table `{name}`, archive row {}: `{column}` is {} on the target, expected {}",
+                            ordinal + 1,
+                            target[p].display(),
+                            archive[p].display()
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,204 @@
+//! orgport-sqlite: the SQLite engine, the embedded default.
+//!
+//! [`SqliteEngine`] opens a database file named by a `sqlite://` URL and implements
+//! [`orgport_core::engine::Engine`]: introspection from `sqlite_master` and the `PRAGMA`s, a
+//! read transaction for export, and an `IMMEDIATE` transaction with foreign-key checks deferred
+//! to commit for import.
+//!
+//! ```no_run
+//! use orgport_core::engine::Engine;
+//! let mut engine = orgport_sqlite::SqliteEngine::open("sqlite://app.db", orgport_sqlite::Access::ReadOnly)?;
+//! let schema = engine.introspect()?;
+//! # Ok::<(), orgport_core::Error>(())
+//! ```
+
+mod introspect;
+mod value;
+
+use std::path::{Path, PathBuf};
+
+use orgport_core::engine::{Capabilities, Dialect, Engine};
+use orgport_core::schema::{Schema, Table};
+use orgport_core::value::{Value, ValueKind};
+use orgport_core::{Error, Result};
+use rusqlite::{Connection, OpenFlags};
+
+/// URL schemes this engine answers to.
+pub const URL_SCHEMES: &[&str] = &["sqlite"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Export, plan and verify: the file is opened read-only and cannot be changed.
+    ReadOnly,
+    ReadWrite,
+}
+
+pub struct SqliteDialect;
+
+impl Dialect for SqliteDialect {
+    fn placeholder(&self, n: usize) -> String {
+        format!("?{n}")
+    }
+}
+
+static DIALECT: SqliteDialect = SqliteDialect;
+
+pub struct SqliteEngine {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// The file path of a `sqlite://PATH` URL (`sqlite:///abs/path.db` is absolute).
+pub fn url_path(url: &str) -> Result<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| Error::Plan(format!("`{url}` is not a SQLite URL (expected `sqlite://PATH`)")))?;
+    if rest.is_empty() {
+        return Err(Error::Plan(format!("`{url}` names no file")));
+    }
+    Ok(PathBuf::from(rest.split('?').next().unwrap_or(rest)))
+}
+
+impl SqliteEngine {
+    pub fn open(url: &str, access: Access) -> Result<Self> {
+        let path = url_path(url)?;
+        Self::open_path(&path, access)
+    }
+
+    pub fn open_path(path: &Path, access: Access) -> Result<Self> {
+        if !path.is_file() {
+            return Err(Error::Plan(format!("SQLite database `{}` does not exist", path.display())));
+        }
+        let flags = match access {
+            Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
+            Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE,
+        } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| Error::engine(format!("cannot open SQLite database `{}`", path.display()), e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| Error::engine("cannot set the busy timeout", e))?;
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())).map_err(|e| {
+            Error::engine(format!("`{}` is not a readable SQLite database", path.display()), e)
+        })?;
+        Ok(SqliteEngine { conn, path: path.to_path_buf() })
+    }
+
+    fn fail(&self, what: &str, e: rusqlite::Error) -> Error {
+        Error::engine(format!("{what} ({})", self.path.display()), e)
+    }
+}
+
+impl Engine for SqliteEngine {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn dialect(&self) -> &'static dyn Dialect {
+        &DIALECT
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { defer_all_foreign_keys: true }
+    }
+
+    fn introspect(&mut self) -> Result<Schema> {
+        introspect::schema(&self.conn).map_err(|e| self.fail("cannot read the schema", e))
+    }
+
+    fn begin_snapshot(&mut self) -> Result<()> {
+        // A deferred transaction takes its snapshot at the first read; read at once so every
+        // later query sees the same data.
+        self.conn
+            .execute_batch("BEGIN DEFERRED; SELECT count(*) FROM sqlite_master;")
+            .map_err(|e| self.fail("cannot start a read transaction", e))
+    }
+
+    fn begin_write(&mut self) -> Result<()> {
+        // `foreign_keys` only takes effect outside a transaction; `defer_foreign_keys` only inside.
+        self.conn
+            .execute_batch("PRAGMA foreign_keys = ON; BEGIN IMMEDIATE; PRAGMA defer_foreign_keys = ON;")
+            .map_err(|e| self.fail("cannot start the import transaction (is another process writing?)", e))
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(self.fail("the import was rolled back at commit", e));
+        }
+        Ok(())
+    }
+
+    fn end(&mut self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK").map_err(|e| self.fail("cannot roll back", e))?;
+        }
+        Ok(())
+    }
+
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        kinds: &[ValueKind],
+        on_row: &mut dyn FnMut(&[Value]) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| Error::engine(format!("cannot prepare `{}`", short(sql)), e))?;
+        let params = value::params(params);
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(params.iter()))
+            .map_err(|e| Error::engine(format!("cannot run `{}`", short(sql)), e))?;
+        let mut buf = Vec::with_capacity(kinds.len());
+        loop {
+            let row = match rows.next() {
+                Ok(Some(row)) => row,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(Error::engine(format!("cannot read the rows of `{}`", short(sql)), e)),
+            };
+            buf.clear();
+            for (i, kind) in kinds.iter().enumerate() {
+                let raw = row.get_ref(i).map_err(|e| Error::engine("cannot read a column", e))?;
+                buf.push(value::read(raw, *kind)?);
+            }
+            on_row(&buf)?;
+        }
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| Error::engine(format!("cannot prepare `{}`", short(sql)), e))?;
+        let params = value::params(params);
+        let n = stmt.execute(rusqlite::params_from_iter(params.iter())).map_err(|e| Error::engine(e.to_string(), e))?;
+        Ok(n as u64)
+    }
+
+    fn max_key(&mut self, table: &Table, column: &str) -> Result<i64> {
+        let d = self.dialect();
+        let sql = format!("SELECT max({}) FROM {}", d.quote_ident(column), d.table_ref(table));
+        let max: Option<i64> = self.conn.query_row(&sql, [], |r| r.get(0)).map_err(|e| self.fail("cannot read a key", e))?;
+        // AUTOINCREMENT never reuses a key, even one deleted since: stay above its counter too.
+        let has_sequence: bool = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_sequence'", [], |r| r.get::<_, i64>(0))
+            .map(|n| n > 0)
+            .map_err(|e| self.fail("cannot read the schema", e))?;
+        let seq: Option<i64> = if has_sequence {
+            self.conn
+                .query_row("SELECT max(seq) FROM sqlite_sequence WHERE name = ?1", [&table.name], |r| r.get(0))
+                .map_err(|e| self.fail("cannot read sqlite_sequence", e))?
+        } else {
+            None
+        };
+        Ok(max.unwrap_or(0).max(seq.unwrap_or(0)))
+    }
+}
+
+/// The start of a statement for messages; the `WITH` prelude is skipped.
+fn short(sql: &str) -> String {
+    let body = sql.rsplit("\nSELECT").next().map(|s| format!("SELECT{s}")).filter(|_| sql.contains("\nSELECT"));
+    let text = body.unwrap_or_else(|| sql.to_string());
+    if text.chars().count() > 160 {
+        format!("{}…", text.chars().take(160).collect::<String>())
+    } else {
+        text
+    }
+}

@@ -1,0 +1,28 @@
+//! Test support for orgport: the example SaaS database.
+//!
+//! This crate has one job: build the database that orgport's tests, benches
+//! and docs run against. That is the schema in `examples/saas/schema.sql`
+//! (its orgport configuration is `examples/saas/orgport.toml`), filled with
+//! a configurable number of workspaces (the tenants). The same options always
+//! give the same file, so a failing test can be reproduced from its options.
+//!
+//! Main types, in [`example`]: [`ExampleOptions`](example::ExampleOptions)
+//! (how many workspaces, projects, tasks, users, the seed...) and
+//! [`create_example_db`](example::create_example_db). The `orgport-example`
+//! binary exposes the same thing on the command line.
+//!
+//! ```
+//! use orgport_testkit::example::{create_example_db, ExampleOptions};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("saas.db");
+//! let opts = ExampleOptions { orgs: 2, tasks_per_project: 5, ..ExampleOptions::default() };
+//! create_example_db(&path, &opts)?;
+//!
+//! let db = rusqlite::Connection::open(&path)?;
+//! let workspaces: i64 = db.query_row("SELECT count(*) FROM workspaces", [], |row| row.get(0))?;
+//! assert_eq!(workspaces, 2);
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+
+pub mod example;
