@@ -83,7 +83,14 @@ impl Value {
             | Value::Time(s)
             | Value::Timestamp(s)
             | Value::TimestampTz(s)
-            | Value::Json(s) => format!("{s:?}"),
+            | Value::Json(s) => {
+                let shown: String = s.chars().take(60).collect();
+                if shown.len() < s.len() {
+                    format!("{shown:?}… ({} chars)", s.chars().count())
+                } else {
+                    format!("{s:?}")
+                }
+            }
             Value::Blob(b) if b.len() <= 16 => format!("x'{}'", hex::encode(b)),
             Value::Blob(b) => format!("x'{}…' ({} bytes)", hex::encode(&b[..16]), b.len()),
             Value::Uuid(u) => format_uuid(u),

@@ -22,7 +22,7 @@ use crate::scratch::Scratch;
 use crate::select::Selection;
 use crate::value::Value;
 
-const MAX_LISTED: usize = 100;
+const MAX_LISTED: usize = 20;
 
 #[derive(Debug, Default, Serialize)]
 pub struct VerifyReport {

@@ -76,6 +76,8 @@ impl SqliteEngine {
         } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
             .map_err(|e| Error::engine(format!("cannot open SQLite database `{}`", path.display()), e))?;
+        // An import keeps an insert and a few lookups per table prepared.
+        conn.set_prepared_statement_cache_capacity(512);
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| Error::engine("cannot set the busy timeout", e))?;
         conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())).map_err(|e| {

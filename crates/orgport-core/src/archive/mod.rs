@@ -360,3 +360,91 @@ impl<R: Read> Read for Tee<'_, R> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (Vec<u8>, Vec<Vec<Value>>) {
+        let rows: Vec<Vec<Value>> = (0..200)
+            .map(|i| vec![Value::Int(i), Value::Text(format!("row {i} ✓")), if i % 3 == 0 { Value::Null } else { Value::Blob(vec![i as u8; 5]) }])
+            .collect();
+        let mut writer = ArchiveWriter::new(None).unwrap();
+        let column = |name: &str, kind| ColumnManifest { name: name.into(), declared_type: String::new(), kind, nullable: true };
+        writer.begin_table(TableManifest {
+            name: "t".into(),
+            role: Role::Root,
+            columns: vec![column("id", ValueKind::Integer), column("name", ValueKind::Text), column("data", ValueKind::Blob)],
+            primary_key: vec!["id".into()],
+            rows: 0,
+            sha256: String::new(),
+            withheld: BTreeMap::new(),
+        });
+        for row in &rows {
+            writer.write_row(row).unwrap();
+        }
+        let manifest = Manifest {
+            format_version: 0,
+            orgport_version: "test".into(),
+            created_unix: 0,
+            source_engine: "test".into(),
+            root_table: "t".into(),
+            root_key: "id".into(),
+            orgs: vec![Value::Int(1)],
+            with_groups: vec![],
+            tables: vec![],
+            cut: vec![],
+            data: DataManifest::default(),
+        };
+        let mut out = Vec::new();
+        writer.finish(manifest, &mut out).unwrap();
+        (out, rows)
+    }
+
+    fn read_all(bytes: &[u8]) -> Result<Vec<Vec<Value>>> {
+        let mut reader = ArchiveReader::open(bytes)?;
+        let mut rows = Vec::new();
+        while let Some((_, row)) = reader.next_row()? {
+            rows.push(row.to_vec());
+        }
+        Ok(rows)
+    }
+
+    #[test]
+    fn rows_come_back_as_written() {
+        let (bytes, rows) = sample();
+        assert_eq!(read_all(&bytes).unwrap(), rows);
+    }
+
+    #[test]
+    fn every_single_byte_flip_is_detected() {
+        let (bytes, _) = sample();
+        for i in 0..bytes.len() {
+            for mask in [0x01u8, 0x80] {
+                let mut bad = bytes.clone();
+                bad[i] ^= mask;
+                assert!(read_all(&bad).is_err(), "flip of byte {i} with {mask:#x} went unnoticed");
+            }
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_detected() {
+        let (bytes, _) = sample();
+        for len in 0..bytes.len() {
+            let err = read_all(&bytes[..len]).expect_err("a truncated archive was accepted");
+            assert!(matches!(err, Error::Corrupt(_)), "truncation at {len}: unexpected error {err}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(read_all(&longer).is_err(), "trailing bytes went unnoticed");
+    }
+
+    #[test]
+    fn unknown_version_is_refused_by_name() {
+        let (mut bytes, _) = sample();
+        bytes[8..12].copy_from_slice(&7u32.to_le_bytes());
+        let err = read_all(&bytes).unwrap_err();
+        assert!(err.to_string().contains("version 7 is not supported"), "{err}");
+    }
+}

@@ -5,6 +5,8 @@
 //! natural key, and every exported column its sensitivity.
 
 mod render;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
