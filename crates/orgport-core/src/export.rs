@@ -32,6 +32,8 @@ pub fn parse_key(text: &str, kind: ValueKind) -> Result<Value> {
         ValueKind::Uuid => parse_uuid(text)
             .map(Value::Uuid)
             .ok_or_else(|| Error::Plan(format!("organisation key `{text}` is not a UUID"))),
+        // An untyped column (SQLite) most often holds integer keys.
+        ValueKind::Any => Ok(text.trim().parse::<i64>().map(Value::Int).unwrap_or_else(|_| Value::Text(text.to_string()))),
         _ => Ok(Value::Text(text.to_string())),
     }
 }

@@ -120,6 +120,8 @@ struct Importer<'a> {
     problem_count: usize,
     conflicts: Vec<String>,
     renamed: Vec<Renamed>,
+    /// Archive tables with values replaced by a conflict policy; other tables skip the lookup.
+    overridden: std::collections::HashSet<usize>,
     cut: BTreeMap<(usize, usize), u64>,
     counts: BTreeMap<String, TableCounts>,
 }
@@ -148,6 +150,7 @@ pub fn import(
         problem_count: 0,
         conflicts: Vec::new(),
         renamed: Vec::new(),
+        overridden: Default::default(),
         cut: BTreeMap::new(),
         counts: BTreeMap::new(),
     };
@@ -676,6 +679,7 @@ impl Importer<'_> {
                         }
                     }
                     self.scratch.set_override(a, ordinal, &column, &codec::encode(&candidate[k..=k]))?;
+                    self.overridden.insert(a);
                     let hide = sensitive(&column);
                     self.renamed.push(Renamed {
                         table: name,
@@ -706,10 +710,12 @@ impl Importer<'_> {
         let Some((mut new, _)) = self.rewrite(a, row, true)? else {
             return Err(Error::Unresolved(std::mem::take(&mut self.problems)));
         };
-        let tm = &self.manifest.tables[a];
-        for (column, bytes) in self.scratch.overrides(a, ordinal)? {
-            if let Some(p) = tm.column_index(&column) {
-                new[p] = codec::decode(&bytes, 1).map_err(Error::Stream)?.remove(0);
+        if self.overridden.contains(&a) {
+            let tm = &self.manifest.tables[a];
+            for (column, bytes) in self.scratch.overrides(a, ordinal)? {
+                if let Some(p) = tm.column_index(&column) {
+                    new[p] = codec::decode(&bytes, 1).map_err(Error::Stream)?.remove(0);
+                }
             }
         }
         for (_, kind, nullable) in &self.maps[a].fill {

@@ -253,6 +253,7 @@ impl Verifier<'_> {
         let query = selection.table_query(t, &columns);
         progress.begin("verify", &name, Some(tm.rows));
         let mut unmatched_target: Vec<Vec<Value>> = Vec::new();
+        let mut differing: Vec<String> = Vec::new();
         let mut unmatched_count = 0u64;
         let mut target_rows = 0u64;
         let mut equal = 0u64;
@@ -260,6 +261,11 @@ impl Verifier<'_> {
         let key_cols = self.plan.tables[t].keysets.clone();
         let ncols = columns.len();
         let mut pairs: Vec<(u64, Vec<Value>)> = Vec::new();
+        // New integer keys are allocated in archive order, so the target's rows in key order pair
+        // with the archive's one by one; other tables are paired by signature alone.
+        let map = &self.maps[a];
+        let ordered = matches!(map.pk_sources.as_slice(), [KeySource::Allocate])
+            && tm.columns[map.pk_positions[0]].kind == crate::value::ValueKind::Integer;
         {
             let this = &*self;
             let mut on_row = |values: &[Value]| -> Result<()> {
@@ -267,11 +273,21 @@ impl Verifier<'_> {
                 target_rows += 1;
                 progress.rows(1);
                 let sig = this.signature(a, row, false)?;
-                match this.scratch.take_pending(a, &sig)? {
+                let taken = if ordered {
+                    let ordinal = target_rows - 1;
+                    this.scratch.take_pending_at(a, ordinal)?.then_some(ordinal)
+                } else {
+                    this.scratch.take_pending(a, &sig)?
+                };
+                match taken {
                     Some(ordinal) => {
-                        equal += 1;
                         let stored = this.scratch.stored_row(a as i64, ordinal)?.unwrap_or_default();
                         let archive_row = codec::decode(&stored, ncols).map_err(Error::Stream)?;
+                        if !ordered || this.signature(a, &archive_row, true)? == sig {
+                            equal += 1;
+                        } else {
+                            differing.push(this.describe(a, &name, ordinal, &archive_row, row, &columns));
+                        }
                         for (ks, positions) in keysets.iter().enumerate() {
                             if let Some(positions) = positions {
                                 let old: Vec<Value> = positions.iter().map(|&p| archive_row[p].clone()).collect();
@@ -306,21 +322,16 @@ impl Verifier<'_> {
         let entry = self.report.tables.entry(name.clone()).or_default();
         entry.target_rows = target_rows;
         entry.equal = equal;
+        for msg in differing {
+            self.report.differ(msg);
+        }
         let mut extra = unmatched_target.into_iter();
         for (ordinal, bytes) in missing {
             let archive_row = codec::decode(&bytes, ncols).map_err(Error::Stream)?;
-            let mut msg = format!("table `{name}`: archive row {} has no equal row on the target", ordinal + 1);
-            if let Some(other) = extra.next() {
-                let diffs: Vec<String> = columns
-                    .iter()
-                    .enumerate()
-                    .filter(|(p, _)| self.compare[a][*p] == Compare::Plain && archive_row[*p] != other[*p])
-                    .map(|(p, c)| format!("{c}: {} ≠ {}", archive_row[p].display(), other[p].display()))
-                    .collect();
-                if !diffs.is_empty() {
-                    msg.push_str(&format!(" (nearest differs in {})", diffs.join("; ")));
-                }
-            }
+            let msg = match extra.next() {
+                Some(other) => self.describe(a, &name, ordinal, &archive_row, &other, &columns),
+                None => format!("table `{name}`: archive row {} is missing on the target", ordinal + 1),
+            };
             self.report.differ(msg);
         }
         for _ in 0..missing_count.saturating_sub(MAX_LISTED as u64) {
@@ -331,6 +342,21 @@ impl Verifier<'_> {
             self.report.differ(format!("table `{name}`: {extra_count} row(s) on the target are not in the archive"));
         }
         Ok(())
+    }
+
+    /// An archive row and the target row that should equal it, with the columns that differ.
+    fn describe(&self, a: usize, name: &str, ordinal: u64, archive: &[Value], target: &[Value], columns: &[String]) -> String {
+        let diffs: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| self.compare[a][*p] == Compare::Plain && archive[*p] != target[*p])
+            .map(|(p, c)| format!("`{c}` is {} on the target, {} in the archive", target[p].display(), archive[p].display()))
+            .collect();
+        if diffs.is_empty() {
+            format!("table `{name}`: archive row {} differs from its target row in its references", ordinal + 1)
+        } else {
+            format!("table `{name}`, archive row {}: {}", ordinal + 1, diffs.join("; "))
+        }
     }
 
     /// References to later tables and suffixed values, now that every table is paired.
