@@ -1,0 +1,433 @@
+//! orgport-bench: how fast, and in how much memory, orgport moves one organisation, next to a
+//! plain `INSERT INTO … SELECT` copy of the same rows between two attached SQLite databases.
+//!
+//! ```sh
+//! cargo run --release -p orgport-bench -- [--rows 100000,1000000] [--timeout 300] [--config FILE]
+//! ```
+//!
+//! For each size N it generates, with `orgport-testkit`, a source database whose workspace 1 holds
+//! about N rows (2 workspaces of that shape) and a target with 2 other workspaces (ids 100, 101,
+//! the generator's default shape). Then each phase runs in its own child process (this binary,
+//! re-run as `orgport-bench phase NAME …`) so that the peak RSS it reports (`VmHWM` at the
+//! child's exit) is that phase's alone:
+//!
+//! - `export`: workspace 1 of the source into an archive file (library `export`, read-only);
+//! - `import`: that archive into the target (library `import`, not a dry run);
+//! - `verify`: the imported workspace against the archive (library `verify`);
+//! - `baseline`: the same rows copied with `INSERT INTO main.t SELECT * FROM src.t WHERE …`
+//!   into an empty database with the same schema, in one transaction, foreign keys on (checked
+//!   at commit, as an import does).
+//!
+//! Results go to stdout; progress, with per-step timings, to stderr. A phase that runs longer
+//! than `--timeout` seconds is killed and reported, and the phases that need it are skipped.
+//! Everything happens in a temporary directory, removed at the end.
+
+mod phase;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use orgport_testkit::example::{create_example_db, ExampleOptions};
+
+const DEFAULT_ROWS: &[u64] = &[100_000, 1_000_000];
+const DEFAULT_TIMEOUT_SECS: u64 = 300;
+const TASKS_PER_PROJECT: usize = 200;
+/// Rows of workspace 1 outside its projects, roughly: the workspace, ~5 memberships and the users
+/// they name, 3 gift cards, 3 redemptions, 2 API tokens, 5 event-log rows, its plan.
+const FIXED_ROWS: u64 = 25;
+const PHASES: [&str; 4] = ["export", "import", "verify", "baseline"];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("phase") => phase::run(&args[1..]),
+        _ => bench(&args),
+    };
+    if let Err(e) = result {
+        eprintln!("orgport-bench: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+struct Options {
+    sizes: Vec<u64>,
+    timeout: Duration,
+    config: PathBuf,
+}
+
+fn parse_options(args: &[String]) -> Result<Options> {
+    let mut o = Options {
+        sizes: DEFAULT_ROWS.to_vec(),
+        timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
+        config: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/saas/orgport.toml"),
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let (flag, inline) = match flag.split_once('=') {
+            Some((f, v)) => (f, Some(v.to_string())),
+            None => (flag.as_str(), None),
+        };
+        if matches!(flag, "-h" | "--help") {
+            println!("usage: orgport-bench [--rows N[,N…]] [--timeout SECS] [--config FILE]");
+            println!("  --rows     organisation sizes in rows (default 100000,1000000; 1e5 and 100k also work)");
+            println!("  --timeout  seconds after which a phase is killed and reported (default {DEFAULT_TIMEOUT_SECS})");
+            println!("  --config   orgport.toml of the example schema (default examples/saas/orgport.toml)");
+            std::process::exit(0);
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => it.next().with_context(|| format!("`{flag}` needs a value"))?.clone(),
+        };
+        match flag {
+            "--rows" => o.sizes = value.split(',').map(parse_count).collect::<Result<_>>()?,
+            "--timeout" => o.timeout = Duration::from_secs(value.parse().with_context(|| format!("bad --timeout `{value}`"))?),
+            "--config" => o.config = value.into(),
+            other => bail!("unknown option `{other}` (try --help)"),
+        }
+    }
+    if o.sizes.is_empty() {
+        bail!("--rows names no size");
+    }
+    o.config = o.config.canonicalize().with_context(|| format!("configuration `{}`", o.config.display()))?;
+    Ok(o)
+}
+
+/// `100000`, `100_000`, `1e5`, `100k`, `1m`.
+fn parse_count(s: &str) -> Result<u64> {
+    let t = s.trim().replace('_', "").to_lowercase();
+    let (num, mult) = match t.strip_suffix('k') {
+        Some(n) => (n.to_string(), 1e3),
+        None => match t.strip_suffix('m') {
+            Some(n) => (n.to_string(), 1e6),
+            None => (t.clone(), 1.0),
+        },
+    };
+    let v: f64 = num.parse().with_context(|| format!("bad row count `{s}`"))?;
+    let n = (v * mult).round();
+    if !(1.0..=1e12).contains(&n) {
+        bail!("row count `{s}` out of range");
+    }
+    Ok(n as u64)
+}
+
+/// Rows one project of the generator holds with `tasks` tasks: itself, 4 labels, the tasks,
+/// `position % 3` task labels per task and an attachment on every tenth task.
+fn rows_per_project(tasks: usize) -> u64 {
+    let task_labels: usize = (0..tasks).map(|p| p % 3).sum();
+    let attachments = (0..tasks).filter(|p| p % 10 == 0).count();
+    (1 + 4 + tasks + task_labels + attachments) as u64
+}
+
+/// Projects per workspace so that workspace 1 holds about `n` rows.
+fn projects_for(n: u64) -> usize {
+    let per = rows_per_project(TASKS_PER_PROJECT);
+    (n.saturating_sub(FIXED_ROWS) as f64 / per as f64).round().max(1.0) as usize
+}
+
+/// What a child reported.
+#[derive(Clone, Debug, Default)]
+struct Measure {
+    rows: u64,
+    seconds: f64,
+    peak_kib: u64,
+    extra: Vec<(String, String)>,
+}
+
+impl Measure {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.extra.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    fn rate(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.rows as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Outcome {
+    Done(Measure),
+    Failed(String),
+    TimedOut(f64),
+    Skipped(String),
+}
+
+struct SizeRun {
+    n: u64,
+    projects: usize,
+    source_rows: u64,
+    outcomes: Vec<(&'static str, Outcome)>,
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    let opts = parse_options(args)?;
+    let exe = std::env::current_exe().context("finding this binary")?;
+    let dir = tempfile::Builder::new().prefix("orgport-bench-").tempdir().context("creating the work directory")?;
+    eprintln!("orgport-bench: work directory {}", dir.path().display());
+    let mut runs = Vec::new();
+    for &n in &opts.sizes {
+        let sub = dir.path().join(format!("n{n}"));
+        std::fs::create_dir(&sub)?;
+        let run = bench_size(&exe, &opts, &sub, n)?;
+        // Keep the disk use to one size at a time.
+        std::fs::remove_dir_all(&sub)?;
+        runs.push(run);
+    }
+    print_report(&opts, &runs);
+    dir.close().context("removing the work directory")?;
+    Ok(())
+}
+
+fn bench_size(exe: &Path, opts: &Options, dir: &Path, n: u64) -> Result<SizeRun> {
+    let projects = projects_for(n);
+    let source = dir.join("source.db");
+    let target = dir.join("target.db");
+    let baseline = dir.join("baseline.db");
+    let archive = dir.join("org1.orgport");
+
+    let t = Instant::now();
+    eprintln!(
+        "\n== N={n}: generating the source (2 workspaces × {projects} projects × {TASKS_PER_PROJECT} tasks, ~{} rows each)",
+        projects as u64 * rows_per_project(TASKS_PER_PROJECT) + FIXED_ROWS
+    );
+    create_example_db(
+        &source,
+        &ExampleOptions { orgs: 2, projects_per_org: projects, tasks_per_project: TASKS_PER_PROJECT, ..ExampleOptions::default() },
+    )?;
+    let source_rows = count_rows(&source)?;
+    eprintln!("   source: {source_rows} rows in all, {:.1}s, {:.0} MiB", t.elapsed().as_secs_f64(), mib(std::fs::metadata(&source)?.len()));
+    // The target: two other workspaces, ids 100 and 101, the generator's default shape.
+    create_example_db(&target, &ExampleOptions { orgs: 2, first_org: 100, ..ExampleOptions::default() })?;
+    // The baseline's destination: the same schema, empty. Even the lookup rows (plans) go, so that
+    // the baseline copies the one plan the export writes and both move the same row set.
+    create_example_db(&baseline, &ExampleOptions { orgs: 0, users: 0, ..ExampleOptions::default() })?;
+    rusqlite::Connection::open(&baseline)?.execute_batch("DELETE FROM plans; DELETE FROM search_cache;")?;
+    eprintln!("   target: {} rows; baseline destination: {} rows", count_rows(&target)?, count_rows(&baseline)?);
+
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let config = s(&opts.config);
+    let mut outcomes: Vec<(&'static str, Outcome)> = Vec::new();
+
+    let export = run_phase(exe, dir, opts.timeout, "export", &["--db", &s(&source), "--config", &config, "--archive", &s(&archive)])?;
+    outcomes.push(("export", export.clone()));
+
+    let import = match &export {
+        Outcome::Done(_) => run_phase(exe, dir, opts.timeout, "import", &["--db", &s(&target), "--config", &config, "--archive", &s(&archive)])?,
+        _ => Outcome::Skipped("no archive".into()),
+    };
+    outcomes.push(("import", import.clone()));
+
+    let verify = match &import {
+        Outcome::Done(m) => {
+            let org = m.get("org").context("import reported no new key")?.to_string();
+            run_phase(exe, dir, opts.timeout, "verify", &["--db", &s(&target), "--config", &config, "--archive", &s(&archive), "--org", &org])?
+        }
+        _ => Outcome::Skipped("no import".into()),
+    };
+    outcomes.push(("verify", verify));
+
+    let baseline = run_phase(exe, dir, opts.timeout, "baseline", &["--db", &s(&baseline), "--source", &s(&source)])?;
+    outcomes.push(("baseline", baseline));
+
+    Ok(SizeRun { n, projects, source_rows, outcomes })
+}
+
+/// Rows in every table of a database.
+fn count_rows(path: &Path) -> Result<u64> {
+    let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut total = 0u64;
+    for t in tables {
+        total += conn.query_row(&format!("SELECT count(*) FROM \"{}\"", t.replace('"', "\"\"")), [], |r| r.get::<_, i64>(0))? as u64;
+    }
+    Ok(total)
+}
+
+/// Runs `orgport-bench phase NAME ARGS…` and waits for it, at most `timeout`.
+fn run_phase(exe: &Path, dir: &Path, timeout: Duration, name: &str, args: &[&str]) -> Result<Outcome> {
+    eprintln!("-- {name}");
+    let start = Instant::now();
+    let mut child = Command::new(exe)
+        .arg("phase")
+        .arg(name)
+        .args(args)
+        // The scratch stores of import and verify go to the work directory too.
+        .env("TMPDIR", dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting the {name} phase"))?;
+    let stdout = child.stdout.take().context("no stdout pipe")?;
+    let reader = std::thread::spawn(move || BufReader::new(stdout).lines().map_while(|l| l.ok()).collect::<Vec<String>>());
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if start.elapsed() > timeout {
+            eprintln!("   {name}: still running after {:.0}s: killing it (pid {})", timeout.as_secs_f64(), child.id());
+            child.kill()?;
+            child.wait()?;
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let lines = reader.join().unwrap_or_default();
+    let Some(status) = status else {
+        return Ok(Outcome::TimedOut(start.elapsed().as_secs_f64()));
+    };
+    if !status.success() {
+        return Ok(Outcome::Failed(format!("exit {status}")));
+    }
+    let line = lines
+        .iter()
+        .find_map(|l| l.strip_prefix(phase::RESULT_TAG))
+        .with_context(|| format!("the {name} phase printed no result"))?;
+    let mut m = Measure::default();
+    for field in line.split_whitespace() {
+        let (k, v) = field.split_once('=').with_context(|| format!("bad result field `{field}`"))?;
+        match k {
+            "rows" => m.rows = v.parse()?,
+            "seconds" => m.seconds = v.parse()?,
+            "hwm_kib" => m.peak_kib = v.parse()?,
+            _ => m.extra.push((k.to_string(), v.to_string())),
+        }
+    }
+    eprintln!("   {name}: {} rows in {:.2}s, peak RSS {:.1} MiB", m.rows, m.seconds, m.peak_kib as f64 / 1024.0);
+    Ok(Outcome::Done(m))
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// 1234567 → "1,234,567".
+fn thousands(v: u64) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Per-table counts of a `tables=name:rows,…` result field.
+fn table_counts(m: &Measure) -> Vec<(String, u64)> {
+    m.get("tables")
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|e| e.rsplit_once(':'))
+        .filter_map(|(t, n)| Some((t.to_string(), n.parse().ok()?)))
+        .collect()
+}
+
+fn print_report(opts: &Options, runs: &[SizeRun]) {
+    println!();
+    println!("orgport-bench — workspace 1 of the example SaaS database (examples/saas), {} build", if cfg!(debug_assertions) { "DEBUG" } else { "release" });
+    println!("config {}; timeout {}s per phase; each phase in its own process", opts.config.display(), opts.timeout.as_secs());
+    for run in runs {
+        println!();
+        println!(
+            "N = {} (source: 2 workspaces × {} projects × {TASKS_PER_PROJECT} tasks, {} rows in all; target: workspaces 100, 101, default shape)",
+            thousands(run.n),
+            run.projects,
+            thousands(run.source_rows)
+        );
+        let base_rate = run.outcomes.iter().find_map(|(p, o)| match o {
+            Outcome::Done(m) if *p == "baseline" => Some(m.rate()),
+            _ => None,
+        });
+        println!("  {:<9} {:>11} {:>9} {:>11} {:>12} {:>13}", "phase", "rows", "seconds", "rows/s", "vs baseline", "peak RSS MiB");
+        for (p, o) in &run.outcomes {
+            match o {
+                Outcome::Done(m) => {
+                    let ratio = base_rate.filter(|b| *b > 0.0).map(|b| format!("{:.3}×", m.rate() / b)).unwrap_or_else(|| "-".into());
+                    println!(
+                        "  {:<9} {:>11} {:>9.2} {:>11} {:>12} {:>13.1}",
+                        p,
+                        thousands(m.rows),
+                        m.seconds,
+                        thousands(m.rate().round() as u64),
+                        ratio,
+                        m.peak_kib as f64 / 1024.0
+                    );
+                }
+                Outcome::Failed(why) => println!("  {p:<9} FAILED ({why})"),
+                Outcome::TimedOut(s) => println!("  {p:<9} TIMED OUT after {s:.0}s (killed; see the step log on stderr)"),
+                Outcome::Skipped(why) => println!("  {p:<9} skipped ({why})"),
+            }
+        }
+        let done = |name: &str| {
+            run.outcomes.iter().find_map(|(p, o)| match o {
+                Outcome::Done(m) if *p == name => Some(m),
+                _ => None,
+            })
+        };
+        if let Some(e) = done("export") {
+            if let Some(bytes) = e.get("bytes").and_then(|b| b.parse::<u64>().ok()) {
+                println!("  archive: {:.1} MiB ({:.1} bytes/row)", mib(bytes), bytes as f64 / e.rows.max(1) as f64);
+            }
+        }
+        if let Some(i) = done("import") {
+            println!("  import: new workspace {}, {} row(s) matched rather than created", i.get("org").unwrap_or("?"), i.get("matched").unwrap_or("?"));
+        }
+        if let Some(v) = done("verify") {
+            match v.get("differences") {
+                Some("0") => println!("  verify: equal"),
+                Some(d) => println!("  verify: NOT EQUAL, {d} difference(s)"),
+                None => {}
+            }
+        }
+        if let (Some(e), Some(b)) = (done("export"), done("baseline")) {
+            let exported = table_counts(e);
+            let copied = table_counts(b);
+            let mut diffs = Vec::new();
+            for (t, n) in &exported {
+                match copied.iter().find(|(c, _)| c == t) {
+                    Some((_, m)) if m == n => {}
+                    Some((_, m)) => diffs.push(format!("{t} {n} exported / {m} copied")),
+                    None => diffs.push(format!("{t} {n} exported / not copied")),
+                }
+            }
+            for (t, m) in &copied {
+                if !exported.iter().any(|(c, _)| c == t) {
+                    diffs.push(format!("{t} not exported / {m} copied"));
+                }
+            }
+            if diffs.is_empty() {
+                println!("  row sets: export and baseline agree table by table");
+            } else {
+                println!("  row sets differ: {}", diffs.join("; "));
+            }
+        }
+    }
+    if runs.len() >= 2 {
+        let (small, large) = (&runs[0], &runs[runs.len() - 1]);
+        println!();
+        println!("memory flat? peak RSS at N={} vs N={}:", thousands(large.n), thousands(small.n));
+        for phase in PHASES {
+            let peak = |r: &SizeRun| {
+                r.outcomes.iter().find_map(|(p, o)| match o {
+                    Outcome::Done(m) if *p == phase => Some(m.peak_kib as f64 / 1024.0),
+                    _ => None,
+                })
+            };
+            match (peak(small), peak(large)) {
+                (Some(a), Some(b)) => println!("  {phase:<9} {a:8.1} MiB → {b:8.1} MiB   ratio {:.2}", b / a),
+                _ => println!("  {phase:<9} n/a (phase did not complete at both sizes)"),
+            }
+        }
+    }
+}
