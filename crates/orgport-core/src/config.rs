@@ -33,6 +33,10 @@ pub struct Config {
     /// References the schema does not declare.
     #[serde(default)]
     pub reference: Vec<ReferenceConfig>,
+    /// Which reference decides ownership where a table has several paths to the root:
+    /// `task_labels = "task_id"` (a list for a composite reference).
+    #[serde(default)]
+    pub path: BTreeMap<String, OneOrMany>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]

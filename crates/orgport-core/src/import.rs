@@ -122,6 +122,12 @@ struct Importer<'a> {
     renamed: Vec<Renamed>,
     /// Archive tables with values replaced by a conflict policy; other tables skip the lookup.
     overridden: std::collections::HashSet<usize>,
+    /// Archive tables whose integer keys were allocated one per row in archive order: the first
+    /// new key, or None once a row broke the sequence. Their new keys need no lookup.
+    sequential: HashMap<usize, Option<i64>>,
+    /// Recently followed keys. Entries never change once written, and references cluster (a
+    /// project's tasks follow each other), so a small bounded cache spares most lookups.
+    cache: std::cell::RefCell<HashMap<(i64, Vec<u8>), (Vec<Value>, bool)>>,
     cut: BTreeMap<(usize, usize), u64>,
     counts: BTreeMap<String, TableCounts>,
 }
@@ -151,6 +157,8 @@ pub fn import(
         conflicts: Vec::new(),
         renamed: Vec::new(),
         overridden: Default::default(),
+        sequential: HashMap::new(),
+        cache: Default::default(),
         cut: BTreeMap::new(),
         counts: BTreeMap::new(),
     };
@@ -384,10 +392,19 @@ impl Importer<'_> {
     }
 
     fn lookup(&self, table: usize, keyset: usize, old: &[Value]) -> Result<Option<(Vec<Value>, bool)>> {
-        let found = self.scratch.lookup_key(keyset_id(table, keyset), &key_bytes(old))?;
-        found
-            .map(|(bytes, created)| codec::decode(&bytes, old.len()).map(|v| (v, created)).map_err(Error::Stream))
-            .transpose()
+        const CACHE_ENTRIES: usize = 4096;
+        let key = (keyset_id(table, keyset), key_bytes(old));
+        if let Some(hit) = self.cache.borrow().get(&key) {
+            return Ok(Some(hit.clone()));
+        }
+        let Some((bytes, created)) = self.scratch.lookup_key(key.0, &key.1)? else { return Ok(None) };
+        let found = (codec::decode(&bytes, old.len()).map_err(Error::Stream)?, created);
+        let mut cache = self.cache.borrow_mut();
+        if cache.len() >= CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(key, found.clone());
+        Ok(Some(found))
     }
 
     /// The new value of reference `edge` for these old values: None when the referenced row is not
@@ -425,7 +442,7 @@ impl Importer<'_> {
     }
 
     /// Gives the row a new primary key and records it in the key map.
-    fn allocate_row(&mut self, a: usize, row: &[Value], created: bool) -> Result<bool> {
+    fn allocate_row(&mut self, a: usize, ordinal: u64, row: &[Value], created: bool) -> Result<bool> {
         let map = &self.maps[a];
         let (t, name) = (map.target, map.name.clone());
         if map.pk_positions.is_empty() || map.pk_positions.len() != map.pk_sources.len() {
@@ -456,21 +473,31 @@ impl Importer<'_> {
             });
         }
         self.scratch.map_key(keyset_id(t, 0), &key_bytes(&old), &codec::encode(&new), created)?;
+        let in_sequence = match (sources.as_slice(), new.as_slice()) {
+            ([KeySource::Allocate], [Value::Int(n)]) => {
+                let first = *self.sequential.entry(a).or_insert(Some(*n - ordinal as i64));
+                first.is_some_and(|f| f + ordinal as i64 == *n)
+            }
+            _ => false,
+        };
+        if !in_sequence {
+            self.sequential.insert(a, None);
+        }
         Ok(true)
     }
 
     /// Pass 1: keys for owned and created rows, matches for shared ones.
-    fn allocate(&mut self, a: usize, _ordinal: u64, row: &[Value]) -> Result<()> {
+    fn allocate(&mut self, a: usize, ordinal: u64, row: &[Value]) -> Result<()> {
         let (t, role) = (self.maps[a].target, self.maps[a].role);
         let name = self.maps[a].name.clone();
         match role {
             Role::Root | Role::Owned => {
-                if self.allocate_row(a, row, true)? {
+                if self.allocate_row(a, ordinal, row, true)? {
                     self.counts.entry(name).or_default().created += 1;
                 }
             }
             Role::Dependent => {
-                if self.parents_created(a, row)? && self.allocate_row(a, row, true)? {
+                if self.parents_created(a, row)? && self.allocate_row(a, ordinal, row, true)? {
                     self.counts.entry(name).or_default().created += 1;
                 }
             }
@@ -500,7 +527,7 @@ impl Importer<'_> {
                         }
                     }
                     self.counts.entry(name).or_default().matched += 1;
-                } else if self.allocate_row(a, row, true)? {
+                } else if self.allocate_row(a, ordinal, row, true)? {
                     self.counts.entry(name).or_default().created += 1;
                 }
             }
@@ -580,12 +607,15 @@ impl Importer<'_> {
 
     /// The row with its new key and rewritten references, and which positions hold new values.
     /// Unresolvable references are reported (`report`) or cut.
-    fn rewrite(&mut self, a: usize, row: &[Value], count_cuts: bool) -> Result<Option<(Vec<Value>, Vec<bool>)>> {
+    fn rewrite(&mut self, a: usize, ordinal: u64, row: &[Value], count_cuts: bool) -> Result<Option<(Vec<Value>, Vec<bool>)>> {
         let mut out = row.to_vec();
         let mut fresh = vec![false; row.len()];
         let t = self.maps[a].target;
         let pk_positions = self.maps[a].pk_positions.clone();
-        if !pk_positions.is_empty() && pk_positions.len() == self.plan.table(t).primary_key.len() {
+        if let Some(Some(first)) = self.sequential.get(&a) {
+            out[pk_positions[0]] = Value::Int(first + ordinal as i64);
+            fresh[pk_positions[0]] = true;
+        } else if !pk_positions.is_empty() && pk_positions.len() == self.plan.table(t).primary_key.len() {
             if let Some((new, _)) = self.lookup(t, 0, &Self::pick(row, &pk_positions))? {
                 for (k, &p) in pk_positions.iter().enumerate() {
                     fresh[p] = !matches!(self.maps[a].pk_sources[k], KeySource::Keep);
@@ -635,7 +665,7 @@ impl Importer<'_> {
         if !self.is_inserted(a, row)? {
             return Ok(());
         }
-        let Some((new, fresh)) = self.rewrite(a, row, false)? else { return Ok(()) };
+        let Some((new, fresh)) = self.rewrite(a, ordinal, row, false)? else { return Ok(()) };
         let t = self.maps[a].target;
         for (ks, positions) in self.maps[a].keysets.clone().iter().enumerate().skip(1) {
             if let Some(positions) = positions {
@@ -707,7 +737,7 @@ impl Importer<'_> {
         if !self.is_inserted(a, row)? {
             return Ok(());
         }
-        let Some((mut new, _)) = self.rewrite(a, row, true)? else {
+        let Some((mut new, _)) = self.rewrite(a, ordinal, row, true)? else {
             return Err(Error::Unresolved(std::mem::take(&mut self.problems)));
         };
         if self.overridden.contains(&a) {

@@ -71,9 +71,12 @@ pub struct TablePlan {
     pub role: Role,
     /// Distance from the root along ownership edges.
     pub depth: Option<usize>,
-    /// Edges to tables one step closer to the root: a row is the organisation's when one of
-    /// them points at one of its rows.
+    /// Edges to tables one step closer to the root that decide whether a row is the
+    /// organisation's: the one mandatory edge chosen (or configured under `[path]`), else every
+    /// nullable candidate (a row belongs when one of them points at the organisation's row).
     pub ownership: Vec<usize>,
+    /// Other edges one step closer to the root: checked like any reference that may cross tenants.
+    pub other_paths: Vec<usize>,
     /// A self-reference along which ownership is inherited by rows that have no other path.
     pub self_edge: Option<usize>,
     /// The columns that identify a referenced row across instances.
@@ -311,6 +314,7 @@ impl Plan {
                 role: roles[t],
                 depth: depth[t],
                 ownership: Vec::new(),
+                other_paths: Vec::new(),
                 self_edge: None,
                 natural_key: natural[t].clone(),
                 sensitive: std::mem::take(&mut sensitive[t]),
@@ -346,6 +350,7 @@ impl Plan {
                 }
             }
         }
+        choose_paths(&schema, config, &edges, &mut tables)?;
         for (i, e) in edges.iter().enumerate() {
             let from_owned = roles[e.from].is_owned() || roles[e.from] == Role::Referenced;
             let sole_ownership = tables[e.from].ownership == [i];
@@ -412,6 +417,37 @@ impl Plan {
             .flat_map(|t| t.sensitive.values().cloned().chain(t.group.clone()))
             .collect()
     }
+}
+
+/// One ownership edge per table where one is mandatory: a single semi-join selects the rows (an
+/// `OR` of several makes engines remember every row they have matched), and a row can belong to
+/// one organisation only.
+fn choose_paths(schema: &Schema, config: &Config, edges: &[Edge], tables: &mut [TablePlan]) -> Result<()> {
+    for (name, columns) in &config.path {
+        let t = find_table(schema, name, "path")?;
+        let columns: Vec<String> = columns.items().iter().map(|c| c.to_string()).collect();
+        let candidates = &tables[t].ownership;
+        let Some(&chosen) = candidates.iter().find(|&&e| edges[e].from_columns == columns) else {
+            let known: Vec<String> = candidates.iter().map(|&e| edges[e].from_columns.join(", ")).collect();
+            return Err(Error::Config(format!(
+                "path.{name}: ({}) is not a path to the root of `{name}`; its paths: {}",
+                columns.join(", "),
+                if known.is_empty() { "none".into() } else { known.join(" | ") }
+            )));
+        };
+        tables[t].other_paths = candidates.iter().copied().filter(|&e| e != chosen).collect();
+        tables[t].ownership = vec![chosen];
+    }
+    for plan in tables.iter_mut() {
+        if plan.ownership.len() < 2 {
+            continue;
+        }
+        if let Some(&mandatory) = plan.ownership.iter().find(|&&e| !edges[e].nullable) {
+            plan.other_paths = plan.ownership.iter().copied().filter(|&e| e != mandatory).collect();
+            plan.ownership = vec![mandatory];
+        }
+    }
+    Ok(())
 }
 
 fn role_word(role: Role) -> &'static str {

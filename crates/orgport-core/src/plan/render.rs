@@ -111,7 +111,10 @@ impl Plan {
             }
             let mut line = format!("{}{}  ({})", "  ".repeat(indent + 1), self.name(i), self.edge_label(child.ownership[0]));
             for &e in &child.ownership[1..] {
-                let _ = write!(line, "; also via {} ({})", self.name(self.edges[e].to), self.edge_label(e));
+                let _ = write!(line, "; or via {} ({})", self.name(self.edges[e].to), self.edge_label(e));
+            }
+            for &e in &child.other_paths {
+                let _ = write!(line, "; checked against {} ({})", self.name(self.edges[e].to), self.edge_label(e));
             }
             if let Some(e) = child.self_edge {
                 let _ = write!(line, "; self-reference ({})", self.edge_label(e));
@@ -163,6 +166,7 @@ impl Plan {
                     role: p.role,
                     depth: p.depth,
                     paths: p.ownership.iter().map(|&e| self.edge_report(e)).collect(),
+                    other_paths: p.other_paths.iter().map(|&e| self.edge_report(e)).collect(),
                     self_reference: p.self_edge.map(|e| self.edge_report(e)),
                     natural_key: p.natural_key.as_deref(),
                     sensitive: &p.sensitive,
@@ -223,6 +227,7 @@ struct TableReport<'a> {
     role: Role,
     depth: Option<usize>,
     paths: Vec<EdgeReport<'a>>,
+    other_paths: Vec<EdgeReport<'a>>,
     self_reference: Option<EdgeReport<'a>>,
     natural_key: Option<&'a [String]>,
     sensitive: &'a std::collections::BTreeMap<String, String>,
