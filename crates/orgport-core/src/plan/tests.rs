@@ -152,3 +152,30 @@ fn every_format_renders_every_table() {
     let json: serde_json::Value = serde_json::from_str(&plan.render(Format::Json)).unwrap();
     assert_eq!(json["root"], "orgs");
 }
+
+#[test]
+fn one_mandatory_path_decides_ownership_and_the_others_are_checked() {
+    use ValueKind::*;
+    let mut s = schema();
+    s.tables.push(table("teams", vec![col("id", Integer, false), col("org_id", Integer, false)], &["id"], vec![fk(&["org_id"], "orgs", &["id"])]));
+    s.tables.push(table(
+        "task_notes",
+        vec![col("id", Integer, false), col("team_id", Integer, true), col("project_id", Integer, false)],
+        &["id"],
+        vec![fk(&["team_id"], "teams", &["id"]), fk(&["project_id"], "projects", &["id"])],
+    ));
+    let plan = Plan::build(s.clone(), &Config::parse("root = 'orgs'").unwrap(), None, Capabilities::default()).unwrap();
+    let t = plan.schema.find("task_notes").unwrap();
+    let cols = |e: usize| plan.edges[e].from_columns.clone();
+    assert_eq!(plan.tables[t].depth, Some(2));
+    assert_eq!(plan.tables[t].ownership.iter().map(|&e| cols(e)).collect::<Vec<_>>(), vec![vec!["project_id".to_string()]]);
+    assert_eq!(plan.tables[t].other_paths.iter().map(|&e| cols(e)).collect::<Vec<_>>(), vec![vec!["team_id".to_string()]]);
+    assert!(plan.cross_tenant.iter().any(|&e| plan.edges[e].from == t && cols(e) == ["team_id"]));
+
+    let config = Config::parse("root = 'orgs'\n[path]\ntask_notes = 'team_id'").unwrap();
+    let plan = Plan::build(s.clone(), &config, None, Capabilities::default()).unwrap();
+    assert_eq!(plan.tables[t].ownership.iter().map(|&e| cols(e)).collect::<Vec<_>>(), vec![vec!["team_id".to_string()]]);
+    let config = Config::parse("root = 'orgs'\n[path]\ntask_notes = 'nope'").unwrap();
+    let err = Plan::build(s, &config, None, Capabilities::default()).unwrap_err().to_string();
+    assert!(err.contains("path.task_notes") && err.contains("project_id"), "{err}");
+}
