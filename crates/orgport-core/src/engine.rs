@@ -84,6 +84,21 @@ pub trait Engine {
         })
     }
 
+    /// The values of `output` of a row of `table` whose `columns` equal `values`, if there is
+    /// one (none when a value is NULL, which equals nothing).
+    fn find_row(&mut self, table: &Table, columns: &[String], values: &[Value], output: &[String]) -> Result<Option<Vec<Value>>> {
+        if values.iter().any(Value::is_null) {
+            return Ok(None);
+        }
+        let d = self.dialect();
+        let conds: Vec<String> =
+            columns.iter().enumerate().map(|(i, c)| format!("{} = {}", d.quote_ident(c), d.placeholder(i + 1))).collect();
+        let outs: Vec<String> = output.iter().map(|c| d.quote_ident(c)).collect();
+        let kinds: Vec<ValueKind> = output.iter().map(|c| table.column(c).map(|c| c.kind).unwrap_or(ValueKind::Any)).collect();
+        let sql = format!("SELECT {} FROM {} WHERE {} LIMIT 1", outs.join(", "), d.table_ref(table), conds.join(" AND "));
+        self.query_one(&sql, values, &kinds)
+    }
+
     /// Runs a query that returns at most one row.
     fn query_one(&mut self, sql: &str, params: &[Value], kinds: &[ValueKind]) -> Result<Option<Vec<Value>>> {
         let mut found = None;

@@ -62,6 +62,18 @@ pub fn table_included(plan: &Plan, t: usize, with: &BTreeSet<String>) -> bool {
     p.role.is_exported() && p.group.as_ref().is_none_or(|g| with.contains(g))
 }
 
+/// Fails naming the first organisation (as the user typed it) that has no root row.
+pub(crate) fn check_orgs_exist(engine: &mut dyn Engine, plan: &Plan, orgs: &[Value], typed: &[String]) -> Result<()> {
+    let root = plan.table(plan.root);
+    let key = std::slice::from_ref(&plan.root_key);
+    for (org, text) in orgs.iter().zip(typed) {
+        if engine.find_row(root, key, std::slice::from_ref(org), key)?.is_none() {
+            return Err(Error::OrgNotFound { table: root.qualified(), key: text.clone() });
+        }
+    }
+    Ok(())
+}
+
 pub fn export(
     engine: &mut dyn Engine,
     plan: &Plan,
@@ -101,19 +113,7 @@ fn export_in_snapshot(
     out: &mut dyn Write,
     progress: &dyn Progress,
 ) -> Result<Manifest> {
-    let dialect = engine.dialect();
-    let root = plan.table(plan.root);
-    let exists = format!(
-        "SELECT 1 FROM {} WHERE {} = {}",
-        dialect.table_ref(root),
-        dialect.quote_ident(&plan.root_key),
-        dialect.placeholder(1)
-    );
-    for (org, text) in orgs.iter().zip(&options.orgs) {
-        if engine.query_one(&exists, std::slice::from_ref(org), &[ValueKind::Integer])?.is_none() {
-            return Err(Error::OrgNotFound { table: root.qualified(), key: text.clone() });
-        }
-    }
+    check_orgs_exist(engine, plan, orgs, &options.orgs)?;
 
     let selection = Selection::new(plan, engine.dialect(), orgs);
     let mut writer = ArchiveWriter::new(options.spool_dir)?;

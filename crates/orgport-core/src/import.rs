@@ -538,17 +538,7 @@ impl Importer<'_> {
 
     /// Looks up a row on the target by the values of `columns`; returns the values of `output`.
     fn find(&mut self, t: usize, columns: &[String], values: &[Value], output: &[String]) -> Result<Option<Vec<Value>>> {
-        if values.iter().any(Value::is_null) {
-            return Ok(None);
-        }
-        let d = self.engine.dialect();
-        let table = self.plan.table(t);
-        let conds: Vec<String> =
-            columns.iter().enumerate().map(|(i, c)| format!("{} = {}", d.quote_ident(c), d.placeholder(i + 1))).collect();
-        let outs: Vec<String> = output.iter().map(|c| d.quote_ident(c)).collect();
-        let kinds: Vec<ValueKind> = output.iter().map(|c| table.column(c).map(|c| c.kind).unwrap_or(ValueKind::Any)).collect();
-        let sql = format!("SELECT {} FROM {} WHERE {} LIMIT 1", outs.join(", "), d.table_ref(table), conds.join(" AND "));
-        self.engine.query_one(&sql, values, &kinds)
+        self.engine.find_row(self.plan.table(t), columns, values, output)
     }
 
     /// A shared row's counterpart on the target, by natural key: the values of all its keysets.

@@ -25,7 +25,6 @@ impl Scratch {
                                     PRIMARY KEY (tbl, ordinal, col)) WITHOUT ROWID;
              CREATE TABLE claimed (ukey INTEGER, value BLOB, PRIMARY KEY (ukey, value)) WITHOUT ROWID;
              CREATE TABLE pending (tbl INTEGER, sig BLOB, ordinal INTEGER, PRIMARY KEY (tbl, sig, ordinal)) WITHOUT ROWID;
-             CREATE INDEX pending_ordinal ON pending (tbl, ordinal);
              CREATE TABLE stored (tbl INTEGER, ordinal INTEGER, row BLOB NOT NULL, PRIMARY KEY (tbl, ordinal)) WITHOUT ROWID;
              BEGIN;",
         )?;
@@ -94,15 +93,6 @@ impl Scratch {
                 .execute(params![table as i64, sig, ordinal])?;
         }
         Ok(found.map(|o| o as u64))
-    }
-
-    /// Takes the pending archive row `ordinal`; false if there is none.
-    pub fn take_pending_at(&self, table: usize, ordinal: u64) -> Result<bool> {
-        let n = self
-            .conn
-            .prepare_cached("DELETE FROM pending WHERE tbl = ?1 AND ordinal = ?2")?
-            .execute(params![table as i64, ordinal as i64])?;
-        Ok(n == 1)
     }
 
     /// Archive rows no target row matched, in archive order, at most `limit` of them, and how many in all.

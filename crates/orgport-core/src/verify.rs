@@ -103,14 +103,7 @@ pub fn verify(engine: &mut dyn Engine, plan: &Plan, open: &Opener, orgs: &[Strin
 
 impl Verifier<'_> {
     fn run(&mut self, engine: &mut dyn Engine, open: &Opener, new_orgs: &[Value], org_texts: &[String], progress: &dyn Progress) -> Result<()> {
-        let root = self.plan.table(self.plan.root);
-        let d = engine.dialect();
-        let exists = format!("SELECT 1 FROM {} WHERE {} = {}", d.table_ref(root), d.quote_ident(&self.plan.root_key), d.placeholder(1));
-        for (org, text) in new_orgs.iter().zip(org_texts) {
-            if engine.query_one(&exists, std::slice::from_ref(org), &[crate::value::ValueKind::Integer])?.is_none() {
-                return Err(Error::OrgNotFound { table: root.qualified(), key: text.clone() });
-            }
-        }
+        crate::export::check_orgs_exist(engine, self.plan, new_orgs, org_texts)?;
         self.compare = (0..self.maps.len()).map(|a| self.plan_comparison(a)).collect();
         let selection = Selection::new(self.plan, engine.dialect(), new_orgs);
         let mut reader = ArchiveReader::open(open()?)?;
@@ -196,6 +189,7 @@ impl Verifier<'_> {
     fn add_archive_row(&mut self, engine: &mut dyn Engine, a: usize, ordinal: u64, row: &[Value]) -> Result<()> {
         self.report.tables.entry(self.maps[a].name.clone()).or_default().archive_rows += 1;
         match self.maps[a].role {
+            Role::Root | Role::Owned if self.ordered(a) => self.scratch.store_row(a as i64, ordinal, &codec::encode(row)),
             Role::Root | Role::Owned => {
                 let sig = self.signature(a, row, true)?;
                 self.scratch.add_pending(a, ordinal, &sig, &codec::encode(row))
@@ -212,14 +206,12 @@ impl Verifier<'_> {
         let Some(natural) = self.plan.tables[t].natural_key.clone() else { return Ok(()) };
         let Some(positions) = natural.iter().map(|c| tm.column_index(c)).collect::<Option<Vec<_>>>() else { return Ok(()) };
         let values: Vec<Value> = positions.iter().map(|&p| row[p].clone()).collect();
+        if values.iter().any(Value::is_null) {
+            // A NULL natural key matches nothing: the import created the row; nothing to look up.
+            return Ok(());
+        }
         let all_keys: Vec<String> = self.plan.tables[t].keysets.iter().flatten().cloned().collect();
-        let d = engine.dialect();
-        let table = self.plan.table(t);
-        let conds: Vec<String> = natural.iter().enumerate().map(|(i, c)| format!("{} = {}", d.quote_ident(c), d.placeholder(i + 1))).collect();
-        let outs: Vec<String> = all_keys.iter().map(|c| d.quote_ident(c)).collect();
-        let kinds: Vec<_> = all_keys.iter().map(|c| table.column(c).map(|c| c.kind).unwrap_or(crate::value::ValueKind::Any)).collect();
-        let sql = format!("SELECT {} FROM {} WHERE {} LIMIT 1", outs.join(", "), d.table_ref(table), conds.join(" AND "));
-        match engine.query_one(&sql, &values, &kinds)? {
+        match engine.find_row(self.plan.table(t), &natural, &values, &all_keys)? {
             Some(found) => {
                 for (ks, cols) in self.plan.tables[t].keysets.iter().enumerate() {
                     let Some(Some(kpos)) = self.maps[a].keysets.get(ks) else { continue };
@@ -237,6 +229,14 @@ impl Verifier<'_> {
         Ok(())
     }
 
+    /// New integer keys are allocated in archive order, so the target's rows in key order pair
+    /// with the archive's one by one; other tables are paired by signature.
+    fn ordered(&self, a: usize) -> bool {
+        let map = &self.maps[a];
+        matches!(map.pk_sources.as_slice(), [KeySource::Allocate])
+            && self.manifest.tables[a].columns[map.pk_positions[0]].kind == crate::value::ValueKind::Integer
+    }
+
     /// Pairs the target's rows of table `a` with the archive's.
     fn finish_table(&mut self, engine: &mut dyn Engine, a: usize, selection: &Selection, progress: &dyn Progress) -> Result<()> {
         let role = self.maps[a].role;
@@ -252,73 +252,70 @@ impl Verifier<'_> {
         let columns: Vec<String> = tm.columns.iter().map(|c| c.name.clone()).collect();
         let query = selection.table_query(t, &columns);
         progress.begin("verify", &name, Some(tm.rows));
-        let mut unmatched_target: Vec<Vec<Value>> = Vec::new();
-        let mut differing: Vec<String> = Vec::new();
-        let mut unmatched_count = 0u64;
-        let mut target_rows = 0u64;
-        let mut equal = 0u64;
-        let keysets = self.maps[a].keysets.clone();
-        let key_cols = self.plan.tables[t].keysets.clone();
+        let ordered = self.ordered(a);
+        // Key maps only for tables others refer to; target rows kept only for later checks.
+        let referenced = self.plan.edges.iter().any(|e| e.to == t);
+        let keep_target = self.compare[a].iter().any(|c| matches!(c, Compare::Later(_) | Compare::Suffixed));
         let ncols = columns.len();
-        let mut pairs: Vec<(u64, Vec<Value>)> = Vec::new();
-        // New integer keys are allocated in archive order, so the target's rows in key order pair
-        // with the archive's one by one; other tables are paired by signature alone.
-        let map = &self.maps[a];
-        let ordered = matches!(map.pk_sources.as_slice(), [KeySource::Allocate])
-            && tm.columns[map.pk_positions[0]].kind == crate::value::ValueKind::Integer;
+        let (mut target_rows, mut equal) = (0u64, 0u64);
+        let mut unmatched_target: Vec<Vec<Value>> = Vec::new();
+        let mut unmatched_count = 0u64;
+        let mut differing: Vec<String> = Vec::new();
         {
             let this = &*self;
             let mut on_row = |values: &[Value]| -> Result<()> {
                 let row = &values[..ncols];
+                let ordinal = target_rows;
                 target_rows += 1;
                 progress.rows(1);
                 let sig = this.signature(a, row, false)?;
-                let taken = if ordered {
-                    let ordinal = target_rows - 1;
-                    this.scratch.take_pending_at(a, ordinal)?.then_some(ordinal)
+                let paired = if ordered {
+                    match this.scratch.stored_row(a as i64, ordinal)? {
+                        Some(bytes) => {
+                            let archive_row = codec::decode(&bytes, ncols).map_err(Error::Stream)?;
+                            if this.signature(a, &archive_row, true)? == sig {
+                                equal += 1;
+                            } else {
+                                differing.push(this.describe(a, &name, ordinal, &archive_row, row, &columns));
+                            }
+                            Some((ordinal, archive_row))
+                        }
+                        None => None,
+                    }
                 } else {
-                    this.scratch.take_pending(a, &sig)?
-                };
-                match taken {
-                    Some(ordinal) => {
-                        let stored = this.scratch.stored_row(a as i64, ordinal)?.unwrap_or_default();
-                        let archive_row = codec::decode(&stored, ncols).map_err(Error::Stream)?;
-                        if !ordered || this.signature(a, &archive_row, true)? == sig {
+                    match this.scratch.take_pending(a, &sig)? {
+                        Some(ordinal) => {
                             equal += 1;
-                        } else {
-                            differing.push(this.describe(a, &name, ordinal, &archive_row, row, &columns));
+                            let bytes = this.scratch.stored_row(a as i64, ordinal)?.unwrap_or_default();
+                            Some((ordinal, codec::decode(&bytes, ncols).map_err(Error::Stream)?))
                         }
-                        for (ks, positions) in keysets.iter().enumerate() {
-                            if let Some(positions) = positions {
-                                let old: Vec<Value> = positions.iter().map(|&p| archive_row[p].clone()).collect();
-                                let new: Vec<Value> = positions.iter().map(|&p| row[p].clone()).collect();
-                                debug_assert_eq!(key_cols[ks].len(), positions.len());
-                                this.scratch.map_key(keyset_id(t, ks), &key_bytes(&old), &codec::encode(&new), true)?;
-                            }
-                        }
-                        pairs.push((ordinal, row.to_vec()));
-                        if pairs.len() >= 4096 {
-                            for (o, r) in pairs.drain(..) {
-                                this.scratch.store_row(-(a as i64) - 1, o, &codec::encode(&r))?;
-                            }
+                        None => None,
+                    }
+                };
+                let Some((ordinal, archive_row)) = paired else {
+                    unmatched_count += 1;
+                    if unmatched_target.len() < MAX_LISTED {
+                        unmatched_target.push(row.to_vec());
+                    }
+                    return Ok(());
+                };
+                if referenced {
+                    for (ks, positions) in this.maps[a].keysets.iter().enumerate() {
+                        if let Some(positions) = positions {
+                            let old: Vec<Value> = positions.iter().map(|&p| archive_row[p].clone()).collect();
+                            let new: Vec<Value> = positions.iter().map(|&p| row[p].clone()).collect();
+                            this.scratch.map_key(keyset_id(t, ks), &key_bytes(&old), &codec::encode(&new), true)?;
                         }
                     }
-                    None => {
-                        unmatched_count += 1;
-                        if unmatched_target.len() < MAX_LISTED {
-                            unmatched_target.push(row.to_vec());
-                        }
-                    }
+                }
+                if keep_target {
+                    this.scratch.store_row(-(a as i64) - 1, ordinal, &codec::encode(row))?;
                 }
                 Ok(())
             };
             engine.query(&query.sql, &query.params, &query.kinds, &mut on_row)?;
         }
-        for (o, r) in pairs {
-            self.scratch.store_row(-(a as i64) - 1, o, &codec::encode(&r))?;
-        }
         progress.end();
-        let (missing, missing_count) = self.scratch.unmatched(a, MAX_LISTED)?;
         let entry = self.report.tables.entry(name.clone()).or_default();
         entry.target_rows = target_rows;
         entry.equal = equal;
@@ -326,6 +323,15 @@ impl Verifier<'_> {
             self.report.differ(msg);
         }
         let mut extra = unmatched_target.into_iter();
+        let (missing, missing_count) = if ordered {
+            let mut rows = Vec::new();
+            for ordinal in target_rows..tm.rows.min(target_rows + MAX_LISTED as u64) {
+                rows.push((ordinal, self.scratch.stored_row(a as i64, ordinal)?.unwrap_or_default()));
+            }
+            (rows, tm.rows.saturating_sub(target_rows))
+        } else {
+            self.scratch.unmatched(a, MAX_LISTED)?
+        };
         for (ordinal, bytes) in missing {
             let archive_row = codec::decode(&bytes, ncols).map_err(Error::Stream)?;
             let msg = match extra.next() {
@@ -334,9 +340,7 @@ impl Verifier<'_> {
             };
             self.report.differ(msg);
         }
-        for _ in 0..missing_count.saturating_sub(MAX_LISTED as u64) {
-            self.report.difference_count += 1;
-        }
+        self.report.difference_count += missing_count.saturating_sub(MAX_LISTED as u64);
         let extra_count = unmatched_count.saturating_sub(missing_count);
         if extra_count > 0 {
             self.report.differ(format!("table `{name}`: {extra_count} row(s) on the target are not in the archive"));

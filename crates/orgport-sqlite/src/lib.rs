@@ -78,6 +78,9 @@ impl SqliteEngine {
             .map_err(|e| Error::engine(format!("cannot open SQLite database `{}`", path.display()), e))?;
         // An import keeps an insert and a few lookups per table prepared.
         conn.set_prepared_statement_cache_capacity(512);
+        // The semi-joins of an export build temporary key sets: on disk, so memory stays flat
+        // however large the organisation (the bundled build keeps them in memory by default).
+        conn.pragma_update(None, "temp_store", "FILE").map_err(|e| Error::engine("cannot set `temp_store`", e))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| Error::engine("cannot set the busy timeout", e))?;
         conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())).map_err(|e| {
