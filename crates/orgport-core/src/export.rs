@@ -29,8 +29,9 @@ pub fn parse_key(text: &str, kind: ValueKind) -> Result<Value> {
             .parse::<i64>()
             .map(Value::Int)
             .map_err(|_| Error::Plan(format!("organisation key `{text}` is not an integer"))),
+        // Kept as typed: engines that store UUIDs as text compare them exactly.
         ValueKind::Uuid => parse_uuid(text)
-            .map(Value::Uuid)
+            .map(|_| Value::Text(text.to_string()))
             .ok_or_else(|| Error::Plan(format!("organisation key `{text}` is not a UUID"))),
         // An untyped column (SQLite) most often holds integer keys.
         ValueKind::Any => Ok(text.trim().parse::<i64>().map(Value::Int).unwrap_or_else(|_| Value::Text(text.to_string()))),

@@ -427,18 +427,28 @@ impl Importer<'_> {
 
     fn new_key(&mut self, t: usize, col: usize, old: &Value) -> Result<Value> {
         if let Value::Int(_) = old {
-            let next = match self.counters.get(&(t, col)) {
+            let table = self.plan.table(t);
+            let last = match self.counters.get(&(t, col)) {
                 Some(&n) => n,
-                None => {
-                    let table = self.plan.table(t);
-                    let name = &table.primary_key[col];
-                    self.engine.max_key(table, name)?
-                }
-            } + 1;
+                None => self.engine.max_key(table, &table.primary_key[col])?,
+            };
+            let next = last.checked_add(1).ok_or_else(|| {
+                Error::Unresolved(vec![format!(
+                    "table `{}`: no integer key is left above {last} in `{}` for new rows",
+                    table.qualified(),
+                    table.primary_key[col]
+                )])
+            })?;
             self.counters.insert((t, col), next);
             return Ok(Value::Int(next));
         }
         Ok(regenerate(old))
+    }
+
+    /// Whether a generated primary key is free: neither on the target nor given to another row.
+    fn key_is_free(&mut self, t: usize, key: &[Value]) -> Result<bool> {
+        let pk = self.plan.table(t).primary_key.clone();
+        Ok(self.find(t, &pk, key, &pk[..1])?.is_none() && self.scratch.claim(-(t as i64) - 1, &key_bytes(key))?)
     }
 
     /// Gives the row a new primary key and records it in the key map.
@@ -452,6 +462,7 @@ impl Importer<'_> {
         let sources = map.pk_sources.clone();
         let edges = map.edges.clone();
         let mut new = Vec::with_capacity(old.len());
+        let regenerated = sources.iter().zip(&old).any(|(s, v)| matches!(s, KeySource::Allocate) && !matches!(v, Value::Int(_)));
         for (i, source) in sources.iter().enumerate() {
             new.push(match *source {
                 KeySource::Keep => old[i].clone(),
@@ -471,6 +482,21 @@ impl Importer<'_> {
                     }
                 }
             });
+        }
+        if regenerated {
+            // Random keys of a short shape can collide: draw again until one is free.
+            let mut attempts = 0;
+            while !self.key_is_free(t, &new)? {
+                attempts += 1;
+                if attempts > 1000 {
+                    return Err(Error::Unresolved(vec![format!("table `{name}`: no free primary key like {} after 1000 attempts", show(&old))]));
+                }
+                for (i, source) in sources.iter().enumerate() {
+                    if matches!(source, KeySource::Allocate) {
+                        new[i] = regenerate(&old[i]);
+                    }
+                }
+            }
         }
         self.scratch.map_key(keyset_id(t, 0), &key_bytes(&old), &codec::encode(&new), created)?;
         let in_sequence = match (sources.as_slice(), new.as_slice()) {
@@ -704,8 +730,8 @@ impl Importer<'_> {
                     self.renamed.push(Renamed {
                         table: name,
                         column: column.clone(),
-                        from: (!hide).then(|| original.display()),
-                        to: (!hide).then(|| candidate[k].display()),
+                        from: (!hide).then(|| plain(&original)),
+                        to: (!hide).then(|| plain(&candidate[k])),
                     });
                 }
                 _ => {
@@ -750,6 +776,11 @@ impl Importer<'_> {
         })?;
         Ok(())
     }
+}
+
+/// A value as the user wrote it: text without quotes.
+fn plain(v: &Value) -> String {
+    v.as_str().map(str::to_string).unwrap_or_else(|| v.display())
 }
 
 pub(crate) fn show(values: &[Value]) -> String {

@@ -12,6 +12,15 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     if args.out.exists() && !args.force {
         bail!("`{}` already exists\nhint: pass `--force` to replace it", args.out.display());
     }
+    if let Ok(source) = orgport_sqlite::url_path(&args.source.db) {
+        let same = |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if same(&source, &args.out) {
+            bail!("`--out {}` is the source database itself; the export would replace it", args.out.display());
+        }
+    }
     let mut engine = engines::open(&args.source.db, Access::ReadOnly)?;
     let plan = super::plan_for(engine.as_mut(), &args.source, args.root.as_deref())?;
     let dir = match args.out.parent() {

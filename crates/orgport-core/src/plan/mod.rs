@@ -420,34 +420,101 @@ impl Plan {
 }
 
 /// One ownership edge per table where one is mandatory: a single semi-join selects the rows (an
-/// `OR` of several makes engines remember every row they have matched), and a row can belong to
-/// one organisation only.
+/// `OR` of several makes engines remember every row they have matched), and a row belongs to one
+/// organisation only. A mandatory reference wins over a nullable shorter path (a comment belongs to
+/// its task's organisation even where its own `workspace_id` is NULL). Depths are then measured
+/// along the chosen edges.
 fn choose_paths(schema: &Schema, config: &Config, edges: &[Edge], tables: &mut [TablePlan]) -> Result<()> {
+    let n = tables.len();
+    let candidates: Vec<Vec<usize>> = (0..n)
+        .map(|t| {
+            let owned = tables[t].role == Role::Owned;
+            (0..edges.len())
+                .filter(|&i| owned && edges[i].from == t && edges[i].to != t && tables[edges[i].to].role.is_owned())
+                .collect()
+        })
+        .collect();
+    let mut configured = BTreeSet::new();
     for (name, columns) in &config.path {
         let t = find_table(schema, name, "path")?;
         let columns: Vec<String> = columns.items().iter().map(|c| c.to_string()).collect();
-        let candidates = &tables[t].ownership;
-        let Some(&chosen) = candidates.iter().find(|&&e| edges[e].from_columns == columns) else {
-            let known: Vec<String> = candidates.iter().map(|&e| edges[e].from_columns.join(", ")).collect();
+        let Some(&chosen) = candidates[t].iter().find(|&&e| edges[e].from_columns == columns) else {
+            let known: Vec<String> = candidates[t].iter().map(|&e| format!("({})", edges[e].from_columns.join(", "))).collect();
             return Err(Error::Config(format!(
-                "path.{name}: ({}) is not a path to the root of `{name}`; its paths: {}",
+                "path.{name}: ({}) is not a reference from `{name}` to an owned table; its references: {}",
                 columns.join(", "),
-                if known.is_empty() { "none".into() } else { known.join(" | ") }
+                if known.is_empty() { "none".into() } else { known.join(", ") }
             )));
         };
-        tables[t].other_paths = candidates.iter().copied().filter(|&e| e != chosen).collect();
+        if leads_to(tables, edges, edges[chosen].to, t) {
+            return Err(Error::Config(format!(
+                "path.{name}: ({}) leads back to `{name}`: ownership cannot go round a cycle",
+                columns.join(", ")
+            )));
+        }
         tables[t].ownership = vec![chosen];
+        configured.insert(t);
     }
-    for plan in tables.iter_mut() {
-        if plan.ownership.len() < 2 {
+    for t in 0..n {
+        if tables[t].role != Role::Owned || configured.contains(&t) {
             continue;
         }
-        if let Some(&mandatory) = plan.ownership.iter().find(|&&e| !edges[e].nullable) {
-            plan.other_paths = plan.ownership.iter().copied().filter(|&e| e != mandatory).collect();
-            plan.ownership = vec![mandatory];
+        if let Some(&mandatory) = tables[t].ownership.iter().find(|&&e| !edges[e].nullable) {
+            tables[t].ownership = vec![mandatory];
+        } else if let Some(&longer) =
+            candidates[t].iter().find(|&&e| !edges[e].nullable && !leads_to(tables, edges, edges[e].to, t))
+        {
+            tables[t].ownership = vec![longer];
+        }
+    }
+    for t in 0..n {
+        let chosen = tables[t].ownership.clone();
+        tables[t].other_paths = candidates[t].iter().copied().filter(|e| !chosen.contains(e)).collect();
+    }
+    let mut depth: Vec<Option<usize>> = vec![None; n];
+    for t in 0..n {
+        ownership_depth(tables, edges, t, &mut depth);
+    }
+    for (plan, d) in tables.iter_mut().zip(depth) {
+        if plan.role.is_owned() {
+            plan.depth = d;
         }
     }
     Ok(())
+}
+
+/// Whether following ownership edges up from `from` reaches `target`.
+fn leads_to(tables: &[TablePlan], edges: &[Edge], from: usize, target: usize) -> bool {
+    let mut stack = vec![from];
+    let mut seen = BTreeSet::new();
+    while let Some(t) = stack.pop() {
+        if t == target {
+            return true;
+        }
+        if seen.insert(t) {
+            stack.extend(tables[t].ownership.iter().map(|&e| edges[e].to));
+        }
+    }
+    false
+}
+
+fn ownership_depth(tables: &[TablePlan], edges: &[Edge], t: usize, memo: &mut Vec<Option<usize>>) -> Option<usize> {
+    if let Some(d) = memo[t] {
+        return Some(d);
+    }
+    let d = match tables[t].role {
+        Role::Root => 0,
+        Role::Owned => {
+            let mut d = 0;
+            for &e in &tables[t].ownership {
+                d = d.max(ownership_depth(tables, edges, edges[e].to, memo)? + 1);
+            }
+            d
+        }
+        _ => return None,
+    };
+    memo[t] = Some(d);
+    Some(d)
 }
 
 fn role_word(role: Role) -> &'static str {

@@ -1,0 +1,18 @@
+//! Integration tests of orgport: the real `orgport` binary on real SQLite files.
+//!
+//! - `util`: the shared harness (commands, database dumps, a field-by-field comparison of an
+//!   organisation on the source with its copy on the target, archive surgery).
+//! - `roundtrip`: every value type, a non-empty target, importing twice, shared users.
+//! - `bad_input`: damaged archives, incompatible targets, unreadable databases, usage errors.
+//! - `policies`: sensitive groups and `on_conflict` policies.
+//! - `shapes`: composite keys, deep self-references, cycles, tables without a primary key,
+//!   cross-tenant references, `plan` and its formats.
+//! - `props`: property-based round trips over random schemas.
+
+mod util;
+
+mod bad_input;
+mod policies;
+mod props;
+mod roundtrip;
+mod shapes;
