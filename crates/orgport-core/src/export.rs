@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 
-use crate::archive::{codec, ArchiveWriter, ColumnManifest, CutReport, Manifest, TableManifest};
+use crate::keys::key_bytes;
+use crate::archive::{ArchiveWriter, ColumnManifest, CutReport, Manifest, TableManifest};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::plan::{Plan, Role};
@@ -177,7 +178,7 @@ fn export_in_snapshot(
                     let gone = !dropped.is_empty()
                         && dropped.get(&(e.to, e.to_columns.clone())).is_some_and(|set| {
                             let key: Vec<Value> = idx.iter().map(|&i| row[i].clone()).collect();
-                            set.contains(&codec::encode(&key))
+                            set.contains(&key_bytes(&key))
                         });
                     (outside || gone).then_some("points at another organisation's row")
                 };
@@ -198,7 +199,7 @@ fn export_in_snapshot(
                 for ks in &plan.tables[t].keysets {
                     let key: Option<Vec<Value>> = ks.iter().map(|c| col_index(c).map(|i| row[i].clone())).collect();
                     if let Some(key) = key {
-                        dropped.entry((t, ks.clone())).or_default().insert(codec::encode(&key));
+                        dropped.entry((t, ks.clone())).or_default().insert(key_bytes(&key));
                     }
                 }
                 return Ok(());

@@ -73,6 +73,13 @@ pub fn value_json(v: &Value) -> serde_json::Value {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Check,
+    Recheck,
+    Write,
+}
+
 /// Where a primary-key column's new value comes from.
 #[derive(Clone, Copy)]
 pub(crate) enum KeySource {
@@ -128,6 +135,8 @@ struct Importer<'a> {
     /// Recently followed keys. Entries never change once written, and references cluster (a
     /// project's tasks follow each other), so a small bounded cache spares most lookups.
     cache: std::cell::RefCell<HashMap<(i64, Vec<u8>), (Vec<Value>, bool)>>,
+    /// A reference to a key set not mapped yet was met in the check pass.
+    forward_misses: bool,
     cut: BTreeMap<(usize, usize), u64>,
     counts: BTreeMap<String, TableCounts>,
 }
@@ -159,6 +168,7 @@ pub fn import(
         overridden: Default::default(),
         sequential: HashMap::new(),
         cache: Default::default(),
+        forward_misses: false,
         cut: BTreeMap::new(),
         counts: BTreeMap::new(),
     };
@@ -231,12 +241,17 @@ pub(crate) fn map_tables(engine: &mut dyn Engine, plan: &Plan, manifest: &Manife
             .edges_from(t)
             .filter_map(|(i, e)| e.from_columns.iter().map(|c| pos(c)).collect::<Option<Vec<_>>>().map(|p| (i, p)))
             .collect();
-        let pk = &table.primary_key;
+        // A row's identity: its primary key, else the first column set others refer to it by.
+        let pk = if table.primary_key.is_empty() {
+            plan.tables[t].keysets.first().cloned().unwrap_or_default()
+        } else {
+            table.primary_key.clone()
+        };
         let pk_positions: Vec<usize> = pk.iter().filter_map(|c| pos(c)).collect();
         if pk_positions.len() != pk.len() && role != Role::Keep {
-            diffs.push(format!("table `{}`: primary-key columns are missing from the archive", tm.name));
+            diffs.push(format!("table `{}`: key columns ({}) are missing from the archive", tm.name, pk.join(", ")));
         }
-        let exported = |e: usize| matches!(plan.tables[plan.edges[e].to].role, Role::Root | Role::Owned | Role::Referenced | Role::Dependent);
+        let exported = |e: usize| plan.tables[plan.edges[e].to].role.is_mapped();
         let mut pk_sources: Vec<KeySource> = pk
             .iter()
             .map(|c| {
@@ -247,7 +262,8 @@ pub(crate) fn map_tables(engine: &mut dyn Engine, plan: &Plan, manifest: &Manife
                     .unwrap_or(KeySource::Keep)
             })
             .collect();
-        if !pk_sources.iter().any(|s| matches!(s, KeySource::Reference { .. })) {
+        let allocatable = !table.primary_key.is_empty() && !pk_sources.iter().any(|s| matches!(s, KeySource::Reference { .. }));
+        if allocatable {
             if let Some(first) = pk_sources.first_mut() {
                 *first = KeySource::Allocate;
             }
@@ -258,9 +274,10 @@ pub(crate) fn map_tables(engine: &mut dyn Engine, plan: &Plan, manifest: &Manife
             .map(|ks| ks.iter().map(|c| pos(c)).collect::<Option<Vec<_>>>())
             .collect();
         let mut uniques = Vec::new();
+        // The primary key too: made of references to matched rows it can collide (checks skip new values).
         let mut candidates: Vec<&Vec<String>> = table.unique_keys.iter().filter(|u| !u.partial).map(|u| &u.columns).collect();
-        if pk_sources.iter().all(|s| matches!(s, KeySource::Keep)) && !pk.is_empty() {
-            candidates.push(pk);
+        if !table.primary_key.is_empty() {
+            candidates.push(&table.primary_key);
         }
         for (i, cols) in candidates.into_iter().enumerate() {
             let Some(positions) = cols.iter().map(|c| pos(c)).collect::<Option<Vec<_>>>() else { continue };
@@ -310,6 +327,9 @@ impl Importer<'_> {
         self.pass(open, progress, "allocate", Self::allocate)?;
         self.stop_on_problems()?;
         self.pass(open, progress, "check", Self::check)?;
+        if self.forward_misses {
+            self.pass(open, progress, "recheck", Self::recheck)?;
+        }
         if !self.conflicts.is_empty() {
             return Err(Error::Conflicts(std::mem::take(&mut self.conflicts)));
         }
@@ -365,6 +385,7 @@ impl Importer<'_> {
         step: fn(&mut Self, usize, u64, &[Value]) -> Result<()>,
     ) -> Result<()> {
         let mut reader = ArchiveReader::open(open()?)?;
+        same_archive(&self.manifest, reader.manifest())?;
         let mut current = usize::MAX;
         let mut ordinal = 0;
         while let Some((table, row)) = reader.next_row()? {
@@ -416,9 +437,6 @@ impl Importer<'_> {
                 let Some(ks) = self.plan.tables[e.to].keysets.iter().position(|k| *k == e.to_columns) else {
                     return Ok(None);
                 };
-                if self.plan.tables[e.to].role == Role::Keep && ks != 0 {
-                    return Ok(Some((old.to_vec(), false)));
-                }
                 self.lookup(e.to, ks, old)
             }
             Role::Excluded | Role::Unrelated => Ok(Some((old.to_vec(), false))),
@@ -528,14 +546,24 @@ impl Importer<'_> {
                 }
             }
             Role::Keep => {
-                let pk = self.plan.table(t).primary_key.clone();
-                let positions = self.maps[a].pk_positions.clone();
-                let old = Self::pick(row, &positions);
-                if self.find(t, &pk, &old, &pk)?.is_some() {
-                    self.scratch.map_key(keyset_id(t, 0), &key_bytes(&old), &codec::encode(&old), false)?;
+                let natural = self.plan.tables[t].natural_key.clone().unwrap_or_default();
+                let tm = &self.manifest.tables[a];
+                let Some(positions) = natural.iter().map(|c| tm.column_index(c)).collect::<Option<Vec<_>>>() else {
+                    self.problem(format!("kept table `{name}`: its key ({}) is not in the archive", natural.join(", ")));
+                    return Ok(());
+                };
+                let values = Self::pick(row, &positions);
+                if self.find(t, &natural, &values, &natural)?.is_some() {
+                    // Kept rows keep their keys: every key set maps to itself.
+                    for (ks, positions) in self.maps[a].keysets.iter().enumerate() {
+                        if let Some(positions) = positions {
+                            let old = Self::pick(row, positions);
+                            self.scratch.map_key(keyset_id(t, ks), &key_bytes(&old), &codec::encode(&old), false)?;
+                        }
+                    }
                     self.counts.entry(name).or_default().matched += 1;
                 } else {
-                    self.problem(format!("kept table `{name}`: no row with key {} on the target", show(&old)));
+                    self.problem(format!("kept table `{name}`: no row with ({}) = {} on the target", natural.join(", "), show(&values)));
                 }
             }
             Role::Referenced => {
@@ -623,7 +651,7 @@ impl Importer<'_> {
 
     /// The row with its new key and rewritten references, and which positions hold new values.
     /// Unresolvable references are reported (`report`) or cut.
-    fn rewrite(&mut self, a: usize, ordinal: u64, row: &[Value], count_cuts: bool) -> Result<Option<(Vec<Value>, Vec<bool>)>> {
+    fn rewrite(&mut self, a: usize, ordinal: u64, row: &[Value], pass: Pass) -> Result<Option<(Vec<Value>, Vec<bool>)>> {
         let mut out = row.to_vec();
         let mut fresh = vec![false; row.len()];
         let t = self.maps[a].target;
@@ -631,7 +659,7 @@ impl Importer<'_> {
         if let Some(Some(first)) = self.sequential.get(&a) {
             out[pk_positions[0]] = Value::Int(first + ordinal as i64);
             fresh[pk_positions[0]] = true;
-        } else if !pk_positions.is_empty() && pk_positions.len() == self.plan.table(t).primary_key.len() {
+        } else if !pk_positions.is_empty() && pk_positions.len() == self.maps[a].pk_sources.len() {
             if let Some((new, _)) = self.lookup(t, 0, &Self::pick(row, &pk_positions))? {
                 for (k, &p) in pk_positions.iter().enumerate() {
                     fresh[p] = !matches!(self.maps[a].pk_sources[k], KeySource::Keep);
@@ -655,9 +683,14 @@ impl Importer<'_> {
                     for &p in &positions {
                         out[p] = Value::Null;
                     }
-                    if count_cuts {
+                    if pass == Pass::Write {
                         *self.cut.entry((t, edge)).or_default() += 1;
                     }
+                }
+                // Other key sets are mapped as the check pass goes: one of a later row is
+                // checked again once they all are.
+                None if pass == Pass::Check && self.plan.tables[self.plan.edges[edge].to].keysets.first() != Some(&self.plan.edges[edge].to_columns) => {
+                    self.forward_misses = true;
                 }
                 None => {
                     let e = &self.plan.edges[edge];
@@ -681,15 +714,8 @@ impl Importer<'_> {
         if !self.is_inserted(a, row)? {
             return Ok(());
         }
-        let Some((new, fresh)) = self.rewrite(a, ordinal, row, false)? else { return Ok(()) };
+        let Some((mut new, fresh)) = self.rewrite(a, ordinal, row, Pass::Check)? else { return Ok(()) };
         let t = self.maps[a].target;
-        for (ks, positions) in self.maps[a].keysets.clone().iter().enumerate().skip(1) {
-            if let Some(positions) = positions {
-                let old = Self::pick(row, positions);
-                let created = Self::pick(&new, positions);
-                self.scratch.map_key(keyset_id(t, ks), &key_bytes(&old), &codec::encode(&created), true)?;
-            }
-        }
         let uniques: Vec<(i64, Vec<String>, Vec<usize>, Option<(String, usize, ConflictPolicy)>)> = self.maps[a]
             .uniques
             .iter()
@@ -705,7 +731,7 @@ impl Importer<'_> {
                 continue;
             }
             let name = self.maps[a].name.clone();
-            let sensitive = |c: &str| self.plan.tables[t].sensitive.contains_key(c);
+            let sensitive = |c: &str| self.plan.tables[t].is_sensitive(c);
             match policy {
                 Some((column, p, pol @ (ConflictPolicy::Suffix | ConflictPolicy::Regenerate))) => {
                     let original = new[p].clone();
@@ -726,6 +752,7 @@ impl Importer<'_> {
                     }
                     self.scratch.set_override(a, ordinal, &column, &codec::encode(&candidate[k..=k]))?;
                     self.overridden.insert(a);
+                    new[p] = candidate[k].clone();
                     let hide = sensitive(&column);
                     self.renamed.push(Renamed {
                         table: name,
@@ -745,6 +772,22 @@ impl Importer<'_> {
                 }
             }
         }
+        // Other key sets after the conflict policies: references follow the values written.
+        for (ks, positions) in self.maps[a].keysets.clone().iter().enumerate().skip(1) {
+            if let Some(positions) = positions {
+                let old = Self::pick(row, positions);
+                let created = Self::pick(&new, positions);
+                self.scratch.map_key(keyset_id(t, ks), &key_bytes(&old), &codec::encode(&created), true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After the check pass, when a reference to another key set could not be followed yet.
+    fn recheck(&mut self, a: usize, ordinal: u64, row: &[Value]) -> Result<()> {
+        if self.is_inserted(a, row)? {
+            self.rewrite(a, ordinal, row, Pass::Recheck)?;
+        }
         Ok(())
     }
 
@@ -753,7 +796,7 @@ impl Importer<'_> {
         if !self.is_inserted(a, row)? {
             return Ok(());
         }
-        let Some((mut new, _)) = self.rewrite(a, ordinal, row, true)? else {
+        let Some((mut new, _)) = self.rewrite(a, ordinal, row, Pass::Write)? else {
             return Err(Error::Unresolved(std::mem::take(&mut self.problems)));
         };
         if self.overridden.contains(&a) {
@@ -776,6 +819,14 @@ impl Importer<'_> {
         })?;
         Ok(())
     }
+}
+
+/// Each pass reopens the archive: it must still be the one the first pass read.
+pub(crate) fn same_archive(first: &Manifest, now: &Manifest) -> Result<()> {
+    if first.data.sha256 != now.data.sha256 || first.tables.len() != now.tables.len() {
+        return Err(Error::Corrupt("the archive changed while it was being read".into()));
+    }
+    Ok(())
 }
 
 /// A value as the user wrote it: text without quotes.

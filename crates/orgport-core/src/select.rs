@@ -16,6 +16,9 @@ pub struct Selection<'a> {
     with: String,
     /// Per table: the columns of its expression, if it has one.
     keys: Vec<Option<Vec<String>>>,
+    /// Expressions written so far: a shared table can only be selected through those (a cycle of
+    /// shared tables is followed one way).
+    defined: Vec<bool>,
     params: Vec<Value>,
 }
 
@@ -48,11 +51,13 @@ impl<'a> Selection<'a> {
                 (!cols.is_empty()).then_some(cols)
             })
             .collect();
-        let mut sel = Selection { plan, dialect, with: String::new(), keys, params: orgs.to_vec() };
+        let defined = vec![false; n];
+        let mut sel = Selection { plan, dialect, with: String::new(), keys, defined, params: orgs.to_vec() };
         let mut parts = Vec::new();
         for t in sel.cte_order() {
             if sel.keys[t].is_some() {
                 parts.push(sel.cte(t));
+                sel.defined[t] = true;
             }
         }
         sel.with = format!("WITH RECURSIVE {}", parts.join(",\n"));
@@ -129,7 +134,8 @@ impl<'a> Selection<'a> {
                 let mut terms = Vec::new();
                 for e in plan.edges.iter().filter(|e| e.to == t && e.from != t) {
                     let from_role = plan.tables[e.from].role;
-                    if !from_role.is_exported() || from_role == Role::Dependent {
+                    let shared = matches!(from_role, Role::Referenced | Role::Keep);
+                    if !from_role.is_exported() || from_role == Role::Dependent || (shared && !self.defined[e.from]) {
                         continue;
                     }
                     terms.push(format!(

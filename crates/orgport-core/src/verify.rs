@@ -107,6 +107,7 @@ impl Verifier<'_> {
         self.compare = (0..self.maps.len()).map(|a| self.plan_comparison(a)).collect();
         let selection = Selection::new(self.plan, engine.dialect(), new_orgs);
         let mut reader = ArchiveReader::open(open()?)?;
+        crate::import::same_archive(&self.manifest, reader.manifest())?;
         let mut next = 0;
         let mut ordinal = 0u64;
         while let Some((a, row)) = reader.next_row()? {
@@ -136,8 +137,7 @@ impl Verifier<'_> {
         }
         for (edge, positions) in &map.edges {
             let to = self.plan.edges[*edge].to;
-            let mapped = matches!(self.plan.tables[to].role, Role::Root | Role::Owned | Role::Referenced | Role::Dependent);
-            if !mapped {
+            if !self.plan.tables[to].role.is_mapped() {
                 continue;
             }
             let earlier = self.maps.iter().position(|m| m.target == to).is_some_and(|b| b < a);
@@ -354,7 +354,13 @@ impl Verifier<'_> {
             .iter()
             .enumerate()
             .filter(|(p, _)| self.compare[a][*p] == Compare::Plain && archive[*p] != target[*p])
-            .map(|(p, c)| format!("`{c}` is {} on the target, {} in the archive", target[p].display(), archive[p].display()))
+            .map(|(p, c)| {
+                if self.plan.tables[self.maps[a].target].is_sensitive(c) {
+                    format!("`{c}` differs (sensitive: values not shown)")
+                } else {
+                    format!("`{c}` is {} on the target, {} in the archive", target[p].display(), archive[p].display())
+                }
+            })
             .collect();
         if diffs.is_empty() {
             format!("table `{name}`: archive row {} differs from its target row in its references", ordinal + 1)
@@ -408,12 +414,17 @@ impl Verifier<'_> {
                         },
                     };
                     if !ok {
-                        self.report.differ(format!(
-                            "table `{name}`, archive row {}: `{column}` is {} on the target, expected {}",
-                            ordinal + 1,
-                            target[p].display(),
-                            archive[p].display()
-                        ));
+                        let msg = if self.plan.tables[self.maps[a].target].is_sensitive(column) {
+                            format!("table `{name}`, archive row {}: `{column}` differs (sensitive: values not shown)", ordinal + 1)
+                        } else {
+                            format!(
+                                "table `{name}`, archive row {}: `{column}` is {} on the target, expected {}",
+                                ordinal + 1,
+                                target[p].display(),
+                                archive[p].display()
+                            )
+                        };
+                        self.report.differ(msg);
                     }
                 }
             }

@@ -22,7 +22,7 @@ pub fn schema(conn: &Connection) -> rusqlite::Result<Schema> {
 }
 
 fn table(conn: &Connection, name: &str, sql: &str) -> rusqlite::Result<Table> {
-    let upper = sql.to_uppercase();
+    let upper = sql.to_ascii_uppercase();
     let without_rowid = upper.split_whitespace().collect::<Vec<_>>().windows(2).any(|w| w == ["WITHOUT", "ROWID"] || w == ["WITHOUT", "ROWID;"]);
     let mut stmt = conn.prepare("SELECT name, type, \"notnull\", dflt_value, pk, hidden FROM pragma_table_xinfo(?1) ORDER BY cid")?;
     let raw: Vec<(String, String, bool, Option<String>, i64, i64)> = stmt
@@ -102,7 +102,8 @@ fn table(conn: &Connection, name: &str, sql: &str) -> rusqlite::Result<Table> {
 
 /// Tables referenced by a `DEFERRABLE INITIALLY DEFERRED` clause: the pragmas do not report it.
 fn deferred_targets(sql: &str) -> Vec<String> {
-    let upper = sql.to_uppercase();
+    // ASCII case only, so byte offsets stay those of the original text.
+    let upper = sql.to_ascii_uppercase();
     let mut out = Vec::new();
     let parts: Vec<&str> = upper.split("REFERENCES").collect();
     let originals: Vec<&str> = {

@@ -89,6 +89,17 @@ impl SqliteEngine {
         Ok(SqliteEngine { conn, path: path.to_path_buf() })
     }
 
+    /// Up to ten rows whose references point nowhere, as `table` row N → `parent`.
+    fn foreign_key_violations(&self) -> Vec<String> {
+        let Ok(mut stmt) = self.conn.prepare("SELECT \"table\", rowid, parent FROM pragma_foreign_key_check LIMIT 10") else {
+            return Vec::new();
+        };
+        let rows = stmt.query_map([], |r| {
+            Ok(format!("`{}` row {} refers to a missing `{}` row", r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or(0), r.get::<_, String>(2)?))
+        });
+        rows.map(|rows| rows.filter_map(|r| r.ok()).collect()).unwrap_or_default()
+    }
+
     fn fail(&self, what: &str, e: rusqlite::Error) -> Error {
         Error::engine(format!("{what} ({})", self.path.display()), e)
     }
@@ -128,8 +139,15 @@ impl Engine for SqliteEngine {
 
     fn commit(&mut self) -> Result<()> {
         if let Err(e) = self.conn.execute_batch("COMMIT") {
+            // Deferred foreign keys are checked here: name the rows at fault before rolling back.
+            let violations = self.foreign_key_violations();
             let _ = self.conn.execute_batch("ROLLBACK");
-            return Err(self.fail("the import was rolled back at commit", e));
+            let what = if violations.is_empty() {
+                "the import was rolled back at commit".to_string()
+            } else {
+                format!("the import was rolled back at commit: {}", violations.join("; "))
+            };
+            return Err(self.fail(&what, e));
         }
         Ok(())
     }
@@ -163,7 +181,14 @@ impl Engine for SqliteEngine {
             buf.clear();
             for (i, kind) in kinds.iter().enumerate() {
                 let raw = row.get_ref(i).map_err(|e| Error::engine("cannot read a column", e))?;
-                buf.push(value::read(raw, *kind)?);
+                let value = value::read(raw, *kind).map_err(|e| match e {
+                    Error::Plan(msg) => {
+                        let column = row.as_ref().column_name(i).unwrap_or("?").to_string();
+                        Error::Plan(format!("column `{column}` of `{}`: {msg}", short(sql)))
+                    }
+                    other => other,
+                })?;
+                buf.push(value);
             }
             on_row(&buf)?;
         }

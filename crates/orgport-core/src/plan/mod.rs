@@ -137,6 +137,21 @@ const TENANT_COLUMNS: &[&str] = &[
     "company_id",
 ];
 
+impl TablePlan {
+    /// Whether values of this column must never be shown: a sensitive column, or any column of a
+    /// table that belongs to a sensitive group.
+    pub fn is_sensitive(&self, column: &str) -> bool {
+        self.group.is_some() || self.sensitive.contains_key(column)
+    }
+}
+
+impl Role {
+    /// Rows of this role are in the key map: references to them are rewritten.
+    pub fn is_mapped(self) -> bool {
+        matches!(self, Role::Root | Role::Owned | Role::Referenced | Role::Dependent)
+    }
+}
+
 impl Plan {
     pub fn build(schema: Schema, config: &Config, root_override: Option<&str>, caps: Capabilities) -> Result<Plan> {
         let root_name = root_override
@@ -224,13 +239,26 @@ impl Plan {
                 }
             }
         }
+        // Keys and references identify rows: withholding one would break the organisation apart.
+        let is_key = |t: usize, c: &str| {
+            schema.tables[t].primary_key.iter().any(|k| k == c)
+                || edges.iter().any(|e| (e.from == t && e.from_columns.iter().any(|x| x == c)) || (e.to == t && e.to_columns.iter().any(|x| x == c)))
+        };
+        for (t, cols) in sensitive.iter().enumerate() {
+            if let Some((c, g)) = cols.iter().find(|(c, _)| is_key(t, c)) {
+                return Err(Error::Config(format!(
+                    "sensitive.{g}: `{}.{c}` is a key or a reference and cannot be withheld",
+                    schema.tables[t].qualified()
+                )));
+            }
+        }
         let mut not_sensitive = BTreeSet::new();
         for item in &config.not_sensitive {
             not_sensitive.insert(resolve_column(&schema, item, "not_sensitive")?);
         }
         for t in (0..n).filter(|&t| roles[t].is_exported() && table_group[t].is_none()) {
             for col in &schema.tables[t].columns {
-                if sensitive[t].contains_key(&col.name) || not_sensitive.contains(&(t, col.name.clone())) {
+                if sensitive[t].contains_key(&col.name) || not_sensitive.contains(&(t, col.name.clone())) || is_key(t, &col.name) {
                     continue;
                 }
                 if let Some(group) = guess_sensitive_group(&col.name) {
@@ -268,7 +296,20 @@ impl Plan {
         for t in 0..n {
             let table = &schema.tables[t];
             match roles[t] {
-                Role::Keep => natural[t] = Some(table.primary_key.clone()),
+                Role::Keep => {
+                    if !table.primary_key.is_empty() {
+                        natural[t] = Some(table.primary_key.clone());
+                    } else if natural[t].is_none() {
+                        natural[t] = guess_natural_key(table);
+                    }
+                    if natural[t].is_none() {
+                        return Err(Error::Config(format!(
+                            "keep: `{}` has neither a primary key nor a unique NOT NULL column set to find its rows by; \
+                             name one under [match]",
+                            table.qualified()
+                        )));
+                    }
+                }
                 Role::Referenced if natural[t].is_none() => {
                     natural[t] = guess_natural_key(table);
                     if natural[t].is_none() {
@@ -332,6 +373,17 @@ impl Plan {
             }
             if roles[e.to] == Role::Excluded {
                 into_excluded.push(i);
+                if !e.nullable {
+                    warnings.push(Warning {
+                        table: schema.tables[e.from].qualified(),
+                        message: format!(
+                            "({}) is NOT NULL and refers to the excluded table `{}`: the values are imported as they \
+                             are and must name rows that exist on the target",
+                            e.from_columns.join(", "),
+                            schema.tables[e.to].qualified()
+                        ),
+                    });
+                }
                 continue;
             }
             if roles[e.from] == Role::Owned {
@@ -586,6 +638,16 @@ fn collect_edges(schema: &Schema, config: &Config, warnings: &mut Vec<Warning>) 
         if from.len() != to.len() || from.is_empty() || !same_table(&from) || !same_table(&to) {
             return Err(Error::Config(format!(
                 "{key}: `from` and `to` must name the same number of columns, each side in one table"
+            )));
+        }
+        let target = &schema.tables[to[0].0];
+        let to_cols: Vec<String> = to.iter().map(|(_, c)| c.clone()).collect();
+        let unique = target.primary_key == to_cols || target.unique_keys.iter().any(|u| !u.partial && u.columns == to_cols);
+        if !unique {
+            return Err(Error::Config(format!(
+                "{key}: `{}`({}) is neither the primary key nor a unique key, so it cannot identify the referenced row",
+                target.qualified(),
+                to_cols.join(", ")
             )));
         }
         let table = &schema.tables[from[0].0];
