@@ -568,18 +568,7 @@ impl Importer<'_> {
             }
             Role::Referenced => {
                 if let Some(found) = self.match_shared(a, row)? {
-                    for (ks, positions) in self.maps[a].keysets.clone().iter().enumerate() {
-                        if let Some(positions) = positions {
-                            let old = Self::pick(row, positions);
-                            let cols = &self.plan.tables[t].keysets[ks];
-                            let all_keys: Vec<String> = self.plan.tables[t].keysets.iter().flatten().cloned().collect();
-                            let new: Vec<Value> = cols
-                                .iter()
-                                .map(|c| found[all_keys.iter().position(|k| k == c).unwrap_or(0)].clone())
-                                .collect();
-                            self.scratch.map_key(keyset_id(t, ks), &key_bytes(&old), &codec::encode(&new), false)?;
-                        }
-                    }
+                    map_found(&self.scratch, self.plan, &self.maps[a], row, &found)?;
                     self.counts.entry(name).or_default().matched += 1;
                 } else if self.allocate_row(a, ordinal, row, true)? {
                     self.counts.entry(name).or_default().created += 1;
@@ -614,8 +603,7 @@ impl Importer<'_> {
                 }
             }
         }
-        let all_keys: Vec<String> = self.plan.tables[t].keysets.iter().flatten().cloned().collect();
-        self.find(t, &natural, &values, &all_keys)
+        self.find(t, &natural, &values, &self.plan.tables[t].key_columns())
     }
 
     fn parents_created(&self, a: usize, row: &[Value]) -> Result<bool> {
@@ -819,6 +807,20 @@ impl Importer<'_> {
         })?;
         Ok(())
     }
+}
+
+/// Maps every key set of an archive row to those of the row found on the target for it (`found`
+/// holds the table's key columns).
+pub(crate) fn map_found(scratch: &Scratch, plan: &Plan, map: &TableMap, row: &[Value], found: &[Value]) -> Result<()> {
+    let t = map.target;
+    for (ks, positions) in map.keysets.iter().enumerate() {
+        if let Some(positions) = positions {
+            let old: Vec<Value> = positions.iter().map(|&p| row[p].clone()).collect();
+            let new = plan.tables[t].keyset_values(ks, found);
+            scratch.map_key(keyset_id(t, ks), &key_bytes(&old), &codec::encode(&new), false)?;
+        }
+    }
+    Ok(())
 }
 
 /// Each pass reopens the archive: it must still be the one the first pass read.

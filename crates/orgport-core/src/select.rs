@@ -37,14 +37,7 @@ impl<'a> Selection<'a> {
         let keys: Vec<Option<Vec<String>>> = (0..n)
             .map(|t| {
                 let p = &plan.tables[t];
-                let mut cols: Vec<String> = Vec::new();
-                if p.role.is_exported() && p.role != Role::Dependent {
-                    for c in p.keysets.iter().flatten() {
-                        if !cols.contains(c) {
-                            cols.push(c.clone());
-                        }
-                    }
-                }
+                let mut cols = if p.role.is_exported() && p.role != Role::Dependent { p.key_columns() } else { Vec::new() };
                 if t == plan.root && !cols.contains(&plan.root_key) {
                     cols.insert(0, plan.root_key.clone());
                 }

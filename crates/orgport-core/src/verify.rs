@@ -210,15 +210,9 @@ impl Verifier<'_> {
             // A NULL natural key matches nothing: the import created the row; nothing to look up.
             return Ok(());
         }
-        let all_keys: Vec<String> = self.plan.tables[t].keysets.iter().flatten().cloned().collect();
-        match engine.find_row(self.plan.table(t), &natural, &values, &all_keys)? {
+        match engine.find_row(self.plan.table(t), &natural, &values, &self.plan.tables[t].key_columns())? {
             Some(found) => {
-                for (ks, cols) in self.plan.tables[t].keysets.iter().enumerate() {
-                    let Some(Some(kpos)) = self.maps[a].keysets.get(ks) else { continue };
-                    let old: Vec<Value> = kpos.iter().map(|&p| row[p].clone()).collect();
-                    let new: Vec<Value> = cols.iter().map(|c| found[all_keys.iter().position(|k| k == c).unwrap_or(0)].clone()).collect();
-                    self.scratch.map_key(keyset_id(t, ks), &key_bytes(&old), &codec::encode(&new), false)?;
-                }
+                crate::import::map_found(&self.scratch, self.plan, &self.maps[a], row, &found)?;
                 self.report.tables.entry(self.maps[a].name.clone()).or_default().equal += 1;
             }
             None => {

@@ -138,6 +138,23 @@ const TENANT_COLUMNS: &[&str] = &[
 ];
 
 impl TablePlan {
+    /// Every column of the key sets, once each, in key-set order.
+    pub fn key_columns(&self) -> Vec<String> {
+        let mut cols: Vec<String> = Vec::new();
+        for c in self.keysets.iter().flatten() {
+            if !cols.contains(c) {
+                cols.push(c.clone());
+            }
+        }
+        cols
+    }
+
+    /// The values of key set `ks` in a row of [`TablePlan::key_columns`].
+    pub fn keyset_values(&self, ks: usize, key_row: &[crate::value::Value]) -> Vec<crate::value::Value> {
+        let all = self.key_columns();
+        self.keysets[ks].iter().filter_map(|c| all.iter().position(|k| k == c).map(|i| key_row[i].clone())).collect()
+    }
+
     /// Whether values of this column must never be shown: a sensitive column, or any column of a
     /// table that belongs to a sensitive group.
     pub fn is_sensitive(&self, column: &str) -> bool {
