@@ -66,12 +66,20 @@ impl<'a> Selection<'a> {
             (0..plan.tables.len()).filter(|&t| matches!(plan.tables[t].role, Role::Referenced | Role::Keep)).collect();
         let mut order = owned;
         while !shared.is_empty() {
-            let ready = shared.iter().position(|&t| {
-                plan.edges.iter().all(|e| {
-                    e.to != t || e.from == t || !matches!(plan.tables[e.from].role, Role::Referenced | Role::Keep) || order.contains(&e.from)
-                })
-            });
-            order.push(shared.remove(ready.unwrap_or(0)));
+            let referrers_placed = |t: usize, all: bool| {
+                let mut from = plan.edges.iter().filter(|e| e.to == t && e.from != t && plan.tables[e.from].role.is_exported());
+                let placed = |e: &crate::plan::Edge| {
+                    !matches!(plan.tables[e.from].role, Role::Referenced | Role::Keep) || order.contains(&e.from)
+                };
+                if all { from.all(placed) } else { from.any(|e| placed(e)) }
+            };
+            // Every referrer placed; in a cycle of shared tables, one that organisation rows refer to.
+            let next = shared
+                .iter()
+                .position(|&t| referrers_placed(t, true))
+                .or_else(|| shared.iter().position(|&t| referrers_placed(t, false)))
+                .unwrap_or(0);
+            order.push(shared.remove(next));
         }
         order
     }

@@ -8,11 +8,14 @@
 //! - `shapes`: composite keys, deep self-references, cycles, tables without a primary key,
 //!   cross-tenant references, `plan` and its formats.
 //! - `props`: property-based round trips over random schemas.
+//! - `review`: regression tests for the findings of a review (unique non-primary keys, shared
+//!   tables without a primary key, secrets in messages, failures at commit, …).
 
 mod util;
 
 mod bad_input;
 mod policies;
 mod props;
+mod review;
 mod roundtrip;
 mod shapes;

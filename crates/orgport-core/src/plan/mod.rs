@@ -720,24 +720,19 @@ fn singular(name: &str) -> String {
     lower.strip_suffix('s').map(str::to_string).unwrap_or(lower)
 }
 
-/// Parents before children; within a cycle, the table nearest the root first.
+/// Parents before children; within a cycle, the table nearest the root first. Tarjan's algorithm
+/// emits a component only after every component it references, which is that order.
 fn export_order(schema: &Schema, edges: &[Edge], tables: &[TablePlan]) -> Vec<usize> {
-    let exported: Vec<usize> = (0..schema.tables.len()).filter(|&t| tables[t].role.is_exported()).collect();
-    let mut placed = vec![false; schema.tables.len()];
-    let mut order = Vec::with_capacity(exported.len());
-    let rank = |t: usize| (tables[t].depth.unwrap_or(usize::MAX), t);
-    while order.len() < exported.len() {
-        let ready = exported.iter().copied().filter(|&t| !placed[t]).filter(|&t| {
-            edges
-                .iter()
-                .all(|e| e.from != t || e.to == t || placed[e.to] || !tables[e.to].role.is_exported())
-        });
-        let next = ready
-            .min_by_key(|&t| rank(t))
-            .or_else(|| exported.iter().copied().filter(|&t| !placed[t]).min_by_key(|&t| rank(t)));
-        let Some(t) = next else { break };
-        placed[t] = true;
-        order.push(t);
+    let n = schema.tables.len();
+    let exported = |t: usize| tables[t].role.is_exported();
+    let adj: Vec<Vec<usize>> = (0..n)
+        .map(|t| edges.iter().filter(|e| e.from == t && e.to != t && exported(t) && exported(e.to)).map(|e| e.to).collect())
+        .collect();
+    let mut order = Vec::new();
+    for mut component in strongly_connected(&adj) {
+        component.retain(|&t| exported(t));
+        component.sort_by_key(|&t| (tables[t].depth.unwrap_or(usize::MAX), t));
+        order.extend(component);
     }
     order
 }
