@@ -12,7 +12,14 @@ pub fn open(url: &str, access: Access) -> Result<Box<dyn Engine>> {
     if orgport_sqlite::URL_SCHEMES.contains(&scheme) {
         return Ok(Box::new(SqliteEngine::open(url, access)?));
     }
-    bail!("unsupported database URL `{url}`\nhint: use `sqlite://PATH`")
+    if orgport_postgres::URL_SCHEMES.contains(&scheme) {
+        // Read-only access is the snapshot transaction's: `READ ONLY`.
+        return Ok(Box::new(orgport_postgres::PostgresEngine::open(url)?));
+    }
+    bail!(
+        "unsupported database URL `{}`\nhint: use `sqlite://PATH` or `postgres://USER:PASSWORD@HOST:PORT/DB`",
+        orgport_postgres::redact(url)
+    )
 }
 
 /// The configuration named by `--config`, else `./orgport.toml` if it exists, else none.

@@ -39,7 +39,8 @@ enum Command {
 /// Where the database is and how to read its tenancy.
 #[derive(Args)]
 struct Source {
-    /// Database URL: `sqlite://PATH` (relative) or `sqlite:///ABSOLUTE/PATH`.
+    /// Database URL: `sqlite://PATH` (relative), `sqlite:///ABSOLUTE/PATH`, or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB`.
     #[arg(long, value_name = "URL")]
     db: String,
     /// orgport.toml with the root, exclusions, natural keys, sensitive groups, conflict policies and

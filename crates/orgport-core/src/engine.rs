@@ -99,6 +99,12 @@ pub trait Engine {
         self.query_one(&sql, values, &kinds)
     }
 
+    /// Called once per table the import wrote to, before commit: engines move their key counters
+    /// (PostgreSQL sequences) past the keys written.
+    fn after_import(&mut self, _table: &Table) -> Result<()> {
+        Ok(())
+    }
+
     /// Runs a query that returns at most one row.
     fn query_one(&mut self, sql: &str, params: &[Value], kinds: &[ValueKind]) -> Result<Option<Vec<Value>>> {
         let mut found = None;

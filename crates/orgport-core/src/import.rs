@@ -335,6 +335,9 @@ impl Importer<'_> {
         }
         self.stop_on_problems()?;
         self.pass(open, progress, "import", Self::write)?;
+        for t in self.maps.iter().map(|m| m.target).collect::<Vec<_>>() {
+            self.engine.after_import(self.plan.table(t))?;
+        }
 
         let root_ks = keyset_id(self.plan.root, 0);
         let mut orgs = Vec::new();

@@ -1,4 +1,5 @@
-//! Integration tests of orgport: the real `orgport` binary on real SQLite files.
+//! Integration tests of orgport: the real `orgport` binary on real SQLite files and a real
+//! PostgreSQL server.
 //!
 //! - `util`: the shared harness (commands, database dumps, a field-by-field comparison of an
 //!   organisation on the source with its copy on the target, archive surgery).
@@ -8,6 +9,7 @@
 //! - `shapes`: composite keys, deep self-references, cycles, tables without a primary key,
 //!   cross-tenant references, `plan` and its formats.
 //! - `props`: property-based round trips over random schemas.
+//! - `postgres`: a real PostgreSQL server and Flagsmith's schema and data.
 //! - `review`: regression tests for the findings of a review (unique non-primary keys, shared
 //!   tables without a primary key, secrets in messages, failures at commit, …).
 
@@ -15,6 +17,7 @@ mod util;
 
 mod bad_input;
 mod policies;
+mod postgres;
 mod props;
 mod review;
 mod roundtrip;

@@ -683,6 +683,10 @@ fn collect_edges(schema: &Schema, config: &Config, warnings: &mut Vec<Warning>) 
 
 fn guess_sensitive_group(column: &str) -> Option<&'static str> {
     let c = column.to_lowercase();
+    // `created_by_api_key_id` names a row, not a secret.
+    if c.ends_with("_id") {
+        return None;
+    }
     if c.contains("password") || c.contains("passwd") {
         Some("passwords")
     } else if c.contains("otp") {

@@ -1,0 +1,140 @@
+//! The schema of a PostgreSQL database, from the system catalogs.
+
+use std::collections::HashMap;
+
+use orgport_core::schema::{Column, ForeignKey, Schema, Table, UniqueKey};
+use orgport_core::value::ValueKind;
+use postgres::Client;
+
+/// Ordinary and partitioned tables of every non-system schema; partitions are reached through
+/// their parent. Views, materialized views and foreign tables are never written, so not listed.
+const TABLES: &str = "
+SELECT c.oid, n.nspname::text, c.relname::text
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+ORDER BY n.nspname, c.relname";
+
+const COLUMNS: &str = "
+SELECT a.attrelid, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+       pg_get_expr(d.adbin, d.adrelid), a.attgenerated <> '', a.attidentity <> '',
+       coalesce(base.typname, t.typname)::text
+FROM pg_attribute a
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_type base ON base.oid = t.typbasetype AND t.typtype = 'd'
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = ANY($1)
+ORDER BY a.attrelid, a.attnum";
+
+const CONSTRAINTS: &str = "
+SELECT con.conrelid, con.contype::text, con.conname::text, con.condeferrable,
+       ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i),
+       fn.nspname::text, fc.relname::text,
+       ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i)
+FROM pg_constraint con
+LEFT JOIN pg_class fc ON fc.oid = con.confrelid
+LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
+WHERE con.contype IN ('p', 'u', 'f') AND con.conrelid = ANY($1)
+ORDER BY con.conrelid, con.conname";
+
+/// Unique indexes that back no constraint; partial ones noted, expression ones skipped.
+const UNIQUE_INDEXES: &str = "
+SELECT i.indrelid, ic.relname::text, i.indpred IS NOT NULL, 0 = ANY(i.indkey::int2[]),
+       ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o)
+FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+WHERE i.indisunique AND NOT i.indisprimary AND i.indrelid = ANY($1)
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+ORDER BY i.indrelid, ic.relname";
+
+/// `public` is the default namespace: its tables go unqualified, as applications name them.
+fn namespace(nspname: &str) -> Option<String> {
+    (nspname != "public").then(|| nspname.to_string())
+}
+
+pub fn schema(client: &mut Client) -> Result<Schema, postgres::Error> {
+    let mut tables: Vec<Table> = Vec::new();
+    let mut by_oid: HashMap<u32, usize> = HashMap::new();
+    for row in client.query(TABLES, &[])? {
+        by_oid.insert(row.get(0), tables.len());
+        tables.push(Table {
+            schema: namespace(row.get(1)),
+            name: row.get(2),
+            columns: Vec::new(),
+            primary_key: Vec::new(),
+            unique_keys: Vec::new(),
+            foreign_keys: Vec::new(),
+        });
+    }
+    let oids: Vec<u32> = by_oid.keys().copied().collect();
+    for row in client.query(COLUMNS, &[&oids])? {
+        let Some(&t) = by_oid.get(&row.get::<_, u32>(0)) else { continue };
+        let default: Option<String> = row.get(4);
+        let identity: bool = row.get(6);
+        let serial = default.as_deref().is_some_and(|d| d.starts_with("nextval("));
+        let declared: String = row.get(2);
+        tables[t].columns.push(Column {
+            name: row.get(1),
+            kind: kind_of(row.get(7)),
+            declared_type: declared,
+            nullable: !row.get::<_, bool>(3),
+            default,
+            generated: row.get(5),
+            auto_increment: identity || serial,
+        });
+    }
+    for row in client.query(CONSTRAINTS, &[&oids])? {
+        let Some(&t) = by_oid.get(&row.get::<_, u32>(0)) else { continue };
+        let kind: String = row.get(1);
+        let columns: Vec<String> = row.get(4);
+        match kind.as_str() {
+            "p" => tables[t].primary_key = columns,
+            "u" => tables[t].unique_keys.push(UniqueKey { name: Some(row.get(2)), columns, partial: false }),
+            _ => {
+                let target_schema: Option<String> = row.get(5);
+                let target: Option<String> = row.get(6);
+                let referenced_table = match (target_schema.as_deref().and_then(namespace), target) {
+                    (Some(s), Some(t)) => format!("{s}.{t}"),
+                    (None, Some(t)) => t,
+                    _ => continue,
+                };
+                tables[t].foreign_keys.push(ForeignKey {
+                    name: Some(row.get(2)),
+                    columns,
+                    referenced_table,
+                    referenced_columns: row.get(7),
+                    deferrable: row.get(3),
+                });
+            }
+        }
+    }
+    for row in client.query(UNIQUE_INDEXES, &[&oids])? {
+        let Some(&t) = by_oid.get(&row.get::<_, u32>(0)) else { continue };
+        if row.get::<_, bool>(3) {
+            continue;
+        }
+        tables[t].unique_keys.push(UniqueKey { name: Some(row.get(1)), columns: row.get(4), partial: row.get(2) });
+    }
+    Ok(Schema { tables })
+}
+
+/// The logical kind of a PostgreSQL type (a domain's base type; enums, arrays, intervals and
+/// extension types travel as text).
+fn kind_of(typname: &str) -> ValueKind {
+    match typname {
+        "int2" | "int4" | "int8" => ValueKind::Integer,
+        "float4" | "float8" => ValueKind::Float,
+        "numeric" => ValueKind::Decimal,
+        "bool" => ValueKind::Boolean,
+        "bytea" => ValueKind::Blob,
+        "date" => ValueKind::Date,
+        "time" | "timetz" => ValueKind::Time,
+        "timestamp" => ValueKind::Timestamp,
+        "timestamptz" => ValueKind::TimestampTz,
+        "json" | "jsonb" => ValueKind::Json,
+        "uuid" => ValueKind::Uuid,
+        _ => ValueKind::Text,
+    }
+}

@@ -1,0 +1,241 @@
+//! orgport-postgres: the PostgreSQL engine.
+//!
+//! [`PostgresEngine`] connects with a `postgres://user:pass@host:port/db` URL and implements
+//! [`orgport_core::engine::Engine`]: introspection from the catalogs (every schema but the
+//! system ones), a `REPEATABLE READ, READ ONLY` snapshot for export, a transaction with deferrable
+//! constraints deferred for import, and sequences moved past every imported key.
+//!
+//! Every result is read through `COPY (…) TO STDOUT` in text format and every value is sent as a
+//! literal, so any column type — enums, domains, arrays, extension types — travels as its exact
+//! text and the server does the typing.
+//!
+//! ```no_run
+//! use orgport_core::engine::Engine;
+//! let mut engine = orgport_postgres::PostgresEngine::open("postgres://app@127.0.0.1/app")?;
+//! let schema = engine.introspect()?;
+//! # Ok::<(), orgport_core::Error>(())
+//! ```
+
+mod copy;
+mod introspect;
+
+use std::io::BufRead;
+
+use orgport_core::engine::{Capabilities, Dialect, Engine};
+use orgport_core::schema::{Schema, Table};
+use orgport_core::value::{format_uuid, Value, ValueKind};
+use orgport_core::{Error, Result};
+use postgres::{Client, NoTls};
+
+/// URL schemes this engine answers to.
+pub const URL_SCHEMES: &[&str] = &["postgres", "postgresql"];
+
+pub struct PostgresDialect;
+
+impl Dialect for PostgresDialect {
+    fn placeholder(&self, n: usize) -> String {
+        format!("${n}")
+    }
+}
+
+static DIALECT: PostgresDialect = PostgresDialect;
+
+pub struct PostgresEngine {
+    client: Client,
+    /// Where the database is, for messages: the URL without its password.
+    name: String,
+}
+
+impl PostgresEngine {
+    pub fn open(url: &str) -> Result<Self> {
+        let config: postgres::Config = url
+            .parse()
+            .map_err(|e| Error::engine(format!("`{}` is not a valid PostgreSQL URL", redact(url)), e))?;
+        let name = redact(url);
+        let mut client = config.connect(NoTls).map_err(|e| Error::engine(format!("cannot connect to {name}"), e))?;
+        // Exact, stable text for every type: ISO dates in UTC, shortest exact floats, and string
+        // literals without backslash escapes (the literals below rely on it).
+        client
+            .batch_execute(
+                "SET DateStyle = ISO; SET TimeZone = 'UTC'; SET IntervalStyle = iso_8601; \
+                 SET extra_float_digits = 3; SET standard_conforming_strings = on; SET bytea_output = hex",
+            )
+            .map_err(|e| Error::engine(format!("cannot set up the session on {name}"), e))?;
+        Ok(PostgresEngine { client, name })
+    }
+
+    fn fail(&self, what: &str, e: postgres::Error) -> Error {
+        Error::engine(format!("{what} ({})", self.name), e)
+    }
+}
+
+/// The URL with its password replaced, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A value as an SQL literal. Untyped string literals take the type of the column they meet, so
+/// text goes into uuid, json, enum or timestamp columns without casts.
+pub fn literal(v: &Value) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    match v {
+        Value::Null => "NULL".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) if f.is_nan() => "'NaN'".into(),
+        Value::Float(f) if f.is_infinite() => if *f > 0.0 { "'Infinity'".into() } else { "'-Infinity'".into() },
+        Value::Float(f) => quote(&format!("{f:?}")),
+        Value::Blob(b) => format!("'\\x{}'::bytea", hex::encode(b)),
+        Value::Uuid(u) => quote(&format_uuid(u)),
+        other => quote(other.as_str().unwrap_or_default()),
+    }
+}
+
+/// Replaces `$n` placeholders with literals, in one pass so that no inserted literal is read again
+/// (a password hash holds `$` signs).
+fn inline(sql: &str, params: &[Value]) -> String {
+    let mut out = String::with_capacity(sql.len() + params.len() * 8);
+    let mut chars = sql.char_indices().peekable();
+    let mut in_string = false;
+    while let Some((i, c)) = chars.next() {
+        if c == '\'' {
+            in_string = !in_string;
+        }
+        if c == '$' && !in_string {
+            let digits: String = sql[i + 1..].chars().take_while(char::is_ascii_digit).collect();
+            if let Some(v) = digits.parse::<usize>().ok().and_then(|n| params.get(n.wrapping_sub(1))) {
+                out.push_str(&literal(v));
+                for _ in 0..digits.len() {
+                    chars.next();
+                }
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl Engine for PostgresEngine {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn dialect(&self) -> &'static dyn Dialect {
+        &DIALECT
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { defer_all_foreign_keys: false }
+    }
+
+    fn introspect(&mut self) -> Result<Schema> {
+        introspect::schema(&mut self.client).map_err(|e| self.fail("cannot read the schema", e))
+    }
+
+    fn begin_snapshot(&mut self) -> Result<()> {
+        self.client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .map_err(|e| self.fail("cannot start a read-only snapshot", e))
+    }
+
+    fn begin_write(&mut self) -> Result<()> {
+        self.client
+            .batch_execute("BEGIN; SET CONSTRAINTS ALL DEFERRED")
+            .map_err(|e| self.fail("cannot start the import transaction", e))
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        self.client.batch_execute("COMMIT").map_err(|e| {
+            let _ = self.client.batch_execute("ROLLBACK");
+            self.fail("the import was rolled back at commit", e)
+        })
+    }
+
+    fn end(&mut self) -> Result<()> {
+        self.client.batch_execute("ROLLBACK").map_err(|e| self.fail("cannot roll back", e))
+    }
+
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        kinds: &[ValueKind],
+        on_row: &mut dyn FnMut(&[Value]) -> Result<()>,
+    ) -> Result<()> {
+        let statement = format!("COPY ({}) TO STDOUT", inline(sql, params));
+        let name = self.name.clone();
+        let mut reader = std::io::BufReader::with_capacity(
+            1 << 16,
+            self.client
+                .copy_out(statement.as_str())
+                .map_err(|e| Error::engine(format!("cannot run `{}` ({name})", copy::short(sql)), e))?,
+        );
+        let mut line = Vec::new();
+        let mut row = Vec::with_capacity(kinds.len());
+        loop {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line).map_err(|e| Error::engine(format!("cannot read rows from {name}"), e))?;
+            if n == 0 {
+                return Ok(());
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            copy::parse_row(&line, kinds, &mut row).map_err(|msg| Error::Plan(format!("{msg} in a row of `{}`", copy::short(sql))))?;
+            on_row(&row)?;
+        }
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
+        let statement = inline(sql, params);
+        self.client.execute(statement.as_str(), &[]).map_err(|e| Error::engine(e.to_string(), e))
+    }
+
+    fn max_key(&mut self, table: &Table, column: &str) -> Result<i64> {
+        let d = self.dialect();
+        let sql = format!("SELECT max({}) FROM {}", d.quote_ident(column), d.table_ref(table));
+        let max = match self.query_one(&sql, &[], &[ValueKind::Integer])?.as_deref() {
+            Some([Value::Int(i)]) => *i,
+            _ => 0,
+        };
+        // A serial or identity column hands out keys from its sequence: stay above it too.
+        let seq = format!(
+            "SELECT s.last_value FROM pg_sequences s WHERE format('%I.%I', s.schemaname, s.sequencename)::regclass \
+             = pg_get_serial_sequence({}, {})::regclass",
+            literal(&Value::Text(d.table_ref(table))),
+            literal(&Value::Text(column.to_string()))
+        );
+        let last = match self.query_one(&seq, &[], &[ValueKind::Integer])?.as_deref() {
+            Some([Value::Int(i)]) => *i,
+            _ => 0,
+        };
+        Ok(max.max(last))
+    }
+
+    fn after_import(&mut self, table: &Table) -> Result<()> {
+        // Move the sequence of every serial or identity column past the keys just written, so the
+        // application's next insert does not collide.
+        let d = self.dialect();
+        for c in table.columns.iter().filter(|c| c.auto_increment) {
+            let sql = format!(
+                "SELECT setval(s, GREATEST((SELECT max({col}) FROM {t}), (SELECT last_value FROM pg_sequences \
+                 WHERE format('%I.%I', schemaname, sequencename)::regclass = s::regclass))) \
+                 FROM pg_get_serial_sequence({tl}, {cl}) s WHERE s IS NOT NULL",
+                col = d.quote_ident(&c.name),
+                t = d.table_ref(table),
+                tl = literal(&Value::Text(d.table_ref(table))),
+                cl = literal(&Value::Text(c.name.clone())),
+            );
+            self.client.batch_execute(&sql).map_err(|e| self.fail(&format!("cannot move the sequence of `{}`", table.qualified()), e))?;
+        }
+        Ok(())
+    }
+}
