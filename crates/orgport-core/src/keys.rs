@@ -5,8 +5,9 @@ use rand::{Rng, RngCore};
 use crate::archive::codec;
 use crate::value::{format_uuid, parse_uuid, Value};
 
-/// The bytes that identify a key tuple, equal for equal keys whatever their declared types
-/// (a UUID read as text in one column and as a UUID in another).
+/// The bytes that identify a tuple, equal for equal values whatever the engine's types (a UUID
+/// read as text in one column and as a UUID in another; `1234.5` stored as a float by SQLite and
+/// `1234.50` as a numeric by PostgreSQL).
 pub fn key_bytes(values: &[Value]) -> Vec<u8> {
     let normal: Vec<Value> = values
         .iter()
@@ -14,10 +15,39 @@ pub fn key_bytes(values: &[Value]) -> Vec<u8> {
             Value::Uuid(u) => Value::Text(format_uuid(u)),
             Value::Text(s) if parse_uuid(s).is_some() => Value::Text(s.to_lowercase()),
             Value::Bool(b) => Value::Int(i64::from(*b)),
+            Value::Float(f) if f.is_finite() => number(canonical_decimal(&f.to_string())),
+            Value::Decimal(d) => number(canonical_decimal(d)),
             other => other.clone(),
         })
         .collect();
     codec::encode(&normal)
+}
+
+/// Whole numbers as integers, so `0`, `0.0` and `0.00` meet an integer 0.
+fn number(canonical: String) -> Value {
+    match canonical.parse::<i64>() {
+        Ok(i) if !canonical.contains('.') => Value::Int(i),
+        _ => Value::Decimal(canonical),
+    }
+}
+
+/// A decimal's digits without insignificant zeros: `1234.50` → `1234.5`, `-0.0` → `0`.
+fn canonical_decimal(text: &str) -> String {
+    let t = text.trim();
+    let (sign, digits) = match t.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", t.strip_prefix('+').unwrap_or(t)),
+    };
+    let digits = match digits.split_once('.') {
+        Some((int, frac)) => {
+            let frac = frac.trim_end_matches('0');
+            if frac.is_empty() { int.to_string() } else { format!("{int}.{frac}") }
+        }
+        None => digits.to_string(),
+    };
+    let digits = digits.trim_start_matches('0');
+    let digits = if digits.is_empty() || digits.starts_with('.') { format!("0{digits}") } else { digits.to_string() };
+    if digits == "0" { digits } else { format!("{sign}{digits}") }
 }
 
 pub fn new_uuid() -> [u8; 16] {
@@ -76,5 +106,23 @@ pub fn unusable(kind: crate::value::ValueKind) -> Value {
         Integer | Float | Decimal => Value::Int(rng.gen_range(1..i64::MAX)),
         Uuid => Value::Uuid(new_uuid()),
         _ => Value::Text(format!("!orgport-withheld-{:032x}", rng.gen::<u128>())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_numbers_have_equal_key_bytes_across_types() {
+        let same = |a: Value, b: Value| key_bytes(&[a]) == key_bytes(&[b]);
+        assert!(same(Value::Float(1234.5), Value::Decimal("1234.50".into())));
+        assert!(same(Value::Float(0.1), Value::Decimal("0.100".into())));
+        assert!(same(Value::Decimal("-0.0".into()), Value::Decimal("0".into())));
+        assert!(same(Value::Decimal("007.10".into()), Value::Decimal("7.1".into())));
+        assert!(same(Value::Int(0), Value::Decimal("0.00".into())));
+        assert!(same(Value::Int(-12), Value::Float(-12.0)));
+        assert!(!same(Value::Float(1234.5), Value::Decimal("1234.05".into())));
+        assert!(same(Value::Uuid([0xab; 16]), Value::Text(format_uuid(&[0xab; 16]).to_uppercase())));
     }
 }

@@ -181,3 +181,37 @@ fn a_wrong_password_is_a_clear_error_that_does_not_echo_it() {
     out.fails_with(&["cannot connect", "nobody"]);
     assert!(!out.stderr.contains("canary-s3cret") && !out.stdout.contains("canary-s3cret"), "the password was printed: {}", out.stderr);
 }
+
+#[test]
+fn an_archive_from_sqlite_imports_into_postgres_and_back() {
+    let Some(server) = server() else { return };
+    let work = Work::new();
+    let source = work.example("source.db", &orgport_testkit::example::ExampleOptions { chain_depth: 50, ..Default::default() });
+    let config = example_config();
+    let archive = work.path("from-sqlite.orgport");
+    work.export(&source, Some(&config), None, &["1"], &[], &archive).ok();
+
+    let pg = fresh_db(&server, "saas_pg");
+    let ddl = repo_root().join("examples/saas/schema.postgres.sql");
+    psql(&pg, &["-f", ddl.to_str().expect("path")]);
+    let config_arg = config.to_str().expect("path");
+    let archive_arg = archive.to_str().expect("path");
+    let report = work.run(&["import", "--db", &pg, "--config", config_arg, "--in", archive_arg, "--json"]).ok().json();
+    let org = new_org(&report);
+    work.run(&["verify", "--db", &pg, "--config", config_arg, "--in", archive_arg, "--org", &org]).ok();
+    let manifest = work.manifest(&archive);
+    let tasks = manifest["tables"].as_array().expect("tables").iter().find(|t| t["name"] == "tasks").expect("tasks")["rows"].clone();
+    assert_eq!(psql(&pg, &["-c", "SELECT count(*) FROM tasks"]), tasks.to_string());
+
+    // And back: the organisation exported from PostgreSQL imports into SQLite and verifies.
+    let back = work.path("from-postgres.orgport");
+    work.run(&["export", "--db", &pg, "--config", config_arg, "--org", &org, "--out", back.to_str().expect("path")]).ok();
+    let target = work.example(
+        "target.db",
+        &orgport_testkit::example::ExampleOptions { orgs: 2, first_org: 100, seed: 7, ..Default::default() },
+    );
+    let report = work.import_json(&target, Some(&config), &back);
+    let again = new_org(&report);
+    work.verify(&target, Some(&config), &back, &[&again]).ok();
+    work.verify(&target, Some(&config), &archive, &[&again]).ok();
+}
