@@ -24,6 +24,12 @@ pub trait Dialect {
 
     /// The placeholder for the `n`-th parameter, starting at 1 (`?1`, `$1`).
     fn placeholder(&self, n: usize) -> String;
+
+    /// What an `INSERT` says, between its columns and `VALUES`, to write explicit values into
+    /// columns the engine always generates (PostgreSQL: `OVERRIDING SYSTEM VALUE`).
+    fn override_generated(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// What an engine can do, which changes how the plan breaks cycles.

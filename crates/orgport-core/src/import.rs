@@ -288,8 +288,14 @@ pub(crate) fn map_tables(engine: &mut dyn Engine, plan: &Plan, manifest: &Manife
         }
         let mut insert_cols: Vec<String> = tm.columns.iter().map(|c| c.name.clone()).collect();
         insert_cols.extend(fill.iter().map(|(c, _, _)| c.clone()));
+        // New keys are written explicitly, also into columns the engine always generates.
+        let writes_generated = insert_cols.iter().any(|c| table.column(c).is_some_and(|c| c.always_generated));
+        let overriding = match dialect.override_generated() {
+            Some(clause) if writes_generated => format!(" {clause}"),
+            _ => String::new(),
+        };
         let insert_sql = format!(
-            "INSERT INTO {} ({}) VALUES ({})",
+            "INSERT INTO {} ({}){overriding} VALUES ({})",
             dialect.table_ref(table),
             insert_cols.iter().map(|c| dialect.quote_ident(c)).collect::<Vec<_>>().join(", "),
             (1..=insert_cols.len()).map(|i| dialect.placeholder(i)).collect::<Vec<_>>().join(", ")

@@ -63,6 +63,9 @@ pub struct Column {
     pub generated: bool,
     /// The engine allocates values itself (SQLite rowid alias, PostgreSQL identity or serial).
     pub auto_increment: bool,
+    /// The engine refuses explicit values unless told to take them (PostgreSQL
+    /// `GENERATED ALWAYS AS IDENTITY`).
+    pub always_generated: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -17,7 +17,7 @@ ORDER BY n.nspname, c.relname";
 
 const COLUMNS: &str = "
 SELECT a.attrelid, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-       pg_get_expr(d.adbin, d.adrelid), a.attgenerated <> '', a.attidentity <> '',
+       pg_get_expr(d.adbin, d.adrelid), a.attgenerated <> '', a.attidentity::text,
        coalesce(base.typname, t.typname)::text
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
@@ -72,7 +72,7 @@ pub fn schema(client: &mut Client) -> Result<Schema, postgres::Error> {
     for row in client.query(COLUMNS, &[&oids])? {
         let Some(&t) = by_oid.get(&row.get::<_, u32>(0)) else { continue };
         let default: Option<String> = row.get(4);
-        let identity: bool = row.get(6);
+        let identity: String = row.get(6);
         let serial = default.as_deref().is_some_and(|d| d.starts_with("nextval("));
         let declared: String = row.get(2);
         tables[t].columns.push(Column {
@@ -82,7 +82,8 @@ pub fn schema(client: &mut Client) -> Result<Schema, postgres::Error> {
             nullable: !row.get::<_, bool>(3),
             default,
             generated: row.get(5),
-            auto_increment: identity || serial,
+            auto_increment: !identity.is_empty() || serial,
+            always_generated: identity == "a",
         });
     }
     for row in client.query(CONSTRAINTS, &[&oids])? {

@@ -36,6 +36,10 @@ impl Dialect for PostgresDialect {
     fn placeholder(&self, n: usize) -> String {
         format!("${n}")
     }
+
+    fn override_generated(&self) -> Option<&'static str> {
+        Some("OVERRIDING SYSTEM VALUE")
+    }
 }
 
 static DIALECT: PostgresDialect = PostgresDialect;
@@ -48,9 +52,10 @@ pub struct PostgresEngine {
 
 impl PostgresEngine {
     pub fn open(url: &str) -> Result<Self> {
-        let config: postgres::Config = url
+        let mut config: postgres::Config = url
             .parse()
             .map_err(|e| Error::engine(format!("`{}` is not a valid PostgreSQL URL", redact(url)), e))?;
+        fill_from_environment(&mut config);
         let name = redact(url);
         let mut client = config.connect(NoTls).map_err(|e| Error::engine(format!("cannot connect to {name}"), e))?;
         // Exact, stable text for every type: ISO dates in UTC, shortest exact floats, and string
@@ -66,6 +71,34 @@ impl PostgresEngine {
 
     fn fail(&self, what: &str, e: postgres::Error) -> Error {
         Error::engine(format!("{what} ({})", self.name), e)
+    }
+}
+
+/// What the URL leaves out comes from the usual `PG*` variables, as with libpq.
+fn fill_from_environment(config: &mut postgres::Config) {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if config.get_hosts().is_empty() {
+        config.host(&var("PGHOST").unwrap_or_else(|| "localhost".into()));
+    }
+    if config.get_ports().is_empty() {
+        if let Some(port) = var("PGPORT").and_then(|p| p.parse().ok()) {
+            config.port(port);
+        }
+    }
+    if config.get_user().is_none() {
+        if let Some(user) = var("PGUSER") {
+            config.user(&user);
+        }
+    }
+    if config.get_password().is_none() {
+        if let Some(password) = var("PGPASSWORD") {
+            config.password(password);
+        }
+    }
+    if config.get_dbname().is_none() {
+        if let Some(db) = var("PGDATABASE") {
+            config.dbname(&db);
+        }
     }
 }
 

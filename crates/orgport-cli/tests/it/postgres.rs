@@ -215,3 +215,26 @@ fn an_archive_from_sqlite_imports_into_postgres_and_back() {
     work.verify(&target, Some(&config), &back, &[&again]).ok();
     work.verify(&target, Some(&config), &archive, &[&again]).ok();
 }
+
+#[test]
+fn the_url_may_leave_the_server_to_the_pg_environment_variables() {
+    let Some(server) = server() else { return };
+    let work = Work::new();
+    let db = fresh_db(&server, "pg_env");
+    let ddl = repo_root().join("examples/saas/schema.postgres.sql");
+    psql(&db, &["-f", ddl.to_str().expect("path")]);
+    // postgres://postgres@127.0.0.1:PORT/NAME → host, port and user from the environment.
+    let rest = db.split_once('@').map(|(_, r)| r).expect("user@host");
+    let (host_port, name) = rest.split_once('/').expect("host/db");
+    let (host, port) = host_port.split_once(':').expect("host:port");
+    let out = orgport(&work.path("."))
+        .args(["plan", "--db", &format!("postgres:///{name}"), "--root", "workspaces", "--format", "json"])
+        .env("PGHOST", host)
+        .env("PGPORT", port)
+        .env("PGUSER", "postgres")
+        .output()
+        .expect("running orgport");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(plan["root"], "workspaces");
+}

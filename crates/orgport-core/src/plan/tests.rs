@@ -10,6 +10,7 @@ fn col(name: &str, kind: ValueKind, nullable: bool) -> Column {
         default: None,
         generated: false,
         auto_increment: false,
+        always_generated: false,
     }
 }
 
