@@ -5,19 +5,31 @@ use rand::{Rng, RngCore};
 use crate::archive::codec;
 use crate::value::{format_uuid, parse_uuid, Value};
 
-/// The bytes that identify a tuple, equal for equal values whatever the engine's types (a UUID
-/// read as text in one column and as a UUID in another; `1234.5` stored as a float by SQLite and
-/// `1234.50` as a numeric by PostgreSQL).
+/// The bytes that identify a key tuple, equal for equal keys whatever their declared types (a
+/// UUID read as text in one column and as a UUID in another).
 pub fn key_bytes(values: &[Value]) -> Vec<u8> {
+    codec::encode(&values.iter().map(key_value).collect::<Vec<_>>())
+}
+
+fn key_value(v: &Value) -> Value {
+    match v {
+        Value::Uuid(u) => Value::Text(format_uuid(u)),
+        Value::Text(s) if parse_uuid(s).is_some() => Value::Text(s.to_lowercase()),
+        Value::Bool(b) => Value::Int(i64::from(*b)),
+        other => other.clone(),
+    }
+}
+
+/// Like [`key_bytes`], and numbers by their decimal digits: what compares equal across engines,
+/// where `1234.5` stored as a float by SQLite is `1234.50` as a numeric in PostgreSQL. Within one
+/// engine values compare exactly (`5` and `5.0`, `0.0` and `-0.0` differ).
+pub fn cross_engine_bytes(values: &[Value]) -> Vec<u8> {
     let normal: Vec<Value> = values
         .iter()
         .map(|v| match v {
-            Value::Uuid(u) => Value::Text(format_uuid(u)),
-            Value::Text(s) if parse_uuid(s).is_some() => Value::Text(s.to_lowercase()),
-            Value::Bool(b) => Value::Int(i64::from(*b)),
             Value::Float(f) if f.is_finite() => number(canonical_decimal(&f.to_string())),
             Value::Decimal(d) => number(canonical_decimal(d)),
-            other => other.clone(),
+            other => key_value(other),
         })
         .collect();
     codec::encode(&normal)
@@ -115,7 +127,7 @@ mod tests {
 
     #[test]
     fn equal_numbers_have_equal_key_bytes_across_types() {
-        let same = |a: Value, b: Value| key_bytes(&[a]) == key_bytes(&[b]);
+        let same = |a: Value, b: Value| cross_engine_bytes(&[a]) == cross_engine_bytes(&[b]);
         assert!(same(Value::Float(1234.5), Value::Decimal("1234.50".into())));
         assert!(same(Value::Float(0.1), Value::Decimal("0.100".into())));
         assert!(same(Value::Decimal("-0.0".into()), Value::Decimal("0".into())));
@@ -124,5 +136,6 @@ mod tests {
         assert!(same(Value::Int(-12), Value::Float(-12.0)));
         assert!(!same(Value::Float(1234.5), Value::Decimal("1234.05".into())));
         assert!(same(Value::Uuid([0xab; 16]), Value::Text(format_uuid(&[0xab; 16]).to_uppercase())));
+        assert_ne!(key_bytes(&[Value::Int(5)]), key_bytes(&[Value::Float(5.0)]), "exact within one engine");
     }
 }

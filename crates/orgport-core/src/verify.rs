@@ -70,6 +70,8 @@ enum Compare {
 
 struct Verifier<'a> {
     plan: &'a Plan,
+    /// The archive comes from another engine: numbers compare by their digits.
+    cross_engine: bool,
     manifest: Manifest,
     maps: Vec<TableMap>,
     scratch: Scratch,
@@ -93,7 +95,8 @@ pub fn verify(engine: &mut dyn Engine, plan: &Plan, open: &Opener, orgs: &[Strin
         scratch.map_key(keyset_id(plan.root, 0), &key_bytes(std::slice::from_ref(old)), &codec::encode(std::slice::from_ref(new)), true)?;
     }
     engine.begin_snapshot()?;
-    let mut v = Verifier { plan, compare: Vec::new(), manifest, maps, scratch, report: VerifyReport::default() };
+    let cross_engine = manifest.source_engine != engine.name();
+    let mut v = Verifier { plan, cross_engine, compare: Vec::new(), manifest, maps, scratch, report: VerifyReport::default() };
     let result = v.run(engine, open, &new_orgs, orgs, progress);
     let ended = engine.end();
     result?;
@@ -165,6 +168,14 @@ impl Verifier<'_> {
     }
 
     /// The comparable values of an archive row (`archive` true) or a target row.
+    fn comparable(&self, values: &[Value]) -> Vec<u8> {
+        if self.cross_engine {
+            crate::keys::cross_engine_bytes(values)
+        } else {
+            key_bytes(values)
+        }
+    }
+
     fn signature(&self, a: usize, row: &[Value], archive: bool) -> Result<Vec<u8>> {
         let mut sig = Vec::with_capacity(row.len());
         let compare = &self.compare[a];
@@ -183,7 +194,7 @@ impl Verifier<'_> {
                 Compare::Skip | Compare::Later(_) | Compare::Suffixed => {}
             }
         }
-        Ok(key_bytes(&sig))
+        Ok(self.comparable(&sig))
     }
 
     fn add_archive_row(&mut self, engine: &mut dyn Engine, a: usize, ordinal: u64, row: &[Value]) -> Result<()> {
@@ -394,7 +405,7 @@ impl Verifier<'_> {
                             } else {
                                 self.mapped(edge, &old)?.map(|n| n[k].clone()).unwrap_or(Value::Null)
                             };
-                            key_bytes(std::slice::from_ref(&expected)) == key_bytes(std::slice::from_ref(&target[p]))
+                            self.comparable(std::slice::from_ref(&expected)) == self.comparable(std::slice::from_ref(&target[p]))
                         }
                         _ => match (&archive[p], &target[p]) {
                             (Value::Text(old), Value::Text(new)) => {
