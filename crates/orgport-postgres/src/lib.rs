@@ -136,12 +136,15 @@ pub fn literal(v: &Value) -> String {
 fn inline(sql: &str, params: &[Value]) -> String {
     let mut out = String::with_capacity(sql.len() + params.len() * 8);
     let mut chars = sql.char_indices().peekable();
-    let mut in_string = false;
+    // Inside a string literal or a quoted identifier (which may hold a `'`), `$` is just text.
+    let (mut in_string, mut in_ident) = (false, false);
     while let Some((i, c)) = chars.next() {
-        if c == '\'' {
-            in_string = !in_string;
+        match c {
+            '\'' if !in_ident => in_string = !in_string,
+            '"' if !in_string => in_ident = !in_ident,
+            _ => {}
         }
-        if c == '$' && !in_string {
+        if c == '$' && !in_string && !in_ident {
             let digits: String = sql[i + 1..].chars().take_while(char::is_ascii_digit).collect();
             if let Some(v) = digits.parse::<usize>().ok().and_then(|n| params.get(n.wrapping_sub(1))) {
                 out.push_str(&literal(v));
@@ -270,5 +273,23 @@ impl Engine for PostgresEngine {
             self.client.batch_execute(&sql).map_err(|e| self.fail(&format!("cannot move the sequence of `{}`", table.qualified()), e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_inlined_once_and_only_outside_quotes() {
+        let sql = r#"SELECT "it's $1" FROM t WHERE a = $1 AND b = $2 AND c = '$1'"#;
+        let out = inline(sql, &[Value::Text("x$2'y".into()), Value::Int(7)]);
+        assert_eq!(out, r#"SELECT "it's $1" FROM t WHERE a = 'x$2''y' AND b = 7 AND c = '$1'"#);
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://app:s3cret@db:5432/app"), "postgres://app@db:5432/app");
+        assert_eq!(redact("postgres://db/app"), "postgres://db/app");
     }
 }
