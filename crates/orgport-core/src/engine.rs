@@ -123,3 +123,17 @@ pub trait Engine {
         Ok(found)
     }
 }
+
+/// The start of a statement for messages: the selected part, without the `WITH` prelude every
+/// selection carries, at most 160 characters.
+pub fn short_sql(sql: &str) -> String {
+    let text = match sql.rsplit_once("\nSELECT") {
+        Some((_, body)) => format!("SELECT{body}"),
+        None => sql.to_string(),
+    };
+    if text.chars().count() > 160 {
+        format!("{}…", text.chars().take(160).collect::<String>())
+    } else {
+        text
+    }
+}

@@ -95,19 +95,6 @@ fn unescape(field: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The start of a statement for messages; the `WITH` prelude is skipped.
-pub fn short(sql: &str) -> String {
-    let text = match sql.rsplit_once("\nSELECT") {
-        Some((_, body)) => format!("SELECT{body}"),
-        None => sql.to_string(),
-    };
-    if text.chars().count() > 160 {
-        format!("{}…", text.chars().take(160).collect::<String>())
-    } else {
-        text
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,7 @@ mod introspect;
 
 use std::io::BufRead;
 
-use orgport_core::engine::{Capabilities, Dialect, Engine};
+use orgport_core::engine::{short_sql, Capabilities, Dialect, Engine};
 use orgport_core::schema::{Schema, Table};
 use orgport_core::value::{format_uuid, Value, ValueKind};
 use orgport_core::{Error, Result};
@@ -212,7 +212,7 @@ impl Engine for PostgresEngine {
             1 << 16,
             self.client
                 .copy_out(statement.as_str())
-                .map_err(|e| Error::engine(format!("cannot run `{}` ({name})", copy::short(sql)), e))?,
+                .map_err(|e| Error::engine(format!("cannot run `{}` ({name})", short_sql(sql)), e))?,
         );
         let mut line = Vec::new();
         let mut row = Vec::with_capacity(kinds.len());
@@ -225,7 +225,7 @@ impl Engine for PostgresEngine {
             if line.last() == Some(&b'\n') {
                 line.pop();
             }
-            copy::parse_row(&line, kinds, &mut row).map_err(|msg| Error::Plan(format!("{msg} in a row of `{}`", copy::short(sql))))?;
+            copy::parse_row(&line, kinds, &mut row).map_err(|msg| Error::Plan(format!("{msg} in a row of `{}`", short_sql(sql))))?;
             on_row(&row)?;
         }
     }

@@ -17,7 +17,7 @@ mod value;
 
 use std::path::{Path, PathBuf};
 
-use orgport_core::engine::{Capabilities, Dialect, Engine};
+use orgport_core::engine::{short_sql, Capabilities, Dialect, Engine};
 use orgport_core::schema::{Schema, Table};
 use orgport_core::value::{Value, ValueKind};
 use orgport_core::{Error, Result};
@@ -166,17 +166,17 @@ impl Engine for SqliteEngine {
         kinds: &[ValueKind],
         on_row: &mut dyn FnMut(&[Value]) -> Result<()>,
     ) -> Result<()> {
-        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| Error::engine(format!("cannot prepare `{}`", short(sql)), e))?;
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| Error::engine(format!("cannot prepare `{}`", short_sql(sql)), e))?;
         let params = value::params(params);
         let mut rows = stmt
             .query(rusqlite::params_from_iter(params.iter()))
-            .map_err(|e| Error::engine(format!("cannot run `{}`", short(sql)), e))?;
+            .map_err(|e| Error::engine(format!("cannot run `{}`", short_sql(sql)), e))?;
         let mut buf = Vec::with_capacity(kinds.len());
         loop {
             let row = match rows.next() {
                 Ok(Some(row)) => row,
                 Ok(None) => return Ok(()),
-                Err(e) => return Err(Error::engine(format!("cannot read the rows of `{}`", short(sql)), e)),
+                Err(e) => return Err(Error::engine(format!("cannot read the rows of `{}`", short_sql(sql)), e)),
             };
             buf.clear();
             for (i, kind) in kinds.iter().enumerate() {
@@ -184,7 +184,7 @@ impl Engine for SqliteEngine {
                 let value = value::read(raw, *kind).map_err(|e| match e {
                     Error::Plan(msg) => {
                         let column = row.as_ref().column_name(i).unwrap_or("?").to_string();
-                        Error::Plan(format!("column `{column}` of `{}`: {msg}", short(sql)))
+                        Error::Plan(format!("column `{column}` of `{}`: {msg}", short_sql(sql)))
                     }
                     other => other,
                 })?;
@@ -195,7 +195,7 @@ impl Engine for SqliteEngine {
     }
 
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
-        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| Error::engine(format!("cannot prepare `{}`", short(sql)), e))?;
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| Error::engine(format!("cannot prepare `{}`", short_sql(sql)), e))?;
         let params = value::params(params);
         let n = stmt.execute(rusqlite::params_from_iter(params.iter())).map_err(|e| Error::engine(e.to_string(), e))?;
         Ok(n as u64)
@@ -219,16 +219,5 @@ impl Engine for SqliteEngine {
             None
         };
         Ok(max.unwrap_or(0).max(seq.unwrap_or(0)))
-    }
-}
-
-/// The start of a statement for messages; the `WITH` prelude is skipped.
-fn short(sql: &str) -> String {
-    let body = sql.rsplit("\nSELECT").next().map(|s| format!("SELECT{s}")).filter(|_| sql.contains("\nSELECT"));
-    let text = body.unwrap_or_else(|| sql.to_string());
-    if text.chars().count() > 160 {
-        format!("{}…", text.chars().take(160).collect::<String>())
-    } else {
-        text
     }
 }
