@@ -78,16 +78,25 @@ pub trait Engine {
     /// Runs a statement and returns the number of rows it changed.
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64>;
 
-    /// The largest value of an integer key column, or of the engine's own counter for it if
-    /// larger; new keys are allocated above it.
-    fn max_key(&mut self, table: &Table, column: &str) -> Result<i64> {
-        let d = self.dialect();
-        let sql = format!("SELECT max({}) FROM {}", d.quote_ident(column), d.table_ref(table));
-        let row = self.query_one(&sql, &[], &[ValueKind::Integer])?;
-        Ok(match row.as_deref() {
+    /// The integer a one-value query returns; 0 for NULL or no row.
+    fn query_int(&mut self, sql: &str, params: &[Value]) -> Result<i64> {
+        Ok(match self.query_one(sql, params, &[ValueKind::Integer])?.as_deref() {
             Some([Value::Int(i)]) => *i,
             _ => 0,
         })
+    }
+
+    /// The largest value of an integer column; 0 for an empty table.
+    fn max_value(&mut self, table: &Table, column: &str) -> Result<i64> {
+        let d = self.dialect();
+        let sql = format!("SELECT max({}) FROM {}", d.quote_ident(column), d.table_ref(table));
+        self.query_int(&sql, &[])
+    }
+
+    /// The largest value of an integer key column, or of the engine's own counter for it if
+    /// larger; new keys are allocated above it.
+    fn max_key(&mut self, table: &Table, column: &str) -> Result<i64> {
+        self.max_value(table, column)
     }
 
     /// The values of `output` of a row of `table` whose `columns` equal `values`, if there is

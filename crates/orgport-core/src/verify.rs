@@ -76,6 +76,8 @@ struct Verifier<'a> {
     maps: Vec<TableMap>,
     scratch: Scratch,
     compare: Vec<Vec<Compare>>,
+    /// Per archive table, whether it pairs by ordinal (see [`Verifier::pairs_by_ordinal`]).
+    ordered: Vec<bool>,
     report: VerifyReport,
 }
 
@@ -96,7 +98,7 @@ pub fn verify(engine: &mut dyn Engine, plan: &Plan, open: &Opener, orgs: &[Strin
     }
     engine.begin_snapshot()?;
     let cross_engine = manifest.source_engine != engine.name();
-    let mut v = Verifier { plan, cross_engine, compare: Vec::new(), manifest, maps, scratch, report: VerifyReport::default() };
+    let mut v = Verifier { plan, cross_engine, compare: Vec::new(), ordered: Vec::new(), manifest, maps, scratch, report: VerifyReport::default() };
     let result = v.run(engine, open, &new_orgs, orgs, progress);
     let ended = engine.end();
     result?;
@@ -108,6 +110,7 @@ impl Verifier<'_> {
     fn run(&mut self, engine: &mut dyn Engine, open: &Opener, new_orgs: &[Value], org_texts: &[String], progress: &dyn Progress) -> Result<()> {
         crate::export::check_orgs_exist(engine, self.plan, new_orgs, org_texts)?;
         self.compare = (0..self.maps.len()).map(|a| self.plan_comparison(a)).collect();
+        self.ordered = (0..self.maps.len()).map(|a| self.pairs_by_ordinal(a)).collect();
         let selection = Selection::new(self.plan, engine.dialect(), new_orgs);
         let mut reader = ArchiveReader::open(open()?)?;
         crate::import::same_archive(&self.manifest, reader.manifest())?;
@@ -200,7 +203,7 @@ impl Verifier<'_> {
     fn add_archive_row(&mut self, engine: &mut dyn Engine, a: usize, ordinal: u64, row: &[Value]) -> Result<()> {
         self.report.tables.entry(self.maps[a].name.clone()).or_default().archive_rows += 1;
         match self.maps[a].role {
-            Role::Root | Role::Owned if self.ordered(a) => self.scratch.store_row(a as i64, ordinal, &codec::encode(row)),
+            Role::Root | Role::Owned if self.ordered[a] => self.scratch.store_row(a as i64, ordinal, &codec::encode(row)),
             Role::Root | Role::Owned => {
                 let sig = self.signature(a, row, true)?;
                 self.scratch.add_pending(a, ordinal, &sig, &codec::encode(row))
@@ -236,7 +239,7 @@ impl Verifier<'_> {
 
     /// New integer keys are allocated in archive order, so the target's rows in key order pair
     /// with the archive's one by one; other tables are paired by signature.
-    fn ordered(&self, a: usize) -> bool {
+    fn pairs_by_ordinal(&self, a: usize) -> bool {
         let map = &self.maps[a];
         matches!(map.pk_sources.as_slice(), [KeySource::Allocate])
             && self.manifest.tables[a].columns[map.pk_positions[0]].kind == crate::value::ValueKind::Integer
@@ -257,7 +260,7 @@ impl Verifier<'_> {
         let columns: Vec<String> = tm.columns.iter().map(|c| c.name.clone()).collect();
         let query = selection.table_query(t, &columns);
         progress.begin("verify", &name, Some(tm.rows));
-        let ordered = self.ordered(a);
+        let ordered = self.ordered[a];
         // Key maps only for tables others refer to; target rows kept only for later checks.
         let referenced = self.plan.edges.iter().any(|e| e.to == t);
         let keep_target = self.compare[a].iter().any(|c| matches!(c, Compare::Later(_) | Compare::Suffixed));

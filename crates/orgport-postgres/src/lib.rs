@@ -236,12 +236,8 @@ impl Engine for PostgresEngine {
     }
 
     fn max_key(&mut self, table: &Table, column: &str) -> Result<i64> {
+        let max = self.max_value(table, column)?;
         let d = self.dialect();
-        let sql = format!("SELECT max({}) FROM {}", d.quote_ident(column), d.table_ref(table));
-        let max = match self.query_one(&sql, &[], &[ValueKind::Integer])?.as_deref() {
-            Some([Value::Int(i)]) => *i,
-            _ => 0,
-        };
         // A serial or identity column hands out keys from its sequence: stay above it too.
         let seq = format!(
             "SELECT s.last_value FROM pg_sequences s WHERE format('%I.%I', s.schemaname, s.sequencename)::regclass \
@@ -249,11 +245,7 @@ impl Engine for PostgresEngine {
             literal(&Value::Text(d.table_ref(table))),
             literal(&Value::Text(column.to_string()))
         );
-        let last = match self.query_one(&seq, &[], &[ValueKind::Integer])?.as_deref() {
-            Some([Value::Int(i)]) => *i,
-            _ => 0,
-        };
-        Ok(max.max(last))
+        Ok(max.max(self.query_int(&seq, &[])?))
     }
 
     fn after_import(&mut self, table: &Table) -> Result<()> {

@@ -202,22 +202,14 @@ impl Engine for SqliteEngine {
     }
 
     fn max_key(&mut self, table: &Table, column: &str) -> Result<i64> {
-        let d = self.dialect();
-        let sql = format!("SELECT max({}) FROM {}", d.quote_ident(column), d.table_ref(table));
-        let max: Option<i64> = self.conn.query_row(&sql, [], |r| r.get(0)).map_err(|e| self.fail("cannot read a key", e))?;
+        let max = self.max_value(table, column)?;
         // AUTOINCREMENT never reuses a key, even one deleted since: stay above its counter too.
-        let has_sequence: bool = self
-            .conn
-            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_sequence'", [], |r| r.get::<_, i64>(0))
-            .map(|n| n > 0)
-            .map_err(|e| self.fail("cannot read the schema", e))?;
-        let seq: Option<i64> = if has_sequence {
-            self.conn
-                .query_row("SELECT max(seq) FROM sqlite_sequence WHERE name = ?1", [&table.name], |r| r.get(0))
-                .map_err(|e| self.fail("cannot read sqlite_sequence", e))?
+        let has_sequence = self.query_int("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_sequence'", &[])? > 0;
+        let seq = if has_sequence {
+            self.query_int("SELECT max(seq) FROM sqlite_sequence WHERE name = ?1", &[Value::Text(table.name.clone())])?
         } else {
-            None
+            0
         };
-        Ok(max.unwrap_or(0).max(seq.unwrap_or(0)))
+        Ok(max.max(seq))
     }
 }
