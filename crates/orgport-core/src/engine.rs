@@ -78,6 +78,16 @@ pub trait Engine {
     /// Runs a statement and returns the number of rows it changed.
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64>;
 
+    /// Writes rows into `columns` of `table` inside the write transaction. The default sends one
+    /// `INSERT` per row; engines with a bulk path override it (PostgreSQL: `COPY … FROM STDIN`).
+    fn insert_rows(&mut self, table: &Table, columns: &[String], rows: &[Vec<Value>]) -> Result<()> {
+        let sql = insert_statement(self.dialect(), table, columns);
+        for row in rows {
+            self.execute(&sql, row)?;
+        }
+        Ok(())
+    }
+
     /// The integer a one-value query returns; 0 for NULL or no row.
     fn query_int(&mut self, sql: &str, params: &[Value]) -> Result<i64> {
         Ok(match self.query_one(sql, params, &[ValueKind::Integer])?.as_deref() {
@@ -131,6 +141,22 @@ pub trait Engine {
         })?;
         Ok(found)
     }
+}
+
+/// `INSERT INTO table (columns) VALUES (placeholders)`. New keys are written explicitly, also
+/// into columns the engine always generates.
+pub fn insert_statement(d: &dyn Dialect, table: &Table, columns: &[String]) -> String {
+    let writes_generated = columns.iter().any(|c| table.column(c).is_some_and(|c| c.always_generated));
+    let overriding = match d.override_generated() {
+        Some(clause) if writes_generated => format!(" {clause}"),
+        _ => String::new(),
+    };
+    format!(
+        "INSERT INTO {} ({}){overriding} VALUES ({})",
+        d.table_ref(table),
+        columns.iter().map(|c| d.quote_ident(c)).collect::<Vec<_>>().join(", "),
+        (1..=columns.len()).map(|i| d.placeholder(i)).collect::<Vec<_>>().join(", ")
+    )
 }
 
 /// The start of a statement for messages: the selected part, without the `WITH` prelude every

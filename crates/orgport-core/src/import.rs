@@ -113,7 +113,8 @@ pub(crate) struct TableMap {
     uniques: Vec<UniqueCheck>,
     /// Columns withheld at export that the target needs a value for.
     fill: Vec<(String, ValueKind, bool)>,
-    insert_sql: String,
+    /// The archive's columns, then the filled ones: the order rows are written in.
+    insert_columns: Vec<String>,
 }
 
 struct Importer<'a> {
@@ -139,6 +140,25 @@ struct Importer<'a> {
     forward_misses: bool,
     cut: BTreeMap<(usize, usize), u64>,
     counts: BTreeMap<String, TableCounts>,
+    /// Rows written but not yet sent, all of one archive table.
+    batch: Batch,
+}
+
+/// Rows on their way to the engine, sent in bulk: bounded in rows and bytes, so memory stays flat.
+#[derive(Default)]
+struct Batch {
+    table: usize,
+    rows: Vec<Vec<Value>>,
+    bytes: usize,
+}
+
+impl Batch {
+    const MAX_ROWS: usize = 10_000;
+    const MAX_BYTES: usize = 8 << 20;
+
+    fn is_full(&self) -> bool {
+        self.rows.len() >= Self::MAX_ROWS || self.bytes >= Self::MAX_BYTES
+    }
 }
 
 pub(crate) fn keyset_id(table: usize, keyset: usize) -> i64 {
@@ -153,7 +173,7 @@ pub fn import(
     progress: &dyn Progress,
 ) -> Result<ImportReport> {
     let manifest = crate::archive::read_manifest(&mut open()?)?;
-    let maps = map_tables(engine, plan, &manifest)?;
+    let maps = map_tables(plan, &manifest)?;
     let mut importer = Importer {
         engine,
         plan,
@@ -171,6 +191,7 @@ pub fn import(
         forward_misses: false,
         cut: BTreeMap::new(),
         counts: BTreeMap::new(),
+        batch: Batch::default(),
     };
     importer.engine.begin_write()?;
     let result = importer.run(open, options, progress);
@@ -192,10 +213,9 @@ pub fn import(
 }
 
 /// Checks the archive against the target schema and works out how each table lands.
-pub(crate) fn map_tables(engine: &mut dyn Engine, plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMap>> {
+pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMap>> {
     let mut diffs = Vec::new();
     let mut maps = Vec::new();
-    let dialect = engine.dialect();
     if plan.name(plan.root) != manifest.root_table && plan.table(plan.root).name != manifest.root_table {
         diffs.push(format!(
             "the archive's root is `{}` but the target's plan uses `{}`",
@@ -286,20 +306,8 @@ pub(crate) fn map_tables(engine: &mut dyn Engine, plan: &Plan, manifest: &Manife
             });
             uniques.push(UniqueCheck { id: keyset_id(t, i), columns: cols.clone(), positions, policy });
         }
-        let mut insert_cols: Vec<String> = tm.columns.iter().map(|c| c.name.clone()).collect();
-        insert_cols.extend(fill.iter().map(|(c, _, _)| c.clone()));
-        // New keys are written explicitly, also into columns the engine always generates.
-        let writes_generated = insert_cols.iter().any(|c| table.column(c).is_some_and(|c| c.always_generated));
-        let overriding = match dialect.override_generated() {
-            Some(clause) if writes_generated => format!(" {clause}"),
-            _ => String::new(),
-        };
-        let insert_sql = format!(
-            "INSERT INTO {} ({}){overriding} VALUES ({})",
-            dialect.table_ref(table),
-            insert_cols.iter().map(|c| dialect.quote_ident(c)).collect::<Vec<_>>().join(", "),
-            (1..=insert_cols.len()).map(|i| dialect.placeholder(i)).collect::<Vec<_>>().join(", ")
-        );
+        let mut insert_columns: Vec<String> = tm.columns.iter().map(|c| c.name.clone()).collect();
+        insert_columns.extend(fill.iter().map(|(c, _, _)| c.clone()));
         maps.push(TableMap {
             target: t,
             role,
@@ -310,7 +318,7 @@ pub(crate) fn map_tables(engine: &mut dyn Engine, plan: &Plan, manifest: &Manife
             keysets,
             uniques,
             fill,
-            insert_sql,
+            insert_columns,
         });
     }
     if !diffs.is_empty() {
@@ -341,6 +349,7 @@ impl Importer<'_> {
         }
         self.stop_on_problems()?;
         self.pass(open, progress, "import", Self::write)?;
+        self.send_batch()?;
         for t in self.maps.iter().map(|m| m.target).collect::<Vec<_>>() {
             self.engine.after_import(self.plan.table(t))?;
         }
@@ -807,14 +816,30 @@ impl Importer<'_> {
         for (_, kind, nullable) in &self.maps[a].fill {
             new.push(if *nullable { Value::Null } else { unusable(*kind) });
         }
-        let sql = &self.maps[a].insert_sql;
-        self.engine.execute(sql, &new).map_err(|e| match e {
-            Error::Engine { context, source } => {
-                Error::Engine { context: format!("cannot insert into `{}`: {context}", self.maps[a].name), source }
-            }
-            other => other,
-        })?;
+        if self.batch.table != a {
+            self.send_batch()?;
+            self.batch.table = a;
+        }
+        self.batch.bytes += new.iter().map(|v| 8 + if let Value::Blob(b) = v { b.len() } else { v.as_str().map_or(0, str::len) }).sum::<usize>();
+        self.batch.rows.push(new);
+        if self.batch.is_full() {
+            self.send_batch()?;
+        }
         Ok(())
+    }
+
+    fn send_batch(&mut self) -> Result<()> {
+        if self.batch.rows.is_empty() {
+            return Ok(());
+        }
+        let map = &self.maps[self.batch.table];
+        let result = self.engine.insert_rows(self.plan.table(map.target), &map.insert_columns, &self.batch.rows);
+        self.batch.rows.clear();
+        self.batch.bytes = 0;
+        result.map_err(|e| match e {
+            Error::Engine { context, source } => Error::Engine { context: format!("cannot insert into `{}`: {context}", map.name), source },
+            other => other,
+        })
     }
 }
 

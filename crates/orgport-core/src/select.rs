@@ -221,10 +221,24 @@ impl<'a> Selection<'a> {
         let mut kinds: Vec<ValueKind> =
             columns.iter().map(|c| table.column(c).map(|c| c.kind).unwrap_or(ValueKind::Any)).collect();
         let flagged: Vec<usize> = self.plan.cross_tenant.iter().copied().filter(|&e| self.plan.edges[e].from == t).collect();
-        for &e in &flagged {
+        // Each flag is an outer join rather than `IN (subquery)` in the select list: a planner
+        // without statistics (a freshly loaded source, a standby) may rescan the subquery per row.
+        // A key set is unique, so the join never multiplies rows.
+        let mut joins = String::new();
+        for (i, &e) in flagged.iter().enumerate() {
             let edge = &self.plan.edges[e];
+            let alias = format!("f{i}");
+            let keys = self.key_cols(edge.to, &edge.to_columns);
+            let on: Vec<String> = edge
+                .from_columns
+                .iter()
+                .zip(keys.split(", "))
+                .map(|(c, k)| format!("x.{} = {alias}.{k}", self.q(c)))
+                .collect();
+            joins.push_str(&format!(" LEFT JOIN (SELECT {keys} FROM {}) {alias} ON {}", Self::cte_name(edge.to), on.join(" AND ")));
             let nulls: Vec<String> = edge.from_columns.iter().map(|c| format!("x.{} IS NULL", self.q(c))).collect();
-            exprs.push(format!("CASE WHEN {} THEN NULL WHEN {} THEN 1 ELSE 0 END", nulls.join(" OR "), self.in_cte("x", e)));
+            let first_key = keys.split(", ").next().unwrap_or("k0");
+            exprs.push(format!("CASE WHEN {} THEN NULL WHEN {alias}.{first_key} IS NOT NULL THEN 1 ELSE 0 END", nulls.join(" OR ")));
             kinds.push(ValueKind::Integer);
         }
         let order = if table.primary_key.is_empty() {
@@ -234,7 +248,7 @@ impl<'a> Selection<'a> {
             format!(" ORDER BY {}", pk.join(", "))
         };
         let sql = format!(
-            "{}\nSELECT {} FROM {} x WHERE {}{order}",
+            "{}\nSELECT {} FROM {} x{joins} WHERE {}{order}",
             self.with,
             exprs.join(", "),
             self.dialect.table_ref(table),

@@ -89,7 +89,7 @@ pub fn verify(engine: &mut dyn Engine, plan: &Plan, open: &Opener, orgs: &[Strin
             manifest.orgs.len()
         )));
     }
-    let maps = map_tables(engine, plan, &manifest)?;
+    let maps = map_tables(plan, &manifest)?;
     let kind = plan.root_key_kind();
     let new_orgs: Vec<Value> = orgs.iter().map(|o| parse_key(o, kind)).collect::<Result<_>>()?;
     let scratch = Scratch::new()?;

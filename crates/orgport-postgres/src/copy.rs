@@ -1,6 +1,9 @@
-//! PostgreSQL's `COPY … TO STDOUT` text format to engine-neutral values.
+//! PostgreSQL's `COPY` text format: rows read from `COPY … TO STDOUT` into engine-neutral values,
+//! and values written as rows for `COPY … FROM STDIN`.
 
-use orgport_core::value::{parse_uuid, Value, ValueKind};
+use std::io::Write;
+
+use orgport_core::value::{format_uuid, parse_uuid, Value, ValueKind};
 
 /// Splits one line into its columns, undoes the escapes and reads each by its kind.
 pub fn parse_row(line: &[u8], kinds: &[ValueKind], out: &mut Vec<Value>) -> Result<(), String> {
@@ -44,6 +47,48 @@ fn read(text: String, kind: ValueKind) -> Result<Value, String> {
         ValueKind::Uuid => Value::Uuid(parse_uuid(&text).ok_or_else(|| format!("`{text}` is not a UUID"))?),
         ValueKind::Text | ValueKind::Any => Value::Text(text),
     })
+}
+
+/// Appends one row, tab-separated and newline-terminated. Values go as their text, which the server
+/// reads by the column's type, as it reads the literals of [`crate::literal`].
+pub fn write_row(values: &[Value], out: &mut Vec<u8>) {
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(b'\t');
+        }
+        match v {
+            Value::Null => out.extend_from_slice(b"\\N"),
+            Value::Bool(b) => out.push(if *b { b't' } else { b'f' }),
+            Value::Int(n) => {
+                let _ = write!(out, "{n}");
+            }
+            Value::Float(f) if f.is_nan() => out.extend_from_slice(b"NaN"),
+            Value::Float(f) if f.is_infinite() => out.extend_from_slice(if *f > 0.0 { b"Infinity" } else { b"-Infinity" }),
+            Value::Float(f) => {
+                let _ = write!(out, "{f:?}");
+            }
+            // bytea's hex form, its backslash escaped for COPY.
+            Value::Blob(b) => {
+                out.extend_from_slice(b"\\\\x");
+                out.extend_from_slice(hex::encode(b).as_bytes());
+            }
+            Value::Uuid(u) => out.extend_from_slice(format_uuid(u).as_bytes()),
+            other => escape(other.as_str().unwrap_or_default().as_bytes(), out),
+        }
+    }
+    out.push(b'\n');
+}
+
+fn escape(text: &[u8], out: &mut Vec<u8>) {
+    for &b in text {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(b),
+        }
+    }
 }
 
 /// Undoes COPY's backslash escapes.
@@ -115,5 +160,25 @@ mod tests {
             ]
         );
         assert!(parse_row(b"1\t2", &[ValueKind::Integer], &mut row).is_err());
+    }
+
+    #[test]
+    fn written_rows_read_back_the_same() {
+        let kinds = [ValueKind::Text, ValueKind::Text, ValueKind::Integer, ValueKind::Blob, ValueKind::Boolean, ValueKind::Float];
+        let values = vec![
+            Value::Text("a\tb\nc\\d\re\\N".into()),
+            Value::Null,
+            Value::Int(i64::MIN),
+            Value::Blob(vec![0, 255, b'\\']),
+            Value::Bool(false),
+            Value::Float(-0.1),
+        ];
+        let mut line = Vec::new();
+        write_row(&values, &mut line);
+        assert_eq!(line.pop(), Some(b'\n'));
+        assert!(!line.contains(&b'\n'));
+        let mut row = Vec::new();
+        parse_row(&line, &kinds, &mut row).unwrap();
+        assert_eq!(row, values);
     }
 }

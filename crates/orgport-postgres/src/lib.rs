@@ -19,7 +19,7 @@
 mod copy;
 mod introspect;
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 
 use orgport_core::engine::{short_sql, Capabilities, Dialect, Engine};
 use orgport_core::schema::{Schema, Table};
@@ -235,6 +235,26 @@ impl Engine for PostgresEngine {
         self.client.execute(statement.as_str(), &[]).map_err(|e| Error::engine(e.to_string(), e))
     }
 
+    /// One `COPY … FROM STDIN` per batch: the server parses each value by its column's type, row
+    /// triggers fire, and identity columns take the values given, as `OVERRIDING SYSTEM VALUE` would.
+    fn insert_rows(&mut self, table: &Table, columns: &[String], rows: &[Vec<Value>]) -> Result<()> {
+        let d = self.dialect();
+        let statement = format!(
+            "COPY {} ({}) FROM STDIN",
+            d.table_ref(table),
+            columns.iter().map(|c| d.quote_ident(c)).collect::<Vec<_>>().join(", ")
+        );
+        let mut data = Vec::with_capacity(rows.len() * 64);
+        for row in rows {
+            copy::write_row(row, &mut data);
+        }
+        let fail = |e: postgres::Error| Error::engine(e.to_string(), e);
+        let mut writer = self.client.copy_in(statement.as_str()).map_err(fail)?;
+        writer.write_all(&data).map_err(|e| Error::engine(format!("cannot send rows to {}", self.name), e))?;
+        writer.finish().map_err(fail)?;
+        Ok(())
+    }
+
     fn max_key(&mut self, table: &Table, column: &str) -> Result<i64> {
         let max = self.max_value(table, column)?;
         let d = self.dialect();
@@ -264,7 +284,11 @@ impl Engine for PostgresEngine {
             );
             self.client.batch_execute(&sql).map_err(|e| self.fail(&format!("cannot move the sequence of `{}`", table.qualified()), e))?;
         }
-        Ok(())
+        // Fresh statistics, so the planner does not take a bulk-loaded table for an empty one:
+        // the application's queries and the next export both depend on them.
+        self.client
+            .batch_execute(&format!("ANALYZE {}", d.table_ref(table)))
+            .map_err(|e| self.fail(&format!("cannot analyze `{}`", table.qualified()), e))
     }
 }
 
