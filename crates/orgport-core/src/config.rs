@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 pub struct Config {
     /// The tenant root table (`schema.table` where needed).
     pub root: Option<String>,
-    /// Tables never exported; references into them are cut.
+    /// Tables never exported; references into them are cut. `*` matches any characters
+    /// (`"*_historical*"`).
     #[serde(default)]
     pub exclude: Vec<String>,
     /// Lookup tables whose rows must exist on the target with the same key.
@@ -54,6 +55,48 @@ pub struct ReferenceConfig {
     /// `table.column`, or a list of them for a composite reference.
     pub from: OneOrMany,
     pub to: OneOrMany,
+    /// Only rows that satisfy this hold the reference: a polymorphic reference, one entry per
+    /// kind of target. `{ kind = "Post" }` compares a column of the referencing row;
+    /// `{ content_type_id = { app_label = "features", model = "feature" } }` follows that column's
+    /// reference to a row with these values.
+    pub when: Option<BTreeMap<String, WhenValue>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum WhenValue {
+    Scalar(Scalar),
+    Row(BTreeMap<String, Scalar>),
+}
+
+/// A plain value written in the configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    Int(i64),
+    Text(String),
+    Bool(bool),
+}
+
+impl Scalar {
+    /// The value as an SQL literal.
+    pub fn sql(&self) -> String {
+        match self {
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Text(s) => format!("'{}'", s.replace('\'', "''")),
+            Scalar::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Scalar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scalar::Int(i) => write!(f, "{i}"),
+            Scalar::Text(s) => write!(f, "{s:?}"),
+            Scalar::Bool(b) => write!(f, "{b}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -170,10 +170,14 @@ fn export_in_snapshot(
                 if idx.iter().any(|&i| row[i].is_null()) {
                     continue;
                 }
+                let flag = query.flagged.iter().position(|f| f == edge).map(|k| &values[ncols + k]);
+                if e.condition.is_some() && matches!(flag, Some(Value::Null)) {
+                    // A polymorphic reference this row does not hold.
+                    continue;
+                }
                 let reason = if plan.tables[e.to].role == Role::Excluded {
                     Some("points into an excluded table")
                 } else {
-                    let flag = query.flagged.iter().position(|f| f == edge).map(|k| &values[ncols + k]);
                     let outside = matches!(flag, Some(Value::Int(0)));
                     let gone = !dropped.is_empty()
                         && dropped.get(&(e.to, e.to_columns.clone())).is_some_and(|set| {

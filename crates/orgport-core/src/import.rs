@@ -14,6 +14,7 @@ use std::io::Read;
 use serde::Serialize;
 
 use crate::archive::{codec, ArchiveReader, CutReport, Manifest};
+use crate::conditions::Conditions;
 use crate::config::ConflictPolicy;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -142,6 +143,7 @@ struct Importer<'a> {
     counts: BTreeMap<String, TableCounts>,
     /// Rows written but not yet sent, all of one archive table.
     batch: Batch,
+    conditions: Conditions,
 }
 
 /// Rows on their way to the engine, sent in bulk: bounded in rows and bytes, so memory stays flat.
@@ -174,6 +176,7 @@ pub fn import(
 ) -> Result<ImportReport> {
     let manifest = crate::archive::read_manifest(&mut open()?)?;
     let maps = map_tables(plan, &manifest)?;
+    let conditions = Conditions::new(engine, plan, &manifest)?;
     let mut importer = Importer {
         engine,
         plan,
@@ -192,6 +195,7 @@ pub fn import(
         cut: BTreeMap::new(),
         counts: BTreeMap::new(),
         batch: Batch::default(),
+        conditions,
     };
     importer.engine.begin_write()?;
     let result = importer.run(open, options, progress);
@@ -277,7 +281,7 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
             .map(|c| {
                 edges
                     .iter()
-                    .find(|(e, _)| exported(*e) && plan.edges[*e].from_columns.contains(c))
+                    .find(|(e, _)| exported(*e) && plan.edges[*e].condition.is_none() && plan.edges[*e].from_columns.contains(c))
                     .map(|(e, _)| KeySource::Reference { edge: *e, index: plan.edges[*e].from_columns.iter().position(|x| x == c).unwrap_or(0) })
                     .unwrap_or(KeySource::Keep)
             })
@@ -461,6 +465,14 @@ impl Importer<'_> {
         }
     }
 
+    /// Whether the row holds reference `edge` (always, unless it is polymorphic).
+    fn holds(&self, edge: usize, row: &[Value]) -> Result<bool> {
+        if !self.conditions.is_conditional(edge) {
+            return Ok(true);
+        }
+        self.conditions.holds(edge, row, &|via, old| Ok(self.follow(via, old)?.and_then(|(new, _)| new.into_iter().next())))
+    }
+
     fn new_key(&mut self, t: usize, col: usize, old: &Value) -> Result<Value> {
         if let Value::Int(_) = old {
             let table = self.plan.table(t);
@@ -613,6 +625,9 @@ impl Importer<'_> {
         let mut values = Self::pick(row, &positions);
         // A natural key may contain references (a name unique per parent): compare rewritten.
         for (edge, edge_positions) in self.maps[a].edges.clone() {
+            if !self.holds(edge, row)? {
+                continue;
+            }
             for (k, p) in positions.iter().enumerate() {
                 if let Some(j) = edge_positions.iter().position(|x| x == p) {
                     if let Some((new, _)) = self.follow(edge, &Self::pick(row, &edge_positions))? {
@@ -628,7 +643,7 @@ impl Importer<'_> {
         for (edge, positions) in &self.maps[a].edges {
             if self.plan.tables[self.plan.edges[*edge].to].role == Role::Referenced {
                 let old = Self::pick(row, positions);
-                if old.iter().any(Value::is_null) {
+                if old.iter().any(Value::is_null) || !self.holds(*edge, row)? {
                     continue;
                 }
                 if !matches!(self.follow(*edge, &old)?, Some((_, true))) {
@@ -675,7 +690,7 @@ impl Importer<'_> {
         }
         for (edge, positions) in self.maps[a].edges.clone() {
             let old = Self::pick(row, &positions);
-            if old.iter().any(Value::is_null) {
+            if old.iter().any(Value::is_null) || !self.holds(edge, row)? {
                 continue;
             }
             match self.follow(edge, &old)? {

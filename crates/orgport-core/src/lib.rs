@@ -18,6 +18,7 @@
 //! ```
 
 pub mod archive;
+mod conditions;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -6,7 +6,7 @@
 //! the engine streams the rows out.
 
 use crate::engine::Dialect;
-use crate::plan::{Plan, Role};
+use crate::plan::{ConditionTest, Plan, Role};
 use crate::value::{Value, ValueKind};
 
 pub struct Selection<'a> {
@@ -111,15 +111,38 @@ impl<'a> Selection<'a> {
             .join(", ")
     }
 
-    /// `alias.cols IN (SELECT … FROM m_to)` for one edge.
+    /// `alias.cols IN (SELECT … FROM m_to)` for one edge, for the rows that hold it.
     fn in_cte(&self, alias: &str, edge: usize) -> String {
         let e = &self.plan.edges[edge];
-        format!(
+        let test = format!(
             "{} IN (SELECT {} FROM {})",
             self.tuple(alias, &e.from_columns),
             self.key_cols(e.to, &e.to_columns),
             Self::cte_name(e.to)
-        )
+        );
+        match self.condition(alias, edge) {
+            Some(cond) => format!("({cond} AND {test})"),
+            None => test,
+        }
+    }
+
+    /// Whether a row (under `alias`) holds a polymorphic reference; None for ordinary ones.
+    fn condition(&self, alias: &str, edge: usize) -> Option<String> {
+        let cond = self.plan.edges[edge].condition.as_ref()?;
+        let column = format!("{alias}.{}", self.q(&cond.column));
+        Some(match &cond.test {
+            ConditionTest::Equals(v) => format!("{column} = {}", v.sql()),
+            ConditionTest::Refers { via, values } => {
+                let via = &self.plan.edges[*via];
+                let tests: Vec<String> = values.iter().map(|(c, v)| format!("k.{} = {}", self.q(c), v.sql())).collect();
+                format!(
+                    "{column} IN (SELECT k.{} FROM {} k WHERE {})",
+                    self.q(&via.to_columns[0]),
+                    self.dialect.table_ref(self.plan.table(via.to)),
+                    tests.join(" AND ")
+                )
+            }
+        })
     }
 
     fn base_predicate(&self, t: usize, alias: &str) -> String {
@@ -133,19 +156,22 @@ impl<'a> Selection<'a> {
             Role::Owned => or(p.ownership.iter().map(|&e| self.in_cte(alias, e)).collect()),
             Role::Referenced | Role::Keep => {
                 let mut terms = Vec::new();
-                for e in plan.edges.iter().filter(|e| e.to == t && e.from != t) {
+                for (i, e) in plan.edges.iter().enumerate().filter(|(_, e)| e.to == t && e.from != t) {
                     let from_role = plan.tables[e.from].role;
                     let shared = matches!(from_role, Role::Referenced | Role::Keep);
                     if !from_role.is_exported() || from_role == Role::Dependent || (shared && !self.defined[e.from]) {
                         continue;
                     }
+                    let from_alias = format!("s{}", e.from);
+                    let mut wher = self.predicate(e.from, &from_alias);
+                    if let Some(cond) = self.condition(&from_alias, i) {
+                        wher = format!("{cond} AND {wher}");
+                    }
                     terms.push(format!(
-                        "{} IN (SELECT {} FROM {} s{} WHERE {})",
+                        "{} IN (SELECT {} FROM {} {from_alias} WHERE {wher})",
                         self.tuple(alias, &e.to_columns),
-                        self.cols(&format!("s{}", e.from), &e.from_columns),
+                        self.cols(&from_alias, &e.from_columns),
                         self.dialect.table_ref(plan.table(e.from)),
-                        e.from,
-                        self.predicate(e.from, &format!("s{}", e.from))
                     ));
                 }
                 or(terms)
@@ -220,25 +246,41 @@ impl<'a> Selection<'a> {
         let mut exprs: Vec<String> = columns.iter().map(|c| format!("x.{}", self.q(c))).collect();
         let mut kinds: Vec<ValueKind> =
             columns.iter().map(|c| table.column(c).map(|c| c.kind).unwrap_or(ValueKind::Any)).collect();
-        let flagged: Vec<usize> = self.plan.cross_tenant.iter().copied().filter(|&e| self.plan.edges[e].from == t).collect();
+        // References that may leave the organisation, and polymorphic ones: their flag also
+        // tells whether the row holds them (NULL when it does not).
+        let flagged: Vec<usize> = self
+            .plan
+            .edges_from(t)
+            .map(|(i, _)| i)
+            .filter(|&i| self.plan.cross_tenant.contains(&i) || self.plan.edges[i].condition.is_some())
+            .collect();
         // Each flag is an outer join rather than `IN (subquery)` in the select list: a planner
         // without statistics (a freshly loaded source, a standby) may rescan the subquery per row.
         // A key set is unique, so the join never multiplies rows.
         let mut joins = String::new();
         for (i, &e) in flagged.iter().enumerate() {
             let edge = &self.plan.edges[e];
+            let mut unset: Vec<String> = edge.from_columns.iter().map(|c| format!("x.{} IS NULL", self.q(c))).collect();
+            if let Some(cond) = self.condition("x", e) {
+                unset.push(format!("NOT COALESCE({cond}, 1 = 0)"));
+            }
             let alias = format!("f{i}");
-            let keys = self.key_cols(edge.to, &edge.to_columns);
-            let on: Vec<String> = edge
-                .from_columns
-                .iter()
-                .zip(keys.split(", "))
-                .map(|(c, k)| format!("x.{} = {alias}.{k}", self.q(c)))
-                .collect();
-            joins.push_str(&format!(" LEFT JOIN (SELECT {keys} FROM {}) {alias} ON {}", Self::cte_name(edge.to), on.join(" AND ")));
-            let nulls: Vec<String> = edge.from_columns.iter().map(|c| format!("x.{} IS NULL", self.q(c))).collect();
-            let first_key = keys.split(", ").next().unwrap_or("k0");
-            exprs.push(format!("CASE WHEN {} THEN NULL WHEN {alias}.{first_key} IS NOT NULL THEN 1 ELSE 0 END", nulls.join(" OR ")));
+            let found = if self.keys[edge.to].is_some() && self.defined[edge.to] {
+                let keys = self.key_cols(edge.to, &edge.to_columns);
+                let on: Vec<String> = edge
+                    .from_columns
+                    .iter()
+                    .zip(keys.split(", "))
+                    .map(|(c, k)| format!("x.{} = {alias}.{k}", self.q(c)))
+                    .collect();
+                joins.push_str(&format!(" LEFT JOIN (SELECT {keys} FROM {}) {alias} ON {}", Self::cte_name(edge.to), on.join(" AND ")));
+                let first_key = keys.split(", ").next().unwrap_or("k0").to_string();
+                format!("WHEN {alias}.{first_key} IS NOT NULL THEN 1 ELSE 0")
+            } else {
+                // Not the organisation's table (excluded, unrelated): only whether the row holds it.
+                "ELSE 1".to_string()
+            };
+            exprs.push(format!("CASE WHEN {} THEN NULL {found} END", unset.join(" OR ")));
             kinds.push(ValueKind::Integer);
         }
         let order = if table.primary_key.is_empty() {

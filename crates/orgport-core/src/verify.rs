@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::archive::{codec, ArchiveReader, Manifest};
+use crate::conditions::Conditions;
 use crate::config::ConflictPolicy;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -78,6 +79,7 @@ struct Verifier<'a> {
     compare: Vec<Vec<Compare>>,
     /// Per archive table, whether it pairs by ordinal (see [`Verifier::pairs_by_ordinal`]).
     ordered: Vec<bool>,
+    conditions: Conditions,
     report: VerifyReport,
 }
 
@@ -90,6 +92,7 @@ pub fn verify(engine: &mut dyn Engine, plan: &Plan, open: &Opener, orgs: &[Strin
         )));
     }
     let maps = map_tables(plan, &manifest)?;
+    let conditions = Conditions::new(engine, plan, &manifest)?;
     let kind = plan.root_key_kind();
     let new_orgs: Vec<Value> = orgs.iter().map(|o| parse_key(o, kind)).collect::<Result<_>>()?;
     let scratch = Scratch::new()?;
@@ -98,7 +101,17 @@ pub fn verify(engine: &mut dyn Engine, plan: &Plan, open: &Opener, orgs: &[Strin
     }
     engine.begin_snapshot()?;
     let cross_engine = manifest.source_engine != engine.name();
-    let mut v = Verifier { plan, cross_engine, compare: Vec::new(), ordered: Vec::new(), manifest, maps, scratch, report: VerifyReport::default() };
+    let mut v = Verifier {
+        plan,
+        cross_engine,
+        compare: Vec::new(),
+        ordered: Vec::new(),
+        manifest,
+        maps,
+        scratch,
+        conditions,
+        report: VerifyReport::default(),
+    };
     let result = v.run(engine, open, &new_orgs, orgs, progress);
     let ended = engine.end();
     result?;
@@ -146,7 +159,8 @@ impl Verifier<'_> {
             if !self.plan.tables[to].role.is_mapped() {
                 continue;
             }
-            let earlier = self.maps.iter().position(|m| m.target == to).is_some_and(|b| b < a);
+            // A polymorphic column's target varies by row: checked once every table is paired.
+            let earlier = self.maps.iter().position(|m| m.target == to).is_some_and(|b| b < a) && !self.conditions.is_conditional(*edge);
             for &p in positions {
                 out[p] = if earlier { Compare::Mapped(*edge) } else { Compare::Later(*edge) };
             }
@@ -161,6 +175,31 @@ impl Verifier<'_> {
             }
         }
         out
+    }
+
+    /// The reference among those on `edge`'s columns that the archive row holds: `edge` itself
+    /// unless it is polymorphic; None when the row holds none of them (its value was kept).
+    fn holding_edge(&self, a: usize, edge: usize, row: &[Value]) -> Result<Option<usize>> {
+        if !self.conditions.is_conditional(edge) {
+            return Ok(Some(edge));
+        }
+        let columns = &self.plan.edges[edge].from_columns;
+        for &(other, _) in &self.maps[a].edges {
+            if self.plan.edges[other].from_columns == *columns
+                && self.conditions.holds(other, row, &|via, old| self.follow_type(via, old))?
+            {
+                return Ok(Some(other));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A type row's key on the target, as the import followed it: unmapped tables keep their keys.
+    fn follow_type(&self, via: usize, old: &[Value]) -> Result<Option<Value>> {
+        if !self.plan.tables[self.plan.edges[via].to].role.is_mapped() {
+            return Ok(old.first().cloned());
+        }
+        Ok(self.mapped(via, old)?.and_then(|n| n.into_iter().next()))
     }
 
     fn mapped(&self, edge: usize, old: &[Value]) -> Result<Option<Vec<Value>>> {
@@ -403,10 +442,11 @@ impl Verifier<'_> {
                             let positions = &self.maps[a].edges.iter().find(|(e, _)| *e == edge).expect("edge").1;
                             let old: Vec<Value> = positions.iter().map(|&q| archive[q].clone()).collect();
                             let k = positions.iter().position(|&q| q == p).unwrap_or(0);
-                            let expected = if old.iter().any(Value::is_null) {
-                                archive[p].clone()
-                            } else {
-                                self.mapped(edge, &old)?.map(|n| n[k].clone()).unwrap_or(Value::Null)
+                            let expected = match self.holding_edge(a, edge, &archive)? {
+                                Some(edge) if !old.iter().any(Value::is_null) => {
+                                    self.mapped(edge, &old)?.map(|n| n[k].clone()).unwrap_or(Value::Null)
+                                }
+                                _ => archive[p].clone(),
                             };
                             self.comparable(std::slice::from_ref(&expected)) == self.comparable(std::slice::from_ref(&target[p]))
                         }

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::Serialize;
 
-use crate::config::{split_column_ref, ConflictPolicy, Config};
+use crate::config::{split_column_ref, ConflictPolicy, Config, Scalar, WhenValue};
 use crate::engine::Capabilities;
 use crate::error::{Error, Result};
 use crate::schema::{Schema, Table};
@@ -64,6 +64,32 @@ pub struct Edge {
     pub deferrable: bool,
     /// Declared in the schema (false: from `[[reference]]` in the configuration).
     pub declared: bool,
+    /// The rows that hold this reference, when only some do (a polymorphic reference).
+    pub condition: Option<Condition>,
+}
+
+impl Edge {
+    /// Every row holds a value for this reference: it alone can decide ownership.
+    pub fn mandatory(&self) -> bool {
+        !self.nullable && self.condition.is_none()
+    }
+}
+
+/// Which rows of the referencing table hold a polymorphic reference.
+#[derive(Debug, Clone, Serialize)]
+pub struct Condition {
+    /// The referencing table's column that tells the kind of target.
+    pub column: String,
+    pub test: ConditionTest,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConditionTest {
+    /// The column holds this value (Rails' `commentable_type = 'Post'`).
+    Equals(Scalar),
+    /// The column refers, along edge `via`, to a row with these values (Django's content types).
+    Refers { via: usize, values: BTreeMap<String, Scalar> },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -528,10 +554,10 @@ fn choose_paths(schema: &Schema, config: &Config, edges: &[Edge], tables: &mut [
         if tables[t].role != Role::Owned || configured.contains(&t) {
             continue;
         }
-        if let Some(&mandatory) = tables[t].ownership.iter().find(|&&e| !edges[e].nullable) {
+        if let Some(&mandatory) = tables[t].ownership.iter().find(|&&e| edges[e].mandatory()) {
             tables[t].ownership = vec![mandatory];
         } else if let Some(&longer) =
-            candidates[t].iter().find(|&&e| !edges[e].nullable && !leads_to(tables, edges, edges[e].to, t))
+            candidates[t].iter().find(|&&e| edges[e].mandatory() && !leads_to(tables, edges, edges[e].to, t))
         {
             tables[t].ownership = vec![longer];
         }
@@ -604,8 +630,38 @@ fn find_table(schema: &Schema, name: &str, key: &str) -> Result<usize> {
         .ok_or_else(|| Error::Config(format!("{key}: no table `{name}` in the database")))
 }
 
+/// Tables named in a list; a name with `*` names every table it matches, at least one.
 fn table_set(schema: &Schema, names: &[String], key: &str) -> Result<BTreeSet<usize>> {
-    names.iter().map(|n| find_table(schema, n, key)).collect()
+    let mut set = BTreeSet::new();
+    for name in names {
+        if !name.contains('*') {
+            set.insert(find_table(schema, name, key)?);
+            continue;
+        }
+        let matching: Vec<usize> = (0..schema.tables.len()).filter(|&t| glob_matches(name, &schema.tables[t].qualified())).collect();
+        if matching.is_empty() {
+            return Err(Error::Config(format!("{key}: `{name}` matches no table in the database")));
+        }
+        set.extend(matching);
+    }
+    Ok(set)
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn glob_matches(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 fn resolve_column(schema: &Schema, item: &str, key: &str) -> Result<(usize, String)> {
@@ -642,9 +698,11 @@ fn collect_edges(schema: &Schema, config: &Config, warnings: &mut Vec<Warning>) 
                 to_columns,
                 deferrable: fk.deferrable,
                 declared: true,
+                condition: None,
             });
         }
     }
+    let mut conditions = Vec::new();
     for (i, r) in config.reference.iter().enumerate() {
         let key = format!("reference[{i}]");
         let from: Vec<(usize, String)> =
@@ -676,9 +734,49 @@ fn collect_edges(schema: &Schema, config: &Config, warnings: &mut Vec<Warning>) 
             to_columns: to.into_iter().map(|(_, c)| c).collect(),
             deferrable: false,
             declared: false,
+            condition: None,
         });
+        if let Some(when) = &r.when {
+            conditions.push((edges.len() - 1, when, key));
+        }
+    }
+    // After every edge exists: a condition may follow a reference declared further down.
+    for (e, when, key) in conditions {
+        edges[e].condition = Some(resolve_condition(schema, &edges, e, when, &key)?);
     }
     Ok(edges)
+}
+
+fn resolve_condition(schema: &Schema, edges: &[Edge], e: usize, when: &BTreeMap<String, WhenValue>, key: &str) -> Result<Condition> {
+    let table = &schema.tables[edges[e].from];
+    let mut entries = when.iter();
+    let (Some((column, value)), None) = (entries.next(), entries.next()) else {
+        return Err(Error::Config(format!("{key}.when: name exactly one column of `{}`", table.qualified())));
+    };
+    if table.column(column).is_none() {
+        return Err(Error::Config(format!("{key}.when: table `{}` has no column `{column}`", table.qualified())));
+    }
+    let test = match value {
+        WhenValue::Scalar(v) => ConditionTest::Equals(v.clone()),
+        WhenValue::Row(values) => {
+            let via = edges
+                .iter()
+                .position(|x| x.from == edges[e].from && x.from_columns == [column.clone()] && x.condition.is_none())
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "{key}.when: `{}.{column}` refers to no table (no foreign key or [[reference]] from it), \
+                         so it cannot be matched against a row's values",
+                        table.qualified()
+                    ))
+                })?;
+            let kinds = &schema.tables[edges[via].to];
+            if let Some(missing) = values.keys().find(|c| kinds.column(c).is_none()) {
+                return Err(Error::Config(format!("{key}.when.{column}: table `{}` has no column `{missing}`", kinds.qualified())));
+            }
+            ConditionTest::Refers { via, values: values.clone() }
+        }
+    };
+    Ok(Condition { column: column.clone(), test })
 }
 
 fn guess_sensitive_group(column: &str) -> Option<&'static str> {

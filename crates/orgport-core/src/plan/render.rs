@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use super::{Plan, Role};
+use super::{ConditionTest, Plan, Role};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -26,8 +26,21 @@ impl Plan {
     }
 
     fn edge_label(&self, e: usize) -> String {
+        let when = self.condition_text(e).map(|w| format!(" when {w}")).unwrap_or_default();
         let e = &self.edges[e];
-        format!("{} → {}", e.from_columns.join(", "), e.to_columns.join(", "))
+        format!("{} → {}{when}", e.from_columns.join(", "), e.to_columns.join(", "))
+    }
+
+    /// `kind = "Post"`, or `content_type_id → django_content_type(app_label = "features", …)`.
+    fn condition_text(&self, e: usize) -> Option<String> {
+        let cond = self.edges[e].condition.as_ref()?;
+        Some(match &cond.test {
+            ConditionTest::Equals(v) => format!("{} = {v}", cond.column),
+            ConditionTest::Refers { via, values } => {
+                let values: Vec<String> = values.iter().map(|(c, v)| format!("{c} = {v}")).collect();
+                format!("{} → {}({})", cond.column, self.name(self.edges[*via].to), values.join(", "))
+            }
+        })
     }
 
     fn render_text(&self) -> String {
@@ -85,6 +98,15 @@ impl Plan {
             for &e in &self.cross_tenant {
                 let edge = &self.edges[e];
                 let _ = writeln!(out, "  {}({}) → {}", self.name(edge.from), edge.from_columns.join(", "), self.name(edge.to));
+            }
+        }
+        let polymorphic: Vec<usize> = (0..self.edges.len()).filter(|&e| self.edges[e].condition.is_some()).collect();
+        if !polymorphic.is_empty() {
+            let _ = writeln!(out, "\npolymorphic references (followed where the row's kind matches):");
+            for e in polymorphic {
+                let edge = &self.edges[e];
+                let when = self.condition_text(e).unwrap_or_default();
+                let _ = writeln!(out, "  {}({}) → {}  when {when}", self.name(edge.from), edge.from_columns.join(", "), self.name(edge.to));
             }
         }
         if !self.into_excluded.is_empty() {
