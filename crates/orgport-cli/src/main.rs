@@ -24,7 +24,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Show how the schema is classified: owned, referenced, kept, excluded and unrelated tables,
-    /// paths to the root, cycles, sensitive columns and warnings.
+    /// paths to the root, cycles, sensitive columns, references inferred from column names, and
+    /// warnings.
     Plan(PlanArgs),
     /// Export organisations into an archive, from one consistent snapshot of the source.
     Export(ExportArgs),
@@ -56,7 +57,8 @@ struct PlanArgs {
     /// The tenant root table (overrides `root` in the configuration).
     #[arg(long, value_name = "TABLE")]
     root: Option<String>,
-    /// Output: a tree for people, JSON for programs, or a graph in Graphviz DOT or Mermaid.
+    /// Output: a tree for people, JSON for programs, a graph in Graphviz DOT or Mermaid, or the
+    /// inferred references as `[[reference]]` entries to review and paste into orgport.toml.
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     format: PlanFormat,
     /// Fail (exit 1) if the plan has warnings: a CI gate for an application's schema.
@@ -70,6 +72,7 @@ enum PlanFormat {
     Json,
     Dot,
     Mermaid,
+    Toml,
 }
 
 #[derive(Args)]

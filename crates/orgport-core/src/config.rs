@@ -34,6 +34,10 @@ pub struct Config {
     /// References the schema does not declare.
     #[serde(default)]
     pub reference: Vec<ReferenceConfig>,
+    /// Use the references `orgport plan` infers from column names and key types (`project_id` →
+    /// `projects.id`) as if they were listed under `[[reference]]`.
+    #[serde(default)]
+    pub infer_references: bool,
     /// Which reference decides ownership where a table has several paths to the root:
     /// `task_labels = "task_id"` (a list for a composite reference).
     #[serde(default)]

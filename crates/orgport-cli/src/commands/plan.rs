@@ -14,6 +14,7 @@ pub fn run(args: PlanArgs) -> Result<ExitCode> {
         PlanFormat::Json => Format::Json,
         PlanFormat::Dot => Format::Dot,
         PlanFormat::Mermaid => Format::Mermaid,
+        PlanFormat::Toml => Format::Toml,
     };
     print!("{}", plan.render(format));
     plan.check_strict(args.strict)?;

@@ -9,13 +9,17 @@
 //! - `shapes`: composite keys, deep self-references, cycles, tables without a primary key,
 //!   cross-tenant references, `plan` and its formats.
 //! - `props`: property-based round trips over random schemas.
+//! - `pg`: the PostgreSQL server those tests share, and `psql`.
 //! - `postgres`: a real PostgreSQL server and Flagsmith's schema and data.
+//! - `gisia`: references inferred from column names on Gisia's schema (87 tables, 18 foreign keys).
 //! - `review`: regression tests for the findings of a review (unique non-primary keys, shared
 //!   tables without a primary key, secrets in messages, failures at commit, …).
 
+mod pg;
 mod util;
 
 mod bad_input;
+mod gisia;
 mod policies;
 mod postgres;
 mod props;

@@ -1,45 +1,14 @@
-//! PostgreSQL: a real server (started by `scripts/test.sh`, URL in `ORGPORT_PG_URL`) and a real
-//! application's schema and data, Flagsmith's (`../shared/realworld`). Outside CI a missing server
-//! skips these tests with a notice; in CI it fails them.
+//! PostgreSQL: a real server (see [`crate::pg`]) and a real application's schema and data,
+//! Flagsmith's (`../shared/realworld`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use orgport_core::archive::ArchiveReader;
 use orgport_core::value::{format_uuid, Value};
 
+use crate::pg::*;
 use crate::util::*;
-
-/// The server's URL, or None (with a notice) outside CI.
-fn server() -> Option<String> {
-    match std::env::var("ORGPORT_PG_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").as_deref() == Ok("true") => panic!("ORGPORT_PG_URL is not set: CI must start PostgreSQL"),
-        _ => {
-            eprintln!("notice: ORGPORT_PG_URL is not set; PostgreSQL tests skipped (run `bash scripts/test.sh`)");
-            None
-        }
-    }
-}
-
-fn psql(url: &str, args: &[&str]) -> String {
-    let out = Command::new("psql").arg(url).args(["-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1"]).args(args).output().expect("running psql");
-    assert!(out.status.success(), "psql {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A new, empty database on the server; its URL.
-fn fresh_db(server: &str, name: &str) -> String {
-    let name = format!("{name}_{}", std::process::id());
-    psql(server, &["-c", &format!("DROP DATABASE IF EXISTS {name}"), "-c", &format!("CREATE DATABASE {name}")]);
-    let base = server.rsplit_once('/').map(|(b, _)| b).expect("a URL with a database");
-    format!("{base}/{name}")
-}
-
-fn realworld(file: &str) -> PathBuf {
-    repo_root().join("../shared/realworld").join(file)
-}
 
 fn flagsmith_db(server: &str, name: &str) -> String {
     let url = fresh_db(server, name);

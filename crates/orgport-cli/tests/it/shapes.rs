@@ -480,7 +480,7 @@ fn plan_dot_and_mermaid_carry_the_same_classification() {
 fn plan_strict_fails_on_a_warning_and_passes_on_the_example() {
     let w = Work::new();
     let db = example_db(&w);
-    for format in ["text", "json", "dot", "mermaid"] {
+    for format in ["text", "json", "dot", "mermaid", "toml"] {
         plan(&w, &db, format, &["--strict"]).ok();
     }
     let bad = w.db(
@@ -515,6 +515,43 @@ fn plan_without_a_root_says_how_to_name_one() {
     let db = example_db(&w);
     w.run(&["plan", "--db", &url(&db)]).fails_with(&["root", "--root"]);
     w.run(&["plan", "--db", &url(&db), "--root", "nosuch"]).fails_with(&["nosuch"]);
+}
+
+/// Undeclared references by name: listed by `plan`, used with `infer_references = true`, and
+/// printed by `--format toml` as `[[reference]]` entries that give the same plan once pasted.
+#[test]
+fn plan_infers_references_and_prints_them_as_toml() {
+    let w = Work::new();
+    let db = w.db(
+        "undeclared.db",
+        "CREATE TABLE workspaces (id INTEGER PRIMARY KEY, name TEXT);
+         CREATE TABLE projects (id INTEGER PRIMARY KEY, workspace_id INTEGER NOT NULL, name TEXT);
+         CREATE TABLE tasks (id INTEGER PRIMARY KEY, project_id INTEGER NOT NULL, owner_id INTEGER);
+         CREATE TABLE notes (id INTEGER PRIMARY KEY, project_id TEXT);",
+    );
+    let run = |config: &str, format: &str| {
+        let config = w.config("orgport.toml", config);
+        let out = w.run(&["plan", "--db", &url(&db), "--config", &config.display().to_string(), "--format", format]);
+        out.ok();
+        out.stdout.clone()
+    };
+    let listed: serde_json::Value = serde_json::from_str(&run("root = 'workspaces'", "json")).unwrap();
+    assert_eq!(listed["tables"][1]["role"], "unrelated", "{listed}");
+    assert_eq!(listed["inferred_references"]["references"].as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(listed["inferred_references"]["not_inferred"][0]["table"], "notes");
+
+    let inferring = "root = 'workspaces'\ninfer_references = true";
+    let text = run(inferring, "text");
+    assert!(text.contains("    projects  (workspace_id → id, inferred)\n      tasks  (project_id → id, inferred)\n"), "{text}");
+    assert!(text.contains("column name `project_id` → table `projects`, key `id`: INTEGER = INTEGER"), "{text}");
+    assert!(text.contains("notes(project_id)  — types differ: `project_id` is TEXT, `projects.id` is INTEGER"), "{text}");
+
+    let toml = run(inferring, "toml");
+    assert!(toml.contains("[[reference]]\nfrom = \"tasks.project_id\"\nto = \"projects.id\"\n"), "{toml}");
+    let with = plan_decisions(&serde_json::from_str(&run(inferring, "json")).unwrap());
+    let pasted = plan_decisions(&serde_json::from_str(&run(&format!("root = 'workspaces'\n{toml}"), "json")).unwrap());
+    assert_eq!(with["tables"][2]["role"], "owned", "{with}");
+    assert_eq!(pasted, with);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -187,6 +187,25 @@ impl Work {
 }
 
 /// The new key of the one organisation an import report names, as command-line text.
+/// A plan's JSON without where its references came from (the inference section, each edge's
+/// evidence): what must not change when inferred references are pasted as `[[reference]]`.
+pub fn plan_decisions(plan: &serde_json::Value) -> serde_json::Value {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                map.remove("evidence");
+                map.remove("inferred_references");
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut plan = plan.clone();
+    strip(&mut plan);
+    plan
+}
+
 pub fn new_org(report: &serde_json::Value) -> String {
     let orgs = report["orgs"].as_array().expect("orgs in the import report");
     assert_eq!(orgs.len(), 1, "one organisation expected in {report}");

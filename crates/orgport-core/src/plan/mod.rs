@@ -1,9 +1,12 @@
 //! The plan: which tables belong to an organisation, which are shared, and how each is moved.
 //!
 //! Computed from the live schema plus `orgport.toml`. Every table gets a [`Role`]; owned tables get
-//! their ownership edges (foreign keys one step closer to the root), referenced tables their
-//! natural key, and every exported column its sensitivity.
+//! their ownership edges (references one step closer to the root), referenced tables their
+//! natural key, and every exported column its sensitivity. References are the declared foreign
+//! keys, the configured `[[reference]]` entries and, with `infer_references = true`, those
+//! inferred from column names and key types ([`Inference`]).
 
+mod infer;
 mod render;
 #[cfg(test)]
 mod tests;
@@ -18,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::schema::{Schema, Table};
 use crate::value::ValueKind;
 
+pub use infer::{Inference, InferredReference, NotInferred};
 pub use render::Format;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -51,8 +55,8 @@ impl Role {
     }
 }
 
-/// A reference from rows of one table to rows of another: a declared foreign key or one from
-/// the configuration.
+/// A reference from rows of one table to rows of another: a declared foreign key, one from the
+/// configuration, or one inferred from names and types.
 #[derive(Debug, Clone, Serialize)]
 pub struct Edge {
     pub from: usize,
@@ -62,10 +66,12 @@ pub struct Edge {
     /// Every referencing column may be NULL, so the reference can be cut.
     pub nullable: bool,
     pub deferrable: bool,
-    /// Declared in the schema (false: from `[[reference]]` in the configuration).
+    /// Declared in the schema (false: from `[[reference]]` in the configuration, or inferred).
     pub declared: bool,
     /// The rows that hold this reference, when only some do (a polymorphic reference).
     pub condition: Option<Condition>,
+    /// Why an inferred reference was assumed; None for declared and configured ones.
+    pub evidence: Option<String>,
 }
 
 impl Edge {
@@ -149,6 +155,8 @@ pub struct Plan {
     pub cross_tenant: Vec<usize>,
     /// Edges from exported tables into excluded ones.
     pub into_excluded: Vec<usize>,
+    /// References inferred from names and types, listed whether or not the plan uses them.
+    pub inference: Inference,
     pub warnings: Vec<Warning>,
 }
 
@@ -213,7 +221,11 @@ impl Plan {
         };
 
         let mut warnings = Vec::new();
-        let edges = collect_edges(&schema, config, &mut warnings)?;
+        let mut edges = collect_edges(&schema, config, &mut warnings)?;
+        let inference = infer::infer(&schema, &edges, config.infer_references);
+        if inference.used {
+            edges.extend(inference.references.iter().map(|r| r.edge(&schema)));
+        }
         let n = schema.tables.len();
         let excluded = table_set(&schema, &config.exclude, "exclude")?;
         let keep = table_set(&schema, &config.keep, "keep")?;
@@ -379,14 +391,16 @@ impl Plan {
                 let tenantish = TENANT_COLUMNS.contains(&lower.as_str()) || lower == format!("{root_singular}_id");
                 let explained = edges.iter().any(|e| e.from == t && e.from_columns.contains(&col.name));
                 if tenantish && !explained {
+                    let inferred = inference.references.iter().any(|r| r.from == t && r.column == col.name);
                     warnings.push(Warning {
                         table: table.qualified(),
                         message: format!(
                             "column `{}` looks like a reference to the root `{}` but has no foreign key, so the table \
-                             is {}; declare it with [[reference]] or exclude the table",
+                             is {}; declare it with [[reference]]{} or exclude the table",
                             col.name,
                             root_table.qualified(),
-                            role_word(roles[t])
+                            role_word(roles[t]),
+                            if inferred { " (`orgport plan --format toml` prints the inferred one)" } else { "" }
                         ),
                     });
                 }
@@ -473,6 +487,7 @@ impl Plan {
             cycles,
             cross_tenant,
             into_excluded,
+            inference,
             warnings,
             schema,
         })
@@ -699,6 +714,7 @@ fn collect_edges(schema: &Schema, config: &Config, warnings: &mut Vec<Warning>) 
                 deferrable: fk.deferrable,
                 declared: true,
                 condition: None,
+                evidence: None,
             });
         }
     }
@@ -735,6 +751,7 @@ fn collect_edges(schema: &Schema, config: &Config, warnings: &mut Vec<Warning>) 
             deferrable: false,
             declared: false,
             condition: None,
+            evidence: None,
         });
         if let Some(when) = &r.when {
             conditions.push((edges.len() - 1, when, key));

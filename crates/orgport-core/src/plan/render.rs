@@ -1,5 +1,5 @@
-//! The plan shown to people (a tree from the root), to programs (JSON) and as a graph (DOT,
-//! Mermaid).
+//! The plan shown to people (a tree from the root), to programs (JSON), as a graph (DOT,
+//! Mermaid), and its inferred references as `[[reference]]` entries to review (TOML).
 
 use std::fmt::Write;
 
@@ -13,6 +13,8 @@ pub enum Format {
     Json,
     Dot,
     Mermaid,
+    /// The inferred references as `[[reference]]` entries for orgport.toml.
+    Toml,
 }
 
 impl Plan {
@@ -22,13 +24,15 @@ impl Plan {
             Format::Json => serde_json::to_string_pretty(&self.report()).unwrap_or_default() + "\n",
             Format::Dot => self.render_dot(),
             Format::Mermaid => self.render_mermaid(),
+            Format::Toml => self.render_toml(),
         }
     }
 
     fn edge_label(&self, e: usize) -> String {
         let when = self.condition_text(e).map(|w| format!(" when {w}")).unwrap_or_default();
         let e = &self.edges[e];
-        format!("{} → {}{when}", e.from_columns.join(", "), e.to_columns.join(", "))
+        let inferred = if e.evidence.is_some() { ", inferred" } else { "" };
+        format!("{} → {}{when}{inferred}", e.from_columns.join(", "), e.to_columns.join(", "))
     }
 
     /// `kind = "Post"`, or `content_type_id → django_content_type(app_label = "features", …)`.
@@ -116,10 +120,64 @@ impl Plan {
                 let _ = writeln!(out, "  {}({}) → {}", self.name(edge.from), edge.from_columns.join(", "), self.name(edge.to));
             }
         }
+        self.write_inference(&mut out);
         if !self.warnings.is_empty() {
             let _ = writeln!(out, "\nwarnings:");
             for w in &self.warnings {
                 let _ = writeln!(out, "  warning: {w}");
+            }
+        }
+        out
+    }
+
+    fn write_inference(&self, out: &mut String) {
+        let inference = &self.inference;
+        if !inference.references.is_empty() {
+            let title = if inference.used {
+                "inferred references (used: `infer_references = true`)"
+            } else {
+                "inferred references (not used: review them with `--format toml` and paste them into orgport.toml, \
+                 or set `infer_references = true`)"
+            };
+            let _ = writeln!(out, "\n{title}:");
+            for r in &inference.references {
+                let _ = writeln!(out, "  {}({}) → {}({})  — {}", self.name(r.from), r.column, self.name(r.to), r.to_column(), r.evidence);
+            }
+        }
+        if !inference.not_inferred.is_empty() {
+            let _ = writeln!(out, "\nnot inferred (declare them with [[reference]] where they are references):");
+            for n in &inference.not_inferred {
+                let _ = writeln!(out, "  {}({})  — {}", self.name(n.from), n.column, n.reason);
+            }
+        }
+    }
+
+    /// Every inferred reference as a `[[reference]]` entry under a comment with its evidence; the
+    /// columns not inferred as comments. Pasted into orgport.toml they give the plan that
+    /// `infer_references = true` gives.
+    fn render_toml(&self) -> String {
+        // JSON's string escapes (`\"`, `\\`, `\n`, `\uXXXX`) are all valid in TOML's basic strings.
+        let quote = |s: String| serde_json::to_string(&s).unwrap_or_default();
+        let mut out = String::from(
+            "# References inferred by `orgport plan` from column names and key types.\n\
+             # Review each one and paste those you accept into orgport.toml.\n",
+        );
+        if self.inference.references.is_empty() {
+            out.push_str("# (none found)\n");
+        }
+        for r in &self.inference.references {
+            let _ = write!(
+                out,
+                "\n# {}\n[[reference]]\nfrom = {}\nto = {}\n",
+                r.evidence,
+                quote(format!("{}.{}", self.name(r.from), r.column)),
+                quote(format!("{}.{}", self.name(r.to), r.to_column()))
+            );
+        }
+        if !self.inference.not_inferred.is_empty() {
+            out.push_str("\n# Not inferred:\n");
+            for n in &self.inference.not_inferred {
+                let _ = writeln!(out, "# {}.{}: {}", self.name(n.from), n.column, n.reason);
             }
         }
         out
@@ -201,6 +259,27 @@ impl Plan {
             cycles: &self.cycles,
             cross_tenant: self.cross_tenant.iter().map(|&e| self.edge_report(e)).collect(),
             into_excluded: self.into_excluded.iter().map(|&e| self.edge_report(e)).collect(),
+            inferred_references: InferenceReport {
+                used: self.inference.used,
+                references: self
+                    .inference
+                    .references
+                    .iter()
+                    .map(|r| InferredReport {
+                        from: self.name(r.from),
+                        column: &r.column,
+                        to: self.name(r.to),
+                        to_column: r.to_column(),
+                        evidence: &r.evidence,
+                    })
+                    .collect(),
+                not_inferred: self
+                    .inference
+                    .not_inferred
+                    .iter()
+                    .map(|n| NotInferredReport { table: self.name(n.from), column: &n.column, reason: &n.reason })
+                    .collect(),
+            },
             warnings: &self.warnings,
         }
     }
@@ -214,6 +293,7 @@ impl Plan {
             to_columns: &edge.to_columns,
             nullable: edge.nullable,
             declared: edge.declared,
+            evidence: edge.evidence.as_deref(),
         }
     }
 }
@@ -240,7 +320,31 @@ struct PlanReport<'a> {
     cycles: &'a [super::Cycle],
     cross_tenant: Vec<EdgeReport<'a>>,
     into_excluded: Vec<EdgeReport<'a>>,
+    inferred_references: InferenceReport<'a>,
     warnings: &'a [super::Warning],
+}
+
+#[derive(Serialize)]
+struct InferenceReport<'a> {
+    used: bool,
+    references: Vec<InferredReport<'a>>,
+    not_inferred: Vec<NotInferredReport<'a>>,
+}
+
+#[derive(Serialize)]
+struct InferredReport<'a> {
+    from: String,
+    column: &'a str,
+    to: String,
+    to_column: &'a str,
+    evidence: &'a str,
+}
+
+#[derive(Serialize)]
+struct NotInferredReport<'a> {
+    table: String,
+    column: &'a str,
+    reason: &'a str,
 }
 
 #[derive(Serialize)]
@@ -265,4 +369,6 @@ struct EdgeReport<'a> {
     to_columns: &'a [String],
     nullable: bool,
     declared: bool,
+    /// Why an inferred reference was assumed (null for declared and configured ones).
+    evidence: Option<&'a str>,
 }
