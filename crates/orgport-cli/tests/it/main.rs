@@ -9,6 +9,7 @@
 //! - `shapes`: composite keys, deep self-references, cycles, tables without a primary key,
 //!   cross-tenant references, `plan` and its formats.
 //! - `props`: property-based round trips over random schemas.
+//! - `polymorphic`: references whose target table depends on a discriminator column.
 //! - `pg`: the PostgreSQL server those tests share, and `psql`.
 //! - `postgres`: a real PostgreSQL server and Flagsmith's schema and data.
 //! - `gisia`: references inferred from column names on Gisia's schema (87 tables, 18 foreign keys).
@@ -21,6 +22,7 @@ mod util;
 mod bad_input;
 mod gisia;
 mod policies;
+mod polymorphic;
 mod postgres;
 mod props;
 mod review;

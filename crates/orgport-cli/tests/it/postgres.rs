@@ -112,6 +112,27 @@ fn flagsmith_org_1_round_trips_into_an_instance_that_holds_other_orgs() {
     assert!(new_org.parse::<i64>().expect("integer key") > 2);
     work.run(&["verify", "--db", &target, "--config", config, "--in", archive.to_str().expect("path"), "--org", &new_org]).ok();
     assert_eq!(digest(&target, &ids), before, "rows that existed before the import changed");
+
+    // Metadata's generic relation (`object_id` by `content_type_id`) follows its feature: the new
+    // organisation's metadata names the new organisation's copy of the source's feature.
+    let metadata_feature = |url: &str, org: &str| {
+        psql(
+            url,
+            &["-c", &format!(
+                "SELECT f.name || '@' || p.organisation_id FROM metadata_metadata m \
+                 JOIN metadata_metadatamodelfield mf ON mf.id = m.model_field_id \
+                 JOIN metadata_metadatafield fld ON fld.id = mf.field_id \
+                 JOIN django_content_type ct ON ct.id = m.content_type_id AND ct.model = 'feature' \
+                 JOIN features_feature f ON f.id = m.object_id JOIN projects_project p ON p.id = f.project_id \
+                 WHERE fld.organisation_id = {org} ORDER BY m.id"
+            )],
+        )
+    };
+    let source_metadata = metadata_feature(&source, "1");
+    assert!(source_metadata.ends_with("@1"), "org 1's metadata names a feature: {source_metadata}");
+    assert_eq!(metadata_feature(&target, &new_org), source_metadata.replace("@1", &format!("@{new_org}")));
+    // History tables are excluded (their rows copy live ids without foreign keys).
+    assert!(rows.keys().all(|t| !t.contains("_historical")), "history tables in the archive");
     let next: i64 = psql(&target, &["-c", "SELECT nextval(pg_get_serial_sequence('organisations_organisation', 'id'))"]).parse().expect("nextval");
     assert!(next > new_org.parse::<i64>().expect("key"), "the sequence was left behind the imported key");
     let names = psql(&target, &["-c", "SELECT string_agg(name, ',' ORDER BY id) FROM organisations_organisation"]);
