@@ -354,6 +354,7 @@ impl Importer<'_> {
         self.stop_on_problems()?;
         self.pass(open, progress, "import", Self::write)?;
         self.send_batch()?;
+        self.apply_deferred()?;
         for t in self.maps.iter().map(|m| m.target).collect::<Vec<_>>() {
             self.engine.after_import(self.plan.table(t))?;
         }
@@ -828,6 +829,7 @@ impl Importer<'_> {
                 }
             }
         }
+        self.defer_forward_references(a, ordinal, &mut new)?;
         for (_, kind, nullable) in &self.maps[a].fill {
             new.push(if *nullable { Value::Null } else { unusable(*kind) });
         }
@@ -841,6 +843,69 @@ impl Importer<'_> {
             self.send_batch()?;
         }
         Ok(())
+    }
+
+    /// References the engine would check before their row is written go in as NULL and are
+    /// remembered, to be set by [`Importer::apply_deferred`] once every row is in.
+    fn defer_forward_references(&mut self, a: usize, ordinal: u64, new: &mut [Value]) -> Result<()> {
+        for (edge, positions) in &self.maps[a].edges {
+            if !self.plan.null_then_update.contains(edge) {
+                continue;
+            }
+            let values = Self::pick(new, positions);
+            if values.iter().any(Value::is_null) {
+                continue;
+            }
+            // A self-reference to a row allocated (so written) earlier needs no deferring.
+            let e = &self.plan.edges[*edge];
+            if let (true, Some(Some(first)), [Value::Int(k)]) = (e.from == e.to, self.sequential.get(&a), values.as_slice()) {
+                if k - first < ordinal as i64 {
+                    continue;
+                }
+            }
+            let key = Self::pick(new, &self.maps[a].pk_positions);
+            self.scratch.defer_update(a, *edge, &codec::encode(&key), &codec::encode(&values))?;
+            for &p in positions {
+                new[p] = Value::Null;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the references written as NULL, now that every row they name exists.
+    fn apply_deferred(&mut self) -> Result<()> {
+        const CHUNK: usize = 1000;
+        let d = self.engine.dialect();
+        let mut last = 0;
+        loop {
+            let chunk = self.scratch.deferred_after(last, CHUNK)?;
+            for (id, a, edge, key, value) in &chunk {
+                last = *id;
+                let map = &self.maps[*a];
+                let table = self.plan.table(map.target);
+                let columns = &self.plan.edges[*edge].from_columns;
+                let key_columns: Vec<&String> = map.pk_positions.iter().map(|&p| &self.manifest.tables[*a].columns[p].name).collect();
+                let sets: Vec<String> = columns.iter().enumerate().map(|(i, c)| format!("{} = {}", d.quote_ident(c), d.placeholder(i + 1))).collect();
+                let wheres: Vec<String> = key_columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("{} = {}", d.quote_ident(c), d.placeholder(columns.len() + i + 1)))
+                    .collect();
+                let sql = format!("UPDATE {} SET {} WHERE {}", d.table_ref(table), sets.join(", "), wheres.join(" AND "));
+                let mut params = codec::decode(value, columns.len()).map_err(Error::Stream)?;
+                params.extend(codec::decode(key, key_columns.len()).map_err(Error::Stream)?);
+                let changed = self.engine.execute(&sql, &params).map_err(|e| match e {
+                    Error::Engine { context, source } => Error::Engine { context: format!("cannot set `{}`({}): {context}", map.name, columns.join(", ")), source },
+                    other => other,
+                })?;
+                if changed != 1 {
+                    return Err(Error::Plan(format!("table `{}`: setting ({}) changed {changed} rows instead of 1", map.name, columns.join(", "))));
+                }
+            }
+            if chunk.len() < CHUNK {
+                return Ok(());
+            }
+        }
     }
 
     fn send_batch(&mut self) -> Result<()> {

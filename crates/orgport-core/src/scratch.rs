@@ -26,6 +26,8 @@ impl Scratch {
              CREATE TABLE claimed (ukey INTEGER, value BLOB, PRIMARY KEY (ukey, value)) WITHOUT ROWID;
              CREATE TABLE pending (tbl INTEGER, sig BLOB, ordinal INTEGER, PRIMARY KEY (tbl, sig, ordinal)) WITHOUT ROWID;
              CREATE TABLE stored (tbl INTEGER, ordinal INTEGER, row BLOB NOT NULL, PRIMARY KEY (tbl, ordinal)) WITHOUT ROWID;
+             CREATE TABLE deferred (id INTEGER PRIMARY KEY, tbl INTEGER NOT NULL, edge INTEGER NOT NULL,
+                                    key BLOB NOT NULL, value BLOB NOT NULL);
              BEGIN;",
         )?;
         Ok(Scratch { conn, _dir: dir })
@@ -104,6 +106,24 @@ impl Scratch {
         )?;
         let rows = stmt.query_map(params![table as i64, limit as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?;
         Ok((rows.collect::<rusqlite::Result<_>>()?, total as u64))
+    }
+
+    /// Remembers a reference written as NULL: the row's key and the value it must get.
+    pub fn defer_update(&self, table: usize, edge: usize, key: &[u8], value: &[u8]) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT INTO deferred (tbl, edge, key, value) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![table as i64, edge as i64, key, value])?;
+        Ok(())
+    }
+
+    /// Deferred updates after the one numbered `after`, at most `limit`: (number, table, edge, key, value).
+    #[allow(clippy::type_complexity)]
+    pub fn deferred_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, usize, usize, Vec<u8>, Vec<u8>)>> {
+        let mut stmt = self.conn.prepare_cached("SELECT id, tbl, edge, key, value FROM deferred WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+        let rows = stmt.query_map(params![after, limit as i64], |r| {
+            Ok((r.get(0)?, r.get::<_, i64>(1)? as usize, r.get::<_, i64>(2)? as usize, r.get(3)?, r.get(4)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Keeps any row under a table number and ordinal.

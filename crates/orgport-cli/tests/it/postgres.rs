@@ -228,3 +228,73 @@ fn the_url_may_leave_the_server_to_the_pg_environment_variables() {
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(plan["root"], "workspaces");
 }
+
+/// A cycle through a foreign key checked at every statement (`orgs.default_team_id`), and a
+/// self-reference of the same kind whose rows name later rows, more of them than one write batch
+/// holds: written as NULL, then updated.
+#[test]
+fn references_checked_at_once_to_rows_written_later_are_set_after_the_rows() {
+    let Some(server) = server() else { return };
+    let work = Work::new();
+    let db = fresh_db(&server, "nodefer");
+    psql(
+        &db,
+        &["-c", "CREATE TABLE orgs (id bigserial PRIMARY KEY, name text NOT NULL UNIQUE, default_team_id bigint);
+                 CREATE TABLE teams (id bigserial PRIMARY KEY, org_id bigint NOT NULL REFERENCES orgs(id), name text NOT NULL);
+                 ALTER TABLE orgs ADD FOREIGN KEY (default_team_id) REFERENCES teams(id);
+                 CREATE TABLE items (id bigserial PRIMARY KEY, team_id bigint NOT NULL REFERENCES teams(id),
+                                     next_id bigint REFERENCES items(id), label text NOT NULL);
+                 INSERT INTO orgs (name) VALUES ('one'), ('two');
+                 INSERT INTO teams (org_id, name) VALUES (1, 'red'), (1, 'blue'), (2, 'green');
+                 UPDATE orgs SET default_team_id = 2 WHERE id = 1;
+                 UPDATE orgs SET default_team_id = 3 WHERE id = 2;
+                 INSERT INTO items (team_id, label) SELECT 1 + i % 2, 'item ' || i FROM generate_series(1, 12000) i;
+                 INSERT INTO items (team_id, label) VALUES (3, 'other');
+                 UPDATE items SET next_id = id + 1 WHERE id < 12000;
+                 UPDATE items SET next_id = 1 WHERE id = 12000;"],
+    );
+    let config = work.path("orgport.toml");
+    std::fs::write(&config, "root = \"orgs\"\n[on_conflict]\n\"orgs.name\" = \"suffix\"\n").expect("config");
+    let config = config.to_str().expect("path");
+    let plan = work.run(&["plan", "--db", &db, "--config", config]);
+    plan.ok();
+    assert!(plan.stdout.contains("`orgs`(default_team_id) inserted as NULL, then updated"), "{}", plan.stdout);
+
+    let archive = work.path("org1.orgport");
+    work.run(&["export", "--db", &db, "--config", config, "--org", "1", "--out", archive.to_str().expect("path")]).ok();
+    let report = work.run(&["import", "--db", &db, "--config", config, "--in", archive.to_str().expect("path"), "--json"]).ok().json();
+    let new_org = new_org(&report);
+    work.run(&["verify", "--db", &db, "--config", config, "--in", archive.to_str().expect("path"), "--org", &new_org]).ok();
+    // The default team and every item's successor, by name, as in the source organisation.
+    let shape = |org: &str| {
+        psql(
+            &db,
+            &["-c", &format!(
+                "SELECT (SELECT t.name FROM orgs o JOIN teams t ON t.id = o.default_team_id AND t.org_id = o.id WHERE o.id = {org}) \
+                 || ':' || count(*) || ':' || md5(string_agg(i.label || '>' || n.label || '@' || t.name, ',' ORDER BY i.label)) \
+                 FROM items i JOIN teams t ON t.id = i.team_id AND t.org_id = {org} \
+                 JOIN items n ON n.id = i.next_id JOIN teams nt ON nt.id = n.team_id AND nt.org_id = {org}"
+            )],
+        )
+    };
+    let source = shape("1");
+    assert!(source.starts_with("blue:12000:"), "{source}");
+    assert_eq!(shape(&new_org), source);
+}
+
+#[test]
+fn a_cycle_through_not_null_references_checked_at_once_is_refused_by_the_plan() {
+    let Some(server) = server() else { return };
+    let work = Work::new();
+    let db = fresh_db(&server, "nocycle");
+    psql(
+        &db,
+        &["-c", "CREATE TABLE orgs (id bigserial PRIMARY KEY, owner_id bigint NOT NULL);
+                 CREATE TABLE owners (id bigserial PRIMARY KEY, org_id bigint NOT NULL REFERENCES orgs(id));
+                 ALTER TABLE orgs ADD FOREIGN KEY (owner_id) REFERENCES owners(id);"],
+    );
+    work.run(&["plan", "--db", &db, "--root", "orgs"]).fails_with(&[
+        "cannot be imported: `orgs`(owner_id) is NOT NULL and checked at once, but refers to `owners`, written after it",
+        "DEFERRABLE",
+    ]);
+}

@@ -151,6 +151,9 @@ pub struct Plan {
     /// Exported tables, each after the tables it references (cycles broken at the root side).
     pub order: Vec<usize>,
     pub cycles: Vec<Cycle>,
+    /// Nullable foreign keys the engine checks at every statement that may name a row written
+    /// later (forward in `order`, or a self-reference): written as NULL, then updated before commit.
+    pub null_then_update: Vec<usize>,
     /// Edges between owned tables that may point at another organisation's row.
     pub cross_tenant: Vec<usize>,
     /// Edges from exported tables into excluded ones.
@@ -476,7 +479,8 @@ impl Plan {
         }
 
         let order = export_order(&schema, &edges, &tables);
-        let cycles = find_cycles(&schema, &edges, &tables, caps)?;
+        let cycles = find_cycles(&schema, &edges, &tables, &order, caps)?;
+        let null_then_update = if caps.defer_all_foreign_keys { Vec::new() } else { forward_references(&edges, &order) };
 
         Ok(Plan {
             root,
@@ -485,6 +489,7 @@ impl Plan {
             tables,
             order,
             cycles,
+            null_then_update,
             cross_tenant,
             into_excluded,
             inference,
@@ -856,8 +861,21 @@ fn export_order(schema: &Schema, edges: &[Edge], tables: &[TablePlan]) -> Vec<us
     order
 }
 
+/// Declared, immediately checked, nullable references to a table written later or to the same
+/// table. (A NOT NULL one in a cycle is refused by [`find_cycles`] unless the cycle has another way out.)
+fn forward_references(edges: &[Edge], order: &[usize]) -> Vec<usize> {
+    let position = |t: usize| order.iter().position(|&x| x == t);
+    (0..edges.len())
+        .filter(|&i| {
+            let e = &edges[i];
+            let forward = matches!((position(e.from), position(e.to)), (Some(f), Some(t)) if t >= f);
+            e.declared && !e.deferrable && e.nullable && forward
+        })
+        .collect()
+}
+
 /// Strongly connected components of two or more exported tables.
-fn find_cycles(schema: &Schema, edges: &[Edge], tables: &[TablePlan], caps: Capabilities) -> Result<Vec<Cycle>> {
+fn find_cycles(schema: &Schema, edges: &[Edge], tables: &[TablePlan], order: &[usize], caps: Capabilities) -> Result<Vec<Cycle>> {
     let n = schema.tables.len();
     let adj: Vec<Vec<usize>> = (0..n)
         .map(|t| {
@@ -877,22 +895,32 @@ fn find_cycles(schema: &Schema, edges: &[Edge], tables: &[TablePlan], caps: Capa
             .iter()
             .filter(|e| e.from != e.to && component.contains(&e.from) && component.contains(&e.to))
             .collect();
+        let name = |e: &Edge| format!("`{}`({})", schema.tables[e.from].qualified(), e.from_columns.join(", "));
         let broken_by = if caps.defer_all_foreign_keys {
             "foreign-key checks deferred to commit".to_string()
-        } else if let Some(e) = inside.iter().find(|e| e.deferrable) {
-            format!("deferrable foreign key `{}`({}) checked at commit", schema.tables[e.from].qualified(), e.from_columns.join(", "))
-        } else if let Some(e) = inside.iter().find(|e| e.nullable) {
-            format!(
-                "`{}`({}) inserted as NULL, then updated",
-                schema.tables[e.from].qualified(),
-                e.from_columns.join(", ")
-            )
         } else {
-            let names: Vec<String> = component.iter().map(|&t| schema.tables[t].qualified()).collect();
-            return Err(Error::Plan(format!(
-                "cycle {} cannot be broken: none of its foreign keys is deferrable or nullable",
-                names.join(" → ")
-            )));
+            // Rows are written in `order`: only references to a later table need a way round.
+            let position = |t: usize| order.iter().position(|&x| x == t);
+            let forward: Vec<&&Edge> = inside.iter().filter(|e| e.declared && position(e.to) > position(e.from)).collect();
+            if let Some(e) = forward.iter().find(|e| !e.deferrable && !e.nullable) {
+                let names: Vec<String> = component.iter().map(|&t| schema.tables[t].qualified()).collect();
+                return Err(Error::Plan(format!(
+                    "cycle {} cannot be imported: {} is NOT NULL and checked at once, but refers to `{}`, written after it; \
+                     make that foreign key DEFERRABLE or its columns nullable",
+                    names.join(" → "),
+                    name(e),
+                    schema.tables[e.to].qualified()
+                )));
+            }
+            let ways: Vec<String> = forward
+                .iter()
+                .map(|e| if e.deferrable { format!("deferrable foreign key {} checked at commit", name(e)) } else { format!("{} inserted as NULL, then updated", name(e)) })
+                .collect();
+            if ways.is_empty() {
+                "its references are not checked by the database".to_string()
+            } else {
+                ways.join("; ")
+            }
         };
         cycles.push(Cycle { tables: component.iter().map(|&t| schema.tables[t].qualified()).collect(), broken_by });
     }
