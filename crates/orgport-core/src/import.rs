@@ -155,8 +155,8 @@ struct Batch {
 }
 
 impl Batch {
-    const MAX_ROWS: usize = 10_000;
-    const MAX_BYTES: usize = 8 << 20;
+    const MAX_ROWS: usize = 5_000;
+    const MAX_BYTES: usize = 4 << 20;
 
     fn is_full(&self) -> bool {
         self.rows.len() >= Self::MAX_ROWS || self.bytes >= Self::MAX_BYTES
@@ -913,13 +913,11 @@ impl Importer<'_> {
             return Ok(());
         }
         let map = &self.maps[self.batch.table];
+        // Engines name the table in their errors: with bulk writes, a failure may surface later.
         let result = self.engine.insert_rows(self.plan.table(map.target), &map.insert_columns, &self.batch.rows);
         self.batch.rows.clear();
         self.batch.bytes = 0;
-        result.map_err(|e| match e {
-            Error::Engine { context, source } => Error::Engine { context: format!("cannot insert into `{}`: {context}", map.name), source },
-            other => other,
-        })
+        result
     }
 }
 

@@ -45,19 +45,53 @@ impl Dialect for PostgresDialect {
 static DIALECT: PostgresDialect = PostgresDialect;
 
 pub struct PostgresEngine {
-    client: Client,
+    /// None while a [`CopyJob`] holds the connection.
+    client: Option<Client>,
+    /// Rows being written by a `COPY … FROM STDIN` on a thread of its own, so the server parses
+    /// and checks one batch while the import prepares the next.
+    copy: Option<CopyJob>,
     /// Where the database is, for messages: the URL without its password.
     name: String,
+}
+
+struct CopyJob {
+    statement: String,
+    table: String,
+    rows: std::sync::mpsc::SyncSender<Vec<u8>>,
+    done: std::thread::JoinHandle<(Client, Result<(), postgres::Error>)>,
+}
+
+impl CopyJob {
+    /// Takes the connection and streams into one `COPY` every chunk sent until the sender is dropped.
+    fn start(mut client: Client, statement: String, table: String) -> CopyJob {
+        // Two chunks in flight: enough to keep both sides busy, little memory.
+        let (rows, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let copy = statement.clone();
+        let done = std::thread::spawn(move || {
+            let result = (|| {
+                let mut writer = client.copy_in(copy.as_str())?;
+                for chunk in chunks {
+                    // A failed write means the server ended the COPY: `finish` says why.
+                    if writer.write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
+                writer.finish().map(|_| ())
+            })();
+            (client, result)
+        });
+        CopyJob { statement, table, rows, done }
+    }
 }
 
 impl PostgresEngine {
     pub fn open(url: &str) -> Result<Self> {
         let mut config: postgres::Config = url
             .parse()
-            .map_err(|e| Error::engine(format!("`{}` is not a valid PostgreSQL URL", redact(url)), e))?;
+            .map_err(|e| Error::engine(format!("`{}` is not a valid PostgreSQL URL", redact(url)), server_error(e)))?;
         fill_from_environment(&mut config);
         let name = redact(url);
-        let mut client = config.connect(NoTls).map_err(|e| Error::engine(format!("cannot connect to {name}"), e))?;
+        let mut client = config.connect(NoTls).map_err(|e| Error::engine(format!("cannot connect to {name}"), server_error(e)))?;
         // Exact, stable text for every type: ISO dates in UTC, shortest exact floats, and string
         // literals without backslash escapes (the literals below rely on it).
         client
@@ -65,12 +99,31 @@ impl PostgresEngine {
                 "SET DateStyle = ISO; SET TimeZone = 'UTC'; SET IntervalStyle = iso_8601; \
                  SET extra_float_digits = 3; SET standard_conforming_strings = on; SET bytea_output = hex",
             )
-            .map_err(|e| Error::engine(format!("cannot set up the session on {name}"), e))?;
-        Ok(PostgresEngine { client, name })
+            .map_err(|e| Error::engine(format!("cannot set up the session on {name}"), server_error(e)))?;
+        Ok(PostgresEngine { client: Some(client), copy: None, name })
     }
 
     fn fail(&self, what: &str, e: postgres::Error) -> Error {
-        Error::engine(format!("{what} ({})", self.name), e)
+        Error::engine(format!("{what} ({})", self.name), server_error(e))
+    }
+
+    /// Ends a running `COPY` and takes the connection back; the COPY's error, if it failed.
+    fn finish_copy(&mut self) -> Result<()> {
+        let Some(job) = self.copy.take() else { return Ok(()) };
+        drop(job.rows);
+        let (client, result) = job
+            .done
+            .join()
+            .map_err(|_| Error::Plan(format!("the connection to {} was lost: its COPY thread panicked", self.name)))?;
+        self.client = Some(client);
+        result.map_err(|e| Error::engine(format!("cannot insert into `{}`", job.table), server_error(e)))
+    }
+
+    /// The connection, once any `COPY` in flight has ended.
+    fn client(&mut self) -> Result<&mut Client> {
+        self.finish_copy()?;
+        let name = &self.name;
+        self.client.as_mut().ok_or_else(|| Error::Plan(format!("the connection to {name} was lost")))
     }
 }
 
@@ -100,6 +153,36 @@ fn fill_from_environment(config: &mut postgres::Config) {
             config.dbname(&db);
         }
     }
+}
+
+/// A PostgreSQL error as the user sees it: the server's message and hint, never its DETAIL, which
+/// may quote a row's values (a password hash, a token); other errors with their causes.
+#[derive(Debug)]
+pub struct ServerError(String);
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+pub fn server_error(e: postgres::Error) -> ServerError {
+    if let Some(db) = e.as_db_error() {
+        let mut text = format!("{}: {}", db.severity(), db.message());
+        if let Some(hint) = db.hint() {
+            text.push_str(&format!(" (hint: {hint})"));
+        }
+        return ServerError(text);
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    ServerError(text)
 }
 
 /// The URL with its password replaced, for messages and logs.
@@ -173,30 +256,37 @@ impl Engine for PostgresEngine {
     }
 
     fn introspect(&mut self) -> Result<Schema> {
-        introspect::schema(&mut self.client).map_err(|e| self.fail("cannot read the schema", e))
+        introspect::schema(self.client()?).map_err(|e| self.fail("cannot read the schema", e))
     }
 
     fn begin_snapshot(&mut self) -> Result<()> {
-        self.client
+        self.client()?
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .map_err(|e| self.fail("cannot start a read-only snapshot", e))
     }
 
     fn begin_write(&mut self) -> Result<()> {
-        self.client
+        self.client()?
             .batch_execute("BEGIN; SET CONSTRAINTS ALL DEFERRED")
             .map_err(|e| self.fail("cannot start the import transaction", e))
     }
 
     fn commit(&mut self) -> Result<()> {
-        self.client.batch_execute("COMMIT").map_err(|e| {
-            let _ = self.client.batch_execute("ROLLBACK");
-            self.fail("the import was rolled back at commit", e)
+        self.finish_copy().inspect_err(|_| {
+            let _ = self.end();
+        })?;
+        let name = self.name.clone();
+        let client = self.client()?;
+        client.batch_execute("COMMIT").map_err(|e| {
+            let _ = client.batch_execute("ROLLBACK");
+            Error::engine(format!("the import was rolled back at commit ({name})"), server_error(e))
         })
     }
 
     fn end(&mut self) -> Result<()> {
-        self.client.batch_execute("ROLLBACK").map_err(|e| self.fail("cannot roll back", e))
+        // A failed COPY has already aborted the transaction; the rollback below ends it.
+        let _ = self.finish_copy();
+        self.client()?.batch_execute("ROLLBACK").map_err(|e| self.fail("cannot roll back", e))
     }
 
     fn query(
@@ -210,9 +300,9 @@ impl Engine for PostgresEngine {
         let name = self.name.clone();
         let mut reader = std::io::BufReader::with_capacity(
             1 << 16,
-            self.client
+            self.client()?
                 .copy_out(statement.as_str())
-                .map_err(|e| Error::engine(format!("cannot run `{}` ({name})", short_sql(sql)), e))?,
+                .map_err(|e| Error::engine(format!("cannot run `{}` ({name})", short_sql(sql)), server_error(e)))?,
         );
         let mut line = Vec::new();
         let mut row = Vec::with_capacity(kinds.len());
@@ -232,11 +322,13 @@ impl Engine for PostgresEngine {
 
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
         let statement = inline(sql, params);
-        self.client.execute(statement.as_str(), &[]).map_err(|e| Error::engine(e.to_string(), e))
+        // The statement without its values, which may be secrets.
+        self.client()?.execute(statement.as_str(), &[]).map_err(|e| Error::engine(format!("cannot run `{}`", short_sql(sql)), server_error(e)))
     }
 
-    /// One `COPY … FROM STDIN` per batch: the server parses each value by its column's type, row
-    /// triggers fire, and identity columns take the values given, as `OVERRIDING SYSTEM VALUE` would.
+    /// One `COPY … FROM STDIN` per table, fed batch by batch from the import while a thread
+    /// streams it to the server: the server parses each value by its column's type, row triggers
+    /// fire, and identity columns take the values given, as `OVERRIDING SYSTEM VALUE` would.
     fn insert_rows(&mut self, table: &Table, columns: &[String], rows: &[Vec<Value>]) -> Result<()> {
         let d = self.dialect();
         let statement = format!(
@@ -244,14 +336,21 @@ impl Engine for PostgresEngine {
             d.table_ref(table),
             columns.iter().map(|c| d.quote_ident(c)).collect::<Vec<_>>().join(", ")
         );
+        if self.copy.as_ref().is_none_or(|job| job.statement != statement) {
+            self.finish_copy()?;
+            let client = self.client.take().ok_or_else(|| Error::Plan(format!("the connection to {} was lost", self.name)))?;
+            self.copy = Some(CopyJob::start(client, statement, table.qualified()));
+        }
         let mut data = Vec::with_capacity(rows.len() * 64);
         for row in rows {
             copy::write_row(row, &mut data);
         }
-        let fail = |e: postgres::Error| Error::engine(e.to_string(), e);
-        let mut writer = self.client.copy_in(statement.as_str()).map_err(fail)?;
-        writer.write_all(&data).map_err(|e| Error::engine(format!("cannot send rows to {}", self.name), e))?;
-        writer.finish().map_err(fail)?;
+        let sent = self.copy.as_ref().is_some_and(|job| job.rows.send(data).is_ok());
+        if !sent {
+            // The COPY ended early: its error says why.
+            self.finish_copy()?;
+            return Err(Error::Plan(format!("the COPY into `{}` ended before its rows were sent", table.qualified())));
+        }
         Ok(())
     }
 
@@ -282,11 +381,11 @@ impl Engine for PostgresEngine {
                 tl = literal(&Value::Text(d.table_ref(table))),
                 cl = literal(&Value::Text(c.name.clone())),
             );
-            self.client.batch_execute(&sql).map_err(|e| self.fail(&format!("cannot move the sequence of `{}`", table.qualified()), e))?;
+            self.client()?.batch_execute(&sql).map_err(|e| self.fail(&format!("cannot move the sequence of `{}`", table.qualified()), e))?;
         }
         // Fresh statistics, so the planner does not take a bulk-loaded table for an empty one:
         // the application's queries and the next export both depend on them.
-        self.client
+        self.client()?
             .batch_execute(&format!("ANALYZE {}", d.table_ref(table)))
             .map_err(|e| self.fail(&format!("cannot analyze `{}`", table.qualified()), e))
     }
