@@ -108,7 +108,7 @@ fn export_phase(o: &Opts) -> Result<(u64, Extra)> {
     let mut engine = SqliteEngine::open_path(o.db()?, Access::ReadOnly)?;
     let plan = o.plan(&mut engine)?;
     let spool = out.parent().context("the archive path has no directory")?;
-    let options = ExportOptions { orgs: vec![SOURCE_ORG.to_string()], with_groups: BTreeSet::new(), spool_dir: Some(spool) };
+    let options = ExportOptions { orgs: vec![SOURCE_ORG.to_string()], with_groups: BTreeSet::new(), spool_dir: Some(spool), jobs: 1 };
     let file = File::create(out).with_context(|| format!("creating `{}`", out.display()))?;
     let mut writer = BufWriter::new(file);
     let manifest = export(&mut engine, &plan, &options, &mut writer, &StepLog::new("export"))?;

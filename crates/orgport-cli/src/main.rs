@@ -94,6 +94,10 @@ struct ExportArgs {
     /// Replace `--out` if it exists.
     #[arg(long)]
     force: bool,
+    /// Connections reading tables at once, all on the same snapshot (PostgreSQL; SQLite reads
+    /// on one). Tables read ahead wait in temporary files beside `--out`.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
 }
 
 #[derive(Args)]

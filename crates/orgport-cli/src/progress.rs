@@ -53,4 +53,9 @@ impl Progress for Bars {
             }
         }
     }
+
+    /// Notes go to stderr, terminal or not: they say how the work was done.
+    fn note(&self, message: &str) {
+        eprintln!("{message}");
+    }
 }

@@ -56,6 +56,14 @@ pub trait Engine {
     /// [`Engine::end`] sees the same data and nothing is written.
     fn begin_snapshot(&mut self) -> Result<()>;
 
+    /// More connections, each reading the snapshot this one holds in a read-only transaction of
+    /// its own that ends when it is dropped: the export reads tables on them in parallel. None
+    /// (the default) where the engine cannot share a snapshot. Called right after
+    /// [`Engine::begin_snapshot`], before any query: an engine may begin the snapshot again.
+    fn snapshot_readers(&mut self, _count: usize) -> Result<Vec<Box<dyn Engine + Send>>> {
+        Ok(Vec::new())
+    }
+
     /// Starts the import transaction. It must keep other writers from allocating keys until it
     /// ends, and defer foreign-key checks to commit where the engine allows it.
     fn begin_write(&mut self) -> Result<()>;

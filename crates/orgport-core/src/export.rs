@@ -10,7 +10,8 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::plan::{Plan, Role};
 use crate::progress::Progress;
-use crate::select::Selection;
+use crate::readahead::ReadAhead;
+use crate::select::{Selection, TableQuery};
 use crate::value::{parse_uuid, Value, ValueKind};
 
 pub struct ExportOptions<'a> {
@@ -20,6 +21,9 @@ pub struct ExportOptions<'a> {
     pub with_groups: BTreeSet<String>,
     /// Where the compressed rows wait for the manifest (beside the output file is best).
     pub spool_dir: Option<&'a Path>,
+    /// Connections reading tables at once, sharing the snapshot where the engine can
+    /// ([`Engine::snapshot_readers`]); 1 reads every table on the one connection.
+    pub jobs: usize,
 }
 
 /// Turns the text of a key into a value of the column's kind.
@@ -100,50 +104,45 @@ pub fn export(
     let orgs: Vec<Value> = options.orgs.iter().map(|o| parse_key(o, kind)).collect::<Result<_>>()?;
 
     engine.begin_snapshot()?;
-    let result = export_in_snapshot(engine, plan, options, &orgs, out, progress);
+    let readers = if options.jobs > 1 { engine.snapshot_readers(options.jobs - 1) } else { Ok(Vec::new()) };
+    let result = readers.and_then(|readers| export_in_snapshot(engine, readers, plan, options, &orgs, out, progress));
     let ended = engine.end();
     let manifest = result?;
     ended?;
     Ok(manifest)
 }
 
-fn export_in_snapshot(
-    engine: &mut dyn Engine,
-    plan: &Plan,
-    options: &ExportOptions,
-    orgs: &[Value],
-    out: &mut dyn Write,
-    progress: &dyn Progress,
-) -> Result<Manifest> {
-    check_orgs_exist(engine, plan, orgs, &options.orgs)?;
+/// One table of the export: what is read, and how its rows are judged.
+struct TableExport {
+    t: usize,
+    columns: Vec<String>,
+    withheld: BTreeMap<String, String>,
+    query: TableQuery,
+    /// References whose columns are all exported, with their positions.
+    edges: Vec<(usize, Vec<usize>)>,
+}
 
-    let selection = Selection::new(plan, engine.dialect(), orgs);
-    let mut writer = ArchiveWriter::new(options.spool_dir)?;
-    let mut cuts: BTreeMap<(usize, usize, &'static str), u64> = BTreeMap::new();
-    // Rows left out because they point at another organisation's row: their keys, per keyset,
-    // so rows pointing at them are cut too. Few in practice, so memory stays small.
-    let mut dropped: HashMap<(usize, Vec<String>), HashSet<Vec<u8>>> = HashMap::new();
-
-    for &t in &plan.order {
-        if !table_included(plan, t, &options.with_groups) {
-            continue;
-        }
-        let table = plan.table(t);
-        let (columns, withheld) = exported_columns(plan, t, &options.with_groups);
+impl TableExport {
+    fn new(plan: &Plan, selection: &Selection, t: usize, with: &BTreeSet<String>) -> Self {
+        let (columns, withheld) = exported_columns(plan, t, with);
         let query = selection.table_query(t, &columns);
-        let col_index = |name: &str| columns.iter().position(|c| c == name);
-        // Edges whose columns are all exported, with their column positions.
-        let edges: Vec<(usize, Vec<usize>)> = plan
+        let edges = plan
             .edges_from(t)
             .filter_map(|(i, e)| {
-                let idx: Option<Vec<usize>> = e.from_columns.iter().map(|c| col_index(c)).collect();
+                let idx: Option<Vec<usize>> = e.from_columns.iter().map(|c| columns.iter().position(|x| x == c)).collect();
                 idx.map(|idx| (i, idx))
             })
             .collect();
-        writer.begin_table(TableManifest {
+        TableExport { t, columns, withheld, query, edges }
+    }
+
+    fn manifest(&self, plan: &Plan) -> TableManifest {
+        let table = plan.table(self.t);
+        TableManifest {
             name: table.qualified(),
-            role: plan.tables[t].role,
-            columns: columns
+            role: plan.tables[self.t].role,
+            columns: self
+                .columns
                 .iter()
                 .filter_map(|c| table.column(c))
                 .map(|c| ColumnManifest {
@@ -156,64 +155,134 @@ fn export_in_snapshot(
             primary_key: table.primary_key.clone(),
             rows: 0,
             sha256: String::new(),
-            withheld,
-        });
-        progress.begin("export", &table.qualified(), None);
-        let ncols = columns.len();
-        let mut row: Vec<Value> = Vec::with_capacity(ncols);
-        engine.query(&query.sql, &query.params, &query.kinds, &mut |values| {
-            row.clear();
-            row.extend_from_slice(&values[..ncols]);
-            let mut keep_row = true;
-            for (edge, idx) in &edges {
-                let e = &plan.edges[*edge];
-                if idx.iter().any(|&i| row[i].is_null()) {
-                    continue;
-                }
-                let flag = query.flagged.iter().position(|f| f == edge).map(|k| &values[ncols + k]);
-                if e.condition.is_some() && matches!(flag, Some(Value::Null)) {
-                    // A polymorphic reference this row does not hold.
-                    continue;
-                }
-                let reason = if plan.tables[e.to].role == Role::Excluded {
-                    Some("points into an excluded table")
-                } else {
-                    let outside = matches!(flag, Some(Value::Int(0)));
-                    let gone = !dropped.is_empty()
-                        && dropped.get(&(e.to, e.to_columns.clone())).is_some_and(|set| {
-                            let key: Vec<Value> = idx.iter().map(|&i| row[i].clone()).collect();
-                            set.contains(&key_bytes(&key))
-                        });
-                    (outside || gone).then_some("points at another organisation's row")
-                };
-                let Some(reason) = reason else { continue };
-                if e.nullable {
-                    for &i in idx {
-                        row[i] = Value::Null;
-                    }
-                    *cuts.entry((t, *edge, reason)).or_default() += 1;
-                } else if plan.tables[e.to].role == Role::Excluded {
-                    *cuts.entry((t, *edge, "points into an excluded table (kept: column is NOT NULL)")).or_default() += 1;
-                } else {
-                    keep_row = false;
-                    *cuts.entry((t, *edge, reason)).or_default() += 1;
-                }
-            }
-            if !keep_row {
-                for ks in &plan.tables[t].keysets {
-                    let key: Option<Vec<Value>> = ks.iter().map(|c| col_index(c).map(|i| row[i].clone())).collect();
-                    if let Some(key) = key {
-                        dropped.entry((t, ks.clone())).or_default().insert(key_bytes(&key));
-                    }
-                }
-                return Ok(());
-            }
-            progress.rows(1);
-            writer.write_row(&row)
-        })?;
-        writer.end_table();
-        progress.end();
+            withheld: self.withheld.clone(),
+        }
     }
+}
+
+/// Decides, row by row and table after table, which references are cut and which rows are left
+/// out; what it leaves out of one table is cut from the tables written after it.
+struct Judge<'a> {
+    plan: &'a Plan,
+    cuts: BTreeMap<(usize, usize, &'static str), u64>,
+    /// Rows left out because they point at another organisation's row: their keys, per keyset,
+    /// so rows pointing at them are cut too. Few in practice, so memory stays small.
+    dropped: HashMap<(usize, Vec<String>), HashSet<Vec<u8>>>,
+}
+
+impl Judge<'_> {
+    /// Fills `row` with the exported values of a query row; false when the row is left out.
+    fn judge(&mut self, table: &TableExport, values: &[Value], row: &mut Vec<Value>) -> bool {
+        let plan = self.plan;
+        let (t, ncols) = (table.t, table.columns.len());
+        row.clear();
+        row.extend_from_slice(&values[..ncols]);
+        let mut keep_row = true;
+        for (edge, idx) in &table.edges {
+            let e = &plan.edges[*edge];
+            if idx.iter().any(|&i| row[i].is_null()) {
+                continue;
+            }
+            let flag = table.query.flagged.iter().position(|f| f == edge).map(|k| &values[ncols + k]);
+            if e.condition.is_some() && matches!(flag, Some(Value::Null)) {
+                // A polymorphic reference this row does not hold.
+                continue;
+            }
+            let reason = if plan.tables[e.to].role == Role::Excluded {
+                Some("points into an excluded table")
+            } else {
+                let outside = matches!(flag, Some(Value::Int(0)));
+                let gone = !self.dropped.is_empty()
+                    && self.dropped.get(&(e.to, e.to_columns.clone())).is_some_and(|set| {
+                        let key: Vec<Value> = idx.iter().map(|&i| row[i].clone()).collect();
+                        set.contains(&key_bytes(&key))
+                    });
+                (outside || gone).then_some("points at another organisation's row")
+            };
+            let Some(reason) = reason else { continue };
+            if e.nullable {
+                for &i in idx {
+                    row[i] = Value::Null;
+                }
+                *self.cuts.entry((t, *edge, reason)).or_default() += 1;
+            } else if plan.tables[e.to].role == Role::Excluded {
+                *self.cuts.entry((t, *edge, "points into an excluded table (kept: column is NOT NULL)")).or_default() += 1;
+            } else {
+                keep_row = false;
+                *self.cuts.entry((t, *edge, reason)).or_default() += 1;
+            }
+        }
+        if !keep_row {
+            for ks in &plan.tables[t].keysets {
+                let key: Option<Vec<Value>> =
+                    ks.iter().map(|c| table.columns.iter().position(|x| x == c).map(|i| row[i].clone())).collect();
+                if let Some(key) = key {
+                    self.dropped.entry((t, ks.clone())).or_default().insert(key_bytes(&key));
+                }
+            }
+        }
+        keep_row
+    }
+}
+
+fn export_in_snapshot(
+    engine: &mut dyn Engine,
+    readers: Vec<Box<dyn Engine + Send>>,
+    plan: &Plan,
+    options: &ExportOptions,
+    orgs: &[Value],
+    out: &mut dyn Write,
+    progress: &dyn Progress,
+) -> Result<Manifest> {
+    check_orgs_exist(engine, plan, orgs, &options.orgs)?;
+
+    let selection = Selection::new(plan, engine.dialect(), orgs);
+    let tables: Vec<TableExport> = plan
+        .order
+        .iter()
+        .filter(|&&t| table_included(plan, t, &options.with_groups))
+        .map(|&t| TableExport::new(plan, &selection, t, &options.with_groups))
+        .collect();
+    let queries: Vec<TableQuery> = tables.iter().map(|x| x.query.clone()).collect();
+    match readers.len() {
+        0 if options.jobs > 1 => progress.note(&format!("{} cannot share its snapshot: reading on one connection", engine.name())),
+        0 => {}
+        n => progress.note(&format!("reading tables on {} connections sharing one snapshot", n + 1)),
+    }
+    let readahead = ReadAhead::new(tables.len(), readers.len());
+    let mut writer = ArchiveWriter::new(options.spool_dir)?;
+    let mut judge = Judge { plan, cuts: BTreeMap::new(), dropped: HashMap::new() };
+
+    std::thread::scope(|scope| {
+        for reader in readers {
+            let (readahead, queries) = (&readahead, &queries);
+            scope.spawn(move || readahead.work(reader, queries, options.spool_dir));
+        }
+        let written = (|| {
+            for (i, table) in tables.iter().enumerate() {
+                writer.begin_table(table.manifest(plan));
+                progress.begin("export", &plan.name(table.t), None);
+                let mut row: Vec<Value> = Vec::with_capacity(table.columns.len());
+                let mut on_row = |values: &[Value]| {
+                    if !judge.judge(table, values, &mut row) {
+                        return Ok(());
+                    }
+                    progress.rows(1);
+                    writer.write_row(&row)
+                };
+                match readahead.take(i)? {
+                    Some(spool) => spool.replay(table.query.kinds.len(), &mut on_row)?,
+                    None => engine.query(&table.query.sql, &table.query.params, &table.query.kinds, &mut on_row)?,
+                }
+                writer.end_table();
+                progress.end();
+            }
+            Ok::<(), Error>(())
+        })();
+        readahead.stop();
+        written
+    })?;
+    let cuts = judge.cuts;
 
     let cut = cuts
         .into_iter()

@@ -6,6 +6,8 @@ pub trait Progress {
     fn begin(&self, _phase: &str, _table: &str, _total: Option<u64>) {}
     fn rows(&self, _n: u64) {}
     fn end(&self) {}
+    /// Something worth a line of its own, such as how the work is spread.
+    fn note(&self, _message: &str) {}
 }
 
 /// Shows nothing.

@@ -52,6 +52,8 @@ pub struct PostgresEngine {
     copy: Option<CopyJob>,
     /// Where the database is, for messages: the URL without its password.
     name: String,
+    /// The URL as given, to open more connections; never shown.
+    url: String,
 }
 
 struct CopyJob {
@@ -100,7 +102,7 @@ impl PostgresEngine {
                  SET extra_float_digits = 3; SET standard_conforming_strings = on; SET bytea_output = hex",
             )
             .map_err(|e| Error::engine(format!("cannot set up the session on {name}"), server_error(e)))?;
-        Ok(PostgresEngine { client: Some(client), copy: None, name })
+        Ok(PostgresEngine { client: Some(client), copy: None, name, url: url.to_string() })
     }
 
     fn fail(&self, what: &str, e: postgres::Error) -> Error {
@@ -263,6 +265,32 @@ impl Engine for PostgresEngine {
         self.client()?
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .map_err(|e| self.fail("cannot start a read-only snapshot", e))
+    }
+
+    /// `pg_export_snapshot()` shares this transaction's snapshot with new connections. Where the
+    /// server refuses to export one (some poolers, old standbys), none: the export reads on this
+    /// connection alone, in a snapshot begun again (the refusal ends the transaction, and no
+    /// savepoint can guard it: snapshots cannot be exported from a subtransaction).
+    fn snapshot_readers(&mut self, count: usize) -> Result<Vec<Box<dyn Engine + Send>>> {
+        let snapshot = match self.client()?.query_one("SELECT pg_export_snapshot()", &[]) {
+            Ok(row) => row.get::<_, String>(0),
+            Err(_) => {
+                self.client()?.batch_execute("ROLLBACK").map_err(|e| self.fail("cannot roll back", e))?;
+                self.begin_snapshot()?;
+                return Ok(Vec::new());
+            }
+        };
+        let mut readers: Vec<Box<dyn Engine + Send>> = Vec::with_capacity(count);
+        for _ in 0..count {
+            let mut reader = PostgresEngine::open(&self.url)?;
+            let begin = format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT {}",
+                literal(&Value::Text(snapshot.clone()))
+            );
+            reader.client()?.batch_execute(&begin).map_err(|e| reader.fail("cannot share the export's snapshot", e))?;
+            readers.push(Box::new(reader));
+        }
+        Ok(readers)
     }
 
     fn begin_write(&mut self) -> Result<()> {

@@ -33,7 +33,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
         .prefix(".orgport-partial-")
         .tempfile_in(&dir)
         .with_context(|| format!("cannot write in `{}`", dir.display()))?;
-    let options = ExportOptions { orgs: args.orgs.clone(), with_groups: args.with.iter().cloned().collect(), spool_dir: Some(&dir) };
+    let options = ExportOptions { orgs: args.orgs.clone(), with_groups: args.with.iter().cloned().collect(), spool_dir: Some(&dir), jobs: args.jobs.into() };
     let manifest = {
         let mut out = BufWriter::new(partial.as_file_mut());
         export(engine.as_mut(), &plan, &options, &mut out, &Bars::new())?

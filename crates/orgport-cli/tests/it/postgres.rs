@@ -325,3 +325,33 @@ fn a_row_refused_during_the_bulk_write_rolls_back_every_table() {
     assert!(!failed.stderr.contains("Failing row"), "{}", failed.stderr);
     assert_eq!(tables.iter().map(|t| rows(t)).collect::<Vec<_>>(), before, "rows were left behind");
 }
+
+/// Tables read on several connections sharing one snapshot (`pg_export_snapshot`) make the same
+/// archive as one connection reading them all: same tables, rows and checksums.
+#[test]
+fn readers_sharing_the_snapshot_export_the_same_rows_as_one_connection() {
+    let Some(server) = server() else { return };
+    let work = Work::new();
+    let source = flagsmith_db(&server, "fs_jobs");
+    let config = flagsmith_config();
+    let tables = |jobs: &str| {
+        let archive = work.path(&format!("jobs{jobs}.orgport"));
+        let args = ["export", "--db", &source, "--config", config.to_str().expect("path"), "--org", "1", "--jobs", jobs];
+        let out = work.run(&[&args[..], &["--out", archive.to_str().expect("path")]].concat());
+        out.ok();
+        if jobs != "1" {
+            assert!(out.stderr.contains(&format!("reading tables on {jobs} connections sharing one snapshot")), "{}", out.stderr);
+        }
+        let manifest = work.manifest(&archive);
+        let tables: Vec<String> = manifest["tables"]
+            .as_array()
+            .expect("tables")
+            .iter()
+            .map(|t| format!("{} {} {}", t["name"], t["rows"], t["sha256"]))
+            .collect();
+        tables
+    };
+    let one = tables("1");
+    assert!(one.len() > 20, "test setup: Flagsmith exports many tables: {one:?}");
+    assert_eq!(tables("4"), one);
+}
