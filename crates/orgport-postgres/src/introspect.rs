@@ -15,17 +15,26 @@ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
 ORDER BY n.nspname, c.relname";
 
+/// A domain's kind is its base type's, through any domains it is declared over.
 const COLUMNS: &str = "
+WITH RECURSIVE domain_base(domain, typname, typtype, typbasetype) AS (
+    SELECT oid, typname, typtype, typbasetype FROM pg_type WHERE typtype = 'd'
+  UNION ALL
+    SELECT b.domain, t.typname, t.typtype, t.typbasetype
+    FROM domain_base b JOIN pg_type t ON t.oid = b.typbasetype WHERE b.typtype = 'd'
+)
 SELECT a.attrelid, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
        pg_get_expr(d.adbin, d.adrelid), a.attgenerated <> '', a.attidentity::text,
        coalesce(base.typname, t.typname)::text
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
-LEFT JOIN pg_type base ON base.oid = t.typbasetype AND t.typtype = 'd'
+LEFT JOIN domain_base base ON base.domain = t.oid AND base.typtype <> 'd'
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = ANY($1)
 ORDER BY a.attrelid, a.attnum";
 
+/// A foreign key into a partitioned table also has one internal copy per partition (its
+/// `conparentid` is set): only the declared one counts.
 const CONSTRAINTS: &str = "
 SELECT con.conrelid, con.contype::text, con.conname::text, con.condeferrable,
        ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
@@ -36,7 +45,7 @@ SELECT con.conrelid, con.contype::text, con.conname::text, con.condeferrable,
 FROM pg_constraint con
 LEFT JOIN pg_class fc ON fc.oid = con.confrelid
 LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
-WHERE con.contype IN ('p', 'u', 'f') AND con.conrelid = ANY($1)
+WHERE con.contype IN ('p', 'u', 'f') AND con.conrelid = ANY($1) AND con.conparentid = 0
 ORDER BY con.conrelid, con.conname";
 
 /// Unique indexes that back no constraint; partial ones noted, expression ones skipped.

@@ -10,12 +10,14 @@
 //!   cross-tenant references, `plan` and its formats.
 //! - `props`: property-based round trips over random schemas.
 //! - `postgres`: a real PostgreSQL server and Flagsmith's schema and data.
+//! - `pg_engine`: the PostgreSQL engine: every column type field by field, `--schemas`, TLS.
 //! - `review`: regression tests for the findings of a review (unique non-primary keys, shared
 //!   tables without a primary key, secrets in messages, failures at commit, …).
 
 mod util;
 
 mod bad_input;
+mod pg_engine;
 mod policies;
 mod postgres;
 mod props;

@@ -12,7 +12,7 @@ use orgport_core::value::{format_uuid, Value};
 use crate::util::*;
 
 /// The server's URL, or None (with a notice) outside CI.
-fn server() -> Option<String> {
+pub(crate) fn server() -> Option<String> {
     match std::env::var("ORGPORT_PG_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var("CI").as_deref() == Ok("true") => panic!("ORGPORT_PG_URL is not set: CI must start PostgreSQL"),
@@ -23,14 +23,14 @@ fn server() -> Option<String> {
     }
 }
 
-fn psql(url: &str, args: &[&str]) -> String {
+pub(crate) fn psql(url: &str, args: &[&str]) -> String {
     let out = Command::new("psql").arg(url).args(["-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1"]).args(args).output().expect("running psql");
     assert!(out.status.success(), "psql {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A new, empty database on the server; its URL.
-fn fresh_db(server: &str, name: &str) -> String {
+pub(crate) fn fresh_db(server: &str, name: &str) -> String {
     let name = format!("{name}_{}", std::process::id());
     psql(server, &["-c", &format!("DROP DATABASE IF EXISTS {name}"), "-c", &format!("CREATE DATABASE {name}")]);
     let base = server.rsplit_once('/').map(|(b, _)| b).expect("a URL with a database");
