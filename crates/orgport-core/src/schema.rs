@@ -35,6 +35,12 @@ pub struct Table {
     /// Unique constraints and unique indexes other than the primary key.
     pub unique_keys: Vec<UniqueKey>,
     pub foreign_keys: Vec<ForeignKey>,
+    /// Other tables inherit from this one (PostgreSQL table inheritance, not partitioning): a
+    /// plain read returns their rows too, so rows are read through [`Dialect::own_rows`].
+    ///
+    /// [`Dialect::own_rows`]: crate::engine::Dialect::own_rows
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub has_children: bool,
 }
 
 impl Table {

@@ -143,7 +143,7 @@ impl<'a> Selection<'a> {
                         "{} IN (SELECT {} FROM {} s{} WHERE {})",
                         self.tuple(alias, &e.to_columns),
                         self.cols(&format!("s{}", e.from), &e.from_columns),
-                        self.dialect.table_ref(plan.table(e.from)),
+                        self.dialect.own_rows(plan.table(e.from)),
                         e.from,
                         self.predicate(e.from, &format!("s{}", e.from))
                     ));
@@ -179,7 +179,7 @@ impl<'a> Selection<'a> {
         let select = |alias: &str| -> String {
             keys.iter().map(|k| format!("{alias}.{}", self.q(k))).collect::<Vec<_>>().join(", ")
         };
-        let from = self.dialect.table_ref(table);
+        let from = self.dialect.own_rows(table);
         let mut sql = format!(
             "{}({}) AS (SELECT {} FROM {from} x WHERE {}",
             Self::cte_name(t),
@@ -251,7 +251,7 @@ impl<'a> Selection<'a> {
             "{}\nSELECT {} FROM {} x{joins} WHERE {}{order}",
             self.with,
             exprs.join(", "),
-            self.dialect.table_ref(table),
+            self.dialect.own_rows(table),
             self.predicate(t, "x")
         );
         TableQuery { sql, params: self.params.clone(), kinds, flagged }

@@ -8,8 +8,11 @@ use postgres::Client;
 
 /// Ordinary and partitioned tables of every non-system schema; partitions are reached through
 /// their parent. Views, materialized views and foreign tables are never written, so not listed.
+/// Tables that inherit from another (not as partitions) are tables of their own.
 const TABLES: &str = "
-SELECT c.oid, n.nspname::text, c.relname::text
+SELECT c.oid, n.nspname::text, c.relname::text,
+       EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class child ON child.oid = i.inhrelid
+               WHERE i.inhparent = c.oid AND NOT child.relispartition)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
@@ -75,6 +78,7 @@ pub fn schema(client: &mut Client) -> Result<Schema, postgres::Error> {
             primary_key: Vec::new(),
             unique_keys: Vec::new(),
             foreign_keys: Vec::new(),
+            has_children: row.get(3),
         });
     }
     let oids: Vec<u32> = by_oid.keys().copied().collect();

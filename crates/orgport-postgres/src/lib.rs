@@ -40,6 +40,14 @@ impl Dialect for PostgresDialect {
     fn override_generated(&self) -> Option<&'static str> {
         Some("OVERRIDING SYSTEM VALUE")
     }
+
+    /// Without `ONLY`, a table others inherit from returns their rows as its own.
+    fn own_rows(&self, table: &Table) -> String {
+        match table.has_children {
+            true => format!("ONLY {}", self.table_ref(table)),
+            false => self.table_ref(table),
+        }
+    }
 }
 
 static DIALECT: PostgresDialect = PostgresDialect;
@@ -129,6 +137,28 @@ pub fn literal(v: &Value) -> String {
         Value::Uuid(u) => quote(&format_uuid(u)),
         other => quote(other.as_str().unwrap_or_default()),
     }
+}
+
+/// The sequence a column's values come from, as SQL for a `regclass` (NULL if none): the one it
+/// owns (serial, identity), else the one its default calls — a sequence several tables share, or
+/// the parent's in a table that inherits from another.
+fn sequence_of(table: &Table, column: &str) -> String {
+    let t = literal(&Value::Text(DIALECT.table_ref(table)));
+    let c = literal(&Value::Text(column.to_string()));
+    format!(
+        "coalesce(pg_get_serial_sequence({t}, {c})::regclass, \
+         (SELECT dep.refobjid::regclass FROM pg_attrdef ad \
+          JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum \
+          JOIN pg_depend dep ON dep.classid = 'pg_attrdef'::regclass AND dep.objid = ad.oid \
+               AND dep.refclassid = 'pg_class'::regclass \
+          JOIN pg_class seq ON seq.oid = dep.refobjid AND seq.relkind = 'S' \
+          WHERE ad.adrelid = {t}::regclass AND a.attname = {c} LIMIT 1))"
+    )
+}
+
+/// The last value a sequence handed out, as SQL (NULL before its first).
+fn last_value(sequence: &str) -> String {
+    format!("(SELECT last_value FROM pg_sequences WHERE format('%I.%I', schemaname, sequencename)::regclass = {sequence})")
 }
 
 /// Replaces `$n` placeholders with literals, in one pass so that no inserted literal is read again
@@ -257,15 +287,9 @@ impl Engine for PostgresEngine {
 
     fn max_key(&mut self, table: &Table, column: &str) -> Result<i64> {
         let max = self.max_value(table, column)?;
-        let d = self.dialect();
         // A serial or identity column hands out keys from its sequence: stay above it too.
-        let seq = format!(
-            "SELECT s.last_value FROM pg_sequences s WHERE format('%I.%I', s.schemaname, s.sequencename)::regclass \
-             = pg_get_serial_sequence({}, {})::regclass",
-            literal(&Value::Text(d.table_ref(table))),
-            literal(&Value::Text(column.to_string()))
-        );
-        Ok(max.max(self.query_int(&seq, &[])?))
+        let last = self.query_int(&format!("SELECT {}", last_value(&sequence_of(table, column))), &[])?;
+        Ok(max.max(last))
     }
 
     fn after_import(&mut self, table: &Table) -> Result<()> {
@@ -274,13 +298,11 @@ impl Engine for PostgresEngine {
         let d = self.dialect();
         for c in table.columns.iter().filter(|c| c.auto_increment) {
             let sql = format!(
-                "SELECT setval(s, GREATEST((SELECT max({col}) FROM {t}), (SELECT last_value FROM pg_sequences \
-                 WHERE format('%I.%I', schemaname, sequencename)::regclass = s::regclass))) \
-                 FROM pg_get_serial_sequence({tl}, {cl}) s WHERE s IS NOT NULL",
+                "SELECT setval(s, GREATEST((SELECT max({col}) FROM {t}), {last})) FROM (SELECT {seq}) q(s) WHERE s IS NOT NULL",
                 col = d.quote_ident(&c.name),
                 t = d.table_ref(table),
-                tl = literal(&Value::Text(d.table_ref(table))),
-                cl = literal(&Value::Text(c.name.clone())),
+                last = last_value("s"),
+                seq = sequence_of(table, &c.name),
             );
             self.client.batch_execute(&sql).map_err(|e| self.fail(&format!("cannot move the sequence of `{}`", table.qualified()), e))?;
         }

@@ -98,7 +98,7 @@ fn table(conn: &Connection, name: &str, sql: &str) -> rusqlite::Result<Table> {
             }
         }
     }
-    Ok(Table { schema: None, name: name.to_string(), columns, primary_key, unique_keys, foreign_keys })
+    Ok(Table { schema: None, name: name.to_string(), columns, primary_key, unique_keys, foreign_keys, has_children: false })
 }
 
 /// Tables referenced by a `DEFERRABLE INITIALLY DEFERRED` clause: the pragmas do not report it.

@@ -127,6 +127,28 @@ CREATE TABLE reading_flags (
     ord           integer NOT NULL,
     FOREIGN KEY (reading_id, reading_taken) REFERENCES readings (id, taken)
 );
+
+-- Table inheritance: the child is a table of its own, with its own foreign key, and its keys come
+-- from its parent's sequence.
+CREATE TABLE documents (
+    id     bigserial PRIMARY KEY,
+    org_id bigint NOT NULL REFERENCES orgs,
+    ord    integer NOT NULL,
+    title  text NOT NULL
+);
+CREATE TABLE signed_documents (
+    signer text NOT NULL,
+    PRIMARY KEY (id),
+    FOREIGN KEY (org_id) REFERENCES orgs
+) INHERITS (documents);
+
+-- Keys from a sequence that no column owns.
+CREATE SEQUENCE comment_numbers;
+CREATE TABLE comments (
+    id     bigint PRIMARY KEY DEFAULT nextval('comment_numbers'),
+    org_id bigint NOT NULL REFERENCES orgs,
+    ord    integer NOT NULL
+);
 "#;
 
 /// Two organisations; the first has the edge values, one row of NULLs, and rows in both partitions.
@@ -204,6 +226,10 @@ INSERT INTO readings (org_id, taken, ord, value) VALUES
 (1, '2023-05-01', 1, 1.5), (1, '2024-07-01', 2, '-0'), (2, '2024-01-01', 1, 3);
 INSERT INTO reading_flags (org_id, reading_id, reading_taken, ord) VALUES
 (1, 2, '2024-07-01', 1), (1, 1, '2023-05-01', 2), (2, 3, '2024-01-01', 1);
+
+INSERT INTO documents (org_id, ord, title) VALUES (1, 1, 'plain'), (2, 1, 'other');
+INSERT INTO signed_documents (org_id, ord, title, signer) VALUES (1, 2, 'signed', 'Ann'), (2, 2, 'other', 'Bob');
+INSERT INTO comments (org_id, ord) VALUES (1, 1), (1, 2), (2, 1);
 "#;
 
 /// How the rows of one organisation are found in a table, and which columns hold keys: those are
@@ -263,6 +289,10 @@ const OWNED: &[OwnedTable] = &[
         keys: &["id", "org_id", "reading_id"],
         references: &[("reading", "SELECT r.ord FROM readings r WHERE (r.id, r.taken) = (t.reading_id, t.reading_taken)")],
     },
+    // Read with its child's rows, on both sides.
+    OwnedTable { table: "documents", of_org: "t.org_id = {org}", keys: &["id", "org_id"], references: &[] },
+    OwnedTable { table: "signed_documents", of_org: "t.org_id = {org}", keys: &["id", "org_id"], references: &[] },
+    OwnedTable { table: "comments", of_org: "t.org_id = {org}", keys: &["id", "org_id"], references: &[] },
 ];
 
 /// The compared fields of one organisation's rows of `spec`, in `ord` order (the root by key):
@@ -324,6 +354,9 @@ fn assert_sequences_past_imported_keys(url: &str, org: &str) {
             SELECT "Id", 100, 'after', 1 FROM "Billing"."Invoice" WHERE "Org" = {org} LIMIT 1;
         INSERT INTO readings (org_id, taken, ord) VALUES ({org}, '2024-12-31', 100);
         INSERT INTO reading_flags (org_id, reading_id, reading_taken, ord) SELECT {org}, max(id), '2024-12-31', 100 FROM readings;
+        INSERT INTO documents (org_id, ord, title) VALUES ({org}, 100, 'after');
+        INSERT INTO signed_documents (org_id, ord, title, signer) VALUES ({org}, 101, 'after', 'after');
+        INSERT INTO comments (org_id, ord) VALUES ({org}, 100);
         SELECT bool_and(e.position > (SELECT max(o.position) FROM events o WHERE o.ord <> 100)) FROM events e WHERE e.ord = 100;
         "#
     );

@@ -32,6 +32,7 @@ fn table(name: &str, columns: Vec<Column>, pk: &[&str], fks: Vec<ForeignKey>) ->
         primary_key: pk.iter().map(|s| s.to_string()).collect(),
         unique_keys: vec![],
         foreign_keys: fks,
+        has_children: false,
     }
 }
 
