@@ -72,6 +72,10 @@ pub struct Column {
     /// The engine refuses explicit values unless told to take them (PostgreSQL
     /// `GENERATED ALWAYS AS IDENTITY`).
     pub always_generated: bool,
+    /// Any string is a value of the column (character types), so a new key can be drawn in the
+    /// shape of an old one. False where text stands for a stricter type (PostgreSQL enums, network
+    /// addresses, ranges, …).
+    pub takes_any_text: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

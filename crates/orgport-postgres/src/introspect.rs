@@ -88,9 +88,11 @@ pub fn schema(client: &mut Client) -> Result<Schema, postgres::Error> {
         let identity: String = row.get(6);
         let serial = default.as_deref().is_some_and(|d| d.starts_with("nextval("));
         let declared: String = row.get(2);
+        let base: &str = row.get(7);
         tables[t].columns.push(Column {
             name: row.get(1),
-            kind: kind_of(row.get(7)),
+            kind: kind_of(base),
+            takes_any_text: CHARACTER_TYPES.contains(&base),
             declared_type: declared,
             nullable: !row.get::<_, bool>(3),
             default,
@@ -133,6 +135,9 @@ pub fn schema(client: &mut Client) -> Result<Schema, postgres::Error> {
     }
     Ok(Schema { tables })
 }
+
+/// The types whose values are any string (of a length).
+const CHARACTER_TYPES: &[&str] = &["text", "varchar", "bpchar", "char", "name", "citext"];
 
 /// The logical kind of a PostgreSQL type (a domain's base type; enums, arrays, intervals and
 /// extension types travel as text).

@@ -49,6 +49,7 @@ fn table(conn: &Connection, name: &str, sql: &str) -> rusqlite::Result<Table> {
             generated: *hidden == 2 || *hidden == 3,
             auto_increment: rowid_alias.as_deref() == Some(cname.as_str()),
             always_generated: false,
+            takes_any_text: true,
         })
         .collect();
 

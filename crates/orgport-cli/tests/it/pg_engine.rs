@@ -393,3 +393,27 @@ fn pg_every_column_type_round_trips_field_by_field() {
     }
     eprintln!("pg_every_column_type_round_trips_field_by_field: {:?}", started.elapsed());
 }
+
+/// What cannot work: a new key for a table keyed by a value of a stricter type than text (here a
+/// network address) cannot be drawn in the shape of the old one. The import says so before it
+/// writes anything.
+#[test]
+fn pg_a_key_that_cannot_be_renewed_is_refused_before_any_write() {
+    let Some(server) = server() else { return };
+    let work = Work::new();
+    let db = fresh_db(&server, "pg_inet_key");
+    psql(
+        &db,
+        &["-c", "CREATE TABLE orgs (id bigserial PRIMARY KEY, name text NOT NULL);
+                 CREATE TABLE allowed_ips (ip inet PRIMARY KEY, org_id bigint NOT NULL REFERENCES orgs);
+                 INSERT INTO orgs (name) VALUES ('one');
+                 INSERT INTO allowed_ips VALUES ('192.168.10.200', 1);"],
+    );
+    let archive = work.path("org1.orgport");
+    let archive_arg = archive.to_str().expect("path");
+    work.run(&["export", "--db", &db, "--root", "orgs", "--org", "1", "--out", archive_arg]).ok();
+    work.run(&["import", "--db", &db, "--in", archive_arg])
+        .fails_with(&["cannot be imported", "table `allowed_ips`", "primary key `ip` (inet) cannot be given new values"]);
+    assert_eq!(psql(&db, &["-c", "SELECT count(*) FROM orgs"]), "1");
+    assert_eq!(psql(&db, &["-c", "SELECT string_agg(ip::text, ',') FROM allowed_ips"]), "192.168.10.200/32");
+}

@@ -11,6 +11,7 @@ fn col(name: &str, kind: ValueKind, nullable: bool) -> Column {
         generated: false,
         auto_increment: false,
         always_generated: false,
+        takes_any_text: true,
     }
 }
 
