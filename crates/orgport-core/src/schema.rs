@@ -7,6 +7,8 @@ use crate::value::ValueKind;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Schema {
     pub tables: Vec<Table>,
+    /// The namespaces introspection was limited to (PostgreSQL schemas); None when it read all.
+    pub namespaces: Option<Vec<String>>,
 }
 
 impl Schema {

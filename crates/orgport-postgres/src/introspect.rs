@@ -6,9 +6,10 @@ use orgport_core::schema::{Column, ForeignKey, Schema, Table, UniqueKey};
 use orgport_core::value::ValueKind;
 use postgres::Client;
 
-/// Ordinary and partitioned tables of every non-system schema; partitions are reached through
-/// their parent. Views, materialized views and foreign tables are never written, so not listed.
-/// Tables that inherit from another (not as partitions) are tables of their own.
+/// Ordinary and partitioned tables of every non-system schema, or of the schemas listed in `$1`;
+/// partitions are reached through their parent. Views, materialized views and foreign tables are
+/// never written, so not listed. Tables that inherit from another (not as partitions) are tables
+/// of their own.
 const TABLES: &str = "
 SELECT c.oid, n.nspname::text, c.relname::text,
        EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class child ON child.oid = i.inhrelid
@@ -16,7 +17,14 @@ SELECT c.oid, n.nspname::text, c.relname::text,
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+  AND ($1::text[] IS NULL OR n.nspname = ANY($1))
 ORDER BY n.nspname, c.relname";
+
+/// The names of `$1` that are no schema of the database, and the schemas there are.
+const MISSING_SCHEMAS: &str = "
+SELECT ARRAY(SELECT s FROM unnest($1::text[]) s WHERE s NOT IN (SELECT nspname FROM pg_namespace)),
+       ARRAY(SELECT nspname::text FROM pg_namespace
+             WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\\_%' ORDER BY 1)";
 
 /// A domain's kind is its base type's, through any domains it is declared over.
 const COLUMNS: &str = "
@@ -66,10 +74,17 @@ fn namespace(nspname: &str) -> Option<String> {
     (nspname != "public").then(|| nspname.to_string())
 }
 
-pub fn schema(client: &mut Client) -> Result<Schema, postgres::Error> {
+/// Of `schemas`, those the database does not have, and the ones it has.
+pub fn missing_schemas(client: &mut Client, schemas: &[String]) -> Result<(Vec<String>, Vec<String>), postgres::Error> {
+    let row = client.query_one(MISSING_SCHEMAS, &[&schemas])?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// The tables of every schema, or of `only` these.
+pub fn schema(client: &mut Client, only: Option<&[String]>) -> Result<Schema, postgres::Error> {
     let mut tables: Vec<Table> = Vec::new();
     let mut by_oid: HashMap<u32, usize> = HashMap::new();
-    for row in client.query(TABLES, &[])? {
+    for row in client.query(TABLES, &[&only])? {
         by_oid.insert(row.get(0), tables.len());
         tables.push(Table {
             schema: namespace(row.get(1)),
@@ -111,7 +126,11 @@ pub fn schema(client: &mut Client) -> Result<Schema, postgres::Error> {
             _ => {
                 let target_schema: Option<String> = row.get(5);
                 let target: Option<String> = row.get(6);
-                let referenced_table = match (target_schema.as_deref().and_then(namespace), target) {
+                // A table outside the schemas read is named with its schema, even `public`, so
+                // that the plan can say which schema to add.
+                let left_out = |s: &String| only.is_some_and(|only| !only.contains(s));
+                let qualifier = target_schema.as_ref().and_then(|s| if left_out(s) { Some(s.clone()) } else { namespace(s) });
+                let referenced_table = match (qualifier, target) {
                     (Some(s), Some(t)) => format!("{s}.{t}"),
                     (None, Some(t)) => t,
                     _ => continue,
@@ -133,7 +152,7 @@ pub fn schema(client: &mut Client) -> Result<Schema, postgres::Error> {
         }
         tables[t].unique_keys.push(UniqueKey { name: Some(row.get(1)), columns: row.get(4), partial: row.get(2) });
     }
-    Ok(Schema { tables })
+    Ok(Schema { tables, namespaces: only.map(<[String]>::to_vec) })
 }
 
 /// The types whose values are any string (of a length).

@@ -56,6 +56,8 @@ pub struct PostgresEngine {
     client: Client,
     /// Where the database is, for messages: the URL without its password.
     name: String,
+    /// The schemas introspection reads; all but the system ones when None.
+    schemas: Option<Vec<String>>,
 }
 
 impl PostgresEngine {
@@ -74,7 +76,14 @@ impl PostgresEngine {
                  SET extra_float_digits = 3; SET standard_conforming_strings = on; SET bytea_output = hex",
             )
             .map_err(|e| Error::engine(format!("cannot set up the session on {name}"), e))?;
-        Ok(PostgresEngine { client, name })
+        Ok(PostgresEngine { client, name, schemas: None })
+    }
+
+    /// Limits introspection to these schemas (all when empty). References into other schemas are
+    /// left out of the plan, which names their schema.
+    pub fn with_schemas(mut self, schemas: &[String]) -> Self {
+        self.schemas = (!schemas.is_empty()).then(|| schemas.to_vec());
+        self
     }
 
     fn fail(&self, what: &str, e: postgres::Error) -> Error {
@@ -203,7 +212,19 @@ impl Engine for PostgresEngine {
     }
 
     fn introspect(&mut self) -> Result<Schema> {
-        introspect::schema(&mut self.client).map_err(|e| self.fail("cannot read the schema", e))
+        if let Some(schemas) = &self.schemas {
+            let (missing, existing) =
+                introspect::missing_schemas(&mut self.client, schemas).map_err(|e| self.fail("cannot read the schemas", e))?;
+            if !missing.is_empty() {
+                return Err(Error::Plan(format!(
+                    "no schema {} in {}; its schemas are: {}",
+                    missing.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
+                    self.name,
+                    existing.join(", ")
+                )));
+            }
+        }
+        introspect::schema(&mut self.client, self.schemas.as_deref()).map_err(|e| self.fail("cannot read the schema", e))
     }
 
     fn begin_snapshot(&mut self) -> Result<()> {

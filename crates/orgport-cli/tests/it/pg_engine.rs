@@ -417,3 +417,62 @@ fn pg_a_key_that_cannot_be_renewed_is_refused_before_any_write() {
     assert_eq!(psql(&db, &["-c", "SELECT count(*) FROM orgs"]), "1");
     assert_eq!(psql(&db, &["-c", "SELECT string_agg(ip::text, ',') FROM allowed_ips"]), "192.168.10.200/32");
 }
+
+/// `--schemas` reads only the schemas it lists: tables elsewhere are not moved, and a reference
+/// into a schema left out is named in the plan with the schema to add.
+#[test]
+fn pg_schemas_limit_what_is_read() {
+    let Some(server) = server() else { return };
+    let work = Work::new();
+    let db = fresh_db(&server, "pg_schemas");
+    psql(
+        &db,
+        &["-c", "CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL UNIQUE);
+                 CREATE SCHEMA tenant;
+                 CREATE TABLE tenant.orgs (id bigserial PRIMARY KEY, name text NOT NULL);
+                 CREATE TABLE tenant.projects (id bigserial PRIMARY KEY, org_id bigint NOT NULL REFERENCES tenant.orgs,
+                                               owner_id bigint REFERENCES users);
+                 CREATE SCHEMA audit;
+                 CREATE TABLE audit.events (id bigserial PRIMARY KEY, org_id bigint NOT NULL REFERENCES tenant.orgs);
+                 INSERT INTO users (email) VALUES ('ann@example.com');
+                 INSERT INTO tenant.orgs (name) VALUES ('one');
+                 INSERT INTO tenant.projects (org_id, owner_id) VALUES (1, 1);
+                 INSERT INTO audit.events (org_id) VALUES (1);"],
+    );
+    let plan = |schemas: &str| work.run(&["plan", "--db", &db, "--root", "tenant.orgs", "--schemas", schemas]);
+    let out = plan("tenant");
+    out.ok();
+    assert!(!out.stdout.contains("audit.events") && !out.stdout.contains("referenced"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "foreign key to `public.users` ignored: its schema `public` is not among the schemas read (tenant); \
+             add it to `--schemas` to follow the reference"
+        ),
+        "{}",
+        out.stdout
+    );
+    plan("tenant,audit,public").ok();
+    work.run(&["plan", "--db", &db, "--root", "tenant.orgs", "--schemas", "tenant,audit,public", "--strict"]).ok();
+    plan("tenant,Audit").fails_with(&["no schema `Audit` in", "its schemas are: audit, public, tenant"]);
+
+    // Export, import and verify see the same tables.
+    let archive = work.path("org1.orgport");
+    let archive_arg = archive.to_str().expect("path");
+    let with_schemas = |args: &[&str]| -> Out {
+        let mut all = args.to_vec();
+        all.extend(["--db", &db, "--schemas", "tenant"]);
+        work.run(&all)
+    };
+    with_schemas(&["export", "--root", "tenant.orgs", "--org", "1", "--out", archive_arg]).ok();
+    let tables: Vec<String> =
+        work.manifest(&archive)["tables"].as_array().expect("tables").iter().map(|t| t["name"].as_str().expect("name").to_string()).collect();
+    assert_eq!(tables, ["tenant.orgs", "tenant.projects"]);
+    let org = new_org(&with_schemas(&["import", "--in", archive_arg, "--json"]).ok().json());
+    with_schemas(&["verify", "--in", archive_arg, "--org", &org]).ok();
+    assert_eq!(psql(&db, &["-c", &format!("SELECT owner_id FROM tenant.projects WHERE org_id = {org}")]), "1");
+    assert_eq!(psql(&db, &["-c", "SELECT count(*) FROM audit.events"]), "1");
+
+    // SQLite has one schema.
+    let sqlite = work.db("one.db", "CREATE TABLE orgs (id INTEGER PRIMARY KEY);");
+    work.run(&["plan", "--db", &url(&sqlite), "--root", "orgs", "--schemas", "main"]).fails_with(&["`--schemas` is for PostgreSQL"]);
+}

@@ -62,6 +62,7 @@ fn schema() -> Schema {
             table("audit", vec![col("id", Integer, false), col("org_id", Integer, false)], &["id"], vec![]),
             table("unrelated", vec![col("id", Integer, false)], &["id"], vec![]),
         ],
+        namespaces: None,
     }
 }
 
