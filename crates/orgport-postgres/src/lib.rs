@@ -18,6 +18,7 @@
 
 mod copy;
 mod introspect;
+mod tls;
 
 use std::io::{BufRead, Write};
 
@@ -25,7 +26,7 @@ use orgport_core::engine::{short_sql, Capabilities, Dialect, Engine};
 use orgport_core::schema::{Schema, Table};
 use orgport_core::value::{format_uuid, Value, ValueKind};
 use orgport_core::{Error, Result};
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 /// URL schemes this engine answers to.
 pub const URL_SCHEMES: &[&str] = &["postgres", "postgresql"];
@@ -62,12 +63,16 @@ pub struct PostgresEngine {
 
 impl PostgresEngine {
     pub fn open(url: &str) -> Result<Self> {
-        let mut config: postgres::Config = url
-            .parse()
-            .map_err(|e| Error::engine(format!("`{}` is not a valid PostgreSQL URL", redact(url)), e))?;
+        let invalid = |e: String| Error::Plan(format!("`{}` is not a valid PostgreSQL URL: {e}", redact(url)));
+        let (driver_url, tls) = tls::from_url(url).map_err(invalid)?;
+        // Messages name the server by the URL without its TLS settings, which follow it.
+        let name = redact(&driver_url);
+        let mut config: postgres::Config =
+            driver_url.parse().map_err(|e| Error::engine(format!("`{name}` is not a valid PostgreSQL URL"), e))?;
         fill_from_environment(&mut config);
-        let name = redact(url);
-        let mut client = config.connect(NoTls).map_err(|e| Error::engine(format!("cannot connect to {name}"), e))?;
+        config.ssl_mode(tls.mode.driver_mode());
+        let connector = tls::connector(&tls).map_err(invalid)?;
+        let mut client = config.connect(connector).map_err(|e| Error::engine(format!("cannot connect to {name} ({tls})"), e))?;
         // Exact, stable text for every type: ISO dates in UTC, shortest exact floats, and string
         // literals without backslash escapes (the literals below rely on it).
         client
@@ -119,15 +124,25 @@ fn fill_from_environment(config: &mut postgres::Config) {
     }
 }
 
-/// The URL with its password replaced, for messages and logs.
+/// The URL without its password (in the user part or a `password=` parameter), for messages.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (address, query) = match url.split_once('?') {
+        Some((address, query)) => (address, Some(query)),
+        None => (url, None),
+    };
+    let address = match (address.find("://"), address.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}{}", &url[..s + 3], &url[at..])
+            let user = address[s + 3..at].split(':').next().unwrap_or("");
+            format!("{}{user}{}", &address[..s + 3], &address[at..])
         }
-        _ => url.to_string(),
+        _ => address.to_string(),
+    };
+    match query {
+        Some(query) => {
+            let kept: Vec<&str> = query.split('&').filter(|p| !p.starts_with("password=")).collect();
+            format!("{address}?{}", kept.join("&"))
+        }
+        None => address,
     }
 }
 
@@ -350,5 +365,6 @@ mod tests {
     fn passwords_are_redacted() {
         assert_eq!(redact("postgres://app:s3cret@db:5432/app"), "postgres://app@db:5432/app");
         assert_eq!(redact("postgres://db/app"), "postgres://db/app");
+        assert_eq!(redact("postgres://db/app?password=s3cret&sslmode=require"), "postgres://db/app?sslmode=require");
     }
 }

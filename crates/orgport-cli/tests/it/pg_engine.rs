@@ -476,3 +476,117 @@ fn pg_schemas_limit_what_is_read() {
     let sqlite = work.db("one.db", "CREATE TABLE orgs (id INTEGER PRIMARY KEY);");
     work.run(&["plan", "--db", &url(&sqlite), "--root", "orgs", "--schemas", "main"]).fails_with(&["`--schemas` is for PostgreSQL"]);
 }
+
+/// A private server with TLS on, started for one test (as `scripts/pg.sh` starts the shared one)
+/// and stopped when dropped; the shared server's configuration is left alone.
+struct TlsServer {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+impl TlsServer {
+    /// Serves `cert` and `key` (PEM) on a free loopback port.
+    fn start(cert: &str, key: &str) -> TlsServer {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = |name: &str| dir.path().join(name).to_str().expect("path").to_string();
+        std::fs::write(path("server.crt"), cert).expect("certificate");
+        std::fs::write(path("server.key"), key).expect("key");
+        let run = |program: &str, args: &[&str]| {
+            let out = std::process::Command::new(program).args(args).output().unwrap_or_else(|e| panic!("running {program}: {e}"));
+            assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        run("chown", &["-R", "postgres", &path("")]);
+        run("chmod", &["600", &path("server.key")]);
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("address").port();
+        let as_postgres = |tool: &str, args: &[&str]| {
+            let mut all = vec!["-u", "postgres", "--", tool];
+            all.extend(args);
+            run("runuser", &all);
+        };
+        let (initdb, pg_ctl) = (format!("{PG_BIN}/initdb"), format!("{PG_BIN}/pg_ctl"));
+        as_postgres(&initdb, &["-D", &path("data"), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"]);
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={} -c fsync=off -c ssl=on \
+             -c ssl_cert_file={} -c ssl_key_file={}",
+            path(""),
+            path("server.crt"),
+            path("server.key")
+        );
+        as_postgres(&pg_ctl, &["-D", &path("data"), "-w", "-l", &path("log"), "-o", &options, "start"]);
+        TlsServer { dir, url: format!("postgres://postgres@127.0.0.1:{port}/postgres") }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--", &format!("{PG_BIN}/pg_ctl"), "-D", data.to_str().expect("path"), "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+/// A certificate authority and a server certificate it signed for `localhost` (not `127.0.0.1`).
+fn certificates() -> (String, String, String) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "orgport test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().expect("CA key")).expect("CA certificate");
+    let server_key = rcgen::KeyPair::generate().expect("server key");
+    let server = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .expect("server parameters")
+        .signed_by(&server_key, &ca)
+        .expect("server certificate");
+    (ca.pem(), server.pem(), server_key.serialize_pem())
+}
+
+/// `sslmode` and `sslrootcert` against a server with TLS on: `require` encrypts, `verify-ca`
+/// checks the certificate's chain, `verify-full` its name too, a wrong authority or name fails
+/// clearly, `disable` stays plain.
+#[test]
+fn pg_tls_modes_connect_as_libpq_does() {
+    use orgport_core::engine::Engine;
+    use orgport_core::value::{Value, ValueKind};
+
+    let Some(_) = server() else { return };
+    let started = std::time::Instant::now();
+    let (ca, cert, key) = certificates();
+    let tls = TlsServer::start(&cert, &key);
+    let work = Work::new();
+    let root = work.path("root.crt");
+    std::fs::write(&root, &ca).expect("root certificate");
+    let (other_ca, _, _) = certificates();
+    let wrong_root = work.path("wrong-root.crt");
+    std::fs::write(&wrong_root, other_ca).expect("another root certificate");
+
+    let localhost = tls.url.replace("127.0.0.1", "localhost");
+    let encrypted = |query: &str| -> bool {
+        let url = format!("{localhost}?{query}");
+        let mut engine = orgport_postgres::PostgresEngine::open(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        let row = engine
+            .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[], &[ValueKind::Boolean])
+            .expect("pg_stat_ssl");
+        row == Some(vec![Value::Bool(true)])
+    };
+    assert!(encrypted("sslmode=require"));
+    assert!(encrypted("sslmode=prefer"), "prefer takes TLS where the server offers it");
+    assert!(encrypted(&format!("sslmode=verify-full&sslrootcert={}", root.display())));
+    assert!(encrypted(&format!("sslmode=verify-ca&sslrootcert={}", root.display())));
+    assert!(!encrypted("sslmode=disable"));
+
+    // The command line: a plan over TLS, and clear failures.
+    let with = |query: String| format!("{localhost}?{query}");
+    let plan = |url: String| work.run(&["plan", "--db", &url, "--root", "pg_database"]);
+    plan(with(format!("sslmode=verify-full&sslrootcert={}", root.display()))).fails_with(&["no table `pg_database`"]);
+    plan(with(format!("sslmode=verify-full&sslrootcert={}", wrong_root.display())))
+        .fails_with(&["cannot connect to", "(sslmode=verify-full, sslrootcert=", "invalid peer certificate"]);
+    let by_address = format!("{}?sslmode=verify-full&sslrootcert={}", tls.url, root.display());
+    plan(by_address.clone()).fails_with(&["invalid peer certificate", "not valid for name \"127.0.0.1\""]);
+    plan(by_address.replace("verify-full", "verify-ca")).fails_with(&["no table `pg_database`"]);
+    plan(with("sslmode=verify-full".into())).fails_with(&["`sslmode=verify-full` needs `sslrootcert=PATH`"]);
+    plan(with(format!("sslmode=verify-ca&sslrootcert={}", work.path("missing.crt").display())))
+        .fails_with(&["cannot read sslrootcert", "missing.crt"]);
+    eprintln!("pg_tls_modes_connect_as_libpq_does: {:?}", started.elapsed());
+}
