@@ -7,14 +7,20 @@ use orgport_core::config::Config;
 use orgport_core::engine::Engine;
 use orgport_sqlite::{Access, SqliteEngine};
 
-pub fn open(url: &str, access: Access) -> Result<Box<dyn Engine>> {
+use crate::Source;
+
+pub fn open(source: &Source, access: Access) -> Result<Box<dyn Engine>> {
+    let url = source.db.as_str();
     let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
     if orgport_sqlite::URL_SCHEMES.contains(&scheme) {
+        if !source.schemas.is_empty() {
+            bail!("`--schemas` is for PostgreSQL: a SQLite database has a single schema\nhint: leave `--schemas` out");
+        }
         return Ok(Box::new(SqliteEngine::open(url, access)?));
     }
     if orgport_postgres::URL_SCHEMES.contains(&scheme) {
         // Read-only access is the snapshot transaction's: `READ ONLY`.
-        return Ok(Box::new(orgport_postgres::PostgresEngine::open(url)?));
+        return Ok(Box::new(orgport_postgres::PostgresEngine::open(url)?.with_schemas(&source.schemas)));
     }
     bail!(
         "unsupported database URL `{}`\nhint: use `sqlite://PATH` or `postgres://USER:PASSWORD@HOST:PORT/DB`",

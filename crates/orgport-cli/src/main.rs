@@ -48,6 +48,10 @@ struct Source {
     /// undeclared references. Defaults to `orgport.toml` in the current directory if present.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// PostgreSQL: read only these schemas, comma-separated (default: every non-system schema).
+    /// References into other schemas are left out, and `plan` names them.
+    #[arg(long, value_name = "SCHEMAS", value_delimiter = ',')]
+    schemas: Vec<String>,
 }
 
 #[derive(Args)]

@@ -22,6 +22,12 @@ pub trait Dialect {
         }
     }
 
+    /// The table as a source of its own rows only, in a query that reads them (PostgreSQL: `ONLY`
+    /// before a table that others inherit from).
+    fn own_rows(&self, table: &Table) -> String {
+        self.table_ref(table)
+    }
+
     /// The placeholder for the `n`-th parameter, starting at 1 (`?1`, `$1`).
     fn placeholder(&self, n: usize) -> String;
 

@@ -219,6 +219,7 @@ pub fn import(
 /// Checks the archive against the target schema and works out how each table lands.
 pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMap>> {
     let mut diffs = Vec::new();
+    let mut unkeyable = Vec::new();
     let mut maps = Vec::new();
     if plan.name(plan.root) != manifest.root_table && plan.table(plan.root).name != manifest.root_table {
         diffs.push(format!(
@@ -291,6 +292,14 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
             if let Some(first) = pk_sources.first_mut() {
                 *first = KeySource::Allocate;
             }
+            let first = table.column(&pk[0]).expect("key column");
+            if role.is_owned() && first.kind == ValueKind::Text && !first.takes_any_text {
+                unkeyable.push(format!(
+                    "table `{}`: its primary key `{}` ({}) cannot be given new values: integer keys are allocated, \
+                     UUIDs and character strings regenerated; give the table such a key or exclude it",
+                    tm.name, first.name, first.declared_type
+                ));
+            }
         }
         let keysets = plan.tables[t]
             .keysets
@@ -327,6 +336,9 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
     }
     if !diffs.is_empty() {
         return Err(Error::Incompatible(diffs));
+    }
+    if !unkeyable.is_empty() {
+        return Err(Error::Unresolved(unkeyable));
     }
     Ok(maps)
 }

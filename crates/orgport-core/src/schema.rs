@@ -7,6 +7,8 @@ use crate::value::ValueKind;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Schema {
     pub tables: Vec<Table>,
+    /// The namespaces introspection was limited to (PostgreSQL schemas); None when it read all.
+    pub namespaces: Option<Vec<String>>,
 }
 
 impl Schema {
@@ -35,6 +37,12 @@ pub struct Table {
     /// Unique constraints and unique indexes other than the primary key.
     pub unique_keys: Vec<UniqueKey>,
     pub foreign_keys: Vec<ForeignKey>,
+    /// Other tables inherit from this one (PostgreSQL table inheritance, not partitioning): a
+    /// plain read returns their rows too, so rows are read through [`Dialect::own_rows`].
+    ///
+    /// [`Dialect::own_rows`]: crate::engine::Dialect::own_rows
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub has_children: bool,
 }
 
 impl Table {
@@ -66,6 +74,10 @@ pub struct Column {
     /// The engine refuses explicit values unless told to take them (PostgreSQL
     /// `GENERATED ALWAYS AS IDENTITY`).
     pub always_generated: bool,
+    /// Any string is a value of the column (character types), so a new key can be drawn in the
+    /// shape of an old one. False where text stands for a stricter type (PostgreSQL enums, network
+    /// addresses, ranges, …).
+    pub takes_any_text: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

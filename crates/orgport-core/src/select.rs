@@ -139,7 +139,7 @@ impl<'a> Selection<'a> {
                 format!(
                     "{column} IN (SELECT k.{} FROM {} k WHERE {})",
                     self.q(&via.to_columns[0]),
-                    self.dialect.table_ref(self.plan.table(via.to)),
+                    self.dialect.own_rows(self.plan.table(via.to)),
                     tests.join(" AND ")
                 )
             }
@@ -172,7 +172,7 @@ impl<'a> Selection<'a> {
                         "{} IN (SELECT {} FROM {} {from_alias} WHERE {wher})",
                         self.tuple(alias, &e.to_columns),
                         self.cols(&from_alias, &e.from_columns),
-                        self.dialect.table_ref(plan.table(e.from)),
+                        self.dialect.own_rows(plan.table(e.from)),
                     ));
                 }
                 or(terms)
@@ -206,7 +206,7 @@ impl<'a> Selection<'a> {
         let select = |alias: &str| -> String {
             keys.iter().map(|k| format!("{alias}.{}", self.q(k))).collect::<Vec<_>>().join(", ")
         };
-        let from = self.dialect.table_ref(table);
+        let from = self.dialect.own_rows(table);
         let mut sql = format!(
             "{}({}) AS (SELECT {} FROM {from} x WHERE {}",
             Self::cte_name(t),
@@ -294,7 +294,7 @@ impl<'a> Selection<'a> {
             "{}\nSELECT {} FROM {} x{joins} WHERE {}{order}",
             self.with,
             exprs.join(", "),
-            self.dialect.table_ref(table),
+            self.dialect.own_rows(table),
             self.predicate(t, "x")
         );
         TableQuery { sql, params: self.params.clone(), kinds, flagged }

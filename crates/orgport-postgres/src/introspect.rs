@@ -6,26 +6,46 @@ use orgport_core::schema::{Column, ForeignKey, Schema, Table, UniqueKey};
 use orgport_core::value::ValueKind;
 use postgres::Client;
 
-/// Ordinary and partitioned tables of every non-system schema; partitions are reached through
-/// their parent. Views, materialized views and foreign tables are never written, so not listed.
+/// Ordinary and partitioned tables of every non-system schema, or of the schemas listed in `$1`;
+/// partitions are reached through their parent. Views, materialized views and foreign tables are
+/// never written, so not listed. Tables that inherit from another (not as partitions) are tables
+/// of their own.
 const TABLES: &str = "
-SELECT c.oid, n.nspname::text, c.relname::text
+SELECT c.oid, n.nspname::text, c.relname::text,
+       EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class child ON child.oid = i.inhrelid
+               WHERE i.inhparent = c.oid AND NOT child.relispartition)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+  AND ($1::text[] IS NULL OR n.nspname = ANY($1))
 ORDER BY n.nspname, c.relname";
 
+/// The names of `$1` that are no schema of the database, and the schemas there are.
+const MISSING_SCHEMAS: &str = "
+SELECT ARRAY(SELECT s FROM unnest($1::text[]) s WHERE s NOT IN (SELECT nspname FROM pg_namespace)),
+       ARRAY(SELECT nspname::text FROM pg_namespace
+             WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\\_%' ORDER BY 1)";
+
+/// A domain's kind is its base type's, through any domains it is declared over.
 const COLUMNS: &str = "
+WITH RECURSIVE domain_base(domain, typname, typtype, typbasetype) AS (
+    SELECT oid, typname, typtype, typbasetype FROM pg_type WHERE typtype = 'd'
+  UNION ALL
+    SELECT b.domain, t.typname, t.typtype, t.typbasetype
+    FROM domain_base b JOIN pg_type t ON t.oid = b.typbasetype WHERE b.typtype = 'd'
+)
 SELECT a.attrelid, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
        pg_get_expr(d.adbin, d.adrelid), a.attgenerated <> '', a.attidentity::text,
        coalesce(base.typname, t.typname)::text
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
-LEFT JOIN pg_type base ON base.oid = t.typbasetype AND t.typtype = 'd'
+LEFT JOIN domain_base base ON base.domain = t.oid AND base.typtype <> 'd'
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = ANY($1)
 ORDER BY a.attrelid, a.attnum";
 
+/// A foreign key into a partitioned table also has one internal copy per partition (its
+/// `conparentid` is set): only the declared one counts.
 const CONSTRAINTS: &str = "
 SELECT con.conrelid, con.contype::text, con.conname::text, con.condeferrable,
        ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
@@ -36,7 +56,7 @@ SELECT con.conrelid, con.contype::text, con.conname::text, con.condeferrable,
 FROM pg_constraint con
 LEFT JOIN pg_class fc ON fc.oid = con.confrelid
 LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
-WHERE con.contype IN ('p', 'u', 'f') AND con.conrelid = ANY($1)
+WHERE con.contype IN ('p', 'u', 'f') AND con.conrelid = ANY($1) AND con.conparentid = 0
 ORDER BY con.conrelid, con.conname";
 
 /// Unique indexes that back no constraint; partial ones noted, expression ones skipped.
@@ -54,10 +74,17 @@ fn namespace(nspname: &str) -> Option<String> {
     (nspname != "public").then(|| nspname.to_string())
 }
 
-pub fn schema(client: &mut Client) -> Result<Schema, postgres::Error> {
+/// Of `schemas`, those the database does not have, and the ones it has.
+pub fn missing_schemas(client: &mut Client, schemas: &[String]) -> Result<(Vec<String>, Vec<String>), postgres::Error> {
+    let row = client.query_one(MISSING_SCHEMAS, &[&schemas])?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// The tables of every schema, or of `only` these.
+pub fn schema(client: &mut Client, only: Option<&[String]>) -> Result<Schema, postgres::Error> {
     let mut tables: Vec<Table> = Vec::new();
     let mut by_oid: HashMap<u32, usize> = HashMap::new();
-    for row in client.query(TABLES, &[])? {
+    for row in client.query(TABLES, &[&only])? {
         by_oid.insert(row.get(0), tables.len());
         tables.push(Table {
             schema: namespace(row.get(1)),
@@ -66,6 +93,7 @@ pub fn schema(client: &mut Client) -> Result<Schema, postgres::Error> {
             primary_key: Vec::new(),
             unique_keys: Vec::new(),
             foreign_keys: Vec::new(),
+            has_children: row.get(3),
         });
     }
     let oids: Vec<u32> = by_oid.keys().copied().collect();
@@ -75,9 +103,11 @@ pub fn schema(client: &mut Client) -> Result<Schema, postgres::Error> {
         let identity: String = row.get(6);
         let serial = default.as_deref().is_some_and(|d| d.starts_with("nextval("));
         let declared: String = row.get(2);
+        let base: &str = row.get(7);
         tables[t].columns.push(Column {
             name: row.get(1),
-            kind: kind_of(row.get(7)),
+            kind: kind_of(base),
+            takes_any_text: CHARACTER_TYPES.contains(&base),
             declared_type: declared,
             nullable: !row.get::<_, bool>(3),
             default,
@@ -96,7 +126,11 @@ pub fn schema(client: &mut Client) -> Result<Schema, postgres::Error> {
             _ => {
                 let target_schema: Option<String> = row.get(5);
                 let target: Option<String> = row.get(6);
-                let referenced_table = match (target_schema.as_deref().and_then(namespace), target) {
+                // A table outside the schemas read is named with its schema, even `public`, so
+                // that the plan can say which schema to add.
+                let left_out = |s: &String| only.is_some_and(|only| !only.contains(s));
+                let qualifier = target_schema.as_ref().and_then(|s| if left_out(s) { Some(s.clone()) } else { namespace(s) });
+                let referenced_table = match (qualifier, target) {
                     (Some(s), Some(t)) => format!("{s}.{t}"),
                     (None, Some(t)) => t,
                     _ => continue,
@@ -118,8 +152,11 @@ pub fn schema(client: &mut Client) -> Result<Schema, postgres::Error> {
         }
         tables[t].unique_keys.push(UniqueKey { name: Some(row.get(1)), columns: row.get(4), partial: row.get(2) });
     }
-    Ok(Schema { tables })
+    Ok(Schema { tables, namespaces: only.map(<[String]>::to_vec) })
 }
+
+/// The types whose values are any string (of a length).
+const CHARACTER_TYPES: &[&str] = &["text", "varchar", "bpchar", "char", "name", "citext"];
 
 /// The logical kind of a PostgreSQL type (a domain's base type; enums, arrays, intervals and
 /// extension types travel as text).

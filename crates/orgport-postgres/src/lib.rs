@@ -18,6 +18,7 @@
 
 mod copy;
 mod introspect;
+mod tls;
 
 use std::io::{BufRead, Write};
 
@@ -25,7 +26,7 @@ use orgport_core::engine::{short_sql, Capabilities, Dialect, Engine};
 use orgport_core::schema::{Schema, Table};
 use orgport_core::value::{format_uuid, Value, ValueKind};
 use orgport_core::{Error, Result};
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 /// URL schemes this engine answers to.
 pub const URL_SCHEMES: &[&str] = &["postgres", "postgresql"];
@@ -39,6 +40,14 @@ impl Dialect for PostgresDialect {
 
     fn override_generated(&self) -> Option<&'static str> {
         Some("OVERRIDING SYSTEM VALUE")
+    }
+
+    /// Without `ONLY`, a table others inherit from returns their rows as its own.
+    fn own_rows(&self, table: &Table) -> String {
+        match table.has_children {
+            true => format!("ONLY {}", self.table_ref(table)),
+            false => self.table_ref(table),
+        }
     }
 }
 
@@ -54,6 +63,8 @@ pub struct PostgresEngine {
     name: String,
     /// The URL as given, to open more connections; never shown.
     url: String,
+    /// The schemas introspection reads; all but the system ones when None.
+    schemas: Option<Vec<String>>,
 }
 
 struct CopyJob {
@@ -88,12 +99,17 @@ impl CopyJob {
 
 impl PostgresEngine {
     pub fn open(url: &str) -> Result<Self> {
-        let mut config: postgres::Config = url
-            .parse()
-            .map_err(|e| Error::engine(format!("`{}` is not a valid PostgreSQL URL", redact(url)), server_error(e)))?;
+        let invalid = |e: String| Error::Plan(format!("`{}` is not a valid PostgreSQL URL: {e}", redact(url)));
+        let (driver_url, tls) = tls::from_url(url).map_err(invalid)?;
+        // Messages name the server by the URL without its TLS settings, which follow it.
+        let name = redact(&driver_url);
+        let mut config: postgres::Config =
+            driver_url.parse().map_err(|e| Error::engine(format!("`{name}` is not a valid PostgreSQL URL"), server_error(e)))?;
         fill_from_environment(&mut config);
-        let name = redact(url);
-        let mut client = config.connect(NoTls).map_err(|e| Error::engine(format!("cannot connect to {name}"), server_error(e)))?;
+        config.ssl_mode(tls.mode.driver_mode());
+        let connector = tls::connector(&tls).map_err(invalid)?;
+        let mut client =
+            config.connect(connector).map_err(|e| Error::engine(format!("cannot connect to {name} ({tls})"), server_error(e)))?;
         // Exact, stable text for every type: ISO dates in UTC, shortest exact floats, and string
         // literals without backslash escapes (the literals below rely on it).
         client
@@ -102,7 +118,14 @@ impl PostgresEngine {
                  SET extra_float_digits = 3; SET standard_conforming_strings = on; SET bytea_output = hex",
             )
             .map_err(|e| Error::engine(format!("cannot set up the session on {name}"), server_error(e)))?;
-        Ok(PostgresEngine { client: Some(client), copy: None, name, url: url.to_string() })
+        Ok(PostgresEngine { client: Some(client), copy: None, name, url: url.to_string(), schemas: None })
+    }
+
+    /// Limits introspection to these schemas (all when empty). References into other schemas are
+    /// left out of the plan, which names their schema.
+    pub fn with_schemas(mut self, schemas: &[String]) -> Self {
+        self.schemas = (!schemas.is_empty()).then(|| schemas.to_vec());
+        self
     }
 
     fn fail(&self, what: &str, e: postgres::Error) -> Error {
@@ -187,15 +210,25 @@ pub fn server_error(e: postgres::Error) -> ServerError {
     ServerError(text)
 }
 
-/// The URL with its password replaced, for messages and logs.
+/// The URL without its password (in the user part or a `password=` parameter), for messages.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (address, query) = match url.split_once('?') {
+        Some((address, query)) => (address, Some(query)),
+        None => (url, None),
+    };
+    let address = match (address.find("://"), address.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}{}", &url[..s + 3], &url[at..])
+            let user = address[s + 3..at].split(':').next().unwrap_or("");
+            format!("{}{user}{}", &address[..s + 3], &address[at..])
         }
-        _ => url.to_string(),
+        _ => address.to_string(),
+    };
+    match query {
+        Some(query) => {
+            let kept: Vec<&str> = query.split('&').filter(|p| !p.starts_with("password=")).collect();
+            format!("{address}?{}", kept.join("&"))
+        }
+        None => address,
     }
 }
 
@@ -214,6 +247,28 @@ pub fn literal(v: &Value) -> String {
         Value::Uuid(u) => quote(&format_uuid(u)),
         other => quote(other.as_str().unwrap_or_default()),
     }
+}
+
+/// The sequence a column's values come from, as SQL for a `regclass` (NULL if none): the one it
+/// owns (serial, identity), else the one its default calls — a sequence several tables share, or
+/// the parent's in a table that inherits from another.
+fn sequence_of(table: &Table, column: &str) -> String {
+    let t = literal(&Value::Text(DIALECT.table_ref(table)));
+    let c = literal(&Value::Text(column.to_string()));
+    format!(
+        "coalesce(pg_get_serial_sequence({t}, {c})::regclass, \
+         (SELECT dep.refobjid::regclass FROM pg_attrdef ad \
+          JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum \
+          JOIN pg_depend dep ON dep.classid = 'pg_attrdef'::regclass AND dep.objid = ad.oid \
+               AND dep.refclassid = 'pg_class'::regclass \
+          JOIN pg_class seq ON seq.oid = dep.refobjid AND seq.relkind = 'S' \
+          WHERE ad.adrelid = {t}::regclass AND a.attname = {c} LIMIT 1))"
+    )
+}
+
+/// The last value a sequence handed out, as SQL (NULL before its first).
+fn last_value(sequence: &str) -> String {
+    format!("(SELECT last_value FROM pg_sequences WHERE format('%I.%I', schemaname, sequencename)::regclass = {sequence})")
 }
 
 /// Replaces `$n` placeholders with literals, in one pass so that no inserted literal is read again
@@ -258,7 +313,20 @@ impl Engine for PostgresEngine {
     }
 
     fn introspect(&mut self) -> Result<Schema> {
-        introspect::schema(self.client()?).map_err(|e| self.fail("cannot read the schema", e))
+        let schemas = self.schemas.clone();
+        if let Some(schemas) = &schemas {
+            let (missing, existing) =
+                introspect::missing_schemas(self.client()?, schemas).map_err(|e| self.fail("cannot read the schemas", e))?;
+            if !missing.is_empty() {
+                return Err(Error::Plan(format!(
+                    "no schema {} in {}; its schemas are: {}",
+                    missing.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
+                    self.name,
+                    existing.join(", ")
+                )));
+            }
+        }
+        introspect::schema(self.client()?, schemas.as_deref()).map_err(|e| self.fail("cannot read the schema", e))
     }
 
     fn begin_snapshot(&mut self) -> Result<()> {
@@ -384,15 +452,9 @@ impl Engine for PostgresEngine {
 
     fn max_key(&mut self, table: &Table, column: &str) -> Result<i64> {
         let max = self.max_value(table, column)?;
-        let d = self.dialect();
         // A serial or identity column hands out keys from its sequence: stay above it too.
-        let seq = format!(
-            "SELECT s.last_value FROM pg_sequences s WHERE format('%I.%I', s.schemaname, s.sequencename)::regclass \
-             = pg_get_serial_sequence({}, {})::regclass",
-            literal(&Value::Text(d.table_ref(table))),
-            literal(&Value::Text(column.to_string()))
-        );
-        Ok(max.max(self.query_int(&seq, &[])?))
+        let last = self.query_int(&format!("SELECT {}", last_value(&sequence_of(table, column))), &[])?;
+        Ok(max.max(last))
     }
 
     fn after_import(&mut self, table: &Table) -> Result<()> {
@@ -401,13 +463,11 @@ impl Engine for PostgresEngine {
         let d = self.dialect();
         for c in table.columns.iter().filter(|c| c.auto_increment) {
             let sql = format!(
-                "SELECT setval(s, GREATEST((SELECT max({col}) FROM {t}), (SELECT last_value FROM pg_sequences \
-                 WHERE format('%I.%I', schemaname, sequencename)::regclass = s::regclass))) \
-                 FROM pg_get_serial_sequence({tl}, {cl}) s WHERE s IS NOT NULL",
+                "SELECT setval(s, GREATEST((SELECT max({col}) FROM {t}), {last})) FROM (SELECT {seq}) q(s) WHERE s IS NOT NULL",
                 col = d.quote_ident(&c.name),
                 t = d.table_ref(table),
-                tl = literal(&Value::Text(d.table_ref(table))),
-                cl = literal(&Value::Text(c.name.clone())),
+                last = last_value("s"),
+                seq = sequence_of(table, &c.name),
             );
             self.client()?.batch_execute(&sql).map_err(|e| self.fail(&format!("cannot move the sequence of `{}`", table.qualified()), e))?;
         }
@@ -434,5 +494,6 @@ mod tests {
     fn passwords_are_redacted() {
         assert_eq!(redact("postgres://app:s3cret@db:5432/app"), "postgres://app@db:5432/app");
         assert_eq!(redact("postgres://db/app"), "postgres://db/app");
+        assert_eq!(redact("postgres://db/app?password=s3cret&sslmode=require"), "postgres://db/app?sslmode=require");
     }
 }

@@ -49,6 +49,7 @@ fn table(conn: &Connection, name: &str, sql: &str) -> rusqlite::Result<Table> {
             generated: *hidden == 2 || *hidden == 3,
             auto_increment: rowid_alias.as_deref() == Some(cname.as_str()),
             always_generated: false,
+            takes_any_text: true,
         })
         .collect();
 
@@ -98,7 +99,7 @@ fn table(conn: &Connection, name: &str, sql: &str) -> rusqlite::Result<Table> {
             }
         }
     }
-    Ok(Table { schema: None, name: name.to_string(), columns, primary_key, unique_keys, foreign_keys })
+    Ok(Table { schema: None, name: name.to_string(), columns, primary_key, unique_keys, foreign_keys, has_children: false })
 }
 
 /// Tables referenced by a `DEFERRABLE INITIALLY DEFERRED` clause: the pragmas do not report it.

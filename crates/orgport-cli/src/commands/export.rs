@@ -21,7 +21,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
             bail!("`--out {}` is the source database itself; the export would replace it", args.out.display());
         }
     }
-    let mut engine = engines::open(&args.source.db, Access::ReadOnly)?;
+    let mut engine = engines::open(&args.source, Access::ReadOnly)?;
     let plan = super::plan_for(engine.as_mut(), &args.source, args.root.as_deref())?;
     let dir = match args.out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

@@ -9,7 +9,7 @@ use crate::progress::Bars;
 use crate::{engines, ImportArgs};
 
 pub fn run(args: ImportArgs) -> Result<ExitCode> {
-    let mut engine = engines::open(&args.source.db, Access::ReadWrite)?;
+    let mut engine = engines::open(&args.source, Access::ReadWrite)?;
     let config = engines::config(args.source.config.as_deref())?;
     let root = match config.root {
         Some(_) => None,

@@ -7,7 +7,7 @@ use orgport_sqlite::Access;
 use crate::{engines, PlanArgs, PlanFormat};
 
 pub fn run(args: PlanArgs) -> Result<ExitCode> {
-    let mut engine = engines::open(&args.source.db, Access::ReadOnly)?;
+    let mut engine = engines::open(&args.source, Access::ReadOnly)?;
     let plan = super::plan_for(engine.as_mut(), &args.source, args.root.as_deref())?;
     let format = match args.format {
         PlanFormat::Text => Format::Text,

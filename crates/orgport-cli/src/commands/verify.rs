@@ -9,7 +9,7 @@ use crate::progress::Bars;
 use crate::{engines, VerifyArgs};
 
 pub fn run(args: VerifyArgs) -> Result<ExitCode> {
-    let mut engine = engines::open(&args.source.db, Access::ReadOnly)?;
+    let mut engine = engines::open(&args.source, Access::ReadOnly)?;
     let config = engines::config(args.source.config.as_deref())?;
     let root = match config.root {
         Some(_) => None,

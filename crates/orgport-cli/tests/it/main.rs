@@ -13,6 +13,7 @@
 //! - `pg`: the PostgreSQL server those tests share, and `psql`.
 //! - `postgres`: a real PostgreSQL server and Flagsmith's schema and data.
 //! - `gisia`: references inferred from column names on Gisia's schema (87 tables, 18 foreign keys).
+//! - `pg_engine`: the PostgreSQL engine: every column type field by field, `--schemas`, TLS.
 //! - `review`: regression tests for the findings of a review (unique non-primary keys, shared
 //!   tables without a primary key, secrets in messages, failures at commit, …).
 
@@ -21,6 +22,7 @@ mod util;
 
 mod bad_input;
 mod gisia;
+mod pg_engine;
 mod policies;
 mod polymorphic;
 mod postgres;

@@ -694,15 +694,28 @@ fn resolve_column(schema: &Schema, item: &str, key: &str) -> Result<(usize, Stri
     Ok((ti, c.to_string()))
 }
 
+/// Why a foreign key's table is unknown: most often it lies in a namespace introspection left out.
+fn unknown_reference(schema: &Schema, referenced: &str) -> String {
+    let left_out = schema.namespaces.as_ref().and_then(|read| {
+        let (namespace, _) = referenced.split_once('.')?;
+        (!read.iter().any(|r| r == namespace)).then_some((namespace, read))
+    });
+    match left_out {
+        Some((namespace, read)) => format!(
+            "foreign key to `{referenced}` ignored: its schema `{namespace}` is not among the schemas read ({}); \
+             add it to `--schemas` to follow the reference",
+            read.join(", ")
+        ),
+        None => format!("foreign key to unknown table `{referenced}` ignored"),
+    }
+}
+
 fn collect_edges(schema: &Schema, config: &Config, warnings: &mut Vec<Warning>) -> Result<Vec<Edge>> {
     let mut edges = Vec::new();
     for (from, table) in schema.tables.iter().enumerate() {
         for fk in &table.foreign_keys {
             let Some(to) = schema.find(&fk.referenced_table) else {
-                warnings.push(Warning {
-                    table: table.qualified(),
-                    message: format!("foreign key to unknown table `{}` ignored", fk.referenced_table),
-                });
+                warnings.push(Warning { table: table.qualified(), message: unknown_reference(schema, &fk.referenced_table) });
                 continue;
             };
             let to_columns = if fk.referenced_columns.is_empty() {

@@ -11,6 +11,7 @@ fn col(name: &str, kind: ValueKind, nullable: bool) -> Column {
         generated: false,
         auto_increment: false,
         always_generated: false,
+        takes_any_text: true,
     }
 }
 
@@ -32,6 +33,7 @@ fn table(name: &str, columns: Vec<Column>, pk: &[&str], fks: Vec<ForeignKey>) ->
         primary_key: pk.iter().map(|s| s.to_string()).collect(),
         unique_keys: vec![],
         foreign_keys: fks,
+        has_children: false,
     }
 }
 
@@ -60,6 +62,7 @@ fn schema() -> Schema {
             table("audit", vec![col("id", Integer, false), col("org_id", Integer, false)], &["id"], vec![]),
             table("unrelated", vec![col("id", Integer, false)], &["id"], vec![]),
         ],
+        namespaces: None,
     }
 }
 
@@ -242,6 +245,7 @@ fn inference_schema() -> Schema {
             billing_plans,
             subscriptions,
         ],
+        namespaces: None,
     }
 }
 
