@@ -478,14 +478,6 @@ impl Importer<'_> {
         }
     }
 
-    /// Whether the row holds reference `edge` (always, unless it is polymorphic).
-    fn holds(&self, edge: usize, row: &[Value]) -> Result<bool> {
-        if !self.conditions.is_conditional(edge) {
-            return Ok(true);
-        }
-        self.conditions.holds(edge, row, &|via, old| Ok(self.follow(via, old)?.and_then(|(new, _)| new.into_iter().next())))
-    }
-
     fn new_key(&mut self, t: usize, col: usize, old: &Value) -> Result<Value> {
         if let Value::Int(_) = old {
             let table = self.plan.table(t);
@@ -575,6 +567,7 @@ impl Importer<'_> {
 
     /// Pass 1: keys for owned and created rows, matches for shared ones.
     fn allocate(&mut self, a: usize, ordinal: u64, row: &[Value]) -> Result<()> {
+        self.conditions.observe(a, row);
         let (t, role) = (self.maps[a].target, self.maps[a].role);
         let name = self.maps[a].name.clone();
         match role {
@@ -638,7 +631,7 @@ impl Importer<'_> {
         let mut values = Self::pick(row, &positions);
         // A natural key may contain references (a name unique per parent): compare rewritten.
         for (edge, edge_positions) in self.maps[a].edges.clone() {
-            if !self.holds(edge, row)? {
+            if !self.conditions.holds(edge, row) {
                 continue;
             }
             for (k, p) in positions.iter().enumerate() {
@@ -656,7 +649,7 @@ impl Importer<'_> {
         for (edge, positions) in &self.maps[a].edges {
             if self.plan.tables[self.plan.edges[*edge].to].role == Role::Referenced {
                 let old = Self::pick(row, positions);
-                if old.iter().any(Value::is_null) || !self.holds(*edge, row)? {
+                if old.iter().any(Value::is_null) || !self.conditions.holds(*edge, row) {
                     continue;
                 }
                 if !matches!(self.follow(*edge, &old)?, Some((_, true))) {
@@ -703,7 +696,7 @@ impl Importer<'_> {
         }
         for (edge, positions) in self.maps[a].edges.clone() {
             let old = Self::pick(row, &positions);
-            if old.iter().any(Value::is_null) || !self.holds(edge, row)? {
+            if old.iter().any(Value::is_null) || !self.conditions.holds(edge, row) {
                 continue;
             }
             match self.follow(edge, &old)? {

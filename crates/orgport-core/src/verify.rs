@@ -186,20 +186,12 @@ impl Verifier<'_> {
         let columns = &self.plan.edges[edge].from_columns;
         for &(other, _) in &self.maps[a].edges {
             if self.plan.edges[other].from_columns == *columns
-                && self.conditions.holds(other, row, &|via, old| self.follow_type(via, old))?
+                && self.conditions.holds(other, row)
             {
                 return Ok(Some(other));
             }
         }
         Ok(None)
-    }
-
-    /// A type row's key on the target, as the import followed it: unmapped tables keep their keys.
-    fn follow_type(&self, via: usize, old: &[Value]) -> Result<Option<Value>> {
-        if !self.plan.tables[self.plan.edges[via].to].role.is_mapped() {
-            return Ok(old.first().cloned());
-        }
-        Ok(self.mapped(via, old)?.and_then(|n| n.into_iter().next()))
     }
 
     fn mapped(&self, edge: usize, old: &[Value]) -> Result<Option<Vec<Value>>> {
@@ -240,6 +232,7 @@ impl Verifier<'_> {
     }
 
     fn add_archive_row(&mut self, engine: &mut dyn Engine, a: usize, ordinal: u64, row: &[Value]) -> Result<()> {
+        self.conditions.observe(a, row);
         self.report.tables.entry(self.maps[a].name.clone()).or_default().archive_rows += 1;
         match self.maps[a].role {
             Role::Root | Role::Owned if self.ordered[a] => self.scratch.store_row(a as i64, ordinal, &codec::encode(row)),

@@ -120,3 +120,79 @@ fn a_condition_that_names_no_column_or_several_is_a_clear_error() {
         w.run(&["plan", "--db", &url(&src), "--config", config.to_str().unwrap()]).fails_with(&[expected]);
     }
 }
+
+/// Django's form: the kind is a row of a type table, whose keys differ between instances (and a
+/// kind the target lacks is created by the import).
+#[test]
+fn a_type_row_decides_the_target_table_whatever_its_key_on_the_target() {
+    let w = Work::new();
+    let schema = "
+        CREATE TABLE orgs (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+        CREATE TABLE kinds (id INTEGER PRIMARY KEY, app TEXT NOT NULL, model TEXT NOT NULL, UNIQUE (app, model));
+        CREATE TABLE posts (id INTEGER PRIMARY KEY, org_id INTEGER NOT NULL REFERENCES orgs(id), title TEXT NOT NULL);
+        CREATE TABLE photos (id INTEGER PRIMARY KEY, org_id INTEGER NOT NULL REFERENCES orgs(id), url TEXT NOT NULL);
+        CREATE TABLE tags (
+            id INTEGER PRIMARY KEY,
+            org_id INTEGER NOT NULL REFERENCES orgs(id),
+            kind_id INTEGER NOT NULL REFERENCES kinds(id),
+            object_id INTEGER NOT NULL,
+            label TEXT NOT NULL
+        );";
+    let src = w.db(
+        "source.db",
+        &format!(
+            "{schema}
+             INSERT INTO kinds VALUES (1, 'blog', 'post'), (2, 'media', 'photo');
+             INSERT INTO orgs VALUES (1, 'one');
+             INSERT INTO posts VALUES (1, 1, 'first post');
+             INSERT INTO photos VALUES (1, 1, 'cat.png');
+             INSERT INTO tags VALUES (1, 1, 1, 1, 'on the post'), (2, 1, 2, 1, 'on the photo');"
+        ),
+    );
+    // On the target the post kind has another key and the photo kind does not exist yet.
+    let tgt = w.db(
+        "target.db",
+        &format!(
+            "{schema}
+             INSERT INTO kinds VALUES (7, 'blog', 'post'), (8, 'other', 'thing');
+             INSERT INTO orgs VALUES (5, 'five');
+             INSERT INTO posts VALUES (30, 5, 'old post');
+             INSERT INTO photos VALUES (60, 5, 'old.png');"
+        ),
+    );
+    let config = w.config(
+        "orgport.toml",
+        r#"root = "orgs"
+[[reference]]
+from = "tags.object_id"
+to = "posts.id"
+when = { kind_id = { app = "blog", model = "post" } }
+[[reference]]
+from = "tags.object_id"
+to = "photos.id"
+when = { kind_id = { app = "media", model = "photo" } }
+"#,
+    );
+    let archive = w.path("org1.orgport");
+    w.export(&src, Some(&config), None, &["1"], &[], &archive).ok();
+    let report = w.import_json(&tgt, Some(&config), &archive);
+    let new: i64 = new_org(&report).parse().unwrap();
+    w.verify(&tgt, Some(&config), &archive, &[&new.to_string()]).ok();
+    let conn = open(&tgt);
+    let tagged: Vec<String> = rows(
+        &conn,
+        "SELECT t.label || ' → ' || k.app || '.' || k.model || ' ' || coalesce(p.title, ph.url, '?') FROM tags t \
+         JOIN kinds k ON k.id = t.kind_id \
+         LEFT JOIN posts p ON k.model = 'post' AND p.id = t.object_id AND p.org_id = t.org_id \
+         LEFT JOIN photos ph ON k.model = 'photo' AND ph.id = t.object_id AND ph.org_id = t.org_id \
+         WHERE t.org_id = ?1 ORDER BY t.label",
+        &[&new],
+    )
+    .into_iter()
+    .map(|r| match &r[0] {
+        Cell::Text(t) => t.clone(),
+        other => panic!("text expected, got {:?}", other.storage_class()),
+    })
+    .collect();
+    assert_eq!(tagged, vec!["on the photo → media.photo cat.png", "on the post → blog.post first post"]);
+}
