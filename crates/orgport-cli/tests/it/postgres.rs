@@ -355,3 +355,22 @@ fn readers_sharing_the_snapshot_export_the_same_rows_as_one_connection() {
     assert!(one.len() > 20, "test setup: Flagsmith exports many tables: {one:?}");
     assert_eq!(tables("4"), one);
 }
+
+/// An archive from SQLite whose column does not fit the PostgreSQL column it meets: refused before
+/// any write, naming the column and both types.
+#[test]
+fn a_column_whose_type_does_not_map_is_refused_before_any_write() {
+    let Some(server) = server() else { return };
+    let work = Work::new();
+    let source = work.example("source.db", &orgport_testkit::example::ExampleOptions { tasks_per_project: 3, ..Default::default() });
+    let config = example_config();
+    let archive = work.path("org.orgport");
+    work.export(&source, Some(&config), None, &["1"], &[], &archive).ok();
+    let pg = fresh_db(&server, "nomap");
+    psql(&pg, &["-f", repo_root().join("examples/saas/schema.postgres.sql").to_str().expect("path")]);
+    psql(&pg, &["-c", "ALTER TABLE tasks ALTER COLUMN title TYPE bigint USING 0"]);
+    let args = ["import", "--db", &pg, "--config", config.to_str().expect("path"), "--in", archive.to_str().expect("path")];
+    work.run(&args).fails_with(&["does not match the archive", "column `tasks.title` is TEXT", "bigint (Integer) on the target"]);
+    let total = psql(&pg, &["-c", "SELECT (SELECT count(*) FROM workspaces) + (SELECT count(*) FROM users) + (SELECT count(*) FROM tasks)"]);
+    assert_eq!(total, "0", "rows were written");
+}
