@@ -308,7 +308,7 @@ fn bench_size(exe: &Path, opts: &Options, dir: &Path, n: u64) -> Result<SizeRun>
     create_example_db(&target, &ExampleOptions { orgs: 2, first_org: 100, ..ExampleOptions::default() })?;
     eprintln!("   target: {} rows", count_rows(&target)?);
 
-    let phases = PhaseRunner { exe, dir, timeout: opts.timeout, config: path_arg(&opts.config) };
+    let config = path_arg(&opts.config);
     let outcomes = match &opts.backend {
         Backend::Sqlite => {
             // The baseline's destination: the same schema, empty. Even the lookup rows (plans) go,
@@ -318,6 +318,8 @@ fn bench_size(exe: &Path, opts: &Options, dir: &Path, n: u64) -> Result<SizeRun>
             create_example_db(&baseline, &ExampleOptions { orgs: 0, users: 0, ..ExampleOptions::default() })?;
             rusqlite::Connection::open(&baseline)?.execute_batch("DELETE FROM plans; DELETE FROM search_cache;")?;
             eprintln!("   baseline destination: {} rows", count_rows(&baseline)?);
+            // A killed child leaves nothing behind: SQLite rolls back its journal at the next open.
+            let phases = PhaseRunner { exe, dir, timeout: opts.timeout, config, after_kill: &|| Ok(()) };
             let mut outcomes = phases.orgport(&path_arg(&source), &path_arg(&target))?;
             outcomes.push(("baseline", phases.run("baseline", &["--db", &path_arg(&baseline), "--source", &path_arg(&source)])?));
             outcomes
@@ -328,6 +330,8 @@ fn bench_size(exe: &Path, opts: &Options, dir: &Path, n: u64) -> Result<SizeRun>
             let (src, tgt, base) = (databases.create("src")?, databases.create("tgt")?, databases.create("base")?);
             pg::load_from_sqlite(&source, &src)?;
             pg::load_from_sqlite(&target, &tgt)?;
+            // The server goes on with a killed child's query: end it, lest it slow the next phases.
+            let phases = PhaseRunner { exe, dir, timeout: opts.timeout, config, after_kill: &|| databases.end_sessions() };
             let mut outcomes = phases.orgport(&src, &tgt)?;
             let copies = dir.join("copy");
             std::fs::create_dir(&copies)?;
@@ -354,6 +358,8 @@ struct PhaseRunner<'a> {
     dir: &'a Path,
     timeout: Duration,
     config: String,
+    /// Cleans up after a phase killed at its timeout.
+    after_kill: &'a dyn Fn() -> Result<()>,
 }
 
 impl PhaseRunner<'_> {
@@ -402,6 +408,7 @@ impl PhaseRunner<'_> {
                 eprintln!("   {name}: still running after {:.0}s: killing it (pid {})", self.timeout.as_secs_f64(), child.id());
                 child.kill()?;
                 child.wait()?;
+                (self.after_kill)()?;
                 break None;
             }
             std::thread::sleep(Duration::from_millis(20));

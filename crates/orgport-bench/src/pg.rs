@@ -67,6 +67,19 @@ impl ScratchDatabases {
         Ok(url)
     }
 
+    /// Ends every session on these databases: those of a phase that was killed, which the server
+    /// would otherwise go on serving.
+    pub fn end_sessions(&self) -> Result<()> {
+        let ended: i64 = connect(&self.server)?
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = ANY($1) AND pid <> pg_backend_pid()",
+                &[&self.created],
+            )?
+            .get(0);
+        eprintln!("   ended {ended} server session(s) of the killed phase");
+        Ok(())
+    }
+
     /// Drops every database created so far; `WITH (FORCE)` also ends the session of a phase that
     /// was killed at its timeout.
     pub fn drop_all(&mut self) -> Result<()> {
