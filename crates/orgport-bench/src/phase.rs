@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -18,8 +18,12 @@ use orgport_core::import::{import, ImportOptions};
 use orgport_core::plan::Plan;
 use orgport_core::progress::Progress;
 use orgport_core::verify::verify;
+use orgport_postgres::PostgresEngine;
 use orgport_sqlite::{Access, SqliteEngine};
+use postgres::IsolationLevel;
 use rusqlite::Connection;
+
+use crate::{pg, quote_ident};
 
 /// Starts the one line of stdout a child writes: `RESULT_TAG rows=… seconds=… hwm_kib=… …`.
 pub const RESULT_TAG: &str = "ORGPORT-BENCH-RESULT";
@@ -40,6 +44,8 @@ pub fn run(args: &[String]) -> Result<()> {
         "import" => import_phase(&opts)?,
         "verify" => verify_phase(&opts)?,
         "baseline" => baseline_phase(&opts)?,
+        "copy_out" => copy_out_phase(&opts)?,
+        "copy_in" => copy_in_phase(&opts)?,
         other => bail!("unknown phase `{other}`"),
     };
     let seconds = start.elapsed().as_secs_f64();
@@ -63,8 +69,11 @@ pub fn peak_rss_kib() -> Result<u64> {
 
 #[derive(Default)]
 struct Opts {
-    db: Option<PathBuf>,
+    /// A SQLite file or a PostgreSQL URL.
+    db: Option<String>,
     source: Option<PathBuf>,
+    /// Where the COPY baseline keeps its files, one per table.
+    dir: Option<PathBuf>,
     config: Option<PathBuf>,
     archive: Option<PathBuf>,
     org: Option<String>,
@@ -77,8 +86,9 @@ impl Opts {
         while let Some(flag) = it.next() {
             let value = it.next().with_context(|| format!("phase: `{flag}` needs a value"))?;
             match flag.as_str() {
-                "--db" => o.db = Some(value.into()),
+                "--db" => o.db = Some(value.clone()),
                 "--source" => o.source = Some(value.into()),
+                "--dir" => o.dir = Some(value.into()),
                 "--config" => o.config = Some(value.into()),
                 "--archive" => o.archive = Some(value.into()),
                 "--org" => o.org = Some(value.clone()),
@@ -88,15 +98,25 @@ impl Opts {
         Ok(o)
     }
 
-    fn db(&self) -> Result<&Path> {
+    fn db(&self) -> Result<&str> {
         self.db.as_deref().context("phase: `--db` is required")
+    }
+
+    fn dir(&self) -> Result<&Path> {
+        self.dir.as_deref().context("phase: `--dir` is required")
+    }
+
+    /// The engine of `--db`: PostgreSQL for a URL, else SQLite.
+    fn engine(&self, access: Access) -> Result<Box<dyn Engine>> {
+        let db = self.db()?;
+        Ok(if pg::is_url(db) { Box::new(PostgresEngine::open(db)?) } else { Box::new(SqliteEngine::open_path(Path::new(db), access)?) })
     }
 
     fn archive(&self) -> Result<&Path> {
         self.archive.as_deref().context("phase: `--archive` is required")
     }
 
-    fn plan(&self, engine: &mut SqliteEngine) -> Result<Plan> {
+    fn plan(&self, engine: &mut dyn Engine) -> Result<Plan> {
         let path = self.config.as_deref().context("phase: `--config` is required")?;
         let config = Config::load(path)?;
         Ok(Plan::build(engine.introspect()?, &config, None, engine.capabilities())?)
@@ -105,13 +125,13 @@ impl Opts {
 
 fn export_phase(o: &Opts) -> Result<(u64, Extra)> {
     let out = o.archive()?;
-    let mut engine = SqliteEngine::open_path(o.db()?, Access::ReadOnly)?;
-    let plan = o.plan(&mut engine)?;
+    let mut engine = o.engine(Access::ReadOnly)?;
+    let plan = o.plan(engine.as_mut())?;
     let spool = out.parent().context("the archive path has no directory")?;
     let options = ExportOptions { orgs: vec![SOURCE_ORG.to_string()], with_groups: BTreeSet::new(), spool_dir: Some(spool), jobs: 1 };
     let file = File::create(out).with_context(|| format!("creating `{}`", out.display()))?;
     let mut writer = BufWriter::new(file);
-    let manifest = export(&mut engine, &plan, &options, &mut writer, &StepLog::new("export"))?;
+    let manifest = export(engine.as_mut(), &plan, &options, &mut writer, &StepLog::new("export"))?;
     // Durable like the CLI's export (and like the commits of the other phases).
     writer.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     let rows = manifest.tables.iter().map(|t| t.rows).sum();
@@ -128,10 +148,10 @@ fn opener(path: &Path) -> impl Fn() -> orgport_core::Result<Box<dyn Read>> + '_ 
 }
 
 fn import_phase(o: &Opts) -> Result<(u64, Extra)> {
-    let mut engine = SqliteEngine::open_path(o.db()?, Access::ReadWrite)?;
-    let plan = o.plan(&mut engine)?;
+    let mut engine = o.engine(Access::ReadWrite)?;
+    let plan = o.plan(engine.as_mut())?;
     let open = opener(o.archive()?);
-    let report = import(&mut engine, &plan, &open, &ImportOptions { dry_run: false }, &StepLog::new("import"))?;
+    let report = import(engine.as_mut(), &plan, &open, &ImportOptions { dry_run: false }, &StepLog::new("import"))?;
     let rows = report.tables.values().map(|c| c.created + c.matched).sum();
     let target = report.orgs.first().context("the import report names no organisation")?;
     let org = match target.target.as_i64() {
@@ -144,10 +164,10 @@ fn import_phase(o: &Opts) -> Result<(u64, Extra)> {
 
 fn verify_phase(o: &Opts) -> Result<(u64, Extra)> {
     let org = o.org.clone().context("phase: `--org` is required")?;
-    let mut engine = SqliteEngine::open_path(o.db()?, Access::ReadOnly)?;
-    let plan = o.plan(&mut engine)?;
+    let mut engine = o.engine(Access::ReadOnly)?;
+    let plan = o.plan(engine.as_mut())?;
     let open = opener(o.archive()?);
-    let report = verify(&mut engine, &plan, &open, &[org], &StepLog::new("verify"))?;
+    let report = verify(engine.as_mut(), &plan, &open, &[org], &StepLog::new("verify"))?;
     for d in &report.differences {
         eprintln!("  [verify] difference: {d}");
     }
@@ -155,61 +175,170 @@ fn verify_phase(o: &Opts) -> Result<(u64, Extra)> {
     Ok((rows, vec![("differences", report.difference_count.to_string())]))
 }
 
-/// The baseline: the same organisation's rows copied with `INSERT INTO … SELECT` from the source,
-/// attached to a database with the target's schema, in one transaction with the foreign keys
-/// checked at commit (as an import does).
+/// The SQLite baseline: the same organisation's rows copied with `INSERT INTO … SELECT` from the
+/// source, attached to a database with the target's schema, in one transaction with the foreign
+/// keys checked at commit (as an import does).
 fn baseline_phase(o: &Opts) -> Result<(u64, Extra)> {
     let source = o.source.as_deref().context("phase: `--source` is required")?;
     let conn = Connection::open(o.db()?)?;
     conn.execute_batch("PRAGMA foreign_keys = ON;")?;
     conn.execute("ATTACH DATABASE ?1 AS src", [source.to_string_lossy()])?;
     conn.execute_batch("BEGIN IMMEDIATE; PRAGMA defer_foreign_keys = ON;")?;
-    let log = StepLog::new("baseline");
+    let copied = each_table("baseline", "src.", |table, select| {
+        let sql = format!("INSERT INTO main.{} {select}", quote_ident(table));
+        Ok(conn.execute(&sql, []).with_context(|| format!("baseline: {sql}"))? as u64)
+    })?;
+    conn.execute_batch("COMMIT;").context("baseline: commit")?;
+    Ok(copied)
+}
+
+/// The first half of the PostgreSQL baseline: the rows the SQLite baseline selects, written with
+/// `COPY (SELECT …) TO STDOUT (FORMAT binary)` to one file per table, from one read-only
+/// snapshot as the export reads them.
+fn copy_out_phase(o: &Opts) -> Result<(u64, Extra)> {
+    let dir = o.dir()?;
+    let mut client = pg::connect(o.db()?)?;
+    let mut tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()?;
+    let copied = each_table("copy_out", "", |table, select| {
+        let path = copy_file(dir, table);
+        let mut out = BufWriter::new(File::create(&path).with_context(|| format!("creating `{}`", path.display()))?);
+        let stream = tx.copy_out(&format!("COPY ({select}) TO STDOUT (FORMAT binary)")).with_context(|| format!("COPY out of {table}"))?;
+        let tuples = copy_counting_tuples(stream, &mut out).with_context(|| format!("COPY out of {table}"))?;
+        // Durable like the export's archive.
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        Ok(tuples)
+    })?;
+    tx.commit()?;
+    Ok(copied)
+}
+
+/// The second half: those files into an empty database with the same schema, its indexes and
+/// foreign keys in place, with `COPY … FROM STDIN (FORMAT binary)` in one transaction.
+fn copy_in_phase(o: &Opts) -> Result<(u64, Extra)> {
+    let dir = o.dir()?;
+    let mut client = pg::connect(o.db()?)?;
+    let mut tx = client.transaction()?;
+    let copied = each_table("copy_in", "", |table, _| {
+        let path = copy_file(dir, table);
+        let mut file = File::open(&path).with_context(|| format!("opening `{}`", path.display()))?;
+        let mut writer = tx.copy_in(&format!("COPY {} FROM STDIN (FORMAT binary)", quote_ident(table)))?;
+        std::io::copy(&mut file, &mut writer).with_context(|| format!("COPY into {table}"))?;
+        writer.finish().with_context(|| format!("COPY into {table}"))
+    })?;
+    tx.commit().context("copy_in: commit")?;
+    Ok(copied)
+}
+
+fn copy_file(dir: &Path, table: &str) -> PathBuf {
+    dir.join(format!("{table}.copy"))
+}
+
+/// Runs `copy(table, select)` for every table of the organisation's row set, parents first, each
+/// as one logged step; returns the rows copied and the `tables=name:rows,…` field.
+fn each_table(phase: &'static str, source_prefix: &str, mut copy: impl FnMut(&str, &str) -> Result<u64>) -> Result<(u64, Extra)> {
+    let log = StepLog::new(phase);
     let mut rows = 0;
     let mut tables = Vec::new();
-    for (table, sql) in baseline_statements() {
+    for (table, select) in organisation_selects(source_prefix) {
         log.begin("copy", table, None);
-        let n = conn.execute(&sql, [SOURCE_ORG]).with_context(|| format!("baseline: {sql}"))? as u64;
+        let n = copy(table, &select)?;
         log.rows(n);
         log.end();
         rows += n;
         tables.push(format!("{table}:{n}"));
     }
-    conn.execute_batch("COMMIT;").context("baseline: commit")?;
     Ok((rows, vec![("tables", tables.join(","))]))
 }
 
-/// One `INSERT INTO main.t SELECT * FROM src.t WHERE <belongs to org ?1>` per table the export
+/// One `SELECT * FROM <prefix>t WHERE <belongs to organisation SOURCE_ORG>` per table the export
 /// writes, parents first, following the same foreign-key paths to the workspace. Users and the
-/// plan are those the organisation's rows point at (the import matches them on the target; here
-/// they are copied into the empty destination).
-fn baseline_statements() -> Vec<(&'static str, String)> {
-    let projects = "SELECT id FROM src.projects WHERE workspace_id = ?1";
-    let tasks = format!("SELECT id FROM src.tasks WHERE project_id IN ({projects})");
-    let by_ws = |t: &'static str| (t, format!("INSERT INTO main.{t} SELECT * FROM src.{t} WHERE workspace_id = ?1"));
+/// plan are those the organisation's rows point at (the import matches them on the target; the
+/// baselines copy them into their empty destination). The same SQL serves SQLite and PostgreSQL.
+fn organisation_selects(prefix: &str) -> Vec<(&'static str, String)> {
+    let org = SOURCE_ORG;
+    let projects = format!("SELECT id FROM {prefix}projects WHERE workspace_id = {org}");
+    let tasks = format!("SELECT id FROM {prefix}tasks WHERE project_id IN ({projects})");
+    let select = |table: &'static str, filter: String| (table, format!("SELECT * FROM {prefix}{} WHERE {filter}", quote_ident(table)));
+    let by_workspace = |table| select(table, format!("workspace_id = {org}"));
     vec![
-        ("plans", "INSERT INTO main.plans SELECT * FROM src.plans WHERE id IN (SELECT plan_id FROM src.workspaces WHERE id = ?1)".to_string()),
-        (
+        select("plans", format!("id IN (SELECT plan_id FROM {prefix}workspaces WHERE id = {org})")),
+        select(
             "users",
             format!(
-                "INSERT INTO main.users SELECT * FROM src.users WHERE id IN (\
-                 SELECT user_id FROM src.memberships WHERE workspace_id = ?1 \
-                 UNION SELECT assignee_id FROM src.tasks WHERE project_id IN ({projects}) \
-                 UNION SELECT created_by FROM src.api_tokens WHERE workspace_id = ?1)"
+                "id IN (SELECT user_id FROM {prefix}memberships WHERE workspace_id = {org} \
+                 UNION SELECT assignee_id FROM {prefix}tasks WHERE project_id IN ({projects}) \
+                 UNION SELECT created_by FROM {prefix}api_tokens WHERE workspace_id = {org})"
             ),
         ),
-        ("workspaces", "INSERT INTO main.workspaces SELECT * FROM src.workspaces WHERE id = ?1".to_string()),
-        by_ws("memberships"),
-        by_ws("projects"),
-        ("labels", format!("INSERT INTO main.labels SELECT * FROM src.labels WHERE project_id IN ({projects})")),
-        ("tasks", format!("INSERT INTO main.tasks SELECT * FROM src.tasks WHERE project_id IN ({projects})")),
-        ("task_labels", format!("INSERT INTO main.task_labels SELECT * FROM src.task_labels WHERE task_id IN ({tasks})")),
-        ("attachments", format!("INSERT INTO main.attachments SELECT * FROM src.attachments WHERE task_id IN ({tasks})")),
-        by_ws("gift_cards"),
-        by_ws("redemptions"),
-        by_ws("api_tokens"),
-        ("event-log", "INSERT INTO main.\"event-log\" SELECT * FROM src.\"event-log\" WHERE workspace_id = ?1".to_string()),
+        select("workspaces", format!("id = {org}")),
+        by_workspace("memberships"),
+        by_workspace("projects"),
+        select("labels", format!("project_id IN ({projects})")),
+        select("tasks", format!("project_id IN ({projects})")),
+        select("task_labels", format!("task_id IN ({tasks})")),
+        select("attachments", format!("task_id IN ({tasks})")),
+        by_workspace("gift_cards"),
+        by_workspace("redemptions"),
+        by_workspace("api_tokens"),
+        by_workspace("event-log"),
     ]
+}
+
+/// Copies a stream in COPY's binary format to `out`, counting its tuples on the way (the server
+/// does not report the count of a `COPY … TO STDOUT`).
+fn copy_counting_tuples(input: impl Read, out: &mut impl Write) -> Result<u64> {
+    let mut stream = BufReader::with_capacity(1 << 16, Tee { input, out });
+    // Signature (11 bytes), flags (4), length of the header extension (4), the extension.
+    let mut header = [0u8; 19];
+    stream.read_exact(&mut header)?;
+    if &header[..11] != b"PGCOPY\n\xff\r\n\0" {
+        bail!("not a binary COPY stream");
+    }
+    skip(&mut stream, u32::from_be_bytes([header[15], header[16], header[17], header[18]]) as usize)?;
+    let mut tuples = 0;
+    loop {
+        let mut fields = [0u8; 2];
+        stream.read_exact(&mut fields)?;
+        // -1 is the trailer.
+        let Ok(fields) = u16::try_from(i16::from_be_bytes(fields)) else { break };
+        for _ in 0..fields {
+            let mut length = [0u8; 4];
+            stream.read_exact(&mut length)?;
+            // -1 is NULL, without data.
+            skip(&mut stream, usize::try_from(i32::from_be_bytes(length)).unwrap_or(0))?;
+        }
+        tuples += 1;
+    }
+    // To the end of the stream, so that the COPY completes (and anything after the trailer is kept).
+    std::io::copy(&mut stream, &mut std::io::sink())?;
+    Ok(tuples)
+}
+
+/// A reader that also writes what it reads to `out`.
+struct Tee<R, W> {
+    input: R,
+    out: W,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.input.read(buf)?;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+fn skip(stream: &mut impl BufRead, mut n: usize) -> std::io::Result<()> {
+    while n > 0 {
+        let available = stream.fill_buf()?.len();
+        if available == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let step = available.min(n);
+        stream.consume(step);
+        n -= step;
+    }
+    Ok(())
 }
 
 /// Progress as timestamped lines on stderr: one per finished step (phase, table, rows, seconds),
