@@ -28,6 +28,9 @@ use crate::{pg, quote_ident};
 /// Starts the one line of stdout a child writes: `RESULT_TAG rows=… seconds=… hwm_kib=… …`.
 pub const RESULT_TAG: &str = "ORGPORT-BENCH-RESULT";
 
+/// Connections the export reads on, as `orgport export` does by default.
+const EXPORT_JOBS: usize = 2;
+
 /// The root key of the organisation every phase works on in the source database.
 pub const SOURCE_ORG: i64 = 1;
 
@@ -128,7 +131,7 @@ fn export_phase(o: &Opts) -> Result<(u64, Extra)> {
     let mut engine = o.engine(Access::ReadOnly)?;
     let plan = o.plan(engine.as_mut())?;
     let spool = out.parent().context("the archive path has no directory")?;
-    let options = ExportOptions { orgs: vec![SOURCE_ORG.to_string()], with_groups: BTreeSet::new(), spool_dir: Some(spool), jobs: 1 };
+    let options = ExportOptions { orgs: vec![SOURCE_ORG.to_string()], with_groups: BTreeSet::new(), spool_dir: Some(spool), jobs: EXPORT_JOBS };
     let file = File::create(out).with_context(|| format!("creating `{}`", out.display()))?;
     let mut writer = BufWriter::new(file);
     let manifest = export(engine.as_mut(), &plan, &options, &mut writer, &StepLog::new("export"))?;
