@@ -244,10 +244,8 @@ fn export_in_snapshot(
         .map(|&t| TableExport::new(plan, &selection, t, &options.with_groups))
         .collect();
     let queries: Vec<TableQuery> = tables.iter().map(|x| x.query.clone()).collect();
-    match readers.len() {
-        0 if options.jobs > 1 => progress.note(&format!("{} cannot share its snapshot: reading on one connection", engine.name())),
-        0 => {}
-        n => progress.note(&format!("reading tables on {} connections sharing one snapshot", n + 1)),
+    if !readers.is_empty() {
+        progress.note(&format!("reading tables on {} connections sharing one snapshot", readers.len() + 1));
     }
     let readahead = ReadAhead::new(tables.len(), readers.len());
     let mut writer = ArchiveWriter::new(options.spool_dir)?;
