@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use orgport_postgres::{redact, URL_SCHEMES};
 use postgres::{Client, NoTls};
+use orgport_core::value::Value;
 use rusqlite::types::ValueRef;
 
 use crate::{quote_ident, sqlite_tables};
@@ -127,15 +128,14 @@ pub fn load_from_sqlite(sqlite: &Path, url: &str) -> Result<u64> {
         let width = select.column_count();
         let mut rows = select.query([])?;
         let mut line = Vec::new();
+        let mut values = Vec::with_capacity(width);
         while let Some(row) = rows.next()? {
             line.clear();
+            values.clear();
             for i in 0..width {
-                if i > 0 {
-                    line.push(b'\t');
-                }
-                push_copy_text(&mut line, row.get_ref(i)?);
+                values.push(value_of(row.get_ref(i)?));
             }
-            line.push(b'\n');
+            orgport_postgres::write_copy_row(&values, &mut line);
             writer.write_all(&line).with_context(|| format!("COPY into {table}"))?;
         }
         total += writer.finish().with_context(|| format!("COPY into {table}"))?;
@@ -149,32 +149,16 @@ pub fn load_from_sqlite(sqlite: &Path, url: &str) -> Result<u64> {
     Ok(total)
 }
 
-/// One SQLite value in COPY's text format. SQLite's values already are what PostgreSQL's input
+/// A SQLite value as orgport carries it. SQLite's values already are what PostgreSQL's input
 /// functions of the example's types accept: integers for bigint, numeric and boolean (0/1), reals
-/// for double precision and numeric, text for text, json, uuid, date and timestamp; blobs become
-/// bytea's hex form.
-fn push_copy_text(out: &mut Vec<u8>, value: ValueRef) {
+/// for double precision and numeric, text for text, json, uuid, date and timestamp, blobs for bytea.
+fn value_of(value: ValueRef) -> Value {
     match value {
-        ValueRef::Null => out.extend_from_slice(b"\\N"),
-        ValueRef::Integer(i) => out.extend_from_slice(i.to_string().as_bytes()),
-        // Rust's shortest round-trip form, never in exponent notation, which numeric accepts too.
-        ValueRef::Real(f) => out.extend_from_slice(f.to_string().as_bytes()),
-        ValueRef::Text(t) => {
-            for &b in t {
-                match b {
-                    b'\\' => out.extend_from_slice(b"\\\\"),
-                    b'\t' => out.extend_from_slice(b"\\t"),
-                    b'\n' => out.extend_from_slice(b"\\n"),
-                    b'\r' => out.extend_from_slice(b"\\r"),
-                    _ => out.push(b),
-                }
-            }
-        }
-        // `\\x…` in COPY's text is `\x…` for bytea's input.
-        ValueRef::Blob(b) => {
-            out.extend_from_slice(b"\\\\x");
-            out.extend_from_slice(hex::encode(b).as_bytes());
-        }
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Int(i),
+        ValueRef::Real(f) => Value::Float(f),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
     }
 }
 
@@ -259,13 +243,4 @@ mod tests {
         assert!(with_database("sqlite:///tmp/a.db", "x").is_err());
     }
 
-    #[test]
-    fn copy_text_escapes_what_the_format_reserves() {
-        let mut out = Vec::new();
-        for v in [ValueRef::Text(b"a\\b\tc\nd\re"), ValueRef::Null, ValueRef::Blob(&[0, 255]), ValueRef::Real(0.1), ValueRef::Integer(-1)] {
-            push_copy_text(&mut out, v);
-            out.push(b'|');
-        }
-        assert_eq!(String::from_utf8(out).unwrap(), "a\\\\b\\tc\\nd\\re|\\N|\\\\x00ff|0.1|-1|");
-    }
 }

@@ -112,6 +112,11 @@ pub(crate) struct TableMap {
     /// Keysets of the table with their positions (None when a column is not in the archive).
     pub(crate) keysets: Vec<Option<Vec<usize>>>,
     uniques: Vec<UniqueCheck>,
+    /// Whether the check pass has anything to find in this table's rows; if not, the write pass
+    /// finds the references it cannot follow.
+    needs_check: bool,
+    /// Whether the table's old keys go into the key map with their new values.
+    in_key_map: bool,
     /// Columns withheld at export that the target needs a value for.
     fill: Vec<(String, ValueKind, bool)>,
     /// The archive's columns, then the filled ones: the order rows are written in.
@@ -301,7 +306,7 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
                 ));
             }
         }
-        let keysets = plan.tables[t]
+        let keysets: Vec<Option<Vec<usize>>> = plan.tables[t]
             .keysets
             .iter()
             .map(|ks| ks.iter().map(|c| pos(c)).collect::<Option<Vec<_>>>())
@@ -321,6 +326,22 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
         }
         let mut insert_columns: Vec<String> = tm.columns.iter().map(|c| c.name.clone()).collect();
         insert_columns.extend(fill.iter().map(|(c, _, _)| c.clone()));
+        // A unique value that holds a new key (allocated here, or a reference to a row that gets
+        // one) cannot exist on the target: a table whose every unique key holds one, and that
+        // nobody refers to by other columns, has nothing for the check pass to do.
+        let always_new = |p: usize| {
+            pk_positions.iter().zip(&pk_sources).any(|(&q, s)| q == p && matches!(s, KeySource::Allocate))
+                || edges.iter().any(|(e, positions)| {
+                    let edge = &plan.edges[*e];
+                    positions.contains(&p) && edge.condition.is_none() && plan.tables[edge.to].role.is_owned()
+                })
+        };
+        let needs_check = keysets.len() > 1 || uniques.iter().any(|u| !u.positions.iter().any(|&p| always_new(p)));
+        // A key made only of references is rewritten with them; unless rows point at this table,
+        // nothing needs it in the key map.
+        let in_key_map = role != Role::Owned
+            || pk_sources.iter().any(|s| matches!(s, KeySource::Allocate))
+            || plan.edges.iter().any(|e| e.to == t);
         maps.push(TableMap {
             target: t,
             role,
@@ -330,6 +351,8 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
             pk_sources,
             keysets,
             uniques,
+            needs_check,
+            in_key_map,
             fill,
             insert_columns,
         });
@@ -365,6 +388,7 @@ impl Importer<'_> {
         }
         self.stop_on_problems()?;
         self.pass(open, progress, "import", Self::write)?;
+        self.stop_on_problems()?;
         self.send_batch()?;
         self.apply_deferred()?;
         for t in self.maps.iter().map(|m| m.target).collect::<Vec<_>>() {
@@ -508,7 +532,7 @@ impl Importer<'_> {
     fn allocate_row(&mut self, a: usize, ordinal: u64, row: &[Value], created: bool) -> Result<bool> {
         let map = &self.maps[a];
         let (t, name) = (map.target, map.name.clone());
-        if map.pk_positions.is_empty() || map.pk_positions.len() != map.pk_sources.len() {
+        if !map.in_key_map || map.pk_positions.is_empty() || map.pk_positions.len() != map.pk_sources.len() {
             return Ok(true);
         }
         let old = Self::pick(row, &map.pk_positions);
@@ -686,7 +710,7 @@ impl Importer<'_> {
         if let Some(Some(first)) = self.sequential.get(&a) {
             out[pk_positions[0]] = Value::Int(first + ordinal as i64);
             fresh[pk_positions[0]] = true;
-        } else if !pk_positions.is_empty() && pk_positions.len() == self.maps[a].pk_sources.len() {
+        } else if self.maps[a].in_key_map && !pk_positions.is_empty() && pk_positions.len() == self.maps[a].pk_sources.len() {
             if let Some((new, _)) = self.lookup(t, 0, &Self::pick(row, &pk_positions))? {
                 for (k, &p) in pk_positions.iter().enumerate() {
                     fresh[p] = !matches!(self.maps[a].pk_sources[k], KeySource::Keep);
@@ -738,7 +762,7 @@ impl Importer<'_> {
 
     /// Pass 2: rewritten rows, their other keys, and unique values that collide on the target.
     fn check(&mut self, a: usize, ordinal: u64, row: &[Value]) -> Result<()> {
-        if !self.is_inserted(a, row)? {
+        if !self.maps[a].needs_check || !self.is_inserted(a, row)? {
             return Ok(());
         }
         let Some((mut new, fresh)) = self.rewrite(a, ordinal, row, Pass::Check)? else { return Ok(()) };
@@ -823,9 +847,9 @@ impl Importer<'_> {
         if !self.is_inserted(a, row)? {
             return Ok(());
         }
-        let Some((mut new, _)) = self.rewrite(a, ordinal, row, Pass::Write)? else {
-            return Err(Error::Unresolved(std::mem::take(&mut self.problems)));
-        };
+        // A reference that cannot be followed is a problem, reported with the others after the
+        // pass; the transaction is then abandoned.
+        let Some((mut new, _)) = self.rewrite(a, ordinal, row, Pass::Write)? else { return Ok(()) };
         if self.overridden.contains(&a) {
             let tm = &self.manifest.tables[a];
             for (column, bytes) in self.scratch.overrides(a, ordinal)? {

@@ -3,8 +3,8 @@
 //! The writer takes the tables one by one, in order, because what it leaves out of one table
 //! decides what it cuts in the next. Readers claim the next few tables, run their queries on
 //! their own connections and spool the rows to temporary files; the writer replays a spooled
-//! table, or reads it itself when no reader has started it. At most one table per reader is
-//! spooled ahead, so the disk they use stays bounded by a few tables.
+//! table, or reads it itself when no reader has started it. Readers stay within a few tables of
+//! the writer, so the disk they use stays bounded by a few tables.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
@@ -47,7 +47,9 @@ pub(crate) struct Spool {
 impl ReadAhead {
     pub(crate) fn new(tables: usize, readers: usize) -> Self {
         let slots = (0..tables).map(|_| Slot::Open).collect();
-        ReadAhead { board: Mutex::new(Board { slots, current: 0, stopped: false }), changed: Condvar::new(), window: readers }
+        // A few tables past the readers' own: the next large table starts while small ones pass.
+        let window = if readers == 0 { 0 } else { readers + 3 };
+        ReadAhead { board: Mutex::new(Board { slots, current: 0, stopped: false }), changed: Condvar::new(), window }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Board> {

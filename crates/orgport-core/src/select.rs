@@ -257,7 +257,9 @@ impl<'a> Selection<'a> {
             .collect();
         // Each flag is an outer join rather than `IN (subquery)` in the select list: a planner
         // without statistics (a freshly loaded source, a standby) may rescan the subquery per row.
-        // A key set is unique, so the join never multiplies rows.
+        // `DISTINCT` (a key set is unique anyway) makes the key set look small, so the planner
+        // hashes it rather than the table's rows: PostgreSQL 15 piles the NULL references of the
+        // rows it keeps for an outer join into one bucket and splits batches without end.
         let mut joins = String::new();
         for (i, &e) in flagged.iter().enumerate() {
             let edge = &self.plan.edges[e];
@@ -274,7 +276,7 @@ impl<'a> Selection<'a> {
                     .zip(keys.split(", "))
                     .map(|(c, k)| format!("x.{} = {alias}.{k}", self.q(c)))
                     .collect();
-                joins.push_str(&format!(" LEFT JOIN (SELECT {keys} FROM {}) {alias} ON {}", Self::cte_name(edge.to), on.join(" AND ")));
+                joins.push_str(&format!(" LEFT JOIN (SELECT DISTINCT {keys} FROM {}) {alias} ON {}", Self::cte_name(edge.to), on.join(" AND ")));
                 let first_key = keys.split(", ").next().unwrap_or("k0").to_string();
                 format!("WHEN {alias}.{first_key} IS NOT NULL THEN 1 ELSE 0")
             } else {

@@ -49,8 +49,9 @@ fn read(text: String, kind: ValueKind) -> Result<Value, String> {
     })
 }
 
-/// Appends one row, tab-separated and newline-terminated. Values go as their text, which the server
-/// reads by the column's type, as it reads the literals of [`crate::literal`].
+/// Appends one row of `COPY … FROM STDIN`'s text format, tab-separated and newline-terminated.
+/// Values go as their text, which the server reads by the column's type, as it reads the literals
+/// of [`crate::literal`].
 pub fn write_row(values: &[Value], out: &mut Vec<u8>) {
     for (i, v) in values.iter().enumerate() {
         if i > 0 {

@@ -17,6 +17,7 @@
 //! ```
 
 mod copy;
+pub use copy::write_row as write_copy_row;
 mod introspect;
 mod tls;
 
@@ -330,8 +331,9 @@ impl Engine for PostgresEngine {
     }
 
     fn begin_snapshot(&mut self) -> Result<()> {
+        // Room to sort and hash an organisation's keys in memory rather than in temporary files.
         self.client()?
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL work_mem = '64MB'")
             .map_err(|e| self.fail("cannot start a read-only snapshot", e))
     }
 
@@ -352,7 +354,7 @@ impl Engine for PostgresEngine {
         for _ in 0..count {
             let mut reader = PostgresEngine::open(&self.url)?;
             let begin = format!(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT {}",
+                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT {}; SET LOCAL work_mem = '64MB'",
                 literal(&Value::Text(snapshot.clone()))
             );
             reader.client()?.batch_execute(&begin).map_err(|e| reader.fail("cannot share the export's snapshot", e))?;
