@@ -186,10 +186,19 @@ impl<'a> Selection<'a> {
         }
     }
 
+    /// The self-reference along which rows of owned table `t` that name no owner inherit their
+    /// parent row's: none where an ownership column is NOT NULL, as every row names its owner
+    /// then, and the selection needs no recursion.
+    fn inherited(&self, t: usize) -> Option<usize> {
+        let p = &self.plan.tables[t];
+        let orphans = p.ownership.iter().all(|&o| self.plan.edges[o].nullable);
+        (p.role == Role::Owned && orphans).then_some(p.self_edge).flatten()
+    }
+
     /// Whether a row of `t` (under `alias`) is selected.
     pub fn predicate(&self, t: usize, alias: &str) -> String {
         let p = &self.plan.tables[t];
-        let via_expression = p.self_edge.is_some() || matches!(p.role, Role::Referenced | Role::Keep);
+        let via_expression = self.inherited(t).is_some() || matches!(p.role, Role::Referenced | Role::Keep);
         match (&self.keys[t], via_expression) {
             (Some(_), true) => {
                 let first = &p.keysets[0];
@@ -214,7 +223,7 @@ impl<'a> Selection<'a> {
             select("x"),
             self.base_predicate(t, "x")
         );
-        if let (Some(se), Role::Owned) = (self.plan.tables[t].self_edge, self.plan.tables[t].role) {
+        if let Some(se) = self.inherited(t) {
             // Rows without a path of their own inherit ownership from their parent row.
             let e = &self.plan.edges[se];
             let join: Vec<String> = e
