@@ -228,3 +228,37 @@ fn the_url_may_leave_the_server_to_the_pg_environment_variables() {
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(plan["root"], "workspaces");
 }
+
+/// Found by filling Gisia's schema: a withheld NOT NULL `jsonb` secret
+/// (`ci_builds_metadata.secrets`) was written as plain text, which PostgreSQL refused.
+#[test]
+fn withheld_secrets_are_written_as_valid_values_of_their_type() {
+    let Some(server) = server() else { return };
+    let work = Work::new();
+    let db = fresh_db(&server, "pg_withheld");
+    psql(
+        &db,
+        &["-c", "CREATE TABLE orgs (id serial PRIMARY KEY, name text NOT NULL); \
+                 CREATE TABLE integrations (id serial PRIMARY KEY, org_id int NOT NULL REFERENCES orgs, \
+                   settings jsonb NOT NULL, api_token text NOT NULL, verified boolean NOT NULL, rotated_at timestamptz NOT NULL); \
+                 INSERT INTO orgs (name) VALUES ('acme'); \
+                 INSERT INTO integrations (org_id, settings, api_token, verified, rotated_at) \
+                   VALUES (1, '{\"key\": \"s3cret\"}', 't0ken', true, '2024-05-01 10:00:00+00')"],
+    );
+    let config = work.config(
+        "withheld.toml",
+        "root = \"orgs\"\n[sensitive]\nsecrets = [\"integrations.settings\", \"integrations.api_token\", \"integrations.verified\", \"integrations.rotated_at\"]\n",
+    );
+    let (config, archive) = (config.to_str().expect("path"), work.path("org.orgport"));
+    let archive = archive.to_str().expect("path");
+    work.run(&["export", "--db", &db, "--config", config, "--org", "1", "--out", archive]).ok();
+    let report = work.run(&["import", "--db", &db, "--config", config, "--in", archive, "--json"]).ok().json();
+    let org = new_org(&report);
+    work.run(&["verify", "--db", &db, "--config", config, "--in", archive, "--org", &org]).ok();
+    let row = psql(
+        &db,
+        &["-c", &format!("SELECT jsonb_typeof(settings), settings #>> '{{}}' LIKE '!orgport-withheld-%', api_token LIKE '!orgport-withheld-%', verified, rotated_at \
+                          FROM integrations WHERE org_id = {org}")],
+    );
+    assert_eq!(row, "string|t|t|f|1970-01-01 00:00:00+00");
+}
