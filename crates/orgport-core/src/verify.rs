@@ -79,6 +79,9 @@ struct Verifier<'a> {
     compare: Vec<Vec<Compare>>,
     /// Per archive table, whether it pairs by ordinal (see [`Verifier::pairs_by_ordinal`]).
     ordered: Vec<bool>,
+    /// Per archive table of shared rows, whether some could not be looked up by natural key
+    /// (none, or NULL): the import created them, so they are paired by content.
+    created_shared: Vec<bool>,
     conditions: Conditions,
     report: VerifyReport,
 }
@@ -106,6 +109,7 @@ pub fn verify(engine: &mut dyn Engine, plan: &Plan, open: &Opener, orgs: &[Strin
         cross_engine,
         compare: Vec::new(),
         ordered: Vec::new(),
+        created_shared: Vec::new(),
         manifest,
         maps,
         scratch,
@@ -124,6 +128,7 @@ impl Verifier<'_> {
         crate::export::check_orgs_exist(engine, self.plan, new_orgs, org_texts)?;
         self.compare = (0..self.maps.len()).map(|a| self.plan_comparison(a)).collect();
         self.ordered = (0..self.maps.len()).map(|a| self.pairs_by_ordinal(a)).collect();
+        self.created_shared = vec![false; self.maps.len()];
         let selection = Selection::new(self.plan, engine.dialect(), new_orgs);
         let mut reader = ArchiveReader::open(open()?)?;
         crate::import::same_archive(&self.manifest, reader.manifest())?;
@@ -247,21 +252,45 @@ impl Verifier<'_> {
                 let sig = self.signature(a, row, true)?;
                 self.scratch.add_pending(a, ordinal, &sig, &codec::encode(row))
             }
-            Role::Referenced | Role::Keep => self.find_shared(engine, a, row),
+            Role::Referenced | Role::Keep => {
+                if self.find_shared(engine, a, row)? {
+                    return Ok(());
+                }
+                // Created by the import: paired by content among the rows the organisation
+                // refers to, like an owned row.
+                self.created_shared[a] = true;
+                let sig = self.signature(a, row, true)?;
+                self.scratch.add_pending(a, ordinal, &sig, &codec::encode(row))
+            }
             _ => Ok(()),
         }
     }
 
     /// A shared row must exist on the target under its natural key (kept rows under their key).
-    fn find_shared(&mut self, engine: &mut dyn Engine, a: usize, row: &[Value]) -> Result<()> {
+    /// False when it has none to look up by (no natural key, or a NULL in it).
+    fn find_shared(&mut self, engine: &mut dyn Engine, a: usize, row: &[Value]) -> Result<bool> {
         let t = self.maps[a].target;
         let tm = &self.manifest.tables[a];
-        let Some(natural) = self.plan.tables[t].natural_key.clone() else { return Ok(()) };
-        let Some(positions) = natural.iter().map(|c| tm.column_index(c)).collect::<Option<Vec<_>>>() else { return Ok(()) };
-        let values: Vec<Value> = positions.iter().map(|&p| row[p].clone()).collect();
+        let Some(natural) = self.plan.tables[t].natural_key.clone() else { return Ok(false) };
+        let Some(positions) = natural.iter().map(|c| tm.column_index(c)).collect::<Option<Vec<_>>>() else { return Ok(false) };
+        let mut values: Vec<Value> = positions.iter().map(|&p| row[p].clone()).collect();
         if values.iter().any(Value::is_null) {
-            // A NULL natural key matches nothing: the import created the row; nothing to look up.
-            return Ok(());
+            // A NULL natural key matches nothing: the import created the row.
+            return Ok(false);
+        }
+        // A natural key may contain references (a name unique per parent): looked up rewritten,
+        // as the import did.
+        for (edge, edge_positions) in self.maps[a].edges.clone() {
+            if self.holding_edge(a, edge, row)? != Some(edge) {
+                continue;
+            }
+            let old: Vec<Value> = edge_positions.iter().map(|&q| row[q].clone()).collect();
+            let Some(new) = self.mapped(edge, &old)? else { continue };
+            for (k, p) in positions.iter().enumerate() {
+                if let Some(j) = edge_positions.iter().position(|x| x == p) {
+                    values[k] = new[j].clone();
+                }
+            }
         }
         match engine.find_row(self.plan.table(t), &natural, &values, &self.plan.tables[t].key_columns())? {
             Some(found) => {
@@ -273,7 +302,7 @@ impl Verifier<'_> {
                 self.report.differ(format!("table `{name}`: no row with {} = {} on the target", natural.join(", "), show(&values)));
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// New integer keys are allocated in archive order, so the target's rows in key order pair
@@ -288,7 +317,7 @@ impl Verifier<'_> {
     fn finish_table(&mut self, engine: &mut dyn Engine, a: usize, selection: &Selection, progress: &dyn Progress) -> Result<()> {
         let role = self.maps[a].role;
         let name = self.maps[a].name.clone();
-        if !role.is_owned() {
+        if !role.is_owned() && !self.created_shared[a] {
             if role == Role::Dependent {
                 self.report.skipped.push(format!("`{name}`: recreated only for created parents, not compared"));
             }
@@ -299,7 +328,8 @@ impl Verifier<'_> {
         let columns: Vec<String> = tm.columns.iter().map(|c| c.name.clone()).collect();
         let query = selection.table_query(t, &columns);
         progress.begin("verify", &name, Some(tm.rows));
-        let ordered = self.ordered[a];
+        // Shared rows found by natural key are among the target's selected rows too.
+        let ordered = self.ordered[a] && role.is_owned();
         // Key maps only for tables others refer to; target rows kept only for later checks.
         let referenced = self.plan.edges.iter().any(|e| e.to == t);
         let keep_target = self.compare[a].iter().any(|c| matches!(c, Compare::Later(_) | Compare::Suffixed));
@@ -364,8 +394,8 @@ impl Verifier<'_> {
         }
         progress.end();
         let entry = self.report.tables.entry(name.clone()).or_default();
-        entry.target_rows = target_rows;
-        entry.equal = equal;
+        entry.target_rows += target_rows;
+        entry.equal += equal;
         for msg in differing {
             self.report.differ(msg);
         }
@@ -389,7 +419,7 @@ impl Verifier<'_> {
         }
         self.report.difference_count += missing_count.saturating_sub(MAX_LISTED as u64);
         let extra_count = unmatched_count.saturating_sub(missing_count);
-        if extra_count > 0 {
+        if extra_count > 0 && role.is_owned() {
             self.report.differ(format!("table `{name}`: {extra_count} row(s) on the target are not in the archive"));
         }
         Ok(())

@@ -924,3 +924,45 @@ fn a_not_null_forward_reference_follows_the_suffixed_code_of_its_own_project() {
     // The original workspaces are untouched.
     assert_only_added(&original, &before);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 12. Shared rows the import creates (found by filling Gisia's schema: its CI runners)
+// ---------------------------------------------------------------------------------------------
+
+/// Runners are shared and have no natural key, so an import creates them; their machines are
+/// shared too, with a natural key that holds the runner. Verify used to leave created runners
+/// unpaired (every build then differed "in its references") and to look machines up by the
+/// source's runner key, finding the original machines.
+#[test]
+fn verify_pairs_the_shared_rows_an_import_created() {
+    let w = Work::new();
+    let db = w.db(
+        "runners.db",
+        "CREATE TABLE orgs (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+         CREATE TABLE runners (id INTEGER PRIMARY KEY, description TEXT);
+         CREATE TABLE runner_machines (id INTEGER PRIMARY KEY, runner_id INTEGER NOT NULL REFERENCES runners,
+                                       system_xid TEXT NOT NULL, UNIQUE (runner_id, system_xid));
+         CREATE TABLE builds (id INTEGER PRIMARY KEY, org_id INTEGER NOT NULL REFERENCES orgs,
+                              runner_id INTEGER REFERENCES runners, machine_id INTEGER REFERENCES runner_machines);
+         INSERT INTO orgs VALUES (1, 'acme');
+         INSERT INTO runners VALUES (1, 'shared runner'), (2, 'other runner');
+         INSERT INTO runner_machines VALUES (1, 1, 'xid-a'), (2, 2, 'xid-a');
+         INSERT INTO builds VALUES (1, 1, 1, 1), (2, 1, 2, 2), (3, 1, 1, NULL);",
+    );
+    let config = w.config("runners.toml", "root = \"orgs\"\n");
+    let archive = w.path("org.orgport");
+    w.export(&db, Some(&config), None, &["1"], &[], &archive).ok();
+    let report = w.import_json(&db, Some(&config), &archive);
+    assert_eq!(report["tables"]["runners"]["created"], 2);
+    assert_eq!(report["tables"]["runner_machines"]["created"], 2, "machines of created runners are created too");
+    let org = new_org(&report);
+    w.verify(&db, Some(&config), &archive, &[&org]).ok();
+
+    // And verify still notices a build moved to another runner.
+    let conn = open(&db);
+    conn.execute("UPDATE builds SET runner_id = (SELECT runner_id FROM builds WHERE id = 2) WHERE org_id = ?1 AND id = (SELECT min(id) FROM builds WHERE org_id = ?1)", [&org])
+        .unwrap();
+    let out = w.verify(&db, Some(&config), &archive, &[&org]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("table `builds`: archive row 1 differs from its target row in its references"), "{}", out.stdout);
+}
