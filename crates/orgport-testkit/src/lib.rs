@@ -26,3 +26,15 @@
 //! ```
 
 pub mod example;
+pub mod fill;
+
+/// A command-line tool's exit code: failure reported once, with the whole cause chain.
+pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
