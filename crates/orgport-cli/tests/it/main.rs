@@ -13,6 +13,9 @@
 //! - `pg`: the PostgreSQL server those tests share, and `psql`.
 //! - `postgres`: a real PostgreSQL server and Flagsmith's schema and data.
 //! - `gisia`: references inferred from column names on Gisia's schema (87 tables, 18 foreign keys).
+//! - `realworld`: Lago's, Gisia's and Flagsmith's schemas filled with synthetic organisations by
+//!   the testkit's generator; organisation 1 exported, imported next to its original and into
+//!   another instance.
 //! - `review`: regression tests for the findings of a review (unique non-primary keys, shared
 //!   tables without a primary key, secrets in messages, failures at commit, …).
 
@@ -25,6 +28,7 @@ mod policies;
 mod polymorphic;
 mod postgres;
 mod props;
+mod realworld;
 mod review;
 mod roundtrip;
 mod shapes;
