@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use orgport_core::config::Config;
+use orgport_core::config::{ConflictPolicy, Config};
 use orgport_core::plan::Role;
 use orgport_core::value::{format_uuid, Value};
 use orgport_testkit::fill::{fill, FillOptions, Filled};
@@ -122,14 +122,16 @@ fn round_trip(app: &App) {
     let org = key_text(&filled.orgs[0]);
     let archive = work.path(&format!("{}-org1.orgport", app.name));
     let archive_arg = archive.to_str().expect("path");
-    work.run(&["export", "--db", &source, "--config", config_arg, "--org", &org, "--out", archive_arg]).ok();
+    // With its secrets, as a move between instances wants them (withholding is tested elsewhere):
+    // the copy next to its original needs new ones where they are unique.
+    work.run(&["export", "--db", &source, "--config", config_arg, "--org", &org, "--with", "passwords,secrets", "--out", archive_arg]).ok();
     let manifest = work.manifest(&archive);
     archive_holds_what_was_written(app, &manifest, &filled);
 
     // Into the instance it came from, next to its original and two other organisations.
     let report = import_and_verify(&work, &source, config_arg, archive_arg);
     let copy = new_org(&report);
-    same_rows(app, &source, &org, &source, &copy, &manifest, &report);
+    same_rows(app, &config, (&source, &org), (&source, &copy), &manifest, &report);
 
     // Into another instance that holds two other organisations and the same shared rows.
     let target = load(&server, app, "tgt");
@@ -137,7 +139,7 @@ fn round_trip(app: &App) {
         .unwrap_or_else(|e| panic!("filling the target of {}: {e:#}", app.name));
     let report = import_and_verify(&work, &target, config_arg, archive_arg);
     let copy = new_org(&report);
-    same_rows(app, &source, &org, &target, &copy, &manifest, &report);
+    same_rows(app, &config, (&source, &org), (&target, &copy), &manifest, &report);
 }
 
 /// A fresh database with the application's structure.
@@ -229,12 +231,20 @@ fn only_added(before: &BTreeMap<String, Vec<String>>, after: &BTreeMap<String, V
 }
 
 /// The root's row and one deeper table's rows of the copy equal their source rows, column by
-/// column: keys and references aside (the deeper rows must reach the copy's root), withheld
-/// secrets aside, values the import renamed as its report says.
-fn same_rows(app: &App, source: &str, org: &str, target: &str, copy: &str, manifest: &Json, report: &Json) {
-    let withheld = |table: &str| -> Vec<String> {
+/// column: keys and references aside (the deeper rows must reach the copy's root), withheld and
+/// regenerated values aside (a regenerated secret is not reported), suffixed values as the
+/// import's report says.
+/// `original` and `copy` are each a database and a root key.
+fn same_rows(app: &App, config: &Config, original: (&str, &str), copy: (&str, &str), manifest: &Json, report: &Json) {
+    let not_compared = |table: &str| -> Vec<String> {
         let t = manifest["tables"].as_array().expect("tables").iter().find(|t| t["name"] == table).expect("table in the archive");
-        t["withheld"].as_object().map(|w| w.keys().cloned().collect()).unwrap_or_default()
+        let withheld = t["withheld"].as_object().into_iter().flat_map(|w| w.keys().cloned());
+        let regenerated = config
+            .on_conflict
+            .iter()
+            .filter(|(_, policy)| **policy == ConflictPolicy::Regenerate)
+            .filter_map(|(column, _)| column.strip_prefix(&format!("{table}.")).map(str::to_string));
+        withheld.chain(regenerated).collect()
     };
     let renamed = |table: &str, column: &str, from: &Json| -> Option<Json> {
         report["renamed"].as_array()?.iter().find(|r| r["table"] == table && r["column"] == column && r["from"] == *from).map(|r| r["to"].clone())
@@ -254,9 +264,9 @@ fn same_rows(app: &App, source: &str, org: &str, target: &str, copy: &str, manif
     };
 
     let root_row = |db: &str, key: &str| one_json(db, &format!("SELECT to_jsonb(x) FROM {} x WHERE id = '{key}'", app.root));
-    let mut skip = withheld(app.root);
+    let mut skip = not_compared(app.root);
     skip.push("id".into());
-    compare(app.root, &root_row(source, org), &root_row(target, copy), &skip);
+    compare(app.root, &root_row(original.0, original.1), &root_row(copy.0, copy.1), &skip);
 
     let d = &app.deep;
     let deep_rows = |db: &str, key: &str| -> BTreeMap<String, serde_json::Map<String, Json>> {
@@ -272,11 +282,11 @@ fn same_rows(app: &App, source: &str, org: &str, target: &str, copy: &str, manif
             })
             .collect()
     };
-    let originals = deep_rows(source, org);
-    let copies = deep_rows(target, copy);
+    let originals = deep_rows(original.0, original.1);
+    let copies = deep_rows(copy.0, copy.1);
     assert!(!originals.is_empty(), "{}: organisation 1 has no `{}` rows", app.name, d.table);
     assert_eq!(originals.keys().collect::<Vec<_>>(), copies.keys().collect::<Vec<_>>(), "{}: `{}` rows reaching the copy's root", app.name, d.table);
-    let mut skip = withheld(d.table);
+    let mut skip = not_compared(d.table);
     skip.extend(d.keys.iter().map(|k| k.to_string()));
     for (name, original) in &originals {
         compare(d.table, original, &copies[name], &skip);
