@@ -61,6 +61,9 @@ enum Compare {
     Plain,
     /// A new key: not comparable.
     Skip,
+    /// The root's key: the archive's goes through the `--org` mapping, so each organisation
+    /// pairs with its own copy even where two are alike in everything else.
+    RootKey,
     /// A reference to a table already paired: the archive value goes through the key map.
     Mapped(usize),
     /// A reference checked after every table is paired.
@@ -156,7 +159,7 @@ impl Verifier<'_> {
         let mut out = vec![Compare::Plain; tm.columns.len()];
         for (k, &p) in map.pk_positions.iter().enumerate() {
             if matches!(map.pk_sources.get(k), Some(KeySource::Allocate)) {
-                out[p] = Compare::Skip;
+                out[p] = if map.target == self.plan.root { Compare::RootKey } else { Compare::Skip };
             }
         }
         for (edge, positions) in &map.edges {
@@ -229,6 +232,11 @@ impl Verifier<'_> {
         for (p, value) in row.iter().enumerate() {
             match compare[p] {
                 Compare::Plain => sig.push(value.clone()),
+                Compare::RootKey if archive => {
+                    let found = self.scratch.lookup_key(keyset_id(self.plan.root, 0), &key_bytes(std::slice::from_ref(value)))?;
+                    let new = found.map(|(bytes, _)| codec::decode(&bytes, 1).map_err(Error::Stream)).transpose()?;
+                    sig.push(new.and_then(|n| n.into_iter().next()).unwrap_or(Value::Null));
+                }
                 Compare::Mapped(edge) if archive => {
                     let positions = &self.maps[a].edges.iter().find(|(e, _)| *e == edge).expect("edge").1;
                     let old: Vec<Value> = positions.iter().map(|&q| row[q].clone()).collect();
@@ -237,7 +245,7 @@ impl Verifier<'_> {
                     // A reference the import could not follow was cut to NULL.
                     sig.push(new.map(|n| n[k].clone()).unwrap_or(Value::Null));
                 }
-                Compare::Mapped(_) => sig.push(value.clone()),
+                Compare::Mapped(_) | Compare::RootKey => sig.push(value.clone()),
                 Compare::Skip | Compare::Later(_) | Compare::Suffixed => {}
             }
         }

@@ -966,3 +966,38 @@ fn verify_pairs_the_shared_rows_an_import_created() {
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stdout.contains("table `builds`: archive row 1 differs from its target row in its references"), "{}", out.stdout);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 13. Organisations alike in everything but their keys (found by exporting two generated Lago
+//     organisations, one a copy of the other, in one archive)
+// ---------------------------------------------------------------------------------------------
+
+/// Verify paired the root's rows by content, which leaves out keys and suffixed values: alike
+/// organisations could pair with one another's copies, and every row then paired by position
+/// (integer keys) "differed in its references". The root's rows pair by the `--org` mapping.
+#[test]
+fn alike_organisations_pair_with_their_own_copies() {
+    let w = Work::new();
+    let mut sql = String::from(
+        "CREATE TABLE orgs (id TEXT PRIMARY KEY, slug TEXT NOT NULL UNIQUE, name TEXT NOT NULL);
+         CREATE TABLE tasks (id INTEGER PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs, title TEXT NOT NULL);",
+    );
+    let orgs: Vec<String> = (1..=6).map(|i| format!("org-{i}")).collect();
+    for (i, org) in orgs.iter().enumerate() {
+        sql.push_str(&format!("INSERT INTO orgs VALUES ('{org}', 'acme-{i}', 'Acme'); INSERT INTO tasks (org_id, title) VALUES ('{org}', 'plan');"));
+    }
+    let db = w.db("alike.db", &sql);
+    let config = w.config("alike.toml", "root = \"orgs\"\n[on_conflict]\n\"orgs.slug\" = \"suffix\"\n");
+    let archive = w.path("alike.orgport");
+    let keys: Vec<&str> = orgs.iter().map(String::as_str).collect();
+    w.export(&db, Some(&config), None, &keys, &[], &archive).ok();
+    let report = w.import_json(&db, Some(&config), &archive);
+    let copies: Vec<String> = report["orgs"].as_array().expect("orgs").iter().map(|o| o["target"].as_str().expect("text key").to_string()).collect();
+    let copies: Vec<&str> = copies.iter().map(String::as_str).collect();
+    w.verify(&db, Some(&config), &archive, &copies).ok();
+    // The mapping is what pairs them: the copies named in another order are not the archive's.
+    let mut rotated = copies.clone();
+    rotated.rotate_left(1);
+    let out = w.verify(&db, Some(&config), &archive, &rotated);
+    assert_eq!(out.code, 1, "{out:?}");
+}
