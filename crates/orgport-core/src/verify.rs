@@ -98,7 +98,7 @@ pub fn verify(engine: &mut dyn Engine, plan: &Plan, open: &Opener, orgs: &[Strin
         )));
     }
     let maps = map_tables(plan, &manifest)?;
-    let conditions = Conditions::new(engine, plan, &manifest)?;
+    let conditions = Conditions::new(engine, plan, &manifest, open)?;
     let kind = plan.root_key_kind();
     let new_orgs: Vec<Value> = orgs.iter().map(|o| parse_key(o, kind)).collect::<Result<_>>()?;
     let scratch = Scratch::new()?;
@@ -475,17 +475,16 @@ impl Verifier<'_> {
                 let target = codec::decode(&target, ncols).map_err(Error::Stream)?;
                 for &p in &later {
                     let column = &self.manifest.tables[a].columns[p].name;
+                    // What the target should hold: a reference mapped to its new key.
+                    let mut expected = archive[p].clone();
                     let ok = match self.compare[a][p] {
                         Compare::Later(edge) => {
                             let positions = &self.maps[a].edges.iter().find(|(e, _)| *e == edge).expect("edge").1;
                             let old: Vec<Value> = positions.iter().map(|&q| archive[q].clone()).collect();
                             let k = positions.iter().position(|&q| q == p).unwrap_or(0);
-                            let expected = match self.holding_edge(a, edge, &archive)? {
-                                Some(edge) if !old.iter().any(Value::is_null) => {
-                                    self.mapped(edge, &old)?.map(|n| n[k].clone()).unwrap_or(Value::Null)
-                                }
-                                _ => archive[p].clone(),
-                            };
+                            if let Some(edge) = self.holding_edge(a, edge, &archive)?.filter(|_| !old.iter().any(Value::is_null)) {
+                                expected = self.mapped(edge, &old)?.map(|n| n[k].clone()).unwrap_or(Value::Null);
+                            }
                             self.comparable(std::slice::from_ref(&expected)) == self.comparable(std::slice::from_ref(&target[p]))
                         }
                         _ => match (&archive[p], &target[p]) {
@@ -507,7 +506,7 @@ impl Verifier<'_> {
                                 "table `{name}`, archive row {}: `{column}` is {} on the target, expected {}",
                                 ordinal + 1,
                                 target[p].display(),
-                                archive[p].display()
+                                expected.display()
                             )
                         };
                         self.report.differ(msg);

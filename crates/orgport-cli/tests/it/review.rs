@@ -1001,3 +1001,64 @@ fn alike_organisations_pair_with_their_own_copies() {
     let out = w.verify(&db, Some(&config), &archive, &rotated);
     assert_eq!(out.code, 1, "{out:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 14. Shared rows an import creates in an instance that lacks them (found by importing a
+//     generated Flagsmith organisation into an empty instance)
+// ---------------------------------------------------------------------------------------------
+
+/// A created shared row kept its natural key only where that key was not its primary key: a
+/// permission whose primary key is its code got a new code, which no later import (nor
+/// verify) found. And a polymorphic reference named by a type row (a Django content type) was
+/// tested against the target's type rows as they were before the import: where the import
+/// created the type row, no row held the reference and its ids were copied unchanged.
+#[test]
+fn shared_rows_created_by_the_import_keep_what_identifies_them() {
+    let w = Work::new();
+    let schema = "CREATE TABLE orgs (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+         CREATE TABLE permissions (code TEXT PRIMARY KEY, description TEXT NOT NULL);
+         CREATE TABLE kinds (id INTEGER PRIMARY KEY, app TEXT NOT NULL, model TEXT NOT NULL, UNIQUE (app, model));
+         CREATE TABLE features (id INTEGER PRIMARY KEY, org_id INTEGER NOT NULL REFERENCES orgs, name TEXT NOT NULL);
+         CREATE TABLE grants (id INTEGER PRIMARY KEY, org_id INTEGER NOT NULL REFERENCES orgs, permission TEXT NOT NULL REFERENCES permissions);
+         CREATE TABLE notes (id INTEGER PRIMARY KEY, org_id INTEGER NOT NULL REFERENCES orgs, kind_id INTEGER NOT NULL REFERENCES kinds,
+                             object_id INTEGER NOT NULL, body TEXT NOT NULL);";
+    let source = w.db(
+        "source.db",
+        &format!(
+            "{schema}
+             INSERT INTO orgs VALUES (1, 'acme');
+             INSERT INTO permissions VALUES ('VIEW_PROJECT', 'may view');
+             INSERT INTO kinds VALUES (7, 'features', 'feature'), (8, 'segments', 'segment');
+             INSERT INTO features VALUES (40, 1, 'dark mode');
+             INSERT INTO grants VALUES (1, 1, 'VIEW_PROJECT');
+             INSERT INTO notes VALUES (1, 1, 7, 40, 'on a feature'), (2, 1, 8, 40, 'of another kind: kept as is');"
+        ),
+    );
+    let config = w.config(
+        "kinds.toml",
+        "root = \"orgs\"\n[[reference]]\nfrom = \"notes.object_id\"\nto = \"features.id\"\nwhen = { kind_id = { app = \"features\", model = \"feature\" } }\n",
+    );
+    let archive = w.path("org.orgport");
+    w.export(&source, Some(&config), None, &["1"], &[], &archive).ok();
+
+    let target = w.db("target.db", &format!("{schema} INSERT INTO orgs VALUES (1, 'other'); INSERT INTO features VALUES (1, 1, 'other feature');"));
+    let report = w.import_json(&target, Some(&config), &archive);
+    assert_eq!(report["tables"]["permissions"]["created"], 1);
+    assert_eq!(report["tables"]["kinds"]["created"], 2);
+    let org = new_org(&report);
+    w.verify(&target, Some(&config), &archive, &[&org]).ok();
+    let conn = open(&target);
+    assert_eq!(one(&conn, "SELECT permission FROM grants WHERE org_id = ?1", &[&org]), Cell::text("VIEW_PROJECT"));
+    let noted = rows(
+        &conn,
+        "SELECT k.model, n.object_id = (SELECT id FROM features WHERE org_id = n.org_id) FROM notes n JOIN kinds k ON k.id = n.kind_id
+         WHERE n.org_id = ?1 ORDER BY n.id",
+        &[&org],
+    );
+    assert_eq!(noted, vec![vec![Cell::text("feature"), Cell::Int(1)], vec![Cell::text("segment"), Cell::Int(0)]]);
+
+    // A second copy finds what the first created.
+    let again = w.import_json(&target, Some(&config), &archive);
+    assert_eq!((again["tables"]["permissions"]["matched"].as_i64(), again["tables"]["kinds"]["matched"].as_i64()), (Some(1), Some(2)));
+    w.verify(&target, Some(&config), &archive, &[&new_org(&again)]).ok();
+}
