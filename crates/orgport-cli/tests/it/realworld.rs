@@ -147,6 +147,12 @@ fn round_trip(app: &App) {
     assert!(report["tables"].as_object().expect("tables").values().all(|t| t["matched"] == 0), "{}: rows matched in an empty instance", app.name);
     let copy = new_org(&report);
     same_rows(app, &config, (&source, &org), (&empty, &copy), &manifest, &report);
+
+    // Kept only when something failed, for a look.
+    for db in [&source, &target, &empty] {
+        let name = db.rsplit_once('/').map(|(_, n)| n).expect("a database name");
+        psql(&server, &["-c", &format!("DROP DATABASE {name}")]);
+    }
 }
 
 /// A fresh database with the application's structure.
