@@ -9,9 +9,9 @@
 //! Nullable references are filled for most rows; those to tables filled later are set by an
 //! `UPDATE` at the end.
 //!
-//! Values follow the column types ([`values`]); unique keys (also partial ones, whose predicates
+//! Values follow the column types (`values.rs`); unique keys (also partial ones, whose predicates
 //! the server evaluates) are kept distinct; on PostgreSQL, check constraints and partition bounds
-//! are satisfied by asking the server which of a few alternative values pass ([`rules`]). A row
+//! are satisfied by asking the server which of a few alternative values pass (`rules.rs`). A row
 //! that cannot be made valid is left out and the reason reported, never silently.
 //!
 //! [`Filled`] records every row written, by table and organisation: what a test compares an
@@ -444,7 +444,7 @@ impl<'a> Filler<'a> {
                 ConditionTest::Equals(scalar) => values[column] = scalar_value(scalar, shapes[column].kind),
                 ConditionTest::Refers { via, values: wanted } => {
                     let via = &plan.edges[*via];
-                    let Some(type_row) = self.row_with(via.to, wanted) else { continue };
+                    let Some(type_row) = self.row_with(via, wanted) else { continue };
                     self.point(t, via, &type_row, &mut values, &mut assigned);
                 }
             }
@@ -553,11 +553,11 @@ impl<'a> Filler<'a> {
             .collect()
     }
 
-    /// The key of the first written row of `t` whose columns hold `wanted`, as the referenced
-    /// values of the type reference.
-    fn row_with(&self, t: usize, wanted: &BTreeMap<String, Scalar>) -> Option<Vec<Value>> {
-        let state = self.tables[t].as_ref()?;
-        let key = &self.plan.table(t).primary_key;
+    /// The values `via` refers to of the first row of its target whose columns hold `wanted`:
+    /// the type row a polymorphic reference names.
+    fn row_with(&self, via: &Edge, wanted: &BTreeMap<String, Scalar>) -> Option<Vec<Value>> {
+        let state = self.tables[via.to].as_ref()?;
+        let key = &via.to_columns;
         state.rows.iter().find_map(|row| {
             let holds = wanted.iter().all(|(c, s)| {
                 state.shapes.iter().position(|x| &x.name == c).is_some_and(|i| row.values[i] == scalar_value(s, state.shapes[i].kind))
