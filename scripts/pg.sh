@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # A private PostgreSQL 15 server for the tests, on a free loopback port, durability off.
-#   eval "$(bash scripts/pg.sh start)"   # installs PostgreSQL if absent; prints `export ORGPORT_PG_URL=…`
+#   eval "$(bash scripts/pg.sh start)"   # installs PostgreSQL (and pg_partman) if absent; prints `export ORGPORT_PG_URL=…`
 #   bash scripts/pg.sh stop
 set -euo pipefail
 dir=${ORGPORT_PG_DIR:-/tmp/orgport-pg}
 bin=/usr/lib/postgresql/15/bin
 case "${1:-start}" in
 start)
-    if [ ! -x "$bin/initdb" ]; then
-        apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-contrib-15 >&2
+    packages=()
+    [ -x "$bin/initdb" ] || packages+=(postgresql-15 postgresql-contrib-15)
+    # Lago's schema (tests/it/realworld.rs) creates pg_partman; pg_trgm, btree_gin, unaccent and
+    # pgcrypto come with postgresql-15.
+    [ -f /usr/share/postgresql/15/extension/pg_partman.control ] || packages+=(postgresql-15-partman)
+    if [ ${#packages[@]} -gt 0 ]; then
+        apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >&2
     fi
     if [ -f "$dir/data/postmaster.pid" ]; then
         runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true

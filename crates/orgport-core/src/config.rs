@@ -129,12 +129,39 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::Config(e.to_string().trim_end().to_string()))
+        let config: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string().trim_end().to_string()))?;
+        // A top-level key written after the `[sensitive]` header parses as a group of that
+        // name, which withholds what it meant to release.
+        if let Some(key) = config.sensitive.keys().find(|g| TOP_LEVEL_KEYS.contains(&g.as_str())) {
+            return Err(Error::Config(format!(
+                "[sensitive] has a group named `{key}`: `{key}` is a top-level key; write it before the first `[table]` header"
+            )));
+        }
+        Ok(config)
     }
 }
+
+const TOP_LEVEL_KEYS: &[&str] =
+    &["root", "exclude", "keep", "not_sensitive", "infer_references", "match", "on_conflict", "reference", "path"];
 
 /// Splits `table.column` (or `schema.table.column`) at its last dot.
 pub fn split_column_ref(s: &str) -> Option<(&str, &str)> {
     let (t, c) = s.rsplit_once('.')?;
     (!t.is_empty() && !c.is_empty()).then_some((t, c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_top_level_key_under_the_sensitive_header_is_refused() {
+        let text = "root = 'orgs'\n[sensitive]\nsecrets = ['users.token']\nnot_sensitive = ['users.token_count']\n";
+        let err = Config::parse(text).expect_err("not_sensitive parsed as a group").to_string();
+        assert!(err.contains("group named `not_sensitive`") && err.contains("before the first `[table]`"), "{err}");
+        let fixed = "root = 'orgs'\nnot_sensitive = ['users.token_count']\n[sensitive]\nsecrets = ['users.token']\n";
+        let config = Config::parse(fixed).expect("valid");
+        assert_eq!(config.not_sensitive, ["users.token_count"]);
+        assert_eq!(config.sensitive.keys().collect::<Vec<_>>(), ["secrets"]);
+    }
 }

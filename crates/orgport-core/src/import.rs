@@ -292,7 +292,12 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
                     .unwrap_or(KeySource::Keep)
             })
             .collect();
-        let allocatable = !table.primary_key.is_empty() && !pk_sources.iter().any(|s| matches!(s, KeySource::Reference { .. }));
+        // A shared row found by its primary key (a catalog's code) keeps it when created: a new
+        // value would make another row of it, which no later import would find.
+        let natural = !role.is_owned()
+            && table.primary_key.first().is_some_and(|c| plan.tables[t].natural_key.as_ref().is_some_and(|n| n.contains(c)));
+        let allocatable =
+            !table.primary_key.is_empty() && !natural && !pk_sources.iter().any(|s| matches!(s, KeySource::Reference { .. }));
         if allocatable {
             if let Some(first) = pk_sources.first_mut() {
                 *first = KeySource::Allocate;

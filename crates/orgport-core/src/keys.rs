@@ -105,10 +105,12 @@ pub fn regenerate(old: &Value) -> Value {
     }
 }
 
-/// What a created row gets for a secret that was not exported: never usable, never empty.
+/// What a created row gets for a secret that was not exported: never usable, never empty, and
+/// valid for the column's type (a JSON column gets a JSON string, a date the epoch).
 pub fn unusable(kind: crate::value::ValueKind) -> Value {
     use crate::value::ValueKind::*;
     let mut rng = rand::thread_rng();
+    let marker = format!("!orgport-withheld-{:032x}", rng.gen::<u128>());
     match kind {
         Blob => {
             let mut b = vec![0u8; 32];
@@ -117,13 +119,30 @@ pub fn unusable(kind: crate::value::ValueKind) -> Value {
         }
         Integer | Float | Decimal => Value::Int(rng.gen_range(1..i64::MAX)),
         Uuid => Value::Uuid(new_uuid()),
-        _ => Value::Text(format!("!orgport-withheld-{:032x}", rng.gen::<u128>())),
+        Json => Value::Json(serde_json::Value::String(marker).to_string()),
+        Boolean => Value::Bool(false),
+        Date => Value::Date("1970-01-01".into()),
+        Time => Value::Time("00:00:00".into()),
+        Timestamp => Value::Timestamp("1970-01-01 00:00:00".into()),
+        TimestampTz => Value::TimestampTz("1970-01-01 00:00:00+00".into()),
+        Text | Any => Value::Text(marker),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn withheld_values_are_valid_for_their_type() {
+        use crate::value::ValueKind;
+        let Value::Json(doc) = unusable(ValueKind::Json) else { panic!("a JSON value") };
+        let parsed: serde_json::Value = serde_json::from_str(&doc).expect("valid JSON");
+        assert!(parsed.as_str().is_some_and(|s| s.starts_with("!orgport-withheld-")), "{doc}");
+        assert_eq!(unusable(ValueKind::Boolean), Value::Bool(false));
+        assert!(matches!(unusable(ValueKind::TimestampTz), Value::TimestampTz(t) if t.starts_with("1970-01-01")));
+        assert!(matches!(unusable(ValueKind::Text), Value::Text(t) if t.starts_with("!orgport-withheld-")));
+    }
 
     #[test]
     fn equal_numbers_have_equal_key_bytes_across_types() {

@@ -61,6 +61,9 @@ enum Compare {
     Plain,
     /// A new key: not comparable.
     Skip,
+    /// The root's key: the archive's goes through the `--org` mapping, so each organisation
+    /// pairs with its own copy even where two are alike in everything else.
+    RootKey,
     /// A reference to a table already paired: the archive value goes through the key map.
     Mapped(usize),
     /// A reference checked after every table is paired.
@@ -79,6 +82,9 @@ struct Verifier<'a> {
     compare: Vec<Vec<Compare>>,
     /// Per archive table, whether it pairs by ordinal (see [`Verifier::pairs_by_ordinal`]).
     ordered: Vec<bool>,
+    /// Per archive table of shared rows, whether some could not be looked up by natural key
+    /// (none, or NULL): the import created them, so they are paired by content.
+    created_shared: Vec<bool>,
     conditions: Conditions,
     report: VerifyReport,
 }
@@ -106,6 +112,7 @@ pub fn verify(engine: &mut dyn Engine, plan: &Plan, open: &Opener, orgs: &[Strin
         cross_engine,
         compare: Vec::new(),
         ordered: Vec::new(),
+        created_shared: Vec::new(),
         manifest,
         maps,
         scratch,
@@ -124,6 +131,7 @@ impl Verifier<'_> {
         crate::export::check_orgs_exist(engine, self.plan, new_orgs, org_texts)?;
         self.compare = (0..self.maps.len()).map(|a| self.plan_comparison(a)).collect();
         self.ordered = (0..self.maps.len()).map(|a| self.pairs_by_ordinal(a)).collect();
+        self.created_shared = vec![false; self.maps.len()];
         let selection = Selection::new(self.plan, engine.dialect(), new_orgs);
         let mut reader = ArchiveReader::open(open()?)?;
         crate::import::same_archive(&self.manifest, reader.manifest())?;
@@ -151,7 +159,7 @@ impl Verifier<'_> {
         let mut out = vec![Compare::Plain; tm.columns.len()];
         for (k, &p) in map.pk_positions.iter().enumerate() {
             if matches!(map.pk_sources.get(k), Some(KeySource::Allocate)) {
-                out[p] = Compare::Skip;
+                out[p] = if map.target == self.plan.root { Compare::RootKey } else { Compare::Skip };
             }
         }
         for (edge, positions) in &map.edges {
@@ -216,6 +224,11 @@ impl Verifier<'_> {
         for (p, value) in row.iter().enumerate() {
             match compare[p] {
                 Compare::Plain => sig.push(value.clone()),
+                Compare::RootKey if archive => {
+                    let found = self.scratch.lookup_key(keyset_id(self.plan.root, 0), &key_bytes(std::slice::from_ref(value)))?;
+                    let new = found.map(|(bytes, _)| codec::decode(&bytes, 1).map_err(Error::Stream)).transpose()?;
+                    sig.push(new.and_then(|n| n.into_iter().next()).unwrap_or(Value::Null));
+                }
                 Compare::Mapped(edge) if archive => {
                     let positions = &self.maps[a].edges.iter().find(|(e, _)| *e == edge).expect("edge").1;
                     let old: Vec<Value> = positions.iter().map(|&q| row[q].clone()).collect();
@@ -224,7 +237,7 @@ impl Verifier<'_> {
                     // A reference the import could not follow was cut to NULL.
                     sig.push(new.map(|n| n[k].clone()).unwrap_or(Value::Null));
                 }
-                Compare::Mapped(_) => sig.push(value.clone()),
+                Compare::Mapped(_) | Compare::RootKey => sig.push(value.clone()),
                 Compare::Skip | Compare::Later(_) | Compare::Suffixed => {}
             }
         }
@@ -240,21 +253,45 @@ impl Verifier<'_> {
                 let sig = self.signature(a, row, true)?;
                 self.scratch.add_pending(a, ordinal, &sig, &codec::encode(row))
             }
-            Role::Referenced | Role::Keep => self.find_shared(engine, a, row),
+            Role::Referenced | Role::Keep => {
+                if self.find_shared(engine, a, row)? {
+                    return Ok(());
+                }
+                // Created by the import: paired by content among the rows the organisation
+                // refers to, like an owned row.
+                self.created_shared[a] = true;
+                let sig = self.signature(a, row, true)?;
+                self.scratch.add_pending(a, ordinal, &sig, &codec::encode(row))
+            }
             _ => Ok(()),
         }
     }
 
     /// A shared row must exist on the target under its natural key (kept rows under their key).
-    fn find_shared(&mut self, engine: &mut dyn Engine, a: usize, row: &[Value]) -> Result<()> {
+    /// False when it has none to look up by (no natural key, or a NULL in it).
+    fn find_shared(&mut self, engine: &mut dyn Engine, a: usize, row: &[Value]) -> Result<bool> {
         let t = self.maps[a].target;
         let tm = &self.manifest.tables[a];
-        let Some(natural) = self.plan.tables[t].natural_key.clone() else { return Ok(()) };
-        let Some(positions) = natural.iter().map(|c| tm.column_index(c)).collect::<Option<Vec<_>>>() else { return Ok(()) };
-        let values: Vec<Value> = positions.iter().map(|&p| row[p].clone()).collect();
+        let Some(natural) = self.plan.tables[t].natural_key.clone() else { return Ok(false) };
+        let Some(positions) = natural.iter().map(|c| tm.column_index(c)).collect::<Option<Vec<_>>>() else { return Ok(false) };
+        let mut values: Vec<Value> = positions.iter().map(|&p| row[p].clone()).collect();
         if values.iter().any(Value::is_null) {
-            // A NULL natural key matches nothing: the import created the row; nothing to look up.
-            return Ok(());
+            // A NULL natural key matches nothing: the import created the row.
+            return Ok(false);
+        }
+        // A natural key may contain references (a name unique per parent): looked up rewritten,
+        // as the import did.
+        for (edge, edge_positions) in self.maps[a].edges.clone() {
+            if self.holding_edge(a, edge, row)? != Some(edge) {
+                continue;
+            }
+            let old: Vec<Value> = edge_positions.iter().map(|&q| row[q].clone()).collect();
+            let Some(new) = self.mapped(edge, &old)? else { continue };
+            for (k, p) in positions.iter().enumerate() {
+                if let Some(j) = edge_positions.iter().position(|x| x == p) {
+                    values[k] = new[j].clone();
+                }
+            }
         }
         match engine.find_row(self.plan.table(t), &natural, &values, &self.plan.tables[t].key_columns())? {
             Some(found) => {
@@ -266,7 +303,7 @@ impl Verifier<'_> {
                 self.report.differ(format!("table `{name}`: no row with {} = {} on the target", natural.join(", "), show(&values)));
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// New integer keys are allocated in archive order, so the target's rows in key order pair
@@ -281,7 +318,7 @@ impl Verifier<'_> {
     fn finish_table(&mut self, engine: &mut dyn Engine, a: usize, selection: &Selection, progress: &dyn Progress) -> Result<()> {
         let role = self.maps[a].role;
         let name = self.maps[a].name.clone();
-        if !role.is_owned() {
+        if !role.is_owned() && !self.created_shared[a] {
             if role == Role::Dependent {
                 self.report.skipped.push(format!("`{name}`: recreated only for created parents, not compared"));
             }
@@ -292,7 +329,8 @@ impl Verifier<'_> {
         let columns: Vec<String> = tm.columns.iter().map(|c| c.name.clone()).collect();
         let query = selection.table_query(t, &columns);
         progress.begin("verify", &name, Some(tm.rows));
-        let ordered = self.ordered[a];
+        // Shared rows found by natural key are among the target's selected rows too.
+        let ordered = self.ordered[a] && role.is_owned();
         // Key maps only for tables others refer to; target rows kept only for later checks.
         let referenced = self.plan.edges.iter().any(|e| e.to == t);
         let keep_target = self.compare[a].iter().any(|c| matches!(c, Compare::Later(_) | Compare::Suffixed));
@@ -357,8 +395,8 @@ impl Verifier<'_> {
         }
         progress.end();
         let entry = self.report.tables.entry(name.clone()).or_default();
-        entry.target_rows = target_rows;
-        entry.equal = equal;
+        entry.target_rows += target_rows;
+        entry.equal += equal;
         for msg in differing {
             self.report.differ(msg);
         }
@@ -382,7 +420,7 @@ impl Verifier<'_> {
         }
         self.report.difference_count += missing_count.saturating_sub(MAX_LISTED as u64);
         let extra_count = unmatched_count.saturating_sub(missing_count);
-        if extra_count > 0 {
+        if extra_count > 0 && role.is_owned() {
             self.report.differ(format!("table `{name}`: {extra_count} row(s) on the target are not in the archive"));
         }
         Ok(())
@@ -430,17 +468,16 @@ impl Verifier<'_> {
                 let target = codec::decode(&target, ncols).map_err(Error::Stream)?;
                 for &p in &later {
                     let column = &self.manifest.tables[a].columns[p].name;
+                    // What the target should hold: a reference mapped to its new key.
+                    let mut expected = archive[p].clone();
                     let ok = match self.compare[a][p] {
                         Compare::Later(edge) => {
                             let positions = &self.maps[a].edges.iter().find(|(e, _)| *e == edge).expect("edge").1;
                             let old: Vec<Value> = positions.iter().map(|&q| archive[q].clone()).collect();
                             let k = positions.iter().position(|&q| q == p).unwrap_or(0);
-                            let expected = match self.holding_edge(a, edge, &archive)? {
-                                Some(edge) if !old.iter().any(Value::is_null) => {
-                                    self.mapped(edge, &old)?.map(|n| n[k].clone()).unwrap_or(Value::Null)
-                                }
-                                _ => archive[p].clone(),
-                            };
+                            if let Some(edge) = self.holding_edge(a, edge, &archive)?.filter(|_| !old.iter().any(Value::is_null)) {
+                                expected = self.mapped(edge, &old)?.map(|n| n[k].clone()).unwrap_or(Value::Null);
+                            }
                             self.comparable(std::slice::from_ref(&expected)) == self.comparable(std::slice::from_ref(&target[p]))
                         }
                         _ => match (&archive[p], &target[p]) {
@@ -462,7 +499,7 @@ impl Verifier<'_> {
                                 "table `{name}`, archive row {}: `{column}` is {} on the target, expected {}",
                                 ordinal + 1,
                                 target[p].display(),
-                                archive[p].display()
+                                expected.display()
                             )
                         };
                         self.report.differ(msg);

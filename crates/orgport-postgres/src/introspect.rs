@@ -59,9 +59,10 @@ LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
 WHERE con.contype IN ('p', 'u', 'f') AND con.conrelid = ANY($1) AND con.conparentid = 0
 ORDER BY con.conrelid, con.conname";
 
-/// Unique indexes that back no constraint; partial ones noted, expression ones skipped.
+/// Unique indexes that back no constraint; partial ones noted with their predicate, expression
+/// ones skipped.
 const UNIQUE_INDEXES: &str = "
-SELECT i.indrelid, ic.relname::text, i.indpred IS NOT NULL, 0 = ANY(i.indkey::int2[]),
+SELECT i.indrelid, ic.relname::text, pg_get_expr(i.indpred, i.indrelid), 0 = ANY(i.indkey::int2[]),
        ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o)
 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
@@ -150,13 +151,28 @@ pub fn schema(client: &mut Client, only: Option<&[String]>) -> Result<Schema, po
         if row.get::<_, bool>(3) {
             continue;
         }
-        tables[t].unique_keys.push(UniqueKey { name: Some(row.get(1)), columns: row.get(4), partial: row.get(2) });
+        let columns: Vec<String> = row.get(4);
+        let predicate: Option<String> = row.get(2);
+        let partial = predicate.is_some_and(|p| !only_not_null(&p, &columns));
+        tables[t].unique_keys.push(UniqueKey { name: Some(row.get(1)), columns, partial });
     }
     Ok(Schema { tables, namespaces: only.map(<[String]>::to_vec) })
 }
 
 /// The types whose values are any string (of a length).
 const CHARACTER_TYPES: &[&str] = &["text", "varchar", "bpchar", "char", "name", "citext"];
+
+/// Whether a partial index's predicate only leaves out rows whose key holds a NULL (Rails'
+/// `where: "token IS NOT NULL"`): such rows never conflict anyway, so the index is as unique
+/// as a full one, and the import can look its values up before writing.
+fn only_not_null(predicate: &str, columns: &[String]) -> bool {
+    let bare: String = predicate.chars().filter(|c| !matches!(c, '(' | ')')).collect();
+    bare.split(" AND ").all(|part| {
+        part.trim()
+            .strip_suffix(" IS NOT NULL")
+            .is_some_and(|column| columns.iter().any(|c| c == column.trim().trim_matches('"')))
+    })
+}
 
 /// The logical kind of a PostgreSQL type (a domain's base type; enums, arrays, intervals and
 /// extension types travel as text).
@@ -174,5 +190,20 @@ fn kind_of(typname: &str) -> ValueKind {
         "json" | "jsonb" => ValueKind::Json,
         "uuid" => ValueKind::Uuid,
         _ => ValueKind::Text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::only_not_null;
+
+    #[test]
+    fn a_predicate_that_only_leaves_out_null_keys_keeps_the_index_unique() {
+        let columns = ["token".to_string(), "timestamp".to_string()];
+        assert!(only_not_null("(token IS NOT NULL)", &columns));
+        assert!(only_not_null("((token IS NOT NULL) AND (\"timestamp\" IS NOT NULL))", &columns));
+        assert!(!only_not_null("(deleted_at IS NULL)", &columns));
+        assert!(!only_not_null("(other IS NOT NULL)", &columns), "a column outside the key");
+        assert!(!only_not_null("((token IS NOT NULL) AND (kind = 2))", &columns));
     }
 }

@@ -14,6 +14,9 @@
 //! - `postgres`: a real PostgreSQL server and Flagsmith's schema and data.
 //! - `gisia`: references inferred from column names on Gisia's schema (87 tables, 18 foreign keys).
 //! - `pg_engine`: the PostgreSQL engine: every column type field by field, `--schemas`, TLS.
+//! - `realworld`: Lago's, Gisia's and Flagsmith's schemas filled with synthetic organisations by
+//!   the testkit's generator; organisation 1 exported, imported next to its original and into
+//!   another instance.
 //! - `review`: regression tests for the findings of a review (unique non-primary keys, shared
 //!   tables without a primary key, secrets in messages, failures at commit, …).
 
@@ -27,6 +30,7 @@ mod policies;
 mod polymorphic;
 mod postgres;
 mod props;
+mod realworld;
 mod review;
 mod roundtrip;
 mod shapes;

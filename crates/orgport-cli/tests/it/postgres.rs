@@ -374,3 +374,86 @@ fn a_column_whose_type_does_not_map_is_refused_before_any_write() {
     let total = psql(&pg, &["-c", "SELECT (SELECT count(*) FROM workspaces) + (SELECT count(*) FROM users) + (SELECT count(*) FROM tasks)"]);
     assert_eq!(total, "0", "rows were written");
 }
+
+/// A fresh database made of `sql`.
+fn db_of(server: &str, name: &str, sql: &str) -> String {
+    let db = fresh_db(server, name);
+    psql(&db, &["-c", sql]);
+    db
+}
+
+/// Imports the archive into `db`, verifies it, and returns the new organisation's key.
+fn import_and_verify(work: &Work, db: &str, config: &str, archive: &str) -> String {
+    let report = work.run(&["import", "--db", db, "--config", config, "--in", archive, "--json"]).ok().json();
+    let org = new_org(&report);
+    work.run(&["verify", "--db", db, "--config", config, "--in", archive, "--org", &org]).ok();
+    org
+}
+
+/// Found by filling Gisia's schema: a withheld NOT NULL `jsonb` secret
+/// (`ci_builds_metadata.secrets`) was written as plain text, which PostgreSQL refused.
+#[test]
+fn withheld_secrets_are_written_as_valid_values_of_their_type() {
+    let Some(server) = server() else { return };
+    let work = Work::new();
+    let db = db_of(
+        &server,
+        "pg_withheld",
+        "CREATE TABLE orgs (id serial PRIMARY KEY, name text NOT NULL); \
+                 CREATE TABLE integrations (id serial PRIMARY KEY, org_id int NOT NULL REFERENCES orgs, \
+                   settings jsonb NOT NULL, api_token text NOT NULL, verified boolean NOT NULL, rotated_at timestamptz NOT NULL); \
+                 INSERT INTO orgs (name) VALUES ('acme'); \
+                 INSERT INTO integrations (org_id, settings, api_token, verified, rotated_at) \
+                   VALUES (1, '{\"key\": \"s3cret\"}', 't0ken', true, '2024-05-01 10:00:00+00')",
+    );
+    let config = work.config(
+        "withheld.toml",
+        "root = \"orgs\"\n[sensitive]\nsecrets = [\"integrations.settings\", \"integrations.api_token\", \"integrations.verified\", \"integrations.rotated_at\"]\n",
+    );
+    let (config, archive) = (config.to_str().expect("path"), work.path("org.orgport"));
+    let archive = archive.to_str().expect("path");
+    work.run(&["export", "--db", &db, "--config", config, "--org", "1", "--out", archive]).ok();
+    let org = import_and_verify(&work, &db, config, archive);
+    let row = psql(
+        &db,
+        &["-c", &format!("SELECT jsonb_typeof(settings), settings #>> '{{}}' LIKE '!orgport-withheld-%', api_token LIKE '!orgport-withheld-%', verified, rotated_at \
+                          FROM integrations WHERE org_id = {org}")],
+    );
+    assert_eq!(row, "string|t|t|f|1970-01-01 00:00:00+00");
+}
+
+/// Found by filling Gisia's schema: `ci_builds.token_encrypted` is unique `WHERE token_encrypted
+/// IS NOT NULL`. As a partial index it was not checked before writing, so a copy next to its
+/// original failed at `COPY` with the server's duplicate-key error, and `on_conflict` could not
+/// apply. Such a predicate leaves out only NULL keys: the index is as unique as a full one.
+#[test]
+fn a_unique_index_on_non_null_values_is_checked_and_resolved_before_writing() {
+    let Some(server) = server() else { return };
+    let work = Work::new();
+    let db = db_of(
+        &server,
+        "pg_partial_unique",
+        "CREATE TABLE orgs (id serial PRIMARY KEY, name text NOT NULL); \
+                 CREATE TABLE builds (id serial PRIMARY KEY, org_id int NOT NULL REFERENCES orgs, job_token text); \
+                 CREATE UNIQUE INDEX builds_job_token ON builds (job_token) WHERE (job_token IS NOT NULL); \
+                 CREATE TABLE notes (id serial PRIMARY KEY, org_id int NOT NULL REFERENCES orgs, slug text NOT NULL, deleted_at timestamp); \
+                 CREATE UNIQUE INDEX notes_slug ON notes (slug) WHERE (deleted_at IS NULL); \
+                 INSERT INTO orgs (name) VALUES ('acme'); \
+                 INSERT INTO builds (org_id, job_token) VALUES (1, 'tok-1'), (1, NULL); \
+                 INSERT INTO notes (org_id, slug, deleted_at) VALUES (1, 'gone', now())",
+    );
+    let archive = work.path("org.orgport");
+    let archive = archive.to_str().expect("path");
+    let secrets = "root = \"orgs\"\nnot_sensitive = [\"builds.job_token\"]\n";
+    let bare = work.config("bare.toml", secrets);
+    work.run(&["export", "--db", &db, "--config", bare.to_str().expect("path"), "--org", "1", "--out", archive]).ok();
+    work.run(&["import", "--db", &db, "--config", bare.to_str().expect("path"), "--in", archive])
+        .fails_with(&["unique value(s) of the archive already exist", "table `builds`, unique (job_token)", "on_conflict.\"builds.job_token\""]);
+    let regenerate = work.config("regenerate.toml", &format!("{secrets}[on_conflict]\n\"builds.job_token\" = \"regenerate\"\n"));
+    let org = import_and_verify(&work, &db, regenerate.to_str().expect("path"), archive);
+    let tokens = psql(&db, &["-c", &format!("SELECT count(job_token), count(*) FILTER (WHERE job_token = 'tok-1') FROM builds WHERE org_id = {org}")]);
+    assert_eq!(tokens, "1|0", "the copy's token was regenerated, its NULL kept");
+    // A partial index that leaves out other rows is still not looked up: a soft-deleted slug
+    // may repeat.
+    assert_eq!(psql(&db, &["-c", &format!("SELECT count(*) FROM notes WHERE org_id = {org} AND slug = 'gone'")]), "1");
+}

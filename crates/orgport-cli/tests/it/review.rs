@@ -924,3 +924,141 @@ fn a_not_null_forward_reference_follows_the_suffixed_code_of_its_own_project() {
     // The original workspaces are untouched.
     assert_only_added(&original, &before);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 12. Shared rows the import creates (found by filling Gisia's schema: its CI runners)
+// ---------------------------------------------------------------------------------------------
+
+/// Runners are shared and have no natural key, so an import creates them; their machines are
+/// shared too, with a natural key that holds the runner. Verify used to leave created runners
+/// unpaired (every build then differed "in its references") and to look machines up by the
+/// source's runner key, finding the original machines.
+#[test]
+fn verify_pairs_the_shared_rows_an_import_created() {
+    let w = Work::new();
+    let db = w.db(
+        "runners.db",
+        "CREATE TABLE orgs (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+         CREATE TABLE runners (id INTEGER PRIMARY KEY, description TEXT);
+         CREATE TABLE runner_machines (id INTEGER PRIMARY KEY, runner_id INTEGER NOT NULL REFERENCES runners,
+                                       system_xid TEXT NOT NULL, UNIQUE (runner_id, system_xid));
+         CREATE TABLE builds (id INTEGER PRIMARY KEY, org_id INTEGER NOT NULL REFERENCES orgs,
+                              runner_id INTEGER REFERENCES runners, machine_id INTEGER REFERENCES runner_machines);
+         INSERT INTO orgs VALUES (1, 'acme');
+         INSERT INTO runners VALUES (1, 'shared runner'), (2, 'other runner');
+         INSERT INTO runner_machines VALUES (1, 1, 'xid-a'), (2, 2, 'xid-a');
+         INSERT INTO builds VALUES (1, 1, 1, 1), (2, 1, 2, 2), (3, 1, 1, NULL);",
+    );
+    let config = w.config("runners.toml", "root = \"orgs\"\n");
+    let archive = w.path("org.orgport");
+    w.export(&db, Some(&config), None, &["1"], &[], &archive).ok();
+    let report = w.import_json(&db, Some(&config), &archive);
+    assert_eq!(report["tables"]["runners"]["created"], 2);
+    assert_eq!(report["tables"]["runner_machines"]["created"], 2, "machines of created runners are created too");
+    let org = new_org(&report);
+    w.verify(&db, Some(&config), &archive, &[&org]).ok();
+
+    // And verify still notices a build moved to another runner.
+    let conn = open(&db);
+    conn.execute("UPDATE builds SET runner_id = (SELECT runner_id FROM builds WHERE id = 2) WHERE org_id = ?1 AND id = (SELECT min(id) FROM builds WHERE org_id = ?1)", [&org])
+        .unwrap();
+    let out = w.verify(&db, Some(&config), &archive, &[&org]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("table `builds`: archive row 1 differs from its target row in its references"), "{}", out.stdout);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 13. Organisations alike in everything but their keys (found by exporting two generated Lago
+//     organisations, one a copy of the other, in one archive)
+// ---------------------------------------------------------------------------------------------
+
+/// Verify paired the root's rows by content, which leaves out keys and suffixed values: alike
+/// organisations could pair with one another's copies, and every row then paired by position
+/// (integer keys) "differed in its references". The root's rows pair by the `--org` mapping.
+#[test]
+fn alike_organisations_pair_with_their_own_copies() {
+    let w = Work::new();
+    let mut sql = String::from(
+        "CREATE TABLE orgs (id TEXT PRIMARY KEY, slug TEXT NOT NULL UNIQUE, name TEXT NOT NULL);
+         CREATE TABLE tasks (id INTEGER PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs, title TEXT NOT NULL);",
+    );
+    let orgs: Vec<String> = (1..=6).map(|i| format!("org-{i}")).collect();
+    for (i, org) in orgs.iter().enumerate() {
+        sql.push_str(&format!("INSERT INTO orgs VALUES ('{org}', 'acme-{i}', 'Acme'); INSERT INTO tasks (org_id, title) VALUES ('{org}', 'plan');"));
+    }
+    let db = w.db("alike.db", &sql);
+    let config = w.config("alike.toml", "root = \"orgs\"\n[on_conflict]\n\"orgs.slug\" = \"suffix\"\n");
+    let archive = w.path("alike.orgport");
+    let keys: Vec<&str> = orgs.iter().map(String::as_str).collect();
+    w.export(&db, Some(&config), None, &keys, &[], &archive).ok();
+    let report = w.import_json(&db, Some(&config), &archive);
+    let copies: Vec<String> = report["orgs"].as_array().expect("orgs").iter().map(|o| o["target"].as_str().expect("text key").to_string()).collect();
+    let copies: Vec<&str> = copies.iter().map(String::as_str).collect();
+    w.verify(&db, Some(&config), &archive, &copies).ok();
+    // The mapping is what pairs them: the copies named in another order are not the archive's.
+    let mut rotated = copies.clone();
+    rotated.rotate_left(1);
+    let out = w.verify(&db, Some(&config), &archive, &rotated);
+    assert_eq!(out.code, 1, "{out:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 14. Shared rows an import creates in an instance that lacks them (found by importing a
+//     generated Flagsmith organisation into an empty instance)
+// ---------------------------------------------------------------------------------------------
+
+/// A created shared row kept its natural key only where that key was not its primary key: a
+/// permission whose primary key is its code got a new code, which no later import (nor
+/// verify) found. And a polymorphic reference named by a type row (a Django content type) was
+/// tested against the target's type rows as they were before the import: where the import
+/// created the type row, no row held the reference and its ids were copied unchanged.
+#[test]
+fn shared_rows_created_by_the_import_keep_what_identifies_them() {
+    let w = Work::new();
+    let schema = "CREATE TABLE orgs (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+         CREATE TABLE permissions (code TEXT PRIMARY KEY, description TEXT NOT NULL);
+         CREATE TABLE kinds (id INTEGER PRIMARY KEY, app TEXT NOT NULL, model TEXT NOT NULL, UNIQUE (app, model));
+         CREATE TABLE features (id INTEGER PRIMARY KEY, org_id INTEGER NOT NULL REFERENCES orgs, name TEXT NOT NULL);
+         CREATE TABLE grants (id INTEGER PRIMARY KEY, org_id INTEGER NOT NULL REFERENCES orgs, permission TEXT NOT NULL REFERENCES permissions);
+         CREATE TABLE notes (id INTEGER PRIMARY KEY, org_id INTEGER NOT NULL REFERENCES orgs, kind_id INTEGER NOT NULL REFERENCES kinds,
+                             object_id INTEGER NOT NULL, body TEXT NOT NULL);";
+    let source = w.db(
+        "source.db",
+        &format!(
+            "{schema}
+             INSERT INTO orgs VALUES (1, 'acme');
+             INSERT INTO permissions VALUES ('VIEW_PROJECT', 'may view');
+             INSERT INTO kinds VALUES (7, 'features', 'feature'), (8, 'segments', 'segment');
+             INSERT INTO features VALUES (40, 1, 'dark mode');
+             INSERT INTO grants VALUES (1, 1, 'VIEW_PROJECT');
+             INSERT INTO notes VALUES (1, 1, 7, 40, 'on a feature'), (2, 1, 8, 40, 'of another kind: kept as is');"
+        ),
+    );
+    let config = w.config(
+        "kinds.toml",
+        "root = \"orgs\"\n[[reference]]\nfrom = \"notes.object_id\"\nto = \"features.id\"\nwhen = { kind_id = { app = \"features\", model = \"feature\" } }\n",
+    );
+    let archive = w.path("org.orgport");
+    w.export(&source, Some(&config), None, &["1"], &[], &archive).ok();
+
+    let target = w.db("target.db", &format!("{schema} INSERT INTO orgs VALUES (1, 'other'); INSERT INTO features VALUES (1, 1, 'other feature');"));
+    let report = w.import_json(&target, Some(&config), &archive);
+    assert_eq!(report["tables"]["permissions"]["created"], 1);
+    assert_eq!(report["tables"]["kinds"]["created"], 2);
+    let org = new_org(&report);
+    w.verify(&target, Some(&config), &archive, &[&org]).ok();
+    let conn = open(&target);
+    assert_eq!(one(&conn, "SELECT permission FROM grants WHERE org_id = ?1", &[&org]), Cell::text("VIEW_PROJECT"));
+    let noted = rows(
+        &conn,
+        "SELECT k.model, n.object_id = (SELECT id FROM features WHERE org_id = n.org_id) FROM notes n JOIN kinds k ON k.id = n.kind_id
+         WHERE n.org_id = ?1 ORDER BY n.id",
+        &[&org],
+    );
+    assert_eq!(noted, vec![vec![Cell::text("feature"), Cell::Int(1)], vec![Cell::text("segment"), Cell::Int(0)]]);
+
+    // A second copy finds what the first created.
+    let again = w.import_json(&target, Some(&config), &archive);
+    assert_eq!((again["tables"]["permissions"]["matched"].as_i64(), again["tables"]["kinds"]["matched"].as_i64()), (Some(1), Some(2)));
+    w.verify(&target, Some(&config), &archive, &[&new_org(&again)]).ok();
+}

@@ -32,14 +32,7 @@ Options (a value may also be given as --flag=VALUE):
 ";
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            // Report once, here, with the whole cause chain.
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    orgport_testkit::exit_code(run())
 }
 
 fn run() -> Result<()> {
