@@ -33,21 +33,25 @@ when = { commentable_type = "Photo" }
 /// Each comment of `org` with what it is attached to: `body|Post:title` or `body|Photo:url`, or
 /// the raw id for a kind no reference declares.
 fn attached(db: &std::path::Path, org: i64) -> Vec<String> {
-    let conn = open(db);
-    rows(
-        &conn,
+    texts(
+        db,
         "SELECT c.body || '|' || c.commentable_type || ':' || coalesce(p.title, ph.url, c.commentable_id) FROM comments c \
          LEFT JOIN posts p ON c.commentable_type = 'Post' AND p.id = c.commentable_id AND p.org_id = c.org_id \
          LEFT JOIN photos ph ON c.commentable_type = 'Photo' AND ph.id = c.commentable_id AND ph.org_id = c.org_id \
          WHERE c.org_id = ?1 ORDER BY c.body",
-        &[&org],
+        org,
     )
-    .into_iter()
-    .map(|r| match &r[0] {
-        Cell::Text(t) => t.clone(),
-        other => panic!("text expected, got {:?}", other.storage_class()),
-    })
-    .collect()
+}
+
+/// The one text column a query returns for an organisation, row by row.
+fn texts(db: &std::path::Path, sql: &str, org: i64) -> Vec<String> {
+    rows(&open(db), sql, &[&org])
+        .into_iter()
+        .map(|r| match &r[0] {
+            Cell::Text(t) => t.clone(),
+            other => panic!("text expected, got {:?}", other.storage_class()),
+        })
+        .collect()
 }
 
 #[test]
@@ -178,21 +182,14 @@ when = { kind_id = { app = "media", model = "photo" } }
     let report = w.import_json(&tgt, Some(&config), &archive);
     let new: i64 = new_org(&report).parse().unwrap();
     w.verify(&tgt, Some(&config), &archive, &[&new.to_string()]).ok();
-    let conn = open(&tgt);
-    let tagged: Vec<String> = rows(
-        &conn,
+    let tagged = texts(
+        &tgt,
         "SELECT t.label || ' → ' || k.app || '.' || k.model || ' ' || coalesce(p.title, ph.url, '?') FROM tags t \
          JOIN kinds k ON k.id = t.kind_id \
          LEFT JOIN posts p ON k.model = 'post' AND p.id = t.object_id AND p.org_id = t.org_id \
          LEFT JOIN photos ph ON k.model = 'photo' AND ph.id = t.object_id AND ph.org_id = t.org_id \
          WHERE t.org_id = ?1 ORDER BY t.label",
-        &[&new],
-    )
-    .into_iter()
-    .map(|r| match &r[0] {
-        Cell::Text(t) => t.clone(),
-        other => panic!("text expected, got {:?}", other.storage_class()),
-    })
-    .collect();
+        new,
+    );
     assert_eq!(tagged, vec!["on the photo → media.photo cat.png", "on the post → blog.post first post"]);
 }
