@@ -457,3 +457,47 @@ fn a_unique_index_on_non_null_values_is_checked_and_resolved_before_writing() {
     // may repeat.
     assert_eq!(psql(&db, &["-c", &format!("SELECT count(*) FROM notes WHERE org_id = {org} AND slug = 'gone'")]), "1");
 }
+
+/// The export needs nothing but `SELECT`: a role that may only read, in read-only transactions,
+/// exports on several connections; and the import leaves the application's row triggers to fire.
+#[test]
+fn a_read_only_role_exports_and_the_import_fires_row_triggers() {
+    let Some(server) = server() else { return };
+    let work = Work::new();
+    let db = db_of(
+        &server,
+        "readonly",
+        "CREATE TABLE orgs (id bigserial PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE notes (id bigserial PRIMARY KEY, org_id bigint NOT NULL REFERENCES orgs(id), body text NOT NULL);
+         CREATE TABLE note_log (note_id bigint NOT NULL, body text NOT NULL);
+         CREATE FUNCTION log_note() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN INSERT INTO note_log VALUES (NEW.id, NEW.body); RETURN NEW; END $$;
+         CREATE TRIGGER notes_logged AFTER INSERT ON notes FOR EACH ROW EXECUTE FUNCTION log_note();
+         INSERT INTO orgs (name) VALUES ('one'), ('two');
+         INSERT INTO notes (org_id, body) SELECT 1 + i % 2, 'note ' || i FROM generate_series(1, 40) i;
+         DELETE FROM note_log;",
+    );
+    let role = format!("reader_{}", std::process::id());
+    psql(
+        &db,
+        &["-c", &format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}; \
+             ALTER ROLE {role} SET default_transaction_read_only = on"
+        )],
+    );
+    let reader_url = db.replacen("postgres://postgres@", &format!("postgres://{role}@"), 1);
+    assert_ne!(reader_url, db, "test setup: the server URL names the postgres user");
+    let config = work.config("orgport.toml", "root = \"orgs\"\nexclude = [\"note_log\"]\n");
+    let config = config.to_str().expect("path");
+    let archive = work.path("org1.orgport");
+    let archive = archive.to_str().expect("path");
+    let out = work.run(&["export", "--db", &reader_url, "--config", config, "--org", "1", "--jobs", "3", "--out", archive]);
+    out.ok();
+    assert!(out.stderr.contains("reading tables on 3 connections"), "{}", out.stderr);
+    let org = import_and_verify(&work, &db, config, archive);
+    let logged = psql(&db, &["-c", &format!(
+        "SELECT count(*) || ':' || count(*) FILTER (WHERE l.body = n.body) FROM note_log l JOIN notes n ON n.id = l.note_id WHERE n.org_id = {org}"
+    )]);
+    assert_eq!(logged, "20:20", "the trigger logged every imported note");
+    psql(&db, &["-c", &format!("DROP OWNED BY {role}; DROP ROLE {role}")]);
+}
