@@ -1,7 +1,7 @@
 //! The PostgreSQL engine on a real server: every column type field by field, `--schemas`, and TLS.
 //! Each test makes its own databases with the helpers of `postgres.rs`.
 
-use crate::pg::{fresh_db, psql, server};
+use crate::pg::{fresh_db, psql, server, PrivateServer};
 use crate::util::*;
 
 /// An organisation root and owned tables covering the types, keys and table kinds an application
@@ -477,57 +477,6 @@ fn pg_schemas_limit_what_is_read() {
     work.run(&["plan", "--db", &url(&sqlite), "--root", "orgs", "--schemas", "main"]).fails_with(&["`--schemas` is for PostgreSQL"]);
 }
 
-/// A private server with TLS on, started for one test (as `scripts/pg.sh` starts the shared one)
-/// and stopped when dropped; the shared server's configuration is left alone.
-struct TlsServer {
-    dir: tempfile::TempDir,
-    url: String,
-}
-
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-
-impl TlsServer {
-    /// Serves `cert` and `key` (PEM) on a free loopback port.
-    fn start(cert: &str, key: &str) -> TlsServer {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let path = |name: &str| dir.path().join(name).to_str().expect("path").to_string();
-        std::fs::write(path("server.crt"), cert).expect("certificate");
-        std::fs::write(path("server.key"), key).expect("key");
-        let run = |program: &str, args: &[&str]| {
-            let out = std::process::Command::new(program).args(args).output().unwrap_or_else(|e| panic!("running {program}: {e}"));
-            assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        run("chown", &["-R", "postgres", &path("")]);
-        run("chmod", &["600", &path("server.key")]);
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("address").port();
-        let as_postgres = |tool: &str, args: &[&str]| {
-            let mut all = vec!["-u", "postgres", "--", tool];
-            all.extend(args);
-            run("runuser", &all);
-        };
-        let (initdb, pg_ctl) = (format!("{PG_BIN}/initdb"), format!("{PG_BIN}/pg_ctl"));
-        as_postgres(&initdb, &["-D", &path("data"), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"]);
-        let options = format!(
-            "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={} -c fsync=off -c ssl=on \
-             -c ssl_cert_file={} -c ssl_key_file={}",
-            path(""),
-            path("server.crt"),
-            path("server.key")
-        );
-        as_postgres(&pg_ctl, &["-D", &path("data"), "-w", "-l", &path("log"), "-o", &options, "start"]);
-        TlsServer { dir, url: format!("postgres://postgres@127.0.0.1:{port}/postgres") }
-    }
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let data = self.dir.path().join("data");
-        let _ = std::process::Command::new("runuser")
-            .args(["-u", "postgres", "--", &format!("{PG_BIN}/pg_ctl"), "-D", data.to_str().expect("path"), "-m", "immediate", "stop"])
-            .output();
-    }
-}
-
 /// A certificate authority and a server certificate it signed for `localhost` (not `127.0.0.1`).
 fn certificates() -> (String, String, String) {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
@@ -553,7 +502,9 @@ fn pg_tls_modes_connect_as_libpq_does() {
     let Some(_) = server() else { return };
     let started = std::time::Instant::now();
     let (ca, cert, key) = certificates();
-    let tls = TlsServer::start(&cert, &key);
+    let tls = PrivateServer::start(&[("server.crt", &cert), ("server.key", &key)], |dir| {
+        format!("-c ssl=on -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key")
+    });
     let work = Work::new();
     let root = work.path("root.crt");
     std::fs::write(&root, &ca).expect("root certificate");

@@ -501,3 +501,43 @@ fn a_read_only_role_exports_and_the_import_fires_row_triggers() {
     assert_eq!(logged, "20:20", "the trigger logged every imported note");
     psql(&db, &["-c", &format!("DROP OWNED BY {role}; DROP ROLE {role}")]);
 }
+
+/// A hot standby is read-only: the export writes nothing there (no temporary tables, nothing to
+/// set) and gives the same archive as from the primary.
+#[test]
+fn an_organisation_exports_from_a_hot_standby_as_from_its_primary() {
+    let Some(_) = server() else { return };
+    let work = Work::new();
+    let primary = PrivateServer::start(&[], |_| String::new());
+    psql(
+        &primary.url,
+        &["-c", "CREATE TABLE orgs (id bigserial PRIMARY KEY, name text NOT NULL);
+                 CREATE TABLE projects (id bigserial PRIMARY KEY, org_id bigint NOT NULL REFERENCES orgs(id), name text NOT NULL);
+                 CREATE TABLE tasks (id bigserial PRIMARY KEY, project_id bigint NOT NULL REFERENCES projects(id),
+                                     parent_id bigint REFERENCES tasks(id), title text NOT NULL);
+                 INSERT INTO orgs (name) VALUES ('one'), ('two');
+                 INSERT INTO projects (org_id, name) SELECT 1 + i % 2, 'project ' || i FROM generate_series(1, 10) i;
+                 INSERT INTO tasks (project_id, title) SELECT 1 + i % 10, 'task ' || i FROM generate_series(1, 500) i;
+                 UPDATE tasks SET parent_id = id - 1 WHERE id % 7 <> 0 AND id > 1;"],
+    );
+    let standby = PrivateServer::standby_of(&primary);
+    // Wait until the standby has replayed the rows.
+    let replayed = (0..100).any(|_| {
+        let ready = psql(&standby.url, &["-c", "SELECT pg_is_in_recovery() AND to_regclass('tasks') IS NOT NULL"]) == "t"
+            && psql(&standby.url, &["-c", "SELECT count(*) FROM tasks WHERE parent_id IS NOT NULL"]) != "0";
+        if !ready {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        ready
+    });
+    assert!(replayed, "the standby did not catch up");
+    let tables = |url: &str, name: &str| {
+        let archive = work.path(name);
+        work.run(&["export", "--db", url, "--root", "orgs", "--org", "1", "--out", archive.to_str().expect("path")]).ok();
+        let manifest = work.manifest(&archive);
+        manifest["tables"].as_array().expect("tables").iter().map(|t| format!("{} {} {}", t["name"], t["rows"], t["sha256"])).collect::<Vec<_>>()
+    };
+    let from_primary = tables(&primary.url, "primary.orgport");
+    assert!(from_primary.iter().any(|t| t.starts_with("\"tasks\" 250 ")), "{from_primary:?}");
+    assert_eq!(tables(&standby.url, "standby.orgport"), from_primary);
+}
