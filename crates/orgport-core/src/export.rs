@@ -243,7 +243,7 @@ fn export_in_snapshot(
         .filter(|&&t| table_included(plan, t, &options.with_groups))
         .map(|&t| TableExport::new(plan, &selection, t, &options.with_groups))
         .collect();
-    let queries: Vec<TableQuery> = tables.iter().map(|x| x.query.clone()).collect();
+    let queries: Vec<&TableQuery> = tables.iter().map(|x| &x.query).collect();
     if !readers.is_empty() {
         progress.note(&format!("reading tables on {} connections sharing one snapshot", readers.len() + 1));
     }

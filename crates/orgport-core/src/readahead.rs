@@ -82,7 +82,7 @@ impl ReadAhead {
     }
 
     /// A reader's loop: claim the next open table within the window, spool it, repeat.
-    pub(crate) fn work(&self, mut reader: Box<dyn Engine + Send>, queries: &[TableQuery], spool_dir: Option<&Path>) {
+    pub(crate) fn work(&self, mut reader: Box<dyn Engine + Send>, queries: &[&TableQuery], spool_dir: Option<&Path>) {
         loop {
             let claimed = {
                 let mut board = self.lock();
@@ -101,7 +101,7 @@ impl ReadAhead {
                     board = self.changed.wait(board).unwrap_or_else(|p| p.into_inner());
                 }
             };
-            let spooled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| spool(reader.as_mut(), &queries[claimed], spool_dir)))
+            let spooled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| spool(reader.as_mut(), queries[claimed], spool_dir)))
                 .unwrap_or_else(|_| Err(Error::Plan("a reader of the export failed unexpectedly".into())));
             self.lock().slots[claimed] = Slot::Ready(spooled);
             self.changed.notify_all();

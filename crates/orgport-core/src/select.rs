@@ -24,7 +24,6 @@ pub struct Selection<'a> {
 
 /// The query for one table: its columns, then one 0/1 flag per edge in `flagged` telling whether
 /// the referenced row is the organisation's (NULL when the reference is NULL).
-#[derive(Clone)]
 pub struct TableQuery {
     pub sql: String,
     pub params: Vec<Value>,
