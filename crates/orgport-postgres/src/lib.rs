@@ -350,14 +350,17 @@ impl Engine for PostgresEngine {
                 return Ok(Vec::new());
             }
         };
+        let begin = format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT {}; SET LOCAL work_mem = '64MB'",
+            literal(&Value::Text(snapshot))
+        );
+        // As many as the server lets in (its connection limit may be near): fewer only cost time.
         let mut readers: Vec<Box<dyn Engine + Send>> = Vec::with_capacity(count);
         for _ in 0..count {
-            let mut reader = PostgresEngine::open(&self.url)?;
-            let begin = format!(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT {}; SET LOCAL work_mem = '64MB'",
-                literal(&Value::Text(snapshot.clone()))
-            );
-            reader.client()?.batch_execute(&begin).map_err(|e| reader.fail("cannot share the export's snapshot", e))?;
+            let Ok(mut reader) = PostgresEngine::open(&self.url) else { break };
+            if reader.client()?.batch_execute(&begin).is_err() {
+                break;
+            }
             readers.push(Box::new(reader));
         }
         Ok(readers)
