@@ -187,19 +187,16 @@ impl Verifier<'_> {
 
     /// The reference among those on `edge`'s columns that the archive row holds: `edge` itself
     /// unless it is polymorphic; None when the row holds none of them (its value was kept).
-    fn holding_edge(&self, a: usize, edge: usize, row: &[Value]) -> Result<Option<usize>> {
+    fn holding_edge(&self, a: usize, edge: usize, row: &[Value]) -> Option<usize> {
         if !self.conditions.is_conditional(edge) {
-            return Ok(Some(edge));
+            return Some(edge);
         }
         let columns = &self.plan.edges[edge].from_columns;
-        for &(other, _) in &self.maps[a].edges {
-            if self.plan.edges[other].from_columns == *columns
-                && self.conditions.holds(other, row)
-            {
-                return Ok(Some(other));
-            }
-        }
-        Ok(None)
+        self.maps[a]
+            .edges
+            .iter()
+            .map(|&(other, _)| other)
+            .find(|&other| self.plan.edges[other].from_columns == *columns && self.conditions.holds(other, row))
     }
 
     fn mapped(&self, edge: usize, old: &[Value]) -> Result<Option<Vec<Value>>> {
@@ -282,7 +279,7 @@ impl Verifier<'_> {
         // A natural key may contain references (a name unique per parent): looked up rewritten,
         // as the import did.
         for (edge, edge_positions) in self.maps[a].edges.clone() {
-            if self.holding_edge(a, edge, row)? != Some(edge) {
+            if !self.conditions.holds(edge, row) {
                 continue;
             }
             let old: Vec<Value> = edge_positions.iter().map(|&q| row[q].clone()).collect();
@@ -475,7 +472,7 @@ impl Verifier<'_> {
                             let positions = &self.maps[a].edges.iter().find(|(e, _)| *e == edge).expect("edge").1;
                             let old: Vec<Value> = positions.iter().map(|&q| archive[q].clone()).collect();
                             let k = positions.iter().position(|&q| q == p).unwrap_or(0);
-                            if let Some(edge) = self.holding_edge(a, edge, &archive)?.filter(|_| !old.iter().any(Value::is_null)) {
+                            if let Some(edge) = self.holding_edge(a, edge, &archive).filter(|_| !old.iter().any(Value::is_null)) {
                                 expected = self.mapped(edge, &old)?.map(|n| n[k].clone()).unwrap_or(Value::Null);
                             }
                             self.comparable(std::slice::from_ref(&expected)) == self.comparable(std::slice::from_ref(&target[p]))
