@@ -4,7 +4,7 @@
 //! primitives: introspect, a read snapshot, a write transaction, `query` and `execute`. Engines
 //! may override the bulk operations with faster native paths.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::schema::{Schema, Table};
 use crate::value::{Value, ValueKind};
 
@@ -97,12 +97,7 @@ pub trait Engine {
     fn insert_rows(&mut self, table: &Table, columns: &[String], rows: &[Vec<Value>]) -> Result<()> {
         let sql = insert_statement(self.dialect(), table, columns);
         for row in rows {
-            self.execute(&sql, row).map_err(|e| match e {
-                Error::Engine { context, source } => {
-                    Error::Engine { context: format!("cannot insert into `{}`: {context}", table.qualified()), source }
-                }
-                other => other,
-            })?;
+            self.execute(&sql, row).map_err(|e| e.doing(&format!("cannot insert into `{}`", table.qualified())))?;
         }
         Ok(())
     }

@@ -64,6 +64,14 @@ impl Error {
         Error::Engine { context: context.into(), source: Box::new(source) }
     }
 
+    /// Puts what was being done in front of an engine error's context; other errors as they are.
+    pub fn doing(self, what: &str) -> Self {
+        match self {
+            Error::Engine { context, source } => Error::Engine { context: format!("{what}: {context}"), source },
+            other => other,
+        }
+    }
+
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { action, path: path.into(), source }
     }

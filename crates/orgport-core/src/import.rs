@@ -928,10 +928,7 @@ impl Importer<'_> {
                 let sql = format!("UPDATE {} SET {} WHERE {}", d.table_ref(table), sets.join(", "), wheres.join(" AND "));
                 let mut params = codec::decode(value, columns.len()).map_err(Error::Stream)?;
                 params.extend(codec::decode(key, key_columns.len()).map_err(Error::Stream)?);
-                let changed = self.engine.execute(&sql, &params).map_err(|e| match e {
-                    Error::Engine { context, source } => Error::Engine { context: format!("cannot set `{}`({}): {context}", map.name, columns.join(", ")), source },
-                    other => other,
-                })?;
+                let changed = self.engine.execute(&sql, &params).map_err(|e| e.doing(&format!("cannot set `{}`({})", map.name, columns.join(", "))))?;
                 if changed != 1 {
                     return Err(Error::Plan(format!("table `{}`: setting ({}) changed {changed} rows instead of 1", map.name, columns.join(", "))));
                 }
