@@ -29,7 +29,7 @@ use crate::{pg, quote_ident};
 pub const RESULT_TAG: &str = "ORGPORT-BENCH-RESULT";
 
 /// Connections the export reads on, as `orgport export` does by default.
-const EXPORT_JOBS: usize = 2;
+const EXPORT_JOBS: usize = 1;
 
 /// The root key of the organisation every phase works on in the source database.
 pub const SOURCE_ORG: i64 = 1;

@@ -99,8 +99,10 @@ struct ExportArgs {
     #[arg(long)]
     force: bool,
     /// Connections reading tables at once, all on the same snapshot (PostgreSQL; SQLite reads
-    /// on one). Tables read ahead wait in temporary files beside `--out`.
-    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// on one). Tables read ahead wait in temporary files beside `--out`. More than one pays
+    /// when the database server has cores to spare; where it shares this machine's few cores,
+    /// spooling costs more than it saves.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
 }
 

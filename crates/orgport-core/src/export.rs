@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::plan::{Plan, Role};
 use crate::progress::Progress;
 use crate::readahead::ReadAhead;
-use crate::select::{Selection, TableQuery};
+use crate::select::{KeyColumn, Membership, Selection, TableQuery, TEST_ON_CLIENT};
 use crate::value::{parse_uuid, Value, ValueKind};
 
 pub struct ExportOptions<'a> {
@@ -123,9 +123,8 @@ struct TableExport {
 }
 
 impl TableExport {
-    fn new(plan: &Plan, selection: &Selection, t: usize, with: &BTreeSet<String>) -> Self {
-        let (columns, withheld) = exported_columns(plan, t, with);
-        let query = selection.table_query(t, &columns);
+    fn new(plan: &Plan, selection: &Selection, t: usize, columns: Vec<String>, withheld: BTreeMap<String, String>, memberships: &[Membership]) -> Self {
+        let query = selection.export_query(t, &columns, memberships);
         let edges = plan
             .edges_from(t)
             .filter_map(|(i, e)| {
@@ -160,6 +159,49 @@ impl TableExport {
     }
 }
 
+/// The values of one key column in the organisation's selected rows: integers in a compressed
+/// bitmap (a bit or two per key where keys are dense, as sequences make them), anything else by
+/// its bytes.
+#[derive(Default)]
+struct KeySet {
+    integers: roaring::RoaringTreemap,
+    others: HashSet<Vec<u8>>,
+}
+
+impl KeySet {
+    /// Flips the sign bit, so that the order of i64 keys is kept in the bitmap's u64 space.
+    fn bits(k: i64) -> u64 {
+        (k as u64) ^ (1 << 63)
+    }
+
+    fn insert(&mut self, v: &Value) {
+        match v {
+            Value::Int(k) => {
+                self.integers.insert(Self::bits(*k));
+            }
+            Value::Null => {}
+            other => {
+                self.others.insert(key_bytes(std::slice::from_ref(other)));
+            }
+        }
+    }
+
+    fn contains(&self, v: &Value) -> bool {
+        match v {
+            Value::Int(k) => self.integers.contains(Self::bits(*k)),
+            other => self.others.contains(&key_bytes(std::slice::from_ref(other))),
+        }
+    }
+}
+
+/// What the export reads, in order: a table's rows, or before the first table that needs them,
+/// the keys its references are tested against.
+enum Read {
+    Keys(KeyColumn, TableQuery),
+    /// An index into the tables.
+    Table(usize),
+}
+
 /// Decides, row by row and table after table, which references are cut and which rows are left
 /// out; what it leaves out of one table is cut from the tables written after it.
 struct Judge<'a> {
@@ -168,6 +210,7 @@ struct Judge<'a> {
     /// Rows left out because they point at another organisation's row: their keys, per keyset,
     /// so rows pointing at them are cut too. Few in practice, so memory stays small.
     dropped: HashMap<(usize, Vec<String>), HashSet<Vec<u8>>>,
+    key_sets: HashMap<KeyColumn, KeySet>,
 }
 
 impl Judge<'_> {
@@ -183,15 +226,22 @@ impl Judge<'_> {
             if idx.iter().any(|&i| row[i].is_null()) {
                 continue;
             }
-            let flag = table.query.flagged.iter().position(|f| f == edge).map(|k| &values[ncols + k]);
-            if e.condition.is_some() && matches!(flag, Some(Value::Null)) {
+            let flagged = table.query.flagged.iter().position(|f| f == edge);
+            let flag = flagged.map(|k| (&values[ncols + k], &table.query.memberships[k]));
+            if e.condition.is_some() && matches!(flag, Some((Value::Null, _))) {
                 // A polymorphic reference this row does not hold.
                 continue;
             }
             let reason = if plan.tables[e.to].role == Role::Excluded {
                 Some("points into an excluded table")
             } else {
-                let outside = matches!(flag, Some(Value::Int(0)));
+                let outside = match flag {
+                    Some((Value::Int(TEST_ON_CLIENT), Membership::Client(key))) => {
+                        !self.key_sets.get(key).is_some_and(|set| set.contains(&row[idx[0]]))
+                    }
+                    Some((flag, _)) => matches!(flag, Value::Int(0)),
+                    None => false,
+                };
                 let gone = !self.dropped.is_empty()
                     && self.dropped.get(&(e.to, e.to_columns.clone())).is_some_and(|set| {
                         let key: Vec<Value> = idx.iter().map(|&i| row[i].clone()).collect();
@@ -237,19 +287,57 @@ fn export_in_snapshot(
     check_orgs_exist(engine, plan, orgs, &options.orgs)?;
 
     let selection = Selection::new(plan, engine.dialect(), orgs);
-    let tables: Vec<TableExport> = plan
-        .order
+    let included: Vec<usize> = plan.order.iter().copied().filter(|&t| table_included(plan, t, &options.with_groups)).collect();
+    let columns: Vec<(Vec<String>, BTreeMap<String, String>)> =
+        included.iter().map(|&t| exported_columns(plan, t, &options.with_groups)).collect();
+    // Per table: the key columns whose values its rows give, as they stream, to the tests of
+    // references in later tables.
+    let mut collected: HashMap<usize, Vec<(usize, KeyColumn)>> = HashMap::new();
+    // Key columns no earlier table gives are read on their own, just before they are needed.
+    let mut reads: Vec<Read> = Vec::new();
+    let mut tables = Vec::new();
+    for (i, &t) in included.iter().enumerate() {
+        let mut memberships = Vec::new();
+        for e in selection.flagged(t) {
+            let Some(key) = selection.client_key(e) else {
+                memberships.push(Membership::Server);
+                continue;
+            };
+            let streamed_before = included[..i]
+                .iter()
+                .position(|&x| x == key.table)
+                .and_then(|earlier| Some((earlier, columns[earlier].0.iter().position(|c| *c == key.column)?)));
+            match streamed_before {
+                Some((earlier, p)) => {
+                    let list = collected.entry(included[earlier]).or_default();
+                    if !list.iter().any(|(_, k)| *k == key) {
+                        list.push((p, key.clone()));
+                    }
+                }
+                None if !reads.iter().any(|r| matches!(r, Read::Keys(k, _) if *k == key)) => {
+                    reads.push(Read::Keys(key.clone(), selection.key_query(&key)));
+                }
+                None => {}
+            }
+            memberships.push(Membership::Client(key));
+        }
+        let (cols, withheld) = columns[i].clone();
+        tables.push(TableExport::new(plan, &selection, t, cols, withheld, &memberships));
+        reads.push(Read::Table(i));
+    }
+    let queries: Vec<&TableQuery> = reads
         .iter()
-        .filter(|&&t| table_included(plan, t, &options.with_groups))
-        .map(|&t| TableExport::new(plan, &selection, t, &options.with_groups))
+        .map(|read| match read {
+            Read::Keys(_, query) => query,
+            Read::Table(i) => &tables[*i].query,
+        })
         .collect();
-    let queries: Vec<&TableQuery> = tables.iter().map(|x| &x.query).collect();
     if !readers.is_empty() {
         progress.note(&format!("reading tables on {} connections sharing one snapshot", readers.len() + 1));
     }
-    let readahead = ReadAhead::new(tables.len(), readers.len());
+    let readahead = ReadAhead::new(reads.len(), readers.len());
     let mut writer = ArchiveWriter::new(options.spool_dir)?;
-    let mut judge = Judge { plan, cuts: BTreeMap::new(), dropped: HashMap::new() };
+    let mut judge = Judge { plan, cuts: BTreeMap::new(), dropped: HashMap::new(), key_sets: HashMap::new() };
 
     std::thread::scope(|scope| {
         for reader in readers {
@@ -257,21 +345,53 @@ fn export_in_snapshot(
             scope.spawn(move || readahead.work(reader, queries, options.spool_dir));
         }
         let written = (|| {
-            for (i, table) in tables.iter().enumerate() {
+            for (i, read) in reads.iter().enumerate() {
+                let query = queries[i];
+                let spool = readahead.take(i)?;
+                let read_rows = |on_row: &mut dyn FnMut(&[Value]) -> Result<()>| match spool {
+                    Some(spool) => spool.replay(query.kinds.len(), on_row),
+                    None => engine.query(&query.sql, &query.params, &query.kinds, on_row),
+                };
+                let table = match read {
+                    Read::Keys(key, _) => {
+                        progress.begin("keys of", &format!("{}.{}", plan.name(key.table), key.column), None);
+                        let mut set = KeySet::default();
+                        read_rows(&mut |values| {
+                            set.insert(&values[0]);
+                            progress.rows(1);
+                            Ok(())
+                        })?;
+                        judge.key_sets.insert(key.clone(), set);
+                        progress.end();
+                        continue;
+                    }
+                    Read::Table(t) => &tables[*t],
+                };
                 writer.begin_table(table.manifest(plan));
                 progress.begin("export", &plan.name(table.t), None);
                 let mut row: Vec<Value> = Vec::with_capacity(table.columns.len());
-                let mut on_row = |values: &[Value]| {
+                // Key sets a query of their own already filled are whole.
+                let collect: Vec<&(usize, KeyColumn)> = collected
+                    .get(&table.t)
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, key)| !judge.key_sets.contains_key(key))
+                    .collect();
+                for (_, key) in &collect {
+                    judge.key_sets.insert(key.clone(), KeySet::default());
+                }
+                read_rows(&mut |values: &[Value]| {
+                    for (position, key) in &collect {
+                        if let Some(set) = judge.key_sets.get_mut(key) {
+                            set.insert(&values[*position]);
+                        }
+                    }
                     if !judge.judge(table, values, &mut row) {
                         return Ok(());
                     }
                     progress.rows(1);
                     writer.write_row(&row)
-                };
-                match readahead.take(i)? {
-                    Some(spool) => spool.replay(table.query.kinds.len(), &mut on_row)?,
-                    None => engine.query(&table.query.sql, &table.query.params, &table.query.kinds, &mut on_row)?,
-                }
+                })?;
                 writer.end_table();
                 progress.end();
             }

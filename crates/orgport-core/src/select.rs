@@ -5,6 +5,9 @@
 //! semi-joins against its parents' expressions, so no key list ever travels from the client and
 //! the engine streams the rows out.
 
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+
 use crate::engine::Dialect;
 use crate::plan::{ConditionTest, Plan, Role};
 use crate::value::{Value, ValueKind};
@@ -12,8 +15,12 @@ use crate::value::{Value, ValueKind};
 pub struct Selection<'a> {
     plan: &'a Plan,
     dialect: &'a dyn Dialect,
-    /// The `WITH RECURSIVE …` clause shared by every query.
-    with: String,
+    /// Per table with an expression: its definition, and the expressions it reads.
+    ctes: Vec<Option<(String, BTreeSet<usize>)>>,
+    /// Expressions read by the SQL being written. A query carries only these: PostgreSQL
+    /// materializes an expression read twice, even by one that the query never reads, and then
+    /// plans the semi-joins against it blind.
+    reading: RefCell<BTreeSet<usize>>,
     /// Per table: the columns of its expression, if it has one.
     keys: Vec<Option<Vec<String>>>,
     /// Expressions written so far: a shared table can only be selected through those (a cycle of
@@ -22,13 +29,37 @@ pub struct Selection<'a> {
     params: Vec<Value>,
 }
 
-/// The query for one table: its columns, then one 0/1 flag per edge in `flagged` telling whether
-/// the referenced row is the organisation's (NULL when the reference is NULL).
+/// The query for one table: its columns, then one flag per edge in `flagged`: NULL when the row
+/// does not hold the reference, 1 when the referenced row is the organisation's, 0 when it is
+/// not, and [`TEST_ON_CLIENT`] when the export must test it against a [`KeyColumn`].
 pub struct TableQuery {
     pub sql: String,
     pub params: Vec<Value>,
     pub kinds: Vec<ValueKind>,
     pub flagged: Vec<usize>,
+    /// How each flagged edge is tested.
+    pub memberships: Vec<Membership>,
+}
+
+/// The flag of a reference that the export tests itself.
+pub const TEST_ON_CLIENT: i64 = 2;
+
+/// One integer column of a table, whose values in the selected rows the export holds so that
+/// references to it are tested on the client.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct KeyColumn {
+    pub table: usize,
+    pub column: String,
+}
+
+/// How the export learns whether a reference names one of the organisation's rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Membership {
+    /// The server joins the referenced table's selected keys.
+    Server,
+    /// The client tests every reference against the key column's values. Cheaper than the join,
+    /// whose hash of every selected key spills to disk for large organisations.
+    Client(KeyColumn),
 }
 
 impl<'a> Selection<'a> {
@@ -45,16 +76,41 @@ impl<'a> Selection<'a> {
             })
             .collect();
         let defined = vec![false; n];
-        let mut sel = Selection { plan, dialect, with: String::new(), keys, defined, params: orgs.to_vec() };
-        let mut parts = Vec::new();
+        let mut sel = Selection { plan, dialect, ctes: vec![None; n], reading: RefCell::default(), keys, defined, params: orgs.to_vec() };
         for t in sel.cte_order() {
             if sel.keys[t].is_some() {
-                parts.push(sel.cte(t));
+                let definition = sel.cte(t);
+                let reads = sel.reading.take();
+                sel.ctes[t] = Some((definition, reads));
                 sel.defined[t] = true;
             }
         }
-        sel.with = format!("WITH RECURSIVE {}", parts.join(",\n"));
         sel
+    }
+
+    /// `WITH RECURSIVE` and the expressions the SQL written since the last call reads, each after
+    /// those it reads; then `body`.
+    fn with(&self, body: String) -> String {
+        let mut needed = self.reading.take();
+        let mut todo: Vec<usize> = needed.iter().copied().collect();
+        while let Some(t) = todo.pop() {
+            for &d in self.ctes[t].as_ref().map(|(_, reads)| reads).into_iter().flatten() {
+                if needed.insert(d) {
+                    todo.push(d);
+                }
+            }
+        }
+        let parts: Vec<&str> = self
+            .cte_order()
+            .into_iter()
+            .filter(|t| needed.contains(t))
+            .filter_map(|t| self.ctes[t].as_ref().map(|(definition, _)| definition.as_str()))
+            .collect();
+        if parts.is_empty() {
+            body
+        } else {
+            format!("WITH RECURSIVE {}\n{body}", parts.join(",\n"))
+        }
     }
 
     /// Owned tables by depth, then shared tables after every table that points at them.
@@ -88,7 +144,9 @@ impl<'a> Selection<'a> {
         self.dialect.quote_ident(ident)
     }
 
-    fn cte_name(t: usize) -> String {
+    /// The name of table `t`'s expression, noted as read.
+    fn cte_name(&self, t: usize) -> String {
+        self.reading.borrow_mut().insert(t);
         format!("m{t}")
     }
 
@@ -118,7 +176,7 @@ impl<'a> Selection<'a> {
             "{} IN (SELECT {} FROM {})",
             self.tuple(alias, &e.from_columns),
             self.key_cols(e.to, &e.to_columns),
-            Self::cte_name(e.to)
+            self.cte_name(e.to)
         );
         match self.condition(alias, edge) {
             Some(cond) => format!("({cond} AND {test})"),
@@ -155,7 +213,10 @@ impl<'a> Selection<'a> {
             }
             Role::Owned => or(p.ownership.iter().map(|&e| self.in_cte(alias, e)).collect()),
             Role::Referenced | Role::Keep => {
-                let mut terms = Vec::new();
+                // One semi-join per referenced key, against the union of the referencing rows'
+                // values: `IN` terms joined by OR would each become a subquery the server may scan
+                // once per row of this table.
+                let mut by_key: Vec<(&Vec<String>, Vec<String>)> = Vec::new();
                 for (i, e) in plan.edges.iter().enumerate().filter(|(_, e)| e.to == t && e.from != t) {
                     let from_role = plan.tables[e.from].role;
                     let shared = matches!(from_role, Role::Referenced | Role::Keep);
@@ -167,14 +228,20 @@ impl<'a> Selection<'a> {
                     if let Some(cond) = self.condition(&from_alias, i) {
                         wher = format!("{cond} AND {wher}");
                     }
-                    terms.push(format!(
-                        "{} IN (SELECT {} FROM {} {from_alias} WHERE {wher})",
-                        self.tuple(alias, &e.to_columns),
+                    let select = format!(
+                        "SELECT {} FROM {} {from_alias} WHERE {wher}",
                         self.cols(&from_alias, &e.from_columns),
                         self.dialect.own_rows(plan.table(e.from)),
-                    ));
+                    );
+                    match by_key.iter_mut().find(|(key, _)| **key == e.to_columns) {
+                        Some((_, selects)) => selects.push(select),
+                        None => by_key.push((&e.to_columns, vec![select])),
+                    }
                 }
-                or(terms)
+                or(by_key
+                    .into_iter()
+                    .map(|(key, selects)| format!("{} IN ({})", self.tuple(alias, key), selects.join(" UNION ")))
+                    .collect())
             }
             Role::Dependent => or(plan
                 .edges_from(t)
@@ -201,7 +268,7 @@ impl<'a> Selection<'a> {
         match (&self.keys[t], via_expression) {
             (Some(_), true) => {
                 let first = &p.keysets[0];
-                format!("{} IN (SELECT {} FROM {})", self.tuple(alias, first), self.key_cols(t, first), Self::cte_name(t))
+                format!("{} IN (SELECT {} FROM {})", self.tuple(alias, first), self.key_cols(t, first), self.cte_name(t))
             }
             _ => self.base_predicate(t, alias),
         }
@@ -217,7 +284,7 @@ impl<'a> Selection<'a> {
         let from = self.dialect.own_rows(table);
         let mut sql = format!(
             "{}({}) AS (SELECT {} FROM {from} x WHERE {}",
-            Self::cte_name(t),
+            self.cte_name(t),
             names.join(", "),
             select("x"),
             self.base_predicate(t, "x")
@@ -241,7 +308,7 @@ impl<'a> Selection<'a> {
             sql.push_str(&format!(
                 " UNION SELECT {} FROM {from} x JOIN {} p ON {}",
                 select("x"),
-                Self::cte_name(t),
+                self.cte_name(t),
                 cond.join(" AND ")
             ));
         }
@@ -249,47 +316,91 @@ impl<'a> Selection<'a> {
         sql
     }
 
-    /// The query for `columns` of table `t`, flagging the references that may leave the organisation.
-    pub fn table_query(&self, t: usize, columns: &[String]) -> TableQuery {
+    /// The query for `columns` of table `t`, in key order, without flags: what verify compares.
+    pub fn rows_query(&self, t: usize, columns: &[String]) -> TableQuery {
+        self.query(t, columns, &[])
+    }
+
+    /// The query for `columns` of table `t`, flagging the references of [`Self::flagged`], each
+    /// tested as `memberships` says.
+    pub fn export_query(&self, t: usize, columns: &[String], memberships: &[Membership]) -> TableQuery {
+        self.query(t, columns, memberships)
+    }
+
+    /// The references of table `t` that may leave the organisation, and the polymorphic ones:
+    /// their flag also tells whether the row holds them.
+    pub fn flagged(&self, t: usize) -> Vec<usize> {
+        self.plan
+            .edges_from(t)
+            .map(|(i, _)| i)
+            .filter(|&i| self.plan.cross_tenant.contains(&i) || self.plan.edges[i].condition.is_some())
+            .collect()
+    }
+
+    /// The values of `key.column` in the selected rows of `key.table`, in no particular order.
+    pub fn key_query(&self, key: &KeyColumn) -> TableQuery {
+        let table = self.plan.table(key.table);
+        let kind = table.column(&key.column).map_or(ValueKind::Any, |c| c.kind);
+        self.reading.take();
+        let sql = self.with(format!(
+            "SELECT x.{} FROM {} x WHERE {}",
+            self.q(&key.column),
+            self.dialect.own_rows(table),
+            self.predicate(key.table, "x")
+        ));
+        TableQuery { sql, params: self.params.clone(), kinds: vec![kind], flagged: Vec::new(), memberships: Vec::new() }
+    }
+
+    /// The key column that edge `e`'s references can be tested against on the client: a single
+    /// integer column of a table with an expression.
+    pub fn client_key(&self, e: usize) -> Option<KeyColumn> {
+        let edge = &self.plan.edges[e];
+        let integer = |t: usize, c: &String| self.plan.table(t).column(c).is_some_and(|c| c.kind == ValueKind::Integer);
+        match (edge.from_columns.as_slice(), edge.to_columns.as_slice()) {
+            ([from], [to]) if self.keys[edge.to].is_some() && self.defined[edge.to] && integer(edge.from, from) && integer(edge.to, to) => {
+                Some(KeyColumn { table: edge.to, column: to.clone() })
+            }
+            _ => None,
+        }
+    }
+
+    fn query(&self, t: usize, columns: &[String], memberships: &[Membership]) -> TableQuery {
+        self.reading.take();
         let table = self.plan.table(t);
         let mut exprs: Vec<String> = columns.iter().map(|c| format!("x.{}", self.q(c))).collect();
         let mut kinds: Vec<ValueKind> =
             columns.iter().map(|c| table.column(c).map(|c| c.kind).unwrap_or(ValueKind::Any)).collect();
-        // References that may leave the organisation, and polymorphic ones: their flag also
-        // tells whether the row holds them (NULL when it does not).
-        let flagged: Vec<usize> = self
-            .plan
-            .edges_from(t)
-            .map(|(i, _)| i)
-            .filter(|&i| self.plan.cross_tenant.contains(&i) || self.plan.edges[i].condition.is_some())
-            .collect();
-        // Each flag is an outer join rather than `IN (subquery)` in the select list: a planner
-        // without statistics (a freshly loaded source, a standby) may rescan the subquery per row.
-        // `DISTINCT` (a key set is unique anyway) makes the key set look small, so the planner
-        // hashes it rather than the table's rows: PostgreSQL 15 piles the NULL references of the
-        // rows it keeps for an outer join into one bucket and splits batches without end.
+        let flagged = if memberships.is_empty() { Vec::new() } else { self.flagged(t) };
+        // A flag tested on the server is an outer join rather than `IN (subquery)` in the select
+        // list: a planner without statistics (a freshly loaded source, a standby) may rescan the
+        // subquery per row. `DISTINCT` (a key set is unique anyway) makes the key set look small,
+        // so the planner hashes it rather than the table's rows: PostgreSQL 15 piles the NULL
+        // references of the rows it keeps for an outer join into one bucket and splits batches
+        // without end.
         let mut joins = String::new();
-        for (i, &e) in flagged.iter().enumerate() {
+        for (i, (&e, membership)) in flagged.iter().zip(memberships).enumerate() {
             let edge = &self.plan.edges[e];
             let mut unset: Vec<String> = edge.from_columns.iter().map(|c| format!("x.{} IS NULL", self.q(c))).collect();
             if let Some(cond) = self.condition("x", e) {
                 unset.push(format!("NOT COALESCE({cond}, 1 = 0)"));
             }
             let alias = format!("f{i}");
-            let found = if self.keys[edge.to].is_some() && self.defined[edge.to] {
-                let keys = self.key_cols(edge.to, &edge.to_columns);
-                let on: Vec<String> = edge
-                    .from_columns
-                    .iter()
-                    .zip(keys.split(", "))
-                    .map(|(c, k)| format!("x.{} = {alias}.{k}", self.q(c)))
-                    .collect();
-                joins.push_str(&format!(" LEFT JOIN (SELECT DISTINCT {keys} FROM {}) {alias} ON {}", Self::cte_name(edge.to), on.join(" AND ")));
-                let first_key = keys.split(", ").next().unwrap_or("k0").to_string();
-                format!("WHEN {alias}.{first_key} IS NOT NULL THEN 1 ELSE 0")
-            } else {
+            let found = match membership {
+                Membership::Client(_) => format!("ELSE {TEST_ON_CLIENT}"),
+                Membership::Server if self.keys[edge.to].is_some() && self.defined[edge.to] => {
+                    let keys = self.key_cols(edge.to, &edge.to_columns);
+                    let on: Vec<String> = edge
+                        .from_columns
+                        .iter()
+                        .zip(keys.split(", "))
+                        .map(|(c, k)| format!("x.{} = {alias}.{k}", self.q(c)))
+                        .collect();
+                    joins.push_str(&format!(" LEFT JOIN (SELECT DISTINCT {keys} FROM {}) {alias} ON {}", self.cte_name(edge.to), on.join(" AND ")));
+                    let first_key = keys.split(", ").next().unwrap_or("k0").to_string();
+                    format!("WHEN {alias}.{first_key} IS NOT NULL THEN 1 ELSE 0")
+                }
                 // Not the organisation's table (excluded, unrelated): only whether the row holds it.
-                "ELSE 1".to_string()
+                Membership::Server => "ELSE 1".to_string(),
             };
             exprs.push(format!("CASE WHEN {} THEN NULL {found} END", unset.join(" OR ")));
             kinds.push(ValueKind::Integer);
@@ -300,14 +411,10 @@ impl<'a> Selection<'a> {
             let pk: Vec<String> = table.primary_key.iter().map(|c| format!("x.{}", self.q(c))).collect();
             format!(" ORDER BY {}", pk.join(", "))
         };
-        let sql = format!(
-            "{}\nSELECT {} FROM {} x{joins} WHERE {}{order}",
-            self.with,
-            exprs.join(", "),
-            self.dialect.own_rows(table),
-            self.predicate(t, "x")
-        );
-        TableQuery { sql, params: self.params.clone(), kinds, flagged }
+        let predicate = self.predicate(t, "x");
+        let sql = self.with(format!("SELECT {} FROM {} x{joins} WHERE {predicate}{order}", exprs.join(", "), self.dialect.own_rows(table)));
+        let memberships = memberships[..flagged.len()].to_vec();
+        TableQuery { sql, params: self.params.clone(), kinds, flagged, memberships }
     }
 }
 

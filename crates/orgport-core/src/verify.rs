@@ -324,7 +324,7 @@ impl Verifier<'_> {
         let t = self.maps[a].target;
         let tm = self.manifest.tables[a].clone();
         let columns: Vec<String> = tm.columns.iter().map(|c| c.name.clone()).collect();
-        let query = selection.table_query(t, &columns);
+        let query = selection.rows_query(t, &columns);
         progress.begin("verify", &name, Some(tm.rows));
         // Shared rows found by natural key are among the target's selected rows too.
         let ordered = self.ordered[a] && role.is_owned();

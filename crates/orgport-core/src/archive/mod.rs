@@ -143,7 +143,7 @@ impl ArchiveWriter {
             Some(dir) => tempfile::tempfile_in(dir).map_err(|e| Error::io("cannot create a spool file in", dir, e))?,
             None => tempfile::tempfile().map_err(|e| Error::io("cannot create a spool file in", std::env::temp_dir(), e))?,
         };
-        let encoder = zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 16, spool), 3).map_err(Error::Stream)?;
+        let encoder = zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 16, spool), 1).map_err(Error::Stream)?;
         Ok(ArchiveWriter { encoder, tables: Vec::new(), current: None, row: Vec::with_capacity(1024) })
     }
 
