@@ -5,6 +5,7 @@
 //! the rows already paired. Tables are paired in archive order (parents first); references to
 //! later tables and self-references are checked once every table is paired.
 
+use std::io::Read;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -135,11 +136,14 @@ impl Verifier<'_> {
         let selection = Selection::new(self.plan, engine.dialect(), new_orgs);
         let mut reader = ArchiveReader::open(open()?)?;
         crate::import::same_archive(&self.manifest, reader.manifest())?;
+        // A second pass over the archive, a table behind the first: it hands the rows of a table
+        // paired by ordinal to the comparison with the target's, so they need not be stored.
+        let mut behind = ArchiveReader::open(open()?)?;
         let mut next = 0;
         let mut ordinal = 0u64;
         while let Some((a, row)) = reader.next_row()? {
             while next < a {
-                self.finish_table(engine, next, &selection, progress)?;
+                self.finish_table(engine, next, &selection, &mut behind, progress)?;
                 next += 1;
                 ordinal = 0;
             }
@@ -147,7 +151,7 @@ impl Verifier<'_> {
             ordinal += 1;
         }
         while next < self.maps.len() {
-            self.finish_table(engine, next, &selection, progress)?;
+            self.finish_table(engine, next, &selection, &mut behind, progress)?;
             next += 1;
         }
         self.check_later()
@@ -245,7 +249,8 @@ impl Verifier<'_> {
         self.conditions.observe(a, row);
         self.report.tables.entry(self.maps[a].name.clone()).or_default().archive_rows += 1;
         match self.maps[a].role {
-            Role::Root | Role::Owned if self.ordered[a] => self.scratch.store_row(a as i64, ordinal, &codec::encode(row)),
+            Role::Root | Role::Owned if self.ordered[a] && self.checks_later(a) => self.scratch.store_row(a as i64, ordinal, &codec::encode(row)),
+            Role::Root | Role::Owned if self.ordered[a] => Ok(()),
             Role::Root | Role::Owned => {
                 let sig = self.signature(a, row, true)?;
                 self.scratch.add_pending(a, ordinal, &sig, &codec::encode(row))
@@ -311,9 +316,29 @@ impl Verifier<'_> {
             && self.manifest.tables[a].columns[map.pk_positions[0]].kind == crate::value::ValueKind::Integer
     }
 
-    /// Pairs the target's rows of table `a` with the archive's.
-    fn finish_table(&mut self, engine: &mut dyn Engine, a: usize, selection: &Selection, progress: &dyn Progress) -> Result<()> {
+    /// Whether some columns of table `a` are compared once every table is paired.
+    fn checks_later(&self, a: usize) -> bool {
+        self.compare[a].iter().any(|c| matches!(c, Compare::Later(_) | Compare::Suffixed))
+    }
+
+    /// Pairs the target's rows of table `a` with the archive's; `behind` is at table `a`'s rows
+    /// and is left past them.
+    fn finish_table(&mut self, engine: &mut dyn Engine, a: usize, selection: &Selection, behind: &mut ArchiveReader<Box<dyn Read>>, progress: &dyn Progress) -> Result<()> {
         let role = self.maps[a].role;
+        let archive_rows = self.manifest.tables[a].rows;
+        // Shared rows found by natural key are among the target's selected rows too.
+        let ordered = self.ordered[a] && role.is_owned();
+        let mut next_behind = || -> Result<Vec<Value>> {
+            match behind.next_row()? {
+                Some((b, row)) if b == a => Ok(row.to_vec()),
+                _ => Err(Error::Corrupt(format!("table `{}` holds fewer rows than its manifest says", self.maps[a].name))),
+            }
+        };
+        if !ordered {
+            for _ in 0..archive_rows {
+                next_behind()?;
+            }
+        }
         let name = self.maps[a].name.clone();
         if !role.is_owned() && !self.created_shared[a] {
             if role == Role::Dependent {
@@ -326,11 +351,9 @@ impl Verifier<'_> {
         let columns: Vec<String> = tm.columns.iter().map(|c| c.name.clone()).collect();
         let query = selection.rows_query(t, &columns);
         progress.begin("verify", &name, Some(tm.rows));
-        // Shared rows found by natural key are among the target's selected rows too.
-        let ordered = self.ordered[a] && role.is_owned();
         // Key maps only for tables others refer to; target rows kept only for later checks.
         let referenced = self.plan.edges.iter().any(|e| e.to == t);
-        let keep_target = self.compare[a].iter().any(|c| matches!(c, Compare::Later(_) | Compare::Suffixed));
+        let keep_target = self.checks_later(a);
         let ncols = columns.len();
         let (mut target_rows, mut equal) = (0u64, 0u64);
         let mut unmatched_target: Vec<Vec<Value>> = Vec::new();
@@ -345,17 +368,16 @@ impl Verifier<'_> {
                 progress.rows(1);
                 let sig = this.signature(a, row, false)?;
                 let paired = if ordered {
-                    match this.scratch.stored_row(a as i64, ordinal)? {
-                        Some(bytes) => {
-                            let archive_row = codec::decode(&bytes, ncols).map_err(Error::Stream)?;
-                            if this.signature(a, &archive_row, true)? == sig {
-                                equal += 1;
-                            } else {
-                                differing.push(this.describe(a, &name, ordinal, &archive_row, row, &columns));
-                            }
-                            Some((ordinal, archive_row))
+                    if ordinal < archive_rows {
+                        let archive_row = next_behind()?;
+                        if this.signature(a, &archive_row, true)? == sig {
+                            equal += 1;
+                        } else {
+                            differing.push(this.describe(a, &name, ordinal, &archive_row, row, &columns));
                         }
-                        None => None,
+                        Some((ordinal, archive_row))
+                    } else {
+                        None
                     }
                 } else {
                     match this.scratch.take_pending(a, &sig)? {
@@ -400,8 +422,11 @@ impl Verifier<'_> {
         let mut extra = unmatched_target.into_iter();
         let (missing, missing_count) = if ordered {
             let mut rows = Vec::new();
-            for ordinal in target_rows..tm.rows.min(target_rows + MAX_LISTED as u64) {
-                rows.push((ordinal, self.scratch.stored_row(a as i64, ordinal)?.unwrap_or_default()));
+            for ordinal in target_rows..tm.rows {
+                let row = next_behind()?;
+                if rows.len() < MAX_LISTED {
+                    rows.push((ordinal, codec::encode(&row)));
+                }
             }
             (rows, tm.rows.saturating_sub(target_rows))
         } else {

@@ -418,6 +418,24 @@ fn a_tampered_target_fails_verify_with_the_difference() {
     assert_eq!(out.code, 1, "verify must notice a missing row:\n{}", out.stdout);
     assert!(out.stdout.contains("event-log"), "{}", out.stdout);
 
+    // The last rows of a table paired by key order.
+    let t5 = s.w.copy(&pristine, "truncated.db");
+    let gone = open(&t5)
+        .execute(
+            "DELETE FROM attachments WHERE id IN (SELECT a.id FROM attachments a JOIN tasks t ON t.id = a.task_id \
+             JOIN projects p ON p.id = t.project_id WHERE p.workspace_id = ?1 ORDER BY a.id DESC LIMIT 2)",
+            [k],
+        )
+        .unwrap();
+    assert_eq!(gone, 2);
+    let out = s.w.verify(&t5, Some(&s.config), &s.archive, &[&org]);
+    assert_eq!(out.code, 1, "verify must notice missing last rows:\n{}", out.stdout);
+    let attachments = count(&open(&pristine), "SELECT count(*) FROM attachments a JOIN tasks t ON t.id = a.task_id JOIN projects p ON p.id = t.project_id WHERE p.workspace_id = ?1", &[&k]);
+    for n in [attachments - 1, attachments] {
+        let line = format!("table `attachments`: archive row {n} is missing on the target");
+        assert!(out.stdout.contains(&line), "no `{line}` in:\n{}", out.stdout);
+    }
+
     // An extra row.
     let t3 = s.w.copy(&pristine, "extra.db");
     open(&t3).execute("INSERT INTO gift_cards (workspace_id, code, amount_cents) VALUES (?1, 'EXTRA-CARD', 1)", [k]).unwrap();
