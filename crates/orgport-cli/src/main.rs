@@ -4,12 +4,15 @@
 
 mod commands;
 mod engines;
+mod location;
 mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::location::Location;
 
 /// Move one organisation (tenant) of a multi-tenant application's database to another instance:
 /// export its rows into a verifiable archive, import them elsewhere with new keys and every
@@ -28,14 +31,29 @@ enum Command {
     /// warnings.
     Plan(PlanArgs),
     /// Export organisations into an archive, from one consistent snapshot of the source.
+    #[command(after_help = OBJECTS_HELP)]
     Export(ExportArgs),
     /// Import an archive as new organisations, in one transaction: all or nothing.
+    #[command(after_help = OBJECTS_HELP)]
     Import(ImportArgs),
     /// Compare an imported organisation with its archive, row by row and column by column.
+    #[command(after_help = OBJECTS_HELP)]
     Verify(VerifyArgs),
     /// Print an archive's manifest after checking every checksum.
+    #[command(after_help = OBJECTS_HELP)]
     Inspect(InspectArgs),
 }
+
+const OBJECTS_HELP: &str = "\
+Archives in object stores: `--out`/`--in` take a local path, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`,
+streamed both ways.
+  S3 and S3-compatible stores: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+  AWS_REGION (default us-east-1), AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL (another endpoint, such
+  as MinIO's: buckets by path, http allowed for an http:// endpoint). Without keys, the EC2
+  instance's role.
+  GCS: GOOGLE_APPLICATION_CREDENTIALS (a service-account JSON file; else gcloud's application
+  default credentials, else the metadata server), STORAGE_EMULATOR_HOST (HOST:PORT of an emulator,
+  no credentials).";
 
 /// Where the database is and how to read its tenancy.
 #[derive(Args)]
@@ -92,14 +110,16 @@ struct ExportArgs {
     /// Sensitive groups to include, comma-separated (e.g. `passwords,otp`); withheld otherwise.
     #[arg(long = "with", value_name = "GROUPS", value_delimiter = ',')]
     with: Vec<String>,
-    /// The archive to write. It appears only once complete.
-    #[arg(long, value_name = "FILE")]
-    out: PathBuf,
-    /// Replace `--out` if it exists.
+    /// The archive to write: a file, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`. It appears only
+    /// once complete.
+    #[arg(long, value_name = "PATH|URL", value_parser = Location::parse)]
+    out: Location,
+    /// Replace `--out` if it exists (a file or an object).
     #[arg(long)]
     force: bool,
     /// Connections reading tables at once, all on the same snapshot (PostgreSQL; SQLite reads
-    /// on one). Tables read ahead wait in temporary files beside `--out`. More than one pays
+    /// on one). Tables read ahead wait in temporary files beside `--out` (in the system's
+    /// temporary directory when `--out` is an object). More than one pays
     /// when the database server has cores to spare; where it shares this machine's few cores,
     /// spooling costs more than it saves.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -110,9 +130,9 @@ struct ExportArgs {
 struct ImportArgs {
     #[command(flatten)]
     source: Source,
-    /// The archive to import.
-    #[arg(long = "in", value_name = "FILE")]
-    input: PathBuf,
+    /// The archive to import. A file, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`.
+    #[arg(long = "in", value_name = "PATH|URL", value_parser = Location::parse)]
+    input: Location,
     /// Do everything but commit; report what would be created, matched and renamed.
     #[arg(long)]
     dry_run: bool,
@@ -125,9 +145,9 @@ struct ImportArgs {
 struct VerifyArgs {
     #[command(flatten)]
     source: Source,
-    /// The archive that was imported.
-    #[arg(long = "in", value_name = "FILE")]
-    input: PathBuf,
+    /// The archive that was imported. A file, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`.
+    #[arg(long = "in", value_name = "PATH|URL", value_parser = Location::parse)]
+    input: Location,
     /// Key of the imported organisation on the target; repeat in the archive's order when it holds several.
     #[arg(long = "org", value_name = "NEWKEY", required = true)]
     orgs: Vec<String>,
@@ -138,9 +158,9 @@ struct VerifyArgs {
 
 #[derive(Args)]
 struct InspectArgs {
-    /// The archive to read.
-    #[arg(long = "in", value_name = "FILE")]
-    input: PathBuf,
+    /// The archive to read. A file, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`.
+    #[arg(long = "in", value_name = "PATH|URL", value_parser = Location::parse)]
+    input: Location,
 }
 
 fn main() -> ExitCode {

@@ -51,6 +51,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// An object store refused or failed: `location` is the object's URL (`s3://bucket/key`) and
+    /// `reason` what went wrong, never a credential.
+    #[error("cannot {action} `{location}`: {reason}")]
+    Storage { action: &'static str, location: String, reason: String },
+
     #[error("{0}")]
     Stream(#[source] std::io::Error),
 

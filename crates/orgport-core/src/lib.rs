@@ -5,7 +5,8 @@
 //! [`export::export`] streams the organisation's rows from one snapshot into an
 //! [`archive`]; [`import::import`] recreates them on a target with new keys in one transaction;
 //! [`verify::verify`] compares the result with the archive. Engines implement
-//! [`engine::Engine`]; this crate knows none of them, nor any command line or server.
+//! [`engine::Engine`]; this crate knows none of them, nor any command line or server. Archives
+//! may live in an object store ([`store::ObjectStore`]), which it knows only as a trait.
 //!
 //! ```no_run
 //! # fn demo(source: &mut dyn orgport_core::engine::Engine) -> orgport_core::Result<()> {
@@ -31,6 +32,7 @@ mod readahead;
 mod scratch;
 mod select;
 pub mod schema;
+pub mod store;
 pub mod value;
 pub mod verify;
 

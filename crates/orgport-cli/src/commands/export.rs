@@ -1,45 +1,22 @@
 use std::io::BufWriter;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use orgport_core::archive::Manifest;
 use orgport_core::export::{export, ExportOptions};
+use orgport_objects::ObjectUrl;
 use orgport_sqlite::Access;
 
+use crate::location::Location;
 use crate::progress::Bars;
 use crate::{engines, ExportArgs};
 
 pub fn run(args: ExportArgs) -> Result<ExitCode> {
-    if args.out.exists() && !args.force {
-        bail!("`{}` already exists\nhint: pass `--force` to replace it", args.out.display());
-    }
-    if let Ok(source) = orgport_sqlite::url_path(&args.source.db) {
-        let same = |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize()) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => false,
-        };
-        if same(&source, &args.out) {
-            bail!("`--out {}` is the source database itself; the export would replace it", args.out.display());
-        }
-    }
-    let mut engine = engines::open(&args.source, Access::ReadOnly)?;
-    let plan = super::plan_for(engine.as_mut(), &args.source, args.root.as_deref())?;
-    let dir = match args.out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
+    let manifest = match &args.out {
+        Location::File(path) => to_file(&args, path)?,
+        Location::Object(url) => to_object(&args, url)?,
     };
-    // Written beside the target and renamed into place only when complete, so a failed export
-    // never leaves a file that looks like an archive.
-    let mut partial = tempfile::Builder::new()
-        .prefix(".orgport-partial-")
-        .tempfile_in(&dir)
-        .with_context(|| format!("cannot write in `{}`", dir.display()))?;
-    let options = ExportOptions { orgs: args.orgs.clone(), with_groups: args.with.iter().cloned().collect(), spool_dir: Some(&dir), jobs: args.jobs.into() };
-    let manifest = {
-        let mut out = BufWriter::new(partial.as_file_mut());
-        export(engine.as_mut(), &plan, &options, &mut out, &Bars::new())?
-    };
-    partial.as_file().sync_all().context("cannot flush the archive to disk")?;
-    partial.persist(&args.out).with_context(|| format!("cannot move the archive to `{}`", args.out.display()))?;
 
     let rows: u64 = manifest.tables.iter().map(|t| t.rows).sum();
     eprintln!(
@@ -48,7 +25,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
         manifest.root_table,
         manifest.tables.len(),
         manifest.data.compressed_bytes,
-        args.out.display()
+        args.out
     );
     let withheld: Vec<String> = manifest
         .tables
@@ -70,4 +47,59 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Written beside the target and renamed into place only when complete, so a failed export
+/// never leaves a file that looks like an archive.
+fn to_file(args: &ExportArgs, out: &Path) -> Result<Manifest> {
+    if out.exists() && !args.force {
+        bail!("`{}` already exists\nhint: pass `--force` to replace it", out.display());
+    }
+    if let Ok(source) = orgport_sqlite::url_path(&args.source.db) {
+        let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if same(&source, out) {
+            bail!("`--out {}` is the source database itself; the export would replace it", out.display());
+        }
+    }
+    let mut engine = engines::open(&args.source, Access::ReadOnly)?;
+    let plan = super::plan_for(engine.as_mut(), &args.source, args.root.as_deref())?;
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut partial = tempfile::Builder::new()
+        .prefix(".orgport-partial-")
+        .tempfile_in(&dir)
+        .with_context(|| format!("cannot write in `{}`", dir.display()))?;
+    let manifest = {
+        let mut file = BufWriter::new(partial.as_file_mut());
+        export(engine.as_mut(), &plan, &options(args, Some(&dir)), &mut file, &Bars::new())?
+    };
+    partial.as_file().sync_all().context("cannot flush the archive to disk")?;
+    partial.persist(out).with_context(|| format!("cannot move the archive to `{}`", out.display()))?;
+    Ok(manifest)
+}
+
+/// Streamed to the store, which makes the object appear only when the writer is finished:
+/// an export that fails drops the writer, and the upload is abandoned.
+fn to_object(args: &ExportArgs, url: &ObjectUrl) -> Result<Manifest> {
+    let store = Location::open_store(url)?;
+    if !args.force && store.size(url.key())?.is_some() {
+        bail!("`{url}` already exists\nhint: pass `--force` to replace it");
+    }
+    let mut engine = engines::open(&args.source, Access::ReadOnly)?;
+    let plan = super::plan_for(engine.as_mut(), &args.source, args.root.as_deref())?;
+    // Opened before the export so that a wrong bucket or credentials fail before the long part.
+    let mut out = BufWriter::with_capacity(1 << 16, store.writer(url.key())?);
+    let manifest = export(engine.as_mut(), &plan, &options(args, None), &mut out, &Bars::new())?;
+    out.into_inner().map_err(|e| e.into_error())?.finish()?;
+    Ok(manifest)
+}
+
+/// Tables read ahead wait in `spool_dir` (the system's temporary directory when None).
+fn options<'a>(args: &ExportArgs, spool_dir: Option<&'a Path>) -> ExportOptions<'a> {
+    ExportOptions { orgs: args.orgs.clone(), with_groups: args.with.iter().cloned().collect(), spool_dir, jobs: args.jobs.into() }
 }

@@ -11,12 +11,13 @@ use crate::{engines, ImportArgs};
 pub fn run(args: ImportArgs) -> Result<ExitCode> {
     let mut engine = engines::open(&args.source, Access::ReadWrite)?;
     let config = engines::config(args.source.config.as_deref())?;
+    let archive = args.input.archive()?;
     let root = match config.root {
         Some(_) => None,
-        None => Some(super::archive_root(&args.input)?),
+        None => Some(super::archive_root(&archive)?),
     };
     let plan = Plan::build(engine.introspect()?, &config, root.as_deref(), engine.capabilities())?;
-    let open = super::archive_opener(&args.input);
+    let open = super::archive_opener(&archive);
     let report = import(engine.as_mut(), &plan, &open, &ImportOptions { dry_run: args.dry_run }, &Bars::new())?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

@@ -6,15 +6,14 @@ pub mod inspect;
 pub mod plan;
 pub mod verify;
 
-use std::fs::File;
-use std::io::{BufReader, Read};
-use std::path::Path;
+use std::io::Read;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use orgport_core::engine::Engine;
 use orgport_core::plan::Plan;
 
 use crate::engines;
+use crate::location::Archive;
 use crate::Source;
 
 /// Introspects the database and builds its plan; `root` overrides the configuration's.
@@ -24,16 +23,12 @@ pub fn plan_for(engine: &mut dyn Engine, source: &Source, root: Option<&str>) ->
     Ok(Plan::build(schema, &config, root, engine.capabilities())?)
 }
 
-/// Opens the archive for reading, once per pass.
-pub fn archive_opener(path: &Path) -> impl Fn() -> orgport_core::Result<Box<dyn Read>> + '_ {
-    move || {
-        let file = File::open(path).map_err(|e| orgport_core::Error::io("cannot open archive", path, e))?;
-        Ok(Box::new(BufReader::with_capacity(1 << 16, file)) as Box<dyn Read>)
-    }
+/// Opens the archive for reading, once per pass (an object is streamed once per pass).
+pub fn archive_opener<'a>(archive: &'a Archive<'a>) -> impl Fn() -> orgport_core::Result<Box<dyn Read>> + 'a {
+    move || archive.reader()
 }
 
 /// The root table named in an archive, for a target whose configuration names none.
-pub fn archive_root(path: &Path) -> Result<String> {
-    let mut file = File::open(path).with_context(|| format!("cannot open archive `{}`", path.display()))?;
-    Ok(orgport_core::archive::read_manifest(&mut file)?.root_table)
+pub fn archive_root(archive: &Archive) -> Result<String> {
+    Ok(orgport_core::archive::read_manifest(&mut archive.reader()?)?.root_table)
 }

@@ -11,12 +11,13 @@ use crate::{engines, VerifyArgs};
 pub fn run(args: VerifyArgs) -> Result<ExitCode> {
     let mut engine = engines::open(&args.source, Access::ReadOnly)?;
     let config = engines::config(args.source.config.as_deref())?;
+    let archive = args.input.archive()?;
     let root = match config.root {
         Some(_) => None,
-        None => Some(super::archive_root(&args.input)?),
+        None => Some(super::archive_root(&archive)?),
     };
     let plan = Plan::build(engine.introspect()?, &config, root.as_deref(), engine.capabilities())?;
-    let open = super::archive_opener(&args.input);
+    let open = super::archive_opener(&archive);
     let report = verify(engine.as_mut(), &plan, &open, &args.orgs, &Bars::new())?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

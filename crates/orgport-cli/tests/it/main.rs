@@ -11,6 +11,7 @@
 //! - `props`: property-based round trips over random schemas.
 //! - `polymorphic`: references whose target table depends on a discriminator column.
 //! - `pg`: the PostgreSQL server those tests share, and `psql`.
+//! - `objects`: archives in S3 and GCS (real SeaweedFS and fake-gcs-server servers).
 //! - `postgres`: a real PostgreSQL server and Flagsmith's schema and data.
 //! - `gisia`: references inferred from column names on Gisia's schema (87 tables, 18 foreign keys).
 //! - `pg_engine`: the PostgreSQL engine: every column type field by field, `--schemas`, TLS.
@@ -25,6 +26,7 @@ mod util;
 
 mod bad_input;
 mod gisia;
+mod objects;
 mod pg_engine;
 mod policies;
 mod polymorphic;

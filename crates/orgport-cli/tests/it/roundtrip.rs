@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use orgport_testkit::example::ExampleOptions;
 use rusqlite::types::Value as V;
 
 use crate::util::*;
@@ -313,17 +312,6 @@ fn every_value_type_round_trips_exactly_storage_class_included() {
     // The root row came across too.
     let root_t = &paired.pairs["orgs"][0].1;
     assert_eq!(root_t[paired.col("orgs", "logo")], Cell::Blob(vec![0, 0xff, 0]));
-}
-
-/// The example database: source with three workspaces, target with two others and a smaller user
-/// pool so that some users are matched by e-mail and others must be created.
-fn example_pair(w: &Work) -> (std::path::PathBuf, std::path::PathBuf) {
-    let src = w.example("source.db", &ExampleOptions { tasks_per_project: 8, ..ExampleOptions::default() });
-    let tgt = w.example(
-        "target.db",
-        &ExampleOptions { orgs: 2, first_org: 100, seed: 7, users: 5, tasks_per_project: 6, ..ExampleOptions::default() },
-    );
-    (src, tgt)
 }
 
 #[test]

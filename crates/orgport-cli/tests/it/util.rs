@@ -56,7 +56,11 @@ pub fn orgport(dir: &Path) -> Command {
 }
 
 pub fn run_in<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> Out {
-    let output = orgport(dir).args(args).output().expect("running orgport");
+    output(orgport(dir).args(args))
+}
+
+fn output(cmd: &mut Command) -> Out {
+    let output = cmd.output().expect("running orgport");
     Out {
         code: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -83,11 +87,13 @@ pub fn example_config_text() -> String {
 /// A temporary working directory with helpers for the usual commands.
 pub struct Work {
     pub dir: TempDir,
+    /// Environment variables every run gets (an object store's address and credentials).
+    pub env: Vec<(String, String)>,
 }
 
 impl Work {
     pub fn new() -> Work {
-        Work { dir: tempfile::tempdir().expect("temporary directory") }
+        Work { dir: tempfile::tempdir().expect("temporary directory"), env: Vec::new() }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -95,7 +101,7 @@ impl Work {
     }
 
     pub fn run<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Out {
-        run_in(self.dir.path(), args)
+        output(orgport(self.dir.path()).envs(self.env.iter().map(|(k, v)| (k, v))).args(args))
     }
 
     /// Writes a configuration file and returns its path.
@@ -184,6 +190,17 @@ impl Work {
         out.ok();
         out.json()
     }
+}
+
+/// The example database: source with three workspaces, target with two others and a smaller user
+/// pool so that some users are matched by e-mail and others must be created.
+pub fn example_pair(w: &Work) -> (PathBuf, PathBuf) {
+    let src = w.example("source.db", &ExampleOptions { tasks_per_project: 8, ..ExampleOptions::default() });
+    let tgt = w.example(
+        "target.db",
+        &ExampleOptions { orgs: 2, first_org: 100, seed: 7, users: 5, tasks_per_project: 6, ..ExampleOptions::default() },
+    );
+    (src, tgt)
 }
 
 /// The new key of the one organisation an import report names, as command-line text.

@@ -1,0 +1,67 @@
+//! Where an archive is: a local file, or an object in S3 or GCS (`orgport-objects`).
+
+use std::fmt;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use orgport_core::store::ObjectStore;
+use orgport_objects::ObjectUrl;
+
+/// `--out` / `--in`: a local path, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`.
+#[derive(Clone)]
+pub enum Location {
+    File(PathBuf),
+    Object(ObjectUrl),
+}
+
+impl Location {
+    /// clap's parser: an object URL, or any text without `scheme://` as a path.
+    pub fn parse(text: &str) -> Result<Location, String> {
+        match ObjectUrl::parse(text) {
+            Ok(Some(url)) => Ok(Location::Object(url)),
+            Ok(None) => Ok(Location::File(PathBuf::from(text))),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Opens an object's store, configured by this process's environment.
+    pub fn open_store(url: &ObjectUrl) -> orgport_core::Result<Box<dyn ObjectStore>> {
+        url.open(|name| std::env::var(name).ok())
+    }
+
+    /// Ready to be read, as many times as a command needs.
+    pub fn archive(&self) -> orgport_core::Result<Archive<'_>> {
+        Ok(match self {
+            Location::File(path) => Archive::File(path),
+            Location::Object(url) => Archive::Object { store: Self::open_store(url)?, key: url.key() },
+        })
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::File(path) => write!(f, "{}", path.display()),
+            Location::Object(url) => write!(f, "{url}"),
+        }
+    }
+}
+
+/// An archive to read, its store opened once for every pass.
+pub enum Archive<'a> {
+    File(&'a Path),
+    Object { store: Box<dyn ObjectStore>, key: &'a str },
+}
+
+impl Archive<'_> {
+    pub fn reader(&self) -> orgport_core::Result<Box<dyn Read>> {
+        Ok(match self {
+            Archive::File(path) => {
+                let file = File::open(path).map_err(|e| orgport_core::Error::io("cannot open archive", *path, e))?;
+                Box::new(BufReader::with_capacity(1 << 16, file))
+            }
+            Archive::Object { store, key } => Box::new(store.reader(key)?),
+        })
+    }
+}
