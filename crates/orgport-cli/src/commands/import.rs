@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -9,6 +10,7 @@ use crate::progress::Bars;
 use crate::{engines, ImportArgs};
 
 pub fn run(args: ImportArgs) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
     let mut engine = engines::open(&args.source, Access::ReadWrite)?;
     let config = engines::config(args.source.config.as_deref())?;
     let archive = args.input.archive()?;
@@ -20,27 +22,27 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
     let open = super::archive_opener(&archive);
     let report = import(engine.as_mut(), &plan, &open, &ImportOptions { dry_run: args.dry_run }, &Bars::new())?;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let verb = if report.dry_run { "would import" } else { "imported" };
     for org in &report.orgs {
-        println!("{verb} organisation {} as {}", org.source, org.target);
+        writeln!(out, "{verb} organisation {} as {}", org.source, org.target)?;
     }
     for (table, counts) in &report.tables {
-        println!("  {table:30} created {:>8}  matched {:>8}", counts.created, counts.matched);
+        writeln!(out, "  {table:30} created {:>8}  matched {:>8}", counts.created, counts.matched)?;
     }
     for r in &report.renamed {
         match (&r.from, &r.to) {
-            (Some(from), Some(to)) => println!("  renamed {}.{}: {from} → {to}", r.table, r.column),
-            _ => println!("  regenerated {}.{} (sensitive)", r.table, r.column),
+            (Some(from), Some(to)) => writeln!(out, "  renamed {}.{}: {from} → {to}", r.table, r.column)?,
+            _ => writeln!(out, "  regenerated {}.{} (sensitive)", r.table, r.column)?,
         }
     }
     for c in &report.cut {
-        println!("  {} row(s) of `{}`: ({}) {} `{}`: {}", c.rows, c.table, c.columns.join(", "), c.reason, c.to, c.action);
+        writeln!(out, "  {} row(s) of `{}`: ({}) {} `{}`: {}", c.rows, c.table, c.columns.join(", "), c.reason, c.to, c.action)?;
     }
     if report.dry_run {
-        println!("dry run: nothing was written");
+        writeln!(out, "dry run: nothing was written")?;
     }
     Ok(ExitCode::SUCCESS)
 }

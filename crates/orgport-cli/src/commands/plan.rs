@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -7,6 +8,7 @@ use orgport_sqlite::Access;
 use crate::{engines, PlanArgs, PlanFormat};
 
 pub fn run(args: PlanArgs) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
     let mut engine = engines::open(&args.source, Access::ReadOnly)?;
     let plan = super::plan_for(engine.as_mut(), &args.source, args.root.as_deref())?;
     let format = match args.format {
@@ -16,7 +18,7 @@ pub fn run(args: PlanArgs) -> Result<ExitCode> {
         PlanFormat::Mermaid => Format::Mermaid,
         PlanFormat::Toml => Format::Toml,
     };
-    print!("{}", plan.render(format));
+    write!(out, "{}", plan.render(format))?;
     plan.check_strict(args.strict)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -9,6 +10,7 @@ use crate::progress::Bars;
 use crate::{engines, VerifyArgs};
 
 pub fn run(args: VerifyArgs) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
     let mut engine = engines::open(&args.source, Access::ReadOnly)?;
     let config = engines::config(args.source.config.as_deref())?;
     let archive = args.input.archive()?;
@@ -20,22 +22,22 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
     let open = super::archive_opener(&archive);
     let report = verify(engine.as_mut(), &plan, &open, &args.orgs, &Bars::new())?;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
     } else {
         let rows: u64 = report.tables.values().map(|t| t.equal).sum();
         for d in &report.differences {
-            println!("difference: {d}");
+            writeln!(out, "difference: {d}")?;
         }
         if report.difference_count > report.differences.len() as u64 {
-            println!("… {} differences in all", report.difference_count);
+            writeln!(out, "… {} differences in all", report.difference_count)?;
         }
         for s in &report.skipped {
-            println!("skipped: {s}");
+            writeln!(out, "skipped: {s}")?;
         }
         if report.is_equal() {
-            println!("verified: {rows} rows in {} tables equal the archive", report.tables.len());
+            writeln!(out, "verified: {rows} rows in {} tables equal the archive", report.tables.len())?;
         } else {
-            println!("NOT equal: {} difference(s)", report.difference_count);
+            writeln!(out, "NOT equal: {} difference(s)", report.difference_count)?;
         }
     }
     Ok(if report.is_equal() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
