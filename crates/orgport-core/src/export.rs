@@ -169,15 +169,10 @@ struct KeySet {
 }
 
 impl KeySet {
-    /// Flips the sign bit, so that the order of i64 keys is kept in the bitmap's u64 space.
-    fn bits(k: i64) -> u64 {
-        (k as u64) ^ (1 << 63)
-    }
-
     fn insert(&mut self, v: &Value) {
         match v {
             Value::Int(k) => {
-                self.integers.insert(Self::bits(*k));
+                self.integers.insert(*k as u64);
             }
             Value::Null => {}
             other => {
@@ -188,7 +183,7 @@ impl KeySet {
 
     fn contains(&self, v: &Value) -> bool {
         match v {
-            Value::Int(k) => self.integers.contains(Self::bits(*k)),
+            Value::Int(k) => self.integers.contains(*k as u64),
             other => self.others.contains(&key_bytes(std::slice::from_ref(other))),
         }
     }
