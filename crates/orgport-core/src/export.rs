@@ -283,14 +283,12 @@ fn export_in_snapshot(
 
     let selection = Selection::new(plan, engine.dialect(), orgs);
     let included: Vec<usize> = plan.order.iter().copied().filter(|&t| table_included(plan, t, &options.with_groups)).collect();
-    let columns: Vec<(Vec<String>, BTreeMap<String, String>)> =
-        included.iter().map(|&t| exported_columns(plan, t, &options.with_groups)).collect();
     // Per table: the key columns whose values its rows give, as they stream, to the tests of
     // references in later tables.
     let mut collected: HashMap<usize, Vec<(usize, KeyColumn)>> = HashMap::new();
     // Key columns no earlier table gives are read on their own, just before they are needed.
     let mut reads: Vec<Read> = Vec::new();
-    let mut tables = Vec::new();
+    let mut tables: Vec<TableExport> = Vec::new();
     for (i, &t) in included.iter().enumerate() {
         let mut memberships = Vec::new();
         for e in selection.flagged(t) {
@@ -298,13 +296,13 @@ fn export_in_snapshot(
                 memberships.push(Membership::Server);
                 continue;
             };
-            let streamed_before = included[..i]
+            let streamed_before = tables
                 .iter()
-                .position(|&x| x == key.table)
-                .and_then(|earlier| Some((earlier, columns[earlier].0.iter().position(|c| *c == key.column)?)));
+                .find(|earlier| earlier.t == key.table)
+                .and_then(|earlier| earlier.columns.iter().position(|c| *c == key.column));
             match streamed_before {
-                Some((earlier, p)) => {
-                    let list = collected.entry(included[earlier]).or_default();
+                Some(p) => {
+                    let list = collected.entry(key.table).or_default();
                     if !list.iter().any(|(_, k)| *k == key) {
                         list.push((p, key.clone()));
                     }
@@ -316,8 +314,8 @@ fn export_in_snapshot(
             }
             memberships.push(Membership::Client(key));
         }
-        let (cols, withheld) = columns[i].clone();
-        tables.push(TableExport::new(plan, &selection, t, cols, withheld, &memberships));
+        let (columns, withheld) = exported_columns(plan, t, &options.with_groups);
+        tables.push(TableExport::new(plan, &selection, t, columns, withheld, &memberships));
         reads.push(Read::Table(i));
     }
     let queries: Vec<&TableQuery> = reads

@@ -15,17 +15,18 @@ use crate::value::{Value, ValueKind};
 pub struct Selection<'a> {
     plan: &'a Plan,
     dialect: &'a dyn Dialect,
-    /// Per table with an expression: its definition, and the expressions it reads.
+    /// Per table with an expression written so far: its definition, and the expressions it
+    /// reads. A shared table can only be selected through expressions already written (a cycle
+    /// of shared tables is followed one way).
     ctes: Vec<Option<(String, BTreeSet<usize>)>>,
+    /// The tables with an expression, each after those it reads.
+    cte_order: Vec<usize>,
     /// Expressions read by the SQL being written. A query carries only these: PostgreSQL
     /// materializes an expression read twice, even by one that the query never reads, and then
     /// plans the semi-joins against it blind.
     reading: RefCell<BTreeSet<usize>>,
     /// Per table: the columns of its expression, if it has one.
     keys: Vec<Option<Vec<String>>>,
-    /// Expressions written so far: a shared table can only be selected through those (a cycle of
-    /// shared tables is followed one way).
-    defined: Vec<bool>,
     params: Vec<Value>,
 }
 
@@ -75,14 +76,14 @@ impl<'a> Selection<'a> {
                 (!cols.is_empty()).then_some(cols)
             })
             .collect();
-        let defined = vec![false; n];
-        let mut sel = Selection { plan, dialect, ctes: vec![None; n], reading: RefCell::default(), keys, defined, params: orgs.to_vec() };
-        for t in sel.cte_order() {
+        let mut sel =
+            Selection { plan, dialect, ctes: vec![None; n], cte_order: Vec::new(), reading: RefCell::default(), keys, params: orgs.to_vec() };
+        for t in sel.definition_order() {
             if sel.keys[t].is_some() {
                 let definition = sel.cte(t);
                 let reads = sel.reading.take();
                 sel.ctes[t] = Some((definition, reads));
-                sel.defined[t] = true;
+                sel.cte_order.push(t);
             }
         }
         sel
@@ -101,10 +102,10 @@ impl<'a> Selection<'a> {
             }
         }
         let parts: Vec<&str> = self
-            .cte_order()
-            .into_iter()
+            .cte_order
+            .iter()
             .filter(|t| needed.contains(t))
-            .filter_map(|t| self.ctes[t].as_ref().map(|(definition, _)| definition.as_str()))
+            .filter_map(|&t| self.ctes[t].as_ref().map(|(definition, _)| definition.as_str()))
             .collect();
         if parts.is_empty() {
             body
@@ -114,7 +115,7 @@ impl<'a> Selection<'a> {
     }
 
     /// Owned tables by depth, then shared tables after every table that points at them.
-    fn cte_order(&self) -> Vec<usize> {
+    fn definition_order(&self) -> Vec<usize> {
         let plan = self.plan;
         let mut owned: Vec<usize> = (0..plan.tables.len()).filter(|&t| plan.tables[t].role.is_owned()).collect();
         owned.sort_by_key(|&t| (plan.tables[t].depth, t));
@@ -220,7 +221,7 @@ impl<'a> Selection<'a> {
                 for (i, e) in plan.edges.iter().enumerate().filter(|(_, e)| e.to == t && e.from != t) {
                     let from_role = plan.tables[e.from].role;
                     let shared = matches!(from_role, Role::Referenced | Role::Keep);
-                    if !from_role.is_exported() || from_role == Role::Dependent || (shared && !self.defined[e.from]) {
+                    if !from_role.is_exported() || from_role == Role::Dependent || (shared && self.ctes[e.from].is_none()) {
                         continue;
                     }
                     let from_alias = format!("s{}", e.from);
@@ -318,13 +319,7 @@ impl<'a> Selection<'a> {
 
     /// The query for `columns` of table `t`, in key order, without flags: what verify compares.
     pub fn rows_query(&self, t: usize, columns: &[String]) -> TableQuery {
-        self.query(t, columns, &[])
-    }
-
-    /// The query for `columns` of table `t`, flagging the references of [`Self::flagged`], each
-    /// tested as `memberships` says.
-    pub fn export_query(&self, t: usize, columns: &[String], memberships: &[Membership]) -> TableQuery {
-        self.query(t, columns, memberships)
+        self.export_query(t, columns, &[])
     }
 
     /// The references of table `t` that may leave the organisation, and the polymorphic ones:
@@ -357,14 +352,16 @@ impl<'a> Selection<'a> {
         let edge = &self.plan.edges[e];
         let integer = |t: usize, c: &String| self.plan.table(t).column(c).is_some_and(|c| c.kind == ValueKind::Integer);
         match (edge.from_columns.as_slice(), edge.to_columns.as_slice()) {
-            ([from], [to]) if self.keys[edge.to].is_some() && self.defined[edge.to] && integer(edge.from, from) && integer(edge.to, to) => {
+            ([from], [to]) if self.ctes[edge.to].is_some() && integer(edge.from, from) && integer(edge.to, to) => {
                 Some(KeyColumn { table: edge.to, column: to.clone() })
             }
             _ => None,
         }
     }
 
-    fn query(&self, t: usize, columns: &[String], memberships: &[Membership]) -> TableQuery {
+    /// The query for `columns` of table `t`, flagging the references of [`Self::flagged`], each
+    /// tested as `memberships` says.
+    pub fn export_query(&self, t: usize, columns: &[String], memberships: &[Membership]) -> TableQuery {
         self.reading.take();
         let table = self.plan.table(t);
         let mut exprs: Vec<String> = columns.iter().map(|c| format!("x.{}", self.q(c))).collect();
@@ -387,7 +384,7 @@ impl<'a> Selection<'a> {
             let alias = format!("f{i}");
             let found = match membership {
                 Membership::Client(_) => format!("ELSE {TEST_ON_CLIENT}"),
-                Membership::Server if self.keys[edge.to].is_some() && self.defined[edge.to] => {
+                Membership::Server if self.ctes[edge.to].is_some() => {
                     let keys = self.key_cols(edge.to, &edge.to_columns);
                     let on: Vec<String> = edge
                         .from_columns
