@@ -1,15 +1,17 @@
-//! Object stores: where an archive is read from or written to when it is not a local file.
+//! Object stores: where archives and an organisation's files are when they are not in the archive.
 //!
-//! One trait per kind of backend, as for engines: the core streams archives through these and
-//! knows no service (S3, GCS: `orgport-objects`). Keys are the object names within the store.
+//! One trait per kind of backend, as for engines: the core streams objects through these and
+//! knows no service (local directories, S3, GCS: `orgport-objects`). Keys are the object names
+//! within the store, relative to the root it was opened at.
 
+use std::any::Any;
 use std::io::{Read, Write};
 
 use crate::Result;
 
-/// A bucket (or the like) holding objects by key.
+/// A bucket (or a directory, or a path within a bucket) holding objects by key.
 pub trait ObjectStore: Send + Sync {
-    /// The store as a URL prefix, such as `s3://bucket`: `{describe}/{key}` names an object.
+    /// The store's root as a URL, such as `s3://bucket/base`: `{describe}/{key}` names an object.
     fn describe(&self) -> String;
 
     /// Streams an object; an object that does not exist is an error naming it.
@@ -20,6 +22,27 @@ pub trait ObjectStore: Send + Sync {
 
     /// The object's size in bytes, or None if it does not exist.
     fn size(&self, key: &str) -> Result<Option<u64>>;
+
+    /// Every object whose key starts with `prefix`, in key order.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+
+    /// Removes an object; one that does not exist is no error.
+    fn delete(&self, key: &str) -> Result<()>;
+
+    /// Copies `source`'s object `from` to `to` in this store on the service's side, without the
+    /// bytes passing through orgport. `Ok(false)` when `source` is not on the same service
+    /// (another kind of store, endpoint or account): the caller then streams the object.
+    fn copy_from(&self, source: &dyn ObjectStore, from: &str, to: &str) -> Result<bool>;
+
+    /// For [`ObjectStore::copy_from`], which needs to know whether `source` is its own kind.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// An object found by [`ObjectStore::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
 }
 
 /// An object being written. Dropped without [`finish`](ObjectWriter::finish), the upload is
@@ -28,3 +51,7 @@ pub trait ObjectWriter: Write + Send {
     /// Uploads what is buffered and makes the object appear.
     fn finish(self: Box<Self>) -> Result<()>;
 }
+
+/// Opens a store from a URL (`file://DIR`, `s3://BUCKET[/BASE]`, `gs://BUCKET[/BASE]`): the
+/// caller's, which knows the services and their credentials.
+pub type StoreOpener<'a> = dyn Fn(&str) -> Result<Box<dyn ObjectStore>> + Sync + 'a;
