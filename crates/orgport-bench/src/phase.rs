@@ -131,7 +131,7 @@ fn export_phase(o: &Opts) -> Result<(u64, Extra)> {
     let mut engine = o.engine(Access::ReadOnly)?;
     let plan = o.plan(engine.as_mut())?;
     let spool = out.parent().context("the archive path has no directory")?;
-    let options = ExportOptions { orgs: vec![SOURCE_ORG.to_string()], with_groups: BTreeSet::new(), spool_dir: Some(spool), jobs: EXPORT_JOBS };
+    let options = ExportOptions { orgs: vec![SOURCE_ORG.to_string()], with_groups: BTreeSet::new(), spool_dir: Some(spool), jobs: EXPORT_JOBS, files: None };
     let file = File::create(out).with_context(|| format!("creating `{}`", out.display()))?;
     let mut writer = BufWriter::new(file);
     let manifest = export(engine.as_mut(), &plan, &options, &mut writer, &StepLog::new("export"))?;
@@ -154,7 +154,7 @@ fn import_phase(o: &Opts) -> Result<(u64, Extra)> {
     let mut engine = o.engine(Access::ReadWrite)?;
     let plan = o.plan(engine.as_mut())?;
     let open = opener(o.archive()?);
-    let report = import(engine.as_mut(), &plan, &open, &ImportOptions { dry_run: false }, &StepLog::new("import"))?;
+    let report = import(engine.as_mut(), &plan, &open, &ImportOptions::default(), &StepLog::new("import"))?;
     let rows = report.tables.values().map(|c| c.created + c.matched).sum();
     let target = report.orgs.first().context("the import report names no organisation")?;
     let org = match target.target.as_i64() {
@@ -170,7 +170,7 @@ fn verify_phase(o: &Opts) -> Result<(u64, Extra)> {
     let mut engine = o.engine(Access::ReadOnly)?;
     let plan = o.plan(engine.as_mut())?;
     let open = opener(o.archive()?);
-    let report = verify(engine.as_mut(), &plan, &open, &[org], &StepLog::new("verify"))?;
+    let report = verify(engine.as_mut(), &plan, &open, &[org], None, 1, &StepLog::new("verify"))?;
     for d in &report.differences {
         eprintln!("  [verify] difference: {d}");
     }

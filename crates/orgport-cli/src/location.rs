@@ -65,3 +65,9 @@ impl Archive<'_> {
         })
     }
 }
+
+/// Opens a store of files (`file://DIR`, `s3://BUCKET[/BASE]`, `gs://BUCKET[/BASE]`), configured
+/// by this process's environment.
+pub fn open_files_store(url: &str) -> orgport_core::Result<Box<dyn ObjectStore>> {
+    orgport_objects::open_store(url, |name| std::env::var(name).ok())
+}

@@ -46,7 +46,13 @@ enum Command {
 
 const OBJECTS_HELP: &str = "\
 Archives in object stores: `--out`/`--in` take a local path, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`,
-streamed both ways.
+streamed both ways. The organisations' files are in the stores orgport.toml declares:
+  [files.uploads]
+  store = \"s3://app-uploads\"            # or file:///srv/uploads, gs://bucket/base
+  prefix = \"{org}/\"                     # every object under it is the organisation's
+  columns = [\"attachments.object_key\"]  # columns holding object keys
+Import writes them under the new organisation's prefix (the target's orgport.toml says where),
+never over an existing object, and removes them again if the import fails.
   S3 and S3-compatible stores: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
   AWS_REGION (default us-east-1), AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL (another endpoint, such
   as MinIO's: buckets by path, http allowed for an http:// endpoint). Without keys, the EC2
@@ -124,6 +130,33 @@ struct ExportArgs {
     /// spooling costs more than it saves.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
+    /// The organisations' files, from the stores declared under `[files.NAME]` in
+    /// orgport.toml: `embed` them in the archive (the default when stores are declared), `copy`
+    /// them to `--files-to`, or leave them out (`none`: the key columns keep naming the old
+    /// objects).
+    #[arg(long, value_enum, value_name = "MODE")]
+    files: Option<FilesMode>,
+    /// Where `--files copy` puts the files: `file://DIR`, `s3://BUCKET[/PATH]` or
+    /// `gs://BUCKET[/PATH]`, each store's files under its name. The archive records it, and
+    /// import reads them from there.
+    #[arg(long, value_name = "URL", required_if_eq("files", "copy"))]
+    files_to: Option<String>,
+    #[command(flatten)]
+    file_jobs: FileJobs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FilesMode {
+    Embed,
+    Copy,
+    None,
+}
+
+#[derive(Args)]
+struct FileJobs {
+    /// Files copied (or checked) at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    file_jobs: u16,
 }
 
 #[derive(Args)]
@@ -133,9 +166,12 @@ struct ImportArgs {
     /// The archive to import. A file, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`.
     #[arg(long = "in", value_name = "PATH|URL", value_parser = Location::parse)]
     input: Location,
-    /// Do everything but commit; report what would be created, matched and renamed.
+    /// Do everything but commit; report what would be created, matched and renamed. Files are
+    /// checked for objects in the way, and not written.
     #[arg(long)]
     dry_run: bool,
+    #[command(flatten)]
+    file_jobs: FileJobs,
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -151,6 +187,8 @@ struct VerifyArgs {
     /// Key of the imported organisation on the target; repeat in the archive's order when it holds several.
     #[arg(long = "org", value_name = "NEWKEY", required = true)]
     orgs: Vec<String>,
+    #[command(flatten)]
+    file_jobs: FileJobs,
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     json: bool,

@@ -42,6 +42,25 @@ pub struct Config {
     /// `task_labels = "task_id"` (a list for a composite reference).
     #[serde(default)]
     pub path: BTreeMap<String, OneOrMany>,
+    /// Object stores holding the organisations' files: `[files.uploads]`.
+    #[serde(default)]
+    pub files: BTreeMap<String, FilesConfig>,
+}
+
+/// One store of files: where it is, and how its objects belong to an organisation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    /// `file://DIR`, `s3://BUCKET[/BASE]` or `gs://BUCKET[/BASE]`; keys are relative to it.
+    pub store: String,
+    /// The start of every key of one organisation's objects, `{org}` standing for its root key:
+    /// `"{org}/"`. Every object under it is the organisation's, and moves to the new
+    /// organisation's prefix; keys in `columns` that start with it are rewritten to match.
+    pub prefix: Option<String>,
+    /// Columns holding object keys (`attachments.object_key`): their objects are the
+    /// organisation's too.
+    #[serde(default)]
+    pub columns: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
@@ -142,7 +161,7 @@ impl Config {
 }
 
 const TOP_LEVEL_KEYS: &[&str] =
-    &["root", "exclude", "keep", "not_sensitive", "infer_references", "match", "on_conflict", "reference", "path"];
+    &["root", "exclude", "keep", "not_sensitive", "infer_references", "match", "on_conflict", "reference", "path", "files"];
 
 /// Splits `table.column` (or `schema.table.column`) at its last dot.
 pub fn split_column_ref(s: &str) -> Option<(&str, &str)> {

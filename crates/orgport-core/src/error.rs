@@ -21,7 +21,7 @@ pub enum Error {
     #[error("archive is corrupt: {0}")]
     Corrupt(String),
 
-    #[error("archive format version {found} is not supported (this orgport reads version {supported})")]
+    #[error("archive format version {found} is not supported (this orgport reads versions 1 to {supported})")]
     UnsupportedVersion { found: u32, supported: u32 },
 
     #[error("{context}")]
@@ -36,6 +36,9 @@ pub enum Error {
 
     #[error("{} unique value(s) of the archive already exist on the target:\n{}", .0.len(), .0.join("\n"))]
     Conflicts(Vec<String>),
+
+    #[error("{} object(s) the import would write already exist, and orgport does not overwrite objects:\n{}", .0.len(), .0.join("\n"))]
+    ObjectsExist(Vec<String>),
 
     #[error("the archive cannot be imported:\n{}", .0.join("\n"))]
     Unresolved(Vec<String>),
@@ -79,5 +82,14 @@ impl Error {
 
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { action, path: path.into(), source }
+    }
+
+    /// A stream's error; an object store's, which reaches the core inside an I/O error from a
+    /// `Read` or `Write`, comes out as itself.
+    pub fn stream(e: std::io::Error) -> Self {
+        match e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            true => *e.into_inner().and_then(|inner| inner.downcast::<Error>().ok()).expect("checked above"),
+            false => Error::Stream(e),
+        }
     }
 }

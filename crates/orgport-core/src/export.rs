@@ -8,6 +8,7 @@ use crate::keys::key_bytes;
 use crate::archive::{ArchiveWriter, ColumnManifest, CutReport, Manifest, TableManifest};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::files::{remove_copies, FilesExport, FilesOut};
 use crate::plan::{Plan, Role};
 use crate::progress::Progress;
 use crate::readahead::ReadAhead;
@@ -24,7 +25,10 @@ pub struct ExportOptions<'a> {
     /// Connections reading tables at once, sharing the snapshot where the engine can
     /// ([`Engine::snapshot_readers`]); 1 reads every table on the one connection.
     pub jobs: usize,
+    /// The organisations' files (the plan's `[files.*]`); None exports the rows alone.
+    pub files: Option<FilesExport<'a>>,
 }
+
 
 /// Turns the text of a key into a value of the column's kind.
 pub fn parse_key(text: &str, kind: ValueKind) -> Result<Value> {
@@ -280,6 +284,15 @@ fn export_in_snapshot(
     progress: &dyn Progress,
 ) -> Result<Manifest> {
     check_orgs_exist(engine, plan, orgs, &options.orgs)?;
+    // Opened before the rows are read, so that a wrong store or credentials fail early.
+    let mut files_out: Vec<FilesOut> = match &options.files {
+        Some(files) => plan
+            .files
+            .iter()
+            .map(|set| Ok(FilesOut { set, store: (files.open)(&set.store)?, column_names: set.column_names(plan), named: BTreeMap::new() }))
+            .collect::<Result<_>>()?,
+        None => Vec::new(),
+    };
 
     let selection = Selection::new(plan, engine.dialect(), orgs);
     let included: Vec<usize> = plan.order.iter().copied().filter(|&t| table_included(plan, t, &options.with_groups)).collect();
@@ -373,6 +386,14 @@ fn export_in_snapshot(
                 for (_, key) in &collect {
                     judge.key_sets.insert(key.clone(), KeySet::default());
                 }
+                // Key columns of files: (set, position, `table.column`).
+                let file_columns: Vec<(usize, usize, String)> = files_out
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(s, out)| out.set.columns.iter().map(move |(t, c)| (s, *t, c)))
+                    .filter(|&(_, t, _)| t == table.t)
+                    .filter_map(|(s, t, c)| Some((s, table.columns.iter().position(|x| x == c)?, format!("{}.{c}", plan.name(t)))))
+                    .collect();
                 read_rows(&mut |values: &[Value]| {
                     for (position, key) in &collect {
                         if let Some(set) = judge.key_sets.get_mut(key) {
@@ -381,6 +402,13 @@ fn export_in_snapshot(
                     }
                     if !judge.judge(table, values, &mut row) {
                         return Ok(());
+                    }
+                    for (s, p, column) in &file_columns {
+                        if let Value::Text(key) = &row[*p] {
+                            if !key.is_empty() && !files_out[*s].named.contains_key(key) {
+                                files_out[*s].named.insert(key.clone(), column.clone());
+                            }
+                        }
                     }
                     progress.rows(1);
                     writer.write_row(&row)
@@ -410,7 +438,7 @@ fn export_in_snapshot(
             }
         })
         .collect();
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format_version: 0,
         orgport_version: env!("CARGO_PKG_VERSION").to_string(),
         created_unix: std::time::SystemTime::now()
@@ -425,6 +453,23 @@ fn export_in_snapshot(
         tables: Vec::new(),
         cut,
         data: Default::default(),
+        files: Vec::new(),
     };
-    writer.finish(manifest, out)
+    let Some(files) = &options.files else { return writer.finish(manifest, out) };
+    // Objects copied to `--files-to` are removed again if the archive is not written.
+    let copied = std::sync::Mutex::new(Vec::new());
+    let written = (|| {
+        for set in &files_out {
+            let mut embed = |input: &mut dyn std::io::Read| writer.embed_file(input);
+            manifest.files.push(set.export(orgs, files, &mut embed, &copied, progress)?);
+        }
+        writer.finish(manifest, out)
+    })();
+    match written {
+        Ok(manifest) => Ok(manifest),
+        Err(e) => match remove_copies(copied.into_inner().expect("not poisoned"), files.open) {
+            Ok(()) => Err(e),
+            Err(cleanup) => Err(Error::Plan(format!("{e}\n{cleanup}"))),
+        },
+    }
 }

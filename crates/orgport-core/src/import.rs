@@ -18,6 +18,8 @@ use crate::conditions::Conditions;
 use crate::config::ConflictPolicy;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::files::{key_columns, remove_copies, FilesIn};
+use crate::store::StoreOpener;
 use crate::keys::{key_bytes, regenerate, unusable};
 use crate::plan::{Plan, Role};
 use crate::progress::Progress;
@@ -27,9 +29,19 @@ use crate::value::{Value, ValueKind};
 /// Opens the archive afresh for each pass.
 pub type Opener<'a> = dyn Fn() -> Result<Box<dyn Read>> + 'a;
 
-#[derive(Debug, Default)]
-pub struct ImportOptions {
+#[derive(Default)]
+pub struct ImportOptions<'a> {
     pub dry_run: bool,
+    /// Where the archive's files go; needed when it carries any.
+    pub files: Option<FilesImport<'a>>,
+}
+
+/// How an import writes the organisations' files.
+pub struct FilesImport<'a> {
+    /// Opens the target's stores (the plan's `[files.*]`) and those files were copied to.
+    pub open: &'a StoreOpener<'a>,
+    /// Objects checked and copied at once.
+    pub jobs: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -38,7 +50,18 @@ pub struct ImportReport {
     pub tables: BTreeMap<String, TableCounts>,
     pub renamed: Vec<Renamed>,
     pub cut: Vec<CutReport>,
+    /// Files written (or, in a dry run, to be written), per store.
+    pub files: Vec<FilesReport>,
     pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FilesReport {
+    pub name: String,
+    /// The target store.
+    pub store: String,
+    pub files: u64,
+    pub bytes: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -149,6 +172,10 @@ struct Importer<'a> {
     /// Rows written but not yet sent, all of one archive table.
     batch: Batch,
     conditions: Conditions,
+    /// The archive's files, when it carries any.
+    files: Option<FilesIn>,
+    /// Per archive table, its columns holding object keys: (position, file set).
+    file_columns: Vec<Vec<(usize, usize)>>,
 }
 
 /// Rows on their way to the engine, sent in bulk: bounded in rows and bytes, so memory stays flat.
@@ -182,6 +209,12 @@ pub fn import(
     let manifest = crate::archive::read_manifest(&mut open()?)?;
     let maps = map_tables(plan, &manifest)?;
     let conditions = Conditions::new(engine, plan, &manifest)?;
+    let files = match (&options.files, manifest.files.is_empty()) {
+        (_, true) => None,
+        (Some(files), false) => Some(FilesIn::open(&manifest, &plan.files, files.open)?),
+        (None, false) => return Err(Error::Config("the archive carries files, and no store was given for them".into())),
+    };
+    let file_columns = key_columns(&manifest);
     let mut importer = Importer {
         engine,
         plan,
@@ -201,23 +234,30 @@ pub fn import(
         counts: BTreeMap::new(),
         batch: Batch::default(),
         conditions,
+        files,
+        file_columns,
     };
     importer.engine.begin_write()?;
     let result = importer.run(open, options, progress);
-    match result {
-        Ok(report) if !options.dry_run => {
-            importer.engine.commit()?;
-            Ok(report)
-        }
-        Ok(report) => {
-            importer.engine.end()?;
-            Ok(report)
-        }
+    let result = match result {
+        Ok(report) if !options.dry_run => importer.engine.commit().map(|()| report),
+        Ok(report) => importer.engine.end().map(|()| report),
         Err(e) => {
             // The transaction is abandoned; its own error would hide the cause.
             let _ = importer.engine.end();
             Err(e)
         }
+    };
+    // Files are written before the commit: a failed import takes them away again.
+    match (result, &importer.files, &options.files) {
+        (Err(e), Some(files), Some(options)) => {
+            let written = std::mem::take(&mut *files.written.lock().expect("not poisoned"));
+            match remove_copies(written, options.open) {
+                Ok(()) => Err(e),
+                Err(cleanup) => Err(Error::Plan(format!("{e}\n{cleanup}"))),
+            }
+        }
+        (result, _, _) => result,
     }
 }
 
@@ -384,6 +424,12 @@ impl Importer<'_> {
     fn run(&mut self, open: &Opener, options: &ImportOptions, progress: &dyn Progress) -> Result<ImportReport> {
         self.pass(open, progress, "allocate", Self::allocate)?;
         self.stop_on_problems()?;
+        let orgs = self.new_orgs()?;
+        let jobs = options.files.as_ref().map_or(1, |f| f.jobs);
+        if let Some(files) = &mut self.files {
+            files.place(&self.manifest, &self.plan.files, &orgs);
+            files.refuse_existing(jobs)?;
+        }
         self.pass(open, progress, "check", Self::check)?;
         if self.forward_misses {
             self.pass(open, progress, "recheck", Self::recheck)?;
@@ -392,22 +438,22 @@ impl Importer<'_> {
             return Err(Error::Conflicts(std::mem::take(&mut self.conflicts)));
         }
         self.stop_on_problems()?;
-        self.pass(open, progress, "import", Self::write)?;
+        let reader = self.pass(open, progress, "import", Self::write)?;
         self.stop_on_problems()?;
         self.send_batch()?;
         self.apply_deferred()?;
         for t in self.maps.iter().map(|m| m.target).collect::<Vec<_>>() {
             self.engine.after_import(self.plan.table(t))?;
         }
-
-        let root_ks = keyset_id(self.plan.root, 0);
-        let mut orgs = Vec::new();
-        for org in &self.manifest.orgs {
-            let new = self.scratch.lookup_key(root_ks, &key_bytes(std::slice::from_ref(org)))?;
-            let new = new.map(|(bytes, _)| codec::decode(&bytes, 1)).transpose().map_err(Error::Stream)?;
-            let target = new.and_then(|v| v.into_iter().next()).unwrap_or(Value::Null);
-            orgs.push(OrgMapping { source: value_json(org), target: value_json(&target) });
+        if let (Some(files), false) = (&self.files, options.dry_run) {
+            let embedded = match self.manifest.embedded_files().next() {
+                Some(_) => Some(reader.into_files()?),
+                None => None,
+            };
+            files.write(&self.manifest, embedded, jobs, progress)?;
         }
+
+        let orgs = orgs.iter().map(|(old, new)| OrgMapping { source: value_json(old), target: value_json(new) }).collect();
         let mut cut = self.manifest.cut.clone();
         for (&(t, e), &rows) in &self.cut {
             let edge = &self.plan.edges[e];
@@ -425,8 +471,21 @@ impl Importer<'_> {
             tables: std::mem::take(&mut self.counts),
             renamed: std::mem::take(&mut self.renamed),
             cut,
+            files: self.files.as_ref().map(|files| files.report(&self.manifest)).unwrap_or_default(),
             dry_run: options.dry_run,
         })
+    }
+
+    /// Each organisation of the archive with its new root key, once the first pass allocated it.
+    fn new_orgs(&self) -> Result<Vec<(Value, Value)>> {
+        let root_ks = keyset_id(self.plan.root, 0);
+        let mut orgs = Vec::new();
+        for org in &self.manifest.orgs {
+            let new = self.scratch.lookup_key(root_ks, &key_bytes(std::slice::from_ref(org)))?;
+            let new = new.map(|(bytes, _)| codec::decode(&bytes, 1)).transpose().map_err(Error::Stream)?;
+            orgs.push((org.clone(), new.and_then(|v| v.into_iter().next()).unwrap_or(Value::Null)));
+        }
+        Ok(orgs)
     }
 
     fn stop_on_problems(&mut self) -> Result<()> {
@@ -440,14 +499,15 @@ impl Importer<'_> {
         Err(Error::Unresolved(list))
     }
 
-    /// Reads the whole archive, handing each row with its table and ordinal to `step`.
+    /// Reads every row of the archive, handing each with its table and ordinal to `step`;
+    /// returns the reader, at the embedded files.
     fn pass(
         &mut self,
         open: &Opener,
         progress: &dyn Progress,
         phase: &str,
         step: fn(&mut Self, usize, u64, &[Value]) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<ArchiveReader<Box<dyn Read>>> {
         let mut reader = ArchiveReader::open(open()?)?;
         same_archive(&self.manifest, reader.manifest())?;
         let mut current = usize::MAX;
@@ -469,7 +529,7 @@ impl Importer<'_> {
         if current != usize::MAX {
             progress.end();
         }
-        Ok(())
+        Ok(reader)
     }
 
     fn pick(row: &[Value], positions: &[usize]) -> Vec<Value> {
@@ -760,6 +820,11 @@ impl Importer<'_> {
                     self.problem(msg);
                     return Ok(None);
                 }
+            }
+        }
+        if let Some(files) = &self.files {
+            for &(p, set) in &self.file_columns[a] {
+                out[p] = files.relocation(set).value(&out[p]);
             }
         }
         Ok(Some((out, fresh)))

@@ -12,7 +12,7 @@
 //! # fn demo(source: &mut dyn orgport_core::engine::Engine) -> orgport_core::Result<()> {
 //! use orgport_core::{config::Config, export, plan::Plan, progress::Quiet};
 //! let plan = Plan::build(source.introspect()?, &Config::default(), Some("workspaces"), source.capabilities())?;
-//! let options = export::ExportOptions { orgs: vec!["1".into()], with_groups: Default::default(), spool_dir: None, jobs: 1 };
+//! let options = export::ExportOptions { orgs: vec!["1".into()], with_groups: Default::default(), spool_dir: None, jobs: 1, files: None };
 //! let mut out = Vec::new();
 //! export::export(source, &plan, &options, &mut out, &Quiet)?;
 //! # Ok(()) }
@@ -24,6 +24,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod export;
+pub mod files;
 pub mod import;
 mod keys;
 pub mod plan;

@@ -4,7 +4,10 @@ pub trait Progress {
     /// A new step begins: `phase` (export, check, import, verify) on `table`, with the number of
     /// rows expected when known.
     fn begin(&self, _phase: &str, _table: &str, _total: Option<u64>) {}
+    /// Rows done; for a step on files, files done.
     fn rows(&self, _n: u64) {}
+    /// Bytes of files done.
+    fn bytes(&self, _n: u64) {}
     fn end(&self) {}
     /// Something worth a line of its own, such as how the work is spread.
     fn note(&self, _message: &str) {}

@@ -16,6 +16,8 @@ use crate::config::ConflictPolicy;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::export::parse_key;
+use crate::files::FilesIn;
+use crate::store::StoreOpener;
 use crate::import::{keyset_id, map_tables, show, KeySource, Opener, TableMap};
 use crate::keys::key_bytes;
 use crate::plan::{Plan, Role};
@@ -29,6 +31,8 @@ const MAX_LISTED: usize = 20;
 #[derive(Debug, Default, Serialize)]
 pub struct VerifyReport {
     pub tables: BTreeMap<String, TableVerify>,
+    /// Files of the archive found on the target with their size and checksum.
+    pub files_equal: u64,
     pub differences: Vec<String>,
     pub difference_count: u64,
     /// Tables not compared, and why.
@@ -71,6 +75,8 @@ enum Compare {
     Later(usize),
     /// A value the import may have suffixed.
     Suffixed,
+    /// An object key: the archive's moves to the new organisation's prefix (file set `.0`).
+    Relocated(usize),
 }
 
 struct Verifier<'a> {
@@ -87,10 +93,23 @@ struct Verifier<'a> {
     /// (none, or NULL): the import created them, so they are paired by content.
     created_shared: Vec<bool>,
     conditions: Conditions,
+    /// The archive's files, when it carries any.
+    files: Option<FilesIn>,
     report: VerifyReport,
 }
 
-pub fn verify(engine: &mut dyn Engine, plan: &Plan, open: &Opener, orgs: &[String], progress: &dyn Progress) -> Result<VerifyReport> {
+/// Compares the organisations `orgs` (their keys on the target, in the archive's order) with the
+/// archive; `stores` opens the target's file stores when the archive carries files, which are
+/// read back `file_jobs` at a time.
+pub fn verify(
+    engine: &mut dyn Engine,
+    plan: &Plan,
+    open: &Opener,
+    orgs: &[String],
+    stores: Option<&StoreOpener>,
+    file_jobs: usize,
+    progress: &dyn Progress,
+) -> Result<VerifyReport> {
     let manifest = crate::archive::read_manifest(&mut open()?)?;
     if orgs.len() != manifest.orgs.len() {
         return Err(Error::Plan(format!(
@@ -106,6 +125,16 @@ pub fn verify(engine: &mut dyn Engine, plan: &Plan, open: &Opener, orgs: &[Strin
     for (old, new) in manifest.orgs.iter().zip(&new_orgs) {
         scratch.map_key(keyset_id(plan.root, 0), &key_bytes(std::slice::from_ref(old)), &codec::encode(std::slice::from_ref(new)), true)?;
     }
+    let pairs: Vec<(Value, Value)> = manifest.orgs.iter().cloned().zip(new_orgs.iter().cloned()).collect();
+    let files = match (stores, manifest.files.is_empty()) {
+        (_, true) => None,
+        (Some(open), false) => {
+            let mut files = FilesIn::open(&manifest, &plan.files, open)?;
+            files.place(&manifest, &plan.files, &pairs);
+            Some(files)
+        }
+        (None, false) => return Err(Error::Config("the archive carries files, and no store was given for them".into())),
+    };
     engine.begin_snapshot()?;
     let cross_engine = manifest.source_engine != engine.name();
     let mut v = Verifier {
@@ -118,9 +147,11 @@ pub fn verify(engine: &mut dyn Engine, plan: &Plan, open: &Opener, orgs: &[Strin
         maps,
         scratch,
         conditions,
+        files,
         report: VerifyReport::default(),
     };
     let result = v.run(engine, open, &new_orgs, orgs, progress);
+    let result = result.and_then(|()| v.check_files(file_jobs, progress));
     let ended = engine.end();
     result?;
     ended?;
@@ -176,6 +207,9 @@ impl Verifier<'_> {
             for &p in positions {
                 out[p] = if earlier { Compare::Mapped(*edge) } else { Compare::Later(*edge) };
             }
+        }
+        for &(p, set) in &crate::files::key_columns(&self.manifest)[a] {
+            out[p] = Compare::Relocated(set);
         }
         for (column, policy) in &self.plan.tables[map.target].on_conflict {
             if let Some(p) = tm.column_index(column) {
@@ -238,7 +272,8 @@ impl Verifier<'_> {
                     // A reference the import could not follow was cut to NULL.
                     sig.push(new.map(|n| n[k].clone()).unwrap_or(Value::Null));
                 }
-                Compare::Mapped(_) | Compare::RootKey => sig.push(value.clone()),
+                Compare::Relocated(set) if archive => sig.push(self.relocated(set, value)),
+                Compare::Mapped(_) | Compare::RootKey | Compare::Relocated(_) => sig.push(value.clone()),
                 Compare::Skip | Compare::Later(_) | Compare::Suffixed => {}
             }
         }
@@ -448,12 +483,32 @@ impl Verifier<'_> {
         Ok(())
     }
 
+    /// An archive's object key where the import moved it.
+    fn relocated(&self, set: usize, key: &Value) -> Value {
+        self.files.as_ref().map_or_else(|| key.clone(), |files| files.relocation(set).value(key))
+    }
+
+    /// Every file of the archive against the object where the import put it.
+    fn check_files(&mut self, jobs: usize, progress: &dyn Progress) -> Result<()> {
+        let Some(files) = &self.files else { return Ok(()) };
+        let (equal, differences) = files.compare(&self.manifest, jobs, progress)?;
+        self.report.files_equal = equal;
+        for difference in differences {
+            self.report.differ(difference);
+        }
+        Ok(())
+    }
+
     /// An archive row and the target row that should equal it, with the columns that differ.
     fn describe(&self, a: usize, name: &str, ordinal: u64, archive: &[Value], target: &[Value], columns: &[String]) -> String {
         let diffs: Vec<String> = columns
             .iter()
             .enumerate()
-            .filter(|(p, _)| self.compare[a][*p] == Compare::Plain && archive[*p] != target[*p])
+            .filter(|(p, _)| match self.compare[a][*p] {
+                Compare::Plain => archive[*p] != target[*p],
+                Compare::Relocated(set) => self.relocated(set, &archive[*p]) != target[*p],
+                _ => false,
+            })
             .map(|(p, c)| {
                 if self.plan.tables[self.maps[a].target].is_sensitive(c) {
                     format!("`{c}` differs (sensitive: values not shown)")

@@ -5,12 +5,15 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use orgport_core::archive::Manifest;
 use orgport_core::export::{export, ExportOptions};
+use orgport_core::files::{FilesExport, FilesMode as CoreFilesMode};
+use orgport_core::plan::Plan;
+use orgport_core::store::ObjectStore;
 use orgport_objects::ObjectUrl;
 use orgport_sqlite::Access;
 
-use crate::location::Location;
+use crate::location::{open_files_store, Location};
 use crate::progress::Bars;
-use crate::{engines, ExportArgs};
+use crate::{engines, ExportArgs, FilesMode};
 
 pub fn run(args: ExportArgs) -> Result<ExitCode> {
     let manifest = match &args.out {
@@ -27,6 +30,11 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
         manifest.data.compressed_bytes,
         args.out
     );
+    for set in &manifest.files {
+        let bytes: u64 = set.files.iter().map(|f| f.size).sum();
+        let place = set.copied_to.as_deref().unwrap_or("the archive");
+        eprintln!("files of `{}`: {} ({bytes} bytes) → {place}", set.name, set.files.len());
+    }
     let withheld: Vec<String> = manifest
         .tables
         .iter()
@@ -74,9 +82,10 @@ fn to_file(args: &ExportArgs, out: &Path) -> Result<Manifest> {
         .prefix(".orgport-partial-")
         .tempfile_in(&dir)
         .with_context(|| format!("cannot write in `{}`", dir.display()))?;
+    let files_to = files_to(args)?;
     let manifest = {
         let mut file = BufWriter::new(partial.as_file_mut());
-        export(engine.as_mut(), &plan, &options(args, Some(&dir)), &mut file, &Bars::new())?
+        export(engine.as_mut(), &plan, &options(args, &plan, files_to.as_deref(), Some(&dir)), &mut file, &Bars::new())?
     };
     partial.as_file().sync_all().context("cannot flush the archive to disk")?;
     partial.persist(out).with_context(|| format!("cannot move the archive to `{}`", out.display()))?;
@@ -92,14 +101,38 @@ fn to_object(args: &ExportArgs, url: &ObjectUrl) -> Result<Manifest> {
     }
     let mut engine = engines::open(&args.source, Access::ReadOnly)?;
     let plan = super::plan_for(engine.as_mut(), &args.source, args.root.as_deref())?;
+    let files_to = files_to(args)?;
     // Opened before the export so that a wrong bucket or credentials fail before the long part.
     let mut out = BufWriter::with_capacity(1 << 16, store.writer(url.key())?);
-    let manifest = export(engine.as_mut(), &plan, &options(args, None), &mut out, &Bars::new())?;
+    let manifest = export(engine.as_mut(), &plan, &options(args, &plan, files_to.as_deref(), None), &mut out, &Bars::new())?;
     out.into_inner().map_err(|e| e.into_error())?.finish()?;
     Ok(manifest)
 }
 
+/// Where `--files copy` puts the files.
+fn files_to(args: &ExportArgs) -> Result<Option<Box<dyn ObjectStore>>> {
+    match (&args.files_to, args.files) {
+        (Some(url), Some(FilesMode::Copy)) => Ok(Some(open_files_store(url)?)),
+        (Some(_), _) => bail!("`--files-to` goes with `--files copy`"),
+        (None, _) => Ok(None),
+    }
+}
+
 /// Tables read ahead wait in `spool_dir` (the system's temporary directory when None).
-fn options<'a>(args: &ExportArgs, spool_dir: Option<&'a Path>) -> ExportOptions<'a> {
-    ExportOptions { orgs: args.orgs.clone(), with_groups: args.with.iter().cloned().collect(), spool_dir, jobs: args.jobs.into() }
+fn options<'a>(args: &ExportArgs, plan: &Plan, files_to: Option<&'a dyn ObjectStore>, spool_dir: Option<&'a Path>) -> ExportOptions<'a> {
+    let mode = match (args.files, files_to) {
+        (Some(FilesMode::None), _) => None,
+        (_, Some(to)) => Some(CoreFilesMode::Copy(to)),
+        (Some(FilesMode::Embed), None) => Some(CoreFilesMode::Embed),
+        // Nothing declared, nothing to take.
+        _ if plan.files.is_empty() => None,
+        _ => Some(CoreFilesMode::Embed),
+    };
+    ExportOptions {
+        orgs: args.orgs.clone(),
+        with_groups: args.with.iter().cloned().collect(),
+        spool_dir,
+        jobs: args.jobs.into(),
+        files: mode.map(|mode| FilesExport { mode, open: &open_files_store, jobs: args.file_jobs.file_jobs.into() }),
+    }
 }

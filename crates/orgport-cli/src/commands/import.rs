@@ -2,10 +2,11 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use orgport_core::import::{import, ImportOptions};
+use orgport_core::import::{import, FilesImport, ImportOptions};
 use orgport_core::plan::Plan;
 use orgport_sqlite::Access;
 
+use crate::location::open_files_store;
 use crate::progress::Bars;
 use crate::{engines, ImportArgs};
 
@@ -20,7 +21,9 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
     };
     let plan = Plan::build(engine.introspect()?, &config, root.as_deref(), engine.capabilities())?;
     let open = super::archive_opener(&archive);
-    let report = import(engine.as_mut(), &plan, &open, &ImportOptions { dry_run: args.dry_run }, &Bars::new())?;
+    let files = FilesImport { open: &open_files_store, jobs: args.file_jobs.file_jobs.into() };
+    let options = ImportOptions { dry_run: args.dry_run, files: Some(files) };
+    let report = import(engine.as_mut(), &plan, &open, &options, &Bars::new())?;
     if args.json {
         writeln!(out, "{}", serde_json::to_string(&report)?)?;
         return Ok(ExitCode::SUCCESS);
@@ -31,6 +34,9 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
     }
     for (table, counts) in &report.tables {
         writeln!(out, "  {table:30} created {:>8}  matched {:>8}", counts.created, counts.matched)?;
+    }
+    for files in &report.files {
+        writeln!(out, "  files of `{}`: {} ({} bytes) → {}", files.name, files.files, files.bytes, files.store)?;
     }
     for r in &report.renamed {
         match (&r.from, &r.to) {

@@ -6,6 +6,7 @@ use orgport_core::plan::Plan;
 use orgport_core::verify::verify;
 use orgport_sqlite::Access;
 
+use crate::location::open_files_store;
 use crate::progress::Bars;
 use crate::{engines, VerifyArgs};
 
@@ -20,7 +21,7 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
     };
     let plan = Plan::build(engine.introspect()?, &config, root.as_deref(), engine.capabilities())?;
     let open = super::archive_opener(&archive);
-    let report = verify(engine.as_mut(), &plan, &open, &args.orgs, &Bars::new())?;
+    let report = verify(engine.as_mut(), &plan, &open, &args.orgs, Some(&open_files_store), args.file_jobs.file_jobs.into(), &Bars::new())?;
     if args.json {
         writeln!(out, "{}", serde_json::to_string(&report)?)?;
     } else {
@@ -36,6 +37,9 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
         }
         if report.is_equal() {
             writeln!(out, "verified: {rows} rows in {} tables equal the archive", report.tables.len())?;
+            if report.files_equal > 0 {
+                writeln!(out, "verified: {} files equal the archive's", report.files_equal)?;
+            }
         } else {
             writeln!(out, "NOT equal: {} difference(s)", report.difference_count)?;
         }

@@ -11,7 +11,9 @@
 //! - `props`: property-based round trips over random schemas.
 //! - `polymorphic`: references whose target table depends on a discriminator column.
 //! - `pg`: the PostgreSQL server those tests share, and `psql`.
-//! - `objects`: archives in S3 and GCS (real SeaweedFS and fake-gcs-server servers).
+//! - `servers`: the S3 and GCS servers those tests share (real SeaweedFS and fake-gcs-server).
+//! - `objects`: archives in S3 and GCS.
+//! - `files`: an organisation's files in local directories, S3 and GCS, moved with its rows.
 //! - `postgres`: a real PostgreSQL server and Flagsmith's schema and data.
 //! - `gisia`: references inferred from column names on Gisia's schema (87 tables, 18 foreign keys).
 //! - `pg_engine`: the PostgreSQL engine: every column type field by field, `--schemas`, TLS.
@@ -22,9 +24,11 @@
 //!   tables without a primary key, secrets in messages, failures at commit, …).
 
 mod pg;
+mod servers;
 mod util;
 
 mod bad_input;
+mod files;
 mod gisia;
 mod objects;
 mod pg_engine;

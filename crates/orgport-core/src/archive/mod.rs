@@ -1,18 +1,22 @@
-//! Archive format v1: one file holding a manifest and the rows of every exported table.
+//! Archive format v2: one file holding a manifest, the rows of every exported table and the
+//! organisation's files when they are embedded.
 //!
 //! ```text
 //! magic      8 bytes   "ORGPORT\0"
-//! version    u32 LE    format version (1)
+//! version    u32 LE    format version (2)
 //! length     u32 LE    manifest length in bytes
 //! manifest   JSON      see [`Manifest`]
 //! checksum   32 bytes  SHA-256 of the manifest
 //! data       zstd      every table's rows in manifest order, each value in the typed encoding of
 //!                      [`codec`]; SHA-256 and length of these compressed bytes are in the manifest
+//! files      raw       the bytes of every embedded file, one after the other in manifest order;
+//!                      each file's size and SHA-256 are in the manifest
 //! ```
 //!
 //! The version is outside the compressed part so an unknown one is refused before anything else is
 //! read. Each table's rows carry a SHA-256 of their encoding, checked as they are read; a reader
-//! reports the end of the archive only after every checksum has matched.
+//! reports the end of the rows only after every checksum has matched. Version 1 is version 2
+//! without files, and is read as such. Files are stored as they are: most are compressed already.
 
 pub mod codec;
 
@@ -27,7 +31,7 @@ use crate::plan::Role;
 use crate::value::{Value, ValueKind};
 
 pub const MAGIC: &[u8; 8] = b"ORGPORT\0";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const MAX_MANIFEST_BYTES: u32 = 64 << 20;
 /// zstd's window is capped so a crafted frame cannot demand gigabytes of memory (2^27 = 128 MiB).
 const MAX_WINDOW_LOG: u32 = 27;
@@ -48,6 +52,43 @@ pub struct Manifest {
     /// References cut and rows left out at export, with the reason.
     pub cut: Vec<CutReport>,
     pub data: DataManifest,
+    /// The organisations' files, per store.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileSetManifest>,
+}
+
+/// An organisation's files from one store (`[files.NAME]` of the source's orgport.toml).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileSetManifest {
+    pub name: String,
+    /// The key prefix template of the source, `{org}` standing for the root key.
+    pub prefix: Option<String>,
+    /// Columns holding object keys, `table.column`.
+    pub columns: Vec<String>,
+    /// Where the files were copied at export (`--files copy`), a store URL; None when they are
+    /// embedded in the archive after the rows.
+    pub copied_to: Option<String>,
+    /// In key order.
+    pub files: Vec<FileEntry>,
+}
+
+/// One file: its key in the source store (and in `copied_to`), size and SHA-256.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileEntry {
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl Manifest {
+    /// Set and entry index of every file embedded in the archive, in the order of their bytes.
+    pub fn embedded_files(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.files
+            .iter()
+            .enumerate()
+            .filter(|(_, set)| set.copied_to.is_none())
+            .flat_map(|(s, set)| (0..set.files.len()).map(move |f| (s, f)))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,18 +174,44 @@ pub struct ArchiveWriter {
     tables: Vec<TableManifest>,
     current: Option<(TableManifest, Sha256)>,
     row: Vec<u8>,
+    spool_dir: Option<std::path::PathBuf>,
+    /// Embedded files, created with the first.
+    files: Option<BufWriter<std::fs::File>>,
+}
+
+fn spool_file(dir: Option<&std::path::Path>) -> Result<std::fs::File> {
+    match dir {
+        Some(dir) => tempfile::tempfile_in(dir).map_err(|e| Error::io("cannot create a spool file in", dir, e)),
+        None => tempfile::tempfile().map_err(|e| Error::io("cannot create a spool file in", std::env::temp_dir(), e)),
+    }
 }
 
 impl ArchiveWriter {
     /// `spool_dir` holds the compressed rows until the manifest is known (the system's temporary
     /// directory when `None`).
     pub fn new(spool_dir: Option<&std::path::Path>) -> Result<Self> {
-        let spool = match spool_dir {
-            Some(dir) => tempfile::tempfile_in(dir).map_err(|e| Error::io("cannot create a spool file in", dir, e))?,
-            None => tempfile::tempfile().map_err(|e| Error::io("cannot create a spool file in", std::env::temp_dir(), e))?,
-        };
+        let spool = spool_file(spool_dir)?;
         let encoder = zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 16, spool), 1).map_err(Error::Stream)?;
-        Ok(ArchiveWriter { encoder, tables: Vec::new(), current: None, row: Vec::with_capacity(1024) })
+        Ok(ArchiveWriter {
+            encoder,
+            tables: Vec::new(),
+            current: None,
+            row: Vec::with_capacity(1024),
+            spool_dir: spool_dir.map(Into::into),
+            files: None,
+        })
+    }
+
+    /// Appends a file's bytes to the embedded files; returns its size and SHA-256. The caller
+    /// lists it in the manifest, in the same order.
+    pub fn embed_file(&mut self, input: &mut dyn Read) -> Result<(u64, String)> {
+        let files = match &mut self.files {
+            Some(files) => files,
+            None => self.files.insert(BufWriter::with_capacity(1 << 16, spool_file(self.spool_dir.as_deref())?)),
+        };
+        let mut hashing = Hashing::new(files);
+        io::copy(input, &mut hashing).map_err(Error::stream)?;
+        Ok((hashing.bytes, hex::encode(hashing.hasher.finalize())))
     }
 
     /// Starts a table; `rows` and `sha256` of `table` are filled in by [`ArchiveWriter::end_table`].
@@ -193,6 +260,11 @@ impl ArchiveWriter {
         out.write_all(&Sha256::digest(&json)).map_err(Error::Stream)?;
         spool.seek(io::SeekFrom::Start(0)).map_err(Error::Stream)?;
         io::copy(&mut spool, out).map_err(Error::Stream)?;
+        if let Some(files) = self.files {
+            let mut files = files.into_inner().map_err(|e| Error::Stream(e.into_error()))?;
+            files.seek(io::SeekFrom::Start(0)).map_err(Error::Stream)?;
+            io::copy(&mut files, out).map_err(Error::Stream)?;
+        }
         out.flush().map_err(Error::Stream)?;
         Ok(manifest)
     }
@@ -201,7 +273,8 @@ impl ArchiveWriter {
 /// Reads an archive row by row, checking every checksum on the way.
 pub struct ArchiveReader<R: Read> {
     manifest: Manifest,
-    decoder: BufReader<zstd::stream::read::Decoder<'static, BufReader<Hashing<R>>>>,
+    /// The compressed rows end where the manifest says: the embedded files follow them.
+    decoder: BufReader<zstd::stream::read::Decoder<'static, BufReader<Hashing<io::Take<R>>>>>,
     table: usize,
     rows_read: u64,
     hasher: Sha256,
@@ -219,7 +292,7 @@ pub fn read_manifest(input: &mut impl Read) -> Result<Manifest> {
     let mut word = [0u8; 4];
     read_header_bytes(input, &mut word)?;
     let version = u32::from_le_bytes(word);
-    if version != FORMAT_VERSION {
+    if !(1..=FORMAT_VERSION).contains(&version) {
         return Err(Error::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
     }
     read_header_bytes(input, &mut word)?;
@@ -262,13 +335,29 @@ fn validate(m: &Manifest) -> Result<()> {
             return Err(Error::Corrupt(format!("table `{}` has no valid checksum in the manifest", t.name)));
         }
     }
+    let mut names = std::collections::BTreeSet::new();
+    for set in &m.files {
+        if set.name.is_empty() || !names.insert(set.name.as_str()) {
+            return Err(Error::Corrupt(format!("the manifest lists the files of `{}` twice, or without a name", set.name)));
+        }
+        let mut keys = std::collections::BTreeSet::new();
+        for file in &set.files {
+            if file.key.is_empty() || file.key.contains('\0') || !keys.insert(file.key.as_str()) {
+                return Err(Error::Corrupt(format!("files of `{}`: the key {:?} is empty, invalid or listed twice", set.name, file.key)));
+            }
+            if file.sha256.len() != 64 || !file.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Error::Corrupt(format!("files of `{}`: `{}` has no valid checksum", set.name, file.key)));
+            }
+        }
+    }
     Ok(())
 }
 
 impl<R: Read> ArchiveReader<R> {
     pub fn open(mut input: R) -> Result<Self> {
         let manifest = read_manifest(&mut input)?;
-        let mut decoder = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 16, Hashing::new(input)))
+        let data = input.take(manifest.data.compressed_bytes);
+        let mut decoder = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 16, Hashing::new(data)))
             .map_err(Error::Stream)?;
         decoder.window_log_max(MAX_WINDOW_LOG).map_err(Error::Stream)?;
         // Values are read a few bytes at a time; buffering spares a zstd call for each.
@@ -324,14 +413,81 @@ impl<R: Read> ArchiveReader<R> {
         if hashing.bytes != self.manifest.data.compressed_bytes || sum != self.manifest.data.sha256 {
             return Err(Error::Corrupt("the compressed data does not match its checksum".into()));
         }
+        if self.manifest.embedded_files().next().is_none() {
+            let input = self.decoder.get_mut().get_mut().get_mut().inner.get_mut();
+            expect_end(input, "the last table")?;
+        }
         self.finished = true;
         Ok(())
     }
 
-    /// Reads to the end, checking everything; returns the manifest.
+    /// The embedded files, once every row has been read ([`ArchiveReader::next_row`] gave
+    /// `None`).
+    pub fn into_files(self) -> Result<EmbeddedFiles<R>> {
+        assert!(self.finished, "into_files before the last row");
+        let input = self.decoder.into_inner().finish().into_inner().inner.into_inner();
+        let order = self.manifest.embedded_files().collect();
+        Ok(EmbeddedFiles { manifest: self.manifest, input, order, next: 0 })
+    }
+
+    /// Reads to the end, embedded files included, checking everything; returns the manifest.
     pub fn check_all(mut self) -> Result<Manifest> {
         while self.next_row()?.is_some() {}
-        Ok(self.manifest)
+        let mut files = self.into_files()?;
+        while files.copy_next(&mut io::sink())?.is_some() {}
+        Ok(files.manifest)
+    }
+}
+
+/// Nothing follows what was read last.
+fn expect_end(input: &mut impl Read, last: &str) -> Result<()> {
+    let mut extra = [0u8; 1];
+    match input.read(&mut extra).map_err(Error::Stream)? {
+        0 => Ok(()),
+        _ => Err(Error::Corrupt(format!("unexpected data after {last}"))),
+    }
+}
+
+/// Reads the files embedded after the rows, each checked against its size and checksum.
+pub struct EmbeddedFiles<R> {
+    manifest: Manifest,
+    input: R,
+    order: Vec<(usize, usize)>,
+    next: usize,
+}
+
+impl<R: Read> EmbeddedFiles<R> {
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Set and index of the file [`EmbeddedFiles::copy_next`] reads next, if any.
+    pub fn peek(&self) -> Option<(usize, usize)> {
+        self.order.get(self.next).copied()
+    }
+
+    /// Copies the next file's bytes to `out`; returns its set and index in the manifest once its
+    /// size and checksum have matched, so the caller keeps what it wrote only then. `None` comes
+    /// after the last file, once nothing follows it.
+    pub fn copy_next(&mut self, out: &mut dyn Write) -> Result<Option<(usize, usize)>> {
+        let Some(&(s, f)) = self.order.get(self.next) else {
+            if self.next == self.order.len() {
+                expect_end(&mut self.input, "the last file")?;
+                self.next += 1;
+            }
+            return Ok(None);
+        };
+        self.next += 1;
+        let (set, entry) = (&self.manifest.files[s], &self.manifest.files[s].files[f]);
+        let mut hashing = Hashing::new((&mut self.input).take(entry.size));
+        io::copy(&mut hashing, out).map_err(Error::stream)?;
+        if hashing.bytes != entry.size {
+            return Err(Error::Corrupt(format!("the archive is truncated (in file `{}` of `{}`)", entry.key, set.name)));
+        }
+        if hex::encode(hashing.hasher.finalize()) != entry.sha256 {
+            return Err(Error::Corrupt(format!("file `{}` of `{}` does not match its checksum", entry.key, set.name)));
+        }
+        Ok(Some((s, f)))
     }
 }
 
@@ -366,6 +522,11 @@ mod tests {
     use super::*;
 
     fn sample() -> (Vec<u8>, Vec<Vec<Value>>) {
+        sample_with_files(&[])
+    }
+
+    /// An archive of 200 rows with these files embedded after them.
+    fn sample_with_files(files: &[&[u8]]) -> (Vec<u8>, Vec<Vec<Value>>) {
         let rows: Vec<Vec<Value>> = (0..200)
             .map(|i| vec![Value::Int(i), Value::Text(format!("row {i} ✓")), if i % 3 == 0 { Value::Null } else { Value::Blob(vec![i as u8; 5]) }])
             .collect();
@@ -383,6 +544,15 @@ mod tests {
         for row in &rows {
             writer.write_row(row).unwrap();
         }
+        let entries = files
+            .iter()
+            .enumerate()
+            .map(|(i, bytes)| {
+                let (size, sha256) = writer.embed_file(&mut &bytes[..]).unwrap();
+                FileEntry { key: format!("1/file-{i}"), size, sha256 }
+            })
+            .collect::<Vec<_>>();
+        let set = FileSetManifest { name: "uploads".into(), prefix: Some("{org}/".into()), columns: vec![], copied_to: None, files: entries };
         let manifest = Manifest {
             format_version: 0,
             orgport_version: "test".into(),
@@ -395,6 +565,7 @@ mod tests {
             tables: vec![],
             cut: vec![],
             data: DataManifest::default(),
+            files: if files.is_empty() { vec![] } else { vec![set] },
         };
         let mut out = Vec::new();
         writer.finish(manifest, &mut out).unwrap();
@@ -408,6 +579,51 @@ mod tests {
             rows.push(row.to_vec());
         }
         Ok(rows)
+    }
+
+    type RowsAndFiles = (Vec<Vec<Value>>, Vec<Vec<u8>>);
+
+    /// The rows, then the embedded files.
+    fn read_everything(bytes: &[u8]) -> Result<RowsAndFiles> {
+        let mut reader = ArchiveReader::open(bytes)?;
+        let mut rows = Vec::new();
+        while let Some((_, row)) = reader.next_row()? {
+            rows.push(row.to_vec());
+        }
+        let mut embedded = reader.into_files()?;
+        let mut files = Vec::new();
+        loop {
+            let mut file = Vec::new();
+            if embedded.copy_next(&mut file)?.is_none() {
+                return Ok((rows, files));
+            }
+            files.push(file);
+        }
+    }
+
+    #[test]
+    fn embedded_files_come_back_after_the_rows_and_every_change_to_them_is_detected() {
+        let files: [&[u8]; 3] = [b"first file", b"", &[7u8; 3000]];
+        let (bytes, rows) = sample_with_files(&files);
+        let (read_rows, read_files) = read_everything(&bytes).unwrap();
+        assert_eq!(read_rows, rows);
+        assert_eq!(read_files, files.iter().map(|f| f.to_vec()).collect::<Vec<_>>());
+        // The files are the last 3010 bytes: flip some of each, and cut inside and after them.
+        let start = bytes.len() - 3010;
+        for i in [start, start + 9, start + 10, bytes.len() - 1] {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x20;
+            let err = read_everything(&bad).expect_err("a changed file byte went unnoticed").to_string();
+            assert!(err.contains("does not match its checksum"), "flip at {i}: {err}");
+        }
+        for len in [start, start + 5, bytes.len() - 1] {
+            let err = read_everything(&bytes[..len]).expect_err("a truncated file went unnoticed").to_string();
+            assert!(err.contains("truncated (in file `1/file-"), "cut at {len}: {err}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        let err = read_everything(&longer).expect_err("trailing bytes went unnoticed").to_string();
+        assert!(err.contains("after the last file"), "{err}");
     }
 
     #[test]

@@ -161,6 +161,8 @@ pub struct Plan {
     /// References inferred from names and types, listed whether or not the plan uses them.
     pub inference: Inference,
     pub warnings: Vec<Warning>,
+    /// Stores of the organisations' files (`[files.*]`).
+    pub files: Vec<crate::files::FileSet>,
 }
 
 const TENANT_COLUMNS: &[&str] = &[
@@ -481,6 +483,7 @@ impl Plan {
         let order = export_order(&schema, &edges, &tables);
         let cycles = find_cycles(&schema, &edges, &tables, &order, caps)?;
         let null_then_update = if caps.defer_all_foreign_keys { Vec::new() } else { forward_references(&edges, &order) };
+        let files = crate::files::resolve(&schema, &roles, &config.files, |item, key| resolve_column(&schema, item, key))?;
 
         Ok(Plan {
             root,
@@ -494,6 +497,7 @@ impl Plan {
             into_excluded,
             inference,
             warnings,
+            files,
             schema,
         })
     }

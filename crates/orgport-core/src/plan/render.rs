@@ -120,6 +120,15 @@ impl Plan {
                 let _ = writeln!(out, "  {}({}) → {}", self.name(edge.from), edge.from_columns.join(", "), self.name(edge.to));
             }
         }
+        if !self.files.is_empty() {
+            let _ = writeln!(out, "\nfiles (moved with the organisation):");
+            for set in &self.files {
+                let columns = set.column_names(self);
+                let prefix = set.prefix.as_deref().map(|p| format!(" under `{p}`")).unwrap_or_default();
+                let named = if columns.is_empty() { String::new() } else { format!(", and named by {}", columns.join(", ")) };
+                let _ = writeln!(out, "  {}: objects of {}{prefix}{named}", set.name, set.store);
+            }
+        }
         self.write_inference(&mut out);
         if !self.warnings.is_empty() {
             let _ = writeln!(out, "\nwarnings:");
@@ -281,6 +290,16 @@ impl Plan {
                     .collect(),
             },
             warnings: &self.warnings,
+            files: self
+                .files
+                .iter()
+                .map(|set| FilesReport {
+                    name: &set.name,
+                    store: &set.store,
+                    prefix: set.prefix.as_deref(),
+                    columns: set.column_names(self),
+                })
+                .collect(),
         }
     }
 
@@ -322,6 +341,15 @@ struct PlanReport<'a> {
     into_excluded: Vec<EdgeReport<'a>>,
     inferred_references: InferenceReport<'a>,
     warnings: &'a [super::Warning],
+    files: Vec<FilesReport<'a>>,
+}
+
+#[derive(Serialize)]
+struct FilesReport<'a> {
+    name: &'a str,
+    store: &'a str,
+    prefix: Option<&'a str>,
+    columns: Vec<String>,
 }
 
 #[derive(Serialize)]

@@ -1,0 +1,428 @@
+//! An organisation's files, declared under `[files.uploads]`: objects under its `{org}/` prefix
+//! and keys in `attachments.object_key`, in a local directory, a bucket of the real S3 server
+//! and one of the real GCS emulator (`servers`). Every test checks the objects with the
+//! server's own client, byte by byte, and the rows field by field.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::servers::*;
+use crate::util::*;
+
+const SCHEMA: &str = "
+    CREATE TABLE orgs (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+    CREATE TABLE attachments (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id),
+        name TEXT NOT NULL,
+        object_key TEXT UNIQUE
+    );";
+
+/// Files of organisation 1 named by its rows; 100 more under its prefix that no row names.
+const NAMED: usize = 200;
+const UNNAMED: usize = 100;
+
+/// Where a test keeps objects: a directory, or a bucket of a test server.
+#[derive(Clone, Copy)]
+enum Host<'a> {
+    Local,
+    Remote(&'a dyn Server),
+}
+
+/// One store: a directory or a bucket, with its URL.
+struct Place {
+    url: String,
+    dir: Option<PathBuf>,
+    bucket: String,
+}
+
+impl Host<'_> {
+    fn new_place(&self, w: &Work, name: &str) -> Place {
+        match self {
+            Host::Local => {
+                let dir = w.path(name);
+                std::fs::create_dir_all(&dir).expect("a store directory");
+                Place { url: format!("file://{}", dir.display()), dir: Some(dir), bucket: String::new() }
+            }
+            Host::Remote(server) => {
+                let bucket = server.bucket(name);
+                Place { url: format!("{}://{bucket}", server.scheme()), dir: None, bucket }
+            }
+        }
+    }
+
+    fn put(&self, place: &Place, key: &str, bytes: &[u8]) {
+        match (self, &place.dir) {
+            (Host::Local, Some(dir)) => {
+                let path = dir.join(key);
+                std::fs::create_dir_all(path.parent().expect("a parent")).expect("a directory");
+                std::fs::write(path, bytes).expect("writing a file");
+            }
+            (Host::Remote(server), _) => server.put(&place.bucket, key, bytes),
+            (Host::Local, None) => unreachable!("a local place has a directory"),
+        }
+    }
+
+    fn get(&self, place: &Place, key: &str) -> Option<Vec<u8>> {
+        match (self, &place.dir) {
+            (Host::Local, Some(dir)) => std::fs::read(dir.join(key)).ok(),
+            (Host::Remote(server), _) => server.get(&place.bucket, key),
+            (Host::Local, None) => unreachable!("a local place has a directory"),
+        }
+    }
+
+    /// Every object: key → bytes.
+    fn objects(&self, place: &Place) -> BTreeMap<String, Vec<u8>> {
+        let keys = match (self, &place.dir) {
+            (Host::Local, Some(dir)) => walk(dir, dir),
+            (Host::Remote(server), _) => server.keys(&place.bucket),
+            (Host::Local, None) => unreachable!("a local place has a directory"),
+        };
+        keys.into_iter().map(|k| (k.clone(), self.get(place, &k).expect("a listed object"))).collect()
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        match self {
+            Host::Local => Vec::new(),
+            Host::Remote(server) => server.env(),
+        }
+    }
+}
+
+/// The files under `dir`, as keys relative to `root`.
+fn walk(root: &std::path::Path, dir: &std::path::Path) -> Vec<String> {
+    let mut keys = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("listing") {
+        let path = entry.expect("an entry").path();
+        if path.is_dir() {
+            keys.extend(walk(root, &path));
+        } else {
+            keys.push(path.strip_prefix(root).expect("under the root").to_string_lossy().into_owned());
+        }
+    }
+    keys
+}
+
+/// Deterministic bytes of varying length (one file of each test is empty).
+fn content(seed: usize) -> Vec<u8> {
+    let len = (seed * 7919) % 6000;
+    let mut x = seed as u64 * 0x9E37_79B9_7F4A_7C15 + 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn config(w: &Work, name: &str, store: &str) -> PathBuf {
+    w.config(
+        name,
+        &format!("root = \"orgs\"\n[files.uploads]\nstore = \"{store}\"\nprefix = \"{{org}}/\"\ncolumns = [\"attachments.object_key\"]\n"),
+    )
+}
+
+/// The source: organisations 1 and 2 with their files, organisation 1's named by
+/// `attachments.object_key` (two rows name none, one names an object outside its prefix).
+/// The target: organisations 1–3 of its own, each with a file, so the import creates 4.
+struct Setup {
+    w: Work,
+    src: PathBuf,
+    tgt: PathBuf,
+    source: Place,
+    target: Place,
+    src_config: PathBuf,
+    tgt_config: PathBuf,
+}
+
+fn setup(host: Host) -> Setup {
+    let mut w = Work::new();
+    w.env = host.env();
+    let source = host.new_place(&w, "source-files");
+    let target = host.new_place(&w, "target-files");
+    let mut sql = String::from(SCHEMA);
+    sql.push_str("INSERT INTO orgs VALUES (1, 'one'), (2, 'two');");
+    for i in 0..NAMED {
+        let key = format!("1/att/{i:03}.bin");
+        host.put(&source, &key, &content(i));
+        sql.push_str(&format!("INSERT INTO attachments (org_id, name, object_key) VALUES (1, 'file {i}', '{key}');"));
+    }
+    for i in 0..UNNAMED {
+        host.put(&source, &format!("1/thumbs/{i}.png"), &content(1000 + i));
+    }
+    host.put(&source, "shared/logo-1.png", &content(5000));
+    sql.push_str("INSERT INTO attachments (org_id, name, object_key) VALUES (1, 'logo', 'shared/logo-1.png'), (1, 'no file', NULL), (1, 'empty key', '');");
+    for i in 0..20 {
+        let key = format!("2/att/{i}.bin");
+        host.put(&source, &key, &content(2000 + i));
+        sql.push_str(&format!("INSERT INTO attachments (org_id, name, object_key) VALUES (2, 'file {i}', '{key}');"));
+    }
+    let src = w.db("source.db", &sql);
+
+    let mut sql = String::from(SCHEMA);
+    for org in 1..=3 {
+        let key = format!("{org}/att/000.bin");
+        host.put(&target, &key, format!("the target's own file of organisation {org}").as_bytes());
+        sql.push_str(&format!(
+            "INSERT INTO orgs VALUES ({org}, 'target {org}'); INSERT INTO attachments (org_id, name, object_key) VALUES ({org}, 'own', '{key}');"
+        ));
+    }
+    let tgt = w.db("target.db", &sql);
+    let src_config = config(&w, "source.toml", &source.url);
+    let tgt_config = config(&w, "target.toml", &target.url);
+    Setup { w, src, tgt, source, target, src_config, tgt_config }
+}
+
+/// Organisation 1's objects on the source, with the keys they must have on the target as
+/// organisation `org`.
+fn expected_on_target(host: Host, s: &Setup, org: i64) -> BTreeMap<String, Vec<u8>> {
+    host.objects(&s.source)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("1/") || k == "shared/logo-1.png")
+        .map(|(k, v)| (k.strip_prefix("1/").map_or(k.clone(), |rest| format!("{org}/{rest}")), v))
+        .collect()
+}
+
+/// After a successful import as organisation `org`: the target store holds its own objects and
+/// organisation 1's under the new prefix, byte for byte; the rows name them.
+fn assert_landed(host: Host, s: &Setup, org: i64, target_before: &BTreeMap<String, Vec<u8>>) {
+    let mut expected = target_before.clone();
+    let moved = expected_on_target(host, s, org);
+    assert_eq!(moved.len(), NAMED + UNNAMED + 1, "test setup");
+    expected.extend(moved);
+    let found = host.objects(&s.target);
+    assert_eq!(found.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "the target store's keys");
+    for (key, bytes) in &expected {
+        assert!(found[key] == *bytes, "`{key}` on the target differs from its source");
+    }
+    let source_rows = rows(&open(&s.src), "SELECT name, object_key FROM attachments WHERE org_id = 1 ORDER BY id", &[]);
+    let target_rows = rows(&open(&s.tgt), "SELECT name, object_key FROM attachments WHERE org_id = ?1 ORDER BY id", &[&org]);
+    assert_eq!(source_rows.len(), target_rows.len());
+    for (source, target) in source_rows.iter().zip(&target_rows) {
+        assert_eq!(source[0], target[0], "name");
+        let moved = match &source[1] {
+            Cell::Text(k) if k.starts_with("1/") => Cell::Text(format!("{org}/{}", &k[2..])),
+            other => other.clone(),
+        };
+        assert_eq!(target[1], moved, "object_key of `{}`", source[0].as_str());
+    }
+}
+
+/// Export with files embedded, import, verify; then the same through `--files copy`.
+fn round_trip(host: Host) {
+    let s = setup(host);
+    let target_before = host.objects(&s.target);
+    let archive = s.w.path("org-1.orgport");
+    let out = s.w.export(&s.src, Some(&s.src_config), None, &["1"], &[], &archive);
+    out.ok();
+    assert!(out.stderr.contains(&format!("files of `uploads`: {} (", NAMED + UNNAMED + 1)), "{}", out.stderr);
+    let manifest = s.w.manifest(&archive);
+    let listed = manifest["files"][0]["files"].as_array().expect("files in the manifest");
+    assert_eq!(listed.len(), NAMED + UNNAMED + 1);
+    assert!(listed.iter().all(|f| !f["key"].as_str().unwrap_or_default().starts_with("2/")), "organisation 2's files were exported");
+
+    let report = s.w.import_json(&s.tgt, Some(&s.tgt_config), &archive);
+    assert_eq!(new_org(&report), "4");
+    assert_eq!(report["files"][0]["files"], (NAMED + UNNAMED + 1) as u64, "{report}");
+    assert_landed(host, &s, 4, &target_before);
+    let verified = s.w.verify(&s.tgt, Some(&s.tgt_config), &archive, &["4"]);
+    verified.ok();
+    assert!(verified.stdout.contains(&format!("verified: {} files equal", NAMED + UNNAMED + 1)), "{}", verified.stdout);
+
+    // A changed object is a difference.
+    host.put(&s.target, "4/att/005.bin", b"changed on the target");
+    let differs = s.w.verify(&s.tgt, Some(&s.tgt_config), &archive, &["4"]);
+    assert_eq!(differs.code, 1, "{}", differs.stdout);
+    assert!(differs.stdout.contains("file `1/att/005.bin` of `uploads` differs"), "{}", differs.stdout);
+
+    // The same organisation again, through a transfer store: it lands as organisation 5.
+    let transfer = host.new_place(&s.w, "transfer");
+    let copied = s.w.path("org-1-copied.orgport");
+    let base = format!("{}/exports/run-1", transfer.url);
+    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &["--files", "copy", "--files-to", &base], &copied).ok();
+    let in_transfer = host.objects(&transfer);
+    assert_eq!(in_transfer.len(), NAMED + UNNAMED + 1);
+    assert!(in_transfer.contains_key("exports/run-1/uploads/1/att/000.bin"), "{:?}", in_transfer.keys().next());
+    assert!(std::fs::metadata(&copied).expect("the archive").len() < 20_000, "files were embedded in a copy-mode archive");
+    let before = host.objects(&s.target);
+    let report = s.w.import_json(&s.tgt, Some(&s.tgt_config), &copied);
+    assert_eq!(new_org(&report), "5");
+    assert_landed(host, &s, 5, &before);
+    s.w.verify(&s.tgt, Some(&s.tgt_config), &copied, &["5"]).ok();
+}
+
+#[test]
+fn files_in_a_directory_round_trip_with_the_rows() {
+    round_trip(Host::Local);
+}
+
+#[test]
+fn files_in_s3_round_trip_with_the_rows() {
+    if let Some(s3) = s3() {
+        round_trip(Host::Remote(&s3));
+    }
+}
+
+#[test]
+fn files_in_gcs_round_trip_with_the_rows() {
+    if let Some(gcs) = gcs() {
+        round_trip(Host::Remote(&gcs));
+    }
+}
+
+/// A file corrupted in the transfer store after some were copied, and an object already where a
+/// file would land: clear errors, and neither the database nor the store holds anything new.
+fn failures_leave_nothing_behind(host: Host) {
+    let s = setup(host);
+    let transfer = host.new_place(&s.w, "transfer");
+    let archive = s.w.path("org-1.orgport");
+    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &["--files", "copy", "--files-to", &transfer.url], &archive).ok();
+    let db_before = snapshot(&s.tgt);
+    let store_before = host.objects(&s.target);
+
+    // The 151st of 301 files: with one copy at a time, 150 are copied before it.
+    let corrupted = "uploads/1/att/150.bin";
+    let mut bytes = host.get(&transfer, corrupted).expect("the copied file");
+    bytes[0] ^= 1;
+    host.put(&transfer, corrupted, &bytes);
+    let out = s.w.import(&s.tgt, Some(&s.tgt_config), &archive, &["--file-jobs", "1"]);
+    out.fails_with(&[&format!("`{}/{corrupted}` does not match the size and checksum the archive lists", transfer.url)]);
+    assert_eq!(snapshot(&s.tgt), db_before, "the failed import changed the database");
+    assert_eq!(host.objects(&s.target), store_before, "the failed import left objects behind");
+    let out = s.w.import(&s.tgt, Some(&s.tgt_config), &archive, &["--file-jobs", "8"]);
+    out.fails_with(&["does not match the size and checksum"]);
+    assert_eq!(host.objects(&s.target), store_before, "the failed import left objects behind");
+    bytes[0] ^= 1;
+    host.put(&transfer, corrupted, &bytes);
+
+    // A dry run says what it would write, and writes nothing.
+    let dry = s.w.import(&s.tgt, Some(&s.tgt_config), &archive, &["--dry-run", "--json"]);
+    dry.ok();
+    assert_eq!(dry.json()["files"][0]["files"], (NAMED + UNNAMED + 1) as u64, "{}", dry.stdout);
+    assert_eq!(snapshot(&s.tgt), db_before);
+    assert_eq!(host.objects(&s.target), store_before);
+
+    // An object where a file would land: refused before anything is written, and left as it was.
+    host.put(&s.target, "4/thumbs/7.png", b"in the way");
+    let store_before = host.objects(&s.target);
+    let out = s.w.import(&s.tgt, Some(&s.tgt_config), &archive, &[]);
+    out.fails_with(&["1 object(s) the import would write already exist", &format!("{}/4/thumbs/7.png", s.target.url)]);
+    assert_eq!(snapshot(&s.tgt), db_before);
+    assert_eq!(host.objects(&s.target), store_before);
+}
+
+#[test]
+fn failed_imports_leave_no_file_behind_in_a_directory() {
+    failures_leave_nothing_behind(Host::Local);
+}
+
+#[test]
+fn failed_imports_leave_no_file_behind_in_s3() {
+    if let Some(s3) = s3() {
+        failures_leave_nothing_behind(Host::Remote(&s3));
+    }
+}
+
+#[test]
+fn failed_imports_leave_no_file_behind_in_gcs() {
+    if let Some(gcs) = gcs() {
+        failures_leave_nothing_behind(Host::Remote(&gcs));
+    }
+}
+
+/// A row naming an object that does not exist fails the export, naming the column, the key and
+/// the object; no archive appears, and nothing is left in the transfer store.
+#[test]
+fn a_missing_source_file_fails_the_export_by_name() {
+    let s = setup(Host::Local);
+    let missing = s.source.dir.as_ref().expect("a directory").join("1/att/007.bin");
+    std::fs::remove_file(&missing).expect("removing a source file");
+    let archive = s.w.path("org-1.orgport");
+    let message = format!("`attachments.object_key` = `1/att/007.bin` names `{}/1/att/007.bin`, which does not exist", s.source.url);
+    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &[], &archive).fails_with(&[&message]);
+    assert!(!archive.exists());
+    let transfer = Host::Local.new_place(&s.w, "transfer");
+    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &["--files", "copy", "--files-to", &transfer.url], &archive).fails_with(&[&message]);
+    assert!(!archive.exists());
+    assert!(Host::Local.objects(&transfer).is_empty());
+}
+
+/// Wrong S3 credentials for the files' store: one clear line, before any row is read, without the
+/// secret.
+#[test]
+fn wrong_credentials_for_the_files_are_a_clear_error() {
+    let Some(s3) = s3() else { return };
+    let mut s = setup(Host::Remote(&s3));
+    let wrong = "wrong-secret-key-77c1";
+    s.w.env = s3.env().into_iter().map(|(k, v)| if k == "AWS_SECRET_ACCESS_KEY" { (k, wrong.to_string()) } else { (k, v) }).collect();
+    let archive = s.w.path("org-1.orgport");
+    let out = s.w.export(&s.src, Some(&s.src_config), None, &["1"], &[], &archive);
+    out.fails_with(&["access denied", &s.source.url]);
+    assert!(!out.stderr.contains(wrong) && !out.stderr.contains(&s3.secret_key), "{}", out.stderr);
+    assert!(!archive.exists());
+}
+
+/// A target whose configuration does not declare the archive's store is told which section to
+/// add, before anything is written.
+#[test]
+fn a_target_without_the_store_is_told_what_to_declare() {
+    let s = setup(Host::Local);
+    let archive = s.w.path("org-1.orgport");
+    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &[], &archive).ok();
+    let bare = s.w.config("bare.toml", "root = \"orgs\"\n");
+    let before = snapshot(&s.tgt);
+    s.w.import(&s.tgt, Some(&bare), &archive, &[]).fails_with(&["carries 301 file(s) of the store `uploads`", "add a [files.uploads] section"]);
+    assert_eq!(snapshot(&s.tgt), before);
+}
+
+/// The rows and files written, the commit fails (a NOT NULL reference into an excluded table
+/// names a row the target lacks; the foreign key is checked at commit): the files written are
+/// removed again.
+fn a_failure_at_commit_takes_the_files_away(host: Host) {
+    let mut w = Work::new();
+    w.env = host.env();
+    let source = host.new_place(&w, "source-files");
+    let target = host.new_place(&w, "target-files");
+    let schema = "
+        CREATE TABLE orgs (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+        CREATE TABLE kinds (id INTEGER PRIMARY KEY, name TEXT);
+        CREATE TABLE attachments (
+            id INTEGER PRIMARY KEY,
+            org_id INTEGER NOT NULL REFERENCES orgs(id),
+            kind_id INTEGER NOT NULL REFERENCES kinds(id),
+            object_key TEXT
+        );";
+    let mut sql = format!("{schema} INSERT INTO orgs VALUES (1, 'one'); INSERT INTO kinds VALUES (1, 'plain'), (9, 'rare');");
+    for i in 0..30 {
+        let key = format!("1/{i}.bin");
+        host.put(&source, &key, &content(i));
+        let kind = if i == 29 { 9 } else { 1 };
+        sql.push_str(&format!("INSERT INTO attachments (org_id, kind_id, object_key) VALUES (1, {kind}, '{key}');"));
+    }
+    let src = w.db("source.db", &sql);
+    let tgt = w.db("target.db", &format!("{schema} INSERT INTO orgs VALUES (1, 'target'); INSERT INTO kinds VALUES (1, 'plain');"));
+    let section = |store: &str| format!("root = \"orgs\"\nexclude = [\"kinds\"]\n[files.uploads]\nstore = \"{store}\"\nprefix = \"{{org}}/\"\ncolumns = [\"attachments.object_key\"]\n");
+    let src_config = w.config("source.toml", &section(&source.url));
+    let tgt_config = w.config("target.toml", &section(&target.url));
+    let archive = w.path("org-1.orgport");
+    w.export(&src, Some(&src_config), None, &["1"], &[], &archive).ok();
+    let before = bytes(&tgt);
+    let out = w.import(&tgt, Some(&tgt_config), &archive, &[]);
+    out.fails_with(&["attachments"]);
+    assert_same_bytes(&tgt, &before);
+    assert!(host.objects(&target).is_empty(), "the failed import left objects behind: {:?}", host.objects(&target).keys());
+}
+
+#[test]
+fn a_failure_at_commit_takes_the_files_away_from_a_directory() {
+    a_failure_at_commit_takes_the_files_away(Host::Local);
+}
+
+#[test]
+fn a_failure_at_commit_takes_the_files_away_from_s3_and_gcs() {
+    let (Some(s3), Some(gcs)) = (s3(), gcs()) else { return };
+    a_failure_at_commit_takes_the_files_away(Host::Remote(&s3));
+    a_failure_at_commit_takes_the_files_away(Host::Remote(&gcs));
+}

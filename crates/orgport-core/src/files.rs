@@ -1,0 +1,684 @@
+//! An organisation's files: objects in the stores declared under `[files.NAME]`, found under the
+//! organisation's key prefix and in key columns of its rows.
+//!
+//! Export embeds them in the archive or copies them to another store, recording each with its
+//! size and SHA-256. Import writes them under the new organisation's prefix before the rows
+//! commit — never over an existing object, each checked against its checksum — and removes
+//! them again if the import fails.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::archive::{EmbeddedFiles, FileEntry, FileSetManifest, Manifest};
+use crate::config::FilesConfig;
+use crate::error::{Error, Result};
+use crate::plan::Role;
+use crate::progress::Progress;
+use crate::schema::Schema;
+use crate::store::{ObjectStore, StoreOpener};
+use crate::value::{format_uuid, Value, ValueKind};
+
+/// A store of files as the plan knows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileSet {
+    pub name: String,
+    pub store: String,
+    /// Key prefix template, `{org}` standing for the root key.
+    pub prefix: Option<String>,
+    /// Each key column: table and column name.
+    pub columns: Vec<(usize, String)>,
+}
+
+impl FileSet {
+    /// The key columns as `table.column`.
+    pub fn column_names(&self, plan: &crate::plan::Plan) -> Vec<String> {
+        self.columns.iter().map(|(t, c)| format!("{}.{c}", plan.name(*t))).collect()
+    }
+}
+
+/// Checks `[files.*]` against the schema and the tables' roles.
+pub(crate) fn resolve(
+    schema: &Schema,
+    roles: &[Role],
+    config: &BTreeMap<String, FilesConfig>,
+    resolve_column: impl Fn(&str, &str) -> Result<(usize, String)>,
+) -> Result<Vec<FileSet>> {
+    let mut sets = Vec::new();
+    for (name, files) in config {
+        let key = format!("files.{name}");
+        match &files.prefix {
+            Some(prefix) => check_template(prefix, &key)?,
+            None if files.columns.is_empty() => {
+                return Err(Error::Config(format!(
+                    "[{key}] has neither `prefix` nor `columns`: nothing says which of its objects are an organisation's"
+                )))
+            }
+            None => {}
+        }
+        let mut columns = Vec::new();
+        for item in &files.columns {
+            let (t, column) = resolve_column(item, &key)?;
+            let table = &schema.tables[t];
+            if !roles[t].is_owned() {
+                return Err(Error::Config(format!(
+                    "{key}: `{item}` is in `{}`, which is not an organisation's own table: its keys would name other organisations' files",
+                    table.qualified()
+                )));
+            }
+            let kind = table.column(&column).map(|c| c.kind);
+            if !matches!(kind, Some(ValueKind::Text | ValueKind::Any)) {
+                return Err(Error::Config(format!("{key}: `{item}` does not hold text, so it cannot hold object keys")));
+            }
+            columns.push((t, column));
+        }
+        sets.push(FileSet { name: name.clone(), store: files.store.clone(), prefix: files.prefix.clone(), columns });
+    }
+    Ok(sets)
+}
+
+fn check_template(prefix: &str, key: &str) -> Result<()> {
+    let problem = if !prefix.contains("{org}") {
+        Some("has no `{org}`: every organisation's objects would match it")
+    } else if prefix.replace("{org}", "").contains(['{', '}']) {
+        Some("has a placeholder other than `{org}`")
+    } else if prefix.ends_with("{org}") {
+        // `1` would also match the keys of organisation 12.
+        Some("ends with `{org}`: end it with a separator, as in `{org}/`")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(Error::Config(format!("{key}: prefix `{prefix}` {problem}"))),
+        None => Ok(()),
+    }
+}
+
+/// The prefix of `org`'s objects.
+pub fn render(template: &str, org: &Value) -> String {
+    let text = match org {
+        Value::Uuid(u) => format_uuid(u),
+        other => other.as_str().map(str::to_string).unwrap_or_else(|| other.display()),
+    };
+    template.replace("{org}", &text)
+}
+
+/// Moves keys from the old organisations' prefixes to the new ones'; other keys stay as they are.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Relocation {
+    prefixes: Vec<(String, String)>,
+}
+
+impl Relocation {
+    /// `source` is the archive's template, `target` the target's (the source's when it has none).
+    pub(crate) fn new(source: Option<&str>, target: Option<&str>, orgs: &[(Value, Value)]) -> Self {
+        let Some(source) = source else { return Relocation::default() };
+        let target = target.unwrap_or(source);
+        Relocation { prefixes: orgs.iter().map(|(old, new)| (render(source, old), render(target, new))).collect() }
+    }
+
+    pub(crate) fn key(&self, key: &str) -> String {
+        for (old, new) in &self.prefixes {
+            if let Some(rest) = key.strip_prefix(old.as_str()) {
+                return format!("{new}{rest}");
+            }
+        }
+        key.to_string()
+    }
+
+    pub(crate) fn value(&self, value: &Value) -> Value {
+        match value {
+            Value::Text(key) => Value::Text(self.key(key)),
+            other => other.clone(),
+        }
+    }
+}
+
+/// Runs `work` on items `0..count` with up to `jobs` threads, handing each result to `done` on
+/// the calling thread as it comes. The first error stops the rest from starting and is returned.
+pub(crate) fn parallel<T: Send>(
+    count: usize,
+    jobs: usize,
+    work: impl Fn(usize) -> Result<T> + Sync,
+    mut done: impl FnMut(usize, T) -> Result<()>,
+) -> Result<()> {
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (send, receive) = mpsc::channel();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, count.max(1)) {
+            let (send, next, stop, work) = (send.clone(), &next, &stop, &work);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count || stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let result = work(i);
+                if result.is_err() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                if send.send((i, result)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(send);
+        let mut first_error = None;
+        for (i, result) in receive {
+            let handled = result.and_then(|value| if first_error.is_none() { done(i, value) } else { Ok(()) });
+            if let Err(e) = handled {
+                stop.store(true, Ordering::Relaxed);
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    })
+}
+
+/// Counts and hashes what passes.
+struct Hashing<T> {
+    inner: T,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<T> Hashing<T> {
+    fn new(inner: T) -> Self {
+        Hashing { inner, hasher: Sha256::new(), bytes: 0 }
+    }
+
+    fn sum(self) -> (u64, String) {
+        (self.bytes, hex::encode(self.hasher.finalize()))
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Size and SHA-256 of an object, read through.
+fn digest(store: &dyn ObjectStore, key: &str) -> Result<(u64, String)> {
+    let mut hashing = Hashing::new(store.reader(key)?);
+    io::copy(&mut hashing, &mut io::sink()).map_err(Error::stream)?;
+    Ok(hashing.sum())
+}
+
+fn url(store: &dyn ObjectStore, key: &str) -> String {
+    format!("{}/{key}", store.describe())
+}
+
+/// Copies `from` in `source` to `to` in `target` — on the service's side where both are on one,
+/// else streamed through — and returns the size and SHA-256 of what arrived. When `expect` is
+/// given and what arrived differs, the copy is removed (or never appears) and the error says so.
+/// `landed` is called as soon as the object exists, so that a caller can remove it later.
+pub(crate) fn copy_object(
+    source: &dyn ObjectStore,
+    from: &str,
+    target: &dyn ObjectStore,
+    to: &str,
+    expect: Option<&FileEntry>,
+    landed: &dyn Fn(),
+) -> Result<(u64, String)> {
+    let mismatch = |got: &(u64, String)| expect.is_some_and(|e| (e.size, e.sha256.as_str()) != (got.0, got.1.as_str()));
+    let corrupt = || Error::Corrupt(format!("`{}` does not match the size and checksum the archive lists", url(source, from)));
+    if target.copy_from(source, from, to)? {
+        landed();
+        // The service copied it: read the copy back, to check what the target holds.
+        let got = digest(target, to)?;
+        if mismatch(&got) {
+            target.delete(to)?;
+            return Err(corrupt());
+        }
+        return Ok(got);
+    }
+    let mut reader = Hashing::new(source.reader(from)?);
+    let mut writer = target.writer(to)?;
+    io::copy(&mut reader, &mut writer).map_err(Error::stream)?;
+    let got = reader.sum();
+    if mismatch(&got) {
+        // Dropped unfinished: the object never appears.
+        return Err(corrupt());
+    }
+    writer.finish()?;
+    landed();
+    Ok(got)
+}
+
+/// The objects of one store that belong to the exported organisations.
+pub(crate) struct FilesOut<'a> {
+    pub(crate) set: &'a FileSet,
+    pub(crate) store: Box<dyn ObjectStore>,
+    /// The key columns, `table.column`.
+    pub(crate) column_names: Vec<String>,
+    /// Keys met in the key columns, with the column that named them first.
+    pub(crate) named: BTreeMap<String, String>,
+}
+
+impl FilesOut<'_> {
+    /// Every object under the organisations' prefixes and every key named in a column, with its
+    /// size; a named object that does not exist is an error naming the column.
+    pub(crate) fn objects(&self, orgs: &[Value]) -> Result<Vec<(String, u64)>> {
+        let mut found = BTreeMap::new();
+        if let Some(template) = &self.set.prefix {
+            for org in orgs {
+                for object in self.store.list(&render(template, org))? {
+                    found.insert(object.key, object.size);
+                }
+            }
+        }
+        let missing: Vec<&String> = self.named.keys().filter(|k| !found.contains_key(*k)).collect();
+        let store = self.store.as_ref();
+        let sizes = Mutex::new(Vec::new());
+        parallel(missing.len(), 8, |i| store.size(missing[i]), |i, size| {
+            let key = missing[i];
+            match size {
+                Some(size) => {
+                    sizes.lock().expect("not poisoned").push((key.clone(), size));
+                    Ok(())
+                }
+                None => Err(Error::Plan(format!(
+                    "`{}` = `{key}` names `{}`, which does not exist",
+                    self.named[key],
+                    url(store, key)
+                ))),
+            }
+        })?;
+        found.extend(sizes.into_inner().expect("not poisoned"));
+        Ok(found.into_iter().collect())
+    }
+}
+
+/// How files go with an export.
+pub enum FilesMode<'a> {
+    /// In the archive, after the rows.
+    Embed,
+    /// Copied to this store (`--files-to`), each set under its name.
+    Copy(&'a dyn ObjectStore),
+}
+
+/// How an export takes the organisations' files.
+pub struct FilesExport<'a> {
+    pub mode: FilesMode<'a>,
+    /// Opens the plan's stores.
+    pub open: &'a StoreOpener<'a>,
+    /// Objects copied at once.
+    pub jobs: usize,
+}
+
+/// Appends a file to the archive; returns its size and SHA-256.
+pub(crate) type Embed<'e> = dyn FnMut(&mut dyn Read) -> Result<(u64, String)> + 'e;
+
+impl FilesOut<'_> {
+    /// Writes this store's files for the archive; returns its part of the manifest. Objects
+    /// copied are recorded in `copied` as they land.
+    pub(crate) fn export(
+        &self,
+        orgs: &[Value],
+        how: &FilesExport,
+        embed: &mut Embed,
+        copied: &Mutex<Vec<(String, String)>>,
+        progress: &dyn Progress,
+    ) -> Result<FileSetManifest> {
+        let objects = self.objects(orgs)?;
+        let source = self.store.as_ref();
+        progress.begin("files", &self.set.name, Some(objects.len() as u64));
+        let mut files = Vec::with_capacity(objects.len());
+        let copied_to = match how.mode {
+            FilesMode::Embed => {
+                for (key, _) in &objects {
+                    let (size, sha256) = embed(&mut source.reader(key)?)?;
+                    files.push(FileEntry { key: key.clone(), size, sha256 });
+                    progress.rows(1);
+                    progress.bytes(size);
+                }
+                None
+            }
+            FilesMode::Copy(to) => {
+                let location = format!("{}/{}", to.describe(), self.set.name);
+                let target = (how.open)(&location)?;
+                if let Some(first) = target.list("")?.first() {
+                    return Err(Error::Storage {
+                        action: "copy files to",
+                        location: location.clone(),
+                        reason: format!("it already holds objects (`{}`): choose an empty location", first.key),
+                    });
+                }
+                let target = target.as_ref();
+                files.resize(objects.len(), FileEntry { key: String::new(), size: 0, sha256: String::new() });
+                parallel(
+                    objects.len(),
+                    how.jobs,
+                    |i| {
+                        let key = &objects[i].0;
+                        let landed = || copied.lock().expect("not poisoned").push((location.clone(), key.clone()));
+                        copy_object(source, key, target, key, None, &landed)
+                    },
+                    |i, (size, sha256)| {
+                        files[i] = FileEntry { key: objects[i].0.clone(), size, sha256 };
+                        progress.rows(1);
+                        progress.bytes(size);
+                        Ok(())
+                    },
+                )?;
+                Some(location)
+            }
+        };
+        progress.end();
+        Ok(FileSetManifest {
+            name: self.set.name.clone(),
+            prefix: self.set.prefix.clone(),
+            columns: self.column_names.clone(),
+            copied_to,
+            files,
+        })
+    }
+}
+
+/// Removes objects an unfinished export or import wrote, best effort: the first failure is
+/// reported, with how many objects remain.
+pub(crate) fn remove_copies(copies: Vec<(String, String)>, open: &StoreOpener) -> Result<()> {
+    let mut stores: BTreeMap<String, Box<dyn ObjectStore>> = BTreeMap::new();
+    let mut left = Vec::new();
+    let mut first = None;
+    for (location, key) in copies {
+        if !stores.contains_key(&location) {
+            match open(&location) {
+                Ok(store) => {
+                    stores.insert(location.clone(), store);
+                }
+                Err(e) => {
+                    first.get_or_insert(e);
+                    left.push(format!("{location}/{key}"));
+                    continue;
+                }
+            }
+        }
+        if let Err(e) = stores[&location].delete(&key) {
+            first.get_or_insert(e);
+            left.push(format!("{location}/{key}"));
+        }
+    }
+    match first {
+        None => Ok(()),
+        Some(e) => Err(Error::Plan(format!(
+            "{} object(s) written before the failure could not be removed ({e}); remove them by hand: {}",
+            left.len(),
+            left.join(", ")
+        ))),
+    }
+}
+
+/// Per archive table, its columns holding object keys: (position, file set of the manifest).
+pub(crate) fn key_columns(manifest: &Manifest) -> Vec<Vec<(usize, usize)>> {
+    manifest
+        .tables
+        .iter()
+        .map(|table| {
+            let mut columns = Vec::new();
+            for (s, set) in manifest.files.iter().enumerate() {
+                for named in &set.columns {
+                    let column = named.strip_prefix(table.name.as_str()).and_then(|rest| rest.strip_prefix('.'));
+                    if let Some(p) = column.and_then(|c| table.column_index(c)) {
+                        columns.push((p, s));
+                    }
+                }
+            }
+            columns
+        })
+        .collect()
+}
+
+/// One file of the archive on its way to the target.
+struct Landing {
+    set: usize,
+    to: String,
+}
+
+/// The import's side of the files: where each lands, and what was written.
+pub(crate) struct FilesIn {
+    targets: Vec<Box<dyn ObjectStore>>,
+    sources: Vec<Option<Box<dyn ObjectStore>>>,
+    relocations: Vec<Relocation>,
+    /// Every file of the archive, set after set in manifest order; set `s` starts at `offsets[s]`.
+    landings: Vec<Landing>,
+    offsets: Vec<usize>,
+    /// Objects written so far (store URL, key): removed if the import fails.
+    pub(crate) written: Mutex<Vec<(String, String)>>,
+}
+
+impl FilesIn {
+    /// Opens the stores of every set of the archive: the target's (by name, from the target's
+    /// configuration) and where copied files are.
+    pub(crate) fn open(manifest: &Manifest, sets: &[FileSet], open: &StoreOpener) -> Result<FilesIn> {
+        let mut targets = Vec::new();
+        let mut sources = Vec::new();
+        for set in &manifest.files {
+            let Some(target) = sets.iter().find(|s| s.name == set.name) else {
+                return Err(Error::Config(format!(
+                    "the archive carries {} file(s) of the store `{}`, which the target's orgport.toml does not declare: \
+                     add a [files.{}] section naming where they go",
+                    set.files.len(),
+                    set.name,
+                    set.name
+                )));
+            };
+            targets.push(open(&target.store)?);
+            sources.push(set.copied_to.as_deref().map(open).transpose()?);
+        }
+        Ok(FilesIn { targets, sources, relocations: Vec::new(), landings: Vec::new(), offsets: Vec::new(), written: Mutex::new(Vec::new()) })
+    }
+
+    /// Where every file lands, now that the new organisations' keys are known.
+    pub(crate) fn place(&mut self, manifest: &Manifest, sets: &[FileSet], orgs: &[(Value, Value)]) {
+        self.relocations = manifest
+            .files
+            .iter()
+            .map(|set| {
+                let target = sets.iter().find(|s| s.name == set.name).and_then(|s| s.prefix.as_deref());
+                Relocation::new(set.prefix.as_deref(), target, orgs)
+            })
+            .collect();
+        self.landings.clear();
+        self.offsets.clear();
+        for (s, set) in manifest.files.iter().enumerate() {
+            self.offsets.push(self.landings.len());
+            self.landings.extend(set.files.iter().map(|file| Landing { set: s, to: self.relocations[s].key(&file.key) }));
+        }
+    }
+
+    /// Fails naming the objects that already exist where files would land.
+    pub(crate) fn refuse_existing(&self, jobs: usize) -> Result<()> {
+        let mut existing = Vec::new();
+        let landings = &self.landings;
+        let targets = &self.targets;
+        parallel(landings.len(), jobs, |i| targets[landings[i].set].size(&landings[i].to), |i, size| {
+            if size.is_some() {
+                existing.push(url(targets[landings[i].set].as_ref(), &landings[i].to));
+            }
+            Ok(())
+        })?;
+        match existing.is_empty() {
+            true => Ok(()),
+            false => Err(Error::ObjectsExist(existing)),
+        }
+    }
+
+    /// Compares every file with the object where it landed; returns how many are equal and what
+    /// differs.
+    pub(crate) fn compare(&self, manifest: &Manifest, jobs: usize, progress: &dyn Progress) -> Result<(u64, Vec<String>)> {
+        let (landings, targets) = (&self.landings, &self.targets);
+        let entry = |i: usize| {
+            let set = &manifest.files[landings[i].set];
+            (set, &set.files[i - self.offsets[landings[i].set]])
+        };
+        let mut equal = 0;
+        let mut differences = Vec::new();
+        progress.begin("verify files", "", Some(landings.len() as u64));
+        parallel(
+            landings.len(),
+            jobs,
+            |i| {
+                let target = targets[landings[i].set].as_ref();
+                match target.size(&landings[i].to)? {
+                    Some(_) => digest(target, &landings[i].to).map(Some),
+                    None => Ok(None),
+                }
+            },
+            |i, found| {
+                let (set, file) = entry(i);
+                let at = url(targets[landings[i].set].as_ref(), &landings[i].to);
+                match found {
+                    None => differences.push(format!("file `{}` of `{}` is missing: no object `{at}`", file.key, set.name)),
+                    Some((size, sha256)) if size != file.size || sha256 != file.sha256 => differences.push(format!(
+                        "file `{}` of `{}` differs: `{at}` has {size} bytes and SHA-256 {sha256}, the archive {} bytes and {}",
+                        file.key, set.name, file.size, file.sha256
+                    )),
+                    Some((size, _)) => {
+                        equal += 1;
+                        progress.bytes(size);
+                    }
+                }
+                progress.rows(1);
+                Ok(())
+            },
+        )?;
+        progress.end();
+        Ok((equal, differences))
+    }
+
+    pub(crate) fn report(&self, manifest: &Manifest) -> Vec<crate::import::FilesReport> {
+        manifest
+            .files
+            .iter()
+            .zip(&self.targets)
+            .map(|(set, target)| crate::import::FilesReport {
+                name: set.name.clone(),
+                store: target.describe(),
+                files: set.files.len() as u64,
+                bytes: set.files.iter().map(|f| f.size).sum(),
+            })
+            .collect()
+    }
+
+    /// The key-column rewrite of set `s` of the manifest.
+    pub(crate) fn relocation(&self, s: usize) -> &Relocation {
+        &self.relocations[s]
+    }
+
+    /// Writes every file to its target: embedded ones from `embedded` in order, copied ones with
+    /// `jobs` at a time.
+    pub(crate) fn write(&self, manifest: &Manifest, embedded: Option<EmbeddedFiles<Box<dyn Read>>>, jobs: usize, progress: &dyn Progress) -> Result<()> {
+        if let Some(mut embedded) = embedded {
+            progress.begin("files", "embedded in the archive", Some(manifest.embedded_files().count() as u64));
+            while let Some(size) = self.write_embedded(&mut embedded)? {
+                progress.rows(1);
+                progress.bytes(size);
+            }
+            progress.end();
+        }
+        for (s, set) in manifest.files.iter().enumerate() {
+            let Some(source) = &self.sources[s] else { continue };
+            let target = self.targets[s].as_ref();
+            progress.begin("files", &set.name, Some(set.files.len() as u64));
+            let location = target.describe();
+            parallel(
+                set.files.len(),
+                jobs,
+                |f| {
+                    let to = &self.landing(s, f).to;
+                    let landed = || self.written.lock().expect("not poisoned").push((location.clone(), to.clone()));
+                    copy_object(source.as_ref(), &set.files[f].key, target, to, Some(&set.files[f]), &landed)
+                },
+                |_, (size, _)| {
+                    progress.rows(1);
+                    progress.bytes(size);
+                    Ok(())
+                },
+            )?;
+            progress.end();
+        }
+        Ok(())
+    }
+
+    /// The next embedded file, written to its target and kept only once its checksum matched.
+    fn write_embedded(&self, embedded: &mut EmbeddedFiles<Box<dyn Read>>) -> Result<Option<u64>> {
+        let Some((s, f)) = embedded.peek() else {
+            embedded.copy_next(&mut io::sink())?;
+            return Ok(None);
+        };
+        let target = self.targets[s].as_ref();
+        let to = &self.landing(s, f).to;
+        let mut writer = target.writer(to)?;
+        embedded.copy_next(&mut writer)?;
+        writer.finish()?;
+        self.written.lock().expect("not poisoned").push((target.describe(), to.clone()));
+        Ok(Some(embedded.manifest().files[s].files[f].size))
+    }
+
+    fn landing(&self, s: usize, f: usize) -> &Landing {
+        &self.landings[self.offsets[s] + f]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_move_from_each_old_prefix_to_its_new_one_and_others_stay() {
+        let orgs = [(Value::Int(1), Value::Int(7)), (Value::Int(12), Value::Int(8))];
+        let moved = Relocation::new(Some("orgs/{org}/"), Some("tenants/{org}/files/"), &orgs);
+        assert_eq!(moved.key("orgs/1/a.png"), "tenants/7/files/a.png");
+        assert_eq!(moved.key("orgs/12/b/c.txt"), "tenants/8/files/b/c.txt");
+        assert_eq!(moved.key("orgs/123/d"), "orgs/123/d");
+        assert_eq!(moved.key("shared/logo.png"), "shared/logo.png");
+        assert_eq!(moved.value(&Value::Null), Value::Null);
+        let same = Relocation::new(Some("{org}/"), None, &orgs);
+        assert_eq!(same.key("1/x"), "7/x");
+        assert_eq!(Relocation::new(None, Some("{org}/"), &orgs).key("1/x"), "1/x");
+    }
+
+    #[test]
+    fn a_prefix_template_must_name_the_organisation_and_end_apart_from_it() {
+        assert!(check_template("{org}/", "files.u").is_ok());
+        assert!(check_template("orgs/{org}-files/", "files.u").is_ok());
+        for (bad, why) in [("uploads/", "has no `{org}`"), ("{org}", "ends with `{org}`"), ("{org}/{id}/", "other than `{org}`")] {
+            let err = check_template(bad, "files.u").unwrap_err().to_string();
+            assert!(err.contains(why) && err.contains("files.u"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn parallel_work_hands_every_result_over_and_stops_at_the_first_error() {
+        let mut seen = vec![false; 100];
+        parallel(100, 4, |i| Ok(i * 2), |i, v| {
+            assert_eq!(v, i * 2);
+            seen[i] = true;
+            Ok(())
+        })
+        .unwrap();
+        assert!(seen.iter().all(|s| *s));
+        let started = AtomicUsize::new(0);
+        let err = parallel(
+            10_000,
+            2,
+            |i| {
+                started.fetch_add(1, Ordering::Relaxed);
+                if i == 3 { Err(Error::Plan("item 3 failed".into())) } else { Ok(()) }
+            },
+            |_, ()| Ok(()),
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "item 3 failed");
+        assert!(started.load(Ordering::Relaxed) < 10_000, "work went on after the error");
+    }
+}
