@@ -2,22 +2,24 @@
 //!
 //! Not object_store's GCS store: it uploads through GCS's XML API, which emulators such as
 //! fake-gcs-server do not serve. The JSON API is served by both GCS and the emulators, and what
-//! an archive needs of it is three requests: a resumable upload in chunks, a download and the
-//! object's metadata.
+//! orgport needs of it is a few requests: an upload (in one request, or resumable in chunks), a
+//! download, the object's metadata, a listing, a delete and a rewrite (the server-side copy).
 
+use std::any::Any;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 use object_store::gcp::{GcpCredentialProvider, GoogleCloudStorageBuilder};
-use orgport_core::store::{ObjectStore, ObjectWriter};
+use orgport_core::store::{ObjectInfo, ObjectStore, ObjectWriter};
 use orgport_core::{Error, Result};
 use reqwest::{header, Method, RequestBuilder, Response, StatusCode, Url};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
 use crate::blocking::{chain, runtime, BlockingReader};
+use crate::location::Root;
 use crate::PART;
 
 pub(crate) struct GcsConfig {
@@ -37,13 +39,15 @@ pub(crate) struct Gcs {
 struct Api {
     http: reqwest::Client,
     base: Url,
-    bucket: String,
+    root: Root,
     /// None for an emulator.
     auth: Option<GcpCredentialProvider>,
+    /// The credentials file, if any: stores with the same `base` and file are one service.
+    credentials: Option<String>,
 }
 
 impl Gcs {
-    pub(crate) fn open(bucket: &str, config: GcsConfig) -> std::result::Result<Gcs, String> {
+    pub(crate) fn open(root: Root, config: GcsConfig) -> std::result::Result<Gcs, String> {
         let rt = runtime().map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
         let (base, auth) = match config.emulator {
             Some(host) => {
@@ -51,8 +55,8 @@ impl Gcs {
                 (base, None)
             }
             None => {
-                let mut builder = GoogleCloudStorageBuilder::new().with_bucket_name(bucket);
-                if let Some(path) = config.credentials {
+                let mut builder = GoogleCloudStorageBuilder::new().with_bucket_name(&root.bucket);
+                if let Some(path) = &config.credentials {
                     builder = builder.with_application_credentials(path);
                 }
                 // Without a file: gcloud's application default credentials, else the metadata server.
@@ -63,19 +67,27 @@ impl Gcs {
         let base = Url::parse(&base).map_err(|e| format!("invalid `STORAGE_EMULATOR_HOST` `{base}`: {e}"))?;
         // A resumable upload answers 308 to each chunk: a status, not a redirect to follow.
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().map_err(|e| chain(&e))?;
-        Ok(Gcs { rt, api: Api { http, base, bucket: bucket.to_string(), auth } })
+        Ok(Gcs { rt, api: Api { http, base, root, auth, credentials: config.credentials } })
     }
 }
 
 impl Api {
     fn location(&self, key: &str) -> String {
-        format!("gs://{}/{key}", self.bucket)
+        self.root.location(key)
     }
 
-    /// `{base}/{prefix…}/b/BUCKET/o[/KEY]`, the key as one path segment.
-    fn url(&self, prefix: &[&str], key: Option<&str>) -> Url {
+    /// `{base}/{segments…}`, each segment encoded as one (an object name's `/` too).
+    fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
-        url.path_segments_mut().expect("an http(s) URL").pop_if_empty().extend(prefix).extend(["b", &self.bucket, "o"]).extend(key);
+        url.path_segments_mut().expect("an http(s) URL").pop_if_empty().extend(segments);
+        url
+    }
+
+    /// `{base}/{prefix…}/b/BUCKET/o[/NAME]`, the object named by its key.
+    fn object_url(&self, prefix: &[&str], key: Option<&str>) -> Url {
+        let name = key.map(|key| self.root.name(key));
+        let mut url = self.url(prefix);
+        url.path_segments_mut().expect("an http(s) URL").extend(["b", &self.root.bucket, "o"]).extend(name);
         url
     }
 
@@ -111,12 +123,35 @@ impl Api {
     /// Whether the bucket is known not to exist: a 404 does not say which is missing (emulators
     /// answer a bare "Not Found" for both).
     async fn bucket_missing(&self) -> bool {
-        let mut url = self.base.clone();
-        url.path_segments_mut().expect("an http(s) URL").pop_if_empty().extend(["storage", "v1", "b", &self.bucket]);
-        match self.request(Method::GET, url).await {
+        match self.request(Method::GET, self.url(&["storage", "v1", "b", &self.root.bucket])).await {
             Ok(request) => matches!(request.send().await, Ok(r) if r.status() == StatusCode::NOT_FOUND),
             Err(_) => false,
         }
+    }
+
+    /// Starts a resumable upload; its session URL.
+    async fn start_session(&self, key: &str) -> std::result::Result<Url, String> {
+        let mut url = self.object_url(&["upload", "storage", "v1"], None);
+        url.query_pairs_mut().append_pair("uploadType", "resumable").append_pair("name", &self.root.name(key));
+        let request = self.request(Method::POST, url).await?.header(header::CONTENT_TYPE, "application/json").body("{}");
+        let response = self.send(request, &[]).await?;
+        let session = response.headers().get(header::LOCATION).and_then(|l| l.to_str().ok()).map(str::to_string);
+        let session = session.ok_or("the server started no upload session")?;
+        Url::parse(&session).map_err(|e| format!("the server's upload session is no URL: {e}"))
+    }
+
+    /// Uploads a whole object in one request.
+    async fn upload(&self, key: &str, bytes: Bytes) -> std::result::Result<(), String> {
+        let mut url = self.object_url(&["upload", "storage", "v1"], None);
+        url.query_pairs_mut().append_pair("uploadType", "media").append_pair("name", &self.root.name(key));
+        let request = self.request(Method::POST, url).await?.header(header::CONTENT_TYPE, "application/octet-stream").body(bytes);
+        self.send(request, &[]).await.map(drop)
+    }
+
+    /// The JSON a request answers.
+    async fn json(&self, request: RequestBuilder) -> std::result::Result<serde_json::Value, String> {
+        let body = self.send(request, &[]).await?.bytes().await.map_err(|e| chain(&e.without_url()))?;
+        serde_json::from_slice(&body).map_err(|e| format!("unreadable answer: {e}"))
     }
 
     async fn upload_chunk(&self, session: &Url, offset: u64, chunk: Bytes, total: Option<u64>) -> std::result::Result<(), String> {
@@ -149,15 +184,27 @@ fn message(body: &str) -> String {
     }
 }
 
+/// A size as the JSON API writes 64-bit numbers: a string.
+fn size_of(object: &serde_json::Value) -> Option<u64> {
+    object["size"].as_str()?.parse().ok()
+}
+
+impl Gcs {
+    fn failed(&self, action: &'static str, key: &str) -> impl Fn(String) -> Error {
+        let location = self.api.location(key);
+        move |reason| Error::Storage { action, location: location.clone(), reason }
+    }
+}
+
 impl ObjectStore for Gcs {
     fn describe(&self) -> String {
-        format!("gs://{}", self.api.bucket)
+        self.api.root.describe()
     }
 
     fn reader(&self, key: &str) -> Result<Box<dyn Read + Send>> {
         let api = &self.api;
         let location = api.location(key);
-        let mut url = api.url(&["storage", "v1"], Some(key));
+        let mut url = api.object_url(&["storage", "v1"], Some(key));
         url.query_pairs_mut().append_pair("alt", "media");
         let response = self
             .rt
@@ -179,24 +226,13 @@ impl ObjectStore for Gcs {
     }
 
     fn writer(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
-        let api = &self.api;
-        let location = api.location(key);
-        let mut url = api.url(&["upload", "storage", "v1"], None);
-        url.query_pairs_mut().append_pair("uploadType", "resumable").append_pair("name", key);
-        let session = self.rt.block_on(async {
-            let request = api.request(Method::POST, url).await?.header(header::CONTENT_TYPE, "application/json").body("{}");
-            let response = api.send(request, &[]).await?;
-            let session = response.headers().get(header::LOCATION).and_then(|l| l.to_str().ok()).map(str::to_string);
-            let session = session.ok_or("the server started no upload session")?;
-            Url::parse(&session).map_err(|e| format!("the server's upload session is no URL: {e}"))
-        });
-        let session = session.map_err(|reason| Error::Storage { action: "write", location: location.clone(), reason })?;
         Ok(Box::new(GcsWriter {
             rt: self.rt.clone(),
-            api: api.clone(),
-            session,
-            location,
-            buffer: Vec::with_capacity(PART),
+            api: self.api.clone(),
+            key: key.to_string(),
+            session: None,
+            location: self.api.location(key),
+            buffer: Vec::new(),
             sent: 0,
             in_flight: None,
         }))
@@ -204,7 +240,7 @@ impl ObjectStore for Gcs {
 
     fn size(&self, key: &str) -> Result<Option<u64>> {
         let api = &self.api;
-        let url = api.url(&["storage", "v1"], Some(key));
+        let url = api.object_url(&["storage", "v1"], Some(key));
         let size = self.rt.block_on(async {
             let response = api.send(api.request(Method::GET, url).await?, &[StatusCode::OK, StatusCode::NOT_FOUND]).await?;
             if response.status() == StatusCode::NOT_FOUND {
@@ -213,20 +249,103 @@ impl ObjectStore for Gcs {
             }
             let body = response.bytes().await.map_err(|e| chain(&e.without_url()))?;
             let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| format!("unreadable metadata: {e}"))?;
-            // The JSON API writes 64-bit numbers as strings.
-            json["size"].as_str().and_then(|s| s.parse().ok()).map(Some).ok_or_else(|| "metadata without a size".to_string())
+            size_of(&json).map(Some).ok_or_else(|| "metadata without a size".to_string())
         });
-        size.map_err(|reason| Error::Storage { action: "read", location: api.location(key), reason })
+        size.map_err(self.failed("read", key))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let api = &self.api;
+        let listed = self.rt.block_on(async {
+            let mut found = Vec::new();
+            let mut page: Option<String> = None;
+            loop {
+                let mut url = api.object_url(&["storage", "v1"], None);
+                url.query_pairs_mut().append_pair("prefix", &api.root.name(prefix)).append_pair("fields", "items(name,size),nextPageToken");
+                if let Some(token) = &page {
+                    url.query_pairs_mut().append_pair("pageToken", token);
+                }
+                let json = api.json(api.request(Method::GET, url).await?).await?;
+                for object in json["items"].as_array().into_iter().flatten() {
+                    let (Some(name), Some(size)) = (object["name"].as_str(), size_of(object)) else {
+                        return Err(format!("a listed object without a name or size: {object}"));
+                    };
+                    if let Some(key) = api.root.key(name) {
+                        found.push(ObjectInfo { key: key.to_string(), size });
+                    }
+                }
+                match json["nextPageToken"].as_str() {
+                    Some(token) if !token.is_empty() => page = Some(token.to_string()),
+                    _ => return Ok(found),
+                }
+            }
+        });
+        let mut found = listed.map_err(self.failed("list", prefix))?;
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        let api = &self.api;
+        let url = api.object_url(&["storage", "v1"], Some(key));
+        let deleted = self.rt.block_on(async {
+            let request = api.request(Method::DELETE, url).await?;
+            let response = api.send(request, &[StatusCode::OK, StatusCode::NO_CONTENT, StatusCode::NOT_FOUND]).await?;
+            match response.status() {
+                StatusCode::NOT_FOUND if api.bucket_missing().await => Err("no such bucket".to_string()),
+                _ => Ok(()),
+            }
+        });
+        deleted.map_err(self.failed("delete", key))
+    }
+
+    fn copy_from(&self, source: &dyn ObjectStore, from: &str, to: &str) -> Result<bool> {
+        let Some(source) = source.as_any().downcast_ref::<Gcs>() else { return Ok(false) };
+        let (api, src) = (&self.api, &source.api);
+        if (&api.base, &api.credentials) != (&src.base, &src.credentials) {
+            return Ok(false);
+        }
+        let (from_name, to_name) = (src.root.name(from), api.root.name(to));
+        let url = api.url(&["storage", "v1", "b", &src.root.bucket, "o", &from_name, "rewriteTo", "b", &api.root.bucket, "o", &to_name]);
+        // A rewrite may take several calls (large objects, another location or storage class),
+        // each going on from the token the last one answered.
+        let copied = self.rt.block_on(async {
+            let mut token: Option<String> = None;
+            loop {
+                let mut url = url.clone();
+                if let Some(token) = &token {
+                    url.query_pairs_mut().append_pair("rewriteToken", token);
+                }
+                let request = api.request(Method::POST, url).await?.header(header::CONTENT_TYPE, "application/json").body("{}");
+                let json = api.json(request).await?;
+                if json["done"].as_bool() == Some(true) {
+                    return Ok(());
+                }
+                match json["rewriteToken"].as_str() {
+                    Some(next) => token = Some(next.to_string()),
+                    None => return Err("the server answered a rewrite neither done nor to go on".to_string()),
+                }
+            }
+        });
+        let location = format!("{}` to `{}", src.location(from), api.location(to));
+        copied.map(|()| true).map_err(|reason| Error::Storage { action: "copy", location, reason })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 
-/// A resumable upload: chunks go out one after the other, the next filling while one is sent.
-/// The session is finalized only by `finish` (the last chunk carries the total size); dropped
-/// before, it is never finalized and no object appears.
+/// An object smaller than a chunk goes in one request when finished. A larger one is a resumable
+/// upload: chunks go out one after the other, the next filling while one is sent. The session is
+/// finalized only by `finish` (the last chunk carries the total size); dropped before, it is
+/// never finalized and no object appears.
 struct GcsWriter {
     rt: Arc<Runtime>,
     api: Api,
-    session: Url,
+    key: String,
+    /// Started when a chunk is full and more comes.
+    session: Option<Url>,
     location: String,
     buffer: Vec<u8>,
     /// Bytes handed to chunks so far.
@@ -256,8 +375,15 @@ impl Write for GcsWriter {
         // A full buffer goes out only once more data comes: the last chunk must carry the total.
         if self.buffer.len() == PART {
             self.wait().map_err(io::Error::other)?;
+            let session = match &self.session {
+                Some(session) => session.clone(),
+                None => {
+                    let started = self.rt.block_on(self.api.start_session(&self.key));
+                    self.session.insert(started.map_err(|reason| io::Error::other(self.error(reason)))?).clone()
+                }
+            };
             let chunk = Bytes::from(std::mem::replace(&mut self.buffer, Vec::with_capacity(PART)));
-            let (api, session, offset) = (self.api.clone(), self.session.clone(), self.sent);
+            let (api, offset) = (self.api.clone(), self.sent);
             self.sent += chunk.len() as u64;
             self.in_flight = Some(self.rt.spawn(async move { api.upload_chunk(&session, offset, chunk, None).await }));
         }
@@ -277,8 +403,12 @@ impl ObjectWriter for GcsWriter {
         self.wait()?;
         let chunk = Bytes::from(std::mem::take(&mut self.buffer));
         let total = self.sent + chunk.len() as u64;
-        let (api, session, offset) = (self.api.clone(), self.session.clone(), self.sent);
-        self.rt.block_on(async move { api.upload_chunk(&session, offset, chunk, Some(total)).await }).map_err(|reason| self.error(reason))
+        let (api, offset) = (&self.api, self.sent);
+        let finished = match &self.session {
+            Some(session) => self.rt.block_on(api.upload_chunk(session, offset, chunk, Some(total))),
+            None => self.rt.block_on(api.upload(&self.key, chunk)),
+        };
+        finished.map_err(|reason| self.error(reason))
     }
 }
 

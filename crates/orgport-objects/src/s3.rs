@@ -1,18 +1,24 @@
-//! S3 and S3-compatible stores, through object_store.
+//! S3 and S3-compatible stores, through object_store; a copy between buckets, which object_store
+//! does not offer, as one CopyObject request signed with its signer.
 
+use std::any::Any;
+use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::stream::StreamExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use futures_util::stream::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AwsAuthorizer};
+use object_store::client::HttpRequest;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt as _, WriteMultipart};
-use orgport_core::store::{ObjectStore, ObjectWriter};
+use object_store::{ObjectStore as _, ObjectStoreExt as _, PutPayload, WriteMultipart};
+use orgport_core::store::{ObjectInfo, ObjectStore, ObjectWriter};
 use orgport_core::{Error, Result};
+use reqwest::{Method, StatusCode};
 use tokio::runtime::Runtime;
 
 use crate::blocking::{chain, runtime, BlockingReader};
+use crate::location::Root;
 use crate::PART;
 
 /// What the environment says (deliberately not `Debug`: it holds the secret key).
@@ -27,14 +33,23 @@ pub(crate) struct S3Config {
 pub(crate) struct S3 {
     rt: Arc<Runtime>,
     store: Arc<AmazonS3>,
-    bucket: String,
+    root: Root,
+    /// For the requests object_store does not make (CopyObject across buckets).
+    http: reqwest::Client,
+    endpoint: Option<String>,
+    region: String,
+    access_key_id: Option<String>,
     /// Kept out of every message, whatever a server or library puts in its errors.
     secrets: Vec<String>,
 }
 
+/// The error codes of a request S3 refuses for its credentials.
+const DENIED: [&str; 3] = ["AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"];
+const ACCESS_DENIED: &str = "access denied (check `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`)";
+
 impl S3 {
-    pub(crate) fn open(bucket: &str, config: S3Config) -> std::result::Result<S3, String> {
-        let mut builder = AmazonS3Builder::new().with_bucket_name(bucket).with_region(&config.region);
+    pub(crate) fn open(root: Root, config: S3Config) -> std::result::Result<S3, String> {
+        let mut builder = AmazonS3Builder::new().with_bucket_name(&root.bucket).with_region(&config.region);
         if let Some(endpoint) = &config.endpoint {
             // S3-compatible servers (MinIO, SeaweedFS, …) address buckets by path, often over http.
             builder = builder
@@ -51,16 +66,90 @@ impl S3 {
         let secrets: Vec<String> = config.secret_access_key.into_iter().chain(config.session_token).collect();
         let rt = runtime().map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
         let store = builder.build().map_err(|e| redact(&chain(&e), &secrets))?;
-        Ok(S3 { rt, store: Arc::new(store), bucket: bucket.to_string(), secrets })
-    }
-
-    fn location(&self, key: &str) -> String {
-        format!("s3://{}/{key}", self.bucket)
+        let http = reqwest::Client::builder().build().map_err(|e| chain(&e))?;
+        Ok(S3 {
+            rt,
+            store: Arc::new(store),
+            root,
+            http,
+            endpoint: config.endpoint,
+            region: config.region,
+            access_key_id: config.access_key_id,
+            secrets,
+        })
     }
 
     fn error(&self, action: &'static str, key: &str, e: &object_store::Error) -> Error {
-        Error::Storage { action, location: self.location(key), reason: reason(e, &self.secrets) }
+        Error::Storage { action, location: self.root.location(key), reason: reason(e, &self.secrets) }
     }
+
+    /// The object's path in the bucket; a key object_store cannot address as it is (an empty,
+    /// `.` or `..` component, a control character) is an error naming it.
+    fn path(&self, action: &'static str, key: &str) -> Result<Path> {
+        let name = self.root.name(key);
+        match Path::parse(&name) {
+            Ok(path) if path.as_ref() == name && !key.is_empty() => Ok(path),
+            Ok(_) => Err(Error::Storage { action, location: self.root.location(key), reason: format!("invalid key `{key}`") }),
+            Err(e) => Err(Error::Storage { action, location: self.root.location(key), reason: format!("invalid key `{key}`: {e}") }),
+        }
+    }
+
+    /// Whether `other` reaches the same service with the same account, so that it can copy.
+    fn same_service(&self, other: &S3) -> bool {
+        (&self.endpoint, &self.region, &self.access_key_id, &self.secrets) == (&other.endpoint, &other.region, &other.access_key_id, &other.secrets)
+    }
+
+    /// CopyObject from another bucket of the same service (path-style on a custom endpoint, as
+    /// object_store is configured).
+    async fn copy_across(&self, bucket: &str, from: &str, to: &str) -> std::result::Result<(), String> {
+        let credential = self.store.credentials().get_credential().await.map_err(|e| reason(&e, &self.secrets))?;
+        let url = match &self.endpoint {
+            Some(endpoint) => format!("{}/{}/{}", endpoint.trim_end_matches('/'), self.root.bucket, encode(to)),
+            None => format!("https://{}.s3.{}.amazonaws.com/{}", self.root.bucket, self.region, encode(to)),
+        };
+        let mut request = HttpRequest::new(Bytes::new().into());
+        *request.method_mut() = Method::PUT;
+        *request.uri_mut() = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
+        let source = format!("/{bucket}/{}", encode(from));
+        request.headers_mut().insert("x-amz-copy-source", source.parse().map_err(|e| format!("invalid copy source: {e}"))?);
+        AwsAuthorizer::new(&credential, "s3", &self.region).try_authorize(&mut request, None).map_err(|e| redact(&chain(&e), &self.secrets))?;
+        let mut builder = self.http.put(&url);
+        for (name, value) in request.headers() {
+            builder = builder.header(name.as_str(), value.as_bytes());
+        }
+        let response = builder.send().await.map_err(|e| chain(&e.without_url()))?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        // A copy can fail after its 200 has been sent: the body then holds the error.
+        if status.is_success() && !body.contains("<Error>") {
+            return Ok(());
+        }
+        let tag = |name: &str| body.split(&format!("<{name}>")).nth(1).and_then(|rest| rest.split(&format!("</{name}>")).next()).unwrap_or_default();
+        Err(match tag("Code") {
+            "NoSuchBucket" => "no such bucket".into(),
+            "NoSuchKey" => "no such object".into(),
+            code if DENIED.contains(&code) || status == StatusCode::FORBIDDEN => ACCESS_DENIED.into(),
+            code => redact(&format!("the server answered {status}: {code} {}", tag("Message")), &self.secrets),
+        })
+    }
+}
+
+/// A key in a URL path, every byte but the unreserved ones and `/` percent-encoded (as SigV4's
+/// canonical request wants).
+fn encode(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(b as char),
+            _ => write!(out, "%{b:02X}").expect("writing to a String"),
+        }
+    }
+    out
+}
+
+/// A copy CopyObject refuses for its size (over 5 GiB): the caller streams it instead.
+fn too_large(reason: &str) -> bool {
+    reason.contains("larger than the maximum allowable size")
 }
 
 /// What went wrong, in words a user can act on; the server's detail where it is not a known case.
@@ -69,10 +158,10 @@ fn reason(e: &object_store::Error, secrets: &[String]) -> String {
     match e {
         object_store::Error::NotFound { .. } if detail.contains("NoSuchBucket") => "no such bucket".into(),
         object_store::Error::NotFound { .. } => "no such object".into(),
-        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
-            "access denied (check `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`)".into()
-        }
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => ACCESS_DENIED.into(),
         _ if detail.contains("NoSuchBucket") => "no such bucket".into(),
+        // Listing errors come as generic ones: the server's code tells.
+        _ if DENIED.iter().any(|code| detail.contains(&format!("<Code>{code}</Code>"))) => ACCESS_DENIED.into(),
         _ => detail,
     }
 }
@@ -83,12 +172,13 @@ fn redact(text: &str, secrets: &[String]) -> String {
 
 impl ObjectStore for S3 {
     fn describe(&self) -> String {
-        format!("s3://{}", self.bucket)
+        self.root.describe()
     }
 
     fn reader(&self, key: &str) -> Result<Box<dyn Read + Send>> {
-        let got = self.rt.block_on(self.store.get(&Path::from(key))).map_err(|e| self.error("read", key, &e))?;
-        let (location, secrets) = (self.location(key), self.secrets.clone());
+        let path = self.path("read", key)?;
+        let got = self.rt.block_on(self.store.get(&path)).map_err(|e| self.error("read", key, &e))?;
+        let (location, secrets) = (self.root.location(key), self.secrets.clone());
         let stream = got
             .into_stream()
             .map(move |chunk| {
@@ -99,31 +189,88 @@ impl ObjectStore for S3 {
     }
 
     fn writer(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
-        let upload = self.rt.block_on(self.store.put_multipart(&Path::from(key))).map_err(|e| self.error("write", key, &e))?;
         Ok(Box::new(S3Writer {
             rt: self.rt.clone(),
-            upload: Some(WriteMultipart::new_with_chunk_size(upload, PART)),
-            location: self.location(key),
+            store: self.store.clone(),
+            path: self.path("write", key)?,
+            upload: Upload::Small(Vec::new()),
+            location: self.root.location(key),
             secrets: self.secrets.clone(),
         }))
     }
 
     fn size(&self, key: &str) -> Result<Option<u64>> {
-        match self.rt.block_on(self.store.head(&Path::from(key))) {
+        match self.rt.block_on(self.store.head(&self.path("read", key)?)) {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.error("read", key, &e)),
         }
     }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let failed = |e: object_store::Error| self.error("list", prefix, &e);
+        // object_store lists under a directory: the prefix's, then the names that match.
+        let full = self.root.name(prefix);
+        let dir = match full.rfind('/') {
+            Some(end) => Some(Path::parse(&full[..end]).map_err(|e| failed(e.into()))?),
+            None => None,
+        };
+        let listed: Vec<_> = self.rt.block_on(self.store.list(dir.as_ref()).try_collect()).map_err(failed)?;
+        let mut found: Vec<ObjectInfo> = listed
+            .iter()
+            .filter(|meta| meta.location.as_ref().starts_with(&full))
+            .filter_map(|meta| Some(ObjectInfo { key: self.root.key(meta.location.as_ref())?.to_string(), size: meta.size }))
+            .collect();
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        match self.rt.block_on(self.store.delete(&self.path("delete", key)?)) {
+            Err(e) if !matches!(e, object_store::Error::NotFound { .. }) || reason(&e, &self.secrets) == "no such bucket" => {
+                Err(self.error("delete", key, &e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn copy_from(&self, source: &dyn ObjectStore, from: &str, to: &str) -> Result<bool> {
+        let Some(source) = source.as_any().downcast_ref::<S3>().filter(|s| self.same_service(s)) else { return Ok(false) };
+        let (from_path, to_path) = (source.path("copy", from)?, self.path("copy", to)?);
+        let copied = if source.root.bucket == self.root.bucket {
+            self.rt.block_on(self.store.copy(&from_path, &to_path)).map_err(|e| reason(&e, &self.secrets))
+        } else {
+            self.rt.block_on(self.copy_across(&source.root.bucket, from_path.as_ref(), to_path.as_ref()))
+        };
+        match copied {
+            Ok(()) => Ok(true),
+            Err(reason) if too_large(&reason) => Ok(false),
+            Err(reason) => Err(Error::Storage { action: "copy", location: format!("{}` to `{}", source.root.location(from), self.root.location(to)), reason }),
+        }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
-/// A multipart upload: parts go out as they fill, at most two at a time; dropped unfinished, the
-/// upload is aborted, so the parts already sent are discarded and no object appears.
+/// An object smaller than a part goes in one request when finished. A larger one is a multipart
+/// upload: parts go out as they fill, at most two at a time; dropped unfinished, the upload is
+/// aborted, so the parts already sent are discarded and no object appears.
 struct S3Writer {
     rt: Arc<Runtime>,
-    upload: Option<WriteMultipart>,
+    store: Arc<AmazonS3>,
+    path: Path,
+    upload: Upload,
     location: String,
     secrets: Vec<String>,
+}
+
+enum Upload {
+    /// Less than a part so far.
+    Small(Vec<u8>),
+    Parts(WriteMultipart),
+    Finished,
 }
 
 impl S3Writer {
@@ -134,11 +281,25 @@ impl S3Writer {
 
 impl Write for S3Writer {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let upload = self.upload.as_mut().expect("a writer is not used after finish");
+        if let Upload::Small(small) = &mut self.upload {
+            if small.len() + buf.len() <= PART {
+                small.extend_from_slice(buf);
+                return Ok(buf.len());
+            }
+        }
+        let (store, path, upload) = (&self.store, &self.path, &mut self.upload);
         // Inside the runtime: a full part is spawned onto it by `write`.
         let waited = self.rt.block_on(async {
-            upload.wait_for_capacity(2).await?;
-            upload.write(buf);
+            if let Upload::Small(small) = upload {
+                // Past a part: a multipart upload, whose first part starts with what was held.
+                let held = std::mem::take(small);
+                let mut parts = WriteMultipart::new_with_chunk_size(store.put_multipart(path).await?, PART);
+                parts.write(&held);
+                *upload = Upload::Parts(parts);
+            }
+            let Upload::Parts(parts) = upload else { unreachable!("a writer is not used after finish") };
+            parts.wait_for_capacity(2).await?;
+            parts.write(buf);
             Ok::<_, object_store::Error>(())
         });
         waited.map_err(|e| io::Error::other(self.error(&e)))?;
@@ -153,20 +314,21 @@ impl Write for S3Writer {
 
 impl ObjectWriter for S3Writer {
     fn finish(mut self: Box<Self>) -> Result<()> {
-        let upload = self.upload.take().expect("finish is called once");
-        match self.rt.block_on(upload.finish()) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(self.error(&e)),
-        }
+        let finished = match std::mem::replace(&mut self.upload, Upload::Finished) {
+            Upload::Small(bytes) => self.rt.block_on(self.store.put(&self.path, PutPayload::from(bytes))).map(drop),
+            Upload::Parts(parts) => self.rt.block_on(parts.finish()).map(drop),
+            Upload::Finished => unreachable!("finish is called once"),
+        };
+        finished.map_err(|e| self.error(&e))
     }
 }
 
 impl Drop for S3Writer {
     fn drop(&mut self) {
-        if let Some(upload) = self.upload.take() {
+        if let Upload::Parts(parts) = std::mem::replace(&mut self.upload, Upload::Finished) {
             // Best effort: an upload left behind holds no object, only parts a bucket's lifecycle
             // rule may clean up.
-            let _ = self.rt.block_on(upload.abort());
+            let _ = self.rt.block_on(parts.abort());
         }
     }
 }
