@@ -86,13 +86,17 @@ print(*ports, p)')
     adming=$((admin + 10000))
     echo "$s3 $s3g $master $masterg $volume $volumeg $filer $filerg $admin $adming" > "$dir/ports"
     # weed mini writes the options it ran with to DIR/mini.options and reloads them: DIR is fresh here.
+    # Every bucket is a collection with volumes of its own, and the volume count weed mini picks by
+    # itself (49 here) runs out after a few dozen buckets: allow more, each small (empty volumes
+    # take no space; nothing is preallocated).
+
     (cd "$dir/weed" && AWS_ACCESS_KEY_ID=$access_key AWS_SECRET_ACCESS_KEY=$secret_key exec setsid "$weed" mini \
         -dir="$dir/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
         -s3.port="$s3" -s3.port.grpc="$s3g" -s3.port.iceberg=0 -s3.port.lance=0 \
         -master.port="$master" -master.port.grpc="$masterg" -volume.port="$volume" -volume.port.grpc="$volumeg" \
         -filer.port="$filer" -filer.port.grpc="$filerg" -admin.port="$admin" \
         -filer.localSocket="$dir/weed/filer.sock" -s3.localSocket="$dir/weed/s3.sock" \
-        -webdav=false -admin.ui=false -volume.preStopSeconds=0 \
+        -webdav=false -admin.ui=false -volume.preStopSeconds=0 -volume.max=2000 -master.volumeSizeLimitMB=64 \
         </dev/null >"$dir/weed.log" 2>&1 & echo $! >"$dir/weed.pid")
     (cd "$dir/gcs" && exec setsid "$gcs" -scheme http -host 127.0.0.1 -port "$gcsport" -backend memory \
         -external-url "http://127.0.0.1:$gcsport" -public-host "127.0.0.1:$gcsport" -log-level warn \

@@ -342,25 +342,27 @@ impl FilesOut<'_> {
                 }
                 None
             }
-            FilesMode::Copy(to) => {
-                let location = format!("{}/{}", to.describe(), self.set.name);
-                let target = (how.open)(&location)?;
-                if let Some(first) = target.list("")?.first() {
+            FilesMode::Copy(target) => {
+                let target: &dyn ObjectStore = target;
+                // Under the store's name, so that several stores share one destination.
+                let under = format!("{}/", self.set.name);
+                let location = format!("{}/{}", target.describe(), self.set.name);
+                if let Some(first) = target.list(&under)?.first() {
                     return Err(Error::Storage {
                         action: "copy files to",
                         location: location.clone(),
                         reason: format!("it already holds objects (`{}`): choose an empty location", first.key),
                     });
                 }
-                let target = target.as_ref();
                 files.resize(objects.len(), FileEntry { key: String::new(), size: 0, sha256: String::new() });
+                let root = target.describe();
                 parallel(
                     objects.len(),
                     how.jobs,
                     |i| {
-                        let key = &objects[i].0;
-                        let landed = || copied.lock().expect("not poisoned").push((location.clone(), key.clone()));
-                        copy_object(source, key, target, key, None, &landed)
+                        let (key, to) = (&objects[i].0, format!("{under}{}", objects[i].0));
+                        let landed = || copied.lock().expect("not poisoned").push((root.clone(), to.clone()));
+                        copy_object(source, key, target, &to, None, &landed)
                     },
                     |i, (size, sha256)| {
                         files[i] = FileEntry { key: objects[i].0.clone(), size, sha256 };

@@ -28,7 +28,11 @@ impl Read for BlockingReader {
         while self.chunk.is_empty() {
             match self.rt.block_on(self.stream.next()) {
                 Some(chunk) => self.chunk = chunk?,
-                None => return Ok(0),
+                None => {
+                    // A finished stream must not be polled again: reads at the end stay at the end.
+                    self.stream = futures_util::stream::empty().boxed();
+                    return Ok(0);
+                }
             }
         }
         let n = buf.len().min(self.chunk.len());

@@ -112,7 +112,13 @@ fn to_object(args: &ExportArgs, url: &ObjectUrl) -> Result<Manifest> {
 /// Where `--files copy` puts the files.
 fn files_to(args: &ExportArgs) -> Result<Option<Box<dyn ObjectStore>>> {
     match (&args.files_to, args.files) {
-        (Some(url), Some(FilesMode::Copy)) => Ok(Some(open_files_store(url)?)),
+        (Some(url), Some(FilesMode::Copy)) => {
+            // A new directory is made, as a bucket's new prefix would be.
+            if let Some(dir) = url.strip_prefix("file://") {
+                std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{dir}`"))?;
+            }
+            Ok(Some(open_files_store(url)?))
+        }
         (Some(_), _) => bail!("`--files-to` goes with `--files copy`"),
         (None, _) => Ok(None),
     }

@@ -1000,7 +1000,7 @@ pub fn library_verify(
     let open = move || -> orgport_core::Result<Box<dyn std::io::Read>> {
         Ok(Box::new(std::io::BufReader::new(std::fs::File::open(&path).map_err(orgport_core::Error::Stream)?)))
     };
-    orgport_core::verify::verify(&mut engine, &plan, &open, orgs, &orgport_core::progress::Quiet).expect("verify runs")
+    orgport_core::verify::verify(&mut engine, &plan, &open, orgs, None, 1, &orgport_core::progress::Quiet).expect("verify runs")
 }
 
 #[test]

@@ -471,7 +471,8 @@ impl<R: Read> EmbeddedFiles<R> {
     /// after the last file, once nothing follows it.
     pub fn copy_next(&mut self, out: &mut dyn Write) -> Result<Option<(usize, usize)>> {
         let Some(&(s, f)) = self.order.get(self.next) else {
-            if self.next == self.order.len() {
+            // Without files, the rows' reader has checked the end already.
+            if self.next == self.order.len() && !self.order.is_empty() {
                 expect_end(&mut self.input, "the last file")?;
                 self.next += 1;
             }
