@@ -12,9 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-use crate::archive::{EmbeddedFiles, FileEntry, FileSetManifest, Manifest};
+use crate::archive::{EmbeddedFiles, FileEntry, FileSetManifest, Hashing, Manifest};
 use crate::config::FilesConfig;
 use crate::error::{Error, Result};
 use crate::plan::Role;
@@ -177,32 +176,6 @@ pub(crate) fn parallel<T: Send>(
         }
         first_error.map_or(Ok(()), Err)
     })
-}
-
-/// Counts and hashes what passes.
-struct Hashing<T> {
-    inner: T,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<T> Hashing<T> {
-    fn new(inner: T) -> Self {
-        Hashing { inner, hasher: Sha256::new(), bytes: 0 }
-    }
-
-    fn sum(self) -> (u64, String) {
-        (self.bytes, hex::encode(self.hasher.finalize()))
-    }
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
 }
 
 /// Size and SHA-256 of an object, read through.
@@ -661,7 +634,7 @@ mod tests {
 
     #[test]
     fn parallel_work_hands_every_result_over_and_stops_at_the_first_error() {
-        let mut seen = vec![false; 100];
+        let mut seen = [false; 100];
         parallel(100, 4, |i| Ok(i * 2), |i, v| {
             assert_eq!(v, i * 2);
             seen[i] = true;

@@ -115,6 +115,7 @@ pub(crate) enum KeySource {
     Keep,
 }
 
+#[derive(Clone)]
 struct UniqueCheck {
     id: i64,
     columns: Vec<String>,
@@ -146,6 +147,9 @@ pub(crate) struct TableMap {
     insert_columns: Vec<String>,
 }
 
+/// Followed references: (key set, old key) → (new key, whether the import created the row).
+type FollowCache = HashMap<(i64, Vec<u8>), (Vec<Value>, bool)>;
+
 struct Importer<'a> {
     engine: &'a mut dyn Engine,
     plan: &'a Plan,
@@ -164,7 +168,7 @@ struct Importer<'a> {
     sequential: HashMap<usize, Option<i64>>,
     /// Recently followed keys. Entries never change once written, and references cluster (a
     /// project's tasks follow each other), so a small bounded cache spares most lookups.
-    cache: std::cell::RefCell<HashMap<(i64, Vec<u8>), (Vec<Value>, bool)>>,
+    cache: std::cell::RefCell<FollowCache>,
     /// A reference to a key set not mapped yet was met in the check pass.
     forward_misses: bool,
     cut: BTreeMap<(usize, usize), u64>,
@@ -837,12 +841,7 @@ impl Importer<'_> {
         }
         let Some((mut new, fresh)) = self.rewrite(a, ordinal, row, Pass::Check)? else { return Ok(()) };
         let t = self.maps[a].target;
-        let uniques: Vec<(i64, Vec<String>, Vec<usize>, Option<(String, usize, ConflictPolicy)>)> = self.maps[a]
-            .uniques
-            .iter()
-            .map(|u| (u.id, u.columns.clone(), u.positions.clone(), u.policy.clone()))
-            .collect();
-        for (id, columns, positions, policy) in uniques {
+        for UniqueCheck { id, columns, positions, policy } in self.maps[a].uniques.clone() {
             let values = Self::pick(&new, &positions);
             if values.iter().any(Value::is_null) || positions.iter().any(|&p| fresh[p]) {
                 continue;

@@ -5,6 +5,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::Result;
 
+/// An archive row kept for later: its ordinal and encoding.
+pub type StoredRow = (u64, Vec<u8>);
+
 pub struct Scratch {
     conn: Connection,
     _dir: tempfile::TempDir,
@@ -97,8 +100,9 @@ impl Scratch {
         Ok(found.map(|o| o as u64))
     }
 
-    /// Archive rows no target row matched, in archive order, at most `limit` of them, and how many in all.
-    pub fn unmatched(&self, table: usize, limit: usize) -> Result<(Vec<(u64, Vec<u8>)>, u64)> {
+    /// Archive rows no target row matched (ordinal, encoded row), in archive order, at most
+    /// `limit` of them, and how many in all.
+    pub fn unmatched(&self, table: usize, limit: usize) -> Result<(Vec<StoredRow>, u64)> {
         let total: i64 = self.conn.query_row("SELECT count(*) FROM pending WHERE tbl = ?1", [table as i64], |r| r.get(0))?;
         let mut stmt = self.conn.prepare_cached(
             "SELECT p.ordinal, s.row FROM pending p JOIN stored s ON s.tbl = p.tbl AND s.ordinal = p.ordinal

@@ -128,7 +128,7 @@ impl<'a> Selection<'a> {
                 let placed = |e: &crate::plan::Edge| {
                     !matches!(plan.tables[e.from].role, Role::Referenced | Role::Keep) || order.contains(&e.from)
                 };
-                if all { from.all(placed) } else { from.any(|e| placed(e)) }
+                if all { from.all(placed) } else { from.any(placed) }
             };
             // Every referrer placed; in a cycle of shared tables, one that organisation rows refer to.
             let next = shared

@@ -105,16 +105,7 @@ fn walk(root: &std::path::Path, dir: &std::path::Path) -> Vec<String> {
 
 /// Deterministic bytes of varying length (one file of each test is empty).
 fn content(seed: usize) -> Vec<u8> {
-    let len = (seed * 7919) % 6000;
-    let mut x = (seed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) + 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    random_bytes(seed as u64, (seed * 7919) % 6000)
 }
 
 fn config(w: &Work, name: &str, store: &str) -> PathBuf {
@@ -434,4 +425,30 @@ fn a_failure_at_commit_takes_the_files_away_from_s3_and_gcs() {
     let (Some(s3), Some(gcs)) = (s3(), gcs()) else { return };
     a_failure_at_commit_takes_the_files_away(Host::Remote(&s3));
     a_failure_at_commit_takes_the_files_away(Host::Remote(&gcs));
+}
+
+/// `[files.*]` mistakes are named by `plan`, before anything is read.
+#[test]
+fn mistakes_in_the_files_section_are_named() {
+    let w = Work::new();
+    let db = w.db("db.db", &format!("{SCHEMA} CREATE TABLE plans (id INTEGER PRIMARY KEY, logo_key TEXT); INSERT INTO orgs VALUES (1, 'one');"));
+    let cases = [
+        ("store = 'file:///x'\nprefix = '{org}/'\nbucket = 'b'", "unknown field `bucket`"),
+        ("prefix = '{org}/'", "missing field `store`"),
+        ("store = 'file:///x'", "[files.uploads] has neither `prefix` nor `columns`"),
+        ("store = 'file:///x'\nprefix = 'uploads/'", "files.uploads: prefix `uploads/` has no `{org}`"),
+        ("store = 'file:///x'\ncolumns = ['attachments.key']", "files.uploads: table `attachments` has no column `key`"),
+        ("store = 'file:///x'\ncolumns = ['attachment.object_key']", "files.uploads: no table `attachment`"),
+        ("store = 'file:///x'\ncolumns = ['attachments.org_id']", "`attachments.org_id` does not hold text"),
+        ("store = 'file:///x'\ncolumns = ['plans.logo_key']", "`plans.logo_key` is in `plans`, which is not an organisation's own table"),
+    ];
+    for (section, message) in cases {
+        let config = w.config("bad.toml", &format!("root = 'orgs'\n[files.uploads]\n{section}\n"));
+        let out = w.run(&["plan", "--db", &url(&db), "--config", &config.display().to_string()]);
+        out.fails_with(&[message]);
+    }
+    let good = config(&w, "good.toml", "file:///srv/uploads");
+    let out = w.run(&["plan", "--db", &url(&db), "--config", &good.display().to_string()]);
+    out.ok();
+    assert!(out.stdout.contains("uploads: objects of file:///srv/uploads under `{org}/`, and named by attachments.object_key"), "{}", out.stdout);
 }

@@ -162,17 +162,7 @@ fn wrong_credentials_and_missing_objects_are_one_clear_line_without_the_secret()
 fn large_objects_stream_in_parts_and_an_unfinished_one_never_appears() {
     let (Some(s3), Some(gcs)) = (s3(), gcs()) else { return };
     const PART: usize = 8 << 20; // orgport-objects' part size
-    let data: Vec<u8> = {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        (0..2 * PART + 1)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    };
+    let data = random_bytes(1, 2 * PART + 1);
     let mut s3_bucket = String::new();
     for server in [&s3 as &dyn Server, &gcs] {
         let bucket = server.bucket("large");

@@ -1050,3 +1050,16 @@ fn compare_org_notices_differences() {
         assert!(run(&format!("{name}.db"), &sql).is_err(), "{name}: the comparison missed a difference");
     }
 }
+
+/// `len` bytes of a xorshift sequence from `seed`: the same for the same seed.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

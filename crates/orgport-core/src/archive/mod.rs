@@ -135,15 +135,20 @@ pub struct DataManifest {
 }
 
 /// Counts and hashes what passes through.
-struct Hashing<T> {
+pub(crate) struct Hashing<T> {
     inner: T,
     hasher: Sha256,
     bytes: u64,
 }
 
 impl<T> Hashing<T> {
-    fn new(inner: T) -> Self {
+    pub(crate) fn new(inner: T) -> Self {
         Hashing { inner, hasher: Sha256::new(), bytes: 0 }
+    }
+
+    /// How many bytes passed, and their SHA-256.
+    pub(crate) fn sum(self) -> (u64, String) {
+        (self.bytes, hex::encode(self.hasher.finalize()))
     }
 }
 
@@ -211,7 +216,7 @@ impl ArchiveWriter {
         };
         let mut hashing = Hashing::new(files);
         io::copy(input, &mut hashing).map_err(Error::stream)?;
-        Ok((hashing.bytes, hex::encode(hashing.hasher.finalize())))
+        Ok(hashing.sum())
     }
 
     /// Starts a table; `rows` and `sha256` of `table` are filled in by [`ArchiveWriter::end_table`].
@@ -482,10 +487,11 @@ impl<R: Read> EmbeddedFiles<R> {
         let (set, entry) = (&self.manifest.files[s], &self.manifest.files[s].files[f]);
         let mut hashing = Hashing::new((&mut self.input).take(entry.size));
         io::copy(&mut hashing, out).map_err(Error::stream)?;
-        if hashing.bytes != entry.size {
+        let (size, sha256) = hashing.sum();
+        if size != entry.size {
             return Err(Error::Corrupt(format!("the archive is truncated (in file `{}` of `{}`)", entry.key, set.name)));
         }
-        if hex::encode(hashing.hasher.finalize()) != entry.sha256 {
+        if sha256 != entry.sha256 {
             return Err(Error::Corrupt(format!("file `{}` of `{}` does not match its checksum", entry.key, set.name)));
         }
         Ok(Some((s, f)))

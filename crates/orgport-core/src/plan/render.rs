@@ -195,7 +195,7 @@ impl Plan {
     /// Children are listed under the first of their ownership edges; further edges are noted.
     fn write_tree(&self, out: &mut String, t: usize, indent: usize) {
         for (i, child) in self.tables.iter().enumerate() {
-            if !child.ownership.first().is_some_and(|&e| self.edges[e].to == t) {
+            if child.ownership.first().is_none_or(|&e| self.edges[e].to != t) {
                 continue;
             }
             let mut line = format!("{}{}  ({})", "  ".repeat(indent + 1), self.name(i), self.edge_label(child.ownership[0]));
