@@ -7,7 +7,7 @@
 //! them again if the import fails.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 
@@ -554,10 +554,7 @@ impl FilesIn {
     pub(crate) fn write(&self, manifest: &Manifest, embedded: Option<EmbeddedFiles<Box<dyn Read>>>, jobs: usize, progress: &dyn Progress) -> Result<()> {
         if let Some(mut embedded) = embedded {
             progress.begin("files", "embedded in the archive", Some(manifest.embedded_files().count() as u64));
-            while let Some(size) = self.write_embedded(&mut embedded)? {
-                progress.rows(1);
-                progress.bytes(size);
-            }
+            self.write_embedded(&mut embedded, jobs, progress)?;
             progress.end();
         }
         for (s, set) in manifest.files.iter().enumerate() {
@@ -584,19 +581,73 @@ impl FilesIn {
         Ok(())
     }
 
-    /// The next embedded file, written to its target and kept only once its checksum matched.
-    fn write_embedded(&self, embedded: &mut EmbeddedFiles<Box<dyn Read>>) -> Result<Option<u64>> {
-        let Some((s, f)) = embedded.peek() else {
-            embedded.copy_next(&mut io::sink())?;
-            return Ok(None);
-        };
+    /// Writes the embedded files, as the archive holds them one after the other. Small ones are
+    /// read into memory, checked, and written by `jobs` threads, at most `jobs` of them waiting:
+    /// one request each, so many small files are not written one round trip at a time. Larger
+    /// ones stream from the archive to their object on this thread.
+    fn write_embedded(&self, embedded: &mut EmbeddedFiles<Box<dyn Read>>, jobs: usize, progress: &dyn Progress) -> Result<()> {
+        const BUFFERED: u64 = 1 << 20;
+        let (send, receive) = mpsc::sync_channel::<(usize, usize, Vec<u8>)>(jobs);
+        let receive = Mutex::new(receive);
+        let (report, reports) = mpsc::channel::<Result<u64>>();
+        std::thread::scope(|scope| {
+            for _ in 0..jobs.max(1) {
+                let (receive, report) = (&receive, report.clone());
+                scope.spawn(move || loop {
+                    let Ok((s, f, bytes)) = receive.lock().expect("not poisoned").recv() else { return };
+                    let written = self.land(s, f, &mut |out| out.write_all(&bytes).map_err(Error::stream));
+                    if report.send(written.map(|()| bytes.len() as u64)).is_err() {
+                        return;
+                    }
+                });
+            }
+            drop(report);
+            let done = |result: Result<u64>| {
+                let size = result?;
+                progress.rows(1);
+                progress.bytes(size);
+                Ok::<(), Error>(())
+            };
+            let read = (|| {
+                while let Some((s, f)) = embedded.peek() {
+                    let size = embedded.manifest().files[s].files[f].size;
+                    if size <= BUFFERED {
+                        let mut bytes = Vec::with_capacity(size as usize);
+                        embedded.copy_next(&mut bytes)?;
+                        send.send((s, f, bytes)).map_err(|_| Error::Plan("the file writers stopped".into()))?;
+                    } else {
+                        self.land(s, f, &mut |out| embedded.copy_next(out).map(|_| ()))?;
+                        done(Ok(size))?;
+                    }
+                    for result in reports.try_iter() {
+                        done(result)?;
+                    }
+                }
+                // Nothing may follow the last file.
+                embedded.copy_next(&mut io::sink()).map(|_| ())
+            })();
+            drop(send);
+            // Every queued file is written (and recorded, to be removed on failure) before the
+            // first error is returned.
+            let mut first = read.err();
+            for result in reports {
+                if let Err(e) = done(result) {
+                    first.get_or_insert(e);
+                }
+            }
+            first.map_or(Ok(()), Err)
+        })
+    }
+
+    /// Writes file `f` of set `s` to its target with `write`, keeping it only if that succeeds.
+    fn land(&self, s: usize, f: usize, write: &mut dyn FnMut(&mut dyn Write) -> Result<()>) -> Result<()> {
         let target = self.targets[s].as_ref();
         let to = &self.landing(s, f).to;
         let mut writer = target.writer(to)?;
-        embedded.copy_next(&mut writer)?;
+        write(&mut writer)?;
         writer.finish()?;
         self.written.lock().expect("not poisoned").push((target.describe(), to.clone()));
-        Ok(Some(embedded.manifest().files[s].files[f].size))
+        Ok(())
     }
 
     fn landing(&self, s: usize, f: usize) -> &Landing {

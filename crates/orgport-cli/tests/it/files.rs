@@ -139,7 +139,9 @@ fn setup(host: Host) -> Setup {
         host.put(&source, &key, &content(i));
         sql.push_str(&format!("INSERT INTO attachments (org_id, name, object_key) VALUES (1, 'file {i}', '{key}');"));
     }
-    for i in 0..UNNAMED {
+    // One larger than the part orgport reads into memory, so that it streams.
+    host.put(&source, "1/thumbs/0.png", &random_bytes(7, 1_500_000));
+    for i in 1..UNNAMED {
         host.put(&source, &format!("1/thumbs/{i}.png"), &content(1000 + i));
     }
     host.put(&source, "shared/logo-1.png", &content(5000));
@@ -296,6 +298,17 @@ fn failures_leave_nothing_behind(host: Host) {
     assert_eq!(host.objects(&s.target), store_before, "the failed import left objects behind");
     bytes[0] ^= 1;
     host.put(&transfer, corrupted, &bytes);
+
+    // The last embedded file damaged: the 300 before it are written, then removed.
+    let embedded = s.w.path("org-1-embedded.orgport");
+    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &[], &embedded).ok();
+    let mut damaged = std::fs::read(&embedded).expect("the archive");
+    *damaged.last_mut().expect("a byte") ^= 0x40;
+    std::fs::write(&embedded, &damaged).expect("writing the archive");
+    let out = s.w.import(&s.tgt, Some(&s.tgt_config), &embedded, &[]);
+    out.fails_with(&["file `shared/logo-1.png` of `uploads` does not match its checksum"]);
+    assert_eq!(snapshot(&s.tgt), db_before, "the failed import changed the database");
+    assert_eq!(host.objects(&s.target), store_before, "the failed import left objects behind");
 
     // A dry run says what it would write, and writes nothing.
     let dry = s.w.import(&s.tgt, Some(&s.tgt_config), &archive, &["--dry-run", "--json"]);
