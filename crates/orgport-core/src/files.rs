@@ -270,6 +270,10 @@ impl FilesOut<'_> {
     }
 }
 
+/// Files up to this size are held in memory while they wait for their turn in the archive or
+/// for a writer, a few per thread; larger ones stream.
+const BUFFERED: u64 = 1 << 20;
+
 /// How files go with an export.
 pub enum FilesMode<'a> {
     /// In the archive, after the rows.
@@ -307,11 +311,31 @@ impl FilesOut<'_> {
         let mut files = Vec::with_capacity(objects.len());
         let copied_to = match how.mode {
             FilesMode::Embed => {
-                for (key, _) in &objects {
-                    let (size, sha256) = embed(&mut source.reader(key)?)?;
-                    files.push(FileEntry { key: key.clone(), size, sha256 });
-                    progress.rows(1);
-                    progress.bytes(size);
+                // The archive takes files one after the other; small ones are fetched ahead,
+                // a few batches' worth of requests at a time, larger ones stream in their turn.
+                for batch in objects.chunks(2 * how.jobs.max(1)) {
+                    let mut fetched: Vec<Option<Vec<u8>>> = vec![None; batch.len()];
+                    let fetch = |i: usize| match batch[i].1 <= BUFFERED {
+                        true => {
+                            let mut bytes = Vec::with_capacity(batch[i].1 as usize);
+                            source.reader(&batch[i].0)?.read_to_end(&mut bytes).map_err(Error::stream)?;
+                            Ok(Some(bytes))
+                        }
+                        false => Ok(None),
+                    };
+                    parallel(batch.len(), how.jobs, fetch, |i, bytes| {
+                        fetched[i] = bytes;
+                        Ok(())
+                    })?;
+                    for ((key, _), bytes) in batch.iter().zip(fetched) {
+                        let (size, sha256) = match bytes {
+                            Some(bytes) => embed(&mut bytes.as_slice())?,
+                            None => embed(&mut source.reader(key)?)?,
+                        };
+                        files.push(FileEntry { key: key.clone(), size, sha256 });
+                        progress.rows(1);
+                        progress.bytes(size);
+                    }
                 }
                 None
             }
@@ -586,7 +610,6 @@ impl FilesIn {
     /// one request each, so many small files are not written one round trip at a time. Larger
     /// ones stream from the archive to their object on this thread.
     fn write_embedded(&self, embedded: &mut EmbeddedFiles<Box<dyn Read>>, jobs: usize, progress: &dyn Progress) -> Result<()> {
-        const BUFFERED: u64 = 1 << 20;
         let (send, receive) = mpsc::sync_channel::<(usize, usize, Vec<u8>)>(jobs);
         let receive = Mutex::new(receive);
         let (report, reports) = mpsc::channel::<Result<u64>>();
