@@ -120,6 +120,11 @@ impl Relocation {
         Relocation { prefixes: orgs.iter().map(|(old, new)| (render(source, old), render(target, new))).collect() }
     }
 
+    /// Where the organisations' keys move to.
+    pub(crate) fn new_prefixes(&self) -> impl Iterator<Item = &str> {
+        self.prefixes.iter().map(|(_, new)| new.as_str())
+    }
+
     pub(crate) fn key(&self, key: &str) -> String {
         for (old, new) in &self.prefixes {
             if let Some(rest) = key.strip_prefix(old.as_str()) {
@@ -496,12 +501,31 @@ impl FilesIn {
 
     /// Fails naming the objects that already exist where files would land.
     pub(crate) fn refuse_existing(&self, jobs: usize) -> Result<()> {
-        let mut existing = Vec::new();
-        let landings = &self.landings;
-        let targets = &self.targets;
-        parallel(landings.len(), jobs, |i| targets[landings[i].set].size(&landings[i].to), |i, size| {
+        // One listing per new prefix answers for the files under it; others are asked one by one.
+        let mut listed: Vec<(usize, String, BTreeMap<String, u64>)> = Vec::new();
+        for (s, relocation) in self.relocations.iter().enumerate() {
+            for new in relocation.new_prefixes() {
+                let found = self.targets[s].list(new)?.into_iter().map(|o| (o.key, o.size)).collect();
+                listed.push((s, new.to_string(), found));
+            }
+        }
+        let under = |i: usize| {
+            let landing = &self.landings[i];
+            listed.iter().find(|(s, prefix, _)| *s == landing.set && landing.to.starts_with(prefix.as_str()))
+        };
+        let mut existing: Vec<String> = Vec::new();
+        let mut ask = Vec::new();
+        for (i, landing) in self.landings.iter().enumerate() {
+            match under(i) {
+                Some((_, _, found)) if found.contains_key(&landing.to) => existing.push(url(self.targets[landing.set].as_ref(), &landing.to)),
+                Some(_) => {}
+                None => ask.push(i),
+            }
+        }
+        let (landings, targets) = (&self.landings, &self.targets);
+        parallel(ask.len(), jobs, |k| targets[landings[ask[k]].set].size(&landings[ask[k]].to), |k, size| {
             if size.is_some() {
-                existing.push(url(targets[landings[i].set].as_ref(), &landings[i].to));
+                existing.push(url(targets[landings[ask[k]].set].as_ref(), &landings[ask[k]].to));
             }
             Ok(())
         })?;

@@ -318,10 +318,16 @@ fn failures_leave_nothing_behind(host: Host) {
     assert_eq!(host.objects(&s.target), store_before);
 
     // An object where a file would land: refused before anything is written, and left as it was.
+    // (Under the new prefix, found by listing it; outside, asked for by key.)
     host.put(&s.target, "4/thumbs/7.png", b"in the way");
+    host.put(&s.target, "shared/logo-1.png", b"in the way too");
     let store_before = host.objects(&s.target);
     let out = s.w.import(&s.tgt, Some(&s.tgt_config), &archive, &[]);
-    out.fails_with(&["1 object(s) the import would write already exist", &format!("{}/4/thumbs/7.png", s.target.url)]);
+    out.fails_with(&[
+        "2 object(s) the import would write already exist",
+        &format!("{}/4/thumbs/7.png", s.target.url),
+        &format!("{}/shared/logo-1.png", s.target.url),
+    ]);
     assert_eq!(snapshot(&s.tgt), db_before);
     assert_eq!(host.objects(&s.target), store_before);
 }
