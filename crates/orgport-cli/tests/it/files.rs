@@ -471,3 +471,23 @@ fn mistakes_in_the_files_section_are_named() {
     out.ok();
     assert!(out.stdout.contains("uploads: objects of file:///srv/uploads under `{org}/`, and named by attachments.object_key"), "{}", out.stdout);
 }
+
+/// Files from a directory, copied to S3 at export and into GCS at import: no store can copy on
+/// the service's side for another, so the bytes stream through orgport, checked on the way.
+#[test]
+fn files_move_across_services_streamed() {
+    let (Some(s3), Some(gcs)) = (s3(), gcs()) else { return };
+    let mut s = setup(Host::Local);
+    s.w.env = s3.env().into_iter().chain(gcs.env()).collect();
+    let transfer = Host::Remote(&s3).new_place(&s.w, "transfer");
+    let target = Host::Remote(&gcs).new_place(&s.w, "target-gcs");
+    let archive = s.w.path("org-1.orgport");
+    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &["--files", "copy", "--files-to", &transfer.url], &archive).ok();
+    assert_eq!(Host::Remote(&s3).objects(&transfer).len(), NAMED + UNNAMED + 1);
+    let tgt_config = config(&s.w, "gcs.toml", &target.url);
+    let report = s.w.import_json(&s.tgt, Some(&tgt_config), &archive);
+    assert_eq!(new_org(&report), "4");
+    let expected = expected_on_target(Host::Local, &s, 4);
+    assert!(Host::Remote(&gcs).objects(&target) == expected, "the files in GCS differ from the directory's");
+    s.w.verify(&s.tgt, Some(&tgt_config), &archive, &["4"]).ok();
+}
