@@ -4,7 +4,11 @@
 //! ```sh
 //! cargo run --release -p orgport-bench -- [--rows 100000,1000000] [--timeout 300] [--config FILE]
 //! cargo run --release -p orgport-bench -- --engine postgres [--pg-url URL] [--rows …]
+//! cargo run --release -p orgport-bench -- --files [--files-count 1000] [--file-mib 1] [--file-jobs 8]
 //! ```
+//!
+//! `--files` measures an organisation's files instead (see `files.rs`): N objects copied store to
+//! store in S3 by export and import, against a plain copy loop of the storage client.
 //!
 //! For each size N it generates, with `orgport-testkit`, a SQLite source database whose workspace 1
 //! holds about N rows (2 workspaces of that shape) and a target with 2 other workspaces (ids 100,
@@ -31,6 +35,7 @@
 //! killed and reported, and the phases that need it are skipped. Files go to a temporary
 //! directory, removed at the end.
 
+mod files;
 mod pg;
 mod phase;
 
@@ -54,6 +59,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("phase") => phase::run(&args[1..]),
+        _ if args.iter().any(|a| a == "--files") => files::bench(&args),
         _ => bench(&args),
     };
     if let Err(e) = result {
@@ -112,14 +118,9 @@ fn parse_options(args: &[String]) -> Result<Options> {
     };
     let mut engine = "sqlite".to_string();
     let mut pg_url = None;
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let (flag, inline) = match flag.split_once('=') {
-            Some((f, v)) => (f, Some(v.to_string())),
-            None => (flag.as_str(), None),
-        };
-        if matches!(flag, "-h" | "--help") {
+    for (flag, value) in flag_values(args, &[], || {
             println!("usage: orgport-bench [--engine sqlite|postgres] [--pg-url URL] [--rows N[,N…]] [--timeout SECS] [--config FILE]");
+            println!("       orgport-bench --files [--files-count N] [--file-mib M] [--file-jobs J] [--timeout SECS]   (see --files --help)");
             println!("  --engine   sqlite (default): SQLite files, against INSERT … SELECT between them;");
             println!("             postgres: databases created (and dropped) on a PostgreSQL server, against COPY");
             println!("  --pg-url   that server, postgres://USER@HOST:PORT/DB, as a user who may create databases");
@@ -127,13 +128,8 @@ fn parse_options(args: &[String]) -> Result<Options> {
             println!("  --rows     organisation sizes in rows (default 100000,1000000; 1e5 and 100k also work)");
             println!("  --timeout  seconds after which a phase is killed and reported (default {DEFAULT_TIMEOUT_SECS})");
             println!("  --config   orgport.toml of the example schema (default examples/saas/orgport.toml)");
-            std::process::exit(0);
-        }
-        let value = match inline {
-            Some(v) => v,
-            None => it.next().with_context(|| format!("`{flag}` needs a value"))?.clone(),
-        };
-        match flag {
+    })? {
+        match flag.as_str() {
             "--rows" => o.sizes = value.split(',').map(parse_count).collect::<Result<_>>()?,
             "--timeout" => o.timeout = Duration::from_secs(value.parse().with_context(|| format!("bad --timeout `{value}`"))?),
             "--config" => o.config = value.into(),
@@ -161,6 +157,30 @@ fn parse_options(args: &[String]) -> Result<Options> {
         other => bail!("unknown engine `{other}` (sqlite or postgres)"),
     };
     Ok(o)
+}
+
+/// The `--flag value` and `--flag=value` pairs of `args`; a flag in `bare` takes no value (its
+/// pair's value is empty). `-h` or `--help` runs `help` and exits.
+fn flag_values(args: &[String], bare: &[&str], help: impl Fn()) -> Result<Vec<(String, String)>> {
+    let mut pairs = Vec::new();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let (flag, inline) = match flag.split_once('=') {
+            Some((f, v)) => (f, Some(v.to_string())),
+            None => (flag.as_str(), None),
+        };
+        if matches!(flag, "-h" | "--help") {
+            help();
+            std::process::exit(0);
+        }
+        let value = match inline {
+            _ if bare.contains(&flag) => String::new(),
+            Some(v) => v,
+            None => it.next().with_context(|| format!("`{flag}` needs a value"))?.clone(),
+        };
+        pairs.push((flag.to_string(), value));
+    }
+    Ok(pairs)
 }
 
 /// `100000`, `100_000`, `1e5`, `100k`, `1m`.

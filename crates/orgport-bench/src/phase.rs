@@ -35,21 +35,15 @@ const EXPORT_JOBS: usize = 1;
 pub const SOURCE_ORG: i64 = 1;
 
 /// What a phase reports besides rows, time and memory: `key=value` pairs without spaces.
-type Extra = Vec<(&'static str, String)>;
+pub type Extra = Vec<(&'static str, String)>;
 
 /// `orgport-bench phase NAME --key value …`
 pub fn run(args: &[String]) -> Result<()> {
     let (name, rest) = args.split_first().context("phase: missing the phase name")?;
-    let opts = Opts::parse(rest)?;
     let start = Instant::now();
-    let (rows, extra) = match name.as_str() {
-        "export" => export_phase(&opts)?,
-        "import" => import_phase(&opts)?,
-        "verify" => verify_phase(&opts)?,
-        "baseline" => baseline_phase(&opts)?,
-        "copy_out" => copy_out_phase(&opts)?,
-        "copy_in" => copy_in_phase(&opts)?,
-        other => bail!("unknown phase `{other}`"),
+    let (rows, extra) = match crate::files::phase_name(name) {
+        Some(files) => crate::files::phase(files, rest)?,
+        None => rows_phase(name, &Opts::parse(rest)?)?,
     };
     let seconds = start.elapsed().as_secs_f64();
     let mut line = format!("{RESULT_TAG} rows={rows} seconds={seconds:.6} hwm_kib={}", peak_rss_kib()?);
@@ -58,6 +52,19 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     println!("{line}");
     Ok(())
+}
+
+/// A phase of the row bench.
+fn rows_phase(name: &str, opts: &Opts) -> Result<(u64, Extra)> {
+    match name {
+        "export" => export_phase(opts),
+        "import" => import_phase(opts),
+        "verify" => verify_phase(opts),
+        "baseline" => baseline_phase(opts),
+        "copy_out" => copy_out_phase(opts),
+        "copy_in" => copy_in_phase(opts),
+        other => bail!("unknown phase `{other}`"),
+    }
 }
 
 /// The peak resident set size of this process so far (`VmHWM`), in KiB.
@@ -143,7 +150,7 @@ fn export_phase(o: &Opts) -> Result<(u64, Extra)> {
 }
 
 /// Opens the archive afresh for each pass, as the CLI does.
-fn opener(path: &Path) -> impl Fn() -> orgport_core::Result<Box<dyn Read>> + '_ {
+pub fn opener(path: &Path) -> impl Fn() -> orgport_core::Result<Box<dyn Read>> + '_ {
     move || {
         let file = File::open(path).map_err(|e| orgport_core::Error::io("cannot open archive", path, e))?;
         Ok(Box::new(BufReader::with_capacity(1 << 16, file)) as Box<dyn Read>)
@@ -346,7 +353,7 @@ fn skip(stream: &mut impl BufRead, mut n: usize) -> std::io::Result<()> {
 
 /// Progress as timestamped lines on stderr: one per finished step (phase, table, rows, seconds),
 /// and one every few seconds during a long step, so a slow run shows where its time goes.
-struct StepLog {
+pub struct StepLog {
     name: &'static str,
     start: Instant,
     step: RefCell<Option<Step>>,
@@ -360,7 +367,7 @@ struct Step {
 }
 
 impl StepLog {
-    fn new(name: &'static str) -> Self {
+    pub fn new(name: &'static str) -> Self {
         StepLog { name, start: Instant::now(), step: RefCell::new(None) }
     }
 }
