@@ -528,7 +528,7 @@ fn print_report(o: &FileOptions, storage: &Storage, outcomes: &[(&'static str, O
         }
     }
     println!("per object: client_copy* GET + PUT (the bytes through the client); export CopyObject to the transfer bucket");
-    println!("  + GET of the copy hashed (SHA-256); import HEAD (refuses objects in the way) + CopyObject + GET hashed and");
+    println!("  + GET of the copy hashed (SHA-256); import one LIST of the new prefix (objects in the way) + CopyObject + GET hashed and");
     println!("  checked, and the {} attachment rows (a small part); server_copy CopyObject; server_copy_check CopyObject + GET hashed", o.count);
     println!("  (client_copy and export read the source's objects, client_copy_transfer and import the transfer bucket's)");
     let show = |v: Option<f64>, decimals: usize| v.map_or("n/a".to_string(), |v| format!("{v:.decimals$}"));
