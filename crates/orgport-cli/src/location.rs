@@ -4,6 +4,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use orgport_core::store::ObjectStore;
 use orgport_objects::ObjectUrl;
@@ -27,7 +28,7 @@ impl Location {
 
     /// Opens an object's store, configured by this process's environment.
     pub fn open_store(url: &ObjectUrl) -> orgport_core::Result<Box<dyn ObjectStore>> {
-        url.open(|name| std::env::var(name).ok())
+        url.open(env)
     }
 
     /// Ready to be read, as many times as a command needs.
@@ -69,5 +70,20 @@ impl Archive<'_> {
 /// Opens a store of files (`file://DIR`, `s3://BUCKET[/BASE]`, `gs://BUCKET[/BASE]`), configured
 /// by this process's environment.
 pub fn open_files_store(url: &str) -> orgport_core::Result<Box<dyn ObjectStore>> {
-    orgport_objects::open_store(url, |name| std::env::var(name).ok())
+    orgport_objects::open_store(url, env)
+}
+
+/// `--gcs-credentials`, which takes the place of GOOGLE_APPLICATION_CREDENTIALS.
+static GCS_CREDENTIALS: OnceLock<String> = OnceLock::new();
+
+pub fn use_gcs_credentials(file: PathBuf) {
+    let _ = GCS_CREDENTIALS.set(file.display().to_string());
+}
+
+/// The variables the stores read: the process environment, but for a credentials flag.
+fn env(name: &str) -> Option<String> {
+    match (name, GCS_CREDENTIALS.get()) {
+        ("GOOGLE_APPLICATION_CREDENTIALS", Some(file)) => Some(file.clone()),
+        _ => std::env::var(name).ok(),
+    }
 }

@@ -22,6 +22,10 @@ use crate::location::Location;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// GCS: the service-account JSON file to sign in with (instead of
+    /// GOOGLE_APPLICATION_CREDENTIALS), for archives and files in `gs://` stores.
+    #[arg(long, global = true, value_name = "FILE")]
+    gcs_credentials: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -46,20 +50,22 @@ enum Command {
 
 const OBJECTS_HELP: &str = "\
 Archives in object stores: `--out`/`--in` take a local path, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`,
-streamed both ways. The organisations' files are in the stores orgport.toml declares:
+streamed both ways.
+  S3 and S3-compatible stores: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+  AWS_REGION (default us-east-1), AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL (another endpoint, such
+  as MinIO's: buckets by path, http allowed for an http:// endpoint). Without keys, the EC2
+  instance's role.
+  GCS: --gcs-credentials or GOOGLE_APPLICATION_CREDENTIALS (a service-account JSON file; else
+  gcloud's application default credentials, else the metadata server), STORAGE_EMULATOR_HOST
+  (HOST:PORT of an emulator, no credentials).
+
+The organisations' files are in the stores orgport.toml declares:
   [files.uploads]
   store = \"s3://app-uploads\"            # or file:///srv/uploads, gs://bucket/base
   prefix = \"{org}/\"                     # every object under it is the organisation's
   columns = [\"attachments.object_key\"]  # columns holding object keys
 Import writes them under the new organisation's prefix (the target's orgport.toml says where),
-never over an existing object, and removes them again if the import fails.
-  S3 and S3-compatible stores: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
-  AWS_REGION (default us-east-1), AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL (another endpoint, such
-  as MinIO's: buckets by path, http allowed for an http:// endpoint). Without keys, the EC2
-  instance's role.
-  GCS: GOOGLE_APPLICATION_CREDENTIALS (a service-account JSON file; else gcloud's application
-  default credentials, else the metadata server), STORAGE_EMULATOR_HOST (HOST:PORT of an emulator,
-  no credentials).";
+never over an existing object, and removes them again if the import fails.";
 
 /// Where the database is and how to read its tenancy.
 #[derive(Args)]
@@ -203,6 +209,9 @@ struct InspectArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(file) = cli.gcs_credentials {
+        location::use_gcs_credentials(file);
+    }
     let result = match cli.command {
         Command::Plan(args) => commands::plan::run(args),
         Command::Export(args) => commands::export::run(args),

@@ -198,3 +198,19 @@ fn large_objects_stream_in_parts_and_an_unfinished_one_never_appears() {
     }
     assert_eq!(s3.pending_uploads(&s3_bucket), 0, "the unfinished upload was not aborted");
 }
+
+/// `--gcs-credentials` is the service-account file GCS signs in with, in place of
+/// GOOGLE_APPLICATION_CREDENTIALS: one that is missing or holds no valid key is named.
+#[test]
+fn the_gcs_credentials_flag_names_the_file_it_cannot_use() {
+    let mut w = Work::new();
+    w.env = vars(&[("STORAGE_EMULATOR_HOST", ""), ("GOOGLE_APPLICATION_CREDENTIALS", "/elsewhere/unused.json")]);
+    let missing = w.path("missing-sa.json");
+    let out = w.run(&["inspect", "--in", "gs://bucket/org.orgport", "--gcs-credentials", &missing.display().to_string()]);
+    out.fails_with(&["cannot open `gs://bucket/org.orgport`", &missing.display().to_string(), "No such file"]);
+    let invalid = w.config("invalid-sa.json", r#"{"type": "service_account", "client_email": "a@b", "private_key_id": "k",
+        "private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "token_uri": "http://127.0.0.1:9/token"}"#);
+    let out = w.run(&["inspect", "--in", "gs://bucket/org.orgport", "--gcs-credentials", &invalid.display().to_string()]);
+    out.fails_with(&["cannot open `gs://bucket/org.orgport`", "Invalid RSA key"]);
+    assert!(!out.stderr.contains("AAAA"), "the key is in the message:\n{}", out.stderr);
+}
