@@ -24,7 +24,14 @@ const KEPT: usize = 256;
 pub(crate) struct Jobs {
     slots: Arc<Semaphore>,
     max: usize,
-    jobs: Mutex<(HashMap<String, Arc<Job>>, VecDeque<String>)>,
+    jobs: Mutex<Known>,
+}
+
+/// Jobs by id, and their ids oldest first.
+#[derive(Default)]
+struct Known {
+    by_id: HashMap<String, Arc<Job>>,
+    order: VecDeque<String>,
 }
 
 /// A slot: held while a job's work runs.
@@ -32,7 +39,7 @@ pub(crate) struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
 
 impl Jobs {
     pub(crate) fn new(max: usize) -> Jobs {
-        Jobs { slots: Arc::new(Semaphore::new(max)), max, jobs: Mutex::new((HashMap::new(), VecDeque::new())) }
+        Jobs { slots: Arc::new(Semaphore::new(max)), max, jobs: Mutex::default() }
     }
 
     /// A free slot, or 429.
@@ -47,7 +54,7 @@ impl Jobs {
         let id = hex::encode(rand::random::<[u8; 8]>());
         let job = Arc::new(Job { id: id.clone(), kind, state: Mutex::new(State::Queued), progress: JobProgress::default() });
         let mut guard = self.jobs.lock().expect("not poisoned");
-        let (map, order) = &mut *guard;
+        let Known { by_id: map, order } = &mut *guard;
         map.insert(id.clone(), job.clone());
         order.push_back(id);
         while order.len() > KEPT {
@@ -65,7 +72,7 @@ impl Jobs {
 
     fn get(&self, id: &str) -> Result<Arc<Job>, ApiError> {
         let guard = self.jobs.lock().expect("not poisoned");
-        guard.0.get(id).cloned().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job `{id}`")))
+        guard.by_id.get(id).cloned().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job `{id}`")))
     }
 }
 

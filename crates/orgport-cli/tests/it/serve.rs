@@ -220,6 +220,47 @@ fn an_api_round_trip_equals_the_command_lines_field_by_field() {
     }
 }
 
+/// The example configuration with the organisations' files in `dir`, under `{org}/`.
+fn with_files(w: &Work, name: &str, dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    w.config(name, &format!("{}\n[files.uploads]\nstore = \"file://{}\"\nprefix = \"{{org}}/\"\n", example_config_text(), dir.display()))
+}
+
+#[test]
+fn files_travel_through_the_api_to_the_targets_store_and_never_over_an_object() {
+    let w = Work::new();
+    let (src, tgt, _) = setup(&w, 2);
+    let (src_files, tgt_files) = (w.path("files-source"), w.path("files-target"));
+    let (src_config, tgt_config) = (with_files(&w, "source.toml", &src_files), with_files(&w, "target.toml", &tgt_files));
+    std::fs::create_dir_all(src_files.join("1/logos")).unwrap();
+    std::fs::write(src_files.join("1/logos/a.png"), random_bytes(1, 3000)).unwrap();
+    std::fs::write(src_files.join("1/summary.csv"), b"name\nworkspace 1\n").unwrap();
+    let source = Serve::start(&w, &src, Some(&src_config), &[]);
+    let target = Serve::start(&w, &tgt, Some(&tgt_config), &[]);
+    let archive = source.get("/api/orgs/1/export").status(200).body.clone();
+
+    // An object where a file would land: 409, and neither rows nor objects written.
+    let dry = target.post("/api/orgs/import?dryRun=true", archive.clone()).status(200).json();
+    let org = new_org(&dry);
+    std::fs::create_dir_all(tgt_files.join(&org)).unwrap();
+    std::fs::write(tgt_files.join(format!("{org}/summary.csv")), b"in the way").unwrap();
+    let before = snapshot(&tgt);
+    target.post("/api/orgs/import", archive.clone()).status(409).error(&["already exist", "summary.csv"]);
+    assert_eq!(snapshot(&tgt), before);
+    assert_eq!(dir_listing(&tgt_files.join(&org)), ["summary.csv"]);
+
+    std::fs::remove_file(tgt_files.join(format!("{org}/summary.csv"))).unwrap();
+    let report = target.post("/api/orgs/import", archive.clone()).status(200).json();
+    assert_eq!(new_org(&report), org);
+    assert_eq!(bytes(&tgt_files.join(format!("{org}/logos/a.png"))), random_bytes(1, 3000));
+    assert_eq!(bytes(&tgt_files.join(format!("{org}/summary.csv"))), b"name\nworkspace 1\n");
+    let path = w.path("api.orgport");
+    std::fs::write(&path, &archive).unwrap();
+    let v = w.verify(&tgt, Some(&tgt_config), &path, &[&org]);
+    v.ok();
+    assert!(v.stdout.contains("verified: 2 files"), "{}", v.stdout);
+}
+
 #[test]
 fn every_endpoint_but_healthz_wants_a_superusers_token() {
     let w = Work::new();
