@@ -3,9 +3,13 @@
 //! once.
 
 mod commands;
-mod engines;
 mod location;
 mod progress;
+
+/// Opens the engine `--db` names, with `--schemas`.
+fn open_engine(source: &Source, access: orgport_engines::Access) -> anyhow::Result<Box<dyn orgport_core::engine::Engine>> {
+    Ok(orgport_engines::open(&source.db, &source.schemas, access)?)
+}
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +50,9 @@ enum Command {
     /// Print an archive's manifest after checking every checksum.
     #[command(after_help = OBJECTS_HELP)]
     Inspect(InspectArgs),
+    /// Serve exports and imports over HTTP to superusers, as jobs with progress.
+    #[command(after_help = SERVE_HELP)]
+    Serve(ServeArgs),
 }
 
 const OBJECTS_HELP: &str = "\
@@ -66,6 +73,33 @@ The organisations' files are in the stores orgport.toml declares:
   columns = [\"attachments.object_key\"]  # columns holding object keys
 Import writes them under the new organisation's prefix (the target's orgport.toml says where),
 never over an existing object, and removes them again if the import fails.";
+
+const SERVE_HELP: &str = "\
+Endpoints (every one but /healthz needs `Authorization: Bearer TOKEN` of a superuser):
+  GET    /healthz                          {\"status\": \"ok\"}
+  GET    /api/orgs/{id}/export[?with=G,…]  the organisation's archive, streamed
+  POST   /api/orgs/import                  an archive as the body; the import report (JSON)
+           ?dryRun=true                    do everything but commit
+           ?async=true                     answer 202 {\"job\": ID} at once
+           ?ignoreVersion=true             accept an archive of an older format version
+  GET    /api/jobs/{id}                    state (queued, running, done, failed, cancelled),
+                                           phase, rows and files done, the error or the report
+  DELETE /api/jobs/{id}                    cancel: the target stays as it was
+Errors are JSON {\"error\": \"...\"}: 400 bad query, 401 no or unknown token, 403 not a
+superuser, 404, 409 values or objects in the way, 413 body over --max-body, 422 an archive that
+fails its checks or does not fit the target, 429 more than --max-jobs at once.
+
+The tokens file holds SHA-256 hashes of tokens, never the tokens:
+  [[token]]
+  name = \"ops\"
+  sha256 = \"…\"        # printf %s \"$TOKEN\" | sha256sum
+  superuser = true
+
+Example:
+  orgport serve --db sqlite://app.db --config orgport.toml --tokens-file tokens.toml
+  curl -fH \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8470/api/orgs/1/export -o org-1.orgport
+  curl -fH \"Authorization: Bearer $TOKEN\" --data-binary @org-1.orgport \\
+       http://127.0.0.1:8470/api/orgs/import";
 
 /// Where the database is and how to read its tenancy.
 #[derive(Args)]
@@ -207,6 +241,49 @@ struct InspectArgs {
     input: Location,
 }
 
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    source: Source,
+    /// The tenant root table (overrides `root` in the configuration; an import otherwise takes
+    /// the archive's).
+    #[arg(long, value_name = "TABLE")]
+    root: Option<String>,
+    /// Address to listen on; port 0 takes any free port. The address bound is printed on stderr
+    /// as `listening on http://ADDR`. No TLS: keep it on loopback, or behind a proxy that has it.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8470")]
+    listen: std::net::SocketAddr,
+    /// TOML file of accepted tokens, as SHA-256 hashes with a `superuser` flag (see below).
+    /// Without it every request but `/healthz` is refused.
+    #[arg(long, value_name = "FILE")]
+    tokens_file: Option<PathBuf>,
+    /// The largest archive an import accepts (`B`, `KiB`, `MiB`, `GiB`, `TiB`); larger ones get 413.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    max_body: u64,
+    /// Exports and imports running at once; more get 429.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    max_jobs: u16,
+    #[command(flatten)]
+    file_jobs: FileJobs,
+}
+
+/// A size such as `1GiB`, `512MiB`, `64KiB` or `1000` (bytes).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "K" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        "T" | "TiB" => 40,
+        other => return Err(format!("unknown unit `{other}` (use B, KiB, MiB, GiB or TiB)")),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a size such as `512MiB`"))?;
+    n.checked_mul(1 << shift).ok_or_else(|| format!("`{text}` is too large"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(file) = cli.gcs_credentials {
@@ -218,6 +295,7 @@ fn main() -> ExitCode {
         Command::Import(args) => commands::import::run(args),
         Command::Verify(args) => commands::verify::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
+        Command::Serve(args) => commands::serve::run(args),
     };
     match result {
         Ok(code) => code,

@@ -62,6 +62,10 @@ pub enum Error {
     #[error("{0}")]
     Stream(#[source] std::io::Error),
 
+    /// The caller asked the work to stop ([`crate::progress::Progress::cancelled`]).
+    #[error("cancelled: nothing was written")]
+    Cancelled,
+
     #[error("scratch store: {0}")]
     Scratch(#[from] rusqlite::Error),
 }

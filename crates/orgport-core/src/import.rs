@@ -449,6 +449,9 @@ impl Importer<'_> {
         for t in self.maps.iter().map(|m| m.target).collect::<Vec<_>>() {
             self.engine.after_import(self.plan.table(t))?;
         }
+        if progress.cancelled() {
+            return Err(Error::Cancelled);
+        }
         if let (Some(files), false) = (&self.files, options.dry_run) {
             let embedded = match self.manifest.embedded_files().next() {
                 Some(_) => Some(reader.into_files()?),
@@ -525,6 +528,9 @@ impl Importer<'_> {
                 ordinal = 0;
                 let tm = &self.manifest.tables[table];
                 progress.begin(phase, &tm.name, Some(tm.rows));
+            }
+            if progress.cancelled() {
+                return Err(Error::Cancelled);
             }
             step(self, table, ordinal, row)?;
             ordinal += 1;

@@ -9,11 +9,11 @@ use orgport_core::files::{FilesExport, FilesMode as CoreFilesMode};
 use orgport_core::plan::Plan;
 use orgport_core::store::ObjectStore;
 use orgport_objects::ObjectUrl;
-use orgport_sqlite::Access;
+use orgport_engines::Access;
 
 use crate::location::{open_files_store, Location};
 use crate::progress::Bars;
-use crate::{engines, ExportArgs, FilesMode};
+use crate::{ExportArgs, FilesMode};
 
 pub fn run(args: ExportArgs) -> Result<ExitCode> {
     let manifest = match &args.out {
@@ -72,7 +72,7 @@ fn to_file(args: &ExportArgs, out: &Path) -> Result<Manifest> {
             bail!("`--out {}` is the source database itself; the export would replace it", out.display());
         }
     }
-    let mut engine = engines::open(&args.source, Access::ReadOnly)?;
+    let mut engine = crate::open_engine(&args.source, Access::ReadOnly)?;
     let plan = super::plan_for(engine.as_mut(), &args.source, args.root.as_deref())?;
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -99,7 +99,7 @@ fn to_object(args: &ExportArgs, url: &ObjectUrl) -> Result<Manifest> {
     if !args.force && store.size(url.key())?.is_some() {
         bail!("`{url}` already exists\nhint: pass `--force` to replace it");
     }
-    let mut engine = engines::open(&args.source, Access::ReadOnly)?;
+    let mut engine = crate::open_engine(&args.source, Access::ReadOnly)?;
     let plan = super::plan_for(engine.as_mut(), &args.source, args.root.as_deref())?;
     let files_to = files_to(args)?;
     // Opened before the export so that a wrong bucket or credentials fail before the long part.

@@ -4,16 +4,16 @@ use std::process::ExitCode;
 use anyhow::Result;
 use orgport_core::import::{import, FilesImport, ImportOptions};
 use orgport_core::plan::Plan;
-use orgport_sqlite::Access;
+use orgport_engines::Access;
 
 use crate::location::open_files_store;
 use crate::progress::Bars;
-use crate::{engines, ImportArgs};
+use crate::{ImportArgs};
 
 pub fn run(args: ImportArgs) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
-    let mut engine = engines::open(&args.source, Access::ReadWrite)?;
-    let config = engines::config(args.source.config.as_deref())?;
+    let mut engine = crate::open_engine(&args.source, Access::ReadWrite)?;
+    let config = orgport_engines::config(args.source.config.as_deref())?;
     let archive = args.input.archive()?;
     let root = match config.root {
         Some(_) => None,

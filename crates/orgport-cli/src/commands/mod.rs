@@ -4,6 +4,7 @@ pub mod export;
 pub mod import;
 pub mod inspect;
 pub mod plan;
+pub mod serve;
 pub mod verify;
 
 use std::io::Read;
@@ -12,13 +13,12 @@ use anyhow::Result;
 use orgport_core::engine::Engine;
 use orgport_core::plan::Plan;
 
-use crate::engines;
 use crate::location::Archive;
 use crate::Source;
 
 /// Introspects the database and builds its plan; `root` overrides the configuration's.
 pub fn plan_for(engine: &mut dyn Engine, source: &Source, root: Option<&str>) -> Result<Plan> {
-    let config = engines::config(source.config.as_deref())?;
+    let config = orgport_engines::config(source.config.as_deref())?;
     let schema = engine.introspect()?;
     Ok(Plan::build(schema, &config, root, engine.capabilities())?)
 }

@@ -3,13 +3,13 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use orgport_core::plan::Format;
-use orgport_sqlite::Access;
+use orgport_engines::Access;
 
-use crate::{engines, PlanArgs, PlanFormat};
+use crate::{PlanArgs, PlanFormat};
 
 pub fn run(args: PlanArgs) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
-    let mut engine = engines::open(&args.source, Access::ReadOnly)?;
+    let mut engine = crate::open_engine(&args.source, Access::ReadOnly)?;
     let plan = super::plan_for(engine.as_mut(), &args.source, args.root.as_deref())?;
     let format = match args.format {
         PlanFormat::Text => Format::Text,

@@ -4,16 +4,16 @@ use std::process::ExitCode;
 use anyhow::Result;
 use orgport_core::plan::Plan;
 use orgport_core::verify::verify;
-use orgport_sqlite::Access;
+use orgport_engines::Access;
 
 use crate::location::open_files_store;
 use crate::progress::Bars;
-use crate::{engines, VerifyArgs};
+use crate::{VerifyArgs};
 
 pub fn run(args: VerifyArgs) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
-    let mut engine = engines::open(&args.source, Access::ReadOnly)?;
-    let config = engines::config(args.source.config.as_deref())?;
+    let mut engine = crate::open_engine(&args.source, Access::ReadOnly)?;
+    let config = orgport_engines::config(args.source.config.as_deref())?;
     let archive = args.input.archive()?;
     let root = match config.root {
         Some(_) => None,

@@ -20,6 +20,8 @@
 //! - `realworld`: Lago's, Gisia's and Flagsmith's schemas filled with synthetic organisations by
 //!   the testkit's generator; organisation 1 exported, imported next to its original and into
 //!   another instance.
+//! - `serve`: `orgport serve` over real HTTP: the API's round trip against the command line's,
+//!   tokens, body limits, damaged archives, jobs, cancelling, `--max-jobs`.
 //! - `review`: regression tests for the findings of a review (unique non-primary keys, shared
 //!   tables without a primary key, secrets in messages, failures at commit, …).
 
@@ -39,4 +41,5 @@ mod props;
 mod realworld;
 mod review;
 mod roundtrip;
+mod serve;
 mod shapes;

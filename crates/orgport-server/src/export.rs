@@ -1,0 +1,130 @@
+//! `GET /api/orgs/{id}/export`: the organisation's archive, streamed as the core writes it.
+//!
+//! The export runs on a blocking thread and writes into the response body through a bounded
+//! channel (8 chunks of 64 KiB): no second copy on disk — the core already spools the rows until
+//! the manifest is known, and writes nothing before — and memory that does not grow with the
+//! archive. Since the first byte comes only once the rows are read, a failure before it (an
+//! unknown organisation, a database error) still gets its own status; one after it (a file
+//! that cannot be read) cuts the body short, which the client sees as an incomplete response
+//! (and the archive's checksums would refuse). A client that goes away fails the export's next
+//! write, and the export stops.
+
+use std::collections::BTreeSet;
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use orgport_core::export::{export as core_export, ExportOptions};
+use orgport_core::files::{FilesExport, FilesMode};
+use orgport_core::plan::Plan;
+use orgport_core::progress::Quiet;
+use orgport_engines::Access;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use crate::error::ApiError;
+use crate::App;
+
+const CHUNK: usize = 64 << 10;
+const CHUNKS_IN_FLIGHT: usize = 8;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExportQuery {
+    /// Sensitive groups to include, comma-separated (`passwords,otp`); withheld otherwise.
+    #[serde(default)]
+    with: Option<String>,
+}
+
+type Chunk = io::Result<Bytes>;
+
+pub(crate) async fn export(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    query: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let with: BTreeSet<String> = query.with.iter().flat_map(|w| w.split(',')).map(str::trim).filter(|g| !g.is_empty()).map(String::from).collect();
+    let slot = app.jobs.slot()?;
+    let (tx, mut rx) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
+    let org = id.clone();
+    let work = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let mut out = ChannelWriter { tx: tx.clone(), buf: Vec::with_capacity(CHUNK) };
+        let result = run(&app, &org, with, &mut out);
+        if let Err(e) = &result {
+            // The body stream ends with an error: the response is cut short, never complete.
+            let _ = tx.blocking_send(Err(io::Error::other(e.message.clone())));
+        }
+        result
+    });
+    let first = match rx.recv().await {
+        Some(Ok(bytes)) => bytes,
+        // Nothing was sent: the export's own error, with its status.
+        _ => {
+            return Err(match work.await {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => ApiError::internal("the export wrote nothing"),
+                Err(e) => ApiError::internal(format!("the export stopped: {e}")),
+            })
+        }
+    };
+    let rest = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) });
+    let body = futures_util::stream::StreamExt::chain(futures_util::stream::iter([Ok(first)]), rest);
+    let mut response = Body::from_stream(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    let name: String = id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"org-{name}.orgport\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    *response.status_mut() = StatusCode::OK;
+    Ok(response)
+}
+
+/// The export itself, on a blocking thread: the plan of the configured database, the files its
+/// configuration declares embedded in the archive.
+fn run(app: &App, org: &str, with: BTreeSet<String>, out: &mut ChannelWriter) -> Result<(), ApiError> {
+    let s = &app.settings;
+    let mut engine = orgport_engines::open(&s.db, &s.schemas, Access::ReadOnly)?;
+    let plan = Plan::build(engine.introspect()?, &s.config, s.root.as_deref(), engine.capabilities())?;
+    let files = (!plan.files.is_empty()).then_some(FilesExport { mode: FilesMode::Embed, open: &crate::open_files_store, jobs: s.file_jobs });
+    let options = ExportOptions { orgs: vec![org.to_string()], with_groups: with, spool_dir: None, jobs: 1, files };
+    core_export(engine.as_mut(), &plan, &options, out, &Quiet)?;
+    out.flush().map_err(|e| ApiError::internal(format!("sending the archive: {e}")))
+}
+
+/// Sends what is written in chunks; a closed channel (the client left) fails the write.
+struct ChannelWriter {
+    tx: mpsc::Sender<Chunk>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}

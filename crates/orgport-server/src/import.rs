@@ -1,0 +1,149 @@
+//! `POST /api/orgs/import`: an archive in the request body, imported as a new organisation.
+//!
+//! The body is streamed into a temporary file (the import reads its archive three times),
+//! capped at `max_body`: beyond it, 413 and the file is gone before anything is imported. The
+//! import runs as a job on a blocking thread; the request waits for its report, or with
+//! `async=true` answers 202 with the job's id at once.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::StreamExt;
+use orgport_core::archive::FORMAT_VERSION;
+use orgport_core::import::{import as core_import, FilesImport, ImportOptions};
+use orgport_core::plan::Plan;
+use orgport_engines::Access;
+use serde::Deserialize;
+use serde_json::json;
+use tempfile::NamedTempFile;
+use tokio::io::AsyncWriteExt;
+
+use crate::error::ApiError;
+use crate::jobs::{CancelOnDrop, JobProgress};
+use crate::App;
+
+/// A body beyond the limit is still read (and dropped) up to this many bytes, so that the
+/// client, still sending, reads the 413 rather than a reset connection.
+const DRAIN: u64 = 64 << 20;
+
+#[derive(Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct ImportQuery {
+    /// Accept an archive of another format version that this orgport still reads.
+    #[serde(default)]
+    ignore_version: bool,
+    /// Do everything but commit: the report of what would be created.
+    #[serde(default)]
+    dry_run: bool,
+    /// Answer 202 with a job id at once instead of waiting for the report.
+    #[serde(default, rename = "async")]
+    run_async: bool,
+}
+
+pub(crate) async fn import(
+    State(app): State<Arc<App>>,
+    query: Result<Query<ImportQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let slot = app.jobs.slot()?;
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let archive = spool(body, declared, app.settings.max_body).await?;
+    let job = app.jobs.create("import");
+    let running = job.clone();
+    let work = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let result = running.run(|progress| run(&app, &archive, &query, progress));
+        drop(archive);
+        result
+    });
+    if query.run_async {
+        let mut response = (StatusCode::ACCEPTED, Json(json!({"job": job.id}))).into_response();
+        if let Ok(v) = HeaderValue::from_str(&format!("/api/jobs/{}", job.id)) {
+            response.headers_mut().insert(header::LOCATION, v);
+        }
+        return Ok(response);
+    }
+    // A client that goes away cancels its import.
+    let mut guard = CancelOnDrop(Some(job));
+    let result = work.await.map_err(|e| ApiError::internal(format!("the import stopped: {e}")))?;
+    guard.0 = None;
+    result.map(|report| Json(report).into_response())
+}
+
+/// The body in a temporary file, or 413 (the file removed) when it is longer than `max`.
+async fn spool(body: Body, declared: Option<u64>, max: u64) -> Result<NamedTempFile, ApiError> {
+    let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the archive is larger than the limit of {max} bytes (`--max-body`)"));
+    let tmp = tempfile::Builder::new().prefix(".orgport-upload-").tempfile().map_err(|e| ApiError::internal(format!("cannot make a temporary file: {e}")))?;
+    let std_file = tmp.reopen().map_err(|e| ApiError::internal(format!("cannot open a temporary file: {e}")))?;
+    let mut file = tokio::fs::File::from_std(std_file);
+    let mut stream = body.into_data_stream();
+    let mut total = 0u64;
+    let mut over = declared.is_some_and(|n| n > max);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        total += chunk.len() as u64;
+        if total > max {
+            over = true;
+        }
+        if over {
+            if total > DRAIN {
+                break;
+            }
+            continue;
+        }
+        file.write_all(&chunk).await.map_err(|e| ApiError::internal(format!("cannot write a temporary file: {e}")))?;
+    }
+    if over {
+        return Err(too_large());
+    }
+    file.flush().await.map_err(|e| ApiError::internal(format!("cannot write a temporary file: {e}")))?;
+    Ok(tmp)
+}
+
+/// The import itself, on a blocking thread.
+fn run(app: &App, archive: &NamedTempFile, query: &ImportQuery, progress: &JobProgress) -> Result<serde_json::Value, ApiError> {
+    check_version(archive, query.ignore_version)?;
+    let s = &app.settings;
+    let open = || -> orgport_core::Result<Box<dyn Read>> {
+        let file = archive.reopen().map_err(|e| orgport_core::Error::io("cannot open archive", archive.path(), e))?;
+        Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
+    };
+    let mut engine = orgport_engines::open(&s.db, &s.schemas, Access::ReadWrite)?;
+    // The archive's root, where the configuration names none (as `orgport import`).
+    let root = match s.config.root {
+        Some(_) => None,
+        None => Some(orgport_core::archive::read_manifest(&mut open()?)?.root_table),
+    };
+    let plan = Plan::build(engine.introspect()?, &s.config, root.as_deref(), engine.capabilities())?;
+    let files = FilesImport { open: &crate::open_files_store, jobs: s.file_jobs };
+    let options = ImportOptions { dry_run: query.dry_run, files: Some(files) };
+    let report = core_import(engine.as_mut(), &plan, &open, &options, progress)?;
+    serde_json::to_value(&report).map_err(|e| ApiError::internal(format!("the report: {e}")))
+}
+
+/// `ignoreVersion`: the core reads every format version up to its own and refuses later ones;
+/// the server also refuses earlier ones unless asked, reading the version from the header.
+fn check_version(archive: &NamedTempFile, ignore: bool) -> Result<(), ApiError> {
+    let mut header = [0u8; 12];
+    let read = File::open(archive.path()).and_then(|mut f| f.read_exact(&mut header));
+    if read.is_err() || &header[..8] != orgport_core::archive::MAGIC {
+        // Not an archive: the core says so.
+        return Ok(());
+    }
+    let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+    if version < FORMAT_VERSION && !ignore {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("archive format version {version} is older than this orgport's ({FORMAT_VERSION})\nhint: pass `ignoreVersion=true` to import it anyway"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! Jobs: the long work of a request, run on a blocking thread, visible and cancellable by id.
+//!
+//! A job holds one of `max_jobs` slots from before its request's body is read until its work
+//! ends; without a free slot a request gets 429. Its progress comes from the core's
+//! [`Progress`] callbacks, and its cancel flag reaches the core through [`Progress::cancelled`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::Json;
+use orgport_core::progress::Progress;
+use serde_json::{json, Value};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::ApiError;
+use crate::App;
+
+/// Finished jobs kept for `GET /api/jobs/{id}`; the oldest are forgotten first.
+const KEPT: usize = 256;
+
+pub(crate) struct Jobs {
+    slots: Arc<Semaphore>,
+    max: usize,
+    jobs: Mutex<Known>,
+}
+
+/// Jobs by id, and their ids oldest first.
+#[derive(Default)]
+struct Known {
+    by_id: HashMap<String, Arc<Job>>,
+    order: VecDeque<String>,
+}
+
+/// A slot: held while a job's work runs.
+pub(crate) struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
+
+impl Jobs {
+    pub(crate) fn new(max: usize) -> Jobs {
+        Jobs { slots: Arc::new(Semaphore::new(max)), max, jobs: Mutex::default() }
+    }
+
+    /// A free slot, or 429.
+    pub(crate) fn slot(&self) -> Result<Slot, ApiError> {
+        self.slots.clone().try_acquire_owned().map(Slot).map_err(|_| {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, format!("{} job(s) are running, as many as `--max-jobs` allows; try again later", self.max))
+        })
+    }
+
+    /// A new job, queued.
+    pub(crate) fn create(&self, kind: &'static str) -> Arc<Job> {
+        let id = hex::encode(rand::random::<[u8; 8]>());
+        let job = Arc::new(Job { id: id.clone(), kind, state: Mutex::new(State::Queued), progress: JobProgress::default() });
+        let mut guard = self.jobs.lock().expect("not poisoned");
+        let Known { by_id: map, order } = &mut *guard;
+        map.insert(id.clone(), job.clone());
+        order.push_back(id);
+        while order.len() > KEPT {
+            // Forget the oldest finished job; running ones stay.
+            match order.iter().position(|id| map.get(id).is_none_or(|j| j.finished())) {
+                Some(i) => {
+                    let old = order.remove(i).expect("an index of the queue");
+                    map.remove(&old);
+                }
+                None => break,
+            }
+        }
+        job
+    }
+
+    fn get(&self, id: &str) -> Result<Arc<Job>, ApiError> {
+        let guard = self.jobs.lock().expect("not poisoned");
+        guard.by_id.get(id).cloned().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job `{id}`")))
+    }
+}
+
+#[derive(Clone)]
+enum State {
+    Queued,
+    Running,
+    Done(Value),
+    Failed(ApiError),
+    Cancelled,
+}
+
+pub(crate) struct Job {
+    pub(crate) id: String,
+    kind: &'static str,
+    state: Mutex<State>,
+    progress: JobProgress,
+}
+
+impl Job {
+    /// Runs `work` (on the calling, blocking thread), recording its outcome.
+    pub(crate) fn run(&self, work: impl FnOnce(&JobProgress) -> Result<Value, ApiError>) -> Result<Value, ApiError> {
+        if self.progress.cancelled() {
+            self.set(State::Cancelled);
+            return Err(orgport_core::Error::Cancelled.into());
+        }
+        self.set(State::Running);
+        let result = work(&self.progress);
+        self.set(match &result {
+            Ok(report) => State::Done(report.clone()),
+            Err(_) if self.progress.cancelled() => State::Cancelled,
+            Err(e) => State::Failed(e.clone()),
+        });
+        result
+    }
+
+    pub(crate) fn cancel(&self) {
+        self.progress.cancel.store(true, Ordering::Relaxed);
+    }
+
+    fn set(&self, state: State) {
+        *self.state.lock().expect("not poisoned") = state;
+    }
+
+    fn finished(&self) -> bool {
+        matches!(*self.state.lock().expect("not poisoned"), State::Done(_) | State::Failed(_) | State::Cancelled)
+    }
+
+    fn describe(&self) -> Value {
+        let p = &self.progress;
+        let (phase, table) = p.step.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut out = json!({
+            "job": self.id,
+            "kind": self.kind,
+            "phase": phase,
+            "table": table,
+            "rows": p.rows.load(Ordering::Relaxed),
+            "files": p.files.load(Ordering::Relaxed),
+            "bytes": p.bytes.load(Ordering::Relaxed),
+            "cancel_requested": p.cancelled(),
+        });
+        let state = self.state.lock().expect("not poisoned").clone();
+        out["state"] = json!(match &state {
+            State::Queued => "queued",
+            State::Running => "running",
+            State::Done(_) => "done",
+            State::Failed(_) => "failed",
+            State::Cancelled => "cancelled",
+        });
+        match state {
+            State::Done(report) => out["report"] = report,
+            State::Failed(e) => {
+                out["error"] = json!(e.message);
+                out["status"] = json!(e.status.as_u16());
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
+/// Cancels its job when dropped armed: a synchronous request whose client went away.
+pub(crate) struct CancelOnDrop(pub(crate) Option<Arc<Job>>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(job) = self.0.take() {
+            job.cancel();
+        }
+    }
+}
+
+/// What the core reports, kept for `GET /api/jobs/{id}`: the current step, rows done in it,
+/// files and their bytes done in all.
+#[derive(Default)]
+pub(crate) struct JobProgress {
+    step: Mutex<(String, String)>,
+    in_files: AtomicBool,
+    rows: AtomicU64,
+    files: AtomicU64,
+    bytes: AtomicU64,
+    cancel: AtomicBool,
+}
+
+impl Progress for JobProgress {
+    fn begin(&self, phase: &str, table: &str, _total: Option<u64>) {
+        if let Ok(mut step) = self.step.lock() {
+            if step.0 != phase {
+                self.rows.store(0, Ordering::Relaxed);
+            }
+            *step = (phase.to_string(), table.to_string());
+        }
+        self.in_files.store(phase.contains("files"), Ordering::Relaxed);
+    }
+
+    fn rows(&self, n: u64) {
+        let counter = if self.in_files.load(Ordering::Relaxed) { &self.files } else { &self.rows };
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+/// `GET /api/jobs/{id}`.
+pub(crate) async fn show(axum::extract::State(app): axum::extract::State<Arc<App>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(app.jobs.get(&id)?.describe()))
+}
+
+/// `DELETE /api/jobs/{id}`: 202 while the job stops (it ends `cancelled`, the target as it was),
+/// 409 when it has finished already.
+pub(crate) async fn cancel(axum::extract::State(app): axum::extract::State<Arc<App>>, Path(id): Path<String>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let job = app.jobs.get(&id)?;
+    if job.finished() {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("job `{id}` has finished already")));
+    }
+    job.cancel();
+    Ok((StatusCode::ACCEPTED, Json(job.describe())))
+}
