@@ -92,7 +92,7 @@ fn run(app: &App, org: &str, with: BTreeSet<String>, out: &mut ChannelWriter) ->
     let s = &app.settings;
     let mut engine = orgport_engines::open(&s.db, &s.schemas, Access::ReadOnly)?;
     let plan = Plan::build(engine.introspect()?, &s.config, s.root.as_deref(), engine.capabilities())?;
-    let files = (!plan.files.is_empty()).then_some(FilesExport { mode: FilesMode::Embed, open: &crate::open_files_store, jobs: s.file_jobs });
+    let files = (!plan.files.is_empty()).then_some(FilesExport { mode: FilesMode::Embed, open: s.open_store, jobs: s.file_jobs });
     let options = ExportOptions { orgs: vec![org.to_string()], with_groups: with, spool_dir: None, jobs: 1, files };
     core_export(engine.as_mut(), &plan, &options, out, &Quiet)?;
     out.flush().map_err(|e| ApiError::internal(format!("sending the archive: {e}")))

@@ -123,7 +123,7 @@ fn run(app: &App, archive: &NamedTempFile, query: &ImportQuery, progress: &JobPr
         None => Some(orgport_core::archive::read_manifest(&mut open()?)?.root_table),
     };
     let plan = Plan::build(engine.introspect()?, &s.config, root.as_deref(), engine.capabilities())?;
-    let files = FilesImport { open: &crate::open_files_store, jobs: s.file_jobs };
+    let files = FilesImport { open: s.open_store, jobs: s.file_jobs };
     let options = ImportOptions { dry_run: query.dry_run, files: Some(files) };
     let report = core_import(engine.as_mut(), &plan, &open, &options, progress)?;
     serde_json::to_value(&report).map_err(|e| ApiError::internal(format!("the report: {e}")))

@@ -25,6 +25,7 @@
 //!     max_body: 1 << 30,
 //!     max_jobs: 2,
 //!     file_jobs: 8,
+//!     open_store: &|url| orgport_objects::open_store(url, |name| std::env::var(name).ok()),
 //! };
 //! let server = orgport_server::Server::bind("127.0.0.1:0".parse()?, settings)?;
 //! eprintln!("listening on http://{}", server.local_addr());
@@ -48,6 +49,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use orgport_core::config::Config;
+use orgport_core::store::StoreOpener;
 
 pub use auth::Tokens;
 pub use error::{ApiError, Error};
@@ -71,17 +73,14 @@ pub struct Settings {
     pub max_jobs: usize,
     /// Files copied or checked at once within one job.
     pub file_jobs: usize,
+    /// Opens the stores of files the configuration names (the caller knows the credentials).
+    pub open_store: &'static StoreOpener<'static>,
 }
 
 /// What every handler shares.
 pub(crate) struct App {
     pub(crate) settings: Settings,
     pub(crate) jobs: Jobs,
-}
-
-/// Opens the stores of files the configuration names, from this process's environment.
-pub(crate) fn open_files_store(url: &str) -> orgport_core::Result<Box<dyn orgport_core::store::ObjectStore>> {
-    orgport_objects::open_store(url, |name| std::env::var(name).ok())
 }
 
 /// The routes, for a caller that serves them itself.

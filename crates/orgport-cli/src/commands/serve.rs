@@ -26,6 +26,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         max_body: args.max_body,
         max_jobs: args.max_jobs.into(),
         file_jobs: args.file_jobs.file_jobs.into(),
+        open_store: &crate::location::open_files_store,
     };
     let server = Server::bind(args.listen, settings)?;
     eprintln!("listening on http://{}", server.local_addr());
