@@ -113,9 +113,12 @@ fn to_object(args: &ExportArgs, url: &ObjectUrl) -> Result<Manifest> {
 fn files_to(args: &ExportArgs) -> Result<Option<Box<dyn ObjectStore>>> {
     match (&args.files_to, args.files) {
         (Some(url), Some(FilesMode::Copy)) => {
-            // A new directory is made, as a bucket's new prefix would be.
+            // A new directory is made, as a bucket's new prefix would be; the archive records
+            // it by its absolute path, so that an import elsewhere finds it.
             if let Some(dir) = url.strip_prefix("file://") {
                 std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{dir}`"))?;
+                let absolute = std::fs::canonicalize(dir).with_context(|| format!("cannot find `{dir}`"))?;
+                return Ok(Some(open_files_store(&format!("file://{}", absolute.display()))?));
             }
             Ok(Some(open_files_store(url)?))
         }

@@ -491,3 +491,16 @@ fn files_move_across_services_streamed() {
     assert!(Host::Remote(&gcs).objects(&target) == expected, "the files in GCS differ from the directory's");
     s.w.verify(&s.tgt, Some(&tgt_config), &archive, &["4"]).ok();
 }
+
+/// A relative `--files-to file://DIR` is made and recorded by its absolute path, so an import
+/// run from another directory finds the files.
+#[test]
+fn a_relative_files_to_directory_is_recorded_absolute() {
+    let s = setup(Host::Local);
+    let archive = s.w.path("org-1.orgport");
+    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &["--files", "copy", "--files-to", "file://transfer/run-1"], &archive).ok();
+    let manifest = s.w.manifest(&archive);
+    let absolute = s.w.path("transfer/run-1").canonicalize().expect("the directory was made");
+    assert_eq!(manifest["files"][0]["copied_to"], format!("file://{}/uploads", absolute.display()));
+    assert_eq!(walk(&absolute, &absolute).len(), NAMED + UNNAMED + 1);
+}
