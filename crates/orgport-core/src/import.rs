@@ -426,7 +426,8 @@ impl Importer<'_> {
     }
 
     fn run(&mut self, open: &Opener, options: &ImportOptions, progress: &dyn Progress) -> Result<ImportReport> {
-        self.pass(open, progress, "allocate", Self::allocate)?;
+        let reader = self.pass(open, progress, "allocate", Self::allocate)?;
+        self.check_embedded(reader, progress)?;
         self.stop_on_problems()?;
         let orgs = self.new_orgs()?;
         let jobs = options.files.as_ref().map_or(1, |f| f.jobs);
@@ -481,6 +482,27 @@ impl Importer<'_> {
             files: self.files.as_ref().map(|files| files.report(&self.manifest)).unwrap_or_default(),
             dry_run: options.dry_run,
         })
+    }
+
+    /// Reads the embedded files after the first pass's rows, checking each one's size and
+    /// checksum, so a damaged file stops the import before anything is written. The write pass
+    /// checks them again as it writes them, from an archive opened afresh.
+    fn check_embedded(&self, reader: ArchiveReader<Box<dyn Read>>, progress: &dyn Progress) -> Result<()> {
+        let count = self.manifest.embedded_files().count();
+        if count == 0 {
+            return Ok(());
+        }
+        progress.begin("check files", "embedded in the archive", Some(count as u64));
+        let mut files = reader.into_files()?;
+        while let Some((s, f)) = files.copy_next(&mut std::io::sink())? {
+            if progress.cancelled() {
+                return Err(Error::Cancelled);
+            }
+            progress.rows(1);
+            progress.bytes(self.manifest.files[s].files[f].size);
+        }
+        progress.end();
+        Ok(())
     }
 
     /// Each organisation of the archive with its new root key, once the first pass allocated it.
