@@ -554,7 +554,9 @@ impl Importer<'_> {
             if progress.cancelled() {
                 return Err(Error::Cancelled);
             }
-            step(self, table, ordinal, row)?;
+            if let Err(e) = step(self, table, ordinal, row) {
+                return Err(Self::damage(&mut reader).unwrap_or(e));
+            }
             ordinal += 1;
             progress.rows(1);
         }
@@ -562,6 +564,19 @@ impl Importer<'_> {
             progress.end();
         }
         Ok(reader)
+    }
+
+    /// After a row failed: the archive's own damage, if reading on finds any. A damaged archive
+    /// (a forged row count reading into the next table) can make rows look like a problem of
+    /// the target; its error names the real cause.
+    fn damage(reader: &mut ArchiveReader<Box<dyn Read>>) -> Option<Error> {
+        loop {
+            match reader.next_row() {
+                Ok(Some(_)) => {}
+                Ok(None) => return None,
+                Err(e) => return Some(e),
+            }
+        }
     }
 
     fn pick(row: &[Value], positions: &[usize]) -> Vec<Value> {
