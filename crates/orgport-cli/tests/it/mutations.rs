@@ -156,7 +156,7 @@ fn mutated_archives_fail_cleanly_and_never_reach_the_target() {
     let files_at = data_at + manifest["data"]["compressed_bytes"].as_u64().expect("data length") as usize;
     let sections = [("header", 0..manifest_at, 48), ("manifest", manifest_at..checksum_at, 300), ("checksum", checksum_at..data_at, 64)];
     let sections = sections.into_iter().chain([("data", data_at..files_at, 400), ("files", files_at..good.len(), 300)]);
-    let mut rng = Rng(0x5eed_0f_0a11_f11b);
+    let mut rng = Rng(0x5eed_f11b_0a11_f11b);
     for (section, range, count) in sections {
         for _ in 0..count {
             let at = rng.within(&range);
