@@ -500,7 +500,11 @@ impl FilesIn {
     }
 
     /// Fails naming the objects that already exist where files would land.
+    /// Keys a target store cannot hold (`../x` in a directory) fail here too, before the first write.
     pub(crate) fn refuse_existing(&self, jobs: usize) -> Result<()> {
+        for landing in &self.landings {
+            self.targets[landing.set].check_key(&landing.to)?;
+        }
         // One listing per new prefix answers for the files under it; others are asked one by one.
         let mut listed: Vec<(usize, String, BTreeMap<String, u64>)> = Vec::new();
         for (s, relocation) in self.relocations.iter().enumerate() {

@@ -426,7 +426,8 @@ impl Importer<'_> {
     }
 
     fn run(&mut self, open: &Opener, options: &ImportOptions, progress: &dyn Progress) -> Result<ImportReport> {
-        self.pass(open, progress, "allocate", Self::allocate)?;
+        let reader = self.pass(open, progress, "allocate", Self::allocate)?;
+        self.check_embedded(reader, progress)?;
         self.stop_on_problems()?;
         let orgs = self.new_orgs()?;
         let jobs = options.files.as_ref().map_or(1, |f| f.jobs);
@@ -483,6 +484,27 @@ impl Importer<'_> {
         })
     }
 
+    /// Reads the embedded files after the first pass's rows, checking each one's size and
+    /// checksum, so a damaged file stops the import before anything is written. The write pass
+    /// checks them again as it writes them, from an archive opened afresh.
+    fn check_embedded(&self, reader: ArchiveReader<Box<dyn Read>>, progress: &dyn Progress) -> Result<()> {
+        let count = self.manifest.embedded_files().count();
+        if count == 0 {
+            return Ok(());
+        }
+        progress.begin("check files", "embedded in the archive", Some(count as u64));
+        let mut files = reader.into_files()?;
+        while let Some((s, f)) = files.copy_next(&mut std::io::sink())? {
+            if progress.cancelled() {
+                return Err(Error::Cancelled);
+            }
+            progress.rows(1);
+            progress.bytes(self.manifest.files[s].files[f].size);
+        }
+        progress.end();
+        Ok(())
+    }
+
     /// Each organisation of the archive with its new root key, once the first pass allocated it.
     fn new_orgs(&self) -> Result<Vec<(Value, Value)>> {
         let root_ks = keyset_id(self.plan.root, 0);
@@ -532,7 +554,9 @@ impl Importer<'_> {
             if progress.cancelled() {
                 return Err(Error::Cancelled);
             }
-            step(self, table, ordinal, row)?;
+            if let Err(e) = step(self, table, ordinal, row) {
+                return Err(Self::damage(&mut reader).unwrap_or(e));
+            }
             ordinal += 1;
             progress.rows(1);
         }
@@ -540,6 +564,19 @@ impl Importer<'_> {
             progress.end();
         }
         Ok(reader)
+    }
+
+    /// After a row failed: the archive's own damage, if reading on finds any. A damaged archive
+    /// (a forged row count reading into the next table) can make rows look like a problem of
+    /// the target; its error names the real cause.
+    fn damage(reader: &mut ArchiveReader<Box<dyn Read>>) -> Option<Error> {
+        loop {
+            match reader.next_row() {
+                Ok(Some(_)) => {}
+                Ok(None) => return None,
+                Err(e) => return Some(e),
+            }
+        }
     }
 
     fn pick(row: &[Value], positions: &[usize]) -> Vec<Value> {

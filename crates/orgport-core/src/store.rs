@@ -23,6 +23,12 @@ pub trait ObjectStore: Send + Sync {
     /// The object's size in bytes, or None if it does not exist.
     fn size(&self, key: &str) -> Result<Option<u64>>;
 
+    /// Fails, naming the key, when this store cannot hold an object under `key`: the import asks
+    /// for every file before it writes the first. Any key by default.
+    fn check_key(&self, _key: &str) -> Result<()> {
+        Ok(())
+    }
+
     /// Every object whose key starts with `prefix`, in key order.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
 

@@ -155,6 +155,10 @@ impl ObjectStore for Local {
         Ok(Box::new(LocalWriter { store: self.clone(), key: key.to_string(), path, file: BufWriter::with_capacity(1 << 16, temp) }))
     }
 
+    fn check_key(&self, key: &str) -> Result<()> {
+        self.path("write", key).map(|_| ())
+    }
+
     fn size(&self, key: &str) -> Result<Option<u64>> {
         let path = self.path("read", key)?;
         match fs::metadata(path) {

@@ -89,20 +89,6 @@ impl Host<'_> {
     }
 }
 
-/// The files under `dir`, as keys relative to `root`.
-fn walk(root: &std::path::Path, dir: &std::path::Path) -> Vec<String> {
-    let mut keys = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("listing") {
-        let path = entry.expect("an entry").path();
-        if path.is_dir() {
-            keys.extend(walk(root, &path));
-        } else {
-            keys.push(path.strip_prefix(root).expect("under the root").to_string_lossy().into_owned());
-        }
-    }
-    keys
-}
-
 /// Deterministic bytes of varying length (one file of each test is empty).
 fn content(seed: usize) -> Vec<u8> {
     random_bytes(seed as u64, (seed * 7919) % 6000)

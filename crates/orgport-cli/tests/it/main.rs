@@ -5,6 +5,8 @@
 //!   organisation on the source with its copy on the target, archive surgery).
 //! - `roundtrip`: every value type, a non-empty target, importing twice, shared users.
 //! - `bad_input`: damaged archives, incompatible targets, unreadable databases, usage errors.
+//! - `mutations`: thousands of flipped, truncated and forged archives imported through the
+//!   library: each fails, never panics, and leaves the target's database and store untouched.
 //! - `policies`: sensitive groups and `on_conflict` policies.
 //! - `shapes`: composite keys, deep self-references, cycles, tables without a primary key,
 //!   cross-tenant references, `plan` and its formats.
@@ -32,6 +34,7 @@ mod util;
 mod bad_input;
 mod files;
 mod gisia;
+mod mutations;
 mod objects;
 mod pg_engine;
 mod policies;

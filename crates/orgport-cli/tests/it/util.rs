@@ -464,6 +464,20 @@ pub fn dir_listing(dir: &Path) -> Vec<String> {
     v
 }
 
+/// The files under `dir`, as keys relative to `root`.
+pub fn walk(root: &Path, dir: &Path) -> Vec<String> {
+    let mut keys = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("listing") {
+        let path = entry.expect("an entry").path();
+        if path.is_dir() {
+            keys.extend(walk(root, &path));
+        } else {
+            keys.push(path.strip_prefix(root).expect("under the root").to_string_lossy().into_owned());
+        }
+    }
+    keys
+}
+
 // ---------------------------------------------------------------------------------------------
 // Field-by-field comparison of an organisation with its copy
 // ---------------------------------------------------------------------------------------------

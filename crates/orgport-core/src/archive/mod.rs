@@ -318,6 +318,9 @@ pub fn read_manifest(input: &mut impl Read) -> Result<Manifest> {
     let manifest: Manifest =
         serde_json::from_slice(&json).map_err(|e| Error::Corrupt(format!("the manifest is not valid: {e}")))?;
     validate(&manifest)?;
+    if version == 1 && !manifest.files.is_empty() {
+        return Err(Error::Corrupt("a version 1 archive carries no files, and this manifest lists some".into()));
+    }
     Ok(manifest)
 }
 
@@ -661,6 +664,18 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(read_all(&longer).is_err(), "trailing bytes went unnoticed");
+    }
+
+    #[test]
+    fn a_version_1_header_over_a_manifest_with_files_is_refused() {
+        let (mut bytes, _) = sample_with_files(&[b"a file"]);
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let err = read_everything(&bytes).unwrap_err().to_string();
+        assert!(err.contains("version 1 archive carries no files"), "{err}");
+        // Without files, version 1 is version 2.
+        let (mut bytes, rows) = sample();
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        assert_eq!(read_all(&bytes).unwrap(), rows);
     }
 
     #[test]
