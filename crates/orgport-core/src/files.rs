@@ -6,7 +6,7 @@
 //! commit — never over an existing object, each checked against its checksum — and removes
 //! them again if the import fails.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
@@ -506,10 +506,10 @@ impl FilesIn {
             self.targets[landing.set].check_key(&landing.to)?;
         }
         // One listing per new prefix answers for the files under it; others are asked one by one.
-        let mut listed: Vec<(usize, String, BTreeMap<String, u64>)> = Vec::new();
+        let mut listed: Vec<(usize, String, BTreeSet<String>)> = Vec::new();
         for (s, relocation) in self.relocations.iter().enumerate() {
             for new in relocation.new_prefixes() {
-                let found = self.targets[s].list(new)?.into_iter().map(|o| (o.key, o.size)).collect();
+                let found = self.targets[s].list(new)?.into_iter().map(|o| o.key).collect();
                 listed.push((s, new.to_string(), found));
             }
         }
@@ -521,7 +521,7 @@ impl FilesIn {
         let mut ask = Vec::new();
         for (i, landing) in self.landings.iter().enumerate() {
             match under(i) {
-                Some((_, _, found)) if found.contains_key(&landing.to) => existing.push(url(self.targets[landing.set].as_ref(), &landing.to)),
+                Some((_, _, found)) if found.contains(&landing.to) => existing.push(url(self.targets[landing.set].as_ref(), &landing.to)),
                 Some(_) => {}
                 None => ask.push(i),
             }
