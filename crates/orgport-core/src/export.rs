@@ -8,7 +8,7 @@ use crate::keys::key_bytes;
 use crate::archive::{ArchiveWriter, ColumnManifest, CutReport, Manifest, TableManifest};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::files::{remove_copies, FilesExport, FilesOut};
+use crate::files::{undo_copies, FilesExport, FilesOut};
 use crate::plan::{Plan, Role};
 use crate::progress::Progress;
 use crate::readahead::ReadAhead;
@@ -465,11 +465,5 @@ fn export_in_snapshot(
         }
         writer.finish(manifest, out)
     })();
-    match written {
-        Ok(manifest) => Ok(manifest),
-        Err(e) => match remove_copies(copied.into_inner().expect("not poisoned"), files.open) {
-            Ok(()) => Err(e),
-            Err(cleanup) => Err(Error::Plan(format!("{e}\n{cleanup}"))),
-        },
-    }
+    written.map_err(|e| undo_copies(e, copied.into_inner().expect("not poisoned"), files.open))
 }

@@ -387,9 +387,17 @@ impl FilesOut<'_> {
     }
 }
 
-/// Removes objects an unfinished export or import wrote, best effort: the first failure is
-/// reported, with how many objects remain.
-pub(crate) fn remove_copies(copies: Vec<(String, String)>, open: &StoreOpener) -> Result<()> {
+/// `failure`, once the objects an unfinished export or import wrote are removed again; those
+/// that could not be are named after it.
+pub(crate) fn undo_copies(failure: Error, copies: Vec<(String, String)>, open: &StoreOpener) -> Error {
+    match remove_copies(copies, open) {
+        Ok(()) => failure,
+        Err(cleanup) => Error::Plan(format!("{failure}\n{cleanup}")),
+    }
+}
+
+/// Removes objects, best effort: the first failure is reported, with how many objects remain.
+fn remove_copies(copies: Vec<(String, String)>, open: &StoreOpener) -> Result<()> {
     let mut stores: BTreeMap<String, Box<dyn ObjectStore>> = BTreeMap::new();
     let mut left = Vec::new();
     let mut first = None;
@@ -461,8 +469,12 @@ pub(crate) struct FilesIn {
 
 impl FilesIn {
     /// Opens the stores of every set of the archive: the target's (by name, from the target's
-    /// configuration) and where copied files are.
-    pub(crate) fn open(manifest: &Manifest, sets: &[FileSet], open: &StoreOpener) -> Result<FilesIn> {
+    /// configuration) and where copied files are. None for an archive without files.
+    pub(crate) fn open(manifest: &Manifest, sets: &[FileSet], open: Option<&StoreOpener>) -> Result<Option<FilesIn>> {
+        if manifest.files.is_empty() {
+            return Ok(None);
+        }
+        let open = open.ok_or_else(|| Error::Config("the archive carries files, and no store was given for them".into()))?;
         let mut targets = Vec::new();
         let mut sources = Vec::new();
         for set in &manifest.files {
@@ -478,7 +490,7 @@ impl FilesIn {
             targets.push(open(&target.store)?);
             sources.push(set.copied_to.as_deref().map(open).transpose()?);
         }
-        Ok(FilesIn { targets, sources, relocations: Vec::new(), landings: Vec::new(), offsets: Vec::new(), written: Mutex::new(Vec::new()) })
+        Ok(Some(FilesIn { targets, sources, relocations: Vec::new(), landings: Vec::new(), offsets: Vec::new(), written: Mutex::new(Vec::new()) }))
     }
 
     /// Where every file lands, now that the new organisations' keys are known.

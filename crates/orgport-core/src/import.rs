@@ -18,7 +18,7 @@ use crate::conditions::Conditions;
 use crate::config::ConflictPolicy;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::files::{key_columns, remove_copies, FilesIn};
+use crate::files::{key_columns, undo_copies, FilesIn};
 use crate::store::StoreOpener;
 use crate::keys::{key_bytes, regenerate, unusable};
 use crate::plan::{Plan, Role};
@@ -213,11 +213,7 @@ pub fn import(
     let manifest = crate::archive::read_manifest(&mut open()?)?;
     let maps = map_tables(plan, &manifest)?;
     let conditions = Conditions::new(engine, plan, &manifest)?;
-    let files = match (&options.files, manifest.files.is_empty()) {
-        (_, true) => None,
-        (Some(files), false) => Some(FilesIn::open(&manifest, &plan.files, files.open)?),
-        (None, false) => return Err(Error::Config("the archive carries files, and no store was given for them".into())),
-    };
+    let files = FilesIn::open(&manifest, &plan.files, options.files.as_ref().map(|f| f.open))?;
     let file_columns = key_columns(&manifest);
     let mut importer = Importer {
         engine,
@@ -256,10 +252,7 @@ pub fn import(
     match (result, &importer.files, &options.files) {
         (Err(e), Some(files), Some(options)) => {
             let written = std::mem::take(&mut *files.written.lock().expect("not poisoned"));
-            match remove_copies(written, options.open) {
-                Ok(()) => Err(e),
-                Err(cleanup) => Err(Error::Plan(format!("{e}\n{cleanup}"))),
-            }
+            Err(undo_copies(e, written, options.open))
         }
         (result, _, _) => result,
     }

@@ -126,15 +126,10 @@ pub fn verify(
         scratch.map_key(keyset_id(plan.root, 0), &key_bytes(std::slice::from_ref(old)), &codec::encode(std::slice::from_ref(new)), true)?;
     }
     let pairs: Vec<(Value, Value)> = manifest.orgs.iter().cloned().zip(new_orgs.iter().cloned()).collect();
-    let files = match (stores, manifest.files.is_empty()) {
-        (_, true) => None,
-        (Some(open), false) => {
-            let mut files = FilesIn::open(&manifest, &plan.files, open)?;
-            files.place(&manifest, &plan.files, &pairs);
-            Some(files)
-        }
-        (None, false) => return Err(Error::Config("the archive carries files, and no store was given for them".into())),
-    };
+    let mut files = FilesIn::open(&manifest, &plan.files, stores)?;
+    if let Some(files) = &mut files {
+        files.place(&manifest, &plan.files, &pairs);
+    }
     engine.begin_snapshot()?;
     let cross_engine = manifest.source_engine != engine.name();
     let mut v = Verifier {
