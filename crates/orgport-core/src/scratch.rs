@@ -15,7 +15,13 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Result<Self> {
-        let dir = tempfile::tempdir().map_err(|e| crate::error::Error::io("cannot create a scratch directory in", std::env::temp_dir(), e))?;
+        let dir = tempfile::tempdir().map_err(|e| {
+            crate::error::Error::io(
+                "cannot create a scratch directory in",
+                std::env::temp_dir(),
+                e,
+            )
+        })?;
         let conn = Connection::open(dir.path().join("scratch.db"))?;
         conn.execute_batch(
             "PRAGMA journal_mode = OFF;
@@ -52,7 +58,13 @@ impl Scratch {
             .optional()?)
     }
 
-    pub fn set_override(&self, table: usize, ordinal: u64, column: &str, value: &[u8]) -> Result<()> {
+    pub fn set_override(
+        &self,
+        table: usize,
+        ordinal: u64,
+        column: &str,
+        value: &[u8],
+    ) -> Result<()> {
         self.conn
             .prepare_cached("INSERT OR REPLACE INTO override VALUES (?1, ?2, ?3, ?4)")?
             .execute(params![table as i64, ordinal as i64, column, value])?;
@@ -60,8 +72,12 @@ impl Scratch {
     }
 
     pub fn overrides(&self, table: usize, ordinal: u64) -> Result<Vec<(String, Vec<u8>)>> {
-        let mut stmt = self.conn.prepare_cached("SELECT col, value FROM override WHERE tbl = ?1 AND ordinal = ?2")?;
-        let rows = stmt.query_map(params![table as i64, ordinal as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT col, value FROM override WHERE tbl = ?1 AND ordinal = ?2")?;
+        let rows = stmt.query_map(params![table as i64, ordinal as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -103,12 +119,18 @@ impl Scratch {
     /// Archive rows no target row matched (ordinal, encoded row), in archive order, at most
     /// `limit` of them, and how many in all.
     pub fn unmatched(&self, table: usize, limit: usize) -> Result<(Vec<StoredRow>, u64)> {
-        let total: i64 = self.conn.query_row("SELECT count(*) FROM pending WHERE tbl = ?1", [table as i64], |r| r.get(0))?;
+        let total: i64 = self.conn.query_row(
+            "SELECT count(*) FROM pending WHERE tbl = ?1",
+            [table as i64],
+            |r| r.get(0),
+        )?;
         let mut stmt = self.conn.prepare_cached(
             "SELECT p.ordinal, s.row FROM pending p JOIN stored s ON s.tbl = p.tbl AND s.ordinal = p.ordinal
              WHERE p.tbl = ?1 ORDER BY p.ordinal LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![table as i64, limit as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?;
+        let rows = stmt.query_map(params![table as i64, limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+        })?;
         Ok((rows.collect::<rusqlite::Result<_>>()?, total as u64))
     }
 
@@ -122,10 +144,22 @@ impl Scratch {
 
     /// Deferred updates after the one numbered `after`, at most `limit`: (number, table, edge, key, value).
     #[allow(clippy::type_complexity)]
-    pub fn deferred_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, usize, usize, Vec<u8>, Vec<u8>)>> {
-        let mut stmt = self.conn.prepare_cached("SELECT id, tbl, edge, key, value FROM deferred WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+    pub fn deferred_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, usize, usize, Vec<u8>, Vec<u8>)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, tbl, edge, key, value FROM deferred WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
         let rows = stmt.query_map(params![after, limit as i64], |r| {
-            Ok((r.get(0)?, r.get::<_, i64>(1)? as usize, r.get::<_, i64>(2)? as usize, r.get(3)?, r.get(4)?))
+            Ok((
+                r.get(0)?,
+                r.get::<_, i64>(1)? as usize,
+                r.get::<_, i64>(2)? as usize,
+                r.get(3)?,
+                r.get(4)?,
+            ))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }

@@ -63,7 +63,9 @@ fn run() -> Result<()> {
             _ => bail!("unknown option `{flag}`\n\n{HELP}"),
         }
     }
-    let Some(url) = url else { bail!("`--db URL` is required\n\n{HELP}") };
+    let Some(url) = url else {
+        bail!("`--db URL` is required\n\n{HELP}")
+    };
     let config = match &config_path {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -82,5 +84,8 @@ fn run() -> Result<()> {
 }
 
 fn number<T: FromStr>(flag: &str, value: &str) -> Result<T> {
-    value.parse().ok().with_context(|| format!("`{flag}` takes a number, not `{value}`"))
+    value
+        .parse()
+        .ok()
+        .with_context(|| format!("`{flag}` takes a number, not `{value}`"))
 }
