@@ -212,12 +212,19 @@ struct ImportArgs {
     #[command(flatten)]
     source: Source,
     /// The archive to import. A file, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`.
-    #[arg(long = "in", value_name = "PATH|URL", value_parser = Location::parse)]
-    input: Location,
+    #[arg(long = "in", value_name = "PATH|URL", value_parser = Location::parse, required_unless_present = "cleanup")]
+    input: Option<Location>,
     /// Do everything but commit; report what would be created, matched and renamed. Files are
     /// checked for objects in the way, and not written.
     #[arg(long)]
     dry_run: bool,
+    /// Instead of importing: remove the objects of imports that were killed before they could
+    /// remove them themselves. Each import notes in the stores it writes to (under
+    /// `.orgport/imports/`) what it is about to write; an import whose organisations are not in
+    /// the database loses its objects, one that committed only its note. Run it when no import
+    /// into this database is in progress (the root table comes from orgport.toml).
+    #[arg(long, conflicts_with_all = ["input", "dry_run"])]
+    cleanup: bool,
     #[command(flatten)]
     file_jobs: FileJobs,
     /// Print the result as one JSON object on stdout.

@@ -467,8 +467,12 @@ pub(crate) fn undo_copies(
 ) -> Error {
     match remove_copies(copies, open) {
         Ok(()) => failure,
-        Err(cleanup) => Error::Plan(format!("{failure}\n{cleanup}")),
+        Err(cleanup) => with_cleanup(failure, cleanup),
     }
+}
+
+fn with_cleanup(failure: Error, cleanup: Error) -> Error {
+    Error::Plan(format!("{failure}\n{cleanup}"))
 }
 
 /// Removes objects, best effort: the first failure is reported, with how many objects remain.
@@ -542,6 +546,9 @@ pub(crate) struct FilesIn {
     offsets: Vec<usize>,
     /// Objects written so far (store URL, key): removed if the import fails.
     pub(crate) written: Mutex<Vec<(String, String)>>,
+    /// The notes of what is about to be written (target index, key), removed once the import
+    /// has committed, or has removed its objects again: see [`crate::journal`].
+    journals: Vec<(usize, String)>,
 }
 
 impl FilesIn {
@@ -580,6 +587,7 @@ impl FilesIn {
             landings: Vec::new(),
             offsets: Vec::new(),
             written: Mutex::new(Vec::new()),
+            journals: Vec::new(),
         }))
     }
 
@@ -728,6 +736,49 @@ impl FilesIn {
     /// The key-column rewrite of set `s` of the manifest.
     pub(crate) fn relocation(&self, s: usize) -> &Relocation {
         &self.relocations[s]
+    }
+
+    /// Notes in each target store, before the first object is written, which objects the import
+    /// writes there and for which organisations: if the import is killed, `import --cleanup`
+    /// finds them.
+    pub(crate) fn open_journals(&mut self, root: &str, orgs: &[Value]) -> Result<()> {
+        let id = crate::journal::new_id();
+        for s in 0..self.targets.len() {
+            let objects = self.landings[self.offsets[s]..]
+                .iter()
+                .take_while(|l| l.set == s)
+                .map(|l| l.to.clone())
+                .collect();
+            let journal = crate::journal::Journal {
+                root: root.to_string(),
+                orgs: orgs.to_vec(),
+                objects,
+            };
+            let key = journal.write(self.targets[s].as_ref(), &format!("{id}-{s}"))?;
+            self.journals.push((s, key));
+        }
+        Ok(())
+    }
+
+    /// Removes the notes: the import committed, or removed what it wrote. One left behind is
+    /// harmless (`import --cleanup` sees the organisations exist and removes only the note).
+    pub(crate) fn close_journals(&self) {
+        for (s, key) in &self.journals {
+            let _ = self.targets[*s].delete(key);
+        }
+    }
+
+    /// `failure`, once the objects written are removed again (and then the notes too); those
+    /// that could not be are named after it, and their notes kept for `import --cleanup`.
+    pub(crate) fn abandon(&self, failure: Error, open: &StoreOpener) -> Error {
+        let written = std::mem::take(&mut *self.written.lock().expect("not poisoned"));
+        match remove_copies(written, open) {
+            Ok(()) => {
+                self.close_journals();
+                failure
+            }
+            Err(cleanup) => with_cleanup(failure, cleanup),
+        }
     }
 
     /// Writes every file to its target: embedded ones from `embedded` in order, copied ones with

@@ -18,7 +18,7 @@ use crate::conditions::Conditions;
 use crate::config::ConflictPolicy;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::files::{key_columns, undo_copies, FilesIn};
+use crate::files::{key_columns, FilesIn};
 use crate::keys::{key_bytes, regenerate, unusable};
 use crate::plan::{Plan, Role};
 use crate::progress::Progress;
@@ -257,9 +257,10 @@ pub fn import(
     };
     // Files are written before the commit: a failed import takes them away again.
     match (result, &importer.files, &options.files) {
-        (Err(e), Some(files), Some(options)) => {
-            let written = std::mem::take(&mut *files.written.lock().expect("not poisoned"));
-            Err(undo_copies(e, written, options.open))
+        (Err(e), Some(files), Some(options)) => Err(files.abandon(e, options.open)),
+        (Ok(report), Some(files), _) => {
+            files.close_journals();
+            Ok(report)
         }
         (result, _, _) => result,
     }
@@ -524,7 +525,9 @@ impl Importer<'_> {
         if progress.cancelled() {
             return Err(Error::Cancelled);
         }
-        if let (Some(files), false) = (&self.files, options.dry_run) {
+        if let (Some(files), false) = (&mut self.files, options.dry_run) {
+            let new_keys: Vec<Value> = orgs.iter().map(|(_, new)| new.clone()).collect();
+            files.open_journals(&self.plan.name(self.plan.root), &new_keys)?;
             let embedded = match self.manifest.embedded_files().next() {
                 Some(_) => Some(reader.into_files()?),
                 None => None,

@@ -26,6 +26,7 @@ pub mod error;
 pub mod export;
 pub mod files;
 pub mod import;
+pub mod journal;
 mod keys;
 pub mod plan;
 pub mod progress;

@@ -14,7 +14,10 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let mut engine = crate::open_engine(&args.source, Access::ReadWrite)?;
     let config = orgport_engines::config(args.source.config.as_deref())?;
-    let archive = args.input.archive()?;
+    let Some(input) = &args.input else {
+        return cleanup(engine.as_mut(), &config, args.json, &mut out);
+    };
+    let archive = input.archive()?;
     let root = match config.root {
         Some(_) => None,
         None => Some(super::archive_root(&archive)?),
@@ -84,5 +87,34 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
     if report.dry_run {
         writeln!(out, "dry run: nothing was written")?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `import --cleanup`: the objects of killed imports, removed.
+fn cleanup(
+    engine: &mut dyn orgport_core::engine::Engine,
+    config: &orgport_core::config::Config,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    if config.root.is_none() {
+        anyhow::bail!("--cleanup needs the root table: set `root` in orgport.toml");
+    }
+    let plan = Plan::build(engine.introspect()?, config, None, engine.capabilities())?;
+    let report = orgport_core::journal::cleanup(engine, &plan, &open_files_store)?;
+    if json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for object in &report.removed {
+        writeln!(out, "removed {object}")?;
+    }
+    writeln!(
+        out,
+        "{} note(s) of imports found: {} had committed, {} object(s) of interrupted imports removed",
+        report.journals,
+        report.committed,
+        report.removed.len()
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,8 @@
 //! - `bad_input`: damaged archives, incompatible targets, unreadable databases, usage errors.
 //! - `mutations`: thousands of flipped, truncated and forged archives imported through the
 //!   library: each fails, never panics, and leaves the target's database and store untouched.
+//! - `crash`: imports into SQLite and PostgreSQL killed with SIGKILL at random moments, 100 times
+//!   each: the target holds what it held before, or that plus the complete, verified organisation.
 //! - `policies`: sensitive groups and `on_conflict` policies.
 //! - `shapes`: composite keys, deep self-references, cycles, tables without a primary key,
 //!   cross-tenant references, `plan` and its formats.
@@ -32,6 +34,7 @@ mod servers;
 mod util;
 
 mod bad_input;
+mod crash;
 mod files;
 mod gisia;
 mod mutations;

@@ -348,7 +348,7 @@ pub fn read_manifest(input: &mut impl Read) -> Result<Manifest> {
         ));
     }
     read_header_bytes(input, &mut sum)?;
-    if Sha256::digest(&json).as_slice() != sum {
+    if sums_differ(Sha256::digest(&json).as_slice(), &sum) {
         return Err(Error::Corrupt(
             "the manifest does not match its checksum".into(),
         ));
@@ -362,6 +362,12 @@ pub fn read_manifest(input: &mut impl Read) -> Result<Manifest> {
         ));
     }
     Ok(manifest)
+}
+
+/// Checksums are no signature: anyone can reseal a forged archive, so the parsing behind them must
+/// hold on its own. Fuzzing builds (`cargo fuzz`, see `fuzz/`) skip the comparison to reach it.
+fn sums_differ(computed: &[u8], declared: &[u8]) -> bool {
+    !cfg!(fuzzing) && computed != declared
 }
 
 fn read_header_bytes(input: &mut impl Read, buf: &mut [u8]) -> Result<()> {
@@ -457,7 +463,7 @@ impl<R: Read> ArchiveReader<R> {
             };
             if self.rows_read == table.rows {
                 let sum = hex::encode(std::mem::take(&mut self.hasher).finalize());
-                if sum != table.sha256 {
+                if sums_differ(sum.as_bytes(), table.sha256.as_bytes()) {
                     return Err(Error::Corrupt(format!(
                         "the rows of table `{}` do not match their checksum",
                         table.name
@@ -507,7 +513,8 @@ impl<R: Read> ArchiveReader<R> {
         }
         let hashing = self.decoder.get_ref().get_ref().get_ref();
         let sum = hex::encode(hashing.hasher.clone().finalize());
-        if hashing.bytes != self.manifest.data.compressed_bytes || sum != self.manifest.data.sha256
+        if hashing.bytes != self.manifest.data.compressed_bytes
+            || sums_differ(sum.as_bytes(), self.manifest.data.sha256.as_bytes())
         {
             return Err(Error::Corrupt(
                 "the compressed data does not match its checksum".into(),
@@ -600,7 +607,7 @@ impl<R: Read> EmbeddedFiles<R> {
                 entry.key, set.name
             )));
         }
-        if sha256 != entry.sha256 {
+        if sums_differ(sha256.as_bytes(), entry.sha256.as_bytes()) {
             return Err(Error::Corrupt(format!(
                 "file `{}` of `{}` does not match its checksum",
                 entry.key, set.name
