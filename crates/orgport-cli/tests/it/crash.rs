@@ -73,7 +73,7 @@ impl Target {
 
 /// PostgreSQL's rows as text, one cell per row (`t::text` is exact for every type the example
 /// uses), separated by ASCII's unit and record separators so no value can split them.
-fn pg_rows(url: &str) -> Snapshot {
+pub(crate) fn pg_rows(url: &str) -> Snapshot {
     let tables = psql(
         url,
         &[
@@ -168,7 +168,7 @@ fn import_command(
 }
 
 /// A store's objects and their bytes.
-fn objects(store: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn objects(store: &Path) -> BTreeMap<String, Vec<u8>> {
     let store = orgport_objects::open_store(&format!("file://{}", store.display()), |_| None)
         .expect("the store");
     let keys = store.list("").expect("listing the store");
@@ -333,14 +333,9 @@ fn target_db(work: &Work) -> PathBuf {
 }
 
 /// The example's configuration with a local store of files.
-fn files_config(work: &Work, name: &str, store: &Path) -> PathBuf {
+pub(crate) fn files_config(work: &Work, name: &str, store: &Path) -> PathBuf {
     std::fs::create_dir_all(store).expect("a store directory");
-    let text = format!(
-        "{}\n[files.uploads]\nstore = \"file://{}\"\nprefix = \"{{org}}/\"\n",
-        example_config_text(),
-        store.display()
-    );
-    work.config(name, &text)
+    work.config(name, &example_config_with_files(store))
 }
 
 #[test]

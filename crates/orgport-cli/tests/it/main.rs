@@ -9,6 +9,8 @@
 //!   library: each fails, never panics, and leaves the target's database and store untouched.
 //! - `crash`: imports into SQLite and PostgreSQL killed with SIGKILL at random moments, 100 times
 //!   each: the target holds what it held before, or that plus the complete, verified organisation.
+//! - `faults`: a fault sweep: the k-th database write, archive read or object write fails (once,
+//!   or for good) for every k until an import completes; each run fails cleanly or completes.
 //! - `policies`: sensitive groups and `on_conflict` policies.
 //! - `shapes`: composite keys, deep self-references, cycles, tables without a primary key,
 //!   cross-tenant references, `plan` and its formats.
@@ -35,6 +37,7 @@ mod util;
 
 mod bad_input;
 mod crash;
+mod faults;
 mod files;
 mod gisia;
 mod mutations;

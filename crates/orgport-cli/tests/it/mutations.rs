@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use orgport_core::engine::Engine;
 use orgport_core::import::{import, FilesImport, ImportOptions, ImportReport};
 use orgport_core::plan::Plan;
 use orgport_testkit::example::ExampleOptions;
@@ -28,14 +27,6 @@ const FILES: [(&str, usize); 5] = [
     ("1/d.bin", 20_000),
     ("1/big.bin", 1_100_000),
 ];
-
-fn files_config(store: &std::path::Path) -> String {
-    format!(
-        "{}\n[files.uploads]\nstore = \"file://{}\"\nprefix = \"{{org}}/\"\n",
-        example_config_text(),
-        store.display()
-    )
-}
 
 /// The target: a database with two organisations of its own, a store holding a file of each, and
 /// its plan.
@@ -62,19 +53,10 @@ impl Target {
             std::fs::write(store.join(format!("{org}/own.bin")), random_bytes(org, 300))
                 .expect("a target file");
         }
-        let config =
-            orgport_core::config::Config::parse(&files_config(&store)).expect("configuration");
         let mut engine =
             orgport_sqlite::SqliteEngine::open_path(&db, orgport_sqlite::Access::ReadOnly)
                 .expect("the target");
-        let caps = engine.capabilities();
-        let plan = Plan::build(
-            engine.introspect().expect("introspect"),
-            &config,
-            None,
-            caps,
-        )
-        .expect("plan");
+        let plan = plan_with(&mut engine, &example_config_with_files(&store));
         Target { db, store, plan }
     }
 
@@ -204,7 +186,7 @@ fn mutated_archives_fail_cleanly_and_never_reach_the_target() {
     let archive = w.path("org.orgport");
     w.export(
         &src,
-        Some(&w.config("source.toml", &files_config(&source_store))),
+        Some(&w.config("source.toml", &example_config_with_files(&source_store))),
         None,
         &["1"],
         &[],

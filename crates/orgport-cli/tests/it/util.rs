@@ -100,6 +100,27 @@ pub fn example_config_text() -> String {
     std::fs::read_to_string(example_config()).expect("examples/saas/orgport.toml")
 }
 
+/// The example's orgport.toml with a `[files.uploads]` store in the local directory `store`,
+/// each organisation's objects under `{org}/`.
+pub fn example_config_with_files(store: &Path) -> String {
+    format!(
+        "{}\n[files.uploads]\nstore = \"file://{}\"\nprefix = \"{{org}}/\"\n",
+        example_config_text(),
+        store.display()
+    )
+}
+
+/// The plan of `engine`'s database under the configuration `config`.
+pub fn plan_with(
+    engine: &mut dyn orgport_core::engine::Engine,
+    config: &str,
+) -> orgport_core::plan::Plan {
+    let config = orgport_core::config::Config::parse(config).expect("configuration");
+    let caps = engine.capabilities();
+    let schema = engine.introspect().expect("introspect");
+    orgport_core::plan::Plan::build(schema, &config, None, caps).expect("plan")
+}
+
 /// A temporary working directory with helpers for the usual commands.
 pub struct Work {
     pub dir: TempDir,
