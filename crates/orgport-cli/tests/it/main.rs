@@ -11,6 +11,8 @@
 //!   each: the target holds what it held before, or that plus the complete, verified organisation.
 //! - `faults`: a fault sweep: the k-th database write, archive read or object write fails (once,
 //!   or for good) for every k until an import completes; each run fails cleanly or completes.
+//! - `live`: exports while a load generator writes the organisation, each transaction keeping an
+//!   invariant: every archive holds one snapshot's state exactly (PostgreSQL, SQLite in WAL).
 //! - `policies`: sensitive groups and `on_conflict` policies.
 //! - `shapes`: composite keys, deep self-references, cycles, tables without a primary key,
 //!   cross-tenant references, `plan` and its formats.
@@ -40,6 +42,7 @@ mod crash;
 mod faults;
 mod files;
 mod gisia;
+mod live;
 mod mutations;
 mod objects;
 mod pg_engine;
