@@ -9,6 +9,8 @@
 //!   library: each fails, never panics, and leaves the target's database and store untouched.
 //! - `crash`: imports into SQLite and PostgreSQL killed with SIGKILL at random moments, 100 times
 //!   each: the target holds what it held before, or that plus the complete, verified organisation.
+//! - `drops`: PostgreSQL's backend terminated mid-export and mid-import, a full disk under the
+//!   archive and under the target: clear errors, no archive left, the target as it was.
 //! - `faults`: a fault sweep: the k-th database write, archive read or object write fails (once,
 //!   or for good) for every k until an import completes; each run fails cleanly or completes.
 //! - `live`: exports while a load generator writes the organisation, each transaction keeping an
@@ -39,6 +41,7 @@ mod util;
 
 mod bad_input;
 mod crash;
+mod drops;
 mod faults;
 mod files;
 mod gisia;
