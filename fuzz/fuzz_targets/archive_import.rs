@@ -28,28 +28,14 @@ fn target() -> &'static Target {
         std::fs::create_dir_all(&dir).expect("a temporary directory");
         let db = dir.join("target.db");
         let _ = std::fs::remove_file(&db);
-        let options = ExampleOptions {
-            orgs: 2,
-            first_org: 100,
-            tasks_per_project: 2,
-            ..ExampleOptions::default()
-        };
+        let options = ExampleOptions { orgs: 2, first_org: 100, tasks_per_project: 2, ..ExampleOptions::default() };
         create_example_db(&db, &options).expect("the example database");
-        let config = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../examples/saas/orgport.toml"
-        ))
-        .expect("the example's orgport.toml");
+        let config = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/saas/orgport.toml"))
+            .expect("the example's orgport.toml");
         let config = Config::parse(&config).expect("the example's configuration");
         let mut engine = SqliteEngine::open_path(&db, Access::ReadOnly).expect("the target");
         let caps = engine.capabilities();
-        let plan = Plan::build(
-            engine.introspect().expect("introspection"),
-            &config,
-            None,
-            caps,
-        )
-        .expect("the plan");
+        let plan = Plan::build(engine.introspect().expect("introspection"), &config, None, caps).expect("the plan");
         Target { db, plan }
     })
 }
@@ -57,13 +43,8 @@ fn target() -> &'static Target {
 fuzz_target!(|data: &[u8]| {
     let target = target();
     let data: std::sync::Arc<[u8]> = data.into();
-    let open = || -> orgport_core::Result<Box<dyn Read>> {
-        Ok(Box::new(std::io::Cursor::new(data.clone())))
-    };
-    let options = ImportOptions {
-        dry_run: true,
-        files: None,
-    };
+    let open = || -> orgport_core::Result<Box<dyn Read>> { Ok(Box::new(std::io::Cursor::new(data.clone()))) };
+    let options = ImportOptions { dry_run: true, files: None };
     let mut engine = SqliteEngine::open_path(&target.db, Access::ReadWrite).expect("the target");
     let _ = import(&mut engine, &target.plan, &open, &options, &Quiet);
 });

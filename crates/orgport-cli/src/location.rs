@@ -35,10 +35,7 @@ impl Location {
     pub fn archive(&self) -> orgport_core::Result<Archive<'_>> {
         Ok(match self {
             Location::File(path) => Archive::File(path),
-            Location::Object(url) => Archive::Object {
-                store: Self::open_store(url)?,
-                key: url.key(),
-            },
+            Location::Object(url) => Archive::Object { store: Self::open_store(url)?, key: url.key() },
         })
     }
 }
@@ -55,18 +52,14 @@ impl fmt::Display for Location {
 /// An archive to read, its store opened once for every pass.
 pub enum Archive<'a> {
     File(&'a Path),
-    Object {
-        store: Box<dyn ObjectStore>,
-        key: &'a str,
-    },
+    Object { store: Box<dyn ObjectStore>, key: &'a str },
 }
 
 impl Archive<'_> {
     pub fn reader(&self) -> orgport_core::Result<Box<dyn Read>> {
         Ok(match self {
             Archive::File(path) => {
-                let file = File::open(path)
-                    .map_err(|e| orgport_core::Error::io("cannot open archive", *path, e))?;
+                let file = File::open(path).map_err(|e| orgport_core::Error::io("cannot open archive", *path, e))?;
                 Box::new(BufReader::with_capacity(1 << 16, file))
             }
             Archive::Object { store, key } => Box::new(store.reader(key)?),

@@ -41,9 +41,7 @@ impl Journal {
 
 /// A name no other import picks at the same time: the clock and the process.
 pub(crate) fn new_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     format!("{nanos:x}-{}", std::process::id())
 }
 
@@ -64,10 +62,7 @@ pub struct CleanupReport {
 pub fn cleanup(engine: &mut dyn Engine, plan: &Plan, open: &StoreOpener) -> Result<CleanupReport> {
     let root = plan.table(plan.root);
     if root.primary_key.len() != 1 {
-        return Err(Error::Config(format!(
-            "the root table `{}` needs a one-column primary key",
-            plan.name(plan.root)
-        )));
+        return Err(Error::Config(format!("the root table `{}` needs a one-column primary key", plan.name(plan.root))));
     }
     let mut report = CleanupReport::default();
     engine.begin_snapshot()?;
@@ -76,12 +71,13 @@ pub fn cleanup(engine: &mut dyn Engine, plan: &Plan, open: &StoreOpener) -> Resu
             let store = open(&set.store)?;
             for note in store.list(PREFIX)? {
                 let mut text = Vec::new();
-                store
-                    .reader(&note.key)?
-                    .read_to_end(&mut text)
-                    .map_err(Error::stream)?;
+                store.reader(&note.key)?.read_to_end(&mut text).map_err(Error::stream)?;
                 let journal: Journal = serde_json::from_slice(&text).map_err(|e| {
-                    Error::Corrupt(format!("{}/{}: not an import's note ({e}); remove it by hand if it is not orgport's", store.describe(), note.key))
+                    Error::Corrupt(format!(
+                        "{}/{}: not an import's note ({e}); remove it by hand if it is not orgport's",
+                        store.describe(),
+                        note.key
+                    ))
                 })?;
                 report.journals += 1;
                 if journal.root != plan.name(plan.root) {
@@ -95,14 +91,7 @@ pub fn cleanup(engine: &mut dyn Engine, plan: &Plan, open: &StoreOpener) -> Resu
                 }
                 let mut committed = true;
                 for org in &journal.orgs {
-                    committed &= engine
-                        .find_row(
-                            root,
-                            &root.primary_key,
-                            std::slice::from_ref(org),
-                            &root.primary_key,
-                        )?
-                        .is_some();
+                    committed &= engine.find_row(root, &root.primary_key, std::slice::from_ref(org), &root.primary_key)?.is_some();
                 }
                 if committed {
                     report.committed += 1;

@@ -48,23 +48,14 @@ pub(crate) async fn export(
     query: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let with: BTreeSet<String> = query
-        .with
-        .iter()
-        .flat_map(|w| w.split(','))
-        .map(str::trim)
-        .filter(|g| !g.is_empty())
-        .map(String::from)
-        .collect();
+    let with: BTreeSet<String> =
+        query.with.iter().flat_map(|w| w.split(',')).map(str::trim).filter(|g| !g.is_empty()).map(String::from).collect();
     let slot = app.jobs.slot()?;
     let (tx, mut rx) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
     let org = id.clone();
     let work = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        let mut out = ChannelWriter {
-            tx: tx.clone(),
-            buf: Vec::with_capacity(CHUNK),
-        };
+        let mut out = ChannelWriter { tx: tx.clone(), buf: Vec::with_capacity(CHUNK) };
         let result = run(&app, &org, with, &mut out);
         if let Err(e) = &result {
             // The body stream ends with an error: the response is cut short, never complete.
@@ -83,27 +74,12 @@ pub(crate) async fn export(
             })
         }
     };
-    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (chunk, rx))
-    });
-    let body =
-        futures_util::stream::StreamExt::chain(futures_util::stream::iter([Ok(first)]), rest);
+    let rest = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) });
+    let body = futures_util::stream::StreamExt::chain(futures_util::stream::iter([Ok(first)]), rest);
     let mut response = Body::from_stream(body).into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    let name: String = id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    let name: String = id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"org-{name}.orgport\"")) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
@@ -113,35 +89,14 @@ pub(crate) async fn export(
 
 /// The export itself, on a blocking thread: the plan of the configured database, the files its
 /// configuration declares embedded in the archive.
-fn run(
-    app: &App,
-    org: &str,
-    with: BTreeSet<String>,
-    out: &mut ChannelWriter,
-) -> Result<(), ApiError> {
+fn run(app: &App, org: &str, with: BTreeSet<String>, out: &mut ChannelWriter) -> Result<(), ApiError> {
     let s = &app.settings;
     let mut engine = orgport_engines::open(&s.db, &s.schemas, Access::ReadOnly)?;
-    let plan = Plan::build(
-        engine.introspect()?,
-        &s.config,
-        s.root.as_deref(),
-        engine.capabilities(),
-    )?;
-    let files = (!plan.files.is_empty()).then_some(FilesExport {
-        mode: FilesMode::Embed,
-        open: s.open_store,
-        jobs: s.file_jobs,
-    });
-    let options = ExportOptions {
-        orgs: vec![org.to_string()],
-        with_groups: with,
-        spool_dir: None,
-        jobs: 1,
-        files,
-    };
+    let plan = Plan::build(engine.introspect()?, &s.config, s.root.as_deref(), engine.capabilities())?;
+    let files = (!plan.files.is_empty()).then_some(FilesExport { mode: FilesMode::Embed, open: s.open_store, jobs: s.file_jobs });
+    let options = ExportOptions { orgs: vec![org.to_string()], with_groups: with, spool_dir: None, jobs: 1, files };
     core_export(engine.as_mut(), &plan, &options, out, &Quiet)?;
-    out.flush()
-        .map_err(|e| ApiError::internal(format!("sending the archive: {e}")))
+    out.flush().map_err(|e| ApiError::internal(format!("sending the archive: {e}")))
 }
 
 /// Sends what is written in chunks; a closed channel (the client left) fails the write.
@@ -156,9 +111,7 @@ impl ChannelWriter {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
     }
 }
 

@@ -54,10 +54,7 @@ pub(crate) async fn import(
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let slot = app.jobs.slot()?;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let archive = spool(body, declared, app.settings.max_body).await?;
     let job = app.jobs.create("import");
     let running = job.clone();
@@ -76,35 +73,26 @@ pub(crate) async fn import(
     }
     // A client that goes away cancels its import.
     let mut guard = CancelOnDrop(Some(job));
-    let result = work
-        .await
-        .map_err(|e| ApiError::internal(format!("the import stopped: {e}")))?;
+    let result = work.await.map_err(|e| ApiError::internal(format!("the import stopped: {e}")))?;
     guard.0 = None;
     result.map(|report| Json(report).into_response())
 }
 
 /// The body in a temporary file, or 413 (the file removed) when it is longer than `max`.
 async fn spool(body: Body, declared: Option<u64>, max: u64) -> Result<NamedTempFile, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the archive is larger than the limit of {max} bytes (`--max-body`)"),
-        )
-    };
+    let too_large =
+        || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the archive is larger than the limit of {max} bytes (`--max-body`)"));
     let tmp = tempfile::Builder::new()
         .prefix(".orgport-upload-")
         .tempfile()
         .map_err(|e| ApiError::internal(format!("cannot make a temporary file: {e}")))?;
-    let std_file = tmp
-        .reopen()
-        .map_err(|e| ApiError::internal(format!("cannot open a temporary file: {e}")))?;
+    let std_file = tmp.reopen().map_err(|e| ApiError::internal(format!("cannot open a temporary file: {e}")))?;
     let mut file = tokio::fs::File::from_std(std_file);
     let mut stream = body.into_data_stream();
     let mut total = 0u64;
     let mut over = declared.is_some_and(|n| n > max);
     while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
         total += chunk.len() as u64;
         if total > max {
             over = true;
@@ -115,32 +103,21 @@ async fn spool(body: Body, declared: Option<u64>, max: u64) -> Result<NamedTempF
             }
             continue;
         }
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| ApiError::internal(format!("cannot write a temporary file: {e}")))?;
+        file.write_all(&chunk).await.map_err(|e| ApiError::internal(format!("cannot write a temporary file: {e}")))?;
     }
     if over {
         return Err(too_large());
     }
-    file.flush()
-        .await
-        .map_err(|e| ApiError::internal(format!("cannot write a temporary file: {e}")))?;
+    file.flush().await.map_err(|e| ApiError::internal(format!("cannot write a temporary file: {e}")))?;
     Ok(tmp)
 }
 
 /// The import itself, on a blocking thread.
-fn run(
-    app: &App,
-    archive: &NamedTempFile,
-    query: &ImportQuery,
-    progress: &JobProgress,
-) -> Result<serde_json::Value, ApiError> {
+fn run(app: &App, archive: &NamedTempFile, query: &ImportQuery, progress: &JobProgress) -> Result<serde_json::Value, ApiError> {
     check_version(archive, query.ignore_version)?;
     let s = &app.settings;
     let open = || -> orgport_core::Result<Box<dyn Read>> {
-        let file = archive
-            .reopen()
-            .map_err(|e| orgport_core::Error::io("cannot open archive", archive.path(), e))?;
+        let file = archive.reopen().map_err(|e| orgport_core::Error::io("cannot open archive", archive.path(), e))?;
         Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
     };
     let mut engine = orgport_engines::open(&s.db, &s.schemas, Access::ReadWrite)?;
@@ -149,20 +126,9 @@ fn run(
         Some(_) => None,
         None => Some(orgport_core::archive::read_manifest(&mut open()?)?.root_table),
     };
-    let plan = Plan::build(
-        engine.introspect()?,
-        &s.config,
-        root.as_deref(),
-        engine.capabilities(),
-    )?;
-    let files = FilesImport {
-        open: s.open_store,
-        jobs: s.file_jobs,
-    };
-    let options = ImportOptions {
-        dry_run: query.dry_run,
-        files: Some(files),
-    };
+    let plan = Plan::build(engine.introspect()?, &s.config, root.as_deref(), engine.capabilities())?;
+    let files = FilesImport { open: s.open_store, jobs: s.file_jobs };
+    let options = ImportOptions { dry_run: query.dry_run, files: Some(files) };
     let report = core_import(engine.as_mut(), &plan, &open, &options, progress)?;
     serde_json::to_value(&report).map_err(|e| ApiError::internal(format!("the report: {e}")))
 }

@@ -39,49 +39,30 @@ pub(crate) struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
 
 impl Jobs {
     pub(crate) fn new(max: usize) -> Jobs {
-        Jobs {
-            slots: Arc::new(Semaphore::new(max)),
-            max,
-            jobs: Mutex::default(),
-        }
+        Jobs { slots: Arc::new(Semaphore::new(max)), max, jobs: Mutex::default() }
     }
 
     /// A free slot, or 429.
     pub(crate) fn slot(&self) -> Result<Slot, ApiError> {
-        self.slots
-            .clone()
-            .try_acquire_owned()
-            .map(Slot)
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!(
-                        "{} job(s) are running, as many as `--max-jobs` allows; try again later",
-                        self.max
-                    ),
-                )
-            })
+        self.slots.clone().try_acquire_owned().map(Slot).map_err(|_| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("{} job(s) are running, as many as `--max-jobs` allows; try again later", self.max),
+            )
+        })
     }
 
     /// A new job, queued.
     pub(crate) fn create(&self, kind: &'static str) -> Arc<Job> {
         let id = hex::encode(rand::random::<[u8; 8]>());
-        let job = Arc::new(Job {
-            id: id.clone(),
-            kind,
-            state: Mutex::new(State::Queued),
-            progress: JobProgress::default(),
-        });
+        let job = Arc::new(Job { id: id.clone(), kind, state: Mutex::new(State::Queued), progress: JobProgress::default() });
         let mut guard = self.jobs.lock().expect("not poisoned");
         let Known { by_id: map, order } = &mut *guard;
         map.insert(id.clone(), job.clone());
         order.push_back(id);
         while order.len() > KEPT {
             // Forget the oldest finished job; running ones stay.
-            match order
-                .iter()
-                .position(|id| map.get(id).is_none_or(|j| j.finished()))
-            {
+            match order.iter().position(|id| map.get(id).is_none_or(|j| j.finished())) {
                 Some(i) => {
                     let old = order.remove(i).expect("an index of the queue");
                     map.remove(&old);
@@ -94,11 +75,7 @@ impl Jobs {
 
     fn get(&self, id: &str) -> Result<Arc<Job>, ApiError> {
         let guard = self.jobs.lock().expect("not poisoned");
-        guard
-            .by_id
-            .get(id)
-            .cloned()
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job `{id}`")))
+        guard.by_id.get(id).cloned().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job `{id}`")))
     }
 }
 
@@ -120,10 +97,7 @@ pub(crate) struct Job {
 
 impl Job {
     /// Runs `work` (on the calling, blocking thread), recording its outcome.
-    pub(crate) fn run(
-        &self,
-        work: impl FnOnce(&JobProgress) -> Result<Value, ApiError>,
-    ) -> Result<Value, ApiError> {
+    pub(crate) fn run(&self, work: impl FnOnce(&JobProgress) -> Result<Value, ApiError>) -> Result<Value, ApiError> {
         if self.progress.cancelled() {
             self.set(State::Cancelled);
             return Err(orgport_core::Error::Cancelled.into());
@@ -147,10 +121,7 @@ impl Job {
     }
 
     fn finished(&self) -> bool {
-        matches!(
-            *self.state.lock().expect("not poisoned"),
-            State::Done(_) | State::Failed(_) | State::Cancelled
-        )
+        matches!(*self.state.lock().expect("not poisoned"), State::Done(_) | State::Failed(_) | State::Cancelled)
     }
 
     fn describe(&self) -> Value {
@@ -217,16 +188,11 @@ impl Progress for JobProgress {
             }
             *step = (phase.to_string(), table.to_string());
         }
-        self.in_files
-            .store(phase.contains("files"), Ordering::Relaxed);
+        self.in_files.store(phase.contains("files"), Ordering::Relaxed);
     }
 
     fn rows(&self, n: u64) {
-        let counter = if self.in_files.load(Ordering::Relaxed) {
-            &self.files
-        } else {
-            &self.rows
-        };
+        let counter = if self.in_files.load(Ordering::Relaxed) { &self.files } else { &self.rows };
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
@@ -255,10 +221,7 @@ pub(crate) async fn cancel(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let job = app.jobs.get(&id)?;
     if job.finished() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("job `{id}` has finished already"),
-        ));
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("job `{id}` has finished already")));
     }
     job.cancel();
     Ok((StatusCode::ACCEPTED, Json(job.describe())))

@@ -33,21 +33,10 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     for set in &manifest.files {
         let bytes: u64 = set.files.iter().map(|f| f.size).sum();
         let place = set.copied_to.as_deref().unwrap_or("the archive");
-        eprintln!(
-            "files of `{}`: {} ({bytes} bytes) → {place}",
-            set.name,
-            set.files.len()
-        );
+        eprintln!("files of `{}`: {} ({bytes} bytes) → {place}", set.name, set.files.len());
     }
-    let withheld: Vec<String> = manifest
-        .tables
-        .iter()
-        .flat_map(|t| {
-            t.withheld
-                .iter()
-                .map(move |(c, g)| format!("{}.{c} ({g})", t.name))
-        })
-        .collect();
+    let withheld: Vec<String> =
+        manifest.tables.iter().flat_map(|t| t.withheld.iter().map(move |(c, g)| format!("{}.{c} ({g})", t.name))).collect();
     if !withheld.is_empty() {
         eprintln!("withheld as sensitive: {}", withheld.join(", "));
     }
@@ -69,10 +58,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
 /// never leaves a file that looks like an archive.
 fn to_file(args: &ExportArgs, out: &Path) -> Result<Manifest> {
     if out.exists() && !args.force {
-        bail!(
-            "`{}` already exists\nhint: pass `--force` to replace it",
-            out.display()
-        );
+        bail!("`{}` already exists\nhint: pass `--force` to replace it", out.display());
     }
     if let Ok(source) = orgport_sqlite::url_path(&args.source.db) {
         let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
@@ -80,10 +66,7 @@ fn to_file(args: &ExportArgs, out: &Path) -> Result<Manifest> {
             _ => false,
         };
         if same(&source, out) {
-            bail!(
-                "`--out {}` is the source database itself; the export would replace it",
-                out.display()
-            );
+            bail!("`--out {}` is the source database itself; the export would replace it", out.display());
         }
     }
     let mut engine = crate::open_engine(&args.source, Access::ReadOnly)?;
@@ -99,21 +82,10 @@ fn to_file(args: &ExportArgs, out: &Path) -> Result<Manifest> {
     let files_to = files_to(args)?;
     let manifest = {
         let mut file = BufWriter::new(partial.as_file_mut());
-        export(
-            engine.as_mut(),
-            &plan,
-            &options(args, &plan, files_to.as_deref(), Some(&dir)),
-            &mut file,
-            &Bars::new(),
-        )?
+        export(engine.as_mut(), &plan, &options(args, &plan, files_to.as_deref(), Some(&dir)), &mut file, &Bars::new())?
     };
-    partial
-        .as_file()
-        .sync_all()
-        .context("cannot flush the archive to disk")?;
-    partial
-        .persist(out)
-        .with_context(|| format!("cannot move the archive to `{}`", out.display()))?;
+    partial.as_file().sync_all().context("cannot flush the archive to disk")?;
+    partial.persist(out).with_context(|| format!("cannot move the archive to `{}`", out.display()))?;
     Ok(manifest)
 }
 
@@ -129,13 +101,7 @@ fn to_object(args: &ExportArgs, url: &ObjectUrl) -> Result<Manifest> {
     let files_to = files_to(args)?;
     // Opened before the export so that a wrong bucket or credentials fail before the long part.
     let mut out = BufWriter::with_capacity(1 << 16, store.writer(url.key())?);
-    let manifest = export(
-        engine.as_mut(),
-        &plan,
-        &options(args, &plan, files_to.as_deref(), None),
-        &mut out,
-        &Bars::new(),
-    )?;
+    let manifest = export(engine.as_mut(), &plan, &options(args, &plan, files_to.as_deref(), None), &mut out, &Bars::new())?;
     out.into_inner().map_err(|e| e.into_error())?.finish()?;
     Ok(manifest)
 }
@@ -148,12 +114,8 @@ fn files_to(args: &ExportArgs) -> Result<Option<Box<dyn ObjectStore>>> {
             // it by its absolute path, so that an import elsewhere finds it.
             if let Some(dir) = url.strip_prefix("file://") {
                 std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{dir}`"))?;
-                let absolute =
-                    std::fs::canonicalize(dir).with_context(|| format!("cannot find `{dir}`"))?;
-                return Ok(Some(open_files_store(&format!(
-                    "file://{}",
-                    absolute.display()
-                ))?));
+                let absolute = std::fs::canonicalize(dir).with_context(|| format!("cannot find `{dir}`"))?;
+                return Ok(Some(open_files_store(&format!("file://{}", absolute.display()))?));
             }
             Ok(Some(open_files_store(url)?))
         }
@@ -163,12 +125,7 @@ fn files_to(args: &ExportArgs) -> Result<Option<Box<dyn ObjectStore>>> {
 }
 
 /// Tables read ahead wait in `spool_dir` (the system's temporary directory when None).
-fn options<'a>(
-    args: &ExportArgs,
-    plan: &Plan,
-    files_to: Option<&'a dyn ObjectStore>,
-    spool_dir: Option<&'a Path>,
-) -> ExportOptions<'a> {
+fn options<'a>(args: &ExportArgs, plan: &Plan, files_to: Option<&'a dyn ObjectStore>, spool_dir: Option<&'a Path>) -> ExportOptions<'a> {
     let mode = match (args.files, files_to) {
         (Some(FilesMode::None), _) => None,
         (_, Some(to)) => Some(CoreFilesMode::Copy(to)),
@@ -182,10 +139,6 @@ fn options<'a>(
         with_groups: args.with.iter().cloned().collect(),
         spool_dir,
         jobs: args.jobs.into(),
-        files: mode.map(|mode| FilesExport {
-            mode,
-            open: &open_files_store,
-            jobs: args.file_jobs.file_jobs.into(),
-        }),
+        files: mode.map(|mode| FilesExport { mode, open: &open_files_store, jobs: args.file_jobs.file_jobs.into() }),
     }
 }

@@ -31,14 +31,8 @@ impl Target {
     fn orgs(&self) -> Vec<String> {
         let sql = "SELECT id FROM workspaces ORDER BY id";
         match self {
-            Target::Sqlite(path) => rows(&open(path), sql, &[])
-                .iter()
-                .map(|r| r[0].key_text())
-                .collect(),
-            Target::Postgres(url) => psql(url, &["-c", sql])
-                .lines()
-                .map(str::to_string)
-                .collect(),
+            Target::Sqlite(path) => rows(&open(path), sql, &[]).iter().map(|r| r[0].key_text()).collect(),
+            Target::Postgres(url) => psql(url, &["-c", sql]).lines().map(str::to_string).collect(),
         }
     }
 
@@ -59,10 +53,7 @@ impl Target {
                 let others = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
                 let started = Instant::now();
                 while psql(url, &["-c", others]) != "0" {
-                    assert!(
-                        started.elapsed() < Duration::from_secs(30),
-                        "the killed import's session never ended"
-                    );
+                    assert!(started.elapsed() < Duration::from_secs(30), "the killed import's session never ended");
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 pg_rows(url)
@@ -74,31 +65,13 @@ impl Target {
 /// PostgreSQL's rows as text, one cell per row (`t::text` is exact for every type the example
 /// uses), separated by ASCII's unit and record separators so no value can split them.
 pub(crate) fn pg_rows(url: &str) -> Snapshot {
-    let tables = psql(
-        url,
-        &[
-            "-c",
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
-        ],
-    );
-    let union: Vec<String> = tables
-        .lines()
-        .map(|t| format!("SELECT {}, t::text FROM {} t", quote_literal(t), quote(t)))
-        .collect();
-    let mut snapshot: Snapshot = tables
-        .lines()
-        .map(|t| (t.to_string(), Vec::new()))
-        .collect();
-    let out = psql(
-        url,
-        &["-F", "\x1f", "-R", "\x1e", "-c", &union.join(" UNION ALL ")],
-    );
+    let tables = psql(url, &["-c", "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"]);
+    let union: Vec<String> = tables.lines().map(|t| format!("SELECT {}, t::text FROM {} t", quote_literal(t), quote(t))).collect();
+    let mut snapshot: Snapshot = tables.lines().map(|t| (t.to_string(), Vec::new())).collect();
+    let out = psql(url, &["-F", "\x1f", "-R", "\x1e", "-c", &union.join(" UNION ALL ")]);
     for record in out.split('\x1e').filter(|r| !r.is_empty()) {
         let (table, row) = record.split_once('\x1f').expect("table and row");
-        snapshot
-            .get_mut(table)
-            .expect("a listed table")
-            .push(vec![Cell::text(row)]);
+        snapshot.get_mut(table).expect("a listed table").push(vec![Cell::text(row)]);
     }
     snapshot.values_mut().for_each(|rows| rows.sort());
     snapshot
@@ -110,15 +83,9 @@ fn quote_literal(s: &str) -> String {
 
 /// The seed of this run's delays: `ORGPORT_CRASH_SEED`, else the clock.
 fn seed() -> u64 {
-    std::env::var("ORGPORT_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("a clock after 1970")
-                .as_nanos() as u64
-        })
+    std::env::var("ORGPORT_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("a clock after 1970").as_nanos() as u64
+    })
 }
 
 /// xorshift64*: enough to spread delays, and replayable from the printed seed.
@@ -146,40 +113,22 @@ struct Tally {
     removed: usize,
 }
 
-fn import_command(
-    work: &Work,
-    target: &Target,
-    config: &Path,
-    archive: &Path,
-) -> std::process::Command {
+fn import_command(work: &Work, target: &Target, config: &Path, archive: &Path) -> std::process::Command {
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("orgport"));
     cmd.current_dir(work.path("."));
-    let (db, config, archive) = (
-        target.url(),
-        config.display().to_string(),
-        archive.display().to_string(),
-    );
-    cmd.args([
-        "import", "--db", &db, "--config", &config, "--in", &archive, "--json",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    let (db, config, archive) = (target.url(), config.display().to_string(), archive.display().to_string());
+    cmd.args(["import", "--db", &db, "--config", &config, "--in", &archive, "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd
 }
 
 /// A store's objects and their bytes.
 pub(crate) fn objects(store: &Path) -> BTreeMap<String, Vec<u8>> {
-    let store = orgport_objects::open_store(&format!("file://{}", store.display()), |_| None)
-        .expect("the store");
+    let store = orgport_objects::open_store(&format!("file://{}", store.display()), |_| None).expect("the store");
     let keys = store.list("").expect("listing the store");
     keys.into_iter()
         .map(|o| {
             let mut bytes = Vec::new();
-            store
-                .reader(&o.key)
-                .expect("an object")
-                .read_to_end(&mut bytes)
-                .expect("reading an object");
+            store.reader(&o.key).expect("an object").read_to_end(&mut bytes).expect("reading an object");
             (o.key, bytes)
         })
         .collect()
@@ -188,29 +137,14 @@ pub(crate) fn objects(store: &Path) -> BTreeMap<String, Vec<u8>> {
 /// With `store` (the target's local store of files), every run ends with `import --cleanup`,
 /// and the store must then hold its objects before the run, plus, if the organisation arrived,
 /// its files (which `verify` reads back).
-fn kill_imports_at_random(
-    work: &Work,
-    target: &Target,
-    config: &Path,
-    archive: &Path,
-    store: Option<&Path>,
-) {
+fn kill_imports_at_random(work: &Work, target: &Target, config: &Path, archive: &Path, store: Option<&Path>) {
     // One import run to the end gives the span the kills spread over (and a first organisation).
     let started = Instant::now();
-    let out = import_command(work, target, config, archive)
-        .output()
-        .expect("running orgport");
-    assert!(
-        out.status.success(),
-        "the undisturbed import failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = import_command(work, target, config, archive).output().expect("running orgport");
+    assert!(out.status.success(), "the undisturbed import failed: {}", String::from_utf8_lossy(&out.stderr));
     let span = started.elapsed();
     let seed = seed();
-    println!(
-        "crash: {} seed {seed}, one import takes {span:?}",
-        target.url().split(':').next().unwrap_or("?")
-    );
+    println!("crash: {} seed {seed}, one import takes {span:?}", target.url().split(':').next().unwrap_or("?"));
     let mut rng = Rng(seed | 1);
     let mut tally = Tally::default();
     let (mut before, mut orgs_before) = (target.rows(), target.orgs());
@@ -218,9 +152,7 @@ fn kill_imports_at_random(
     for run in 0..RUNS {
         // Up to 1.2 spans: some kills come after the end, to check the finished case too.
         let delay = Duration::from_micros(rng.below(span.as_micros() as u64 * 6 / 5));
-        let mut child = import_command(work, target, config, archive)
-            .spawn()
-            .expect("starting orgport");
+        let mut child = import_command(work, target, config, archive).spawn().expect("starting orgport");
         std::thread::sleep(delay);
         let finished = matches!(child.try_wait(), Ok(Some(_)));
         child.kill().ok();
@@ -236,23 +168,18 @@ fn kill_imports_at_random(
             assert!(kept, "run {run} (seed {seed}, delay {delay:?}): an object that was there changed or is gone");
             after
         });
-        let added = added_rows(&before, &after).unwrap_or_else(|e| {
-            panic!("run {run} (seed {seed}, delay {delay:?}): rows that were there changed:\n{e}")
-        });
-        let new_orgs: Vec<&String> = orgs_after
-            .iter()
-            .filter(|o| !orgs_before.contains(o))
-            .collect();
+        let added = added_rows(&before, &after)
+            .unwrap_or_else(|e| panic!("run {run} (seed {seed}, delay {delay:?}): rows that were there changed:\n{e}"));
+        let new_orgs: Vec<&String> = orgs_after.iter().filter(|o| !orgs_before.contains(o)).collect();
         match new_orgs.len() {
             0 => {
+                assert!(!(finished && out.status.success()), "run {run}: a finished import added no organisation");
                 assert!(
-                    !(finished && out.status.success()),
-                    "run {run}: a finished import added no organisation"
+                    added.values().all(Vec::is_empty),
+                    "run {run} (seed {seed}, delay {delay:?}): a killed import left rows: {added:?}"
                 );
-                assert!(added.values().all(Vec::is_empty), "run {run} (seed {seed}, delay {delay:?}): a killed import left rows: {added:?}");
                 if let (Some(before), Some(after)) = (&objects_before, &objects_after) {
-                    let left: Vec<&String> =
-                        after.keys().filter(|k| !before.contains_key(*k)).collect();
+                    let left: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
                     assert!(left.is_empty(), "run {run} (seed {seed}, delay {delay:?}): objects of the killed import remain: {left:?}");
                 }
                 tally.unchanged += 1;
@@ -261,14 +188,8 @@ fn kill_imports_at_random(
                 let org = new_orgs[0].clone();
                 if let (Some(before), Some(after)) = (&objects_before, &objects_after) {
                     let prefix = format!("{org}/");
-                    let stray: Vec<&String> = after
-                        .keys()
-                        .filter(|k| !before.contains_key(*k) && !k.starts_with(&prefix))
-                        .collect();
-                    assert!(
-                        stray.is_empty(),
-                        "run {run}: objects outside the new organisation's prefix: {stray:?}"
-                    );
+                    let stray: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k) && !k.starts_with(&prefix)).collect();
+                    assert!(stray.is_empty(), "run {run}: objects outside the new organisation's prefix: {stray:?}");
                 }
                 let db = target.url();
                 work.run(&[
@@ -298,37 +219,21 @@ fn kill_imports_at_random(
         target.url().split(':').next().unwrap_or("?"),
         if store.is_some() { " with files" } else { "" }
     );
-    assert!(
-        tally.unchanged > 0,
-        "no kill came before the commit: {tally:?}"
-    );
+    assert!(tally.unchanged > 0, "no kill came before the commit: {tally:?}");
 }
 
 fn archive_of_org_1(work: &Work) -> (PathBuf, PathBuf) {
-    let source = work.example(
-        "source.db",
-        &ExampleOptions {
-            orgs: 2,
-            tasks_per_project: 40,
-            chain_depth: 100,
-            ..ExampleOptions::default()
-        },
-    );
+    let source =
+        work.example("source.db", &ExampleOptions { orgs: 2, tasks_per_project: 40, chain_depth: 100, ..ExampleOptions::default() });
     let config = example_config();
     let archive = work.path("org-1.orgport");
-    work.export(&source, Some(&config), None, &["1"], &[], &archive)
-        .ok();
+    work.export(&source, Some(&config), None, &["1"], &[], &archive).ok();
     (archive, config)
 }
 
 /// A target holding two organisations of its own.
 fn target_db(work: &Work) -> PathBuf {
-    let options = ExampleOptions {
-        orgs: 2,
-        first_org: 100,
-        seed: 7,
-        ..ExampleOptions::default()
-    };
+    let options = ExampleOptions { orgs: 2, first_org: 100, seed: 7, ..ExampleOptions::default() };
     work.example("target.db", &options)
 }
 
@@ -352,34 +257,15 @@ fn sqlite_imports_killed_at_random_leave_the_target_as_it_was_or_complete() {
 #[test]
 fn sqlite_imports_with_files_killed_at_random_leave_no_object_after_cleanup() {
     let work = Work::new();
-    let source = work.example(
-        "source.db",
-        &ExampleOptions {
-            orgs: 2,
-            tasks_per_project: 4,
-            ..ExampleOptions::default()
-        },
-    );
+    let source = work.example("source.db", &ExampleOptions { orgs: 2, tasks_per_project: 4, ..ExampleOptions::default() });
     let source_store = work.path("source-files");
     for i in 0..40u64 {
         let path = source_store.join(format!("1/f/{i}.bin"));
         std::fs::create_dir_all(path.parent().expect("a parent")).expect("a store directory");
-        std::fs::write(
-            path,
-            random_bytes(i, if i % 8 == 0 { 400_000 } else { 3_000 }),
-        )
-        .expect("a source file");
+        std::fs::write(path, random_bytes(i, if i % 8 == 0 { 400_000 } else { 3_000 })).expect("a source file");
     }
     let archive = work.path("org-1.orgport");
-    work.export(
-        &source,
-        Some(&files_config(&work, "source.toml", &source_store)),
-        None,
-        &["1"],
-        &[],
-        &archive,
-    )
-    .ok();
+    work.export(&source, Some(&files_config(&work, "source.toml", &source_store)), None, &["1"], &[], &archive).ok();
     let db = target_db(&work);
     let store = work.path("target-files");
     std::fs::create_dir_all(store.join("100")).expect("a store directory");
@@ -394,15 +280,6 @@ fn postgres_imports_killed_at_random_leave_the_target_as_it_was_or_complete() {
     let work = Work::new();
     let (archive, config) = archive_of_org_1(&work);
     let db = fresh_db(&server, "crash");
-    psql(
-        &db,
-        &[
-            "-f",
-            repo_root()
-                .join("examples/saas/schema.postgres.sql")
-                .to_str()
-                .expect("path"),
-        ],
-    );
+    psql(&db, &["-f", repo_root().join("examples/saas/schema.postgres.sql").to_str().expect("path")]);
     kill_imports_at_random(&work, &Target::Postgres(db), &config, &archive, None);
 }

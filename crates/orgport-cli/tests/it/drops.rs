@@ -16,10 +16,13 @@ fn big_org(server: &str, name: &str) -> String {
     let db = fresh_db(server, name);
     psql(
         &db,
-        &["-c", "CREATE TABLE orgs (id integer PRIMARY KEY, name text NOT NULL);
+        &[
+            "-c",
+            "CREATE TABLE orgs (id integer PRIMARY KEY, name text NOT NULL);
                  CREATE TABLE items (id bigserial PRIMARY KEY, org_id integer NOT NULL REFERENCES orgs(id), label text NOT NULL);
                  INSERT INTO orgs VALUES (1, 'one'), (2, 'two');
-                 INSERT INTO items (org_id, label) SELECT 1 + x % 2, repeat(md5(x::text), 4) FROM generate_series(1, 600000) x;"],
+                 INSERT INTO items (org_id, label) SELECT 1 + x % 2, repeat(md5(x::text), 4) FROM generate_series(1, 600000) x;",
+        ],
     );
     db
 }
@@ -30,16 +33,7 @@ const APP: &str = "orgport-under-test";
 /// it is seen running a statement that matches `running` (SQL `LIKE`), and returns its output.
 fn terminated_midway(work: &Work, args: &[&str], db: &str, running: &str) -> Out {
     let tagged = format!("{db}?application_name={APP}");
-    let args: Vec<String> = args
-        .iter()
-        .map(|a| {
-            if *a == db {
-                tagged.clone()
-            } else {
-                a.to_string()
-            }
-        })
-        .collect();
+    let args: Vec<String> = args.iter().map(|a| if *a == db { tagged.clone() } else { a.to_string() }).collect();
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("orgport"))
         .current_dir(work.path("."))
         .args(&args)
@@ -70,16 +64,8 @@ fn terminated_midway(work: &Work, args: &[&str], db: &str, running: &str) -> Out
 #[track_caller]
 fn dropped(out: &Out) {
     assert_ne!(out.code, 0, "orgport succeeded: {}", out.stdout);
-    let said = [
-        "terminating connection",
-        "connection closed",
-        "error communicating with the server",
-    ];
-    assert!(
-        said.iter().any(|s| out.stderr.contains(s)),
-        "the error does not say the connection was lost:\n{}",
-        out.stderr
-    );
+    let said = ["terminating connection", "connection closed", "error communicating with the server"];
+    assert!(said.iter().any(|s| out.stderr.contains(s)), "the error does not say the connection was lost:\n{}", out.stderr);
 }
 
 /// Nothing at `out`, and no temporary file beside it.
@@ -87,10 +73,7 @@ fn dropped(out: &Out) {
 fn no_archive(out: &Path) {
     assert!(!out.exists(), "an archive was left at {}", out.display());
     let dir = out.parent().expect("a directory");
-    let left: Vec<String> = dir_listing(dir)
-        .into_iter()
-        .filter(|f| f.contains("orgport") && !f.ends_with(".toml"))
-        .collect();
+    let left: Vec<String> = dir_listing(dir).into_iter().filter(|f| f.contains("orgport") && !f.ends_with(".toml")).collect();
     assert!(left.is_empty(), "files left beside the archive: {left:?}");
 }
 
@@ -104,22 +87,7 @@ fn a_connection_dropped_mid_export_fails_clearly_and_leaves_no_archive() {
     std::fs::create_dir_all(&out_dir).expect("a directory");
     let archive = out_dir.join("org.orgport");
     let (config, archive_arg) = (config.display().to_string(), archive.display().to_string());
-    let out = terminated_midway(
-        &work,
-        &[
-            "export",
-            "--db",
-            &db,
-            "--config",
-            &config,
-            "--org",
-            "1",
-            "--out",
-            &archive_arg,
-        ],
-        &db,
-        "%",
-    );
+    let out = terminated_midway(&work, &["export", "--db", &db, "--config", &config, "--org", "1", "--out", &archive_arg], &db, "%");
     dropped(&out);
     no_archive(&archive);
 }
@@ -129,34 +97,24 @@ fn a_connection_dropped_mid_import_fails_clearly_and_leaves_the_target_as_it_was
     let Some(server) = server() else { return };
     let work = Work::new();
     let source = big_org(&server, "drop_source");
-    let config = work
-        .config("orgport.toml", "root = \"orgs\"\n")
-        .display()
-        .to_string();
+    let config = work.config("orgport.toml", "root = \"orgs\"\n").display().to_string();
     let archive = work.path("org.orgport").display().to_string();
-    work.run(&[
-        "export", "--db", &source, "--config", &config, "--org", "1", "--out", &archive,
-    ])
-    .ok();
+    work.run(&["export", "--db", &source, "--config", &config, "--org", "1", "--out", &archive]).ok();
     let target = fresh_db(&server, "drop_target");
-    psql(&target, &["-c", "CREATE TABLE orgs (id integer PRIMARY KEY, name text NOT NULL);
+    psql(
+        &target,
+        &[
+            "-c",
+            "CREATE TABLE orgs (id integer PRIMARY KEY, name text NOT NULL);
                             CREATE TABLE items (id bigserial PRIMARY KEY, org_id integer NOT NULL REFERENCES orgs(id), label text NOT NULL);
-                            INSERT INTO orgs VALUES (7, 'seven'); INSERT INTO items (org_id, label) VALUES (7, 'a'), (7, 'b');"]);
+                            INSERT INTO orgs VALUES (7, 'seven'); INSERT INTO items (org_id, label) VALUES (7, 'a'), (7, 'b');",
+        ],
+    );
     let before = crate::crash::pg_rows(&target);
     // While the rows are being written.
-    let out = terminated_midway(
-        &work,
-        &[
-            "import", "--db", &target, "--config", &config, "--in", &archive,
-        ],
-        &target,
-        "COPY%",
-    );
+    let out = terminated_midway(&work, &["import", "--db", &target, "--config", &config, "--in", &archive], &target, "COPY%");
     dropped(&out);
-    assert!(
-        crate::crash::pg_rows(&target) == before,
-        "the target changed"
-    );
+    assert!(crate::crash::pg_rows(&target) == before, "the target changed");
 }
 
 /// A tmpfs of `size` at a new directory, unmounted when dropped; None (with a notice) where this
@@ -167,17 +125,12 @@ impl SmallDisk {
     fn mount(work: &Work, size: &str) -> Option<SmallDisk> {
         let dir = work.path(&format!("disk-{size}"));
         std::fs::create_dir_all(&dir).expect("a mount point");
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir)
-            .stderr(Stdio::null())
-            .status();
+        let status =
+            Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&dir).stderr(Stdio::null()).status();
         match status {
             Ok(s) if s.success() => Some(SmallDisk(dir)),
             _ => {
-                eprintln!(
-                    "notice: cannot mount a tmpfs here (not root?); the disk-full test is skipped"
-                );
+                eprintln!("notice: cannot mount a tmpfs here (not root?); the disk-full test is skipped");
                 None
             }
         }
@@ -196,60 +149,25 @@ fn a_full_disk_fails_the_export_clearly_and_leaves_no_archive() {
     let Some(disk) = SmallDisk::mount(&work, "16k") else {
         return;
     };
-    let source = work.example(
-        "source.db",
-        &orgport_testkit::example::ExampleOptions {
-            tasks_per_project: 400,
-            ..Default::default()
-        },
-    );
+    let source = work.example("source.db", &orgport_testkit::example::ExampleOptions { tasks_per_project: 400, ..Default::default() });
     let archive = disk.0.join("org.orgport");
-    let out = work.export(
-        &source,
-        Some(&example_config()),
-        None,
-        &["1"],
-        &[],
-        &archive,
-    );
+    let out = work.export(&source, Some(&example_config()), None, &["1"], &[], &archive);
     out.fails_with(&["No space left on device"]);
     no_archive(&archive);
     // The same export where there is room is fine, and larger than the small disk.
     let roomy = work.path("org.orgport");
-    work.export(&source, Some(&example_config()), None, &["1"], &[], &roomy)
-        .ok();
+    work.export(&source, Some(&example_config()), None, &["1"], &[], &roomy).ok();
     assert!(std::fs::metadata(&roomy).expect("the archive").len() > 16 * 1024);
 }
 
 #[test]
 fn a_full_disk_under_the_target_fails_the_import_and_leaves_it_as_it_was() {
     let work = Work::new();
-    let source = work.example(
-        "source.db",
-        &orgport_testkit::example::ExampleOptions {
-            tasks_per_project: 400,
-            ..Default::default()
-        },
-    );
+    let source = work.example("source.db", &orgport_testkit::example::ExampleOptions { tasks_per_project: 400, ..Default::default() });
     let archive = work.path("org.orgport");
-    work.export(
-        &source,
-        Some(&example_config()),
-        None,
-        &["1"],
-        &[],
-        &archive,
-    )
-    .ok();
-    let target = work.example(
-        "target.db",
-        &orgport_testkit::example::ExampleOptions {
-            orgs: 2,
-            first_org: 100,
-            seed: 7,
-            ..Default::default()
-        },
-    );
+    work.export(&source, Some(&example_config()), None, &["1"], &[], &archive).ok();
+    let target =
+        work.example("target.db", &orgport_testkit::example::ExampleOptions { orgs: 2, first_org: 100, seed: 7, ..Default::default() });
     // Room for the target and its journal as they are, not for the organisation's rows.
     let size = std::fs::metadata(&target).expect("the target").len();
     let Some(disk) = SmallDisk::mount(&work, &format!("{}k", size * 2 / 1024 + 64)) else {
@@ -258,8 +176,7 @@ fn a_full_disk_under_the_target_fails_the_import_and_leaves_it_as_it_was() {
     let db = disk.0.join("target.db");
     std::fs::copy(&target, &db).expect("the target on the small disk");
     let before = snapshot(&db);
-    work.import(&db, Some(&example_config()), &archive, &[])
-        .fails_with(&["full"]);
+    work.import(&db, Some(&example_config()), &archive, &[]).fails_with(&["full"]);
     assert!(snapshot(&db) == before, "the target changed");
     // Nothing but the database is left on its disk (no journal, no scratch file).
     assert_eq!(dir_listing(&disk.0), vec!["target.db".to_string()]);

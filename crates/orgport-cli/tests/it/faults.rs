@@ -56,13 +56,7 @@ const MESSAGE: &str = "injected fault";
 
 impl Fault {
     fn new(site: Site, at: usize, mode: Mode) -> Arc<Fault> {
-        Arc::new(Fault {
-            site,
-            at,
-            mode,
-            seen: AtomicUsize::new(0),
-            hit: AtomicBool::new(false),
-        })
+        Arc::new(Fault { site, at, mode, seen: AtomicUsize::new(0), hit: AtomicBool::new(false) })
     }
 
     /// Counts an operation of `site`; whether it fails.
@@ -81,10 +75,7 @@ impl Fault {
 
     fn check(&self, site: Site) -> orgport_core::Result<()> {
         match self.strikes(site) {
-            true => Err(orgport_core::Error::engine(
-                "writing",
-                io::Error::other(MESSAGE),
-            )),
+            true => Err(orgport_core::Error::engine("writing", io::Error::other(MESSAGE))),
             false => Ok(()),
         }
     }
@@ -137,19 +128,13 @@ impl Engine for FaultyEngine {
     }
     /// PostgreSQL's `COPY` chunks fail as one write each; engines without a bulk path write row
     /// by row through `execute`, each row a write of its own.
-    fn insert_rows(
-        &mut self,
-        table: &Table,
-        columns: &[String],
-        rows: &[Vec<Value>],
-    ) -> orgport_core::Result<()> {
+    fn insert_rows(&mut self, table: &Table, columns: &[String], rows: &[Vec<Value>]) -> orgport_core::Result<()> {
         if self.inner.name() == "postgres" {
             self.fault.check(Site::Write)?;
             return self.inner.insert_rows(table, columns, rows);
         }
         let sql = insert_statement(self.dialect(), table, columns);
-        rows.iter()
-            .try_for_each(|row| self.execute(&sql, row).map(|_| ()))
+        rows.iter().try_for_each(|row| self.execute(&sql, row).map(|_| ()))
     }
     fn max_key(&mut self, table: &Table, column: &str) -> orgport_core::Result<i64> {
         self.inner.max_key(table, column)
@@ -168,11 +153,7 @@ struct FaultyStore {
 
 impl FaultyStore {
     fn refused(&self, key: &str) -> orgport_core::Error {
-        orgport_core::Error::Storage {
-            action: "write",
-            location: format!("{}/{key}", self.inner.describe()),
-            reason: MESSAGE.into(),
-        }
+        orgport_core::Error::Storage { action: "write", location: format!("{}/{key}", self.inner.describe()), reason: MESSAGE.into() }
     }
 }
 
@@ -201,12 +182,7 @@ impl ObjectStore for FaultyStore {
     fn delete(&self, key: &str) -> orgport_core::Result<()> {
         self.inner.delete(key)
     }
-    fn copy_from(
-        &self,
-        source: &dyn ObjectStore,
-        from: &str,
-        to: &str,
-    ) -> orgport_core::Result<bool> {
+    fn copy_from(&self, source: &dyn ObjectStore, from: &str, to: &str) -> orgport_core::Result<bool> {
         match self.fault.strikes(Site::ObjectPut) {
             true => Err(self.refused(to)),
             false => self.inner.copy_from(source, from, to),
@@ -264,10 +240,7 @@ struct SqliteLanding {
 
 impl Landing for SqliteLanding {
     fn engine(&self) -> Box<dyn Engine> {
-        Box::new(
-            orgport_sqlite::SqliteEngine::open_path(&self.db, orgport_sqlite::Access::ReadWrite)
-                .expect("the target"),
-        )
+        Box::new(orgport_sqlite::SqliteEngine::open_path(&self.db, orgport_sqlite::Access::ReadWrite).expect("the target"))
     }
     fn rows(&self) -> Snapshot {
         snapshot(&self.db)
@@ -290,8 +263,7 @@ struct PostgresLanding {
 
 impl Landing for PostgresLanding {
     fn engine(&self) -> Box<dyn Engine> {
-        orgport_engines::open(&self.db, &[], orgport_engines::Access::ReadWrite)
-            .expect("the target")
+        orgport_engines::open(&self.db, &[], orgport_engines::Access::ReadWrite).expect("the target")
     }
     fn rows(&self) -> Snapshot {
         crate::crash::pg_rows(&self.db)
@@ -301,21 +273,8 @@ impl Landing for PostgresLanding {
     }
     fn reset(&mut self) {
         self.resets += 1;
-        let name = format!(
-            "{}_{}",
-            self.template.rsplit('/').next().expect("a name"),
-            self.resets
-        );
-        psql(
-            &self.server,
-            &[
-                "-c",
-                &format!(
-                    "CREATE DATABASE {name} TEMPLATE {}",
-                    self.template.rsplit('/').next().expect("a name")
-                ),
-            ],
-        );
+        let name = format!("{}_{}", self.template.rsplit('/').next().expect("a name"), self.resets);
+        psql(&self.server, &["-c", &format!("CREATE DATABASE {name} TEMPLATE {}", self.template.rsplit('/').next().expect("a name"))]);
         self.db = format!("{}/{name}", self.server.rsplit_once('/').expect("a URL").0);
     }
 }
@@ -333,117 +292,55 @@ struct Tally {
 }
 
 /// Sweeps k over one site in one mode; the runs it made.
-fn sweep(
-    landing: &mut dyn Landing,
-    plan: &Plan,
-    archive: &Arc<[u8]>,
-    site: Site,
-    mode: Mode,
-    tally: &mut Tally,
-) {
+fn sweep(landing: &mut dyn Landing, plan: &Plan, archive: &Arc<[u8]>, site: Site, mode: Mode, tally: &mut Tally) {
     let rows_before = landing.rows();
     let objects_before = objects(landing.store());
     for at in 1.. {
-        assert!(
-            at < 5_000,
-            "{site:?} {mode:?}: the import never ran to the end"
-        );
+        assert!(at < 5_000, "{site:?} {mode:?}: the import never ran to the end");
         let fault = Fault::new(site, at, mode);
         let open = {
             let (archive, fault) = (archive.clone(), fault.clone());
             move || -> orgport_core::Result<Box<dyn Read>> {
-                Ok(Box::new(FaultyReader {
-                    inner: io::Cursor::new(archive.clone()),
-                    fault: fault.clone(),
-                }))
+                Ok(Box::new(FaultyReader { inner: io::Cursor::new(archive.clone()), fault: fault.clone() }))
             }
         };
         let stores = {
             let fault = fault.clone();
             move |url: &str| -> orgport_core::Result<Box<dyn ObjectStore>> {
                 let inner = orgport_objects::open_store(url, |_| None)?;
-                Ok(Box::new(FaultyStore {
-                    inner,
-                    fault: fault.clone(),
-                }))
+                Ok(Box::new(FaultyStore { inner, fault: fault.clone() }))
             }
         };
-        let options = ImportOptions {
-            dry_run: false,
-            files: Some(FilesImport {
-                open: &stores,
-                jobs: 2,
-            }),
-        };
-        let mut engine = FaultyEngine {
-            inner: landing.engine(),
-            fault: fault.clone(),
-        };
-        let result = import(
-            &mut engine,
-            plan,
-            &open,
-            &options,
-            &orgport_core::progress::Quiet,
-        );
+        let options = ImportOptions { dry_run: false, files: Some(FilesImport { open: &stores, jobs: 2 }) };
+        let mut engine = FaultyEngine { inner: landing.engine(), fault: fault.clone() };
+        let result = import(&mut engine, plan, &open, &options, &orgport_core::progress::Quiet);
         drop(engine);
         tally.runs += 1;
         let what = format!("{site:?} {mode:?} at {at}");
         match result {
             Err(e) => {
                 let text = chain(&e);
-                assert!(
-                    fault.hit.load(Ordering::SeqCst),
-                    "{what}: failed without the fault: {text}"
-                );
-                assert!(
-                    text.contains(MESSAGE),
-                    "{what}: the error does not say what failed: {text}"
-                );
-                assert!(
-                    landing.rows() == rows_before,
-                    "{what}: the failed import changed rows: {text}"
-                );
-                assert!(
-                    objects(landing.store()) == objects_before,
-                    "{what}: the failed import changed the store: {text}"
-                );
+                assert!(fault.hit.load(Ordering::SeqCst), "{what}: failed without the fault: {text}");
+                assert!(text.contains(MESSAGE), "{what}: the error does not say what failed: {text}");
+                assert!(landing.rows() == rows_before, "{what}: the failed import changed rows: {text}");
+                assert!(objects(landing.store()) == objects_before, "{what}: the failed import changed the store: {text}");
                 tally.failed_cleanly += 1;
             }
             Ok(report) => {
                 let org = json_key(&report.orgs[0].target);
                 let mut engine = landing.engine();
                 let stores = |url: &str| orgport_objects::open_store(url, |_| None);
-                let plain = || -> orgport_core::Result<Box<dyn Read>> {
-                    Ok(Box::new(io::Cursor::new(archive.clone())))
-                };
-                let verified = orgport_core::verify::verify(
-                    engine.as_mut(),
-                    plan,
-                    &plain,
-                    &[org],
-                    Some(&stores),
-                    2,
-                    &orgport_core::progress::Quiet,
-                )
-                .expect("verify runs");
-                assert!(
-                    verified.is_equal(),
-                    "{what}: the import reported success, and verify found {:?}",
-                    verified.differences
-                );
+                let plain = || -> orgport_core::Result<Box<dyn Read>> { Ok(Box::new(io::Cursor::new(archive.clone()))) };
+                let verified =
+                    orgport_core::verify::verify(engine.as_mut(), plan, &plain, &[org], Some(&stores), 2, &orgport_core::progress::Quiet)
+                        .expect("verify runs");
+                assert!(verified.is_equal(), "{what}: the import reported success, and verify found {:?}", verified.differences);
                 assert!(verified.files_equal > 0, "{what}: no file verified");
                 tally.completed += 1;
                 let finished = !fault.hit.load(Ordering::SeqCst);
                 // Back to the start: the store loses the new organisation's objects.
-                let added: Vec<String> = objects(landing.store())
-                    .into_keys()
-                    .filter(|k| !objects_before.contains_key(k))
-                    .collect();
-                added.iter().for_each(|k| {
-                    std::fs::remove_file(landing.store().join(k))
-                        .expect("removing an imported object")
-                });
+                let added: Vec<String> = objects(landing.store()).into_keys().filter(|k| !objects_before.contains_key(k)).collect();
+                added.iter().for_each(|k| std::fs::remove_file(landing.store().join(k)).expect("removing an imported object"));
                 landing.reset();
                 if finished {
                     return;
@@ -455,38 +352,16 @@ fn sweep(
 
 /// Organisation 1 of the example with six files (one streamed), and a target's plan.
 fn archive_and_plan(work: &Work, engine: &mut dyn Engine, store: &Path) -> (Arc<[u8]>, Plan) {
-    let source = work.example(
-        "source.db",
-        &ExampleOptions {
-            orgs: 2,
-            tasks_per_project: 2,
-            projects_per_org: 2,
-            ..ExampleOptions::default()
-        },
-    );
+    let source =
+        work.example("source.db", &ExampleOptions { orgs: 2, tasks_per_project: 2, projects_per_org: 2, ..ExampleOptions::default() });
     let source_store = work.path("source-files");
-    for (i, size) in [0usize, 700, 5_000, 20_000, 1_100_000, 64]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, size) in [0usize, 700, 5_000, 20_000, 1_100_000, 64].into_iter().enumerate() {
         let path = source_store.join(format!("1/f/{i}.bin"));
         std::fs::create_dir_all(path.parent().expect("a parent")).expect("a store directory");
         std::fs::write(path, random_bytes(i as u64, size)).expect("a source file");
     }
     let archive = work.path("org-1.orgport");
-    work.export(
-        &source,
-        Some(&crate::crash::files_config(
-            work,
-            "source.toml",
-            &source_store,
-        )),
-        None,
-        &["1"],
-        &[],
-        &archive,
-    )
-    .ok();
+    work.export(&source, Some(&crate::crash::files_config(work, "source.toml", &source_store)), None, &["1"], &[], &archive).ok();
     let plan = plan_with(engine, &example_config_with_files(store));
     (bytes(&archive).into(), plan)
 }
@@ -498,13 +373,7 @@ fn target_store(work: &Work) -> PathBuf {
     store
 }
 
-fn sweep_all(
-    landing: &mut dyn Landing,
-    plan: &Plan,
-    archive: &Arc<[u8]>,
-    sites: &[Site],
-    name: &str,
-) {
+fn sweep_all(landing: &mut dyn Landing, plan: &Plan, archive: &Arc<[u8]>, sites: &[Site], name: &str) {
     let mut tally = Tally::default();
     for &site in sites {
         for mode in [Mode::Once, Mode::ForGood] {
@@ -520,29 +389,12 @@ fn sqlite_every_failing_write_read_and_object_put_leaves_the_target_as_it_was() 
     let work = Work::new();
     let template = work.example(
         "target-template.db",
-        &ExampleOptions {
-            orgs: 2,
-            first_org: 100,
-            seed: 7,
-            users: 5,
-            tasks_per_project: 2,
-            ..ExampleOptions::default()
-        },
+        &ExampleOptions { orgs: 2, first_org: 100, seed: 7, users: 5, tasks_per_project: 2, ..ExampleOptions::default() },
     );
     let db = work.copy(&template, "target.db");
-    let mut landing = SqliteLanding {
-        template,
-        db,
-        store: target_store(&work),
-    };
+    let mut landing = SqliteLanding { template, db, store: target_store(&work) };
     let (archive, plan) = archive_and_plan(&work, landing.engine().as_mut(), &landing.store);
-    sweep_all(
-        &mut landing,
-        &plan,
-        &archive,
-        &[Site::Write, Site::ArchiveRead, Site::ObjectPut],
-        "sqlite",
-    );
+    sweep_all(&mut landing, &plan, &archive, &[Site::Write, Site::ArchiveRead, Site::ObjectPut], "sqlite");
 }
 
 #[test]
@@ -550,25 +402,9 @@ fn postgres_every_failing_copy_chunk_and_write_leaves_the_target_as_it_was() {
     let Some(server) = server() else { return };
     let work = Work::new();
     let template = fresh_db(&server, "faults");
-    psql(
-        &template,
-        &[
-            "-f",
-            repo_root()
-                .join("examples/saas/schema.postgres.sql")
-                .to_str()
-                .expect("path"),
-        ],
-    );
-    let mut landing = PostgresLanding {
-        server,
-        db: String::new(),
-        template,
-        store: target_store(&work),
-        resets: 0,
-    };
+    psql(&template, &["-f", repo_root().join("examples/saas/schema.postgres.sql").to_str().expect("path")]);
+    let mut landing = PostgresLanding { server, db: String::new(), template, store: target_store(&work), resets: 0 };
     landing.reset();
-    let (archive, plan) =
-        archive_and_plan(&work, landing.engine().as_mut(), &landing.store.clone());
+    let (archive, plan) = archive_and_plan(&work, landing.engine().as_mut(), &landing.store.clone());
     sweep_all(&mut landing, &plan, &archive, &[Site::Write], "postgres");
 }

@@ -77,12 +77,7 @@ impl Writer for postgres::Client {
         let pair = |r: postgres::Row| (i64::from(r.get::<_, i32>(0)), r.get::<_, i64>(1));
         let effect: Effect = match change {
             Change::Insert(v) => {
-                let row = tx
-                    .query_one(
-                        "INSERT INTO items (org_id, v) VALUES (1, $1) RETURNING id, v",
-                        &[&v],
-                    )
-                    .expect("insert");
+                let row = tx.query_one("INSERT INTO items (org_id, v) VALUES (1, $1) RETURNING id, v", &[&v]).expect("insert");
                 (None, Some(pair(row)))
             }
             Change::DeleteOldest => {
@@ -107,19 +102,11 @@ impl Writer for postgres::Client {
 
 impl Writer for rusqlite::Connection {
     fn apply(&mut self, change: Change) {
-        let tx = self
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .expect("a transaction");
+        let tx = self.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).expect("a transaction");
         let pair = |r: &rusqlite::Row| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?));
         let effect: Effect = match change {
             Change::Insert(v) => {
-                let row = tx
-                    .query_row(
-                        "INSERT INTO items (org_id, v) VALUES (1, ?1) RETURNING id, v",
-                        [v],
-                        pair,
-                    )
-                    .expect("insert");
+                let row = tx.query_row("INSERT INTO items (org_id, v) VALUES (1, ?1) RETURNING id, v", [v], pair).expect("insert");
                 (None, Some(row))
             }
             Change::DeleteOldest => {
@@ -149,9 +136,7 @@ fn counters_sql(items: &[(i64, i64, i64)]) -> String {
         .iter()
         .map(|org| {
             let mine = items.iter().filter(|(_, o, _)| o == org);
-            let (n, total, digest) = mine.fold((0i64, 0i64, 0i64), |(n, t, d), &(id, _, v)| {
-                (n + 1, t + v, d ^ share(id, v))
-            });
+            let (n, total, digest) = mine.fold((0i64, 0i64, 0i64), |(n, t, d), &(id, _, v)| (n + 1, t + v, d ^ share(id, v)));
             format!("({org}, {n}, {total}, {digest}, 0)")
         })
         .collect();
@@ -173,22 +158,14 @@ fn int(v: &Value) -> i64 {
 }
 
 fn read_archive(path: &Path) -> Exported {
-    let mut reader =
-        ArchiveReader::open(std::fs::File::open(path).expect("the archive")).expect("an archive");
+    let mut reader = ArchiveReader::open(std::fs::File::open(path).expect("the archive")).expect("an archive");
     let manifest = reader.manifest().clone();
     let col = |t: usize, name: &str| manifest.tables[t].column_index(name).expect("a column");
-    let mut out = Exported {
-        counter: [-1; 4],
-        items: Vec::new(),
-    };
+    let mut out = Exported { counter: [-1; 4], items: Vec::new() };
     while let Some((t, row)) = reader.next_row().expect("a row") {
         match manifest.tables[t].name.as_str() {
-            "counters" => {
-                out.counter = ["n", "total", "digest", "version"].map(|c| int(&row[col(t, c)]))
-            }
-            "items" => out
-                .items
-                .push((int(&row[col(t, "id")]), int(&row[col(t, "v")]))),
+            "counters" => out.counter = ["n", "total", "digest", "version"].map(|c| int(&row[col(t, c)])),
+            "items" => out.items.push((int(&row[col(t, "id")]), int(&row[col(t, "v")]))),
             _ => {}
         }
     }
@@ -216,45 +193,19 @@ fn export_under_load(work: &Work, db: &str, writer: impl Writer + Send + 'static
     for i in 0..EXPORTS {
         let archive = work.path(&format!("org-{i}.orgport"));
         let config = config.display().to_string();
-        work.run(&[
-            "export",
-            "--db",
-            db,
-            "--config",
-            &config,
-            "--org",
-            "1",
-            "--out",
-            &archive.display().to_string(),
-        ])
-        .ok();
+        work.run(&["export", "--db", db, "--config", &config, "--org", "1", "--out", &archive.display().to_string()]).ok();
         let got = read_archive(&archive);
         let [n, total, digest, version] = got.counter;
-        assert_eq!(
-            n,
-            got.items.len() as i64,
-            "archive {i}: the counter says {n} items, the archive holds {}",
-            got.items.len()
-        );
-        assert_eq!(
-            total,
-            got.items.iter().map(|(_, v)| v).sum::<i64>(),
-            "archive {i}: the items' sum is not the counter's"
-        );
+        assert_eq!(n, got.items.len() as i64, "archive {i}: the counter says {n} items, the archive holds {}", got.items.len());
+        assert_eq!(total, got.items.iter().map(|(_, v)| v).sum::<i64>(), "archive {i}: the items' sum is not the counter's");
         let items_digest = got.items.iter().fold(0, |d, &(id, v)| d ^ share(id, v));
-        assert_eq!(
-            digest, items_digest,
-            "archive {i}: the items are not those of version {version}"
-        );
+        assert_eq!(digest, items_digest, "archive {i}: the items are not those of version {version}");
         versions.push(version);
     }
     stop.store(true, Ordering::Relaxed);
     let transactions = generator.join().expect("the generator");
     println!("live: {db}: {transactions} transactions during {EXPORTS} exports, at versions {versions:?}");
-    assert!(
-        versions.windows(2).all(|w| w[0] < w[1]),
-        "the generator did not write between exports: {versions:?}"
-    );
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "the generator did not write between exports: {versions:?}");
 }
 
 #[test]
@@ -262,32 +213,15 @@ fn postgres_exports_during_writes_hold_one_snapshot() {
     let Some(server) = server() else { return };
     let work = Work::new();
     let db = fresh_db(&server, "live");
-    psql(
-        &db,
-        &[
-            "-c",
-            &schema(
-                "serial PRIMARY KEY",
-                &format!("generate_series(1, {}) x", 2 * ITEMS),
-            ),
-        ],
-    );
+    psql(&db, &["-c", &schema("serial PRIMARY KEY", &format!("generate_series(1, {}) x", 2 * ITEMS))]);
     let mut client = postgres::Client::connect(&db, postgres::NoTls).expect("a connection");
     let items: Vec<(i64, i64, i64)> = client
         .query("SELECT id, org_id, v FROM items", &[])
         .expect("the items")
         .iter()
-        .map(|r| {
-            (
-                i64::from(r.get::<_, i32>(0)),
-                i64::from(r.get::<_, i32>(1)),
-                r.get(2),
-            )
-        })
+        .map(|r| (i64::from(r.get::<_, i32>(0)), i64::from(r.get::<_, i32>(1)), r.get(2)))
         .collect();
-    client
-        .batch_execute(&counters_sql(&items))
-        .expect("the counters");
+    client.batch_execute(&counters_sql(&items)).expect("the counters");
     export_under_load(&work, &db, client);
 }
 
@@ -297,15 +231,11 @@ fn sqlite_exports_during_writes_hold_one_snapshot() {
     let path = work.path("live.db");
     let conn = rusqlite::Connection::open(&path).expect("a database");
     // WAL: readers keep their snapshot while the generator commits.
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .expect("WAL");
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .expect("synchronous");
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .expect("a busy timeout");
+    conn.pragma_update(None, "journal_mode", "WAL").expect("WAL");
+    conn.pragma_update(None, "synchronous", "NORMAL").expect("synchronous");
+    conn.busy_timeout(std::time::Duration::from_secs(10)).expect("a busy timeout");
     let series = format!("(WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM s WHERE x < {}) SELECT x FROM s)", 2 * ITEMS);
-    conn.execute_batch(&schema("integer PRIMARY KEY AUTOINCREMENT", &series))
-        .expect("the schema");
+    conn.execute_batch(&schema("integer PRIMARY KEY AUTOINCREMENT", &series)).expect("the schema");
     let items: Vec<(i64, i64, i64)> = conn
         .prepare("SELECT id, org_id, v FROM items")
         .expect("a query")
@@ -313,7 +243,6 @@ fn sqlite_exports_during_writes_hold_one_snapshot() {
         .expect("the items")
         .collect::<Result<_, _>>()
         .expect("the items");
-    conn.execute_batch(&counters_sql(&items))
-        .expect("the counters");
+    conn.execute_batch(&counters_sql(&items)).expect("the counters");
     export_under_load(&work, &url(&path), conn);
 }
