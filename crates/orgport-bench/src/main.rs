@@ -592,9 +592,7 @@ fn print_report(opts: &Options, database: Option<&str>, runs: &[SizeRun]) {
         }
     }
     // Sizes come in the order given; compare the extremes whatever it was.
-    let (Some(small), Some(large)) = (runs.iter().min_by_key(|r| r.n), runs.iter().max_by_key(|r| r.n)) else {
-        return;
-    };
+    let (Some(small), Some(large)) = (runs.iter().min_by_key(|r| r.n), runs.iter().max_by_key(|r| r.n)) else { return };
     if runs.len() >= 2 {
         println!();
         println!("memory flat? peak RSS at N={} vs N={}:", thousands(large.n), thousands(small.n));

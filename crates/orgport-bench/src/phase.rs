@@ -316,9 +316,7 @@ fn copy_counting_tuples(input: impl Read, out: &mut impl Write) -> Result<u64> {
         let mut fields = [0u8; 2];
         stream.read_exact(&mut fields)?;
         // -1 is the trailer.
-        let Ok(fields) = u16::try_from(i16::from_be_bytes(fields)) else {
-            break;
-        };
+        let Ok(fields) = u16::try_from(i16::from_be_bytes(fields)) else { break };
         for _ in 0..fields {
             let mut length = [0u8; 4];
             stream.read_exact(&mut length)?;

@@ -51,12 +51,8 @@ impl Conditions {
         let mut tests = HashMap::new();
         let mut types: HashMap<usize, Vec<TypeRows>> = HashMap::new();
         for (e, edge) in plan.edges.iter().enumerate() {
-            let Some(cond) = &edge.condition else {
-                continue;
-            };
-            let Some(position) = archive_table(edge.from).and_then(|a| manifest.tables[a].column_index(&cond.column)) else {
-                continue;
-            };
+            let Some(cond) = &edge.condition else { continue };
+            let Some(position) = archive_table(edge.from).and_then(|a| manifest.tables[a].column_index(&cond.column)) else { continue };
             let test = match &cond.test {
                 ConditionTest::Equals(value) => Test::Equals { position, value: value.clone() },
                 ConditionTest::Refers { via, values } => {

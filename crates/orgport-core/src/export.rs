@@ -458,9 +458,7 @@ fn export_in_snapshot(
         data: Default::default(),
         files: Vec::new(),
     };
-    let Some(files) = &options.files else {
-        return writer.finish(manifest, out);
-    };
+    let Some(files) = &options.files else { return writer.finish(manifest, out) };
     // Objects copied to `--files-to` are removed again if the archive is not written.
     let copied = std::sync::Mutex::new(Vec::new());
     let written = (|| {

@@ -115,9 +115,7 @@ pub(crate) struct Relocation {
 impl Relocation {
     /// `source` is the archive's template, `target` the target's (the source's when it has none).
     pub(crate) fn new(source: Option<&str>, target: Option<&str>, orgs: &[(Value, Value)]) -> Self {
-        let Some(source) = source else {
-            return Relocation::default();
-        };
+        let Some(source) = source else { return Relocation::default() };
         let target = target.unwrap_or(source);
         Relocation { prefixes: orgs.iter().map(|(old, new)| (render(source, old), render(target, new))).collect() }
     }
@@ -686,9 +684,7 @@ impl FilesIn {
             progress.end();
         }
         for (s, set) in manifest.files.iter().enumerate() {
-            let Some(source) = &self.sources[s] else {
-                continue;
-            };
+            let Some(source) = &self.sources[s] else { continue };
             let target = self.targets[s].as_ref();
             progress.begin("files", &set.name, Some(set.files.len() as u64));
             let location = target.describe();
@@ -723,9 +719,7 @@ impl FilesIn {
             for _ in 0..jobs.max(1) {
                 let (receive, report) = (&receive, report.clone());
                 scope.spawn(move || loop {
-                    let Ok((s, f, bytes)) = receive.lock().expect("not poisoned").recv() else {
-                        return;
-                    };
+                    let Ok((s, f, bytes)) = receive.lock().expect("not poisoned").recv() else { return };
                     let written = self.land(s, f, &mut |out| out.write_all(&bytes).map_err(Error::stream));
                     if report.send(written.map(|()| bytes.len() as u64)).is_err() {
                         return;

@@ -356,9 +356,7 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
             candidates.push(&table.primary_key);
         }
         for (i, cols) in candidates.into_iter().enumerate() {
-            let Some(positions) = cols.iter().map(|c| pos(c)).collect::<Option<Vec<_>>>() else {
-                continue;
-            };
+            let Some(positions) = cols.iter().map(|c| pos(c)).collect::<Option<Vec<_>>>() else { continue };
             let policy = cols.iter().zip(&positions).find_map(|(c, &p)| plan.tables[t].on_conflict.get(c).map(|pol| (c.clone(), p, *pol)));
             uniques.push(UniqueCheck { id: keyset_id(t, i), columns: cols.clone(), positions, policy });
         }
@@ -579,9 +577,7 @@ impl Importer<'_> {
         if let Some(hit) = self.cache.borrow().get(&key) {
             return Ok(Some(hit.clone()));
         }
-        let Some((bytes, created)) = self.scratch.lookup_key(key.0, &key.1)? else {
-            return Ok(None);
-        };
+        let Some((bytes, created)) = self.scratch.lookup_key(key.0, &key.1)? else { return Ok(None) };
         let found = (codec::decode(&bytes, old.len()).map_err(Error::Stream)?, created);
         let mut cache = self.cache.borrow_mut();
         if cache.len() >= CACHE_ENTRIES {
@@ -754,9 +750,7 @@ impl Importer<'_> {
     /// A shared row's counterpart on the target, by natural key: the values of all its keysets.
     fn match_shared(&mut self, a: usize, row: &[Value]) -> Result<Option<Vec<Value>>> {
         let t = self.maps[a].target;
-        let Some(natural) = self.plan.tables[t].natural_key.clone() else {
-            return Ok(None);
-        };
+        let Some(natural) = self.plan.tables[t].natural_key.clone() else { return Ok(None) };
         let tm = &self.manifest.tables[a];
         let Some(positions) = natural.iter().map(|c| tm.column_index(c)).collect::<Option<Vec<_>>>() else {
             return Ok(None);
@@ -881,9 +875,7 @@ impl Importer<'_> {
         if !self.maps[a].needs_check || !self.is_inserted(a, row)? {
             return Ok(());
         }
-        let Some((mut new, fresh)) = self.rewrite(a, ordinal, row, Pass::Check)? else {
-            return Ok(());
-        };
+        let Some((mut new, fresh)) = self.rewrite(a, ordinal, row, Pass::Check)? else { return Ok(()) };
         let t = self.maps[a].target;
         for UniqueCheck { id, columns, positions, policy } in self.maps[a].uniques.clone() {
             let values = Self::pick(&new, &positions);
@@ -962,9 +954,7 @@ impl Importer<'_> {
         }
         // A reference that cannot be followed is a problem, reported with the others after the
         // pass; the transaction is then abandoned.
-        let Some((mut new, _)) = self.rewrite(a, ordinal, row, Pass::Write)? else {
-            return Ok(());
-        };
+        let Some((mut new, _)) = self.rewrite(a, ordinal, row, Pass::Write)? else { return Ok(()) };
         if self.overridden.contains(&a) {
             let tm = &self.manifest.tables[a];
             for (column, bytes) in self.scratch.overrides(a, ordinal)? {

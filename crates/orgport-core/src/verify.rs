@@ -241,9 +241,7 @@ impl Verifier<'_> {
 
     fn mapped(&self, edge: usize, old: &[Value]) -> Result<Option<Vec<Value>>> {
         let e = &self.plan.edges[edge];
-        let Some(ks) = self.plan.tables[e.to].keysets.iter().position(|k| *k == e.to_columns) else {
-            return Ok(None);
-        };
+        let Some(ks) = self.plan.tables[e.to].keysets.iter().position(|k| *k == e.to_columns) else { return Ok(None) };
         let found = self.scratch.lookup_key(keyset_id(e.to, ks), &key_bytes(old))?;
         found.map(|(bytes, _)| codec::decode(&bytes, old.len()).map_err(Error::Stream)).transpose()
     }
@@ -315,12 +313,8 @@ impl Verifier<'_> {
     fn find_shared(&mut self, engine: &mut dyn Engine, a: usize, row: &[Value]) -> Result<bool> {
         let t = self.maps[a].target;
         let tm = &self.manifest.tables[a];
-        let Some(natural) = self.plan.tables[t].natural_key.clone() else {
-            return Ok(false);
-        };
-        let Some(positions) = natural.iter().map(|c| tm.column_index(c)).collect::<Option<Vec<_>>>() else {
-            return Ok(false);
-        };
+        let Some(natural) = self.plan.tables[t].natural_key.clone() else { return Ok(false) };
+        let Some(positions) = natural.iter().map(|c| tm.column_index(c)).collect::<Option<Vec<_>>>() else { return Ok(false) };
         let mut values: Vec<Value> = positions.iter().map(|&p| row[p].clone()).collect();
         if values.iter().any(Value::is_null) {
             // A NULL natural key matches nothing: the import created the row.
@@ -333,9 +327,7 @@ impl Verifier<'_> {
                 continue;
             }
             let old: Vec<Value> = edge_positions.iter().map(|&q| row[q].clone()).collect();
-            let Some(new) = self.mapped(edge, &old)? else {
-                continue;
-            };
+            let Some(new) = self.mapped(edge, &old)? else { continue };
             for (k, p) in positions.iter().enumerate() {
                 if let Some(j) = edge_positions.iter().position(|x| x == p) {
                     values[k] = new[j].clone();
@@ -509,9 +501,7 @@ impl Verifier<'_> {
 
     /// Every file of the archive against the object where the import put it.
     fn check_files(&mut self, jobs: usize, progress: &dyn Progress) -> Result<()> {
-        let Some(files) = &self.files else {
-            return Ok(());
-        };
+        let Some(files) = &self.files else { return Ok(()) };
         let (equal, differences) = files.compare(&self.manifest, jobs, progress)?;
         self.report.files_equal = equal;
         for difference in differences {

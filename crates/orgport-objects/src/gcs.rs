@@ -124,9 +124,7 @@ impl Api {
     /// answer a bare "Not Found" for both).
     async fn bucket_missing(&self) -> bool {
         match self.request(Method::GET, self.url(&["storage", "v1", "b", &self.root.bucket])).await {
-            Ok(request) => {
-                matches!(request.send().await, Ok(r) if r.status() == StatusCode::NOT_FOUND)
-            }
+            Ok(request) => matches!(request.send().await, Ok(r) if r.status() == StatusCode::NOT_FOUND),
             Err(_) => false,
         }
     }
@@ -305,9 +303,7 @@ impl ObjectStore for Gcs {
     }
 
     fn copy_from(&self, source: &dyn ObjectStore, from: &str, to: &str) -> Result<bool> {
-        let Some(source) = source.as_any().downcast_ref::<Gcs>() else {
-            return Ok(false);
-        };
+        let Some(source) = source.as_any().downcast_ref::<Gcs>() else { return Ok(false) };
         let (api, src) = (&self.api, &source.api);
         if (&api.base, &api.credentials) != (&src.base, &src.credentials) {
             return Ok(false);

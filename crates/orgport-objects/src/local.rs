@@ -184,9 +184,7 @@ impl ObjectStore for Local {
     }
 
     fn copy_from(&self, source: &dyn ObjectStore, from: &str, to: &str) -> Result<bool> {
-        let Some(source) = source.as_any().downcast_ref::<Local>() else {
-            return Ok(false);
-        };
+        let Some(source) = source.as_any().downcast_ref::<Local>() else { return Ok(false) };
         let from_path = source.path("copy", from)?;
         let (temp, path) = self.partial("copy", to)?;
         fs::copy(&from_path, temp.path()).map_err(|e| source.io_error("copy", from, &e))?;

@@ -27,9 +27,7 @@ impl ObjectUrl {
     /// The URL `text` names, or None when it has no `scheme://` (a local path). Another scheme,
     /// or a URL without a bucket or key, is an error.
     pub fn parse(text: &str) -> Result<Option<ObjectUrl>> {
-        let Some((scheme, rest)) = text.split_once("://") else {
-            return Ok(None);
-        };
+        let Some((scheme, rest)) = text.split_once("://") else { return Ok(None) };
         let invalid = |reason: String| Error::Storage { action: "use", location: text.to_string(), reason };
         let service = match scheme {
             "s3" => Service::S3,
@@ -73,9 +71,7 @@ impl ObjectUrl {
 pub fn open_store(url: &str, env: impl Fn(&str) -> Option<String>) -> Result<Box<dyn ObjectStore>> {
     let failed = |reason: String| Error::Storage { action: "open", location: url.to_string(), reason };
     let usage = "use `file://DIR`, `s3://BUCKET[/BASE]` or `gs://BUCKET[/BASE]`";
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(failed(format!("not a store URL ({usage})")));
-    };
+    let Some((scheme, rest)) = url.split_once("://") else { return Err(failed(format!("not a store URL ({usage})"))) };
     let service = match scheme {
         "file" if rest.is_empty() => return Err(failed(format!("a directory is needed ({usage})"))),
         "file" => return Ok(Box::new(Local::open(rest)?)),

@@ -240,9 +240,7 @@ impl ObjectStore for S3 {
     }
 
     fn copy_from(&self, source: &dyn ObjectStore, from: &str, to: &str) -> Result<bool> {
-        let Some(source) = source.as_any().downcast_ref::<S3>().filter(|s| self.same_service(s)) else {
-            return Ok(false);
-        };
+        let Some(source) = source.as_any().downcast_ref::<S3>().filter(|s| self.same_service(s)) else { return Ok(false) };
         let (from_path, to_path) = (source.path("copy", from)?, self.path("copy", to)?);
         let copied = if source.root.bucket == self.root.bucket {
             self.rt.block_on(self.store.copy(&from_path, &to_path)).map_err(|e| reason(&e, &self.secrets))

@@ -249,9 +249,7 @@ fn gcs_buckets_are_stores() {
 
 #[test]
 fn s3_and_gcs_do_not_copy_to_each_other() {
-    let (Some(s3), Some(gcs)) = (s3(), gcs()) else {
-        return;
-    };
+    let (Some(s3), Some(gcs)) = (s3(), gcs()) else { return };
     let s3 = open(&s3.bucket("s3"), &s3.env());
     let gcs = open(&gcs.bucket("gcs"), &gcs.env());
     put(&*s3, "k", b"x");

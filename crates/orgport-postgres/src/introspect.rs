@@ -99,9 +99,7 @@ pub fn schema(client: &mut Client, only: Option<&[String]>) -> Result<Schema, po
     }
     let oids: Vec<u32> = by_oid.keys().copied().collect();
     for row in client.query(COLUMNS, &[&oids])? {
-        let Some(&t) = by_oid.get(&row.get::<_, u32>(0)) else {
-            continue;
-        };
+        let Some(&t) = by_oid.get(&row.get::<_, u32>(0)) else { continue };
         let default: Option<String> = row.get(4);
         let identity: String = row.get(6);
         let serial = default.as_deref().is_some_and(|d| d.starts_with("nextval("));
@@ -120,9 +118,7 @@ pub fn schema(client: &mut Client, only: Option<&[String]>) -> Result<Schema, po
         });
     }
     for row in client.query(CONSTRAINTS, &[&oids])? {
-        let Some(&t) = by_oid.get(&row.get::<_, u32>(0)) else {
-            continue;
-        };
+        let Some(&t) = by_oid.get(&row.get::<_, u32>(0)) else { continue };
         let kind: String = row.get(1);
         let columns: Vec<String> = row.get(4);
         match kind.as_str() {
@@ -151,9 +147,7 @@ pub fn schema(client: &mut Client, only: Option<&[String]>) -> Result<Schema, po
         }
     }
     for row in client.query(UNIQUE_INDEXES, &[&oids])? {
-        let Some(&t) = by_oid.get(&row.get::<_, u32>(0)) else {
-            continue;
-        };
+        let Some(&t) = by_oid.get(&row.get::<_, u32>(0)) else { continue };
         if row.get::<_, bool>(3) {
             continue;
         }

@@ -135,9 +135,7 @@ impl PostgresEngine {
 
     /// Ends a running `COPY` and takes the connection back; the COPY's error, if it failed.
     fn finish_copy(&mut self) -> Result<()> {
-        let Some(job) = self.copy.take() else {
-            return Ok(());
-        };
+        let Some(job) = self.copy.take() else { return Ok(()) };
         drop(job.rows);
         let (client, result) =
             job.done.join().map_err(|_| Error::Plan(format!("the connection to {} was lost: its COPY thread panicked", self.name)))?;
@@ -363,9 +361,7 @@ impl Engine for PostgresEngine {
         // As many as the server lets in (its connection limit may be near): fewer only cost time.
         let mut readers: Vec<Box<dyn Engine + Send>> = Vec::with_capacity(count);
         for _ in 0..count {
-            let Ok(mut reader) = PostgresEngine::open(&self.url) else {
-                break;
-            };
+            let Ok(mut reader) = PostgresEngine::open(&self.url) else { break };
             if reader.client()?.batch_execute(&begin).is_err() {
                 break;
             }

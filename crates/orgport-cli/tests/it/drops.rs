@@ -146,9 +146,7 @@ impl Drop for SmallDisk {
 #[test]
 fn a_full_disk_fails_the_export_clearly_and_leaves_no_archive() {
     let work = Work::new();
-    let Some(disk) = SmallDisk::mount(&work, "16k") else {
-        return;
-    };
+    let Some(disk) = SmallDisk::mount(&work, "16k") else { return };
     let source = work.example("source.db", &orgport_testkit::example::ExampleOptions { tasks_per_project: 400, ..Default::default() });
     let archive = disk.0.join("org.orgport");
     let out = work.export(&source, Some(&example_config()), None, &["1"], &[], &archive);
@@ -170,9 +168,7 @@ fn a_full_disk_under_the_target_fails_the_import_and_leaves_it_as_it_was() {
         work.example("target.db", &orgport_testkit::example::ExampleOptions { orgs: 2, first_org: 100, seed: 7, ..Default::default() });
     // Room for the target and its journal as they are, not for the organisation's rows.
     let size = std::fs::metadata(&target).expect("the target").len();
-    let Some(disk) = SmallDisk::mount(&work, &format!("{}k", size * 2 / 1024 + 64)) else {
-        return;
-    };
+    let Some(disk) = SmallDisk::mount(&work, &format!("{}k", size * 2 / 1024 + 64)) else { return };
     let db = disk.0.join("target.db");
     std::fs::copy(&target, &db).expect("the target on the small disk");
     let before = snapshot(&db);

@@ -435,9 +435,7 @@ fn a_failure_at_commit_takes_the_files_away_from_a_directory() {
 
 #[test]
 fn a_failure_at_commit_takes_the_files_away_from_s3_and_gcs() {
-    let (Some(s3), Some(gcs)) = (s3(), gcs()) else {
-        return;
-    };
+    let (Some(s3), Some(gcs)) = (s3(), gcs()) else { return };
     a_failure_at_commit_takes_the_files_away(Host::Remote(&s3));
     a_failure_at_commit_takes_the_files_away(Host::Remote(&gcs));
 }
@@ -477,9 +475,7 @@ fn mistakes_in_the_files_section_are_named() {
 /// the service's side for another, so the bytes stream through orgport, checked on the way.
 #[test]
 fn files_move_across_services_streamed() {
-    let (Some(s3), Some(gcs)) = (s3(), gcs()) else {
-        return;
-    };
+    let (Some(s3), Some(gcs)) = (s3(), gcs()) else { return };
     let mut s = setup(Host::Local);
     s.w.env = s3.env().into_iter().chain(gcs.env()).collect();
     let transfer = Host::Remote(&s3).new_place(&s.w, "transfer");

@@ -47,9 +47,7 @@ fn example_org_round_trips_through_gcs_field_by_field() {
 /// `inspect` of an object prints the manifest of the same export written to a file.
 #[test]
 fn inspect_reads_an_object_as_it_reads_a_file() {
-    let (Some(s3), Some(gcs)) = (s3(), gcs()) else {
-        return;
-    };
+    let (Some(s3), Some(gcs)) = (s3(), gcs()) else { return };
     let mut w = Work::new();
     let (src, _) = example_pair(&w);
     let config = example_config();
@@ -72,9 +70,7 @@ fn inspect_reads_an_object_as_it_reads_a_file() {
 /// the upload, and the bucket holds nothing (S3: no multipart upload left open either).
 #[test]
 fn a_failed_export_leaves_no_object_behind() {
-    let (Some(s3), Some(gcs)) = (s3(), gcs()) else {
-        return;
-    };
+    let (Some(s3), Some(gcs)) = (s3(), gcs()) else { return };
     let mut w = Work::new();
     let (src, _) = example_pair(&w);
     let config = example_config();
@@ -93,9 +89,7 @@ fn a_failed_export_leaves_no_object_behind() {
 
 #[test]
 fn an_existing_object_is_replaced_only_with_force() {
-    let (Some(s3), Some(gcs)) = (s3(), gcs()) else {
-        return;
-    };
+    let (Some(s3), Some(gcs)) = (s3(), gcs()) else { return };
     let mut w = Work::new();
     let (src, _) = example_pair(&w);
     let config = example_config();
@@ -115,9 +109,7 @@ fn an_existing_object_is_replaced_only_with_force() {
 /// object and what is wrong, and no secret anywhere in the output.
 #[test]
 fn wrong_credentials_and_missing_objects_are_one_clear_line_without_the_secret() {
-    let (Some(s3), Some(gcs)) = (s3(), gcs()) else {
-        return;
-    };
+    let (Some(s3), Some(gcs)) = (s3(), gcs()) else { return };
     let mut w = Work::new();
     let (src, tgt) = example_pair(&w);
     let config = example_config();
@@ -164,9 +156,7 @@ fn wrong_credentials_and_missing_objects_are_one_clear_line_without_the_secret()
 /// no object (and on S3 no open upload).
 #[test]
 fn large_objects_stream_in_parts_and_an_unfinished_one_never_appears() {
-    let (Some(s3), Some(gcs)) = (s3(), gcs()) else {
-        return;
-    };
+    let (Some(s3), Some(gcs)) = (s3(), gcs()) else { return };
     const PART: usize = 8 << 20; // orgport-objects' part size
     let data = random_bytes(1, 2 * PART + 1);
     let mut s3_bucket = String::new();

@@ -11,9 +11,7 @@ use crate::util::repo_root;
 pub(crate) fn server() -> Option<String> {
     match std::env::var("ORGPORT_PG_URL") {
         Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("ORGPORT_PG_URL is not set: CI must start PostgreSQL")
-        }
+        _ if std::env::var("CI").as_deref() == Ok("true") => panic!("ORGPORT_PG_URL is not set: CI must start PostgreSQL"),
         _ => {
             eprintln!("notice: ORGPORT_PG_URL is not set; PostgreSQL tests skipped (run `bash scripts/test.sh`)");
             None

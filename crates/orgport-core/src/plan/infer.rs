@@ -64,9 +64,7 @@ pub(super) fn infer(schema: &Schema, edges: &[Edge], used: bool) -> Inference {
     for (from, table) in schema.tables.iter().enumerate() {
         for column in &table.columns {
             let lower = column.name.to_lowercase();
-            let Some(stem) = lower.strip_suffix("_id").filter(|s| !s.is_empty()) else {
-                continue;
-            };
+            let Some(stem) = lower.strip_suffix("_id").filter(|s| !s.is_empty()) else { continue };
             let covered = edges.iter().any(|e| e.from == from && e.from_columns.contains(&column.name));
             if covered {
                 continue;

@@ -447,19 +447,13 @@ impl<'a> Filler<'a> {
             }
             let e = usable[(index + attempt) % usable.len()];
             let edge = &plan.edges[e];
-            let Some(condition) = &edge.condition else {
-                continue;
-            };
-            let Some(column) = position(&condition.column) else {
-                continue;
-            };
+            let Some(condition) = &edge.condition else { continue };
+            let Some(column) = position(&condition.column) else { continue };
             match &condition.test {
                 ConditionTest::Equals(scalar) => values[column] = scalar_value(scalar, shapes[column].kind),
                 ConditionTest::Refers { via, values: wanted } => {
                     let via = &plan.edges[*via];
-                    let Some(type_row) = self.row_with(via, wanted) else {
-                        continue;
-                    };
+                    let Some(type_row) = self.row_with(via, wanted) else { continue };
                     self.point(t, via, &type_row, &mut values, &mut assigned);
                 }
             }
@@ -551,9 +545,7 @@ impl<'a> Filler<'a> {
     /// The referenced values (`edge.to_columns`) of every row `edge` may point at from a row of
     /// organisation `org`: the same organisation's rows of an owned table, else shared rows.
     fn candidates(&self, org: Option<usize>, edge: &Edge, index: usize) -> Vec<Vec<Value>> {
-        let Some(target) = self.tables[edge.to].as_ref() else {
-            return Vec::new();
-        };
+        let Some(target) = self.tables[edge.to].as_ref() else { return Vec::new() };
         let owner = if target.role.is_owned() {
             // Shared rows that must refer to an organisation's row spread over them.
             Some(org.unwrap_or(index % self.options.orgs))
@@ -779,9 +771,7 @@ impl<'a> Filler<'a> {
             }
         }
         for t in 0..self.tables.len() {
-            let Some(state) = &self.tables[t] else {
-                continue;
-            };
+            let Some(state) = &self.tables[t] else { continue };
             let orgs: Vec<Option<usize>> = (0..state.rows.len())
                 .map(|r| state.rows[r].org.or_else(|| self.belongs(t, state.intended[r], &state.rows[r].values)))
                 .collect();
@@ -795,9 +785,7 @@ impl<'a> Filler<'a> {
     /// Whether the row passes every check of its table, as it is.
     fn passes_checks(&mut self, t: usize, values: &[Value]) -> Result<bool> {
         let state = self.tables[t].as_ref().expect("a table of the fill");
-        let Some(evaluator) = self.evaluator.as_deref_mut() else {
-            return Ok(true);
-        };
+        let Some(evaluator) = self.evaluator.as_deref_mut() else { return Ok(true) };
         if state.checks.is_empty() {
             return Ok(true);
         }

@@ -100,9 +100,7 @@ impl Rules {
         let mut check_kinds = text(4);
         check_kinds.push(ValueKind::Json);
         for r in rows(CHECKS, check_kinds).context("reading check constraints")? {
-            let Some(t) = table_index(schema, &r[0], &r[1]) else {
-                continue;
-            };
+            let Some(t) = table_index(schema, &r[0], &r[1]) else { continue };
             let expr = r[3].trim_end_matches(" NOT VALID").trim_start_matches("CHECK ").to_string();
             let columns: Vec<String> = serde_json::from_str(&r[4]).context("check constraint columns")?;
             rules.checks.entry(t).or_default().push(CheckDef { name: r[2].clone(), expr, columns });
@@ -119,9 +117,7 @@ impl Rules {
         }
         let mut fits: HashMap<usize, (Vec<String>, Vec<String>)> = HashMap::new();
         for r in rows(PARTITIONS, text(5)).context("reading partitions")? {
-            let Some(t) = table_index(schema, &r[0], &r[1]) else {
-                continue;
-            };
+            let Some(t) = table_index(schema, &r[0], &r[1]) else { continue };
             let (constraints, key) = fits.entry(t).or_default();
             constraints.push(format!("({})", r[4]));
             if !r[2].is_empty() {
@@ -140,9 +136,7 @@ impl Rules {
 /// The literal values of `FOR VALUES IN ('a', 'b')` or the lower bound of
 /// `FOR VALUES FROM ('x') TO ('y')`.
 fn bound_values(bound: &str) -> Vec<String> {
-    let Some(start) = bound.find('(') else {
-        return Vec::new();
-    };
+    let Some(start) = bound.find('(') else { return Vec::new() };
     let inner = &bound[start + 1..];
     let inner = &inner[..inner.find(')').unwrap_or(inner.len())];
     inner

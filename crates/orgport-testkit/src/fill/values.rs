@@ -226,9 +226,7 @@ fn constant(default: &str) -> Option<String> {
 
 /// `(n)` of `character varying(n)`, `(p,s)` of `numeric(p,s)`.
 fn type_modifiers(declared: &str) -> (Option<usize>, Option<(u32, u32)>) {
-    let Some((name, rest)) = declared.split_once('(') else {
-        return (None, None);
-    };
+    let Some((name, rest)) = declared.split_once('(') else { return (None, None) };
     let args: Vec<&str> = rest.split(')').next().unwrap_or("").split(',').map(str::trim).collect();
     let text_like = ["character varying", "varchar", "character", "char", "bpchar"].contains(&name.trim());
     match (name.trim(), args.as_slice()) {
