@@ -27,6 +27,7 @@ pub mod export;
 pub mod files;
 pub mod import;
 mod keys;
+pub mod orgs;
 pub mod plan;
 pub mod progress;
 mod readahead;
