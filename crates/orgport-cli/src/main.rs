@@ -281,7 +281,7 @@ struct ServeArgs {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// TOML file of accepted tokens, as SHA-256 hashes with a `superuser` flag, and of how JWTs
-    /// are checked (`[jwt]`, see below). Without it every request but `/healthz` is refused.
+    /// are checked (`[jwt]`, see below). Without it every `/api` request is refused.
     #[arg(long, value_name = "FILE")]
     tokens_file: Option<PathBuf>,
     /// The largest archive an import accepts (`B`, `KiB`, `MiB`, `GiB`, `TiB`); larger ones get 413.

@@ -15,11 +15,7 @@ pub struct OrgSize {
 }
 
 /// Every organisation's key (the root table's rows), in key order.
-pub fn list_orgs(engine: &mut dyn Engine, plan: &Plan) -> Result<Vec<String>> {
-    Ok(root_keys(engine, plan)?.iter().map(key_text).collect())
-}
-
-fn root_keys(engine: &mut dyn Engine, plan: &Plan) -> Result<Vec<Value>> {
+pub fn list_orgs(engine: &mut dyn Engine, plan: &Plan) -> Result<Vec<Value>> {
     let d = engine.dialect();
     let key = d.quote_ident(&plan.root_key);
     let sql = format!("SELECT {key} FROM {} ORDER BY {key}", d.table_ref(plan.table(plan.root)));
@@ -46,7 +42,7 @@ pub fn org_sizes(engine: &mut dyn Engine, plan: &Plan) -> Result<Vec<OrgSize>> {
 fn sizes_in_snapshot(engine: &mut dyn Engine, plan: &Plan) -> Result<Vec<OrgSize>> {
     let owned: Vec<usize> = plan.order.iter().copied().filter(|&t| matches!(plan.tables[t].role, Role::Root | Role::Owned)).collect();
     let mut sizes = Vec::new();
-    for org in root_keys(engine, plan)? {
+    for org in list_orgs(engine, plan)? {
         let selection = Selection::new(plan, engine.dialect(), std::slice::from_ref(&org));
         let mut rows = 0u64;
         for &t in &owned {
