@@ -42,13 +42,12 @@ impl Serve {
     }
 
     /// As [`Serve::start`], with `more` (such as a `[jwt]` section) in the tokens file.
-    pub(crate) fn start_with(
-        w: &Work,
-        db: &Path,
-        config: Option<&Path>,
-        more: &str,
-        extra: &[&str],
-    ) -> Serve {
+    pub(crate) fn start_with(w: &Work, db: &Path, config: Option<&Path>, more: &str, extra: &[&str]) -> Serve {
+        Serve::start_url(w, &url(db), config, more, extra)
+    }
+
+    /// As [`Serve::start_with`], for a database URL.
+    pub(crate) fn start_url(w: &Work, db: &str, config: Option<&Path>, more: &str, extra: &[&str]) -> Serve {
         let tokens = w.config(
             &format!("tokens-{}.toml", TOKENS_FILES.fetch_add(1, Ordering::Relaxed)),
             &format!(
@@ -63,7 +62,7 @@ impl Serve {
         let mut child = Command::new(assert_cmd::cargo::cargo_bin("orgport"))
             .current_dir(w.dir.path())
             .env("TMPDIR", &tmp)
-            .args(["serve", "--db", &url(db), "--config"])
+            .args(["serve", "--db", db, "--config"])
             .arg(&config)
             .arg("--tokens-file")
             .arg(&tokens)
@@ -544,4 +543,20 @@ fn the_admin_page_loads_without_a_token_and_the_lists_it_shows_need_one() {
     assert_eq!(listed.iter().map(|j| &j["job"]).collect::<Vec<_>>(), [&second["job"], &first["job"]], "newest first");
     assert_eq!(listed[1]["report"]["dry_run"], true);
     assert_eq!(listed[0]["status"], 422);
+}
+
+/// `GET /api/orgs` on PostgreSQL: the counts come from the server, through the same selection.
+#[test]
+fn the_org_list_counts_rows_on_postgresql() {
+    let Some(server) = crate::pg::server() else { return };
+    let w = Work::new();
+    let (_, _, archive) = setup(&w, 2);
+    let pg = crate::pg::fresh_db(&server, "serve_orgs");
+    crate::pg::psql(&pg, &["-f", repo_root().join("examples/saas/schema.postgres.sql").to_str().unwrap()]);
+    let import = || new_org(&w.run(&["import", "--db", &pg, "--config", example_config().to_str().unwrap(), "--in", archive.to_str().unwrap(), "--json"]).ok().json());
+    let (a, b) = (import(), import());
+    let serve = Serve::start_url(&w, &pg, None, "", &[]);
+    let orgs = serve.get("/api/orgs").status(200).json();
+    let rows = owned_rows(&w.manifest(&archive));
+    assert_eq!(orgs, serde_json::json!({"orgs": [{"key": a, "rows": rows}, {"key": b, "rows": rows}]}));
 }
