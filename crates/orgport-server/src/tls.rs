@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -60,7 +60,8 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, config: Arc<rus
                 return;
             };
             let service = TowerToHyperService::new(router);
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+            // The timer enables hyper's 30 s limit on reading a request's headers.
+            let _ = hyper::server::conn::http1::Builder::new().timer(TokioTimer::new()).serve_connection(TokioIo::new(tls), service).await;
         });
     }
 }
