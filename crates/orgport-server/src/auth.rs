@@ -149,7 +149,9 @@ pub(crate) async fn require_superuser(State(app): State<Arc<App>>, request: Requ
     match token.ok_or(Refused::Missing).and_then(|t| app.settings.tokens.check(t)) {
         Ok(Caller::Superuser) => next.run(request).await,
         Ok(Caller::User) => ApiError::new(StatusCode::FORBIDDEN, "this endpoint is for superusers only").into_response(),
-        Err(Refused::Missing) => ApiError::new(StatusCode::UNAUTHORIZED, "a bearer token is needed: `Authorization: Bearer TOKEN`").into_response(),
+        Err(Refused::Missing) => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "a bearer token is needed: `Authorization: Bearer TOKEN`").into_response()
+        }
         Err(Refused::Invalid(why)) => {
             let mut response = ApiError::new(StatusCode::UNAUTHORIZED, why.clone()).into_response();
             let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{}\"", why.replace(['"', '\\'], "'"));

@@ -48,7 +48,8 @@ pub(crate) async fn export(
     query: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let with: BTreeSet<String> = query.with.iter().flat_map(|w| w.split(',')).map(str::trim).filter(|g| !g.is_empty()).map(String::from).collect();
+    let with: BTreeSet<String> =
+        query.with.iter().flat_map(|w| w.split(',')).map(str::trim).filter(|g| !g.is_empty()).map(String::from).collect();
     let slot = app.jobs.slot()?;
     let (tx, mut rx) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
     let org = id.clone();

@@ -64,7 +64,8 @@ impl Jwt {
     pub(crate) fn load(file: JwtFile, dir: &Path) -> Result<Jwt, String> {
         let mut algorithms = Vec::new();
         for name in &file.algorithms {
-            let alg: Algorithm = name.parse().map_err(|_| format!("[jwt] algorithms: `{name}` is not an algorithm (HS256, RS256, ES256, …)"))?;
+            let alg: Algorithm =
+                name.parse().map_err(|_| format!("[jwt] algorithms: `{name}` is not an algorithm (HS256, RS256, ES256, …)"))?;
             algorithms.push(alg);
         }
         if algorithms.is_empty() {
@@ -93,7 +94,8 @@ impl Jwt {
                 vec![key]
             }
             (None, None, Some(p)) => {
-                let set: JwkSet = serde_json::from_slice(&read(p)?).map_err(|e| format!("{}: {e}", bad_key(p, "a JWKS (JSON Web Key Set)")))?;
+                let set: JwkSet =
+                    serde_json::from_slice(&read(p)?).map_err(|e| format!("{}: {e}", bad_key(p, "a JWKS (JSON Web Key Set)")))?;
                 let mut keys = Vec::new();
                 for jwk in &set.keys {
                     let family = match jwk.algorithm {
@@ -103,7 +105,10 @@ impl Jwt {
                         // An HMAC secret published beside public keys would verify tokens anyone
                         // who reads the set can sign.
                         AlgorithmParameters::OctetKey(_) => {
-                            return Err(format!("{}: it holds a symmetric key; put an HMAC secret in `secret_file`", bad_key(p, "a public key set")))
+                            return Err(format!(
+                                "{}: it holds a symmetric key; put an HMAC secret in `secret_file`",
+                                bad_key(p, "a public key set")
+                            ))
                         }
                     };
                     let key = DecodingKey::from_jwk(jwk).map_err(|_| bad_key(p, "a JWKS of RSA or EC public keys"))?;
@@ -115,7 +120,11 @@ impl Jwt {
         };
         let keys: Vec<Key> = keys
             .into_iter()
-            .map(|(kid, key, family)| Key { kid, key, algorithms: algorithms.iter().copied().filter(|a| family_of(*a) == family).collect() })
+            .map(|(kid, key, family)| Key {
+                kid,
+                key,
+                algorithms: algorithms.iter().copied().filter(|a| family_of(*a) == family).collect(),
+            })
             .collect();
         // Every listed algorithm needs a key of its kind: an HMAC algorithm beside a public key
         // is how key confusion starts, so it is refused rather than ignored.
@@ -144,8 +153,8 @@ impl Jwt {
             let names: Vec<String> = self.keys.iter().flat_map(|k| &k.algorithms).map(|a| format!("{a:?}")).collect();
             names.join(", ")
         };
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|_| Refused::Invalid(format!("the token is not a JWT of an accepted algorithm ({})", accepted())))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| Refused::Invalid(format!("the token is not a JWT of an accepted algorithm ({})", accepted())))?;
         let key = self
             .keys
             .iter()
@@ -154,7 +163,8 @@ impl Jwt {
             .ok_or_else(|| Refused::Invalid(format!("the token's algorithm or key id is not accepted ({})", accepted())))?;
         let mut validation = self.validation.clone();
         validation.algorithms = key.algorithms.clone();
-        let claims = jsonwebtoken::decode::<Value>(token, &key.key, &validation).map_err(|e| Refused::Invalid(describe(e.kind()).into()))?.claims;
+        let claims =
+            jsonwebtoken::decode::<Value>(token, &key.key, &validation).map_err(|e| Refused::Invalid(describe(e.kind()).into()))?.claims;
         if claims.get("nbf").is_some_and(|nbf| !nbf.is_u64()) {
             return Err(Refused::Invalid("the token's `nbf` is not a number".into()));
         }

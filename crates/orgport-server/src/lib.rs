@@ -143,7 +143,11 @@ impl Server {
 
     /// `https` or `http`.
     pub fn scheme(&self) -> &'static str {
-        if self.tls.is_some() { "https" } else { "http" }
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -152,7 +156,8 @@ impl Server {
 
     /// Serves until the process ends, on a runtime of its own.
     pub fn run(self) -> Result<(), Error> {
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("orgport-serve").build().map_err(Error::Runtime)?;
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("orgport-serve").build().map_err(Error::Runtime)?;
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(self.listener).map_err(Error::Runtime)?;
             match self.tls {

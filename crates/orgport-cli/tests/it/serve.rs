@@ -111,13 +111,7 @@ impl Serve {
     }
 
     /// One request with `token` as a bearer token (None: no `Authorization`).
-    pub(crate) fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Vec<u8>>,
-    ) -> Reply {
+    pub(crate) fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> Reply {
         let url = self.url(path);
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
         let client = self.client.clone();
@@ -186,7 +180,8 @@ impl Reply {
     /// The `error` of a JSON error body, asserting it mentions every fragment.
     #[track_caller]
     pub(crate) fn error(&self, fragments: &[&str]) -> String {
-        let error = self.json()["error"].as_str().unwrap_or_else(|| panic!("no error in {}", String::from_utf8_lossy(&self.body))).to_string();
+        let error =
+            self.json()["error"].as_str().unwrap_or_else(|| panic!("no error in {}", String::from_utf8_lossy(&self.body))).to_string();
         for f in fragments {
             assert!(error.contains(f), "the error does not mention {f:?}: {error}");
         }
@@ -198,7 +193,10 @@ impl Reply {
 /// the command line.
 pub(crate) fn setup(w: &Work, tasks_per_project: usize) -> (PathBuf, PathBuf, PathBuf) {
     let src = w.example("source.db", &ExampleOptions { tasks_per_project, ..ExampleOptions::default() });
-    let tgt = w.example("target.db", &ExampleOptions { orgs: 2, first_org: 100, seed: 7, users: 5, tasks_per_project: 6, ..ExampleOptions::default() });
+    let tgt = w.example(
+        "target.db",
+        &ExampleOptions { orgs: 2, first_org: 100, seed: 7, users: 5, tasks_per_project: 6, ..ExampleOptions::default() },
+    );
     let archive = w.path("cli.orgport");
     w.export(&src, Some(&example_config()), None, &["1"], &[], &archive).ok();
     (src, tgt, archive)
@@ -313,13 +311,21 @@ fn every_endpoint_but_healthz_wants_a_superusers_token() {
             let challenge = reply.headers["www-authenticate"].to_str().unwrap();
             match token {
                 None => assert_eq!(challenge, "Bearer", "{what}"),
-                Some(_) => assert_eq!(challenge, "Bearer error=\"invalid_token\", error_description=\"the bearer token is not valid\"", "{what}"),
+                Some(_) => {
+                    assert_eq!(challenge, "Bearer error=\"invalid_token\", error_description=\"the bearer token is not valid\"", "{what}")
+                }
             }
             reply.error(&[]);
         }
         // Another scheme is no bearer token.
         let basic = block_on(async {
-            reqwest::Client::new().request(method.parse().unwrap(), serve.url(path)).header("authorization", format!("Basic {ROOT}")).send().await.unwrap().status()
+            reqwest::Client::new()
+                .request(method.parse().unwrap(), serve.url(path))
+                .header("authorization", format!("Basic {ROOT}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
         });
         assert_eq!(basic.as_u16(), 401, "{what} with Basic");
         let reply = serve.call(method, path, Some(USER), body.clone());
@@ -344,7 +350,11 @@ fn post_chunked(serve: &Serve, path: &str, body: &[u8]) -> String {
     let addr = serve.base.strip_prefix("http://").unwrap();
     let mut socket = std::net::TcpStream::connect(addr).unwrap();
     socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(socket, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ROOT}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        socket,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ROOT}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     for chunk in body.chunks(1000) {
         write!(socket, "{:x}\r\n", chunk.len()).unwrap();
         socket.write_all(chunk).unwrap();
@@ -495,7 +505,13 @@ fn an_import_stops_between_rows_when_its_progress_says_cancelled() {
     let open = || -> orgport_core::Result<Box<dyn Read>> { Ok(Box::new(std::fs::File::open(&archive).unwrap())) };
     for after in [0, rows + 3, 2 * rows + rows / 2, 3 * rows] {
         let mut engine = orgport_sqlite::SqliteEngine::open_path(&tgt, orgport_sqlite::Access::ReadWrite).unwrap();
-        let plan = Plan::build(orgport_core::engine::Engine::introspect(&mut engine).unwrap(), &config, None, orgport_core::engine::Engine::capabilities(&engine)).unwrap();
+        let plan = Plan::build(
+            orgport_core::engine::Engine::introspect(&mut engine).unwrap(),
+            &config,
+            None,
+            orgport_core::engine::Engine::capabilities(&engine),
+        )
+        .unwrap();
         let progress = CancelAfter { rows: AtomicU64::new(0), after };
         let result = import(&mut engine, &plan, &open, &ImportOptions::default(), &progress);
         assert!(matches!(result, Err(orgport_core::Error::Cancelled)), "cancelled after {after} of 3 × {rows} rows: {result:?}");
@@ -515,9 +531,11 @@ fn the_admin_page_loads_without_a_token_and_the_lists_it_shows_need_one() {
     let w = Work::new();
     let (src, _, archive) = setup(&w, 2);
     let serve = Serve::start(&w, &src, None, &[]);
-    for (path, kind, fragment) in
-        [("/", "text/html", "<script src=\"/admin.js\""), ("/admin.js", "text/javascript", "sessionStorage"), ("/admin.css", "text/css", "table")]
-    {
+    for (path, kind, fragment) in [
+        ("/", "text/html", "<script src=\"/admin.js\""),
+        ("/admin.js", "text/javascript", "sessionStorage"),
+        ("/admin.css", "text/css", "table"),
+    ] {
         let reply = serve.call("GET", path, None, None);
         reply.status(200);
         assert!(reply.headers["content-type"].to_str().unwrap().starts_with(kind), "{path}");
@@ -526,7 +544,10 @@ fn the_admin_page_loads_without_a_token_and_the_lists_it_shows_need_one() {
         assert_eq!(reply.headers["x-content-type-options"], "nosniff");
         assert!(String::from_utf8_lossy(&reply.body).contains(fragment), "{path}");
     }
-    assert!(!String::from_utf8_lossy(&serve.call("GET", "/admin.js", None, None).body).contains("innerHTML"), "data goes into the page as text only");
+    assert!(
+        !String::from_utf8_lossy(&serve.call("GET", "/admin.js", None, None).body).contains("innerHTML"),
+        "data goes into the page as text only"
+    );
 
     let orgs = serve.get("/api/orgs").status(200).json();
     let keys: Vec<&str> = orgs["orgs"].as_array().unwrap().iter().map(|o| o["key"].as_str().unwrap()).collect();
@@ -553,7 +574,13 @@ fn the_org_list_counts_rows_on_postgresql() {
     let (_, _, archive) = setup(&w, 2);
     let pg = crate::pg::fresh_db(&server, "serve_orgs");
     crate::pg::psql(&pg, &["-f", repo_root().join("examples/saas/schema.postgres.sql").to_str().unwrap()]);
-    let import = || new_org(&w.run(&["import", "--db", &pg, "--config", example_config().to_str().unwrap(), "--in", archive.to_str().unwrap(), "--json"]).ok().json());
+    let import = || {
+        new_org(
+            &w.run(&["import", "--db", &pg, "--config", example_config().to_str().unwrap(), "--in", archive.to_str().unwrap(), "--json"])
+                .ok()
+                .json(),
+        )
+    };
     let (a, b) = (import(), import());
     let serve = Serve::start_url(&w, &pg, None, "", &[]);
     let orgs = serve.get("/api/orgs").status(200).json();

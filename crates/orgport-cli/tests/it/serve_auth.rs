@@ -103,7 +103,8 @@ fn jwts_are_checked_on_every_endpoint_and_forgeries_get_401() {
     let (rsa_private, rsa_public) = rsa_pair(&w, "rsa");
     let (other_private, _) = rsa_pair(&w, "other");
     let rsa = EncodingKey::from_rsa_pem(&rsa_private).unwrap();
-    let serve = Serve::start_with(&w, &src, None, &section("[\"RS256\"]", &format!("public_key_file = \"{}\"", rsa_public.display()), ""), &[]);
+    let serve =
+        Serve::start_with(&w, &src, None, &section("[\"RS256\"]", &format!("public_key_file = \"{}\"", rsa_public.display()), ""), &[]);
     let before = snapshot(&src);
 
     let valid = sign(Algorithm::RS256, None, &claims(true), &rsa);
@@ -128,9 +129,17 @@ fn jwts_are_checked_on_every_endpoint_and_forgeries_get_401() {
         ("alg none", forge(&json!({"alg": "none", "typ": "JWT"}), &claims(true), b""), "accepted algorithm"),
         ("alg none, any case", forge(&json!({"alg": "None", "typ": "JWT"}), &claims(true), b""), "accepted algorithm"),
         // Key confusion: HMAC keyed with the RSA public key, which anyone may hold.
-        ("HS256 signed with the public key", sign(Algorithm::HS256, None, &claims(true), &EncodingKey::from_secret(&public_pem)), "algorithm"),
+        (
+            "HS256 signed with the public key",
+            sign(Algorithm::HS256, None, &claims(true), &EncodingKey::from_secret(&public_pem)),
+            "algorithm",
+        ),
         ("an unlisted algorithm (RS384)", sign(Algorithm::RS384, None, &claims(true), &rsa), "algorithm"),
-        ("ES256", sign(Algorithm::ES256, None, &claims(true), &EncodingKey::from_ec_pem(es.serialize_pem().as_bytes()).unwrap()), "algorithm"),
+        (
+            "ES256",
+            sign(Algorithm::ES256, None, &claims(true), &EncodingKey::from_ec_pem(es.serialize_pem().as_bytes()).unwrap()),
+            "algorithm",
+        ),
         ("another key", sign(Algorithm::RS256, None, &claims(true), &EncodingKey::from_rsa_pem(&other_private).unwrap()), "signature"),
         ("a tampered payload", tampered, "signature"),
         ("a cut signature", valid[..valid.len() - 10].to_string(), "signature"),
@@ -179,7 +188,8 @@ fn a_jwks_and_a_shared_secret_serve_an_export_and_an_import() {
 
     let secret = hex(&random_bytes(9, 32));
     let secret_file = w.config("jwt.secret", &format!("{secret}\n"));
-    let target = Serve::start_with(&w, &tgt, None, &section("[\"HS256\"]", &format!("secret_file = \"{}\"", secret_file.display()), ""), &[]);
+    let target =
+        Serve::start_with(&w, &tgt, None, &section("[\"HS256\"]", &format!("secret_file = \"{}\"", secret_file.display()), ""), &[]);
 
     let es = |key: &rcgen::KeyPair, kid: &str, roles: Value| {
         let mut c = claims(false);
@@ -242,7 +252,10 @@ fn a_jwt_configuration_that_invites_confusion_is_refused_at_start() {
         (section("[\"HS256\"]", &format!("secret_file = \"{}\"", short.display()), ""), vec!["shorter than 32 bytes", "short.secret"]),
         (section("[\"RS256\"]", &format!("{public}\nsecret_file = \"{}\"", secret_file.display()), ""), vec!["exactly one of"]),
         (section("[\"RS256\"]", "public_key_file = \"missing.pem\"", ""), vec!["cannot read", "missing.pem"]),
-        (section("[\"RS256\"]", &format!("public_key_file = \"{}\"", secret_file.display()), ""), vec!["jwt.secret", "is not an RSA or EC public key"]),
+        (
+            section("[\"RS256\"]", &format!("public_key_file = \"{}\"", secret_file.display()), ""),
+            vec!["jwt.secret", "is not an RSA or EC public key"],
+        ),
         (section("[\"RS256\"]", &public, "lifetime = 5\n"), vec!["unknown field `lifetime`"]),
         (format!("[jwt]\nalgorithms = [\"RS256\"]\n{public}\n"), vec!["missing field"]),
     ];
@@ -283,7 +296,8 @@ fn serve_speaks_https_with_a_certificate_and_refuses_plain_http() {
     let (cert_file, key_file) = (w.config("server.crt", &cert), w.config("server.key", &key));
     let _ = rustls::crypto::ring::default_provider().install_default();
     let trusting = reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(cert.as_bytes()).unwrap()]).build().unwrap();
-    let serve = Serve::start(&w, &src, None, &["--tls-cert", cert_file.to_str().unwrap(), "--tls-key", key_file.to_str().unwrap()]).with_client(trusting);
+    let serve = Serve::start(&w, &src, None, &["--tls-cert", cert_file.to_str().unwrap(), "--tls-key", key_file.to_str().unwrap()])
+        .with_client(trusting);
     assert!(serve.base.starts_with("https://127.0.0.1:"), "{}", serve.base);
     serve.call("GET", "/healthz", None, None).status(200);
     let exported = serve.get("/api/orgs/1/export").status(200).body.clone();
@@ -294,7 +308,8 @@ fn serve_speaks_https_with_a_certificate_and_refuses_plain_http() {
     let plain = serve.base.replacen("https://", "http://", 1) + "/healthz";
     assert!(crate::servers::block_on(reqwest::Client::new().get(&plain).send()).is_err(), "plain HTTP was answered");
     let (other, _) = self_signed();
-    let distrusting = reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(other.as_bytes()).unwrap()]).build().unwrap();
+    let distrusting =
+        reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(other.as_bytes()).unwrap()]).build().unwrap();
     assert!(crate::servers::block_on(distrusting.get(serve.url("/healthz")).send()).is_err(), "an untrusted certificate was accepted");
     serve.call("GET", "/healthz", None, None).status(200);
 

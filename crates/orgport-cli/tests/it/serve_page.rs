@@ -102,7 +102,8 @@ impl Browser {
     /// A command of the session; its `value`.
     #[track_caller]
     fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let reply = self.http(method, &format!("/session/{}{path}", self.session), body).unwrap_or_else(|e| panic!("WebDriver {path}: {e}"));
+        let reply =
+            self.http(method, &format!("/session/{}{path}", self.session), body).unwrap_or_else(|e| panic!("WebDriver {path}: {e}"));
         if let Some(error) = reply["value"]["error"].as_str() {
             panic!("WebDriver {method} {path}: {error}: {}", reply["value"]["message"]);
         }
