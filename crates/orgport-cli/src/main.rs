@@ -75,25 +75,45 @@ Import writes them under the new organisation's prefix (the target's orgport.tom
 never over an existing object, and removes them again if the import fails.";
 
 const SERVE_HELP: &str = "\
-Endpoints (every one but /healthz needs `Authorization: Bearer TOKEN` of a superuser):
+Endpoints (every /api one needs `Authorization: Bearer TOKEN` of a superuser):
   GET    /healthz                          {\"status\": \"ok\"}
   GET    /api/orgs/{id}/export[?with=G,…]  the organisation's archive, streamed
   POST   /api/orgs/import                  an archive as the body; the import report (JSON)
            ?dryRun=true                    do everything but commit
            ?async=true                     answer 202 {\"job\": ID} at once
            ?ignoreVersion=true             accept an archive of an older format version
+  GET    /                                 the admin page (no token needed to load it)
+  GET    /api/orgs                         {\"orgs\": [{\"key\", \"rows\"}]}: every organisation, its rows
+  GET    /api/jobs                         {\"jobs\": [...]}: the jobs kept, newest first
   GET    /api/jobs/{id}                    state (queued, running, done, failed, cancelled),
                                            phase, rows and files done, the error or the report
   DELETE /api/jobs/{id}                    cancel: the target stays as it was
-Errors are JSON {\"error\": \"...\"}: 400 bad query, 401 no or unknown token, 403 not a
+Errors are JSON {\"error\": \"...\"}: 400 bad query, 401 no or invalid token (the header
+`WWW-Authenticate: Bearer error=\"invalid_token\", error_description=…` says why), 403 not a
 superuser, 404, 409 values or objects in the way, 413 body over --max-body, 422 an archive that
 fails its checks or does not fit the target, 429 more than --max-jobs at once.
 
-The tokens file holds SHA-256 hashes of tokens, never the tokens:
+The tokens file holds SHA-256 hashes of tokens, never the tokens, and may accept JWTs:
   [[token]]
   name = \"ops\"
   sha256 = \"…\"        # printf %s \"$TOKEN\" | sha256sum
   superuser = true
+
+  [jwt]                                      # optional: JSON Web Tokens as bearer tokens
+  algorithms = [\"RS256\"]                     # pinned; others (and `none`) get 401
+  issuer = \"https://auth.example.com\"        # `iss`, `aud` and `exp` are required and checked
+  audience = \"orgport\"
+  public_key_file = \"jwt.pem\"                # RS256/ES256: PEM; or jwks_file = \"jwks.json\";
+                                             # HS256: secret_file = \"jwt.secret\" (32+ bytes)
+  superuser_claim = \"orgport_superuser\"      # must be true; or a dotted path such as
+  # superuser_value = \"orgport-admin\"        # \"realm_access.roles\" holding this value
+  # leeway_seconds = 60                      # clock skew allowed for exp and nbf
+Key files are relative to the tokens file. HS256 needs secret_file and RS256/ES256 a public
+key: a list that mixes them with the wrong key is refused at start (key confusion).
+
+The admin page, GET / (open it in a browser and log in with a token): the organisations and
+their rows, an export button each, an upload form to import an archive (with dry run), and the
+jobs with their progress. GET /api/orgs and GET /api/jobs list what it shows.
 
 Example:
   orgport serve --db sqlite://app.db --config orgport.toml --tokens-file tokens.toml
@@ -257,11 +277,18 @@ struct ServeArgs {
     #[arg(long, value_name = "TABLE")]
     root: Option<String>,
     /// Address to listen on; port 0 takes any free port. The address bound is printed on stderr
-    /// as `listening on http://ADDR`. No TLS: keep it on loopback, or behind a proxy that has it.
+    /// as `listening on http://ADDR` (`https://` with `--tls-cert`). Without TLS keep it on
+    /// loopback, or behind a proxy that has it.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8470")]
     listen: std::net::SocketAddr,
-    /// TOML file of accepted tokens, as SHA-256 hashes with a `superuser` flag (see below).
-    /// Without it every request but `/healthz` is refused.
+    /// Serve HTTPS only, with this certificate chain (PEM, the server's certificate first).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// TOML file of accepted tokens, as SHA-256 hashes with a `superuser` flag, and of how JWTs
+    /// are checked (`[jwt]`, see below). Without it every `/api` request is refused.
     #[arg(long, value_name = "FILE")]
     tokens_file: Option<PathBuf>,
     /// The largest archive an import accepts (`B`, `KiB`, `MiB`, `GiB`, `TiB`); larger ones get 413.

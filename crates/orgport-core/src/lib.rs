@@ -28,6 +28,7 @@ pub mod files;
 pub mod import;
 pub mod journal;
 mod keys;
+pub mod orgs;
 pub mod plan;
 pub mod progress;
 mod readahead;

@@ -346,6 +346,14 @@ impl<'a> Selection<'a> {
         TableQuery { sql, params: self.params.clone(), kinds: vec![kind], flagged: Vec::new(), memberships: Vec::new() }
     }
 
+    /// The number of selected rows of table `t`.
+    pub fn count_query(&self, t: usize) -> TableQuery {
+        let table = self.plan.table(t);
+        self.reading.take();
+        let sql = self.with(format!("SELECT count(*) FROM {} x WHERE {}", self.dialect.own_rows(table), self.predicate(t, "x")));
+        TableQuery { sql, params: self.params.clone(), kinds: vec![ValueKind::Integer], flagged: Vec::new(), memberships: Vec::new() }
+    }
+
     /// The key column that edge `e`'s references can be tested against on the client: a single
     /// integer column of a table with an expression.
     pub fn client_key(&self, e: usize) -> Option<KeyColumn> {

@@ -1,10 +1,11 @@
-//! Bearer tokens: the server holds only their SHA-256 hashes, and compares hashes in constant time.
+//! Bearer credentials: tokens, of which the server holds only SHA-256 hashes and compares hashes
+//! in constant time, and JSON Web Tokens (`jwt.rs`), configured in the same file.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -12,6 +13,7 @@ use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
 use crate::error::{ApiError, Error};
+use crate::jwt::{Jwt, JwtFile};
 use crate::App;
 
 /// The accepted tokens, as the tokens file lists them:
@@ -21,10 +23,18 @@ use crate::App;
 /// name = "ops"                # for the file's reader; never shown
 /// sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"  # printf %s "$TOKEN" | sha256sum
 /// superuser = true            # default false: such a token gets 403
+///
+/// [jwt]                       # JSON Web Tokens (optional; see the README)
+/// algorithms = ["RS256"]      # pinned: HS256 needs secret_file, RS256/ES256 a public key
+/// issuer = "https://auth.example.com"
+/// audience = "orgport"
+/// public_key_file = "jwt.pem" # or jwks_file = "jwks.json", or secret_file = "jwt.secret"
+/// superuser_claim = "orgport_superuser"   # true, or with superuser_value: equal / contains
 /// ```
 #[derive(Default)]
 pub struct Tokens {
     entries: Vec<Entry>,
+    jwt: Option<Jwt>,
 }
 
 struct Entry {
@@ -37,6 +47,7 @@ struct Entry {
 struct File {
     #[serde(default)]
     token: Vec<FileEntry>,
+    jwt: Option<JwtFile>,
 }
 
 #[derive(Deserialize)]
@@ -50,22 +61,30 @@ struct FileEntry {
     superuser: bool,
 }
 
-/// Who presented a known token.
+/// Who presented a valid credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Caller {
     Superuser,
     User,
 }
 
+/// Why a credential was refused (401). The words never quote the credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    Missing,
+    Invalid(String),
+}
+
 impl Tokens {
     pub fn load(path: &Path) -> Result<Tokens, Error> {
         let failed = |reason: String| Error::Tokens { path: path.to_path_buf(), reason };
         let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
-        Self::parse(&text).map_err(failed)
+        Self::parse(&text, path.parent().unwrap_or(Path::new("."))).map_err(failed)
     }
 
-    /// The TOML of a tokens file; a message naming the entry at fault, never its hash.
-    pub fn parse(text: &str) -> Result<Tokens, String> {
+    /// The TOML of a tokens file, its key files relative to `dir`; a message naming the entry or
+    /// setting at fault, never a hash or a key.
+    pub fn parse(text: &str, dir: &Path) -> Result<Tokens, String> {
         let file: File = toml::from_str(text).map_err(|e| e.message().to_string())?;
         let mut entries = Vec::new();
         for (i, t) in file.token.iter().enumerate() {
@@ -74,7 +93,8 @@ impl Tokens {
                 .map_err(|_| format!("token {}: `sha256` must be 64 hexadecimal digits (a SHA-256 hash, not the token)", i + 1))?;
             entries.push(Entry { hash, superuser: t.superuser });
         }
-        Ok(Tokens { entries })
+        let jwt = file.jwt.map(|j| Jwt::load(j, dir)).transpose()?;
+        Ok(Tokens { entries, jwt })
     }
 
     /// A token's hash, added in code (an embedding application's own tokens).
@@ -84,11 +104,21 @@ impl Tokens {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.jwt.is_none()
+    }
+
+    /// Whose credential this is: a listed token's, else a valid JWT's (when configured).
+    pub fn check(&self, token: &str) -> Result<Caller, Refused> {
+        match (self.check_hash(token), &self.jwt) {
+            (Some(caller), _) => Ok(caller),
+            // Three dot-separated parts: a JWT, whose refusal can say why.
+            (None, Some(jwt)) if token.split('.').count() == 3 => jwt.check(token),
+            (None, _) => Err(Refused::Invalid("the bearer token is not valid".into())),
+        }
     }
 
     /// Whose token this is, or None. Every entry is compared, in constant time, whichever matches.
-    pub fn check(&self, token: &str) -> Option<Caller> {
+    fn check_hash(&self, token: &str) -> Option<Caller> {
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found = Choice::from(0);
         let mut superuser = Choice::from(0);
@@ -105,7 +135,9 @@ impl Tokens {
     }
 }
 
-/// Lets a request through only with a superuser's token: 401 without a known one, 403 for others.
+/// Lets a request through only with a superuser's credential: 401 without a valid one (with
+/// RFC 6750's `WWW-Authenticate: Bearer error="invalid_token", error_description="…"`), 403 for
+/// others.
 pub(crate) async fn require_superuser(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let token = request
         .headers()
@@ -114,13 +146,20 @@ pub(crate) async fn require_superuser(State(app): State<Arc<App>>, request: Requ
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
-    match token.and_then(|t| app.settings.tokens.check(t)) {
-        Some(Caller::Superuser) => next.run(request).await,
-        Some(Caller::User) => ApiError::new(StatusCode::FORBIDDEN, "this endpoint is for superusers only").into_response(),
-        None if token.is_none() => {
+    match token.ok_or(Refused::Missing).and_then(|t| app.settings.tokens.check(t)) {
+        Ok(Caller::Superuser) => next.run(request).await,
+        Ok(Caller::User) => ApiError::new(StatusCode::FORBIDDEN, "this endpoint is for superusers only").into_response(),
+        Err(Refused::Missing) => {
             ApiError::new(StatusCode::UNAUTHORIZED, "a bearer token is needed: `Authorization: Bearer TOKEN`").into_response()
         }
-        None => ApiError::new(StatusCode::UNAUTHORIZED, "the bearer token is not valid").into_response(),
+        Err(Refused::Invalid(why)) => {
+            let mut response = ApiError::new(StatusCode::UNAUTHORIZED, why.clone()).into_response();
+            let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{}\"", why.replace(['"', '\\'], "'"));
+            if let Ok(v) = HeaderValue::from_str(&challenge) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+            response
+        }
     }
 }
 
@@ -139,17 +178,17 @@ mod tests {
             hash("root-token"),
             hash("user-token")
         );
-        let tokens = Tokens::parse(&text).expect("a tokens file");
-        assert_eq!(tokens.check("root-token"), Some(Caller::Superuser));
-        assert_eq!(tokens.check("user-token"), Some(Caller::User));
-        assert_eq!(tokens.check("other"), None);
-        assert_eq!(tokens.check(&hash("root-token")), None, "the hash itself is no token");
+        let tokens = Tokens::parse(&text, Path::new(".")).expect("a tokens file");
+        assert_eq!(tokens.check("root-token"), Ok(Caller::Superuser));
+        assert_eq!(tokens.check("user-token"), Ok(Caller::User));
+        assert!(tokens.check("other").is_err());
+        assert!(tokens.check(&hash("root-token")).is_err(), "the hash itself is no token");
     }
 
     #[test]
     fn a_token_instead_of_its_hash_is_refused_without_showing_it() {
-        let err = Tokens::parse("[[token]]\nsha256 = \"my-secret-token\"\n").err().expect("refused");
+        let err = Tokens::parse("[[token]]\nsha256 = \"my-secret-token\"\n", Path::new(".")).err().expect("refused");
         assert!(err.contains("token 1") && !err.contains("my-secret-token"), "{err}");
-        assert!(Tokens::parse("[[token]]\nsha = \"x\"\n").is_err(), "unknown keys are refused");
+        assert!(Tokens::parse("[[token]]\nsha = \"x\"\n", Path::new(".")).is_err(), "unknown keys are refused");
     }
 }

@@ -19,6 +19,9 @@ pub enum Error {
     #[error("tokens file `{}`: {reason}", path.display())]
     Tokens { path: PathBuf, reason: String },
 
+    #[error("TLS: `{}` {reason}", path.display())]
+    Tls { path: PathBuf, reason: String },
+
     #[error("the server stopped")]
     Runtime(#[source] std::io::Error),
 }

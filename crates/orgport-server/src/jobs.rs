@@ -213,6 +213,15 @@ pub(crate) async fn show(
     Ok(Json(app.jobs.get(&id)?.describe()))
 }
 
+/// `GET /api/jobs`: every job kept, newest first, as `GET /api/jobs/{id}` describes each.
+pub(crate) async fn list(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Json<Value> {
+    let jobs: Vec<Arc<Job>> = {
+        let guard = app.jobs.jobs.lock().expect("not poisoned");
+        guard.order.iter().rev().filter_map(|id| guard.by_id.get(id).cloned()).collect()
+    };
+    Json(json!({"jobs": jobs.iter().map(|j| j.describe()).collect::<Vec<_>>()}))
+}
+
 /// `DELETE /api/jobs/{id}`: 202 while the job stops (it ends `cancelled`, the target as it was),
 /// 409 when it has finished already.
 pub(crate) async fn cancel(

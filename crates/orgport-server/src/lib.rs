@@ -7,7 +7,10 @@
 //! - `GET /api/orgs/{id}/export[?with=passwords,otp]`: the organisation's archive, streamed;
 //! - `POST /api/orgs/import[?ignoreVersion=…&dryRun=…&async=…]`: an archive as the request body,
 //!   imported as a new organisation; the import report as JSON, or `202 {"job": ID}` with `async=true`;
-//! - `GET /api/jobs/{id}`: a job's state, progress, error or report; `DELETE /api/jobs/{id}` cancels it.
+//! - `GET /api/jobs/{id}`: a job's state, progress, error or report; `DELETE /api/jobs/{id}` cancels it;
+//!   `GET /api/jobs`: every job kept, newest first;
+//! - `GET /api/orgs`: the database's organisations and the rows each owns;
+//! - `GET /`: the admin page (no token to load it; it asks for one and calls the API with it).
 //!
 //! The work runs on tokio's blocking threads (the core is synchronous), at most
 //! [`Settings::max_jobs`] at once; more get 429. Errors are `{"error": "..."}` with a status that
@@ -28,16 +31,19 @@
 //!     open_store: &|url| orgport_objects::open_store(url, |name| std::env::var(name).ok()),
 //! };
 //! let server = orgport_server::Server::bind("127.0.0.1:0".parse()?, settings)?;
-//! eprintln!("listening on http://{}", server.local_addr());
+//! eprintln!("listening on {}://{}", server.scheme(), server.local_addr());
 //! server.run()?;
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod auth;
 mod error;
 mod export;
 mod import;
 mod jobs;
+mod jwt;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,7 +57,7 @@ use axum::{Json, Router};
 use orgport_core::config::Config;
 use orgport_core::store::StoreOpener;
 
-pub use auth::Tokens;
+pub use auth::{Caller, Refused, Tokens};
 pub use error::{ApiError, Error};
 use jobs::Jobs;
 
@@ -91,6 +97,8 @@ pub fn router(settings: Settings) -> Router {
         .route("/api/orgs/{id}/export", get(export::export))
         .route("/api/orgs/import", axum::routing::post(import::import))
         .route("/api/jobs/{id}", get(jobs::show).delete(jobs::cancel))
+        .route("/api/orgs", get(admin::orgs))
+        .route("/api/jobs", get(jobs::list))
         .route_layer(middleware::from_fn_with_state(app.clone(), auth::require_superuser))
         // Bodies are streamed and capped by the import itself (`max_body`).
         .layer(DefaultBodyLimit::disable())
@@ -98,6 +106,7 @@ pub fn router(settings: Settings) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .merge(api)
+        .merge(admin::page())
         .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(middleware::from_fn(log))
 }
@@ -114,6 +123,7 @@ async fn log(request: Request, next: Next) -> Response {
 pub struct Server {
     listener: std::net::TcpListener,
     router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Server {
@@ -121,7 +131,23 @@ impl Server {
     pub fn bind(addr: SocketAddr, settings: Settings) -> Result<Server, Error> {
         let listener = std::net::TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
         listener.set_nonblocking(true).map_err(|source| Error::Bind { addr, source })?;
-        Ok(Server { listener, router: router(settings) })
+        Ok(Server { listener, router: router(settings), tls: None })
+    }
+
+    /// Serves HTTPS only, with the certificate chain in `cert` and its private key in `key` (PEM
+    /// files); a plain HTTP request gets its connection closed.
+    pub fn with_tls(mut self, cert: &std::path::Path, key: &std::path::Path) -> Result<Server, Error> {
+        self.tls = Some(tls::config(cert, key)?);
+        Ok(self)
+    }
+
+    /// `https` or `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -134,7 +160,10 @@ impl Server {
             tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("orgport-serve").build().map_err(Error::Runtime)?;
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(self.listener).map_err(Error::Runtime)?;
-            axum::serve(listener, self.router).await.map_err(Error::Runtime)
+            match self.tls {
+                Some(config) => tls::serve(listener, self.router, config).await,
+                None => axum::serve(listener, self.router).await.map_err(Error::Runtime),
+            }
         })
     }
 }

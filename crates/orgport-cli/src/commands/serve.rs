@@ -15,9 +15,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         None => Tokens::default(),
     };
     if tokens.is_empty() {
-        eprintln!(
-            "warning: no tokens: every request but `/healthz` gets 401\nhint: pass `--tokens-file FILE` (see `orgport serve --help`)"
-        );
+        eprintln!("warning: no tokens and no `[jwt]`: every request but `/healthz` gets 401\nhint: pass `--tokens-file FILE` (see `orgport serve --help`)");
     }
     let settings = Settings {
         db: args.source.db,
@@ -30,8 +28,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         file_jobs: args.file_jobs.file_jobs.into(),
         open_store: &crate::location::open_files_store,
     };
-    let server = Server::bind(args.listen, settings)?;
-    eprintln!("listening on http://{}", server.local_addr());
+    let mut server = Server::bind(args.listen, settings)?;
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        server = server.with_tls(cert, key)?;
+    }
+    eprintln!("listening on {}://{}", server.scheme(), server.local_addr());
     server.run()?;
     Ok(ExitCode::SUCCESS)
 }

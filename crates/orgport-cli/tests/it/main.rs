@@ -32,6 +32,10 @@
 //!   another instance.
 //! - `serve`: `orgport serve` over real HTTP: the API's round trip against the command line's,
 //!   tokens, body limits, damaged archives, jobs, cancelling, `--max-jobs`.
+//! - `serve_auth`: JSON Web Tokens (HS256, RS256, ES256 from a JWKS) on every endpoint: forged,
+//!   expired, misaddressed and unlisted-algorithm tokens get 401, key confusion is refused;
+//!   HTTPS with `--tls-cert`.
+//! - `serve_page`: the admin page in a headless Chromium driven over WebDriver.
 //! - `review`: regression tests for the findings of a review (unique non-primary keys, shared
 //!   tables without a primary key, secrets in messages, failures at commit, …).
 
@@ -57,4 +61,6 @@ mod realworld;
 mod review;
 mod roundtrip;
 mod serve;
+mod serve_auth;
+mod serve_page;
 mod shapes;

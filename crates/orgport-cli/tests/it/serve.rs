@@ -19,25 +19,39 @@ use serde_json::Value;
 use crate::servers::block_on;
 use crate::util::*;
 
-const ROOT: &str = "root-token-for-tests";
-const USER: &str = "user-token-for-tests";
+pub(crate) const ROOT: &str = "root-token-for-tests";
+pub(crate) const USER: &str = "user-token-for-tests";
+
+/// Numbers the tokens files of one test's servers.
+static TOKENS_FILES: AtomicU64 = AtomicU64::new(0);
 
 /// A running `orgport serve`, killed when dropped.
-struct Serve {
+pub(crate) struct Serve {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     /// Everything the server wrote on stderr.
     log: Arc<Mutex<String>>,
+    client: reqwest::Client,
 }
 
 impl Serve {
     /// Serves `db` with the example configuration (or `config`), a tokens file with a superuser's
     /// and a plain user's token, and `extra` flags.
-    fn start(w: &Work, db: &Path, config: Option<&Path>, extra: &[&str]) -> Serve {
+    pub(crate) fn start(w: &Work, db: &Path, config: Option<&Path>, extra: &[&str]) -> Serve {
+        Serve::start_with(w, db, config, "", extra)
+    }
+
+    /// As [`Serve::start`], with `more` (such as a `[jwt]` section) in the tokens file.
+    pub(crate) fn start_with(w: &Work, db: &Path, config: Option<&Path>, more: &str, extra: &[&str]) -> Serve {
+        Serve::start_url(w, &url(db), config, more, extra)
+    }
+
+    /// As [`Serve::start_with`], for a database URL.
+    pub(crate) fn start_url(w: &Work, db: &str, config: Option<&Path>, more: &str, extra: &[&str]) -> Serve {
         let tokens = w.config(
-            "tokens.toml",
+            &format!("tokens-{}.toml", TOKENS_FILES.fetch_add(1, Ordering::Relaxed)),
             &format!(
-                "[[token]]\nname = \"root\"\nsha256 = \"{}\"\nsuperuser = true\n\n[[token]]\nname = \"user\"\nsha256 = \"{}\"\n",
+                "[[token]]\nname = \"root\"\nsha256 = \"{}\"\nsuperuser = true\n\n[[token]]\nname = \"user\"\nsha256 = \"{}\"\n\n{more}",
                 hex(&sha256(ROOT.as_bytes())),
                 hex(&sha256(USER.as_bytes()))
             ),
@@ -48,7 +62,7 @@ impl Serve {
         let mut child = Command::new(assert_cmd::cargo::cargo_bin("orgport"))
             .current_dir(w.dir.path())
             .env("TMPDIR", &tmp)
-            .args(["serve", "--db", &url(db), "--config"])
+            .args(["serve", "--db", db, "--config"])
             .arg(&config)
             .arg("--tokens-file")
             .arg(&tokens)
@@ -72,7 +86,9 @@ impl Serve {
                 sink.lock().unwrap().push_str(&(line + "\n"));
             }
         });
-        let mut serve = Serve { child, base: String::new(), log };
+        // reqwest's rustls needs a crypto provider chosen before its first client.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut serve = Serve { child, base: String::new(), log, client: reqwest::Client::new() };
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(base) => serve.base = base,
             Err(_) => panic!("orgport serve did not start:\n{}", serve.log()),
@@ -80,20 +96,27 @@ impl Serve {
         serve
     }
 
-    fn log(&self) -> String {
+    /// Speaks to the server through `client` (one that trusts its certificate).
+    pub(crate) fn with_client(mut self, client: reqwest::Client) -> Serve {
+        self.client = client;
+        self
+    }
+
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// One request with `token` as a bearer token (None: no `Authorization`).
-    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> Reply {
+    pub(crate) fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> Reply {
         let url = self.url(path);
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let client = self.client.clone();
         block_on(async move {
-            let mut request = reqwest::Client::new().request(method, url);
+            let mut request = client.request(method, url);
             if let Some(token) = token {
                 request = request.bearer_auth(token);
             }
@@ -108,16 +131,16 @@ impl Serve {
         })
     }
 
-    fn get(&self, path: &str) -> Reply {
+    pub(crate) fn get(&self, path: &str) -> Reply {
         self.call("GET", path, Some(ROOT), None)
     }
 
-    fn post(&self, path: &str, body: Vec<u8>) -> Reply {
+    pub(crate) fn post(&self, path: &str, body: Vec<u8>) -> Reply {
         self.call("POST", path, Some(ROOT), Some(body))
     }
 
     /// Polls a job until `done` says so of its description (at most 60 s).
-    fn wait_job(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn wait_job(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         let start = Instant::now();
         loop {
             let job = self.get(&format!("/api/jobs/{id}")).status(200).json();
@@ -137,26 +160,26 @@ impl Drop for Serve {
     }
 }
 
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Reply {
     #[track_caller]
-    fn status(&self, expected: u16) -> &Self {
+    pub(crate) fn status(&self, expected: u16) -> &Self {
         assert_eq!(self.status, expected, "body: {}", String::from_utf8_lossy(&self.body));
         self
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     /// The `error` of a JSON error body, asserting it mentions every fragment.
     #[track_caller]
-    fn error(&self, fragments: &[&str]) -> String {
+    pub(crate) fn error(&self, fragments: &[&str]) -> String {
         let error =
             self.json()["error"].as_str().unwrap_or_else(|| panic!("no error in {}", String::from_utf8_lossy(&self.body))).to_string();
         for f in fragments {
@@ -168,7 +191,7 @@ impl Reply {
 
 /// The example source (three workspaces) and target (two others), and org 1's archive made by
 /// the command line.
-fn setup(w: &Work, tasks_per_project: usize) -> (PathBuf, PathBuf, PathBuf) {
+pub(crate) fn setup(w: &Work, tasks_per_project: usize) -> (PathBuf, PathBuf, PathBuf) {
     let src = w.example("source.db", &ExampleOptions { tasks_per_project, ..ExampleOptions::default() });
     let tgt = w.example(
         "target.db",
@@ -271,7 +294,9 @@ fn every_endpoint_but_healthz_wants_a_superusers_token() {
     let (src, _, archive) = setup(&w, 2);
     let serve = Serve::start(&w, &src, None, &[]);
     let body = bytes(&archive);
-    let endpoints: [(&str, &str, Option<Vec<u8>>); 4] = [
+    let endpoints: [(&str, &str, Option<Vec<u8>>); 6] = [
+        ("GET", "/api/orgs", None),
+        ("GET", "/api/jobs", None),
         ("GET", "/api/orgs/1/export", None),
         ("POST", "/api/orgs/import", Some(body.clone())),
         ("GET", "/api/jobs/0123456789abcdef", None),
@@ -283,7 +308,13 @@ fn every_endpoint_but_healthz_wants_a_superusers_token() {
         for token in [None, Some("not-a-token"), Some(&hex(&sha256(ROOT.as_bytes()))[..])] {
             let reply = serve.call(method, path, token, body.clone());
             assert_eq!(reply.status, 401, "{what} with {token:?}");
-            assert_eq!(reply.headers["www-authenticate"], "Bearer", "{what}");
+            let challenge = reply.headers["www-authenticate"].to_str().unwrap();
+            match token {
+                None => assert_eq!(challenge, "Bearer", "{what}"),
+                Some(_) => {
+                    assert_eq!(challenge, "Bearer error=\"invalid_token\", error_description=\"the bearer token is not valid\"", "{what}")
+                }
+            }
             reply.error(&[]);
         }
         // Another scheme is no bearer token.
@@ -487,4 +518,72 @@ fn an_import_stops_between_rows_when_its_progress_says_cancelled() {
         drop(engine);
         assert_eq!(snapshot(&tgt), before, "cancelled after {after} rows: the target changed");
     }
+}
+
+/// The rows of an archive's root and owned tables.
+pub(crate) fn owned_rows(manifest: &Value) -> u64 {
+    let tables = manifest["tables"].as_array().unwrap();
+    tables.iter().filter(|t| t["role"] == "root" || t["role"] == "owned").map(|t| t["rows"].as_u64().unwrap()).sum()
+}
+
+#[test]
+fn the_admin_page_loads_without_a_token_and_the_lists_it_shows_need_one() {
+    let w = Work::new();
+    let (src, _, archive) = setup(&w, 2);
+    let serve = Serve::start(&w, &src, None, &[]);
+    for (path, kind, fragment) in [
+        ("/", "text/html", "<script src=\"/admin.js\""),
+        ("/admin.js", "text/javascript", "sessionStorage"),
+        ("/admin.css", "text/css", "table"),
+    ] {
+        let reply = serve.call("GET", path, None, None);
+        reply.status(200);
+        assert!(reply.headers["content-type"].to_str().unwrap().starts_with(kind), "{path}");
+        let csp = reply.headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'") && !csp.contains("unsafe"), "{path}: {csp}");
+        assert_eq!(reply.headers["x-content-type-options"], "nosniff");
+        assert!(String::from_utf8_lossy(&reply.body).contains(fragment), "{path}");
+    }
+    assert!(
+        !String::from_utf8_lossy(&serve.call("GET", "/admin.js", None, None).body).contains("innerHTML"),
+        "data goes into the page as text only"
+    );
+
+    let orgs = serve.get("/api/orgs").status(200).json();
+    let keys: Vec<&str> = orgs["orgs"].as_array().unwrap().iter().map(|o| o["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["1", "2", "3"]);
+    assert_eq!(orgs["orgs"][0]["rows"], owned_rows(&w.manifest(&archive)), "{orgs}");
+
+    assert_eq!(serve.get("/api/jobs").status(200).json(), serde_json::json!({"jobs": []}));
+    let first = serve.post("/api/orgs/import?async=true&dryRun=true", bytes(&archive)).status(202).json();
+    let second = serve.post("/api/orgs/import?async=true", b"not an archive".to_vec()).status(202).json();
+    serve.wait_job(second["job"].as_str().unwrap(), |j| j["state"] == "failed");
+    serve.wait_job(first["job"].as_str().unwrap(), |j| j["state"] == "done");
+    let jobs = serve.get("/api/jobs").status(200).json();
+    let listed: Vec<&Value> = jobs["jobs"].as_array().unwrap().iter().collect();
+    assert_eq!(listed.iter().map(|j| &j["job"]).collect::<Vec<_>>(), [&second["job"], &first["job"]], "newest first");
+    assert_eq!(listed[1]["report"]["dry_run"], true);
+    assert_eq!(listed[0]["status"], 422);
+}
+
+/// `GET /api/orgs` on PostgreSQL: the counts come from the server, through the same selection.
+#[test]
+fn the_org_list_counts_rows_on_postgresql() {
+    let Some(server) = crate::pg::server() else { return };
+    let w = Work::new();
+    let (_, _, archive) = setup(&w, 2);
+    let pg = crate::pg::fresh_db(&server, "serve_orgs");
+    crate::pg::psql(&pg, &["-f", repo_root().join("examples/saas/schema.postgres.sql").to_str().unwrap()]);
+    let import = || {
+        new_org(
+            &w.run(&["import", "--db", &pg, "--config", example_config().to_str().unwrap(), "--in", archive.to_str().unwrap(), "--json"])
+                .ok()
+                .json(),
+        )
+    };
+    let (a, b) = (import(), import());
+    let serve = Serve::start_url(&w, &pg, None, "", &[]);
+    let orgs = serve.get("/api/orgs").status(200).json();
+    let rows = owned_rows(&w.manifest(&archive));
+    assert_eq!(orgs, serde_json::json!({"orgs": [{"key": a, "rows": rows}, {"key": b, "rows": rows}]}));
 }
