@@ -36,6 +36,8 @@
 //!   expired, misaddressed and unlisted-algorithm tokens get 401, key confusion is refused;
 //!   HTTPS with `--tls-cert`.
 //! - `serve_page`: the admin page in a headless Chromium driven over WebDriver.
+//! - `serve_load`: six clients exporting and importing at once through two servers with
+//!   `--max-jobs 2`: each request succeeds or gets 429, every import verifies, memory bounded.
 //! - `review`: regression tests for the findings of a review (unique non-primary keys, shared
 //!   tables without a primary key, secrets in messages, failures at commit, …).
 
@@ -62,5 +64,6 @@ mod review;
 mod roundtrip;
 mod serve;
 mod serve_auth;
+mod serve_load;
 mod serve_page;
 mod shapes;
