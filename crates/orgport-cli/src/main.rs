@@ -47,7 +47,8 @@ enum Command {
     /// Compare an imported organisation with its archive, row by row and column by column.
     #[command(after_help = OBJECTS_HELP)]
     Verify(VerifyArgs),
-    /// Print an archive's manifest after checking every checksum.
+    /// Print an archive's manifest after checking every checksum. An encrypted archive without
+    /// `--identity` shows only that it is encrypted, and for how many recipients.
     #[command(after_help = OBJECTS_HELP)]
     Inspect(InspectArgs),
     /// Serve exports and imports over HTTP to superusers, as jobs with progress.
@@ -183,6 +184,31 @@ struct ExportArgs {
     files_to: Option<String>,
     #[command(flatten)]
     file_jobs: FileJobs,
+    #[command(flatten)]
+    encrypt: Encrypt,
+}
+
+/// Who can read the archive.
+#[derive(Args)]
+struct Encrypt {
+    /// Encrypt the archive with age to this X25519 recipient (`age1…`, a public key from
+    /// `age-keygen`); repeat for several. Everything in the archive is encrypted, its manifest
+    /// included: without an identity, `inspect` shows only the number of recipients. Files
+    /// copied with `--files copy` are NOT encrypted: they stay as they are at `--files-to`.
+    #[arg(long, value_name = "RECIPIENT")]
+    encrypt_to: Vec<String>,
+    /// Encrypt to every recipient in FILE: one `age1…` per line, `#` comments; repeatable.
+    #[arg(long, value_name = "FILE")]
+    encrypt_to_file: Vec<PathBuf>,
+}
+
+/// How to read an encrypted archive.
+#[derive(Args)]
+struct Decrypt {
+    /// age identity file (`AGE-SECRET-KEY-1…` lines, as `age-keygen` writes) to decrypt an
+    /// encrypted archive; a plain archive is read as it is.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -215,6 +241,8 @@ struct ImportArgs {
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    decrypt: Decrypt,
 }
 
 #[derive(Args)]
@@ -232,6 +260,8 @@ struct VerifyArgs {
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    decrypt: Decrypt,
 }
 
 #[derive(Args)]
@@ -239,6 +269,8 @@ struct InspectArgs {
     /// The archive to read. A file, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`.
     #[arg(long = "in", value_name = "PATH|URL", value_parser = Location::parse)]
     input: Location,
+    #[command(flatten)]
+    decrypt: Decrypt,
 }
 
 #[derive(Args)]
@@ -265,6 +297,12 @@ struct ServeArgs {
     max_jobs: u16,
     #[command(flatten)]
     file_jobs: FileJobs,
+    // Exports encrypted to these recipients, as `export`'s.
+    #[command(flatten)]
+    encrypt: Encrypt,
+    // Imports of encrypted archives decrypted with this identity; without it they get 422.
+    #[command(flatten)]
+    decrypt: Decrypt,
 }
 
 /// A size such as `1GiB`, `512MiB`, `64KiB` or `1000` (bytes).
@@ -307,6 +345,9 @@ fn main() -> ExitCode {
             eprintln!("error: {err}");
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
+            }
+            if err.chain().any(|c| matches!(c.downcast_ref(), Some(orgport_core::Error::Encrypted { .. }))) {
+                eprintln!("hint: pass `--identity FILE`, an age identity file holding one of its recipients' secret keys");
             }
             ExitCode::FAILURE
         }

@@ -18,6 +18,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use orgport_core::archive::crypt::Sink;
 use orgport_core::export::{export as core_export, ExportOptions};
 use orgport_core::files::{FilesExport, FilesMode};
 use orgport_core::plan::Plan;
@@ -94,7 +95,9 @@ fn run(app: &App, org: &str, with: BTreeSet<String>, out: &mut ChannelWriter) ->
     let plan = Plan::build(engine.introspect()?, &s.config, s.root.as_deref(), engine.capabilities())?;
     let files = (!plan.files.is_empty()).then_some(FilesExport { mode: FilesMode::Embed, open: s.open_store, jobs: s.file_jobs });
     let options = ExportOptions { orgs: vec![org.to_string()], with_groups: with, spool_dir: None, jobs: 1, files };
-    core_export(engine.as_mut(), &plan, &options, out, &Quiet)?;
+    let mut sink = Sink::new(&mut *out, s.encryption.recipients.as_ref())?;
+    core_export(engine.as_mut(), &plan, &options, &mut sink, &Quiet)?;
+    sink.finish()?;
     out.flush().map_err(|e| ApiError::internal(format!("sending the archive: {e}")))
 }
 

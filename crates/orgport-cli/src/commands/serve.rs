@@ -2,7 +2,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use orgport_engines::Access;
-use orgport_server::{Server, Settings, Tokens};
+use orgport_core::archive::crypt::Identities;
+use orgport_server::{Encryption, Server, Settings, Tokens};
 
 use crate::ServeArgs;
 
@@ -27,6 +28,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         max_jobs: args.max_jobs.into(),
         file_jobs: args.file_jobs.file_jobs.into(),
         open_store: &crate::location::open_files_store,
+        encryption: Encryption {
+            recipients: args.encrypt.recipients()?,
+            identities: args.decrypt.identity.as_deref().map(Identities::from_file).transpose()?,
+            allow_plaintext_secrets: false,
+        },
     };
     let server = Server::bind(args.listen, settings)?;
     eprintln!("listening on http://{}", server.local_addr());

@@ -5,6 +5,8 @@
 //!   organisation on the source with its copy on the target, archive surgery).
 //! - `roundtrip`: every value type, a non-empty target, importing twice, shared users.
 //! - `bad_input`: damaged archives, incompatible targets, unreadable databases, usage errors.
+//! - `encryption`: age-encrypted archives through the command line and the server; keys that
+//!   cannot be used, damaged ciphertexts.
 //! - `mutations`: thousands of flipped, truncated and forged archives imported through the
 //!   library: each fails, never panics, and leaves the target's database and store untouched.
 //! - `policies`: sensitive groups and `on_conflict` policies.
@@ -32,6 +34,7 @@ mod servers;
 mod util;
 
 mod bad_input;
+mod encryption;
 mod files;
 mod gisia;
 mod mutations;

@@ -19,11 +19,11 @@ use serde_json::Value;
 use crate::servers::block_on;
 use crate::util::*;
 
-const ROOT: &str = "root-token-for-tests";
+pub(crate) const ROOT: &str = "root-token-for-tests";
 const USER: &str = "user-token-for-tests";
 
 /// A running `orgport serve`, killed when dropped.
-struct Serve {
+pub(crate) struct Serve {
     child: Child,
     base: String,
     /// Everything the server wrote on stderr.
@@ -33,7 +33,7 @@ struct Serve {
 impl Serve {
     /// Serves `db` with the example configuration (or `config`), a tokens file with a superuser's
     /// and a plain user's token, and `extra` flags.
-    fn start(w: &Work, db: &Path, config: Option<&Path>, extra: &[&str]) -> Serve {
+    pub(crate) fn start(w: &Work, db: &Path, config: Option<&Path>, extra: &[&str]) -> Serve {
         let tokens = w.config(
             "tokens.toml",
             &format!(
@@ -80,7 +80,7 @@ impl Serve {
         serve
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
@@ -89,7 +89,7 @@ impl Serve {
     }
 
     /// One request with `token` as a bearer token (None: no `Authorization`).
-    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> Reply {
+    pub(crate) fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> Reply {
         let url = self.url(path);
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
         block_on(async move {
@@ -108,16 +108,16 @@ impl Serve {
         })
     }
 
-    fn get(&self, path: &str) -> Reply {
+    pub(crate) fn get(&self, path: &str) -> Reply {
         self.call("GET", path, Some(ROOT), None)
     }
 
-    fn post(&self, path: &str, body: Vec<u8>) -> Reply {
+    pub(crate) fn post(&self, path: &str, body: Vec<u8>) -> Reply {
         self.call("POST", path, Some(ROOT), Some(body))
     }
 
     /// Polls a job until `done` says so of its description (at most 60 s).
-    fn wait_job(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn wait_job(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         let start = Instant::now();
         loop {
             let job = self.get(&format!("/api/jobs/{id}")).status(200).json();
@@ -137,26 +137,26 @@ impl Drop for Serve {
     }
 }
 
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Reply {
     #[track_caller]
-    fn status(&self, expected: u16) -> &Self {
+    pub(crate) fn status(&self, expected: u16) -> &Self {
         assert_eq!(self.status, expected, "body: {}", String::from_utf8_lossy(&self.body));
         self
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     /// The `error` of a JSON error body, asserting it mentions every fragment.
     #[track_caller]
-    fn error(&self, fragments: &[&str]) -> String {
+    pub(crate) fn error(&self, fragments: &[&str]) -> String {
         let error = self.json()["error"].as_str().unwrap_or_else(|| panic!("no error in {}", String::from_utf8_lossy(&self.body))).to_string();
         for f in fragments {
             assert!(error.contains(f), "the error does not mention {f:?}: {error}");
