@@ -78,7 +78,9 @@ never over an existing object, and removes them again if the import fails.";
 const SERVE_HELP: &str = "\
 Endpoints (every one but /healthz needs `Authorization: Bearer TOKEN` of a superuser):
   GET    /healthz                          {\"status\": \"ok\"}
-  GET    /api/orgs/{id}/export[?with=G,…]  the organisation's archive, streamed
+  GET    /api/orgs/{id}/export[?with=G,…]  the organisation's archive, streamed (encrypted with
+                                           --encrypt-to; `with` only then, or with
+                                           --allow-plaintext-secrets)
   POST   /api/orgs/import                  an archive as the body; the import report (JSON)
            ?dryRun=true                    do everything but commit
            ?async=true                     answer 202 {\"job\": ID} at once
@@ -88,7 +90,8 @@ Endpoints (every one but /healthz needs `Authorization: Bearer TOKEN` of a super
   DELETE /api/jobs/{id}                    cancel: the target stays as it was
 Errors are JSON {\"error\": \"...\"}: 400 bad query, 401 no or unknown token, 403 not a
 superuser, 404, 409 values or objects in the way, 413 body over --max-body, 422 an archive that
-fails its checks or does not fit the target, 429 more than --max-jobs at once.
+fails its checks, is encrypted for others, or does not fit the target, 429 more than --max-jobs
+at once.
 
 The tokens file holds SHA-256 hashes of tokens, never the tokens:
   [[token]]
@@ -155,6 +158,7 @@ struct ExportArgs {
     #[arg(long = "org", value_name = "KEY", required = true)]
     orgs: Vec<String>,
     /// Sensitive groups to include, comma-separated (e.g. `passwords,otp`); withheld otherwise.
+    /// Only into an encrypted archive (`--encrypt-to`), unless `--allow-plaintext-secrets`.
     #[arg(long = "with", value_name = "GROUPS", value_delimiter = ',')]
     with: Vec<String>,
     /// The archive to write: a file, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`. It appears only
@@ -200,6 +204,10 @@ struct Encrypt {
     /// Encrypt to every recipient in FILE: one `age1…` per line, `#` comments; repeatable.
     #[arg(long, value_name = "FILE")]
     encrypt_to_file: Vec<PathBuf>,
+    /// Allow sensitive groups (`--with`) in an archive that is not encrypted (the server: in
+    /// exports without `--encrypt-to`); a warning says so. Without it such an export is refused.
+    #[arg(long)]
+    allow_plaintext_secrets: bool,
 }
 
 /// How to read an encrypted archive.

@@ -50,6 +50,13 @@ pub(crate) async fn export(
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let with: BTreeSet<String> = query.with.iter().flat_map(|w| w.split(',')).map(str::trim).filter(|g| !g.is_empty()).map(String::from).collect();
+    let encryption = &app.settings.encryption;
+    if !with.is_empty() && encryption.recipients.is_none() && !encryption.allow_plaintext_secrets {
+        let groups = with.iter().cloned().collect::<Vec<_>>().join(",");
+        return Err(ApiError::bad_request(format!(
+            "`with={groups}` asks for sensitive values, and this server's exports are not encrypted\nhint: start `orgport serve` with `--encrypt-to RECIPIENT`, or `--allow-plaintext-secrets`"
+        )));
+    }
     let slot = app.jobs.slot()?;
     let (tx, mut rx) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
     let org = id.clone();

@@ -18,6 +18,15 @@ use crate::{ExportArgs, FilesMode};
 
 pub fn run(args: ExportArgs) -> Result<ExitCode> {
     let recipients = args.encrypt.recipients()?;
+    if !args.with.is_empty() && recipients.is_none() {
+        let groups = args.with.join(",");
+        if !args.encrypt.allow_plaintext_secrets {
+            bail!(
+                "`--with {groups}` puts sensitive values in the archive, and it is not encrypted\nhint: pass `--encrypt-to RECIPIENT` (an age public key), or `--allow-plaintext-secrets` to write them in clear"
+            );
+        }
+        eprintln!("warning: the archive holds the sensitive groups `{groups}` unencrypted (`--allow-plaintext-secrets`): keep it like the passwords it holds");
+    }
     if let (Some(_), Some(FilesMode::Copy), Some(to)) = (&recipients, args.files, &args.files_to) {
         eprintln!("warning: `--encrypt-to` encrypts the archive only: the files copied to `{to}` (`--files copy`) are not encrypted");
     }

@@ -18,6 +18,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     if tokens.is_empty() {
         eprintln!("warning: no tokens: every request but `/healthz` gets 401\nhint: pass `--tokens-file FILE` (see `orgport serve --help`)");
     }
+    if args.encrypt.allow_plaintext_secrets && args.encrypt.encrypt_to.is_empty() && args.encrypt.encrypt_to_file.is_empty() {
+        eprintln!("warning: `--allow-plaintext-secrets`: exports asking for sensitive groups (`with=`) leave unencrypted");
+    }
     let settings = Settings {
         db: args.source.db,
         schemas: args.source.schemas,
@@ -31,7 +34,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         encryption: Encryption {
             recipients: args.encrypt.recipients()?,
             identities: args.decrypt.identity.as_deref().map(Identities::from_file).transpose()?,
-            allow_plaintext_secrets: false,
+            allow_plaintext_secrets: args.encrypt.allow_plaintext_secrets,
         },
     };
     let server = Server::bind(args.listen, settings)?;

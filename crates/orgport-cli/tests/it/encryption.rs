@@ -273,3 +273,35 @@ fn the_server_encrypts_its_exports_and_decrypts_what_it_imports() {
         &example_specs(),
     );
 }
+
+#[test]
+fn sensitive_groups_leave_encrypted_or_with_an_explicit_flag() {
+    use crate::serve::Serve;
+    let w = Work::new();
+    let (src, _) = example_pair(&w);
+    let config = example_config();
+    let (_, recipient) = age_keys(&w, "ops.key");
+    let out = w.path("org.orgport");
+    w.export(&src, Some(&config), None, &["1"], &["--with", "passwords,otp"], &out).fails_with(&[
+        "`--with passwords,otp` puts sensitive values in the archive, and it is not encrypted",
+        "hint: pass `--encrypt-to RECIPIENT`",
+        "`--allow-plaintext-secrets`",
+    ]);
+    assert!(!out.exists(), "a refused export wrote an archive");
+    let sealed = w.export(&src, Some(&config), None, &["1"], &["--with", "passwords", "--encrypt-to", &recipient], &out);
+    sealed.ok();
+    assert!(!sealed.stderr.contains("warning"), "{}", sealed.stderr);
+    std::fs::remove_file(&out).unwrap();
+    let clear = w.export(&src, Some(&config), None, &["1"], &["--with", "passwords", "--allow-plaintext-secrets"], &out);
+    clear.ok();
+    assert!(clear.stderr.contains("warning: the archive holds the sensitive groups `passwords` unencrypted"), "{}", clear.stderr);
+    assert!(archive_rows(&out).0.with_groups == ["passwords"]);
+
+    let plain = Serve::start(&w, &src, None, &[]);
+    plain.get("/api/orgs/1/export?with=passwords").status(400).error(&["`with=passwords` asks for sensitive values", "--encrypt-to", "--allow-plaintext-secrets"]);
+    plain.get("/api/orgs/1/export").status(200);
+    let encrypting = Serve::start(&w, &src, None, &["--encrypt-to", &recipient]);
+    assert!(encrypting.get("/api/orgs/1/export?with=passwords").status(200).body.starts_with(AGE_MAGIC));
+    let allowing = Serve::start(&w, &src, None, &["--allow-plaintext-secrets"]);
+    assert!(allowing.get("/api/orgs/1/export?with=passwords").status(200).body.starts_with(b"ORGPORT\0"));
+}

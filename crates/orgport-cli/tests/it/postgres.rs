@@ -64,7 +64,7 @@ fn flagsmith_org_1_round_trips_into_an_instance_that_holds_other_orgs() {
     let archive = work.path("org1.orgport");
     let config = flagsmith_config();
     let config = config.to_str().expect("path");
-    work.run(&["export", "--db", &source, "--config", config, "--org", "1", "--with", "passwords,secrets", "--out", archive.to_str().expect("path")]).ok();
+    work.run(&["export", "--db", &source, "--config", config, "--org", "1", "--with", "passwords,secrets", "--allow-plaintext-secrets", "--out", archive.to_str().expect("path")]).ok();
     let rows = archive_rows(&archive);
 
     // The rows of org 1's foreign-key closure, table by table.
