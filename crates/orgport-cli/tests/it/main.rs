@@ -5,6 +5,8 @@
 //!   organisation on the source with its copy on the target, archive surgery).
 //! - `roundtrip`: every value type, a non-empty target, importing twice, shared users.
 //! - `bad_input`: damaged archives, incompatible targets, unreadable databases, usage errors.
+//! - `canaries`: unique values in every sensitive column and credential, looked for in every
+//!   output, log line, response body and plain archive byte of many runs, good and failing.
 //! - `encryption`: age-encrypted archives through the command line and the server; keys that
 //!   cannot be used, damaged ciphertexts.
 //! - `mutations`: thousands of flipped, truncated and forged archives imported through the
@@ -34,6 +36,7 @@ mod servers;
 mod util;
 
 mod bad_input;
+mod canaries;
 mod encryption;
 mod files;
 mod gisia;
