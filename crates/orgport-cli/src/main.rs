@@ -93,6 +93,9 @@ superuser, 404, 409 values or objects in the way, 413 body over --max-body, 422 
 fails its checks, is encrypted for others, or does not fit the target, 429 more than --max-jobs
 at once.
 
+Encryption (age): --encrypt-to / --encrypt-to-file encrypt every export; --identity decrypts the
+encrypted archives posted for import (without it they get 422).
+
 The tokens file holds SHA-256 hashes of tokens, never the tokens:
   [[token]]
   name = \"ops\"
