@@ -95,11 +95,11 @@ struct FileOptions {
 fn parse_options(args: &[String]) -> Result<FileOptions> {
     let mut o = FileOptions { count: 1000, mib: 1, jobs: 8, timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS) };
     for (flag, value) in crate::flag_values(args, &["--files"], || {
-            println!("usage: orgport-bench --files [--files-count N] [--file-mib M] [--file-jobs J] [--timeout SECS]");
-            println!("  N objects of M MiB (default 1000 × 1) copied store to store in S3 by orgport export (--files copy)");
-            println!("  and import, against a GET+PUT loop of object_store with the same concurrency J (default 8).");
-            println!("  S3 server: $ORGPORT_S3_ENDPOINT, $ORGPORT_S3_ACCESS_KEY, $ORGPORT_S3_SECRET_KEY; when unset,");
-            println!("  scripts/storage.sh is started in a private directory and stopped at the end.");
+        println!("usage: orgport-bench --files [--files-count N] [--file-mib M] [--file-jobs J] [--timeout SECS]");
+        println!("  N objects of M MiB (default 1000 × 1) copied store to store in S3 by orgport export (--files copy)");
+        println!("  and import, against a GET+PUT loop of object_store with the same concurrency J (default 8).");
+        println!("  S3 server: $ORGPORT_S3_ENDPOINT, $ORGPORT_S3_ACCESS_KEY, $ORGPORT_S3_SECRET_KEY; when unset,");
+        println!("  scripts/storage.sh is started in a private directory and stopped at the end.");
     })? {
         let number = |what: &str| -> Result<usize> {
             let n: usize = value.replace('_', "").parse().with_context(|| format!("bad {what} `{value}`"))?;
@@ -251,7 +251,8 @@ fn s3_client(bucket: &str) -> Result<AmazonS3> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let mut builder = AmazonS3Builder::new().with_bucket_name(bucket).with_region(var("AWS_REGION").unwrap_or_else(|| REGION.into()));
     if let Some(endpoint) = var("AWS_ENDPOINT_URL_S3") {
-        builder = builder.with_endpoint(&endpoint).with_virtual_hosted_style_request(false).with_allow_http(endpoint.starts_with("http://"));
+        builder =
+            builder.with_endpoint(&endpoint).with_virtual_hosted_style_request(false).with_allow_http(endpoint.starts_with("http://"));
     }
     if let (Some(id), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
         builder = builder.with_access_key_id(id).with_secret_access_key(secret);
@@ -393,21 +394,37 @@ fn run(rt: &Runtime, storage: &Storage, buckets: &Buckets, o: &FileOptions, exe:
     let transfer = format!("s3://{}", buckets.transfer);
     let exported = phase(
         "export",
-        &["--db", &path_arg(&source_db), "--config", &path_arg(&source_toml), "--archive", &path_arg(&archive), "--to", &transfer, "--jobs", &jobs],
+        &[
+            "--db",
+            &path_arg(&source_db),
+            "--config",
+            &path_arg(&source_toml),
+            "--archive",
+            &path_arg(&archive),
+            "--to",
+            &transfer,
+            "--jobs",
+            &jobs,
+        ],
     )?;
     let transferred = format!("{SET}/{SOURCE_PREFIX}");
     let exported = guard(exported, &copied(&buckets.transfer, &transferred));
     let client_transfer = match &exported {
         Outcome::Done(_) => {
-            let copy = phase("client_copy_transfer", &["--from", &buckets.transfer, "--prefix", &transferred, "--to", &buckets.client_transfer, "--jobs", &jobs])?;
+            let copy = phase(
+                "client_copy_transfer",
+                &["--from", &buckets.transfer, "--prefix", &transferred, "--to", &buckets.client_transfer, "--jobs", &jobs],
+            )?;
             guard(copy, &copied(&buckets.client_transfer, &transferred))
         }
         _ => Outcome::Skipped("no objects in the transfer bucket".into()),
     };
     let imported = match &exported {
         Outcome::Done(_) => {
-            let imported =
-                phase("import", &["--db", &path_arg(&target_db), "--config", &path_arg(&target_toml), "--archive", &path_arg(&archive), "--jobs", &jobs])?;
+            let imported = phase(
+                "import",
+                &["--db", &path_arg(&target_db), "--config", &path_arg(&target_toml), "--archive", &path_arg(&archive), "--jobs", &jobs],
+            )?;
             guard(imported, &|m: &Measure| {
                 let org = m.get("org").context("the import reported no new organisation")?;
                 let prefix = format!("{org}/");
@@ -416,7 +433,11 @@ fn run(rt: &Runtime, storage: &Storage, buckets: &Buckets, o: &FileOptions, exe:
                     rusqlite::params![org.parse::<i64>()?, prefix],
                     |r| r.get(0),
                 )?;
-                ensure!(rows as usize == o.count, "the target database has {rows} attachment rows of organisation {org} under `{prefix}`, not {}", o.count);
+                ensure!(
+                    rows as usize == o.count,
+                    "the target database has {rows} attachment rows of organisation {org} under `{prefix}`, not {}",
+                    o.count
+                );
                 let objects = rt.block_on(check_copy(&buckets.source, &buckets.target, &prefix, o.count, size))?;
                 Ok(format!("{objects}; {rows} rows of organisation {org} name them"))
             })
@@ -529,14 +550,22 @@ fn print_report(o: &FileOptions, storage: &Storage, outcomes: &[(&'static str, O
     }
     println!("per object: client_copy* GET + PUT (the bytes through the client); export CopyObject to the transfer bucket");
     println!("  + GET of the copy hashed (SHA-256); import one LIST of the new prefix (objects in the way) + CopyObject + GET hashed and");
-    println!("  checked, and the {} attachment rows (a small part); server_copy CopyObject; server_copy_check CopyObject + GET hashed", o.count);
+    println!(
+        "  checked, and the {} attachment rows (a small part); server_copy CopyObject; server_copy_check CopyObject + GET hashed",
+        o.count
+    );
     println!("  (client_copy and export read the source's objects, client_copy_transfer and import the transfer bucket's)");
     let show = |v: Option<f64>, decimals: usize| v.map_or("n/a".to_string(), |v| format!("{v:.decimals$}"));
     let rate = |name: &str| done(name).map(|m| total_mib / m.seconds);
     let peak = ["export", "import"].iter().map(|p| done(p).map(|m| m.peak_kib as f64 / 1024.0)).reduce(|a, b| Some(a?.max(b?))).flatten();
-    let against = |name: &str| ratio(name).map_or("n/a".to_string(), |r| format!("{r:.3}× ({})", if r >= TARGET_RATIO { "met" } else { "missed" }));
+    let against =
+        |name: &str| ratio(name).map_or("n/a".to_string(), |r| format!("{r:.3}× ({})", if r >= TARGET_RATIO { "met" } else { "missed" }));
     println!();
-    println!("target (issue): orgport ≥ {TARGET_RATIO}× the client copy of the same objects: export {}, import {}", against("export"), against("import"));
+    println!(
+        "target (issue): orgport ≥ {TARGET_RATIO}× the client copy of the same objects: export {}, import {}",
+        against("export"),
+        against("import")
+    );
     println!(
         "bench: files_export_vs_client_copy={} files_import_vs_client_copy={} export_mib_s={} import_mib_s={} client_copy_mib_s={} client_copy_transfer_mib_s={} server_copy_mib_s={} peak_rss_mib={} objects={} file_mib={} jobs={}",
         show(ratio("export"), 3),
@@ -575,7 +604,9 @@ pub fn phase(name: &str, args: &[String]) -> Result<(u64, Extra)> {
         "export" => export_phase(Path::new(get("db")?), Path::new(get("config")?), Path::new(get("archive")?), get("to")?, jobs),
         "import" => import_phase(Path::new(get("db")?), Path::new(get("config")?), Path::new(get("archive")?), jobs),
         "client_copy" | "client_copy_transfer" => client_copy_phase(get("from")?, get("prefix")?, get("to")?, jobs),
-        "server_copy" | "server_copy_check" => server_copy_phase(get("bucket")?, get("prefix")?, get("under")?, jobs, flags.contains_key("check")),
+        "server_copy" | "server_copy_check" => {
+            server_copy_phase(get("bucket")?, get("prefix")?, get("under")?, jobs, flags.contains_key("check"))
+        }
         other => bail!("unknown files phase `{other}`"),
     }
 }

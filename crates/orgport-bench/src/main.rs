@@ -119,15 +119,15 @@ fn parse_options(args: &[String]) -> Result<Options> {
     let mut engine = "sqlite".to_string();
     let mut pg_url = None;
     for (flag, value) in flag_values(args, &[], || {
-            println!("usage: orgport-bench [--engine sqlite|postgres] [--pg-url URL] [--rows N[,N…]] [--timeout SECS] [--config FILE]");
-            println!("       orgport-bench --files [--files-count N] [--file-mib M] [--file-jobs J] [--timeout SECS]   (see --files --help)");
-            println!("  --engine   sqlite (default): SQLite files, against INSERT … SELECT between them;");
-            println!("             postgres: databases created (and dropped) on a PostgreSQL server, against COPY");
-            println!("  --pg-url   that server, postgres://USER@HOST:PORT/DB, as a user who may create databases");
-            println!("             (default: $ORGPORT_PG_URL)");
-            println!("  --rows     organisation sizes in rows (default 100000,1000000; 1e5 and 100k also work)");
-            println!("  --timeout  seconds after which a phase is killed and reported (default {DEFAULT_TIMEOUT_SECS})");
-            println!("  --config   orgport.toml of the example schema (default examples/saas/orgport.toml)");
+        println!("usage: orgport-bench [--engine sqlite|postgres] [--pg-url URL] [--rows N[,N…]] [--timeout SECS] [--config FILE]");
+        println!("       orgport-bench --files [--files-count N] [--file-mib M] [--file-jobs J] [--timeout SECS]   (see --files --help)");
+        println!("  --engine   sqlite (default): SQLite files, against INSERT … SELECT between them;");
+        println!("             postgres: databases created (and dropped) on a PostgreSQL server, against COPY");
+        println!("  --pg-url   that server, postgres://USER@HOST:PORT/DB, as a user who may create databases");
+        println!("             (default: $ORGPORT_PG_URL)");
+        println!("  --rows     organisation sizes in rows (default 100000,1000000; 1e5 and 100k also work)");
+        println!("  --timeout  seconds after which a phase is killed and reported (default {DEFAULT_TIMEOUT_SECS})");
+        println!("  --config   orgport.toml of the example schema (default examples/saas/orgport.toml)");
     })? {
         match flag.as_str() {
             "--rows" => o.sizes = value.split(',').map(parse_count).collect::<Result<_>>()?,
@@ -387,7 +387,9 @@ impl PhaseRunner<'_> {
     /// `target`, each skipped when the one before it did not complete.
     fn orgport(&self, source: &str, target: &str) -> Result<Vec<(&'static str, Outcome)>> {
         let archive = path_arg(&self.dir.join("org1.orgport"));
-        let with_plan = |db: &str| vec!["--db".to_string(), db.to_string(), "--config".into(), self.config.clone(), "--archive".into(), archive.clone()];
+        let with_plan = |db: &str| {
+            vec!["--db".to_string(), db.to_string(), "--config".into(), self.config.clone(), "--archive".into(), archive.clone()]
+        };
         let export = self.run("export", &with_plan(source))?;
         let import = match &export {
             Outcome::Done(_) => self.run("import", &with_plan(target))?,
@@ -440,10 +442,8 @@ impl PhaseRunner<'_> {
         if !status.success() {
             return Ok(Outcome::Failed(format!("exit {status}")));
         }
-        let line = lines
-            .iter()
-            .find_map(|l| l.strip_prefix(phase::RESULT_TAG))
-            .with_context(|| format!("the {name} phase printed no result"))?;
+        let line =
+            lines.iter().find_map(|l| l.strip_prefix(phase::RESULT_TAG)).with_context(|| format!("the {name} phase printed no result"))?;
         let mut m = Measure::default();
         for field in line.split_whitespace() {
             let (k, v) = field.split_once('=').with_context(|| format!("bad result field `{field}`"))?;
@@ -512,7 +512,10 @@ fn table_counts(m: &Measure) -> Vec<(String, u64)> {
 fn print_report(opts: &Options, database: Option<&str>, runs: &[SizeRun]) {
     let backend = &opts.backend;
     println!();
-    println!("orgport-bench — workspace 1 of the example SaaS database (examples/saas), {} build", if cfg!(debug_assertions) { "DEBUG" } else { "release" });
+    println!(
+        "orgport-bench — workspace 1 of the example SaaS database (examples/saas), {} build",
+        if cfg!(debug_assertions) { "DEBUG" } else { "release" }
+    );
     if let Some(database) = database {
         println!("database: {database}, loaded from the generated SQLite files");
     }
@@ -551,7 +554,11 @@ fn print_report(opts: &Options, database: Option<&str>, runs: &[SizeRun]) {
             }
         }
         if let Some(i) = run.done("import") {
-            println!("  import: new workspace {}, {} row(s) matched rather than created", i.get("org").unwrap_or("?"), i.get("matched").unwrap_or("?"));
+            println!(
+                "  import: new workspace {}, {} row(s) matched rather than created",
+                i.get("org").unwrap_or("?"),
+                i.get("matched").unwrap_or("?")
+            );
         }
         if let Some(v) = run.done("verify") {
             match v.get("differences") {

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use orgport_core::value::Value;
 use orgport_postgres::{redact, URL_SCHEMES};
 use postgres::{Client, NoTls};
-use orgport_core::value::Value;
 use rusqlite::types::ValueRef;
 
 use crate::{quote_ident, sqlite_tables};
@@ -26,10 +26,8 @@ pub fn connect(url: &str) -> Result<Client> {
 
 /// `url` naming database `name` instead of its own; the rest (user, host, parameters) is kept.
 pub fn with_database(url: &str, name: &str) -> Result<String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .filter(|_| is_url(url))
-        .with_context(|| format!("`{}` is not a postgres:// URL", redact(url)))?;
+    let (scheme, rest) =
+        url.split_once("://").filter(|_| is_url(url)).with_context(|| format!("`{}` is not a postgres:// URL", redact(url)))?;
     let (location, query) = match rest.split_once('?') {
         Some((l, q)) => (l, format!("?{q}")),
         None => (rest, String::new()),
@@ -227,12 +225,14 @@ mod tests {
         }
         let logo: Vec<u8> = pg.query_one("SELECT logo FROM workspaces WHERE id = 1", &[]).unwrap().get(0);
         assert_eq!(logo, (0..=255).collect::<Vec<u8>>());
-        let above: bool = pg.query_one("SELECT nextval(pg_get_serial_sequence('tasks', 'id')) > (SELECT max(id) FROM tasks)", &[]).unwrap().get(0);
+        let above: bool =
+            pg.query_one("SELECT nextval(pg_get_serial_sequence('tasks', 'id')) > (SELECT max(id) FROM tasks)", &[]).unwrap().get(0);
         assert!(above, "the tasks sequence was not moved past the loaded keys");
 
         drop(pg);
         databases.drop_all().unwrap();
-        let left: i64 = connect(&server).unwrap().query_one("SELECT count(*) FROM pg_database WHERE datname LIKE '%loader_test%'", &[]).unwrap().get(0);
+        let left: i64 =
+            connect(&server).unwrap().query_one("SELECT count(*) FROM pg_database WHERE datname LIKE '%loader_test%'", &[]).unwrap().get(0);
         assert_eq!(left, 0);
     }
 
@@ -242,5 +242,4 @@ mod tests {
         assert_eq!(with_database("postgresql://h?sslmode=disable", "x").unwrap(), "postgresql://h/x?sslmode=disable");
         assert!(with_database("sqlite:///tmp/a.db", "x").is_err());
     }
-
 }

@@ -138,7 +138,13 @@ fn export_phase(o: &Opts) -> Result<(u64, Extra)> {
     let mut engine = o.engine(Access::ReadOnly)?;
     let plan = o.plan(engine.as_mut())?;
     let spool = out.parent().context("the archive path has no directory")?;
-    let options = ExportOptions { orgs: vec![SOURCE_ORG.to_string()], with_groups: BTreeSet::new(), spool_dir: Some(spool), jobs: EXPORT_JOBS, files: None };
+    let options = ExportOptions {
+        orgs: vec![SOURCE_ORG.to_string()],
+        with_groups: BTreeSet::new(),
+        spool_dir: Some(spool),
+        jobs: EXPORT_JOBS,
+        files: None,
+    };
     let file = File::create(out).with_context(|| format!("creating `{}`", out.display()))?;
     let mut writer = BufWriter::new(file);
     let manifest = export(engine.as_mut(), &plan, &options, &mut writer, &StepLog::new("export"))?;

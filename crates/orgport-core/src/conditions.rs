@@ -19,9 +19,15 @@ use crate::plan::{ConditionTest, Plan};
 use crate::value::Value;
 
 enum Test {
-    Equals { position: usize, value: Scalar },
+    Equals {
+        position: usize,
+        value: Scalar,
+    },
     /// The row's column at `position` must hold one of `keys`.
-    Refers { position: usize, keys: RefCell<Vec<Vec<u8>>> },
+    Refers {
+        position: usize,
+        keys: RefCell<Vec<Vec<u8>>>,
+    },
 }
 
 /// Type rows of an archive table that decide conditions: for each, the positions of the

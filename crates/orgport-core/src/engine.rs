@@ -81,13 +81,7 @@ pub trait Engine {
 
     /// Runs a query, decoding each column with the given kind, and hands every row to `on_row`
     /// as it arrives.
-    fn query(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-        kinds: &[ValueKind],
-        on_row: &mut dyn FnMut(&[Value]) -> Result<()>,
-    ) -> Result<()>;
+    fn query(&mut self, sql: &str, params: &[Value], kinds: &[ValueKind], on_row: &mut dyn FnMut(&[Value]) -> Result<()>) -> Result<()>;
 
     /// Runs a statement and returns the number of rows it changed.
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64>;

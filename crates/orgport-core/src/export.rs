@@ -4,11 +4,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 
-use crate::keys::key_bytes;
 use crate::archive::{ArchiveWriter, ColumnManifest, CutReport, Manifest, TableManifest};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::files::{undo_copies, FilesExport, FilesOut};
+use crate::keys::key_bytes;
 use crate::plan::{Plan, Role};
 use crate::progress::Progress;
 use crate::readahead::ReadAhead;
@@ -29,15 +29,12 @@ pub struct ExportOptions<'a> {
     pub files: Option<FilesExport<'a>>,
 }
 
-
 /// Turns the text of a key into a value of the column's kind.
 pub fn parse_key(text: &str, kind: ValueKind) -> Result<Value> {
     match kind {
-        ValueKind::Integer => text
-            .trim()
-            .parse::<i64>()
-            .map(Value::Int)
-            .map_err(|_| Error::Plan(format!("organisation key `{text}` is not an integer"))),
+        ValueKind::Integer => {
+            text.trim().parse::<i64>().map(Value::Int).map_err(|_| Error::Plan(format!("organisation key `{text}` is not an integer")))
+        }
         // Kept as typed: engines that store UUIDs as text compare them exactly.
         ValueKind::Uuid => parse_uuid(text)
             .map(|_| Value::Text(text.to_string()))
@@ -127,7 +124,14 @@ struct TableExport {
 }
 
 impl TableExport {
-    fn new(plan: &Plan, selection: &Selection, t: usize, columns: Vec<String>, withheld: BTreeMap<String, String>, memberships: &[Membership]) -> Self {
+    fn new(
+        plan: &Plan,
+        selection: &Selection,
+        t: usize,
+        columns: Vec<String>,
+        withheld: BTreeMap<String, String>,
+        memberships: &[Membership],
+    ) -> Self {
         let query = selection.export_query(t, &columns, memberships);
         let edges = plan
             .edges_from(t)
@@ -377,12 +381,8 @@ fn export_in_snapshot(
                 progress.begin("export", &plan.name(table.t), None);
                 let mut row: Vec<Value> = Vec::with_capacity(table.columns.len());
                 // Key sets a query of their own already filled are whole.
-                let collect: Vec<&(usize, KeyColumn)> = collected
-                    .get(&table.t)
-                    .into_iter()
-                    .flatten()
-                    .filter(|(_, key)| !judge.key_sets.contains_key(key))
-                    .collect();
+                let collect: Vec<&(usize, KeyColumn)> =
+                    collected.get(&table.t).into_iter().flatten().filter(|(_, key)| !judge.key_sets.contains_key(key)).collect();
                 for (_, key) in &collect {
                     judge.key_sets.insert(key.clone(), KeySet::default());
                 }
@@ -433,7 +433,13 @@ fn export_in_snapshot(
                 columns: edge.from_columns.clone(),
                 to: plan.name(edge.to),
                 reason: reason.to_string(),
-                action: if left_out { "left out".into() } else if edge.nullable { "cut".into() } else { "kept".into() },
+                action: if left_out {
+                    "left out".into()
+                } else if edge.nullable {
+                    "cut".into()
+                } else {
+                    "kept".into()
+                },
                 rows,
             }
         })
@@ -441,10 +447,7 @@ fn export_in_snapshot(
     let mut manifest = Manifest {
         format_version: 0,
         orgport_version: env!("CARGO_PKG_VERSION").to_string(),
-        created_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         source_engine: engine.name().to_string(),
         root_table: plan.name(plan.root),
         root_key: plan.root_key.clone(),

@@ -256,20 +256,21 @@ impl FilesOut<'_> {
         let missing: Vec<&String> = self.named.keys().filter(|k| !found.contains_key(*k)).collect();
         let store = self.store.as_ref();
         let sizes = Mutex::new(Vec::new());
-        parallel(missing.len(), 8, |i| store.size(missing[i]), |i, size| {
-            let key = missing[i];
-            match size {
-                Some(size) => {
-                    sizes.lock().expect("not poisoned").push((key.clone(), size));
-                    Ok(())
+        parallel(
+            missing.len(),
+            8,
+            |i| store.size(missing[i]),
+            |i, size| {
+                let key = missing[i];
+                match size {
+                    Some(size) => {
+                        sizes.lock().expect("not poisoned").push((key.clone(), size));
+                        Ok(())
+                    }
+                    None => Err(Error::Plan(format!("`{}` = `{key}` names `{}`, which does not exist", self.named[key], url(store, key)))),
                 }
-                None => Err(Error::Plan(format!(
-                    "`{}` = `{key}` names `{}`, which does not exist",
-                    self.named[key],
-                    url(store, key)
-                ))),
-            }
-        })?;
+            },
+        )?;
         found.extend(sizes.into_inner().expect("not poisoned"));
         Ok(found.into_iter().collect())
     }
@@ -490,7 +491,14 @@ impl FilesIn {
             targets.push(open(&target.store)?);
             sources.push(set.copied_to.as_deref().map(open).transpose()?);
         }
-        Ok(Some(FilesIn { targets, sources, relocations: Vec::new(), landings: Vec::new(), offsets: Vec::new(), written: Mutex::new(Vec::new()) }))
+        Ok(Some(FilesIn {
+            targets,
+            sources,
+            relocations: Vec::new(),
+            landings: Vec::new(),
+            offsets: Vec::new(),
+            written: Mutex::new(Vec::new()),
+        }))
     }
 
     /// Where every file lands, now that the new organisations' keys are known.
@@ -539,12 +547,17 @@ impl FilesIn {
             }
         }
         let (landings, targets) = (&self.landings, &self.targets);
-        parallel(ask.len(), jobs, |k| targets[landings[ask[k]].set].size(&landings[ask[k]].to), |k, size| {
-            if size.is_some() {
-                existing.push(url(targets[landings[ask[k]].set].as_ref(), &landings[ask[k]].to));
-            }
-            Ok(())
-        })?;
+        parallel(
+            ask.len(),
+            jobs,
+            |k| targets[landings[ask[k]].set].size(&landings[ask[k]].to),
+            |k, size| {
+                if size.is_some() {
+                    existing.push(url(targets[landings[ask[k]].set].as_ref(), &landings[ask[k]].to));
+                }
+                Ok(())
+            },
+        )?;
         match existing.is_empty() {
             true => Ok(()),
             false => Err(Error::ObjectsExist(existing)),
@@ -615,7 +628,13 @@ impl FilesIn {
 
     /// Writes every file to its target: embedded ones from `embedded` in order, copied ones with
     /// `jobs` at a time.
-    pub(crate) fn write(&self, manifest: &Manifest, embedded: Option<EmbeddedFiles<Box<dyn Read>>>, jobs: usize, progress: &dyn Progress) -> Result<()> {
+    pub(crate) fn write(
+        &self,
+        manifest: &Manifest,
+        embedded: Option<EmbeddedFiles<Box<dyn Read>>>,
+        jobs: usize,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         if let Some(mut embedded) = embedded {
             progress.begin("files", "embedded in the archive", Some(manifest.embedded_files().count() as u64));
             self.write_embedded(&mut embedded, jobs, progress)?;
@@ -749,11 +768,16 @@ mod tests {
     #[test]
     fn parallel_work_hands_every_result_over_and_stops_at_the_first_error() {
         let mut seen = [false; 100];
-        parallel(100, 4, |i| Ok(i * 2), |i, v| {
-            assert_eq!(v, i * 2);
-            seen[i] = true;
-            Ok(())
-        })
+        parallel(
+            100,
+            4,
+            |i| Ok(i * 2),
+            |i, v| {
+                assert_eq!(v, i * 2);
+                seen[i] = true;
+                Ok(())
+            },
+        )
         .unwrap();
         assert!(seen.iter().all(|s| *s));
         let started = AtomicUsize::new(0);
@@ -762,7 +786,11 @@ mod tests {
             2,
             |i| {
                 started.fetch_add(1, Ordering::Relaxed);
-                if i == 3 { Err(Error::Plan("item 3 failed".into())) } else { Ok(()) }
+                if i == 3 {
+                    Err(Error::Plan("item 3 failed".into()))
+                } else {
+                    Ok(())
+                }
             },
             |_, ()| Ok(()),
         )

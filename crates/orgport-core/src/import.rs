@@ -19,11 +19,11 @@ use crate::config::ConflictPolicy;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::files::{key_columns, undo_copies, FilesIn};
-use crate::store::StoreOpener;
 use crate::keys::{key_bytes, regenerate, unusable};
 use crate::plan::{Plan, Role};
 use crate::progress::Progress;
 use crate::scratch::Scratch;
+use crate::store::StoreOpener;
 use crate::value::{Value, ValueKind};
 
 /// Opens the archive afresh for each pass.
@@ -264,11 +264,7 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
     let mut unkeyable = Vec::new();
     let mut maps = Vec::new();
     if plan.name(plan.root) != manifest.root_table && plan.table(plan.root).name != manifest.root_table {
-        diffs.push(format!(
-            "the archive's root is `{}` but the target's plan uses `{}`",
-            manifest.root_table,
-            plan.name(plan.root)
-        ));
+        diffs.push(format!("the archive's root is `{}` but the target's plan uses `{}`", manifest.root_table, plan.name(plan.root)));
     }
     for tm in &manifest.tables {
         let Some(t) = plan.schema.find(&tm.name) else {
@@ -325,7 +321,10 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
                 edges
                     .iter()
                     .find(|(e, _)| exported(*e) && plan.edges[*e].condition.is_none() && plan.edges[*e].from_columns.contains(c))
-                    .map(|(e, _)| KeySource::Reference { edge: *e, index: plan.edges[*e].from_columns.iter().position(|x| x == c).unwrap_or(0) })
+                    .map(|(e, _)| KeySource::Reference {
+                        edge: *e,
+                        index: plan.edges[*e].from_columns.iter().position(|x| x == c).unwrap_or(0),
+                    })
                     .unwrap_or(KeySource::Keep)
             })
             .collect();
@@ -333,8 +332,7 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
         // value would make another row of it, which no later import would find.
         let natural = !role.is_owned()
             && table.primary_key.first().is_some_and(|c| plan.tables[t].natural_key.as_ref().is_some_and(|n| n.contains(c)));
-        let allocatable =
-            !table.primary_key.is_empty() && !natural && !pk_sources.iter().any(|s| matches!(s, KeySource::Reference { .. }));
+        let allocatable = !table.primary_key.is_empty() && !natural && !pk_sources.iter().any(|s| matches!(s, KeySource::Reference { .. }));
         if allocatable {
             if let Some(first) = pk_sources.first_mut() {
                 *first = KeySource::Allocate;
@@ -348,11 +346,8 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
                 ));
             }
         }
-        let keysets: Vec<Option<Vec<usize>>> = plan.tables[t]
-            .keysets
-            .iter()
-            .map(|ks| ks.iter().map(|c| pos(c)).collect::<Option<Vec<_>>>())
-            .collect();
+        let keysets: Vec<Option<Vec<usize>>> =
+            plan.tables[t].keysets.iter().map(|ks| ks.iter().map(|c| pos(c)).collect::<Option<Vec<_>>>()).collect();
         let mut uniques = Vec::new();
         // The primary key too: made of references to matched rows it can collide (checks skip new values).
         let mut candidates: Vec<&Vec<String>> = table.unique_keys.iter().filter(|u| !u.partial).map(|u| &u.columns).collect();
@@ -361,9 +356,7 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
         }
         for (i, cols) in candidates.into_iter().enumerate() {
             let Some(positions) = cols.iter().map(|c| pos(c)).collect::<Option<Vec<_>>>() else { continue };
-            let policy = cols.iter().zip(&positions).find_map(|(c, &p)| {
-                plan.tables[t].on_conflict.get(c).map(|pol| (c.clone(), p, *pol))
-            });
+            let policy = cols.iter().zip(&positions).find_map(|(c, &p)| plan.tables[t].on_conflict.get(c).map(|pol| (c.clone(), p, *pol)));
             uniques.push(UniqueCheck { id: keyset_id(t, i), columns: cols.clone(), positions, policy });
         }
         let mut insert_columns: Vec<String> = tm.columns.iter().map(|c| c.name.clone()).collect();
@@ -381,9 +374,8 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
         let needs_check = keysets.len() > 1 || uniques.iter().any(|u| !u.positions.iter().any(|&p| always_new(p)));
         // A key made only of references is rewritten with them; unless rows point at this table,
         // nothing needs it in the key map.
-        let in_key_map = role != Role::Owned
-            || pk_sources.iter().any(|s| matches!(s, KeySource::Allocate))
-            || plan.edges.iter().any(|e| e.to == t);
+        let in_key_map =
+            role != Role::Owned || pk_sources.iter().any(|s| matches!(s, KeySource::Allocate)) || plan.edges.iter().any(|e| e.to == t);
         maps.push(TableMap {
             target: t,
             role,
@@ -671,7 +663,10 @@ impl Importer<'_> {
             while !self.key_is_free(t, &new)? {
                 attempts += 1;
                 if attempts > 1000 {
-                    return Err(Error::Unresolved(vec![format!("table `{name}`: no free primary key like {} after 1000 attempts", show(&old))]));
+                    return Err(Error::Unresolved(vec![format!(
+                        "table `{name}`: no free primary key like {} after 1000 attempts",
+                        show(&old)
+                    )]));
                 }
                 for (i, source) in sources.iter().enumerate() {
                     if matches!(source, KeySource::Allocate) {
@@ -845,7 +840,9 @@ impl Importer<'_> {
                 }
                 // Other key sets are mapped as the check pass goes: one of a later row is
                 // checked again once they all are.
-                None if pass == Pass::Check && self.plan.tables[self.plan.edges[edge].to].keysets.first() != Some(&self.plan.edges[edge].to_columns) => {
+                None if pass == Pass::Check
+                    && self.plan.tables[self.plan.edges[edge].to].keysets.first() != Some(&self.plan.edges[edge].to_columns) =>
+                {
                     self.forward_misses = true;
                 }
                 None => {
@@ -971,7 +968,8 @@ impl Importer<'_> {
             self.send_batch()?;
             self.batch.table = a;
         }
-        self.batch.bytes += new.iter().map(|v| 8 + if let Value::Blob(b) = v { b.len() } else { v.as_str().map_or(0, str::len) }).sum::<usize>();
+        self.batch.bytes +=
+            new.iter().map(|v| 8 + if let Value::Blob(b) = v { b.len() } else { v.as_str().map_or(0, str::len) }).sum::<usize>();
         self.batch.rows.push(new);
         if self.batch.is_full() {
             self.send_batch()?;
@@ -1019,7 +1017,8 @@ impl Importer<'_> {
                 let table = self.plan.table(map.target);
                 let columns = &self.plan.edges[*edge].from_columns;
                 let key_columns: Vec<&String> = map.pk_positions.iter().map(|&p| &self.manifest.tables[*a].columns[p].name).collect();
-                let sets: Vec<String> = columns.iter().enumerate().map(|(i, c)| format!("{} = {}", d.quote_ident(c), d.placeholder(i + 1))).collect();
+                let sets: Vec<String> =
+                    columns.iter().enumerate().map(|(i, c)| format!("{} = {}", d.quote_ident(c), d.placeholder(i + 1))).collect();
                 let wheres: Vec<String> = key_columns
                     .iter()
                     .enumerate()
@@ -1028,9 +1027,16 @@ impl Importer<'_> {
                 let sql = format!("UPDATE {} SET {} WHERE {}", d.table_ref(table), sets.join(", "), wheres.join(" AND "));
                 let mut params = codec::decode(value, columns.len()).map_err(Error::Stream)?;
                 params.extend(codec::decode(key, key_columns.len()).map_err(Error::Stream)?);
-                let changed = self.engine.execute(&sql, &params).map_err(|e| e.doing(&format!("cannot set `{}`({})", map.name, columns.join(", "))))?;
+                let changed = self
+                    .engine
+                    .execute(&sql, &params)
+                    .map_err(|e| e.doing(&format!("cannot set `{}`({})", map.name, columns.join(", "))))?;
                 if changed != 1 {
-                    return Err(Error::Plan(format!("table `{}`: setting ({}) changed {changed} rows instead of 1", map.name, columns.join(", "))));
+                    return Err(Error::Plan(format!(
+                        "table `{}`: setting ({}) changed {changed} rows instead of 1",
+                        map.name,
+                        columns.join(", ")
+                    )));
                 }
             }
             if chunk.len() < CHUNK {

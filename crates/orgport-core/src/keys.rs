@@ -53,13 +53,21 @@ fn canonical_decimal(text: &str) -> String {
     let digits = match digits.split_once('.') {
         Some((int, frac)) => {
             let frac = frac.trim_end_matches('0');
-            if frac.is_empty() { int.to_string() } else { format!("{int}.{frac}") }
+            if frac.is_empty() {
+                int.to_string()
+            } else {
+                format!("{int}.{frac}")
+            }
         }
         None => digits.to_string(),
     };
     let digits = digits.trim_start_matches('0');
     let digits = if digits.is_empty() || digits.starts_with('.') { format!("0{digits}") } else { digits.to_string() };
-    if digits == "0" { digits } else { format!("{sign}{digits}") }
+    if digits == "0" {
+        digits
+    } else {
+        format!("{sign}{digits}")
+    }
 }
 
 pub fn new_uuid() -> [u8; 16] {

@@ -15,7 +15,8 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Result<Self> {
-        let dir = tempfile::tempdir().map_err(|e| crate::error::Error::io("cannot create a scratch directory in", std::env::temp_dir(), e))?;
+        let dir =
+            tempfile::tempdir().map_err(|e| crate::error::Error::io("cannot create a scratch directory in", std::env::temp_dir(), e))?;
         let conn = Connection::open(dir.path().join("scratch.db"))?;
         conn.execute_batch(
             "PRAGMA journal_mode = OFF;
@@ -37,9 +38,7 @@ impl Scratch {
     }
 
     pub fn map_key(&self, keyset: i64, old: &[u8], new: &[u8], created: bool) -> Result<()> {
-        self.conn
-            .prepare_cached("INSERT OR REPLACE INTO keymap VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![keyset, old, new, created])?;
+        self.conn.prepare_cached("INSERT OR REPLACE INTO keymap VALUES (?1, ?2, ?3, ?4)")?.execute(params![keyset, old, new, created])?;
         Ok(())
     }
 
@@ -53,9 +52,12 @@ impl Scratch {
     }
 
     pub fn set_override(&self, table: usize, ordinal: u64, column: &str, value: &[u8]) -> Result<()> {
-        self.conn
-            .prepare_cached("INSERT OR REPLACE INTO override VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![table as i64, ordinal as i64, column, value])?;
+        self.conn.prepare_cached("INSERT OR REPLACE INTO override VALUES (?1, ?2, ?3, ?4)")?.execute(params![
+            table as i64,
+            ordinal as i64,
+            column,
+            value
+        ])?;
         Ok(())
     }
 
@@ -67,21 +69,14 @@ impl Scratch {
 
     /// Records a unique value as taken; false if it already was.
     pub fn claim(&self, unique_key: i64, value: &[u8]) -> Result<bool> {
-        let n = self
-            .conn
-            .prepare_cached("INSERT OR IGNORE INTO claimed VALUES (?1, ?2)")?
-            .execute(params![unique_key, value])?;
+        let n = self.conn.prepare_cached("INSERT OR IGNORE INTO claimed VALUES (?1, ?2)")?.execute(params![unique_key, value])?;
         Ok(n == 1)
     }
 
     /// Keeps an archive row under its ordinal and its signature until a target row claims it.
     pub fn add_pending(&self, table: usize, ordinal: u64, sig: &[u8], row: &[u8]) -> Result<()> {
-        self.conn
-            .prepare_cached("INSERT INTO pending VALUES (?1, ?2, ?3)")?
-            .execute(params![table as i64, sig, ordinal as i64])?;
-        self.conn
-            .prepare_cached("INSERT INTO stored VALUES (?1, ?2, ?3)")?
-            .execute(params![table as i64, ordinal as i64, row])?;
+        self.conn.prepare_cached("INSERT INTO pending VALUES (?1, ?2, ?3)")?.execute(params![table as i64, sig, ordinal as i64])?;
+        self.conn.prepare_cached("INSERT INTO stored VALUES (?1, ?2, ?3)")?.execute(params![table as i64, ordinal as i64, row])?;
         Ok(())
     }
 
@@ -93,9 +88,11 @@ impl Scratch {
             .query_row(params![table as i64, sig], |r| r.get(0))
             .optional()?;
         if let Some(ordinal) = found {
-            self.conn
-                .prepare_cached("DELETE FROM pending WHERE tbl = ?1 AND sig = ?2 AND ordinal = ?3")?
-                .execute(params![table as i64, sig, ordinal])?;
+            self.conn.prepare_cached("DELETE FROM pending WHERE tbl = ?1 AND sig = ?2 AND ordinal = ?3")?.execute(params![
+                table as i64,
+                sig,
+                ordinal
+            ])?;
         }
         Ok(found.map(|o| o as u64))
     }
@@ -114,9 +111,12 @@ impl Scratch {
 
     /// Remembers a reference written as NULL: the row's key and the value it must get.
     pub fn defer_update(&self, table: usize, edge: usize, key: &[u8], value: &[u8]) -> Result<()> {
-        self.conn
-            .prepare_cached("INSERT INTO deferred (tbl, edge, key, value) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![table as i64, edge as i64, key, value])?;
+        self.conn.prepare_cached("INSERT INTO deferred (tbl, edge, key, value) VALUES (?1, ?2, ?3, ?4)")?.execute(params![
+            table as i64,
+            edge as i64,
+            key,
+            value
+        ])?;
         Ok(())
     }
 
@@ -132,9 +132,7 @@ impl Scratch {
 
     /// Keeps any row under a table number and ordinal.
     pub fn store_row(&self, table: i64, ordinal: u64, row: &[u8]) -> Result<()> {
-        self.conn
-            .prepare_cached("INSERT OR REPLACE INTO stored VALUES (?1, ?2, ?3)")?
-            .execute(params![table, ordinal as i64, row])?;
+        self.conn.prepare_cached("INSERT OR REPLACE INTO stored VALUES (?1, ?2, ?3)")?.execute(params![table, ordinal as i64, row])?;
         Ok(())
     }
 

@@ -76,8 +76,15 @@ impl<'a> Selection<'a> {
                 (!cols.is_empty()).then_some(cols)
             })
             .collect();
-        let mut sel =
-            Selection { plan, dialect, ctes: vec![None; n], cte_order: Vec::new(), reading: RefCell::default(), keys, params: orgs.to_vec() };
+        let mut sel = Selection {
+            plan,
+            dialect,
+            ctes: vec![None; n],
+            cte_order: Vec::new(),
+            reading: RefCell::default(),
+            keys,
+            params: orgs.to_vec(),
+        };
         for t in sel.definition_order() {
             if sel.keys[t].is_some() {
                 let definition = sel.cte(t);
@@ -125,10 +132,13 @@ impl<'a> Selection<'a> {
         while !shared.is_empty() {
             let referrers_placed = |t: usize, all: bool| {
                 let mut from = plan.edges.iter().filter(|e| e.to == t && e.from != t && plan.tables[e.from].role.is_exported());
-                let placed = |e: &crate::plan::Edge| {
-                    !matches!(plan.tables[e.from].role, Role::Referenced | Role::Keep) || order.contains(&e.from)
-                };
-                if all { from.all(placed) } else { from.any(placed) }
+                let placed =
+                    |e: &crate::plan::Edge| !matches!(plan.tables[e.from].role, Role::Referenced | Role::Keep) || order.contains(&e.from);
+                if all {
+                    from.all(placed)
+                } else {
+                    from.any(placed)
+                }
             };
             // Every referrer placed; in a cycle of shared tables, one that organisation rows refer to.
             let next = shared
@@ -164,10 +174,7 @@ impl<'a> Selection<'a> {
     /// The expression columns of `t` that hold `cols`.
     fn key_cols(&self, t: usize, cols: &[String]) -> String {
         let keys = self.keys[t].as_ref().expect("table has an expression");
-        cols.iter()
-            .map(|c| format!("k{}", keys.iter().position(|k| k == c).expect("key column")))
-            .collect::<Vec<_>>()
-            .join(", ")
+        cols.iter().map(|c| format!("k{}", keys.iter().position(|k| k == c).expect("key column"))).collect::<Vec<_>>().join(", ")
     }
 
     /// `alias.cols IN (SELECT … FROM m_to)` for one edge, for the rows that hold it.
@@ -279,9 +286,7 @@ impl<'a> Selection<'a> {
         let table = self.plan.table(t);
         let keys = self.keys[t].as_ref().expect("table has an expression");
         let names: Vec<String> = (0..keys.len()).map(|i| format!("k{i}")).collect();
-        let select = |alias: &str| -> String {
-            keys.iter().map(|k| format!("{alias}.{}", self.q(k))).collect::<Vec<_>>().join(", ")
-        };
+        let select = |alias: &str| -> String { keys.iter().map(|k| format!("{alias}.{}", self.q(k))).collect::<Vec<_>>().join(", ") };
         let from = self.dialect.own_rows(table);
         let mut sql = format!(
             "{}({}) AS (SELECT {} FROM {from} x WHERE {}",
@@ -306,12 +311,7 @@ impl<'a> Selection<'a> {
                 .collect();
             let mut cond = join;
             cond.extend(orphan);
-            sql.push_str(&format!(
-                " UNION SELECT {} FROM {from} x JOIN {} p ON {}",
-                select("x"),
-                self.cte_name(t),
-                cond.join(" AND ")
-            ));
+            sql.push_str(&format!(" UNION SELECT {} FROM {from} x JOIN {} p ON {}", select("x"), self.cte_name(t), cond.join(" AND ")));
         }
         sql.push(')');
         sql
@@ -365,8 +365,7 @@ impl<'a> Selection<'a> {
         self.reading.take();
         let table = self.plan.table(t);
         let mut exprs: Vec<String> = columns.iter().map(|c| format!("x.{}", self.q(c))).collect();
-        let mut kinds: Vec<ValueKind> =
-            columns.iter().map(|c| table.column(c).map(|c| c.kind).unwrap_or(ValueKind::Any)).collect();
+        let mut kinds: Vec<ValueKind> = columns.iter().map(|c| table.column(c).map(|c| c.kind).unwrap_or(ValueKind::Any)).collect();
         let flagged = if memberships.is_empty() { Vec::new() } else { self.flagged(t) };
         // A flag tested on the server is an outer join rather than `IN (subquery)` in the select
         // list: a planner without statistics (a freshly loaded source, a standby) may rescan the
@@ -386,13 +385,13 @@ impl<'a> Selection<'a> {
                 Membership::Client(_) => format!("ELSE {TEST_ON_CLIENT}"),
                 Membership::Server if self.ctes[edge.to].is_some() => {
                     let keys = self.key_cols(edge.to, &edge.to_columns);
-                    let on: Vec<String> = edge
-                        .from_columns
-                        .iter()
-                        .zip(keys.split(", "))
-                        .map(|(c, k)| format!("x.{} = {alias}.{k}", self.q(c)))
-                        .collect();
-                    joins.push_str(&format!(" LEFT JOIN (SELECT DISTINCT {keys} FROM {}) {alias} ON {}", self.cte_name(edge.to), on.join(" AND ")));
+                    let on: Vec<String> =
+                        edge.from_columns.iter().zip(keys.split(", ")).map(|(c, k)| format!("x.{} = {alias}.{k}", self.q(c))).collect();
+                    joins.push_str(&format!(
+                        " LEFT JOIN (SELECT DISTINCT {keys} FROM {}) {alias} ON {}",
+                        self.cte_name(edge.to),
+                        on.join(" AND ")
+                    ));
                     let first_key = keys.split(", ").next().unwrap_or("k0").to_string();
                     format!("WHEN {alias}.{first_key} IS NOT NULL THEN 1 ELSE 0")
                 }

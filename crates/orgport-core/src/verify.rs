@@ -5,8 +5,8 @@
 //! the rows already paired. Tables are paired in archive order (parents first); references to
 //! later tables and self-references are checked once every table is paired.
 
-use std::io::Read;
 use std::collections::BTreeMap;
+use std::io::Read;
 
 use serde::Serialize;
 
@@ -17,13 +17,13 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::export::parse_key;
 use crate::files::FilesIn;
-use crate::store::StoreOpener;
 use crate::import::{keyset_id, map_tables, show, KeySource, Opener, TableMap};
 use crate::keys::key_bytes;
 use crate::plan::{Plan, Role};
 use crate::progress::Progress;
 use crate::scratch::Scratch;
 use crate::select::Selection;
+use crate::store::StoreOpener;
 use crate::value::Value;
 
 const MAX_LISTED: usize = 20;
@@ -154,7 +154,14 @@ pub fn verify(
 }
 
 impl Verifier<'_> {
-    fn run(&mut self, engine: &mut dyn Engine, open: &Opener, new_orgs: &[Value], org_texts: &[String], progress: &dyn Progress) -> Result<()> {
+    fn run(
+        &mut self,
+        engine: &mut dyn Engine,
+        open: &Opener,
+        new_orgs: &[Value],
+        org_texts: &[String],
+        progress: &dyn Progress,
+    ) -> Result<()> {
         crate::export::check_orgs_exist(engine, self.plan, new_orgs, org_texts)?;
         self.compare = (0..self.maps.len()).map(|a| self.plan_comparison(a)).collect();
         self.ordered = (0..self.maps.len()).map(|a| self.pairs_by_ordinal(a)).collect();
@@ -279,7 +286,9 @@ impl Verifier<'_> {
         self.conditions.observe(a, row);
         self.report.tables.entry(self.maps[a].name.clone()).or_default().archive_rows += 1;
         match self.maps[a].role {
-            Role::Root | Role::Owned if self.ordered[a] && self.checks_later(a) => self.scratch.store_row(a as i64, ordinal, &codec::encode(row)),
+            Role::Root | Role::Owned if self.ordered[a] && self.checks_later(a) => {
+                self.scratch.store_row(a as i64, ordinal, &codec::encode(row))
+            }
             Role::Root | Role::Owned if self.ordered[a] => Ok(()),
             Role::Root | Role::Owned => {
                 let sig = self.signature(a, row, true)?;
@@ -353,7 +362,14 @@ impl Verifier<'_> {
 
     /// Pairs the target's rows of table `a` with the archive's; `behind` is at table `a`'s rows
     /// and is left past them.
-    fn finish_table(&mut self, engine: &mut dyn Engine, a: usize, selection: &Selection, behind: &mut ArchiveReader<Box<dyn Read>>, progress: &dyn Progress) -> Result<()> {
+    fn finish_table(
+        &mut self,
+        engine: &mut dyn Engine,
+        a: usize,
+        selection: &Selection,
+        behind: &mut ArchiveReader<Box<dyn Read>>,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         let role = self.maps[a].role;
         let archive_rows = self.manifest.tables[a].rows;
         // Shared rows found by natural key are among the target's selected rows too.
@@ -522,9 +538,8 @@ impl Verifier<'_> {
     /// References to later tables and suffixed values, now that every table is paired.
     fn check_later(&mut self) -> Result<()> {
         for a in 0..self.maps.len() {
-            let later: Vec<usize> = (0..self.compare[a].len())
-                .filter(|&p| matches!(self.compare[a][p], Compare::Later(_) | Compare::Suffixed))
-                .collect();
+            let later: Vec<usize> =
+                (0..self.compare[a].len()).filter(|&p| matches!(self.compare[a][p], Compare::Later(_) | Compare::Suffixed)).collect();
             if later.is_empty() || !self.maps[a].role.is_owned() {
                 continue;
             }

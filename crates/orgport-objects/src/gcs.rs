@@ -166,7 +166,8 @@ impl Api {
         let response = self.send(request, ok).await?;
         if total.is_none() {
             // 308 says how much the server kept (`Range: bytes=0-N`); GCS may keep less than sent.
-            let kept = response.headers().get(header::RANGE).and_then(|r| r.to_str().ok()).and_then(|r| r.rsplit('-').next()?.parse::<u64>().ok());
+            let kept =
+                response.headers().get(header::RANGE).and_then(|r| r.to_str().ok()).and_then(|r| r.rsplit('-').next()?.parse::<u64>().ok());
             if kept.map(|last| last + 1) != Some(end) {
                 return Err(format!("the server kept {} of {end} bytes sent", kept.map_or(0, |last| last + 1)));
             }
@@ -217,7 +218,9 @@ impl ObjectStore for Gcs {
                 match response.chunk().await {
                     Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
                     Ok(None) => None,
-                    Err(e) => Some((Err(io::Error::other(Error::Storage { action: "read", location, reason: chain(&e.without_url()) })), None)),
+                    Err(e) => {
+                        Some((Err(io::Error::other(Error::Storage { action: "read", location, reason: chain(&e.without_url()) })), None))
+                    }
                 }
             }
         })

@@ -32,7 +32,9 @@ impl ObjectUrl {
         let service = match scheme {
             "s3" => Service::S3,
             "gs" => Service::Gcs,
-            _ => return Err(invalid(format!("unsupported scheme `{scheme}://` (use a local path, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`)"))),
+            _ => {
+                return Err(invalid(format!("unsupported scheme `{scheme}://` (use a local path, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`)")))
+            }
         };
         match rest.split_once('/') {
             Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() && !key.ends_with('/') => {
@@ -50,7 +52,11 @@ impl ObjectUrl {
     /// Opens the bucket, configured by the environment variables `env` looks up (see
     /// [`open_store`]).
     pub fn open(&self, env: impl Fn(&str) -> Option<String>) -> Result<Box<dyn ObjectStore>> {
-        open_bucket(self.service, &self.bucket, "", env).map_err(|reason| Error::Storage { action: "open", location: self.to_string(), reason })
+        open_bucket(self.service, &self.bucket, "", env).map_err(|reason| Error::Storage {
+            action: "open",
+            location: self.to_string(),
+            reason,
+        })
     }
 }
 
@@ -84,7 +90,12 @@ pub fn open_store(url: &str, env: impl Fn(&str) -> Option<String>) -> Result<Box
     open_bucket(service, bucket, base, env).map_err(failed)
 }
 
-fn open_bucket(service: Service, bucket: &str, base: &str, env: impl Fn(&str) -> Option<String>) -> std::result::Result<Box<dyn ObjectStore>, String> {
+fn open_bucket(
+    service: Service,
+    bucket: &str,
+    base: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> std::result::Result<Box<dyn ObjectStore>, String> {
     let env = |name: &str| env(name).filter(|v| !v.is_empty());
     match service {
         Service::S3 => {
@@ -192,7 +203,10 @@ mod tests {
         assert_eq!(open_store("file://src/", none).unwrap().describe(), "file://src");
         let s3 = open_store("s3://b/some/base/", none).unwrap();
         assert_eq!(s3.describe(), "s3://b/some/base");
-        assert_eq!(open_store("gs://b", |name| (name == "STORAGE_EMULATOR_HOST").then(|| "127.0.0.1:9".into())).unwrap().describe(), "gs://b");
+        assert_eq!(
+            open_store("gs://b", |name| (name == "STORAGE_EMULATOR_HOST").then(|| "127.0.0.1:9".into())).unwrap().describe(),
+            "gs://b"
+        );
         for (bad, why) in [
             ("ftp://b", "unsupported scheme"),
             ("uploads", "not a store URL"),
@@ -211,7 +225,10 @@ mod tests {
     #[test]
     fn keys_are_relative_to_the_base() {
         let root = Root::new("s3", "b", "org-1/files");
-        assert_eq!((root.name("a/b"), root.location("a/b"), root.location("")), ("org-1/files/a/b".into(), "s3://b/org-1/files/a/b".into(), "s3://b/org-1/files".into()));
+        assert_eq!(
+            (root.name("a/b"), root.location("a/b"), root.location("")),
+            ("org-1/files/a/b".into(), "s3://b/org-1/files/a/b".into(), "s3://b/org-1/files".into())
+        );
         assert_eq!((root.key("org-1/files/a/b"), root.key("org-1/filesX"), root.key("other")), (Some("a/b"), None, None));
         let bare = Root::new("gs", "b", "");
         assert_eq!((bare.name("k"), bare.key("k"), bare.describe()), ("k".into(), Some("k"), "gs://b".into()));

@@ -52,10 +52,8 @@ impl S3 {
         let mut builder = AmazonS3Builder::new().with_bucket_name(&root.bucket).with_region(&config.region);
         if let Some(endpoint) = &config.endpoint {
             // S3-compatible servers (MinIO, SeaweedFS, …) address buckets by path, often over http.
-            builder = builder
-                .with_endpoint(endpoint)
-                .with_virtual_hosted_style_request(false)
-                .with_allow_http(endpoint.starts_with("http://"));
+            builder =
+                builder.with_endpoint(endpoint).with_virtual_hosted_style_request(false).with_allow_http(endpoint.starts_with("http://"));
         }
         if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
             builder = builder.with_access_key_id(id).with_secret_access_key(secret);
@@ -96,7 +94,8 @@ impl S3 {
 
     /// Whether `other` reaches the same service with the same account, so that it can copy.
     fn same_service(&self, other: &S3) -> bool {
-        (&self.endpoint, &self.region, &self.access_key_id, &self.secrets) == (&other.endpoint, &other.region, &other.access_key_id, &other.secrets)
+        (&self.endpoint, &self.region, &self.access_key_id, &self.secrets)
+            == (&other.endpoint, &other.region, &other.access_key_id, &other.secrets)
     }
 
     /// CopyObject from another bucket of the same service (path-style on a custom endpoint, as
@@ -112,7 +111,9 @@ impl S3 {
         *request.uri_mut() = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
         let source = format!("/{bucket}/{}", encode(from));
         request.headers_mut().insert("x-amz-copy-source", source.parse().map_err(|e| format!("invalid copy source: {e}"))?);
-        AwsAuthorizer::new(&credential, "s3", &self.region).try_authorize(&mut request, None).map_err(|e| redact(&chain(&e), &self.secrets))?;
+        AwsAuthorizer::new(&credential, "s3", &self.region)
+            .try_authorize(&mut request, None)
+            .map_err(|e| redact(&chain(&e), &self.secrets))?;
         let mut builder = self.http.put(&url);
         for (name, value) in request.headers() {
             builder = builder.header(name.as_str(), value.as_bytes());
@@ -124,7 +125,9 @@ impl S3 {
         if status.is_success() && !body.contains("<Error>") {
             return Ok(());
         }
-        let tag = |name: &str| body.split(&format!("<{name}>")).nth(1).and_then(|rest| rest.split(&format!("</{name}>")).next()).unwrap_or_default();
+        let tag = |name: &str| {
+            body.split(&format!("<{name}>")).nth(1).and_then(|rest| rest.split(&format!("</{name}>")).next()).unwrap_or_default()
+        };
         Err(match tag("Code") {
             "NoSuchBucket" => "no such bucket".into(),
             "NoSuchKey" => "no such object".into(),
@@ -182,7 +185,9 @@ impl ObjectStore for S3 {
         let stream = got
             .into_stream()
             .map(move |chunk| {
-                chunk.map_err(|e| io::Error::other(Error::Storage { action: "read", location: location.clone(), reason: reason(&e, &secrets) }))
+                chunk.map_err(|e| {
+                    io::Error::other(Error::Storage { action: "read", location: location.clone(), reason: reason(&e, &secrets) })
+                })
             })
             .boxed();
         Ok(Box::new(BlockingReader { rt: self.rt.clone(), stream, chunk: Bytes::new() }))
@@ -245,7 +250,11 @@ impl ObjectStore for S3 {
         match copied {
             Ok(()) => Ok(true),
             Err(reason) if too_large(&reason) => Ok(false),
-            Err(reason) => Err(Error::Storage { action: "copy", location: format!("{}` to `{}", source.root.location(from), self.root.location(to)), reason }),
+            Err(reason) => Err(Error::Storage {
+                action: "copy",
+                location: format!("{}` to `{}", source.root.location(from), self.root.location(to)),
+                reason,
+            }),
         }
     }
 

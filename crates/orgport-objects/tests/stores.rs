@@ -96,7 +96,10 @@ impl S3 {
             *request.method_mut() = reqwest::Method::PUT;
             *request.uri_mut() = url.parse().expect("a URL");
             AwsAuthorizer::new(&credential, "s3", "us-east-1").try_authorize(&mut request, None).expect("signing");
-            request.headers().iter().fold(reqwest::Client::new().put(&url), |put, (name, value)| put.header(name.as_str(), value.as_bytes()))
+            request
+                .headers()
+                .iter()
+                .fold(reqwest::Client::new().put(&url), |put, (name, value)| put.header(name.as_str(), value.as_bytes()))
         })
     }
 }
@@ -169,7 +172,10 @@ fn exercise(root_url: &str, other_url: &str, env: &Env, foreign: &dyn ObjectStor
     assert_eq!(listed(&*base, "b/"), pairs(&[("b/1.txt", 0), ("b/2.txt", 2)]));
     assert_eq!(listed(&*base, "b/1"), pairs(&[("b/1.txt", 0)]));
     assert_eq!(listed(&*base, "zz"), pairs(&[]));
-    assert_eq!(listed(&*root, "org-1/"), pairs(&[("org-1/files/a.txt", 1), ("org-1/files/b/1.txt", 0), ("org-1/files/b/2.txt", 2), ("org-1/filesX", 26)]));
+    assert_eq!(
+        listed(&*root, "org-1/"),
+        pairs(&[("org-1/files/a.txt", 1), ("org-1/files/b/1.txt", 0), ("org-1/files/b/2.txt", 2), ("org-1/filesX", 26)])
+    );
     assert_eq!(listed(&*root, "org-1/files"), listed(&*root, "org-1/"));
 
     // A byte, nothing and more than a part come back as written.

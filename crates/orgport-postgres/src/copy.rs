@@ -152,13 +152,7 @@ mod tests {
         parse_row(b"a\\tb\\nc\\\\d\t\\N\t-9223372036854775808\t\\\\x00ff\tt", &kinds, &mut row).unwrap();
         assert_eq!(
             row,
-            vec![
-                Value::Text("a\tb\nc\\d".into()),
-                Value::Null,
-                Value::Int(i64::MIN),
-                Value::Blob(vec![0, 255]),
-                Value::Bool(true)
-            ]
+            vec![Value::Text("a\tb\nc\\d".into()), Value::Null, Value::Int(i64::MIN), Value::Blob(vec![0, 255]), Value::Bool(true)]
         );
         assert!(parse_row(b"1\t2", &[ValueKind::Integer], &mut row).is_err());
     }

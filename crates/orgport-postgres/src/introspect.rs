@@ -168,9 +168,7 @@ const CHARACTER_TYPES: &[&str] = &["text", "varchar", "bpchar", "char", "name", 
 fn only_not_null(predicate: &str, columns: &[String]) -> bool {
     let bare: String = predicate.chars().filter(|c| !matches!(c, '(' | ')')).collect();
     bare.split(" AND ").all(|part| {
-        part.trim()
-            .strip_suffix(" IS NOT NULL")
-            .is_some_and(|column| columns.iter().any(|c| c == column.trim().trim_matches('"')))
+        part.trim().strip_suffix(" IS NOT NULL").is_some_and(|column| columns.iter().any(|c| c == column.trim().trim_matches('"')))
     })
 }
 

@@ -137,10 +137,8 @@ impl PostgresEngine {
     fn finish_copy(&mut self) -> Result<()> {
         let Some(job) = self.copy.take() else { return Ok(()) };
         drop(job.rows);
-        let (client, result) = job
-            .done
-            .join()
-            .map_err(|_| Error::Plan(format!("the connection to {} was lost: its COPY thread panicked", self.name)))?;
+        let (client, result) =
+            job.done.join().map_err(|_| Error::Plan(format!("the connection to {} was lost: its COPY thread panicked", self.name)))?;
         self.client = Some(client);
         result.map_err(|e| Error::engine(format!("cannot insert into `{}`", job.table), server_error(e)))
     }
@@ -242,7 +240,13 @@ pub fn literal(v: &Value) -> String {
         Value::Bool(b) => b.to_string(),
         Value::Int(i) => i.to_string(),
         Value::Float(f) if f.is_nan() => "'NaN'".into(),
-        Value::Float(f) if f.is_infinite() => if *f > 0.0 { "'Infinity'".into() } else { "'-Infinity'".into() },
+        Value::Float(f) if f.is_infinite() => {
+            if *f > 0.0 {
+                "'Infinity'".into()
+            } else {
+                "'-Infinity'".into()
+            }
+        }
         Value::Float(f) => quote(&format!("{f:?}")),
         Value::Blob(b) => format!("'\\x{}'::bytea", hex::encode(b)),
         Value::Uuid(u) => quote(&format_uuid(u)),
@@ -367,9 +371,7 @@ impl Engine for PostgresEngine {
     }
 
     fn begin_write(&mut self) -> Result<()> {
-        self.client()?
-            .batch_execute("BEGIN; SET CONSTRAINTS ALL DEFERRED")
-            .map_err(|e| self.fail("cannot start the import transaction", e))
+        self.client()?.batch_execute("BEGIN; SET CONSTRAINTS ALL DEFERRED").map_err(|e| self.fail("cannot start the import transaction", e))
     }
 
     fn commit(&mut self) -> Result<()> {
@@ -390,13 +392,7 @@ impl Engine for PostgresEngine {
         self.client()?.batch_execute("ROLLBACK").map_err(|e| self.fail("cannot roll back", e))
     }
 
-    fn query(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-        kinds: &[ValueKind],
-        on_row: &mut dyn FnMut(&[Value]) -> Result<()>,
-    ) -> Result<()> {
+    fn query(&mut self, sql: &str, params: &[Value], kinds: &[ValueKind], on_row: &mut dyn FnMut(&[Value]) -> Result<()>) -> Result<()> {
         let statement = format!("COPY ({}) TO STDOUT", inline(sql, params));
         let name = self.name.clone();
         let mut reader = std::io::BufReader::with_capacity(
@@ -424,7 +420,9 @@ impl Engine for PostgresEngine {
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
         let statement = inline(sql, params);
         // The statement without its values, which may be secrets.
-        self.client()?.execute(statement.as_str(), &[]).map_err(|e| Error::engine(format!("cannot run `{}`", short_sql(sql)), server_error(e)))
+        self.client()?
+            .execute(statement.as_str(), &[])
+            .map_err(|e| Error::engine(format!("cannot run `{}`", short_sql(sql)), server_error(e)))
     }
 
     /// One `COPY … FROM STDIN` per table, fed batch by batch from the import while a thread
@@ -432,11 +430,8 @@ impl Engine for PostgresEngine {
     /// fire, and identity columns take the values given, as `OVERRIDING SYSTEM VALUE` would.
     fn insert_rows(&mut self, table: &Table, columns: &[String], rows: &[Vec<Value>]) -> Result<()> {
         let d = self.dialect();
-        let statement = format!(
-            "COPY {} ({}) FROM STDIN",
-            d.table_ref(table),
-            columns.iter().map(|c| d.quote_ident(c)).collect::<Vec<_>>().join(", ")
-        );
+        let statement =
+            format!("COPY {} ({}) FROM STDIN", d.table_ref(table), columns.iter().map(|c| d.quote_ident(c)).collect::<Vec<_>>().join(", "));
         if self.copy.as_ref().is_none_or(|job| job.statement != statement) {
             self.finish_copy()?;
             let client = self.client.take().ok_or_else(|| Error::Plan(format!("the connection to {} was lost", self.name)))?;
@@ -474,7 +469,9 @@ impl Engine for PostgresEngine {
                 last = last_value("s"),
                 seq = sequence_of(table, &c.name),
             );
-            self.client()?.batch_execute(&sql).map_err(|e| self.fail(&format!("cannot move the sequence of `{}`", table.qualified()), e))?;
+            self.client()?
+                .batch_execute(&sql)
+                .map_err(|e| self.fail(&format!("cannot move the sequence of `{}`", table.qualified()), e))?;
         }
         // Fresh statistics, so the planner does not take a bulk-loaded table for an empty one:
         // the application's queries and the next export both depend on them.

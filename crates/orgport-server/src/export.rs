@@ -49,7 +49,8 @@ pub(crate) async fn export(
     query: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let with: BTreeSet<String> = query.with.iter().flat_map(|w| w.split(',')).map(str::trim).filter(|g| !g.is_empty()).map(String::from).collect();
+    let with: BTreeSet<String> =
+        query.with.iter().flat_map(|w| w.split(',')).map(str::trim).filter(|g| !g.is_empty()).map(String::from).collect();
     let encryption = &app.settings.encryption;
     if !with.is_empty() && encryption.recipients.is_none() && !encryption.allow_plaintext_secrets {
         let groups = with.iter().cloned().collect::<Vec<_>>().join(",");

@@ -79,8 +79,12 @@ pub(crate) async fn import(
 
 /// The body in a temporary file, or 413 (the file removed) when it is longer than `max`.
 async fn spool(body: Body, declared: Option<u64>, max: u64) -> Result<NamedTempFile, ApiError> {
-    let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the archive is larger than the limit of {max} bytes (`--max-body`)"));
-    let tmp = tempfile::Builder::new().prefix(".orgport-upload-").tempfile().map_err(|e| ApiError::internal(format!("cannot make a temporary file: {e}")))?;
+    let too_large =
+        || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the archive is larger than the limit of {max} bytes (`--max-body`)"));
+    let tmp = tempfile::Builder::new()
+        .prefix(".orgport-upload-")
+        .tempfile()
+        .map_err(|e| ApiError::internal(format!("cannot make a temporary file: {e}")))?;
     let std_file = tmp.reopen().map_err(|e| ApiError::internal(format!("cannot open a temporary file: {e}")))?;
     let mut file = tokio::fs::File::from_std(std_file);
     let mut stream = body.into_data_stream();

@@ -45,7 +45,10 @@ impl Jobs {
     /// A free slot, or 429.
     pub(crate) fn slot(&self) -> Result<Slot, ApiError> {
         self.slots.clone().try_acquire_owned().map(Slot).map_err(|_| {
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, format!("{} job(s) are running, as many as `--max-jobs` allows; try again later", self.max))
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("{} job(s) are running, as many as `--max-jobs` allows; try again later", self.max),
+            )
         })
     }
 
@@ -203,13 +206,19 @@ impl Progress for JobProgress {
 }
 
 /// `GET /api/jobs/{id}`.
-pub(crate) async fn show(axum::extract::State(app): axum::extract::State<Arc<App>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn show(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(app.jobs.get(&id)?.describe()))
 }
 
 /// `DELETE /api/jobs/{id}`: 202 while the job stops (it ends `cancelled`, the target as it was),
 /// 409 when it has finished already.
-pub(crate) async fn cancel(axum::extract::State(app): axum::extract::State<Arc<App>>, Path(id): Path<String>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub(crate) async fn cancel(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let job = app.jobs.get(&id)?;
     if job.finished() {
         return Err(ApiError::new(StatusCode::CONFLICT, format!("job `{id}` has finished already")));

@@ -146,7 +146,8 @@ impl Server {
 
     /// Serves until the process ends, on a runtime of its own.
     pub fn run(self) -> Result<(), Error> {
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("orgport-serve").build().map_err(Error::Runtime)?;
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("orgport-serve").build().map_err(Error::Runtime)?;
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(self.listener).map_err(Error::Runtime)?;
             axum::serve(listener, self.router).await.map_err(Error::Runtime)

@@ -23,7 +23,8 @@ pub fn schema(conn: &Connection) -> rusqlite::Result<Schema> {
 
 fn table(conn: &Connection, name: &str, sql: &str) -> rusqlite::Result<Table> {
     let upper = sql.to_ascii_uppercase();
-    let without_rowid = upper.split_whitespace().collect::<Vec<_>>().windows(2).any(|w| w == ["WITHOUT", "ROWID"] || w == ["WITHOUT", "ROWID;"]);
+    let without_rowid =
+        upper.split_whitespace().collect::<Vec<_>>().windows(2).any(|w| w == ["WITHOUT", "ROWID"] || w == ["WITHOUT", "ROWID;"]);
     let mut stmt = conn.prepare("SELECT name, type, \"notnull\", dflt_value, pk, hidden FROM pragma_table_xinfo(?1) ORDER BY cid")?;
     let raw: Vec<(String, String, bool, Option<String>, i64, i64)> = stmt
         .query_map([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
@@ -75,9 +76,8 @@ fn table(conn: &Connection, name: &str, sql: &str) -> rusqlite::Result<Table> {
     }
 
     let mut stmt = conn.prepare("SELECT id, seq, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1) ORDER BY id, seq")?;
-    let fks: Vec<(i64, i64, String, String, Option<String>)> = stmt
-        .query_map([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let fks: Vec<(i64, i64, String, String, Option<String>)> =
+        stmt.query_map([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?.collect::<rusqlite::Result<_>>()?;
     let deferred = deferred_targets(sql);
     let mut foreign_keys: Vec<ForeignKey> = Vec::new();
     let mut last_id = -1;

@@ -81,11 +81,9 @@ impl SqliteEngine {
         // The semi-joins of an export build temporary key sets: on disk, so memory stays flat
         // however large the organisation (the bundled build keeps them in memory by default).
         conn.pragma_update(None, "temp_store", "FILE").map_err(|e| Error::engine("cannot set `temp_store`", e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(|e| Error::engine("cannot set the busy timeout", e))?;
-        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())).map_err(|e| {
-            Error::engine(format!("`{}` is not a readable SQLite database", path.display()), e)
-        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| Error::engine("cannot set the busy timeout", e))?;
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+            .map_err(|e| Error::engine(format!("`{}` is not a readable SQLite database", path.display()), e))?;
         Ok(SqliteEngine { conn, path: path.to_path_buf() })
     }
 
@@ -95,7 +93,12 @@ impl SqliteEngine {
             return Vec::new();
         };
         let rows = stmt.query_map([], |r| {
-            Ok(format!("`{}` row {} refers to a missing `{}` row", r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or(0), r.get::<_, String>(2)?))
+            Ok(format!(
+                "`{}` row {} refers to a missing `{}` row",
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                r.get::<_, String>(2)?
+            ))
         });
         rows.map(|rows| rows.filter_map(|r| r.ok()).collect()).unwrap_or_default()
     }
@@ -159,13 +162,7 @@ impl Engine for SqliteEngine {
         Ok(())
     }
 
-    fn query(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-        kinds: &[ValueKind],
-        on_row: &mut dyn FnMut(&[Value]) -> Result<()>,
-    ) -> Result<()> {
+    fn query(&mut self, sql: &str, params: &[Value], kinds: &[ValueKind], on_row: &mut dyn FnMut(&[Value]) -> Result<()>) -> Result<()> {
         let mut stmt = self.conn.prepare_cached(sql).map_err(|e| Error::engine(format!("cannot prepare `{}`", short_sql(sql)), e))?;
         let params = value::params(params);
         let mut rows = stmt

@@ -33,9 +33,8 @@ fn dump(path: &Path) -> Vec<String> {
         let sql = format!("SELECT * FROM \"{table}\"");
         let mut stmt = conn.prepare(&sql).expect("select");
         let n = stmt.column_count();
-        let rows = stmt
-            .query_map([], |r| (0..n).map(|i| r.get_ref(i).map(|v| format!("{v:?}"))).collect::<Result<Vec<_>, _>>())
-            .expect("rows");
+        let rows =
+            stmt.query_map([], |r| (0..n).map(|i| r.get_ref(i).map(|v| format!("{v:?}"))).collect::<Result<Vec<_>, _>>()).expect("rows");
         for row in rows {
             out.push(format!("{table}: {}", row.expect("row").join(", ")));
         }

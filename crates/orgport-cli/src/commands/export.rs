@@ -9,8 +9,8 @@ use orgport_core::export::{export, ExportOptions};
 use orgport_core::files::{FilesExport, FilesMode as CoreFilesMode};
 use orgport_core::plan::Plan;
 use orgport_core::store::ObjectStore;
-use orgport_objects::ObjectUrl;
 use orgport_engines::Access;
+use orgport_objects::ObjectUrl;
 
 use crate::location::{open_files_store, Location};
 use crate::progress::Bars;
@@ -49,11 +49,8 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
         let place = set.copied_to.as_deref().unwrap_or("the archive");
         eprintln!("files of `{}`: {} ({bytes} bytes) → {place}", set.name, set.files.len());
     }
-    let withheld: Vec<String> = manifest
-        .tables
-        .iter()
-        .flat_map(|t| t.withheld.iter().map(move |(c, g)| format!("{}.{c} ({g})", t.name)))
-        .collect();
+    let withheld: Vec<String> =
+        manifest.tables.iter().flat_map(|t| t.withheld.iter().map(move |(c, g)| format!("{}.{c} ({g})", t.name))).collect();
     if !withheld.is_empty() {
         eprintln!("withheld as sensitive: {}", withheld.join(", "));
     }

@@ -8,7 +8,7 @@ use orgport_engines::Access;
 
 use crate::location::open_files_store;
 use crate::progress::Bars;
-use crate::{ImportArgs};
+use crate::ImportArgs;
 
 pub fn run(args: ImportArgs) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();

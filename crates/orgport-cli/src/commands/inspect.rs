@@ -12,11 +12,7 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
     let archive = args.input.archive(args.decrypt.identity.as_deref())?;
     // Without an identity, all an encrypted archive shows is its number of recipient stanzas.
     if let (None, Envelope::Age { stanzas }) = (&args.decrypt.identity, archive.envelope()?) {
-        writeln!(
-            out,
-            "{}",
-            serde_json::json!({"encrypted": "age", "recipient_stanzas": stanzas})
-        )?;
+        writeln!(out, "{}", serde_json::json!({"encrypted": "age", "recipient_stanzas": stanzas}))?;
         eprintln!("the archive is encrypted for {stanzas} recipient(s)\nhint: pass `--identity FILE` to read and check its manifest");
         return Ok(ExitCode::SUCCESS);
     }

@@ -1,8 +1,8 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use orgport_engines::Access;
 use orgport_core::archive::crypt::Identities;
+use orgport_engines::Access;
 use orgport_server::{Encryption, Server, Settings, Tokens};
 
 use crate::ServeArgs;
@@ -16,7 +16,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         None => Tokens::default(),
     };
     if tokens.is_empty() {
-        eprintln!("warning: no tokens: every request but `/healthz` gets 401\nhint: pass `--tokens-file FILE` (see `orgport serve --help`)");
+        eprintln!(
+            "warning: no tokens: every request but `/healthz` gets 401\nhint: pass `--tokens-file FILE` (see `orgport serve --help`)"
+        );
     }
     if args.encrypt.allow_plaintext_secrets && args.encrypt.encrypt_to.is_empty() && args.encrypt.encrypt_to_file.is_empty() {
         eprintln!("warning: `--allow-plaintext-secrets`: exports asking for sensitive groups (`with=`) leave unencrypted");

@@ -8,7 +8,7 @@ use orgport_engines::Access;
 
 use crate::location::open_files_store;
 use crate::progress::Bars;
-use crate::{VerifyArgs};
+use crate::VerifyArgs;
 
 pub fn run(args: VerifyArgs) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();

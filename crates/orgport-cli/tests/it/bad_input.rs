@@ -511,7 +511,9 @@ fn export_into_a_missing_directory_names_it() {
 fn a_reader_leaving_stdout_early_is_no_error() {
     let s = setup();
     let bin = assert_cmd::cargo::cargo_bin("orgport");
-    for args in [vec!["inspect", "--in", s.archive.to_str().unwrap()], vec!["plan", "--db", &url(&s.src), "--config", s.config.to_str().unwrap()]] {
+    for args in
+        [vec!["inspect", "--in", s.archive.to_str().unwrap()], vec!["plan", "--db", &url(&s.src), "--config", s.config.to_str().unwrap()]]
+    {
         // `true` has exited when orgport starts writing, so every write meets a closed pipe.
         let script = r#"set -o pipefail; { sleep 0.3; exec "$@"; } | true; echo "status ${PIPESTATUS[0]}""#;
         let out = std::process::Command::new("bash").arg("-c").arg(script).arg("bash").arg(&bin).args(&args).output().unwrap();

@@ -110,7 +110,10 @@ fn seed_columns(db: &Path, c: &mut Canaries) -> Vec<(&'static str, i64)> {
     .unwrap();
     let member = "user_id IN (SELECT user_id FROM memberships WHERE workspace_id = 1)";
     let counts = [
-        ("users.password_hash", "SELECT count(*) FROM users WHERE id IN (SELECT user_id FROM memberships WHERE workspace_id = 1)".to_string()),
+        (
+            "users.password_hash",
+            "SELECT count(*) FROM users WHERE id IN (SELECT user_id FROM memberships WHERE workspace_id = 1)".to_string(),
+        ),
         ("otp_devices.secret", format!("SELECT count(*) FROM otp_devices WHERE {member}")),
         ("api_tokens.token", "SELECT count(*) FROM api_tokens WHERE workspace_id = 1".to_string()),
     ];
@@ -137,7 +140,8 @@ fn no_secret_reaches_an_output_or_a_plain_archive() {
     let mut c = Canaries::new();
     let seeded = seed_columns(&src, &mut c);
     let config = example_config();
-    let failing = w.config("fail.toml", &example_config_text().replace("\"api_tokens.token\" = \"regenerate\"", "\"api_tokens.token\" = \"fail\""));
+    let failing =
+        w.config("fail.toml", &example_config_text().replace("\"api_tokens.token\" = \"regenerate\"", "\"api_tokens.token\" = \"fail\""));
     assert_ne!(std::fs::read_to_string(&failing).unwrap(), example_config_text(), "test setup: the policy was not replaced");
     let (identity, recipient) = age_keys(&w, "ops.key");
     let bad_token = c.add("badbearer");
@@ -188,14 +192,40 @@ fn no_secret_reaches_an_output_or_a_plain_archive() {
     let imported = w.import(&target, Some(&config), &sealed, &["--json", &with_identity[0], &with_identity[1]]);
     c.run_clean("import", imported.ok());
     let org = new_org(&imported.json());
-    let verify = |db: &Path| w.run(&["verify", "--db", &url(db), "--config", &arg(&config), "--in", &arg(&sealed), "--org", &org, &with_identity[0], &with_identity[1]]);
+    let verify = |db: &Path| {
+        w.run(&[
+            "verify",
+            "--db",
+            &url(db),
+            "--config",
+            &arg(&config),
+            "--in",
+            &arg(&sealed),
+            "--org",
+            &org,
+            &with_identity[0],
+            &with_identity[1],
+        ])
+    };
     c.run_clean("verify", verify(&target).ok());
     let conflict = w.import(&target, Some(&failing), &sealed, &[&with_identity[0], &with_identity[1]]);
     conflict.fails_with(&["api_tokens.token"]);
     c.run_clean("an import refused for a unique token", &conflict);
-    Connection::open(&target).unwrap().execute(&format!("UPDATE api_tokens SET token = token || 'x' WHERE workspace_id = {org}"), []).unwrap();
-    Connection::open(&target).unwrap().execute("UPDATE users SET password_hash = password_hash || 'x', otp_secret = otp_secret || 'x'", []).unwrap();
-    Connection::open(&target).unwrap().execute(&format!("UPDATE tasks SET title = title || 'x' WHERE project_id IN (SELECT id FROM projects WHERE workspace_id = {org})"), []).unwrap();
+    Connection::open(&target)
+        .unwrap()
+        .execute(&format!("UPDATE api_tokens SET token = token || 'x' WHERE workspace_id = {org}"), [])
+        .unwrap();
+    Connection::open(&target)
+        .unwrap()
+        .execute("UPDATE users SET password_hash = password_hash || 'x', otp_secret = otp_secret || 'x'", [])
+        .unwrap();
+    Connection::open(&target)
+        .unwrap()
+        .execute(
+            &format!("UPDATE tasks SET title = title || 'x' WHERE project_id IN (SELECT id FROM projects WHERE workspace_id = {org})"),
+            [],
+        )
+        .unwrap();
     let differs = verify(&target);
     assert_eq!(differs.code, 1, "verify found no difference:\n{}", differs.stdout);
     c.run_clean("verify with differences in secrets", &differs);
@@ -263,9 +293,33 @@ fn no_secret_reaches_an_output_or_a_plain_archive() {
         let real = s3.secret_key.clone();
         assert!(real.len() >= 12, "the test server's secret key is too short to search for");
         let runs = [
-            right.run(&["export", "--db", &url(&src), "--config", &arg(&config), "--org", "1", "--with", "secrets", "--encrypt-to", &recipient, "--out", &object]),
+            right.run(&[
+                "export",
+                "--db",
+                &url(&src),
+                "--config",
+                &arg(&config),
+                "--org",
+                "1",
+                "--with",
+                "secrets",
+                "--encrypt-to",
+                &recipient,
+                "--out",
+                &object,
+            ]),
             right.run(&["inspect", "--in", &object, &with_identity[0], &with_identity[1]]),
-            right.run(&["import", "--db", &url(&w.copy(&tgt, "s3-target.db")), "--config", &arg(&config), "--in", &object, &with_identity[0], &with_identity[1]]),
+            right.run(&[
+                "import",
+                "--db",
+                &url(&w.copy(&tgt, "s3-target.db")),
+                "--config",
+                &arg(&config),
+                "--in",
+                &object,
+                &with_identity[0],
+                &with_identity[1],
+            ]),
             right.run(&["inspect", "--in", &format!("{object}-missing")]),
         ];
         for (i, out) in runs.iter().enumerate() {
@@ -301,7 +355,12 @@ fn no_secret_reaches_an_output_or_a_plain_archive() {
         c.run_clean("a GCS run with a canary key", &out);
     }
 
-    eprintln!("canaries: {} seeded columns of organisation 1 ({seeded:?}); {} canaries; {} (output, canary) pairs checked so far", seeded.len(), c.all.len(), CHECKED.load(Ordering::Relaxed));
+    eprintln!(
+        "canaries: {} seeded columns of organisation 1 ({seeded:?}); {} canaries; {} (output, canary) pairs checked so far",
+        seeded.len(),
+        c.all.len(),
+        CHECKED.load(Ordering::Relaxed)
+    );
 }
 
 /// PostgreSQL: a role whose password is a canary, on a server that checks passwords
@@ -311,7 +370,9 @@ fn no_secret_reaches_an_output_or_a_plain_archive() {
 fn no_database_password_reaches_an_output() {
     let Some(_) = crate::pg::server() else { return };
     let hba = "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n";
-    let pg = crate::pg::PrivateServer::start(&[("pg_hba.conf", hba)], |dir| format!("-c hba_file={dir}/pg_hba.conf -c password_encryption=scram-sha-256"));
+    let pg = crate::pg::PrivateServer::start(&[("pg_hba.conf", hba)], |dir| {
+        format!("-c hba_file={dir}/pg_hba.conf -c password_encryption=scram-sha-256")
+    });
     let mut w = Work::new();
     verbose(&mut w);
     let (src, _) = example_pair(&w);
@@ -320,7 +381,10 @@ fn no_database_password_reaches_an_output() {
     let password = c.add("pgpassword");
     let wrong_password = c.add("pgwrong");
     let role = format!("canary_{}", std::process::id());
-    crate::pg::psql(&pg.url, &["-c", &format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"), "-c", &format!("CREATE DATABASE canaries OWNER {role}")]);
+    crate::pg::psql(
+        &pg.url,
+        &["-c", &format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"), "-c", &format!("CREATE DATABASE canaries OWNER {role}")],
+    );
     let owner_url = |pw: &str| pg.url.replace("postgres@", &format!("{role}:{pw}@")).replace("/postgres", "/canaries");
     let db = owner_url(&password);
     let schema = repo_root().join("examples/saas/schema.postgres.sql");
@@ -339,7 +403,21 @@ fn no_database_password_reaches_an_output() {
     let runs = [
         w.run(&["verify", "--db", &db, "--config", &cfg, "--in", &arg(&sealed), "--org", &org, &id[0], &id[1]]),
         w.run(&["plan", "--db", &db, "--config", &cfg, "--format", "json"]),
-        w.run(&["export", "--db", &db, "--config", &cfg, "--org", &org, "--with", "passwords,otp,secrets", "--encrypt-to", &recipient, "--out", &arg(&w.path("from-pg.orgport"))]),
+        w.run(&[
+            "export",
+            "--db",
+            &db,
+            "--config",
+            &cfg,
+            "--org",
+            &org,
+            "--with",
+            "passwords,otp,secrets",
+            "--encrypt-to",
+            &recipient,
+            "--out",
+            &arg(&w.path("from-pg.orgport")),
+        ]),
         w.run(&["import", "--db", &db, "--config", &cfg, "--in", &arg(&sealed), &id[0], &id[1], "--dry-run"]),
     ];
     for (i, out) in runs.iter().enumerate() {

@@ -231,8 +231,12 @@ fn round_trip(host: Host) {
     assert_eq!(in_transfer.len(), NAMED + UNNAMED + 1);
     assert!(in_transfer.contains_key("exports/run-1/uploads/1/att/000.bin"), "{:?}", in_transfer.keys().next());
     let total: u64 = in_transfer.values().map(|b| b.len() as u64).sum();
-    let (embedded_len, copied_len) = (std::fs::metadata(&archive).expect("an archive").len(), std::fs::metadata(&copied).expect("an archive").len());
-    assert!(copied_len + total <= embedded_len + 1000, "files were embedded in a copy-mode archive: {copied_len} + {total} bytes vs {embedded_len}");
+    let (embedded_len, copied_len) =
+        (std::fs::metadata(&archive).expect("an archive").len(), std::fs::metadata(&copied).expect("an archive").len());
+    assert!(
+        copied_len + total <= embedded_len + 1000,
+        "files were embedded in a copy-mode archive: {copied_len} + {total} bytes vs {embedded_len}"
+    );
     let (tgt, target, tgt_config) = new_target(host, &s.w, "second");
     let before = host.objects(&target);
     let report = s.w.import_json(&tgt, Some(&tgt_config), &copied);
@@ -349,7 +353,8 @@ fn a_missing_source_file_fails_the_export_by_name() {
     s.w.export(&s.src, Some(&s.src_config), None, &["1"], &[], &archive).fails_with(&[&message]);
     assert!(!archive.exists());
     let transfer = Host::Local.new_place(&s.w, "transfer");
-    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &["--files", "copy", "--files-to", &transfer.url], &archive).fails_with(&[&message]);
+    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &["--files", "copy", "--files-to", &transfer.url], &archive)
+        .fails_with(&[&message]);
     assert!(!archive.exists());
     assert!(Host::Local.objects(&transfer).is_empty());
 }
@@ -378,7 +383,8 @@ fn a_target_without_the_store_is_told_what_to_declare() {
     s.w.export(&s.src, Some(&s.src_config), None, &["1"], &[], &archive).ok();
     let bare = s.w.config("bare.toml", "root = \"orgs\"\n");
     let before = snapshot(&s.tgt);
-    s.w.import(&s.tgt, Some(&bare), &archive, &[]).fails_with(&["carries 301 file(s) of the store `uploads`", "add a [files.uploads] section"]);
+    s.w.import(&s.tgt, Some(&bare), &archive, &[])
+        .fails_with(&["carries 301 file(s) of the store `uploads`", "add a [files.uploads] section"]);
     assert_eq!(snapshot(&s.tgt), before);
 }
 
@@ -408,7 +414,9 @@ fn a_failure_at_commit_takes_the_files_away(host: Host) {
     }
     let src = w.db("source.db", &sql);
     let tgt = w.db("target.db", &format!("{schema} INSERT INTO orgs VALUES (1, 'target'); INSERT INTO kinds VALUES (1, 'plain');"));
-    let section = |store: &str| format!("root = \"orgs\"\nexclude = [\"kinds\"]\n[files.uploads]\nstore = \"{store}\"\nprefix = \"{{org}}/\"\ncolumns = [\"attachments.object_key\"]\n");
+    let section = |store: &str| {
+        format!("root = \"orgs\"\nexclude = [\"kinds\"]\n[files.uploads]\nstore = \"{store}\"\nprefix = \"{{org}}/\"\ncolumns = [\"attachments.object_key\"]\n")
+    };
     let src_config = w.config("source.toml", &section(&source.url));
     let tgt_config = w.config("target.toml", &section(&target.url));
     let archive = w.path("org-1.orgport");
@@ -436,7 +444,8 @@ fn a_failure_at_commit_takes_the_files_away_from_s3_and_gcs() {
 #[test]
 fn mistakes_in_the_files_section_are_named() {
     let w = Work::new();
-    let db = w.db("db.db", &format!("{SCHEMA} CREATE TABLE plans (id INTEGER PRIMARY KEY, logo_key TEXT); INSERT INTO orgs VALUES (1, 'one');"));
+    let db =
+        w.db("db.db", &format!("{SCHEMA} CREATE TABLE plans (id INTEGER PRIMARY KEY, logo_key TEXT); INSERT INTO orgs VALUES (1, 'one');"));
     let cases = [
         ("store = 'file:///x'\nprefix = '{org}/'\nbucket = 'b'", "unknown field `bucket`"),
         ("prefix = '{org}/'", "missing field `store`"),
@@ -455,7 +464,11 @@ fn mistakes_in_the_files_section_are_named() {
     let good = config(&w, "good.toml", "file:///srv/uploads");
     let out = w.run(&["plan", "--db", &url(&db), "--config", &good.display().to_string()]);
     out.ok();
-    assert!(out.stdout.contains("uploads: objects of file:///srv/uploads under `{org}/`, and named by attachments.object_key"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("uploads: objects of file:///srv/uploads under `{org}/`, and named by attachments.object_key"),
+        "{}",
+        out.stdout
+    );
 }
 
 /// Files from a directory, copied to S3 at export and into GCS at import: no store can copy on
@@ -515,58 +528,23 @@ fn an_encrypted_archive_in_s3_carries_its_files_encrypted() {
         &url,
     ]);
     exported.ok();
-    let object = s3
-        .get(&bucket, "org-1.orgport")
-        .expect("the archive object");
-    assert!(
-        object.starts_with(b"age-encryption.org/v1\n"),
-        "not an age file"
-    );
+    let object = s3.get(&bucket, "org-1.orgport").expect("the archive object");
+    assert!(object.starts_with(b"age-encryption.org/v1\n"), "not an age file");
     let large = random_bytes(7, 1_500_000);
-    assert!(
-        !object.windows(64).any(|w| w == &large[1000..1064]),
-        "an embedded file's bytes are in clear"
-    );
+    assert!(!object.windows(64).any(|w| w == &large[1000..1064]), "an embedded file's bytes are in clear");
 
     let target_before = host.objects(&s.target);
     let identity = identity.display().to_string();
     let config = s.tgt_config.display().to_string();
-    let report = s.w.run(&[
-        "import",
-        "--db",
-        &crate::util::url(&s.tgt),
-        "--config",
-        &config,
-        "--in",
-        &url,
-        "--identity",
-        &identity,
-        "--json",
-    ]);
+    let report =
+        s.w.run(&["import", "--db", &crate::util::url(&s.tgt), "--config", &config, "--in", &url, "--identity", &identity, "--json"]);
     report.ok();
     assert_eq!(new_org(&report.json()), "4");
     assert_landed(host, &s, (&s.tgt, &s.target), 4, &target_before);
-    let verified = s.w.run(&[
-        "verify",
-        "--db",
-        &crate::util::url(&s.tgt),
-        "--config",
-        &config,
-        "--in",
-        &url,
-        "--org",
-        "4",
-        "--identity",
-        &identity,
-    ]);
+    let verified =
+        s.w.run(&["verify", "--db", &crate::util::url(&s.tgt), "--config", &config, "--in", &url, "--org", "4", "--identity", &identity]);
     verified.ok();
-    assert!(
-        verified
-            .stdout
-            .contains(&format!("verified: {} files equal", NAMED + UNNAMED + 1)),
-        "{}",
-        verified.stdout
-    );
+    assert!(verified.stdout.contains(&format!("verified: {} files equal", NAMED + UNNAMED + 1)), "{}", verified.stdout);
 
     let transfer = host.new_place(&s.w, "transfer");
     let copied = s.w.path("copied.orgport");
@@ -575,21 +553,17 @@ fn an_encrypted_archive_in_s3_carries_its_files_encrypted() {
         Some(&s.src_config),
         None,
         &["1"],
-        &[
-            "--files",
-            "copy",
-            "--files-to",
-            &transfer.url,
-            "--encrypt-to",
-            &recipient,
-        ],
+        &["--files", "copy", "--files-to", &transfer.url, "--encrypt-to", &recipient],
         &copied,
     );
     out.ok();
-    assert!(out.stderr.contains(&format!("warning: `--encrypt-to` encrypts the archive only: the files copied to `{}` (`--files copy`) are not encrypted", transfer.url)), "{}", out.stderr);
-    assert_eq!(
-        host.get(&transfer, "uploads/1/thumbs/0.png").as_deref(),
-        Some(&large[..]),
-        "the copied file is as it was"
+    assert!(
+        out.stderr.contains(&format!(
+            "warning: `--encrypt-to` encrypts the archive only: the files copied to `{}` (`--files copy`) are not encrypted",
+            transfer.url
+        )),
+        "{}",
+        out.stderr
     );
+    assert_eq!(host.get(&transfer, "uploads/1/thumbs/0.png").as_deref(), Some(&large[..]), "the copied file is as it was");
 }

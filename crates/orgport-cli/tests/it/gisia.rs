@@ -31,7 +31,13 @@ fn table<'a>(plan: &'a Value, name: &str) -> &'a Value {
 
 /// The plan's tables of one role, by name.
 fn with_role(plan: &Value, role: &str) -> Vec<String> {
-    plan["tables"].as_array().expect("tables").iter().filter(|t| t["role"] == role).map(|t| t["name"].as_str().expect("name").to_string()).collect()
+    plan["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .filter(|t| t["role"] == role)
+        .map(|t| t["name"].as_str().expect("name").to_string())
+        .collect()
 }
 
 #[test]
@@ -87,13 +93,12 @@ fn gisia_ownership_is_inferred_from_column_names_and_key_types() {
     let text = plan(&work, &db, &inferring, "text").stdout.clone();
     assert!(text.contains("\n    projects  (namespace_id → id, inferred)\n"), "{text}");
     assert!(
-        text.contains("  projects(namespace_id) → namespaces(id)  — column name `namespace_id` → table `namespaces`, key `id`: bigint = bigint\n"),
+        text.contains(
+            "  projects(namespace_id) → namespaces(id)  — column name `namespace_id` → table `namespaces`, key `id`: bigint = bigint\n"
+        ),
         "{text}"
     );
-    assert!(
-        text.contains("column name `build_id` → table `ci_builds` (with the `ci_` prefix of `ci_build_needs`)"),
-        "{text}"
-    );
+    assert!(text.contains("column name `build_id` → table `ci_builds` (with the `ci_` prefix of `ci_build_needs`)"), "{text}");
 
     // The TOML output, pasted into a configuration, gives the same plan without inference.
     let toml = plan(&work, &db, &inferring, "toml").stdout.clone();
@@ -101,7 +106,11 @@ fn gisia_ownership_is_inferred_from_column_names_and_key_types() {
     assert!(toml.contains("# column name `namespace_id` → table `namespaces`, key `id`: bigint = bigint\n[[reference]]\nfrom = \"projects.namespace_id\"\nto = \"namespaces.id\"\n"), "{toml}");
     let pasted = work.config("pasted.toml", &format!("root = \"namespaces\"\n{toml}"));
     let from_pasted = plan(&work, &db, &pasted, "json").json();
-    assert_eq!(from_pasted["inferred_references"]["references"].as_array().map(Vec::len), Some(0), "pasted references are not inferred again");
+    assert_eq!(
+        from_pasted["inferred_references"]["references"].as_array().map(Vec::len),
+        Some(0),
+        "pasted references are not inferred again"
+    );
     assert_ne!(plan_decisions(&without), plan_decisions(&with));
     assert_eq!(plan_decisions(&from_pasted), plan_decisions(&with));
 }

@@ -21,7 +21,8 @@ use crate::util::*;
 
 /// Organisation 1's objects in the source store: key and size (one empty, one larger than the
 /// part the import reads into memory).
-const FILES: [(&str, usize); 5] = [("1/a.txt", 0), ("1/docs/b.bin", 700), ("1/docs/c.bin", 5_000), ("1/d.bin", 20_000), ("1/big.bin", 1_100_000)];
+const FILES: [(&str, usize); 5] =
+    [("1/a.txt", 0), ("1/docs/b.bin", 700), ("1/docs/c.bin", 5_000), ("1/d.bin", 20_000), ("1/big.bin", 1_100_000)];
 
 fn files_config(store: &std::path::Path) -> String {
     format!("{}\n[files.uploads]\nstore = \"file://{}\"\nprefix = \"{{org}}/\"\n", example_config_text(), store.display())
@@ -190,10 +191,13 @@ fn mutated_archives_fail_cleanly_and_never_reach_the_target() {
         ("compressed_bytes = u64::MAX".into(), forge(&|m| m["data"]["compressed_bytes"] = json!(u64::MAX))),
         ("compressed_bytes = 0".into(), forge(&|m| m["data"]["compressed_bytes"] = json!(0))),
         ("duplicate file keys".into(), forge(&|m| m["files"][0]["files"][1]["key"] = m["files"][0]["files"][0]["key"].clone())),
-        ("files listed twice".into(), forge(&|m| {
-            let listed = m["files"][0]["files"].as_array().unwrap().clone();
-            m["files"][0]["files"].as_array_mut().unwrap().extend(listed);
-        })),
+        (
+            "files listed twice".into(),
+            forge(&|m| {
+                let listed = m["files"][0]["files"].as_array().unwrap().clone();
+                m["files"][0]["files"].as_array_mut().unwrap().extend(listed);
+            }),
+        ),
         ("organisation keys nested 100 000 deep".into(), {
             let mut parts = split_archive(&good);
             let mut m = parts.manifest_json();
@@ -215,7 +219,10 @@ fn mutated_archives_fail_cleanly_and_never_reach_the_target() {
     }
     for f in 0..files {
         forged.push((format!("file {f} size = 1e15"), forge(&|m| m["files"][0]["files"][f]["size"] = json!(1_000_000_000_000_000u64))));
-        forged.push((format!("file {f} size + 1"), forge(&|m| m["files"][0]["files"][f]["size"] = json!(m["files"][0]["files"][f]["size"].as_u64().unwrap() + 1))));
+        forged.push((
+            format!("file {f} size + 1"),
+            forge(&|m| m["files"][0]["files"][f]["size"] = json!(m["files"][0]["files"][f]["size"].as_u64().unwrap() + 1)),
+        ));
     }
     for key in ["../../etc/passwd", "1/../../etc/passwd", "/etc/passwd", "1//x", "1/./x", "1/x\\..\\..\\y"] {
         forged.push((format!("file key {key:?}"), forge(&|m| m["files"][0]["files"][0]["key"] = json!(key))));
@@ -232,7 +239,13 @@ fn mutated_archives_fail_cleanly_and_never_reach_the_target() {
         tally.errors,
         started.elapsed().as_secs_f64()
     );
-    assert!(tally.failures.is_empty(), "{} of {} mutated archives were not refused cleanly:\n{}", tally.failures.len(), tally.cases, tally.failures.join("\n"));
+    assert!(
+        tally.failures.is_empty(),
+        "{} of {} mutated archives were not refused cleanly:\n{}",
+        tally.failures.len(),
+        tally.cases,
+        tally.failures.join("\n")
+    );
     assert!(flips >= 1_000 && truncations >= 200, "{flips} flips, {truncations} truncations");
     // Nothing is allocated by a declared size: sizes of 1e12 rows, 1e15 bytes and u64::MAX bytes of
     // data cost no more than the archive itself (a few MiB), far under this bound.

@@ -148,11 +148,7 @@ fn wrong_credentials_and_missing_objects_are_one_clear_line_without_the_secret()
     clear(&w.verify(&tgt, Some(&config), at(&missing), &["1"]), &format!("cannot read `{missing}`: no such object"), &[]);
     let no_bucket = format!("gs://{}/org-1.orgport", unique("absent"));
     clear(&w.inspect(at(&no_bucket)), &format!("cannot read `{no_bucket}`: no such bucket"), &[]);
-    clear(
-        &w.export(&src, Some(&config), None, &["1"], &[], at(&no_bucket)),
-        &format!("cannot write `{no_bucket}`: no such bucket"),
-        &[],
-    );
+    clear(&w.export(&src, Some(&config), None, &["1"], &[], at(&no_bucket)), &format!("cannot write `{no_bucket}`: no such bucket"), &[]);
 }
 
 /// Objects larger than a part go out in several parts (S3) or chunks (GCS) and come back
@@ -208,8 +204,11 @@ fn the_gcs_credentials_flag_names_the_file_it_cannot_use() {
     let missing = w.path("missing-sa.json");
     let out = w.run(&["inspect", "--in", "gs://bucket/org.orgport", "--gcs-credentials", &missing.display().to_string()]);
     out.fails_with(&["cannot open `gs://bucket/org.orgport`", &missing.display().to_string(), "No such file"]);
-    let invalid = w.config("invalid-sa.json", r#"{"type": "service_account", "client_email": "a@b", "private_key_id": "k",
-        "private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "token_uri": "http://127.0.0.1:9/token"}"#);
+    let invalid = w.config(
+        "invalid-sa.json",
+        r#"{"type": "service_account", "client_email": "a@b", "private_key_id": "k",
+        "private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "token_uri": "http://127.0.0.1:9/token"}"#,
+    );
     let out = w.run(&["inspect", "--in", "gs://bucket/org.orgport", "--gcs-credentials", &invalid.display().to_string()]);
     out.fails_with(&["cannot open `gs://bucket/org.orgport`", "Invalid RSA key"]);
     assert!(!out.stderr.contains("AAAA"), "the key is in the message:\n{}", out.stderr);

@@ -300,7 +300,13 @@ const OWNED: &[OwnedTable] = &[
 fn org_fields(url: &str, spec: &OwnedTable, org: &str) -> (Vec<String>, Vec<Vec<Option<String>>>) {
     let columns = psql(
         url,
-        &["-c", &format!("SELECT attname FROM pg_attribute WHERE attrelid = '{}'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum", spec.table.replace('\'', "''"))],
+        &[
+            "-c",
+            &format!(
+                "SELECT attname FROM pg_attribute WHERE attrelid = '{}'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                spec.table.replace('\'', "''")
+            ),
+        ],
     );
     let mut names: Vec<String> = columns.lines().filter(|c| !spec.keys.contains(c)).map(str::to_string).collect();
     let mut exprs: Vec<String> = names.iter().map(|c| format!("t.\"{}\"::text", c.replace('"', "\"\""))).collect();
@@ -404,16 +410,22 @@ fn pg_a_key_that_cannot_be_renewed_is_refused_before_any_write() {
     let db = fresh_db(&server, "pg_inet_key");
     psql(
         &db,
-        &["-c", "CREATE TABLE orgs (id bigserial PRIMARY KEY, name text NOT NULL);
+        &[
+            "-c",
+            "CREATE TABLE orgs (id bigserial PRIMARY KEY, name text NOT NULL);
                  CREATE TABLE allowed_ips (ip inet PRIMARY KEY, org_id bigint NOT NULL REFERENCES orgs);
                  INSERT INTO orgs (name) VALUES ('one');
-                 INSERT INTO allowed_ips VALUES ('192.168.10.200', 1);"],
+                 INSERT INTO allowed_ips VALUES ('192.168.10.200', 1);",
+        ],
     );
     let archive = work.path("org1.orgport");
     let archive_arg = archive.to_str().expect("path");
     work.run(&["export", "--db", &db, "--root", "orgs", "--org", "1", "--out", archive_arg]).ok();
-    work.run(&["import", "--db", &db, "--in", archive_arg])
-        .fails_with(&["cannot be imported", "table `allowed_ips`", "primary key `ip` (inet) cannot be given new values"]);
+    work.run(&["import", "--db", &db, "--in", archive_arg]).fails_with(&[
+        "cannot be imported",
+        "table `allowed_ips`",
+        "primary key `ip` (inet) cannot be given new values",
+    ]);
     assert_eq!(psql(&db, &["-c", "SELECT count(*) FROM orgs"]), "1");
     assert_eq!(psql(&db, &["-c", "SELECT string_agg(ip::text, ',') FROM allowed_ips"]), "192.168.10.200/32");
 }
@@ -427,7 +439,9 @@ fn pg_schemas_limit_what_is_read() {
     let db = fresh_db(&server, "pg_schemas");
     psql(
         &db,
-        &["-c", "CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL UNIQUE);
+        &[
+            "-c",
+            "CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL UNIQUE);
                  CREATE SCHEMA tenant;
                  CREATE TABLE tenant.orgs (id bigserial PRIMARY KEY, name text NOT NULL);
                  CREATE TABLE tenant.projects (id bigserial PRIMARY KEY, org_id bigint NOT NULL REFERENCES tenant.orgs,
@@ -437,7 +451,8 @@ fn pg_schemas_limit_what_is_read() {
                  INSERT INTO users (email) VALUES ('ann@example.com');
                  INSERT INTO tenant.orgs (name) VALUES ('one');
                  INSERT INTO tenant.projects (org_id, owner_id) VALUES (1, 1);
-                 INSERT INTO audit.events (org_id) VALUES (1);"],
+                 INSERT INTO audit.events (org_id) VALUES (1);",
+        ],
     );
     let plan = |schemas: &str| work.run(&["plan", "--db", &db, "--root", "tenant.orgs", "--schemas", schemas]);
     let out = plan("tenant");
@@ -464,8 +479,12 @@ fn pg_schemas_limit_what_is_read() {
         work.run(&all)
     };
     with_schemas(&["export", "--root", "tenant.orgs", "--org", "1", "--out", archive_arg]).ok();
-    let tables: Vec<String> =
-        work.manifest(&archive)["tables"].as_array().expect("tables").iter().map(|t| t["name"].as_str().expect("name").to_string()).collect();
+    let tables: Vec<String> = work.manifest(&archive)["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .map(|t| t["name"].as_str().expect("name").to_string())
+        .collect();
     assert_eq!(tables, ["tenant.orgs", "tenant.projects"]);
     let org = new_org(&with_schemas(&["import", "--in", archive_arg, "--json"]).ok().json());
     with_schemas(&["verify", "--in", archive_arg, "--org", &org]).ok();
@@ -516,9 +535,8 @@ fn pg_tls_modes_connect_as_libpq_does() {
     let encrypted = |query: &str| -> bool {
         let url = format!("{localhost}?{query}");
         let mut engine = orgport_postgres::PostgresEngine::open(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
-        let row = engine
-            .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[], &[ValueKind::Boolean])
-            .expect("pg_stat_ssl");
+        let row =
+            engine.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[], &[ValueKind::Boolean]).expect("pg_stat_ssl");
         row == Some(vec![Value::Bool(true)])
     };
     assert!(encrypted("sslmode=require"));
@@ -531,8 +549,11 @@ fn pg_tls_modes_connect_as_libpq_does() {
     let with = |query: String| format!("{localhost}?{query}");
     let plan = |url: String| work.run(&["plan", "--db", &url, "--root", "pg_database"]);
     plan(with(format!("sslmode=verify-full&sslrootcert={}", root.display()))).fails_with(&["no table `pg_database`"]);
-    plan(with(format!("sslmode=verify-full&sslrootcert={}", wrong_root.display())))
-        .fails_with(&["cannot connect to", "(sslmode=verify-full, sslrootcert=", "invalid peer certificate"]);
+    plan(with(format!("sslmode=verify-full&sslrootcert={}", wrong_root.display()))).fails_with(&[
+        "cannot connect to",
+        "(sslmode=verify-full, sslrootcert=",
+        "invalid peer certificate",
+    ]);
     let by_address = format!("{}?sslmode=verify-full&sslrootcert={}", tls.url, root.display());
     plan(by_address.clone()).fails_with(&["invalid peer certificate", "not valid for name \"127.0.0.1\""]);
     plan(by_address.replace("verify-full", "verify-ca")).fails_with(&["no table `pg_database`"]);

@@ -216,12 +216,8 @@ fn an_unknown_group_in_with_is_refused_and_writes_nothing() {
     let src = source(&w);
     let archive = w.path("x.orgport");
     let listing = dir_listing(w.dir.path());
-    w.export(&src, Some(&example_config()), None, &["1"], &["--with", "passwords,nosuch", "--allow-plaintext-secrets"], &archive).fails_with(&[
-        "nosuch",
-        "passwords",
-        "otp",
-        "secrets",
-    ]);
+    w.export(&src, Some(&example_config()), None, &["1"], &["--with", "passwords,nosuch", "--allow-plaintext-secrets"], &archive)
+        .fails_with(&["nosuch", "passwords", "otp", "secrets"]);
     assert_eq!(dir_listing(w.dir.path()), listing, "nothing may be left behind");
 }
 

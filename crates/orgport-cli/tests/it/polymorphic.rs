@@ -100,10 +100,7 @@ fn a_polymorphic_reference_follows_each_row_to_its_own_table() {
     let new: i64 = new_org(&report).parse().unwrap();
     w.verify(&tgt, Some(&config), &archive, &[&new.to_string()]).ok();
     assert_only_added(&before, &snapshot(&tgt));
-    assert_eq!(
-        attached(&tgt, new),
-        vec!["a|Post:first post", "b|Photo:cat.png", "c|Post:second post", "e: an undeclared kind|Video:9"]
-    );
+    assert_eq!(attached(&tgt, new), vec!["a|Post:first post", "b|Photo:cat.png", "c|Post:second post", "e: an undeclared kind|Video:9"]);
     let source: Vec<String> = attached(&src, 1).into_iter().filter(|c| !c.starts_with("d:")).collect();
     assert_eq!(attached(&tgt, new), source);
 }

@@ -64,7 +64,21 @@ fn flagsmith_org_1_round_trips_into_an_instance_that_holds_other_orgs() {
     let archive = work.path("org1.orgport");
     let config = flagsmith_config();
     let config = config.to_str().expect("path");
-    work.run(&["export", "--db", &source, "--config", config, "--org", "1", "--with", "passwords,secrets", "--allow-plaintext-secrets", "--out", archive.to_str().expect("path")]).ok();
+    work.run(&[
+        "export",
+        "--db",
+        &source,
+        "--config",
+        config,
+        "--org",
+        "1",
+        "--with",
+        "passwords,secrets",
+        "--allow-plaintext-secrets",
+        "--out",
+        archive.to_str().expect("path"),
+    ])
+    .ok();
     let rows = archive_rows(&archive);
 
     // The rows of org 1's foreign-key closure, table by table.
@@ -118,14 +132,17 @@ fn flagsmith_org_1_round_trips_into_an_instance_that_holds_other_orgs() {
     let metadata_feature = |url: &str, org: &str| {
         psql(
             url,
-            &["-c", &format!(
-                "SELECT f.name || '@' || p.organisation_id FROM metadata_metadata m \
+            &[
+                "-c",
+                &format!(
+                    "SELECT f.name || '@' || p.organisation_id FROM metadata_metadata m \
                  JOIN metadata_metadatamodelfield mf ON mf.id = m.model_field_id \
                  JOIN metadata_metadatafield fld ON fld.id = mf.field_id \
                  JOIN django_content_type ct ON ct.id = m.content_type_id AND ct.model = 'feature' \
                  JOIN features_feature f ON f.id = m.object_id JOIN projects_project p ON p.id = f.project_id \
                  WHERE fld.organisation_id = {org} ORDER BY m.id"
-            )],
+                ),
+            ],
         )
     };
     let source_metadata = metadata_feature(&source, "1");
@@ -133,7 +150,8 @@ fn flagsmith_org_1_round_trips_into_an_instance_that_holds_other_orgs() {
     assert_eq!(metadata_feature(&target, &new_org), source_metadata.replace("@1", &format!("@{new_org}")));
     // History tables are excluded (their rows copy live ids without foreign keys).
     assert!(rows.keys().all(|t| !t.contains("_historical")), "history tables in the archive");
-    let next: i64 = psql(&target, &["-c", "SELECT nextval(pg_get_serial_sequence('organisations_organisation', 'id'))"]).parse().expect("nextval");
+    let next: i64 =
+        psql(&target, &["-c", "SELECT nextval(pg_get_serial_sequence('organisations_organisation', 'id'))"]).parse().expect("nextval");
     assert!(next > new_org.parse::<i64>().expect("key"), "the sequence was left behind the imported key");
     let names = psql(&target, &["-c", "SELECT string_agg(name, ',' ORDER BY id) FROM organisations_organisation"]);
     assert_eq!(names, "Acme,Globex,Acme");
@@ -146,7 +164,18 @@ fn a_failed_postgres_import_leaves_the_target_as_it_was() {
     let source = flagsmith_db(&server, "fs_fail_source");
     let archive = work.path("org1.orgport");
     let config = flagsmith_config();
-    work.run(&["export", "--db", &source, "--config", config.to_str().expect("path"), "--org", "1", "--out", archive.to_str().expect("path")]).ok();
+    work.run(&[
+        "export",
+        "--db",
+        &source,
+        "--config",
+        config.to_str().expect("path"),
+        "--org",
+        "1",
+        "--out",
+        archive.to_str().expect("path"),
+    ])
+    .ok();
     // Without the conflict policies, the uuids of org 1 collide with the ones on the target.
     let target = flagsmith_db(&server, "fs_fail_target");
     let ids = existing_ids(&target);
@@ -196,10 +225,8 @@ fn an_archive_from_sqlite_imports_into_postgres_and_back() {
     // And back: the organisation exported from PostgreSQL imports into SQLite and verifies.
     let back = work.path("from-postgres.orgport");
     work.run(&["export", "--db", &pg, "--config", config_arg, "--org", &org, "--out", back.to_str().expect("path")]).ok();
-    let target = work.example(
-        "target.db",
-        &orgport_testkit::example::ExampleOptions { orgs: 2, first_org: 100, seed: 7, ..Default::default() },
-    );
+    let target =
+        work.example("target.db", &orgport_testkit::example::ExampleOptions { orgs: 2, first_org: 100, seed: 7, ..Default::default() });
     let report = work.import_json(&target, Some(&config), &back);
     let again = new_org(&report);
     work.verify(&target, Some(&config), &back, &[&again]).ok();
@@ -239,7 +266,9 @@ fn references_checked_at_once_to_rows_written_later_are_set_after_the_rows() {
     let db = fresh_db(&server, "nodefer");
     psql(
         &db,
-        &["-c", "CREATE TABLE orgs (id bigserial PRIMARY KEY, name text NOT NULL UNIQUE, default_team_id bigint);
+        &[
+            "-c",
+            "CREATE TABLE orgs (id bigserial PRIMARY KEY, name text NOT NULL UNIQUE, default_team_id bigint);
                  CREATE TABLE teams (id bigserial PRIMARY KEY, org_id bigint NOT NULL REFERENCES orgs(id), name text NOT NULL);
                  ALTER TABLE orgs ADD FOREIGN KEY (default_team_id) REFERENCES teams(id);
                  CREATE TABLE items (id bigserial PRIMARY KEY, team_id bigint NOT NULL REFERENCES teams(id),
@@ -251,7 +280,8 @@ fn references_checked_at_once_to_rows_written_later_are_set_after_the_rows() {
                  INSERT INTO items (team_id, label) SELECT 1 + i % 2, 'item ' || i FROM generate_series(1, 12000) i;
                  INSERT INTO items (team_id, label) VALUES (3, 'other');
                  UPDATE items SET next_id = id + 1 WHERE id < 12000;
-                 UPDATE items SET next_id = 1 WHERE id = 12000;"],
+                 UPDATE items SET next_id = 1 WHERE id = 12000;",
+        ],
     );
     let config = work.path("orgport.toml");
     std::fs::write(&config, "root = \"orgs\"\n[on_conflict]\n\"orgs.name\" = \"suffix\"\n").expect("config");
@@ -269,12 +299,15 @@ fn references_checked_at_once_to_rows_written_later_are_set_after_the_rows() {
     let shape = |org: &str| {
         psql(
             &db,
-            &["-c", &format!(
-                "SELECT (SELECT t.name FROM orgs o JOIN teams t ON t.id = o.default_team_id AND t.org_id = o.id WHERE o.id = {org}) \
+            &[
+                "-c",
+                &format!(
+                    "SELECT (SELECT t.name FROM orgs o JOIN teams t ON t.id = o.default_team_id AND t.org_id = o.id WHERE o.id = {org}) \
                  || ':' || count(*) || ':' || md5(string_agg(i.label || '>' || n.label || '@' || t.name, ',' ORDER BY i.label)) \
                  FROM items i JOIN teams t ON t.id = i.team_id AND t.org_id = {org} \
                  JOIN items n ON n.id = i.next_id JOIN teams nt ON nt.id = n.team_id AND nt.org_id = {org}"
-            )],
+                ),
+            ],
         )
     };
     let source = shape("1");
@@ -289,9 +322,12 @@ fn a_cycle_through_not_null_references_checked_at_once_is_refused_by_the_plan() 
     let db = fresh_db(&server, "nocycle");
     psql(
         &db,
-        &["-c", "CREATE TABLE orgs (id bigserial PRIMARY KEY, owner_id bigint NOT NULL);
+        &[
+            "-c",
+            "CREATE TABLE orgs (id bigserial PRIMARY KEY, owner_id bigint NOT NULL);
                  CREATE TABLE owners (id bigserial PRIMARY KEY, org_id bigint NOT NULL REFERENCES orgs(id));
-                 ALTER TABLE orgs ADD FOREIGN KEY (owner_id) REFERENCES owners(id);"],
+                 ALTER TABLE orgs ADD FOREIGN KEY (owner_id) REFERENCES owners(id);",
+        ],
     );
     work.run(&["plan", "--db", &db, "--root", "orgs"]).fails_with(&[
         "cannot be imported: `orgs`(owner_id) is NOT NULL and checked at once, but refers to `owners`, written after it",
@@ -316,7 +352,12 @@ fn a_row_refused_during_the_bulk_write_rolls_back_every_table() {
     let args = ["import", "--db", &pg, "--config", config.to_str().expect("path"), "--in", archive.to_str().expect("path")];
     work.run(&args).ok();
     psql(&pg, &["-c", "ALTER TABLE tasks ADD CONSTRAINT short_titles CHECK (length(title) < 3) NOT VALID"]);
-    let rows = |table: &str| psql(&pg, &["-c", &format!("SELECT count(*) || ':' || md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM {table} t")]);
+    let rows = |table: &str| {
+        psql(
+            &pg,
+            &["-c", &format!("SELECT count(*) || ':' || md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM {table} t")],
+        )
+    };
     let tables = ["workspaces", "projects", "labels", "tasks", "users", "memberships"];
     let before: Vec<String> = tables.iter().map(|t| rows(t)).collect();
     let failed = work.run(&args);
@@ -343,12 +384,8 @@ fn readers_sharing_the_snapshot_export_the_same_rows_as_one_connection() {
             assert!(out.stderr.contains(&format!("reading tables on {jobs} connections sharing one snapshot")), "{}", out.stderr);
         }
         let manifest = work.manifest(&archive);
-        let tables: Vec<String> = manifest["tables"]
-            .as_array()
-            .expect("tables")
-            .iter()
-            .map(|t| format!("{} {} {}", t["name"], t["rows"], t["sha256"]))
-            .collect();
+        let tables: Vec<String> =
+            manifest["tables"].as_array().expect("tables").iter().map(|t| format!("{} {} {}", t["name"], t["rows"], t["sha256"])).collect();
         tables
     };
     let one = tables("1");
@@ -371,7 +408,8 @@ fn a_column_whose_type_does_not_map_is_refused_before_any_write() {
     psql(&pg, &["-c", "ALTER TABLE tasks ALTER COLUMN title TYPE bigint USING 0"]);
     let args = ["import", "--db", &pg, "--config", config.to_str().expect("path"), "--in", archive.to_str().expect("path")];
     work.run(&args).fails_with(&["does not match the archive", "column `tasks.title` is TEXT", "bigint (Integer) on the target"]);
-    let total = psql(&pg, &["-c", "SELECT (SELECT count(*) FROM workspaces) + (SELECT count(*) FROM users) + (SELECT count(*) FROM tasks)"]);
+    let total =
+        psql(&pg, &["-c", "SELECT (SELECT count(*) FROM workspaces) + (SELECT count(*) FROM users) + (SELECT count(*) FROM tasks)"]);
     assert_eq!(total, "0", "rows were written");
 }
 
@@ -447,11 +485,17 @@ fn a_unique_index_on_non_null_values_is_checked_and_resolved_before_writing() {
     let secrets = "root = \"orgs\"\nnot_sensitive = [\"builds.job_token\"]\n";
     let bare = work.config("bare.toml", secrets);
     work.run(&["export", "--db", &db, "--config", bare.to_str().expect("path"), "--org", "1", "--out", archive]).ok();
-    work.run(&["import", "--db", &db, "--config", bare.to_str().expect("path"), "--in", archive])
-        .fails_with(&["unique value(s) of the archive already exist", "table `builds`, unique (job_token)", "on_conflict.\"builds.job_token\""]);
+    work.run(&["import", "--db", &db, "--config", bare.to_str().expect("path"), "--in", archive]).fails_with(&[
+        "unique value(s) of the archive already exist",
+        "table `builds`, unique (job_token)",
+        "on_conflict.\"builds.job_token\"",
+    ]);
     let regenerate = work.config("regenerate.toml", &format!("{secrets}[on_conflict]\n\"builds.job_token\" = \"regenerate\"\n"));
     let org = import_and_verify(&work, &db, regenerate.to_str().expect("path"), archive);
-    let tokens = psql(&db, &["-c", &format!("SELECT count(job_token), count(*) FILTER (WHERE job_token = 'tok-1') FROM builds WHERE org_id = {org}")]);
+    let tokens = psql(
+        &db,
+        &["-c", &format!("SELECT count(job_token), count(*) FILTER (WHERE job_token = 'tok-1') FROM builds WHERE org_id = {org}")],
+    );
     assert_eq!(tokens, "1|0", "the copy's token was regenerated, its NULL kept");
     // A partial index that leaves out other rows is still not looked up: a soft-deleted slug
     // may repeat.
@@ -480,10 +524,13 @@ fn a_read_only_role_exports_and_the_import_fires_row_triggers() {
     let role = format!("reader_{}", std::process::id());
     psql(
         &db,
-        &["-c", &format!(
-            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}; \
+        &[
+            "-c",
+            &format!(
+                "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}; \
              ALTER ROLE {role} SET default_transaction_read_only = on"
-        )],
+            ),
+        ],
     );
     let reader_url = db.replacen("postgres://postgres@", &format!("postgres://{role}@"), 1);
     assert_ne!(reader_url, db, "test setup: the server URL names the postgres user");
@@ -511,14 +558,17 @@ fn an_organisation_exports_from_a_hot_standby_as_from_its_primary() {
     let primary = PrivateServer::start(&[], |_| String::new());
     psql(
         &primary.url,
-        &["-c", "CREATE TABLE orgs (id bigserial PRIMARY KEY, name text NOT NULL);
+        &[
+            "-c",
+            "CREATE TABLE orgs (id bigserial PRIMARY KEY, name text NOT NULL);
                  CREATE TABLE projects (id bigserial PRIMARY KEY, org_id bigint NOT NULL REFERENCES orgs(id), name text NOT NULL);
                  CREATE TABLE tasks (id bigserial PRIMARY KEY, project_id bigint NOT NULL REFERENCES projects(id),
                                      parent_id bigint REFERENCES tasks(id), title text NOT NULL);
                  INSERT INTO orgs (name) VALUES ('one'), ('two');
                  INSERT INTO projects (org_id, name) SELECT 1 + i % 2, 'project ' || i FROM generate_series(1, 10) i;
                  INSERT INTO tasks (project_id, title) SELECT 1 + i % 10, 'task ' || i FROM generate_series(1, 500) i;
-                 UPDATE tasks SET parent_id = id - 1 WHERE id % 7 <> 0 AND id > 1;"],
+                 UPDATE tasks SET parent_id = id - 1 WHERE id % 7 <> 0 AND id > 1;",
+        ],
     );
     let standby = PrivateServer::standby_of(&primary);
     // Wait until the standby has replayed the rows.
@@ -535,7 +585,12 @@ fn an_organisation_exports_from_a_hot_standby_as_from_its_primary() {
         let archive = work.path(name);
         work.run(&["export", "--db", url, "--root", "orgs", "--org", "1", "--out", archive.to_str().expect("path")]).ok();
         let manifest = work.manifest(&archive);
-        manifest["tables"].as_array().expect("tables").iter().map(|t| format!("{} {} {}", t["name"], t["rows"], t["sha256"])).collect::<Vec<_>>()
+        manifest["tables"]
+            .as_array()
+            .expect("tables")
+            .iter()
+            .map(|t| format!("{} {} {}", t["name"], t["rows"], t["sha256"]))
+            .collect::<Vec<_>>()
     };
     let from_primary = tables(&primary.url, "primary.orgport");
     assert!(from_primary.iter().any(|t| t.starts_with("\"tasks\" 250 ")), "{from_primary:?}");
@@ -599,9 +654,21 @@ fn references_leaving_the_organisation_are_cut_however_they_are_tested() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|c| format!("{}.{} {} {}", c["table"].as_str().unwrap(), c["columns"][0].as_str().unwrap(), c["action"].as_str().unwrap(), c["rows"]))
+            .map(|c| {
+                format!(
+                    "{}.{} {} {}",
+                    c["table"].as_str().unwrap(),
+                    c["columns"][0].as_str().unwrap(),
+                    c["action"].as_str().unwrap(),
+                    c["rows"]
+                )
+            })
             .collect();
         cut.sort();
-        assert_eq!(cut, ["items.board_id cut 1", "items.parent_id cut 1", "items.tag_code cut 1", "notes.item_id cut 1"], "{engine}, --jobs {jobs}");
+        assert_eq!(
+            cut,
+            ["items.board_id cut 1", "items.parent_id cut 1", "items.tag_code cut 1", "notes.item_id cut 1"],
+            "{engine}, --jobs {jobs}"
+        );
     }
 }

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use orgport_core::config::{ConflictPolicy, Config};
+use orgport_core::config::{Config, ConflictPolicy};
 use orgport_core::plan::Role;
 use orgport_core::value::{format_uuid, Value};
 use orgport_testkit::fill::{fill, FillOptions, Filled};
@@ -124,7 +124,21 @@ fn round_trip(app: &App) {
     let archive_arg = archive.to_str().expect("path");
     // With its secrets, as a move between instances wants them (withholding is tested elsewhere):
     // the copy next to its original needs new ones where they are unique.
-    work.run(&["export", "--db", &source, "--config", config_arg, "--org", &org, "--with", "passwords,secrets", "--allow-plaintext-secrets", "--out", archive_arg]).ok();
+    work.run(&[
+        "export",
+        "--db",
+        &source,
+        "--config",
+        config_arg,
+        "--org",
+        &org,
+        "--with",
+        "passwords,secrets",
+        "--allow-plaintext-secrets",
+        "--out",
+        archive_arg,
+    ])
+    .ok();
     let manifest = work.manifest(&archive);
     archive_holds_what_was_written(app, &manifest, &filled);
 
@@ -144,7 +158,11 @@ fn round_trip(app: &App) {
     // Into an empty instance, where every shared row is created.
     let empty = load(&server, app, "empty");
     let report = import_and_verify(&work, &empty, config_arg, archive_arg);
-    assert!(report["tables"].as_object().expect("tables").values().all(|t| t["matched"] == 0), "{}: rows matched in an empty instance", app.name);
+    assert!(
+        report["tables"].as_object().expect("tables").values().all(|t| t["matched"] == 0),
+        "{}: rows matched in an empty instance",
+        app.name
+    );
     let copy = new_org(&report);
     same_rows(app, &config, (&source, &org), (&empty, &copy), &manifest, &report);
 
@@ -207,10 +225,13 @@ fn import_and_verify(work: &Work, db: &str, config: &str, archive: &str) -> Json
 fn row_digests(db: &str) -> BTreeMap<String, Vec<String>> {
     let union = psql(
         db,
-        &["-c", "SELECT string_agg(format('SELECT %L, md5(t::text) FROM %s t', c.oid::regclass::text, c.oid::regclass), ' UNION ALL ') \
+        &[
+            "-c",
+            "SELECT string_agg(format('SELECT %L, md5(t::text) FROM %s t', c.oid::regclass::text, c.oid::regclass), ' UNION ALL ') \
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
-                   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'"],
+                   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'",
+        ],
     );
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for line in psql(db, &["-c", &union]).lines() {
@@ -262,7 +283,11 @@ fn same_rows(app: &App, config: &Config, original: (&str, &str), copy: (&str, &s
         withheld.chain(regenerated).collect()
     };
     let renamed = |table: &str, column: &str, from: &Json| -> Option<Json> {
-        report["renamed"].as_array()?.iter().find(|r| r["table"] == table && r["column"] == column && r["from"] == *from).map(|r| r["to"].clone())
+        report["renamed"]
+            .as_array()?
+            .iter()
+            .find(|r| r["table"] == table && r["column"] == column && r["from"] == *from)
+            .map(|r| r["to"].clone())
     };
     let compare = |table: &str, original: &serde_json::Map<String, Json>, copied: &serde_json::Map<String, Json>, skip: &[String]| {
         assert_eq!(original.len(), copied.len());
@@ -285,10 +310,8 @@ fn same_rows(app: &App, config: &Config, original: (&str, &str), copy: (&str, &s
 
     let d = &app.deep;
     let deep_rows = |db: &str, key: &str| -> BTreeMap<String, serde_json::Map<String, Json>> {
-        let sql = format!(
-            "SELECT coalesce(jsonb_agg(to_jsonb(x)), '[]') FROM {} x {} WHERE {}::text = '{key}'",
-            d.table, d.joins, d.root_key
-        );
+        let sql =
+            format!("SELECT coalesce(jsonb_agg(to_jsonb(x)), '[]') FROM {} x {} WHERE {}::text = '{key}'", d.table, d.joins, d.root_key);
         let rows: Vec<Json> = serde_json::from_str(&psql(db, &["-c", &sql])).expect("json rows");
         rows.into_iter()
             .map(|r| {
@@ -300,7 +323,13 @@ fn same_rows(app: &App, config: &Config, original: (&str, &str), copy: (&str, &s
     let originals = deep_rows(original.0, original.1);
     let copies = deep_rows(copy.0, copy.1);
     assert!(!originals.is_empty(), "{}: organisation 1 has no `{}` rows", app.name, d.table);
-    assert_eq!(originals.keys().collect::<Vec<_>>(), copies.keys().collect::<Vec<_>>(), "{}: `{}` rows reaching the copy's root", app.name, d.table);
+    assert_eq!(
+        originals.keys().collect::<Vec<_>>(),
+        copies.keys().collect::<Vec<_>>(),
+        "{}: `{}` rows reaching the copy's root",
+        app.name,
+        d.table
+    );
     let mut skip = not_compared(d.table);
     skip.extend(d.keys.iter().map(|k| k.to_string()));
     for (name, original) in &originals {

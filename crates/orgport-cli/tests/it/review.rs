@@ -984,7 +984,9 @@ fn alike_organisations_pair_with_their_own_copies() {
     );
     let orgs: Vec<String> = (1..=6).map(|i| format!("org-{i}")).collect();
     for (i, org) in orgs.iter().enumerate() {
-        sql.push_str(&format!("INSERT INTO orgs VALUES ('{org}', 'acme-{i}', 'Acme'); INSERT INTO tasks (org_id, title) VALUES ('{org}', 'plan');"));
+        sql.push_str(&format!(
+            "INSERT INTO orgs VALUES ('{org}', 'acme-{i}', 'Acme'); INSERT INTO tasks (org_id, title) VALUES ('{org}', 'plan');"
+        ));
     }
     let db = w.db("alike.db", &sql);
     let config = w.config("alike.toml", "root = \"orgs\"\n[on_conflict]\n\"orgs.slug\" = \"suffix\"\n");
@@ -992,7 +994,8 @@ fn alike_organisations_pair_with_their_own_copies() {
     let keys: Vec<&str> = orgs.iter().map(String::as_str).collect();
     w.export(&db, Some(&config), None, &keys, &[], &archive).ok();
     let report = w.import_json(&db, Some(&config), &archive);
-    let copies: Vec<String> = report["orgs"].as_array().expect("orgs").iter().map(|o| o["target"].as_str().expect("text key").to_string()).collect();
+    let copies: Vec<String> =
+        report["orgs"].as_array().expect("orgs").iter().map(|o| o["target"].as_str().expect("text key").to_string()).collect();
     let copies: Vec<&str> = copies.iter().map(String::as_str).collect();
     w.verify(&db, Some(&config), &archive, &copies).ok();
     // The mapping is what pairs them: the copies named in another order are not the archive's.
@@ -1041,7 +1044,8 @@ fn shared_rows_created_by_the_import_keep_what_identifies_them() {
     let archive = w.path("org.orgport");
     w.export(&source, Some(&config), None, &["1"], &[], &archive).ok();
 
-    let target = w.db("target.db", &format!("{schema} INSERT INTO orgs VALUES (1, 'other'); INSERT INTO features VALUES (1, 1, 'other feature');"));
+    let target =
+        w.db("target.db", &format!("{schema} INSERT INTO orgs VALUES (1, 'other'); INSERT INTO features VALUES (1, 1, 'other feature');"));
     let report = w.import_json(&target, Some(&config), &archive);
     assert_eq!(report["tables"]["permissions"]["created"], 1);
     assert_eq!(report["tables"]["kinds"]["created"], 2);

@@ -157,7 +157,8 @@ impl Reply {
     /// The `error` of a JSON error body, asserting it mentions every fragment.
     #[track_caller]
     pub(crate) fn error(&self, fragments: &[&str]) -> String {
-        let error = self.json()["error"].as_str().unwrap_or_else(|| panic!("no error in {}", String::from_utf8_lossy(&self.body))).to_string();
+        let error =
+            self.json()["error"].as_str().unwrap_or_else(|| panic!("no error in {}", String::from_utf8_lossy(&self.body))).to_string();
         for f in fragments {
             assert!(error.contains(f), "the error does not mention {f:?}: {error}");
         }
@@ -169,7 +170,10 @@ impl Reply {
 /// the command line.
 fn setup(w: &Work, tasks_per_project: usize) -> (PathBuf, PathBuf, PathBuf) {
     let src = w.example("source.db", &ExampleOptions { tasks_per_project, ..ExampleOptions::default() });
-    let tgt = w.example("target.db", &ExampleOptions { orgs: 2, first_org: 100, seed: 7, users: 5, tasks_per_project: 6, ..ExampleOptions::default() });
+    let tgt = w.example(
+        "target.db",
+        &ExampleOptions { orgs: 2, first_org: 100, seed: 7, users: 5, tasks_per_project: 6, ..ExampleOptions::default() },
+    );
     let archive = w.path("cli.orgport");
     w.export(&src, Some(&example_config()), None, &["1"], &[], &archive).ok();
     (src, tgt, archive)
@@ -284,7 +288,13 @@ fn every_endpoint_but_healthz_wants_a_superusers_token() {
         }
         // Another scheme is no bearer token.
         let basic = block_on(async {
-            reqwest::Client::new().request(method.parse().unwrap(), serve.url(path)).header("authorization", format!("Basic {ROOT}")).send().await.unwrap().status()
+            reqwest::Client::new()
+                .request(method.parse().unwrap(), serve.url(path))
+                .header("authorization", format!("Basic {ROOT}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
         });
         assert_eq!(basic.as_u16(), 401, "{what} with Basic");
         let reply = serve.call(method, path, Some(USER), body.clone());
@@ -309,7 +319,11 @@ fn post_chunked(serve: &Serve, path: &str, body: &[u8]) -> String {
     let addr = serve.base.strip_prefix("http://").unwrap();
     let mut socket = std::net::TcpStream::connect(addr).unwrap();
     socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(socket, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ROOT}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        socket,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ROOT}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     for chunk in body.chunks(1000) {
         write!(socket, "{:x}\r\n", chunk.len()).unwrap();
         socket.write_all(chunk).unwrap();
@@ -460,7 +474,13 @@ fn an_import_stops_between_rows_when_its_progress_says_cancelled() {
     let open = || -> orgport_core::Result<Box<dyn Read>> { Ok(Box::new(std::fs::File::open(&archive).unwrap())) };
     for after in [0, rows + 3, 2 * rows + rows / 2, 3 * rows] {
         let mut engine = orgport_sqlite::SqliteEngine::open_path(&tgt, orgport_sqlite::Access::ReadWrite).unwrap();
-        let plan = Plan::build(orgport_core::engine::Engine::introspect(&mut engine).unwrap(), &config, None, orgport_core::engine::Engine::capabilities(&engine)).unwrap();
+        let plan = Plan::build(
+            orgport_core::engine::Engine::introspect(&mut engine).unwrap(),
+            &config,
+            None,
+            orgport_core::engine::Engine::capabilities(&engine),
+        )
+        .unwrap();
         let progress = CancelAfter { rows: AtomicU64::new(0), after };
         let result = import(&mut engine, &plan, &open, &ImportOptions::default(), &progress);
         assert!(matches!(result, Err(orgport_core::Error::Cancelled)), "cancelled after {after} of 3 × {rows} rows: {result:?}");

@@ -178,21 +178,28 @@ impl Server for Gcs {
         let bucket = unique(name);
         let url = format!("{}/storage/v1/b?project=orgport-test", self.endpoint);
         let body = format!(r#"{{"name": "{bucket}"}}"#);
-        let status = block_on(async { reqwest::Client::new().post(url).body(body).send().await.expect("the GCS emulator answers").status() });
+        let status =
+            block_on(async { reqwest::Client::new().post(url).body(body).send().await.expect("the GCS emulator answers").status() });
         assert!(status.is_success(), "creating bucket {bucket}: {status}");
         bucket
     }
 
     fn keys(&self, bucket: &str) -> Vec<String> {
         let url = format!("{}/storage/v1/b/{bucket}/o", self.endpoint);
-        let text = block_on(async { reqwest::Client::new().get(url).send().await.expect("listing a bucket").text().await.expect("a listing") });
+        let text =
+            block_on(async { reqwest::Client::new().get(url).send().await.expect("listing a bucket").text().await.expect("a listing") });
         let json: serde_json::Value = serde_json::from_str(&text).expect("a JSON listing");
-        json["items"].as_array().map(|items| items.iter().map(|o| o["name"].as_str().expect("a name").to_string()).collect()).unwrap_or_default()
+        json["items"]
+            .as_array()
+            .map(|items| items.iter().map(|o| o["name"].as_str().expect("a name").to_string()).collect())
+            .unwrap_or_default()
     }
 
     fn put(&self, bucket: &str, key: &str, bytes: &[u8]) {
         let url = format!("{}/upload/storage/v1/b/{bucket}/o?uploadType=media&name={}", self.endpoint, encode(key));
-        let status = block_on(async { reqwest::Client::new().post(url).body(bytes.to_vec()).send().await.expect("the GCS emulator answers").status() });
+        let status = block_on(async {
+            reqwest::Client::new().post(url).body(bytes.to_vec()).send().await.expect("the GCS emulator answers").status()
+        });
         assert!(status.is_success(), "writing gs://{bucket}/{key}: {status}");
     }
 
@@ -227,4 +234,3 @@ pub fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 pub fn at(url: &str) -> &Path {
     Path::new(url)
 }
-

@@ -45,38 +45,26 @@ impl Recipients {
     pub fn parse<S: AsRef<str>>(texts: impl IntoIterator<Item = S>) -> Result<Recipients> {
         let mut keys = Vec::new();
         for (i, text) in texts.into_iter().enumerate() {
-            keys.push(
-                parse_recipient(text.as_ref().trim())
-                    .map_err(|why| Error::Keys(format!("recipient {} {why}", i + 1)))?,
-            );
+            keys.push(parse_recipient(text.as_ref().trim()).map_err(|why| Error::Keys(format!("recipient {} {why}", i + 1)))?);
         }
         Ok(Recipients(keys))
     }
 
     /// A recipients file: one `age1…` per line; blank lines and `#` comments are skipped.
     pub fn from_file(path: &Path) -> Result<Recipients> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io("cannot read the recipients file", path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read the recipients file", path, e))?;
         let mut keys = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let key = parse_recipient(line).map_err(|why| {
-                Error::Keys(format!(
-                    "recipients file `{}`, line {}: {why}",
-                    path.display(),
-                    n + 1
-                ))
-            })?;
+            let key =
+                parse_recipient(line).map_err(|why| Error::Keys(format!("recipients file `{}`, line {}: {why}", path.display(), n + 1)))?;
             keys.push(key);
         }
         if keys.is_empty() {
-            return Err(Error::Keys(format!(
-                "recipients file `{}` lists no recipient",
-                path.display()
-            )));
+            return Err(Error::Keys(format!("recipients file `{}` lists no recipient", path.display())));
         }
         Ok(Recipients(keys))
     }
@@ -109,8 +97,7 @@ impl Identities {
     /// An identity file as `age-keygen` writes it: one `AGE-SECRET-KEY-1…` per line, `#`
     /// comments. An error names the line, never its text.
     pub fn from_file(path: &Path) -> Result<Identities> {
-        let file = std::fs::File::open(path)
-            .map_err(|e| Error::io("cannot read the identity file", path, e))?;
+        let file = std::fs::File::open(path).map_err(|e| Error::io("cannot read the identity file", path, e))?;
         let mut keys = Vec::new();
         for (n, line) in BufReader::new(file.take(MAX_HEADER)).lines().enumerate() {
             let line = line.map_err(|e| Error::io("cannot read the identity file", path, e))?;
@@ -119,19 +106,12 @@ impl Identities {
                 continue;
             }
             let key = x25519::Identity::from_str(line).map_err(|_| {
-                Error::Keys(format!(
-                    "identity file `{}`, line {}: not an age X25519 identity (`AGE-SECRET-KEY-1…`)",
-                    path.display(),
-                    n + 1
-                ))
+                Error::Keys(format!("identity file `{}`, line {}: not an age X25519 identity (`AGE-SECRET-KEY-1…`)", path.display(), n + 1))
             })?;
             keys.push(key);
         }
         if keys.is_empty() {
-            return Err(Error::Keys(format!(
-                "identity file `{}` holds no identity",
-                path.display()
-            )));
+            return Err(Error::Keys(format!("identity file `{}` holds no identity", path.display())));
         }
         Ok(Identities(keys))
     }
@@ -152,15 +132,9 @@ pub enum Envelope {
 pub fn envelope(input: Box<dyn Read>) -> Result<(Envelope, Box<dyn Read>)> {
     let mut input = BufReader::with_capacity(1 << 16, input);
     let mut head = Vec::new();
-    (&mut input)
-        .take(AGE_MAGIC.len() as u64)
-        .read_to_end(&mut head)
-        .map_err(Error::stream)?;
+    (&mut input).take(AGE_MAGIC.len() as u64).read_to_end(&mut head).map_err(Error::stream)?;
     if head != AGE_MAGIC {
-        return Ok((
-            Envelope::Plain,
-            Box::new(io::Cursor::new(head).chain(input)),
-        ));
+        return Ok((Envelope::Plain, Box::new(io::Cursor::new(head).chain(input))));
     }
     // The header's lines up to `---`: `-> TYPE ARGS` opens each stanza; age adds one of a
     // random `…-grease` type to every header, which is no recipient.
@@ -168,18 +142,11 @@ pub fn envelope(input: Box<dyn Read>) -> Result<(Envelope, Box<dyn Read>)> {
     loop {
         let mut line = Vec::new();
         let limit = MAX_HEADER.saturating_sub(head.len() as u64);
-        (&mut input)
-            .take(limit)
-            .read_until(b'\n', &mut line)
-            .map_err(Error::stream)?;
+        (&mut input).take(limit).read_until(b'\n', &mut line).map_err(Error::stream)?;
         if line.is_empty() || !line.ends_with(b"\n") {
-            return Err(Error::Decrypt(
-                "the encrypted archive's age header is truncated or too long".into(),
-            ));
+            return Err(Error::Decrypt("the encrypted archive's age header is truncated or too long".into()));
         }
-        let kind = line
-            .strip_prefix(b"-> ")
-            .and_then(|rest| rest.split(|&b| b == b' ' || b == b'\n').next());
+        let kind = line.strip_prefix(b"-> ").and_then(|rest| rest.split(|&b| b == b' ' || b == b'\n').next());
         if kind.is_some_and(|kind| !kind.ends_with(b"-grease")) {
             stanzas += 1;
         }
@@ -189,10 +156,7 @@ pub fn envelope(input: Box<dyn Read>) -> Result<(Envelope, Box<dyn Read>)> {
             break;
         }
     }
-    Ok((
-        Envelope::Age { stanzas },
-        Box::new(io::Cursor::new(head).chain(input)),
-    ))
+    Ok((Envelope::Age { stanzas }, Box::new(io::Cursor::new(head).chain(input))))
 }
 
 /// The archive's plaintext: `input` itself when it is not encrypted, else decrypted with
@@ -207,11 +171,8 @@ pub fn decrypt(input: Box<dyn Read>, identities: Option<&Identities>) -> Result<
     let Some(identities) = identities else {
         return Err(Error::Encrypted { stanzas });
     };
-    let decryptor = age::Decryptor::new_buffered(BufReader::new(input))
-        .map_err(|e| decrypt_error(e, stanzas))?;
-    let reader = decryptor
-        .decrypt(identities.0.iter().map(|i| i as &dyn age::Identity))
-        .map_err(|e| decrypt_error(e, stanzas))?;
+    let decryptor = age::Decryptor::new_buffered(BufReader::new(input)).map_err(|e| decrypt_error(e, stanzas))?;
+    let reader = decryptor.decrypt(identities.0.iter().map(|i| i as &dyn age::Identity)).map_err(|e| decrypt_error(e, stanzas))?;
     Ok(Box::new(Chunks(reader)))
 }
 
@@ -259,12 +220,9 @@ impl<W: Write> Sink<W> {
         let Some(recipients) = recipients.filter(|r| !r.is_empty()) else {
             return Ok(Sink::Plain(out));
         };
-        let encryptor =
-            age::Encryptor::with_recipients(recipients.0.iter().map(|r| r as &dyn age::Recipient))
-                .map_err(|e| Error::Keys(format!("cannot encrypt to these recipients: {e}")))?;
-        Ok(Sink::Age(
-            encryptor.wrap_output(out).map_err(Error::stream)?,
-        ))
+        let encryptor = age::Encryptor::with_recipients(recipients.0.iter().map(|r| r as &dyn age::Recipient))
+            .map_err(|e| Error::Keys(format!("cannot encrypt to these recipients: {e}")))?;
+        Ok(Sink::Age(encryptor.wrap_output(out).map_err(Error::stream)?))
     }
 
     /// Ends the stream; returns the writer underneath.
@@ -310,9 +268,7 @@ mod tests {
 
     fn read(bytes: Vec<u8>, identities: Option<&Identities>) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        decrypt(Box::new(io::Cursor::new(bytes)), identities)?
-            .read_to_end(&mut out)
-            .map_err(Error::stream)?;
+        decrypt(Box::new(io::Cursor::new(bytes)), identities)?.read_to_end(&mut out).map_err(Error::stream)?;
         Ok(out)
     }
 
@@ -322,12 +278,7 @@ mod tests {
         let plain: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
         let sealed = encrypt(&plain, &recipients);
         assert!(sealed.starts_with(AGE_MAGIC));
-        assert!(
-            !sealed
-                .windows(64)
-                .any(|w| plain.windows(64).next() == Some(w)),
-            "plaintext in the ciphertext"
-        );
+        assert!(!sealed.windows(64).any(|w| plain.windows(64).next() == Some(w)), "plaintext in the ciphertext");
         let identities = Identities(vec![identity]);
         assert_eq!(read(sealed.clone(), Some(&identities)).unwrap(), plain);
         assert_eq!(read(plain.clone(), Some(&identities)).unwrap(), plain);
@@ -345,10 +296,7 @@ mod tests {
         assert!(matches!(err, Error::Encrypted { stanzas: 2 }), "{err}");
         let stranger = Identities(vec![x25519::Identity::generate()]);
         let err = read(sealed, Some(&stranger)).unwrap_err().to_string();
-        assert!(
-            err.contains("encrypted for 2 recipient(s), and no identity given is one of them"),
-            "{err}"
-        );
+        assert!(err.contains("encrypted for 2 recipient(s), and no identity given is one of them"), "{err}");
     }
 
     #[test]
@@ -362,17 +310,11 @@ mod tests {
             bad[i] ^= 0x04;
             // A flip in the first line makes it no age file: read as a plain archive, which
             // then is no orgport archive either.
-            assert!(
-                read(bad, Some(&identities)).map_or(true, |p| p != plain),
-                "flip at {i} went unnoticed"
-            );
+            assert!(read(bad, Some(&identities)).map_or(true, |p| p != plain), "flip at {i} went unnoticed");
         }
         // Shorter than the first line, it is no age file (and no archive).
         for len in (AGE_MAGIC.len()..sealed.len()).step_by(331) {
-            assert!(
-                read(sealed[..len].to_vec(), Some(&identities)).is_err(),
-                "cut at {len} went unnoticed"
-            );
+            assert!(read(sealed[..len].to_vec(), Some(&identities)).is_err(), "cut at {len} went unnoticed");
         }
     }
 
@@ -380,13 +322,7 @@ mod tests {
     fn a_secret_key_given_as_recipient_is_refused_without_being_repeated() {
         let secret = x25519::Identity::generate().to_string();
         let secret = age::secrecy::ExposeSecret::expose_secret(&secret).to_string();
-        let err = Recipients::parse([secret.as_str()])
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            err.contains("is a secret key") && !err.contains(&secret[15..]),
-            "{err}"
-        );
+        let err = Recipients::parse([secret.as_str()]).err().unwrap().to_string();
+        assert!(err.contains("is a secret key") && !err.contains(&secret[15..]), "{err}");
     }
 }

@@ -316,8 +316,7 @@ pub fn read_manifest(input: &mut impl Read) -> Result<Manifest> {
     if Sha256::digest(&json).as_slice() != sum {
         return Err(Error::Corrupt("the manifest does not match its checksum".into()));
     }
-    let manifest: Manifest =
-        serde_json::from_slice(&json).map_err(|e| Error::Corrupt(format!("the manifest is not valid: {e}")))?;
+    let manifest: Manifest = serde_json::from_slice(&json).map_err(|e| Error::Corrupt(format!("the manifest is not valid: {e}")))?;
     validate(&manifest)?;
     if version == 1 && !manifest.files.is_empty() {
         return Err(Error::Corrupt("a version 1 archive carries no files, and this manifest lists some".into()));
@@ -367,8 +366,8 @@ impl<R: Read> ArchiveReader<R> {
     pub fn open(mut input: R) -> Result<Self> {
         let manifest = read_manifest(&mut input)?;
         let data = input.take(manifest.data.compressed_bytes);
-        let mut decoder = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 16, Hashing::new(data)))
-            .map_err(Error::Stream)?;
+        let mut decoder =
+            zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 16, Hashing::new(data))).map_err(Error::Stream)?;
         decoder.window_log_max(MAX_WINDOW_LOG).map_err(Error::Stream)?;
         // Values are read a few bytes at a time; buffering spares a zstd call for each.
         let decoder = BufReader::with_capacity(1 << 16, decoder);
@@ -399,9 +398,8 @@ impl<R: Read> ArchiveReader<R> {
             self.row.clear();
             let mut tee = Tee { inner: &mut self.decoder, hasher: &mut self.hasher };
             for column in &table.columns {
-                let value = codec::read_value(&mut tee).map_err(|e| {
-                    read_error(e, &format!("table `{}`, row {}, column `{}`", table.name, self.rows_read + 1, column.name))
-                })?;
+                let value = codec::read_value(&mut tee)
+                    .map_err(|e| read_error(e, &format!("table `{}`, row {}, column `{}`", table.name, self.rows_read + 1, column.name)))?;
                 self.row.push(value);
             }
             self.rows_read += 1;
@@ -542,7 +540,9 @@ mod tests {
     /// An archive of 200 rows with these files embedded after them.
     fn sample_with_files(files: &[&[u8]]) -> (Vec<u8>, Vec<Vec<Value>>) {
         let rows: Vec<Vec<Value>> = (0..200)
-            .map(|i| vec![Value::Int(i), Value::Text(format!("row {i} ✓")), if i % 3 == 0 { Value::Null } else { Value::Blob(vec![i as u8; 5]) }])
+            .map(|i| {
+                vec![Value::Int(i), Value::Text(format!("row {i} ✓")), if i % 3 == 0 { Value::Null } else { Value::Blob(vec![i as u8; 5]) }]
+            })
             .collect();
         let mut writer = ArchiveWriter::new(None).unwrap();
         let column = |name: &str, kind| ColumnManifest { name: name.into(), declared_type: String::new(), kind, nullable: true };
@@ -566,7 +566,8 @@ mod tests {
                 FileEntry { key: format!("1/file-{i}"), size, sha256 }
             })
             .collect::<Vec<_>>();
-        let set = FileSetManifest { name: "uploads".into(), prefix: Some("{org}/".into()), columns: vec![], copied_to: None, files: entries };
+        let set =
+            FileSetManifest { name: "uploads".into(), prefix: Some("{org}/".into()), columns: vec![], copied_to: None, files: entries };
         let manifest = Manifest {
             format_version: 0,
             orgport_version: "test".into(),

@@ -81,12 +81,9 @@ pub(super) fn infer(schema: &Schema, edges: &[Edge], used: bool) -> Inference {
                 }
             };
             match outcome {
-                Ok(evidence) => inference.references.push(InferredReference {
-                    from,
-                    column: column.name.clone(),
-                    to: matches[0].0,
-                    evidence,
-                }),
+                Ok(evidence) => {
+                    inference.references.push(InferredReference { from, column: column.name.clone(), to: matches[0].0, evidence })
+                }
                 Err(reason) => inference.not_inferred.push(NotInferred { from, column: column.name.clone(), reason }),
             }
         }

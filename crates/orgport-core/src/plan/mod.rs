@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::Serialize;
 
-use crate::config::{split_column_ref, ConflictPolicy, Config, Scalar, WhenValue};
+use crate::config::{split_column_ref, Config, ConflictPolicy, Scalar, WhenValue};
 use crate::engine::Capabilities;
 use crate::error::{Error, Result};
 use crate::schema::{Schema, Table};
@@ -165,16 +165,8 @@ pub struct Plan {
     pub files: Vec<crate::files::FileSet>,
 }
 
-const TENANT_COLUMNS: &[&str] = &[
-    "org_id",
-    "organization_id",
-    "organisation_id",
-    "tenant_id",
-    "account_id",
-    "workspace_id",
-    "team_id",
-    "company_id",
-];
+const TENANT_COLUMNS: &[&str] =
+    &["org_id", "organization_id", "organisation_id", "tenant_id", "account_id", "workspace_id", "team_id", "company_id"];
 
 impl TablePlan {
     /// Every column of the key sets, once each, in key-set order.
@@ -302,7 +294,9 @@ impl Plan {
         // Keys and references identify rows: withholding one would break the organisation apart.
         let is_key = |t: usize, c: &str| {
             schema.tables[t].primary_key.iter().any(|k| k == c)
-                || edges.iter().any(|e| (e.from == t && e.from_columns.iter().any(|x| x == c)) || (e.to == t && e.to_columns.iter().any(|x| x == c)))
+                || edges
+                    .iter()
+                    .any(|e| (e.from == t && e.from_columns.iter().any(|x| x == c)) || (e.to == t && e.to_columns.iter().any(|x| x == c)))
         };
         for (t, cols) in sensitive.iter().enumerate() {
             if let Some((c, g)) = cols.iter().find(|(c, _)| is_key(t, c)) {
@@ -530,11 +524,7 @@ impl Plan {
 
     /// Every sensitive group a column or table of the plan belongs to.
     pub fn groups(&self) -> BTreeSet<String> {
-        self.tables
-            .iter()
-            .filter(|t| t.role.is_exported())
-            .flat_map(|t| t.sensitive.values().cloned().chain(t.group.clone()))
-            .collect()
+        self.tables.iter().filter(|t| t.role.is_exported()).flat_map(|t| t.sensitive.values().cloned().chain(t.group.clone())).collect()
     }
 }
 
@@ -548,9 +538,7 @@ fn choose_paths(schema: &Schema, config: &Config, edges: &[Edge], tables: &mut [
     let candidates: Vec<Vec<usize>> = (0..n)
         .map(|t| {
             let owned = tables[t].role == Role::Owned;
-            (0..edges.len())
-                .filter(|&i| owned && edges[i].from == t && edges[i].to != t && tables[edges[i].to].role.is_owned())
-                .collect()
+            (0..edges.len()).filter(|&i| owned && edges[i].from == t && edges[i].to != t && tables[edges[i].to].role.is_owned()).collect()
         })
         .collect();
     let mut configured = BTreeSet::new();
@@ -580,9 +568,7 @@ fn choose_paths(schema: &Schema, config: &Config, edges: &[Edge], tables: &mut [
         }
         if let Some(&mandatory) = tables[t].ownership.iter().find(|&&e| edges[e].mandatory()) {
             tables[t].ownership = vec![mandatory];
-        } else if let Some(&longer) =
-            candidates[t].iter().find(|&&e| edges[e].mandatory() && !leads_to(tables, edges, edges[e].to, t))
-        {
+        } else if let Some(&longer) = candidates[t].iter().find(|&&e| edges[e].mandatory() && !leads_to(tables, edges, edges[e].to, t)) {
             tables[t].ownership = vec![longer];
         }
     }
@@ -649,9 +635,7 @@ fn role_word(role: Role) -> &'static str {
 }
 
 fn find_table(schema: &Schema, name: &str, key: &str) -> Result<usize> {
-    schema
-        .find(name)
-        .ok_or_else(|| Error::Config(format!("{key}: no table `{name}` in the database")))
+    schema.find(name).ok_or_else(|| Error::Config(format!("{key}: no table `{name}` in the database")))
 }
 
 /// Tables named in a list; a name with `*` names every table it matches, at least one.
@@ -689,8 +673,7 @@ fn glob_matches(pattern: &str, name: &str) -> bool {
 }
 
 fn resolve_column(schema: &Schema, item: &str, key: &str) -> Result<(usize, String)> {
-    let (t, c) = split_column_ref(item)
-        .ok_or_else(|| Error::Config(format!("{key}: `{item}` is not of the form `table.column`")))?;
+    let (t, c) = split_column_ref(item).ok_or_else(|| Error::Config(format!("{key}: `{item}` is not of the form `table.column`")))?;
     let ti = find_table(schema, t, key)?;
     if schema.tables[ti].column(c).is_none() {
         return Err(Error::Config(format!("{key}: table `{t}` has no column `{c}`")));
@@ -722,11 +705,8 @@ fn collect_edges(schema: &Schema, config: &Config, warnings: &mut Vec<Warning>) 
                 warnings.push(Warning { table: table.qualified(), message: unknown_reference(schema, &fk.referenced_table) });
                 continue;
             };
-            let to_columns = if fk.referenced_columns.is_empty() {
-                schema.tables[to].primary_key.clone()
-            } else {
-                fk.referenced_columns.clone()
-            };
+            let to_columns =
+                if fk.referenced_columns.is_empty() { schema.tables[to].primary_key.clone() } else { fk.referenced_columns.clone() };
             edges.push(Edge {
                 from,
                 nullable: fk.columns.iter().all(|c| table.column(c).is_some_and(|c| c.nullable)),
@@ -743,15 +723,11 @@ fn collect_edges(schema: &Schema, config: &Config, warnings: &mut Vec<Warning>) 
     let mut conditions = Vec::new();
     for (i, r) in config.reference.iter().enumerate() {
         let key = format!("reference[{i}]");
-        let from: Vec<(usize, String)> =
-            r.from.items().iter().map(|s| resolve_column(schema, s, &key)).collect::<Result<_>>()?;
-        let to: Vec<(usize, String)> =
-            r.to.items().iter().map(|s| resolve_column(schema, s, &key)).collect::<Result<_>>()?;
+        let from: Vec<(usize, String)> = r.from.items().iter().map(|s| resolve_column(schema, s, &key)).collect::<Result<_>>()?;
+        let to: Vec<(usize, String)> = r.to.items().iter().map(|s| resolve_column(schema, s, &key)).collect::<Result<_>>()?;
         let same_table = |cols: &[(usize, String)]| cols.iter().all(|(t, _)| *t == cols[0].0);
         if from.len() != to.len() || from.is_empty() || !same_table(&from) || !same_table(&to) {
-            return Err(Error::Config(format!(
-                "{key}: `from` and `to` must name the same number of columns, each side in one table"
-            )));
+            return Err(Error::Config(format!("{key}: `from` and `to` must name the same number of columns, each side in one table")));
         }
         let target = &schema.tables[to[0].0];
         let to_cols: Vec<String> = to.iter().map(|(_, c)| c.clone()).collect();
@@ -847,11 +823,7 @@ fn guess_natural_key(table: &Table) -> Option<Vec<String>> {
         .map(|u| u.columns.clone());
     unique.or_else(|| {
         let pk = &table.primary_key;
-        let generated = pk.iter().any(|c| {
-            table
-                .column(c)
-                .is_some_and(|c| c.auto_increment || matches!(c.kind, ValueKind::Integer))
-        });
+        let generated = pk.iter().any(|c| table.column(c).is_some_and(|c| c.auto_increment || matches!(c.kind, ValueKind::Integer)));
         (!pk.is_empty() && !generated).then(|| pk.clone())
     })
 }
@@ -908,10 +880,8 @@ fn find_cycles(schema: &Schema, edges: &[Edge], tables: &[TablePlan], order: &[u
         if component.len() < 2 {
             continue;
         }
-        let inside: Vec<&Edge> = edges
-            .iter()
-            .filter(|e| e.from != e.to && component.contains(&e.from) && component.contains(&e.to))
-            .collect();
+        let inside: Vec<&Edge> =
+            edges.iter().filter(|e| e.from != e.to && component.contains(&e.from) && component.contains(&e.to)).collect();
         let name = |e: &Edge| format!("`{}`({})", schema.tables[e.from].qualified(), e.from_columns.join(", "));
         let broken_by = if caps.defer_all_foreign_keys {
             "foreign-key checks deferred to commit".to_string()
@@ -931,7 +901,13 @@ fn find_cycles(schema: &Schema, edges: &[Edge], tables: &[TablePlan], order: &[u
             }
             let ways: Vec<String> = forward
                 .iter()
-                .map(|e| if e.deferrable { format!("deferrable foreign key {} checked at commit", name(e)) } else { format!("{} inserted as NULL, then updated", name(e)) })
+                .map(|e| {
+                    if e.deferrable {
+                        format!("deferrable foreign key {} checked at commit", name(e))
+                    } else {
+                        format!("{} inserted as NULL, then updated", name(e))
+                    }
+                })
                 .collect();
             if ways.is_empty() {
                 "its references are not checked by the database".to_string()

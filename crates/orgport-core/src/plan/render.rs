@@ -217,10 +217,17 @@ impl Plan {
         let mut out = String::from("digraph orgport {\n  rankdir=BT;\n  node [shape=box, style=filled];\n");
         for (t, plan) in self.tables.iter().enumerate() {
             let color = role_color(plan.role);
-            let _ = writeln!(out, "  t{t} [label={:?}, fillcolor=\"{color}\"];", format!("{}\n{:?}", self.name(t), plan.role).to_lowercase());
+            let _ =
+                writeln!(out, "  t{t} [label={:?}, fillcolor=\"{color}\"];", format!("{}\n{:?}", self.name(t), plan.role).to_lowercase());
         }
         for (i, e) in self.edges.iter().enumerate() {
-            let style = if self.tables[e.from].ownership.contains(&i) { "bold" } else if e.declared { "solid" } else { "dashed" };
+            let style = if self.tables[e.from].ownership.contains(&i) {
+                "bold"
+            } else if e.declared {
+                "solid"
+            } else {
+                "dashed"
+            };
             let _ = writeln!(out, "  t{} -> t{} [label={:?}, style={style}];", e.from, e.to, e.from_columns.join(", "));
         }
         out.push_str("}\n");
@@ -233,7 +240,13 @@ impl Plan {
             let _ = writeln!(out, "  t{t}[\"{} ({:?})\"]", self.name(t).replace('"', "'"), plan.role);
         }
         for (i, e) in self.edges.iter().enumerate() {
-            let arrow = if self.tables[e.from].ownership.contains(&i) { "==>" } else if e.declared { "-->" } else { "-.->" };
+            let arrow = if self.tables[e.from].ownership.contains(&i) {
+                "==>"
+            } else if e.declared {
+                "-->"
+            } else {
+                "-.->"
+            };
             let _ = writeln!(out, "  t{} {arrow}|{}| t{}", e.from, e.from_columns.join(", ").replace('"', "'"), e.to);
         }
         for (t, plan) in self.tables.iter().enumerate() {

@@ -41,20 +41,31 @@ fn table(name: &str, columns: Vec<Column>, pk: &[&str], fks: Vec<ForeignKey>) ->
 /// audit (no FK, `org_id`), lookup, orgs ↔ projects cycle.
 fn schema() -> Schema {
     use ValueKind::*;
-    let mut users = table(
-        "users",
-        vec![col("id", Integer, false), col("email", Text, false), col("password_hash", Text, true)],
-        &["id"],
-        vec![],
-    );
+    let mut users =
+        table("users", vec![col("id", Integer, false), col("email", Text, false), col("password_hash", Text, true)], &["id"], vec![]);
     users.unique_keys.push(UniqueKey { name: None, columns: vec!["email".into()], partial: false });
     Schema {
         tables: vec![
-            table("orgs", vec![col("id", Integer, false), col("main_project", Integer, true)], &["id"], vec![fk(&["main_project"], "projects", &["id"])]),
-            table("projects", vec![col("id", Integer, false), col("org_id", Integer, false)], &["id"], vec![fk(&["org_id"], "orgs", &["id"])]),
+            table(
+                "orgs",
+                vec![col("id", Integer, false), col("main_project", Integer, true)],
+                &["id"],
+                vec![fk(&["main_project"], "projects", &["id"])],
+            ),
+            table(
+                "projects",
+                vec![col("id", Integer, false), col("org_id", Integer, false)],
+                &["id"],
+                vec![fk(&["org_id"], "orgs", &["id"])],
+            ),
             table(
                 "tasks",
-                vec![col("id", Integer, false), col("project_id", Integer, false), col("parent_id", Integer, true), col("owner_id", Integer, true)],
+                vec![
+                    col("id", Integer, false),
+                    col("project_id", Integer, false),
+                    col("parent_id", Integer, true),
+                    col("owner_id", Integer, true),
+                ],
                 &["id"],
                 vec![fk(&["project_id"], "projects", &[]), fk(&["parent_id"], "tasks", &["id"]), fk(&["owner_id"], "users", &["id"])],
             ),
@@ -169,7 +180,12 @@ fn every_format_renders_every_table() {
 fn one_mandatory_path_decides_ownership_and_the_others_are_checked() {
     use ValueKind::*;
     let mut s = schema();
-    s.tables.push(table("teams", vec![col("id", Integer, false), col("org_id", Integer, false)], &["id"], vec![fk(&["org_id"], "orgs", &["id"])]));
+    s.tables.push(table(
+        "teams",
+        vec![col("id", Integer, false), col("org_id", Integer, false)],
+        &["id"],
+        vec![fk(&["org_id"], "orgs", &["id"])],
+    ));
     s.tables.push(table(
         "task_notes",
         vec![col("id", Integer, false), col("team_id", Integer, true), col("project_id", Integer, false)],
@@ -211,15 +227,24 @@ fn inference_schema() -> Schema {
     use ValueKind::*;
     let mut billing_plans = table("plans", vec![col("id", Integer, false)], &["id"], vec![]);
     billing_plans.schema = Some("billing".into());
-    let mut subscriptions =
-        table("subscriptions", vec![col("id", Integer, false), col("plan_id", Integer, false), col("account_id", Integer, false)], &["id"], vec![]);
+    let mut subscriptions = table(
+        "subscriptions",
+        vec![col("id", Integer, false), col("plan_id", Integer, false), col("account_id", Integer, false)],
+        &["id"],
+        vec![],
+    );
     subscriptions.schema = Some("billing".into());
     let mut keyed_by_unique = table("categories", vec![col("id", Integer, false), col("project_id", Integer, true)], &[], vec![]);
     keyed_by_unique.unique_keys.push(UniqueKey { name: None, columns: vec!["id".into()], partial: false });
     Schema {
         tables: vec![
             table("accounts", vec![col("id", Integer, false)], &["id"], vec![]),
-            table("projects", vec![col("id", Integer, false), col("account_id", Integer, false), col("plan_id", Integer, true)], &["id"], vec![]),
+            table(
+                "projects",
+                vec![col("id", Integer, false), col("account_id", Integer, false), col("plan_id", Integer, true)],
+                &["id"],
+                vec![],
+            ),
             keyed_by_unique,
             table("ci_builds", vec![col("id", Integer, false), col("project_id", Integer, false)], &["id"], vec![]),
             table("ci_build_needs", vec![col("id", Integer, false), col("build_id", Integer, false)], &["id"], vec![]),
@@ -239,7 +264,12 @@ fn inference_schema() -> Schema {
             table("label", vec![col("id", Integer, false)], &["id"], vec![]),
             table("notes", vec![col("id", Integer, false), col("project_id", Text, false)], &["id"], vec![]),
             table("logs", vec![col("id", Integer, false), col("project_id", Any, true)], &["id"], vec![]),
-            table("memberships", vec![col("account_id", Integer, false), col("user_id", Integer, false)], &["account_id", "user_id"], vec![]),
+            table(
+                "memberships",
+                vec![col("account_id", Integer, false), col("user_id", Integer, false)],
+                &["account_id", "user_id"],
+                vec![],
+            ),
             table("grants", vec![col("id", Integer, false), col("membership_id", Integer, false)], &["id"], vec![]),
             table("plans", vec![col("id", Integer, false)], &["id"], vec![]),
             billing_plans,
@@ -342,7 +372,14 @@ fn inferred_references_shape_the_plan_only_when_configured() {
 fn decisions(plan: &Plan) -> String {
     let edge = |e: usize| {
         let e = &plan.edges[e];
-        format!("{}({}) → {}({}) nullable={}", plan.name(e.from), e.from_columns.join(","), plan.name(e.to), e.to_columns.join(","), e.nullable)
+        format!(
+            "{}({}) → {}({}) nullable={}",
+            plan.name(e.from),
+            e.from_columns.join(","),
+            plan.name(e.to),
+            e.to_columns.join(","),
+            e.nullable
+        )
     };
     let mut out = String::new();
     for (t, p) in plan.tables.iter().enumerate() {

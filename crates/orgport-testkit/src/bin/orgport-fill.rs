@@ -72,12 +72,7 @@ fn run() -> Result<()> {
     print!("{}", filled.summary());
     let rows: usize = filled.tables.values().map(|t| t.rows.len()).sum();
     let keys: Vec<String> = filled.orgs.iter().map(|k| k.display()).collect();
-    eprintln!(
-        "wrote {rows} rows in {} tables ({} skipped); organisations: {}",
-        filled.tables.len(),
-        filled.skipped.len(),
-        keys.join(", ")
-    );
+    eprintln!("wrote {rows} rows in {} tables ({} skipped); organisations: {}", filled.tables.len(), filled.skipped.len(), keys.join(", "));
     Ok(())
 }
 

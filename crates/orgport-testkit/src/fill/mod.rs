@@ -242,7 +242,11 @@ impl<'a> Filler<'a> {
                 .get(&t)
                 .into_iter()
                 .flatten()
-                .map(|c| Check { name: c.name.clone(), expr: c.expr.clone(), columns: c.columns.iter().filter_map(|n| position(n)).collect() })
+                .map(|c| Check {
+                    name: c.name.clone(),
+                    expr: c.expr.clone(),
+                    columns: c.columns.iter().filter_map(|n| position(n)).collect(),
+                })
                 .collect();
             tables.push(Some(TableState {
                 seen: vec![HashSet::new(); uniques.len()],
@@ -315,7 +319,12 @@ impl<'a> Filler<'a> {
         let root = self.state(self.plan.root);
         if root.rows.len() != self.options.orgs {
             let why = root.left_out.as_ref().map(|(_, why)| why.as_str()).unwrap_or("its table is in a cycle of NOT NULL references");
-            bail!("only {} of {} root rows of `{}` could be written: {why}", root.rows.len(), self.options.orgs, self.plan.name(self.plan.root));
+            bail!(
+                "only {} of {} root rows of `{}` could be written: {why}",
+                root.rows.len(),
+                self.options.orgs,
+                self.plan.name(self.plan.root)
+            );
         }
         self.resolve_pending()?;
         for &t in order {
@@ -543,8 +552,7 @@ impl<'a> Filler<'a> {
         } else {
             None
         };
-        let positions: Vec<usize> =
-            edge.to_columns.iter().filter_map(|c| target.shapes.iter().position(|s| &s.name == c)).collect();
+        let positions: Vec<usize> = edge.to_columns.iter().filter_map(|c| target.shapes.iter().position(|s| &s.name == c)).collect();
         let members = target.members.get(&owner).map(Vec::as_slice).unwrap_or_default();
         members
             .iter()
@@ -562,7 +570,8 @@ impl<'a> Filler<'a> {
             let holds = wanted.iter().all(|(c, s)| {
                 state.shapes.iter().position(|x| &x.name == c).is_some_and(|i| row.values[i] == scalar_value(s, state.shapes[i].kind))
             });
-            holds.then(|| key.iter().filter_map(|k| state.shapes.iter().position(|s| &s.name == k).map(|i| row.values[i].clone())).collect())
+            holds
+                .then(|| key.iter().filter_map(|k| state.shapes.iter().position(|s| &s.name == k).map(|i| row.values[i].clone())).collect())
         })
     }
 
@@ -711,14 +720,16 @@ impl<'a> Filler<'a> {
             Role::Owned => {
                 let shapes = &self.state(t).shapes;
                 let set = |e: usize| {
-                    self.plan.edges[e].from_columns.iter().all(|c| shapes.iter().position(|s| &s.name == c).is_some_and(|i| !values[i].is_null()))
+                    self.plan.edges[e]
+                        .from_columns
+                        .iter()
+                        .all(|c| shapes.iter().position(|s| &s.name == c).is_some_and(|i| !values[i].is_null()))
                 };
                 (plan.ownership.iter().chain(plan.self_edge.iter()).any(|&e| set(e))).then_some(org).flatten()
             }
             _ => None,
         }
     }
-
 
     /// Sets the references that waited for a later table, each by `UPDATE`, where the row's
     /// checks and unique keys allow; then gives the rows whose ownership waited an organisation.

@@ -60,13 +60,7 @@ impl Shape {
 
     /// An element of an array column.
     fn element(&self) -> Shape {
-        Shape {
-            kind: kind_of_type(&self.base_type),
-            array: false,
-            default: None,
-            declared: self.base_type.clone(),
-            ..self.clone()
-        }
+        Shape { kind: kind_of_type(&self.base_type), array: false, default: None, declared: self.base_type.clone(), ..self.clone() }
     }
 
     /// The value this column gets in the row at `slot`.
@@ -328,8 +322,7 @@ mod tests {
             takes_any_text: true,
         };
         let shape = Shape::of(&column, Vec::new());
-        let texts: Vec<String> =
-            (1..=50).map(|o| shape.text(&Slot { ordinal: o, tag: format!("o1_{o}") })).collect();
+        let texts: Vec<String> = (1..=50).map(|o| shape.text(&Slot { ordinal: o, tag: format!("o1_{o}") })).collect();
         assert!(texts.iter().all(|t| t.len() <= 3), "{texts:?}");
         let distinct: std::collections::BTreeSet<&String> = texts.iter().collect();
         assert_eq!(distinct.len(), texts.len(), "{texts:?}");
