@@ -6,6 +6,7 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use orgport_core::archive::crypt::{self, Envelope, Identities};
 use orgport_core::store::ObjectStore;
 use orgport_objects::ObjectUrl;
 
@@ -31,12 +32,15 @@ impl Location {
         url.open(env)
     }
 
-    /// Ready to be read, as many times as a command needs.
-    pub fn archive(&self) -> orgport_core::Result<Archive<'_>> {
-        Ok(match self {
-            Location::File(path) => Archive::File(path),
-            Location::Object(url) => Archive::Object { store: Self::open_store(url)?, key: url.key() },
-        })
+    /// Ready to be read, as many times as a command needs; decrypted with the identities of
+    /// `identity` (an age identity file) when it is encrypted.
+    pub fn archive(&self, identity: Option<&Path>) -> orgport_core::Result<Archive<'_>> {
+        let identities = identity.map(Identities::from_file).transpose()?;
+        let place = match self {
+            Location::File(path) => Place::File(path),
+            Location::Object(url) => Place::Object { store: Self::open_store(url)?, key: url.key() },
+        };
+        Ok(Archive { place, identities })
     }
 }
 
@@ -50,19 +54,34 @@ impl fmt::Display for Location {
 }
 
 /// An archive to read, its store opened once for every pass.
-pub enum Archive<'a> {
+pub struct Archive<'a> {
+    place: Place<'a>,
+    identities: Option<Identities>,
+}
+
+enum Place<'a> {
     File(&'a Path),
     Object { store: Box<dyn ObjectStore>, key: &'a str },
 }
 
 impl Archive<'_> {
+    /// The archive's plaintext from its start (decrypted once more on each call).
     pub fn reader(&self) -> orgport_core::Result<Box<dyn Read>> {
-        Ok(match self {
-            Archive::File(path) => {
+        crypt::decrypt(self.raw()?, self.identities.as_ref())
+    }
+
+    /// Whether the archive is encrypted, read from its first bytes.
+    pub fn envelope(&self) -> orgport_core::Result<Envelope> {
+        Ok(crypt::envelope(self.raw()?)?.0)
+    }
+
+    fn raw(&self) -> orgport_core::Result<Box<dyn Read>> {
+        Ok(match &self.place {
+            Place::File(path) => {
                 let file = File::open(path).map_err(|e| orgport_core::Error::io("cannot open archive", *path, e))?;
                 Box::new(BufReader::with_capacity(1 << 16, file))
             }
-            Archive::Object { store, key } => Box::new(store.reader(key)?),
+            Place::Object { store, key } => Box::new(store.reader(key)?),
         })
     }
 }

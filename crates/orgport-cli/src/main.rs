@@ -47,7 +47,8 @@ enum Command {
     /// Compare an imported organisation with its archive, row by row and column by column.
     #[command(after_help = OBJECTS_HELP)]
     Verify(VerifyArgs),
-    /// Print an archive's manifest after checking every checksum.
+    /// Print an archive's manifest after checking every checksum. An encrypted archive without
+    /// `--identity` shows only that it is encrypted, and for how many recipients.
     #[command(after_help = OBJECTS_HELP)]
     Inspect(InspectArgs),
     /// Serve exports and imports over HTTP to superusers, as jobs with progress.
@@ -77,7 +78,9 @@ never over an existing object, and removes them again if the import fails.";
 const SERVE_HELP: &str = "\
 Endpoints (every /api one needs `Authorization: Bearer TOKEN` of a superuser):
   GET    /healthz                          {\"status\": \"ok\"}
-  GET    /api/orgs/{id}/export[?with=G,…]  the organisation's archive, streamed
+  GET    /api/orgs/{id}/export[?with=G,…]  the organisation's archive, streamed (encrypted with
+                                           --encrypt-to; `with` only then, or with
+                                           --allow-plaintext-secrets)
   POST   /api/orgs/import                  an archive as the body; the import report (JSON)
            ?dryRun=true                    do everything but commit
            ?async=true                     answer 202 {\"job\": ID} at once
@@ -91,7 +94,11 @@ Endpoints (every /api one needs `Authorization: Bearer TOKEN` of a superuser):
 Errors are JSON {\"error\": \"...\"}: 400 bad query, 401 no or invalid token (the header
 `WWW-Authenticate: Bearer error=\"invalid_token\", error_description=…` says why), 403 not a
 superuser, 404, 409 values or objects in the way, 413 body over --max-body, 422 an archive that
-fails its checks or does not fit the target, 429 more than --max-jobs at once.
+fails its checks, is encrypted for others, or does not fit the target, 429 more than --max-jobs
+at once.
+
+Encryption (age): --encrypt-to / --encrypt-to-file encrypt every export; --identity decrypts the
+encrypted archives posted for import (without it they get 422).
 
 The tokens file holds SHA-256 hashes of tokens, never the tokens, and may accept JWTs:
   [[token]]
@@ -174,6 +181,7 @@ struct ExportArgs {
     #[arg(long = "org", value_name = "KEY", required = true)]
     orgs: Vec<String>,
     /// Sensitive groups to include, comma-separated (e.g. `passwords,otp`); withheld otherwise.
+    /// Only into an encrypted archive (`--encrypt-to`), unless `--allow-plaintext-secrets`.
     #[arg(long = "with", value_name = "GROUPS", value_delimiter = ',')]
     with: Vec<String>,
     /// The archive to write: a file, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`. It appears only
@@ -203,6 +211,35 @@ struct ExportArgs {
     files_to: Option<String>,
     #[command(flatten)]
     file_jobs: FileJobs,
+    #[command(flatten)]
+    encrypt: Encrypt,
+}
+
+/// Who can read the archive.
+#[derive(Args)]
+struct Encrypt {
+    /// Encrypt the archive with age to this X25519 recipient (`age1…`, a public key from
+    /// `age-keygen`); repeat for several. Everything in the archive is encrypted, its manifest
+    /// included: without an identity, `inspect` shows only the number of recipients. Files
+    /// copied with `--files copy` are NOT encrypted: they stay as they are at `--files-to`.
+    #[arg(long, value_name = "RECIPIENT")]
+    encrypt_to: Vec<String>,
+    /// Encrypt to every recipient in FILE: one `age1…` per line, `#` comments; repeatable.
+    #[arg(long, value_name = "FILE")]
+    encrypt_to_file: Vec<PathBuf>,
+    /// Allow sensitive groups (`--with`) in an archive that is not encrypted (the server: in
+    /// exports without `--encrypt-to`); a warning says so. Without it such an export is refused.
+    #[arg(long)]
+    allow_plaintext_secrets: bool,
+}
+
+/// How to read an encrypted archive.
+#[derive(Args)]
+struct Decrypt {
+    /// age identity file (`AGE-SECRET-KEY-1…` lines, as `age-keygen` writes) to decrypt an
+    /// encrypted archive; a plain archive is read as it is.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -242,6 +279,8 @@ struct ImportArgs {
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    decrypt: Decrypt,
 }
 
 #[derive(Args)]
@@ -259,6 +298,8 @@ struct VerifyArgs {
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    decrypt: Decrypt,
 }
 
 #[derive(Args)]
@@ -266,6 +307,8 @@ struct InspectArgs {
     /// The archive to read. A file, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`.
     #[arg(long = "in", value_name = "PATH|URL", value_parser = Location::parse)]
     input: Location,
+    #[command(flatten)]
+    decrypt: Decrypt,
 }
 
 #[derive(Args)]
@@ -299,6 +342,12 @@ struct ServeArgs {
     max_jobs: u16,
     #[command(flatten)]
     file_jobs: FileJobs,
+    // Exports encrypted to these recipients, as `export`'s.
+    #[command(flatten)]
+    encrypt: Encrypt,
+    // Imports of encrypted archives decrypted with this identity; without it they get 422.
+    #[command(flatten)]
+    decrypt: Decrypt,
 }
 
 /// A size such as `1GiB`, `512MiB`, `64KiB` or `1000` (bytes).
@@ -341,6 +390,9 @@ fn main() -> ExitCode {
             eprintln!("error: {err}");
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
+            }
+            if err.chain().any(|c| matches!(c.downcast_ref(), Some(orgport_core::Error::Encrypted { .. }))) {
+                eprintln!("hint: pass `--identity FILE`, an age identity file holding one of its recipients' secret keys");
             }
             ExitCode::FAILURE
         }

@@ -24,6 +24,18 @@ pub enum Error {
     #[error("archive format version {found} is not supported (this orgport reads versions 1 to {supported})")]
     UnsupportedVersion { found: u32, supported: u32 },
 
+    /// The archive is an age file and no identity was given to decrypt it.
+    #[error("the archive is encrypted (age, {stanzas} recipient stanza(s)) and no identity was given to decrypt it")]
+    Encrypted { stanzas: usize },
+
+    /// An encrypted archive that the identities given cannot open, or whose age header is damaged.
+    #[error("cannot decrypt the archive: {0}")]
+    Decrypt(String),
+
+    /// A recipient or identity that cannot be used; never the key's text.
+    #[error("{0}")]
+    Keys(String),
+
     #[error("{context}")]
     Engine {
         context: String,

@@ -65,16 +65,25 @@ impl From<orgport_core::Error> for ApiError {
         use orgport_core::Error as E;
         let status = match &e {
             // The archive fails its checks, or cannot go into this target as it is.
-            E::Corrupt(_) | E::UnsupportedVersion { .. } | E::Incompatible(_) | E::Unresolved(_) | E::Plan(_) | E::Config(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            E::Corrupt(_)
+            | E::Encrypted { .. }
+            | E::Decrypt(_)
+            | E::UnsupportedVersion { .. }
+            | E::Incompatible(_)
+            | E::Unresolved(_)
+            | E::Plan(_)
+            | E::Config(_) => StatusCode::UNPROCESSABLE_ENTITY,
             // Values or objects of the target in the way, or the caller's own cancel.
             E::Conflicts(_) | E::ObjectsExist(_) | E::Cancelled => StatusCode::CONFLICT,
             E::OrgNotFound { .. } => StatusCode::NOT_FOUND,
             E::Storage { .. } => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError::new(status, chain(&e))
+        let mut message = chain(&e);
+        if let E::Encrypted { .. } = e {
+            message.push_str("\nhint: the server decrypts archives with the identity file of `orgport serve --identity FILE`");
+        }
+        ApiError::new(status, message)
     }
 }
 

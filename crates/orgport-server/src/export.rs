@@ -18,6 +18,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use orgport_core::archive::crypt::Sink;
 use orgport_core::export::{export as core_export, ExportOptions};
 use orgport_core::files::{FilesExport, FilesMode};
 use orgport_core::plan::Plan;
@@ -50,6 +51,13 @@ pub(crate) async fn export(
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let with: BTreeSet<String> =
         query.with.iter().flat_map(|w| w.split(',')).map(str::trim).filter(|g| !g.is_empty()).map(String::from).collect();
+    let encryption = &app.settings.encryption;
+    if !with.is_empty() && encryption.recipients.is_none() && !encryption.allow_plaintext_secrets {
+        let groups = with.iter().cloned().collect::<Vec<_>>().join(",");
+        return Err(ApiError::bad_request(format!(
+            "`with={groups}` asks for sensitive values, and this server's exports are not encrypted\nhint: start `orgport serve` with `--encrypt-to RECIPIENT`, or `--allow-plaintext-secrets`"
+        )));
+    }
     let slot = app.jobs.slot()?;
     let (tx, mut rx) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
     let org = id.clone();
@@ -95,7 +103,9 @@ fn run(app: &App, org: &str, with: BTreeSet<String>, out: &mut ChannelWriter) ->
     let plan = Plan::build(engine.introspect()?, &s.config, s.root.as_deref(), engine.capabilities())?;
     let files = (!plan.files.is_empty()).then_some(FilesExport { mode: FilesMode::Embed, open: s.open_store, jobs: s.file_jobs });
     let options = ExportOptions { orgs: vec![org.to_string()], with_groups: with, spool_dir: None, jobs: 1, files };
-    core_export(engine.as_mut(), &plan, &options, out, &Quiet)?;
+    let mut sink = Sink::new(&mut *out, s.encryption.recipients.as_ref())?;
+    core_export(engine.as_mut(), &plan, &options, &mut sink, &Quiet)?;
+    sink.finish()?;
     out.flush().map_err(|e| ApiError::internal(format!("sending the archive: {e}")))
 }
 

@@ -5,7 +5,6 @@
 //! import runs as a job on a blocking thread; the request waits for its report, or with
 //! `async=true` answers 202 with the job's id at once.
 
-use std::fs::File;
 use std::io::{BufReader, Read};
 use std::sync::Arc;
 
@@ -15,7 +14,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
-use orgport_core::archive::FORMAT_VERSION;
+use orgport_core::archive::{crypt, FORMAT_VERSION};
 use orgport_core::import::{import as core_import, FilesImport, ImportOptions};
 use orgport_core::plan::Plan;
 use orgport_engines::Access;
@@ -114,12 +113,13 @@ async fn spool(body: Body, declared: Option<u64>, max: u64) -> Result<NamedTempF
 
 /// The import itself, on a blocking thread.
 fn run(app: &App, archive: &NamedTempFile, query: &ImportQuery, progress: &JobProgress) -> Result<serde_json::Value, ApiError> {
-    check_version(archive, query.ignore_version)?;
     let s = &app.settings;
+    // Decrypted on every pass when encrypted (age), with the server's identities.
     let open = || -> orgport_core::Result<Box<dyn Read>> {
         let file = archive.reopen().map_err(|e| orgport_core::Error::io("cannot open archive", archive.path(), e))?;
-        Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
+        crypt::decrypt(Box::new(BufReader::with_capacity(1 << 16, file)), s.encryption.identities.as_ref())
     };
+    check_version(&mut open()?, query.ignore_version)?;
     let mut engine = orgport_engines::open(&s.db, &s.schemas, Access::ReadWrite)?;
     // The archive's root, where the configuration names none (as `orgport import`).
     let root = match s.config.root {
@@ -135,9 +135,9 @@ fn run(app: &App, archive: &NamedTempFile, query: &ImportQuery, progress: &JobPr
 
 /// `ignoreVersion`: the core reads every format version up to its own and refuses later ones;
 /// the server also refuses earlier ones unless asked, reading the version from the header.
-fn check_version(archive: &NamedTempFile, ignore: bool) -> Result<(), ApiError> {
+fn check_version(archive: &mut dyn Read, ignore: bool) -> Result<(), ApiError> {
     let mut header = [0u8; 12];
-    let read = File::open(archive.path()).and_then(|mut f| f.read_exact(&mut header));
+    let read = archive.read_exact(&mut header);
     if read.is_err() || &header[..8] != orgport_core::archive::MAGIC {
         // Not an archive: the core says so.
         return Ok(());

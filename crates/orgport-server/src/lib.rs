@@ -29,6 +29,7 @@
 //!     max_jobs: 2,
 //!     file_jobs: 8,
 //!     open_store: &|url| orgport_objects::open_store(url, |name| std::env::var(name).ok()),
+//!     encryption: orgport_server::Encryption::default(),
 //! };
 //! let server = orgport_server::Server::bind("127.0.0.1:0".parse()?, settings)?;
 //! eprintln!("listening on {}://{}", server.scheme(), server.local_addr());
@@ -54,6 +55,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use orgport_core::archive::crypt::{Identities, Recipients};
 use orgport_core::config::Config;
 use orgport_core::store::StoreOpener;
 
@@ -81,6 +83,20 @@ pub struct Settings {
     pub file_jobs: usize,
     /// Opens the stores of files the configuration names (the caller knows the credentials).
     pub open_store: &'static StoreOpener<'static>,
+    /// Who can read the archives exported, and what decrypts the archives imported.
+    pub encryption: Encryption,
+}
+
+/// The server's age keys, and whether secrets may leave unencrypted.
+#[derive(Default)]
+pub struct Encryption {
+    /// Every export is encrypted to these recipients (None: plain archives).
+    pub recipients: Option<Recipients>,
+    /// Encrypted archives posted for import are decrypted with these (None: they are refused).
+    pub identities: Option<Identities>,
+    /// An export that asks for sensitive groups (`with=`) without recipients is allowed;
+    /// otherwise it gets 400.
+    pub allow_plaintext_secrets: bool,
 }
 
 /// What every handler shares.

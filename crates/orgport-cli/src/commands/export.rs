@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use orgport_core::archive::crypt::{Recipients, Sink};
 use orgport_core::archive::Manifest;
 use orgport_core::export::{export, ExportOptions};
 use orgport_core::files::{FilesExport, FilesMode as CoreFilesMode};
@@ -16,9 +17,22 @@ use crate::progress::Bars;
 use crate::{ExportArgs, FilesMode};
 
 pub fn run(args: ExportArgs) -> Result<ExitCode> {
+    let recipients = args.encrypt.recipients()?;
+    if !args.with.is_empty() && recipients.is_none() {
+        let groups = args.with.join(",");
+        if !args.encrypt.allow_plaintext_secrets {
+            bail!(
+                "`--with {groups}` puts sensitive values in the archive, and it is not encrypted\nhint: pass `--encrypt-to RECIPIENT` (an age public key), or `--allow-plaintext-secrets` to write them in clear"
+            );
+        }
+        eprintln!("warning: the archive holds the sensitive groups `{groups}` unencrypted (`--allow-plaintext-secrets`): keep it like the passwords it holds");
+    }
+    if let (Some(_), Some(FilesMode::Copy), Some(to)) = (&recipients, args.files, &args.files_to) {
+        eprintln!("warning: `--encrypt-to` encrypts the archive only: the files copied to `{to}` (`--files copy`) are not encrypted");
+    }
     let manifest = match &args.out {
-        Location::File(path) => to_file(&args, path)?,
-        Location::Object(url) => to_object(&args, url)?,
+        Location::File(path) => to_file(&args, path, recipients.as_ref())?,
+        Location::Object(url) => to_object(&args, url, recipients.as_ref())?,
     };
 
     let rows: u64 = manifest.tables.iter().map(|t| t.rows).sum();
@@ -51,12 +65,15 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
             cut.action
         );
     }
+    if let Some(r) = &recipients {
+        eprintln!("encrypted with age for {} recipient(s)", r.len());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Written beside the target and renamed into place only when complete, so a failed export
 /// never leaves a file that looks like an archive.
-fn to_file(args: &ExportArgs, out: &Path) -> Result<Manifest> {
+fn to_file(args: &ExportArgs, out: &Path, recipients: Option<&Recipients>) -> Result<Manifest> {
     if out.exists() && !args.force {
         bail!("`{}` already exists\nhint: pass `--force` to replace it", out.display());
     }
@@ -81,8 +98,10 @@ fn to_file(args: &ExportArgs, out: &Path) -> Result<Manifest> {
         .with_context(|| format!("cannot write in `{}`", dir.display()))?;
     let files_to = files_to(args)?;
     let manifest = {
-        let mut file = BufWriter::new(partial.as_file_mut());
-        export(engine.as_mut(), &plan, &options(args, &plan, files_to.as_deref(), Some(&dir)), &mut file, &Bars::new())?
+        let mut sink = Sink::new(BufWriter::new(partial.as_file_mut()), recipients)?;
+        let manifest = export(engine.as_mut(), &plan, &options(args, &plan, files_to.as_deref(), Some(&dir)), &mut sink, &Bars::new())?;
+        sink.finish()?.into_inner().map_err(|e| e.into_error()).context("cannot write the archive")?;
+        manifest
     };
     partial.as_file().sync_all().context("cannot flush the archive to disk")?;
     partial.persist(out).with_context(|| format!("cannot move the archive to `{}`", out.display()))?;
@@ -91,7 +110,7 @@ fn to_file(args: &ExportArgs, out: &Path) -> Result<Manifest> {
 
 /// Streamed to the store, which makes the object appear only when the writer is finished:
 /// an export that fails drops the writer, and the upload is abandoned.
-fn to_object(args: &ExportArgs, url: &ObjectUrl) -> Result<Manifest> {
+fn to_object(args: &ExportArgs, url: &ObjectUrl, recipients: Option<&Recipients>) -> Result<Manifest> {
     let store = Location::open_store(url)?;
     if !args.force && store.size(url.key())?.is_some() {
         bail!("`{url}` already exists\nhint: pass `--force` to replace it");
@@ -100,9 +119,9 @@ fn to_object(args: &ExportArgs, url: &ObjectUrl) -> Result<Manifest> {
     let plan = super::plan_for(engine.as_mut(), &args.source, args.root.as_deref())?;
     let files_to = files_to(args)?;
     // Opened before the export so that a wrong bucket or credentials fail before the long part.
-    let mut out = BufWriter::with_capacity(1 << 16, store.writer(url.key())?);
+    let mut out = Sink::new(BufWriter::with_capacity(1 << 16, store.writer(url.key())?), recipients)?;
     let manifest = export(engine.as_mut(), &plan, &options(args, &plan, files_to.as_deref(), None), &mut out, &Bars::new())?;
-    out.into_inner().map_err(|e| e.into_error())?.finish()?;
+    out.finish()?.into_inner().map_err(|e| e.into_error())?.finish()?;
     Ok(manifest)
 }
 

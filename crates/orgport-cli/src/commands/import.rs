@@ -15,7 +15,7 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
     let mut engine = crate::open_engine(&args.source, Access::ReadWrite)?;
     let config = orgport_engines::config(args.source.config.as_deref())?;
     let Some(input) = &args.input else { return cleanup(engine.as_mut(), &config, args.json, &mut out) };
-    let archive = input.archive()?;
+    let archive = input.archive(args.decrypt.identity.as_deref())?;
     let root = match config.root {
         Some(_) => None,
         None => Some(super::archive_root(&archive)?),

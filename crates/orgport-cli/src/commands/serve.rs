@@ -1,8 +1,9 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
+use orgport_core::archive::crypt::Identities;
 use orgport_engines::Access;
-use orgport_server::{Server, Settings, Tokens};
+use orgport_server::{Encryption, Server, Settings, Tokens};
 
 use crate::ServeArgs;
 
@@ -17,6 +18,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     if tokens.is_empty() {
         eprintln!("warning: no tokens and no `[jwt]`: every request but `/healthz` gets 401\nhint: pass `--tokens-file FILE` (see `orgport serve --help`)");
     }
+    if args.encrypt.allow_plaintext_secrets && args.encrypt.encrypt_to.is_empty() && args.encrypt.encrypt_to_file.is_empty() {
+        eprintln!("warning: `--allow-plaintext-secrets`: exports asking for sensitive groups (`with=`) leave unencrypted");
+    }
     let settings = Settings {
         db: args.source.db,
         schemas: args.source.schemas,
@@ -27,6 +31,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         max_jobs: args.max_jobs.into(),
         file_jobs: args.file_jobs.file_jobs.into(),
         open_store: &crate::location::open_files_store,
+        encryption: Encryption {
+            recipients: args.encrypt.recipients()?,
+            identities: args.decrypt.identity.as_deref().map(Identities::from_file).transpose()?,
+            allow_plaintext_secrets: args.encrypt.allow_plaintext_secrets,
+        },
     };
     let mut server = Server::bind(args.listen, settings)?;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {

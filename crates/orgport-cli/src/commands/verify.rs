@@ -14,7 +14,7 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let mut engine = crate::open_engine(&args.source, Access::ReadOnly)?;
     let config = orgport_engines::config(args.source.config.as_deref())?;
-    let archive = args.input.archive()?;
+    let archive = args.input.archive(args.decrypt.identity.as_deref())?;
     let root = match config.root {
         Some(_) => None,
         None => Some(super::archive_root(&archive)?),

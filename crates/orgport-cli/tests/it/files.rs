@@ -503,3 +503,67 @@ fn a_relative_files_to_directory_is_recorded_absolute() {
     assert_eq!(manifest["files"][0]["copied_to"], format!("file://{}/uploads", absolute.display()));
     assert_eq!(walk(&absolute, &absolute).len(), NAMED + UNNAMED + 1);
 }
+
+/// An encrypted archive in S3 carries the embedded files encrypted: none of their bytes in the
+/// object, all of them on the target after an import with the identity. `--files copy` is not
+/// covered by the archive's encryption, and export says so.
+#[test]
+fn an_encrypted_archive_in_s3_carries_its_files_encrypted() {
+    let Some(s3) = s3() else { return };
+    let host = Host::Remote(&s3);
+    let s = setup(host);
+    let (identity, recipient) = age_keys(&s.w, "ops.key");
+    let (url, bucket) = s3.object("archives", "org-1.orgport");
+    let exported = s.w.run(&[
+        "export",
+        "--db",
+        &crate::util::url(&s.src),
+        "--config",
+        &s.src_config.display().to_string(),
+        "--org",
+        "1",
+        "--encrypt-to",
+        &recipient,
+        "--out",
+        &url,
+    ]);
+    exported.ok();
+    let object = s3.get(&bucket, "org-1.orgport").expect("the archive object");
+    assert!(object.starts_with(b"age-encryption.org/v1\n"), "not an age file");
+    let large = random_bytes(7, 1_500_000);
+    assert!(!object.windows(64).any(|w| w == &large[1000..1064]), "an embedded file's bytes are in clear");
+
+    let target_before = host.objects(&s.target);
+    let identity = identity.display().to_string();
+    let config = s.tgt_config.display().to_string();
+    let report =
+        s.w.run(&["import", "--db", &crate::util::url(&s.tgt), "--config", &config, "--in", &url, "--identity", &identity, "--json"]);
+    report.ok();
+    assert_eq!(new_org(&report.json()), "4");
+    assert_landed(host, &s, (&s.tgt, &s.target), 4, &target_before);
+    let verified =
+        s.w.run(&["verify", "--db", &crate::util::url(&s.tgt), "--config", &config, "--in", &url, "--org", "4", "--identity", &identity]);
+    verified.ok();
+    assert!(verified.stdout.contains(&format!("verified: {} files equal", NAMED + UNNAMED + 1)), "{}", verified.stdout);
+
+    let transfer = host.new_place(&s.w, "transfer");
+    let copied = s.w.path("copied.orgport");
+    let out = s.w.export(
+        &s.src,
+        Some(&s.src_config),
+        None,
+        &["1"],
+        &["--files", "copy", "--files-to", &transfer.url, "--encrypt-to", &recipient],
+        &copied,
+    );
+    out.ok();
+    assert!(
+        out.stderr.contains(&format!(
+            "warning: `--encrypt-to` encrypts the archive only: the files copied to `{}` (`--files copy`) are not encrypted",
+            transfer.url
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(host.get(&transfer, "uploads/1/thumbs/0.png").as_deref(), Some(&large[..]), "the copied file is as it was");
+}

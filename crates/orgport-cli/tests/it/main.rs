@@ -5,6 +5,10 @@
 //!   organisation on the source with its copy on the target, archive surgery).
 //! - `roundtrip`: every value type, a non-empty target, importing twice, shared users.
 //! - `bad_input`: damaged archives, incompatible targets, unreadable databases, usage errors.
+//! - `canaries`: unique values in every sensitive column and credential, looked for in every
+//!   output, log line, response body and plain archive byte of many runs, good and failing.
+//! - `encryption`: age-encrypted archives through the command line and the server; keys that
+//!   cannot be used, damaged ciphertexts.
 //! - `mutations`: thousands of flipped, truncated and forged archives imported through the
 //!   library: each fails, never panics, and leaves the target's database and store untouched.
 //! - `crash`: imports into SQLite and PostgreSQL killed with SIGKILL at random moments, 100 times
@@ -46,8 +50,10 @@ mod servers;
 mod util;
 
 mod bad_input;
+mod canaries;
 mod crash;
 mod drops;
+mod encryption;
 mod faults;
 mod files;
 mod gisia;

@@ -132,7 +132,7 @@ fn with_passwords_and_otp_the_secrets_travel_and_otp_devices_come_only_for_creat
     let config = example_config();
     let (org, matched_emails, created_emails) = org_with_matched_and_created_otp_users(&src, &tgt);
     let archive = w.path("with-secrets.orgport");
-    let out = w.export(&src, Some(&config), None, &[&org.to_string()], &["--with", "passwords,otp"], &archive);
+    let out = w.export(&src, Some(&config), None, &[&org.to_string()], &["--with", "passwords,otp", "--allow-plaintext-secrets"], &archive);
     out.ok();
     assert!(!out.stderr.contains("password_hash (passwords)"), "{}", out.stderr);
 
@@ -216,12 +216,8 @@ fn an_unknown_group_in_with_is_refused_and_writes_nothing() {
     let src = source(&w);
     let archive = w.path("x.orgport");
     let listing = dir_listing(w.dir.path());
-    w.export(&src, Some(&example_config()), None, &["1"], &["--with", "passwords,nosuch"], &archive).fails_with(&[
-        "nosuch",
-        "passwords",
-        "otp",
-        "secrets",
-    ]);
+    w.export(&src, Some(&example_config()), None, &["1"], &["--with", "passwords,nosuch", "--allow-plaintext-secrets"], &archive)
+        .fails_with(&["nosuch", "passwords", "otp", "secrets"]);
     assert_eq!(dir_listing(w.dir.path()), listing, "nothing may be left behind");
 }
 
@@ -232,7 +228,7 @@ fn on_conflict_fail_lists_every_conflict_together_and_changes_nothing() {
     let tgt = target(&w);
     let config = w.config("strict.toml", &config_without_policies());
     let archive = w.path("org-1.orgport");
-    w.export(&src, Some(&config), None, &["1"], &["--with", "secrets"], &archive).ok();
+    w.export(&src, Some(&config), None, &["1"], &["--with", "secrets", "--allow-plaintext-secrets"], &archive).ok();
     w.import_json(&tgt, Some(&config), &archive);
     let before = bytes(&tgt);
 
@@ -318,7 +314,7 @@ fn on_conflict_regenerate_gives_new_unique_values_of_the_same_shape() {
     let tgt = target(&w);
     let config = example_config();
     let archive = w.path("org-1.orgport");
-    w.export(&src, Some(&config), None, &["1"], &["--with", "secrets"], &archive).ok();
+    w.export(&src, Some(&config), None, &["1"], &["--with", "secrets", "--allow-plaintext-secrets"], &archive).ok();
 
     let first = new_org(&w.import_json(&tgt, Some(&config), &archive));
     let report = w.import_json(&tgt, Some(&config), &archive);
@@ -468,7 +464,7 @@ fn unclassified_secret_looking_columns_are_withheld_by_name() {
 
     // With every group, everything travels as it is.
     let archive = w.path("acme-all.orgport");
-    w.export(&src, Some(&config), None, &["1"], &["--with", "secrets,passwords,otp"], &archive).ok();
+    w.export(&src, Some(&config), None, &["1"], &["--with", "secrets,passwords,otp", "--allow-plaintext-secrets"], &archive).ok();
     let new = new_org(&w.import_json(&tgt, Some(&config), &archive));
     w.verify(&tgt, Some(&config), &archive, &[&new]).ok();
     let mut all = specs.clone();

@@ -74,6 +74,7 @@ fn flagsmith_org_1_round_trips_into_an_instance_that_holds_other_orgs() {
         "1",
         "--with",
         "passwords,secrets",
+        "--allow-plaintext-secrets",
         "--out",
         archive.to_str().expect("path"),
     ])

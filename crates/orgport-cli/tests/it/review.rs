@@ -511,7 +511,7 @@ fn a_whole_table_sensitive_group_is_never_printed() {
     // Cloned into the same database, the tokens are regenerated: neither the old nor the new
     // values may be printed.
     let archive = w.path("org-1.orgport");
-    w.export(&db, Some(&regenerate), None, &["1"], &["--with", "secrets"], &archive).ok();
+    w.export(&db, Some(&regenerate), None, &["1"], &["--with", "secrets", "--allow-plaintext-secrets"], &archive).ok();
     let (_, decoded) = archive_rows(&archive);
     assert_eq!(decoded["api_tokens"].len(), 2, "`--with secrets` carries the table");
     let out = w.import(&db, Some(&regenerate), &archive, &["--json"]);
@@ -542,7 +542,7 @@ fn a_whole_table_sensitive_group_is_never_printed() {
     let fail = w.config("fail.toml", &table_group_config().replace("\"api_tokens.token\" = \"regenerate\"\n", ""));
     assert!(!std::fs::read_to_string(&fail).unwrap().contains("api_tokens.token"), "test setup");
     let archive = w.path("org-1-fail.orgport");
-    w.export(&db, Some(&fail), None, &["1"], &["--with", "secrets"], &archive).ok();
+    w.export(&db, Some(&fail), None, &["1"], &["--with", "secrets", "--allow-plaintext-secrets"], &archive).ok();
     let before = bytes(&db);
     let all_tokens = tokens(&db, "SELECT token FROM api_tokens");
     for extra in [&[][..], &["--json"][..], &["--dry-run"][..]] {
@@ -588,7 +588,7 @@ fn verify_does_not_print_changed_sensitive_values() {
             &ExampleOptions { orgs: 2, first_org: 100, seed: 7, tasks_per_project: 3, ..ExampleOptions::default() },
         );
         let archive = w.path(&format!("org-1-{i}.orgport"));
-        w.export(&src, Some(config), None, &["1"], &["--with", "secrets"], &archive).ok();
+        w.export(&src, Some(config), None, &["1"], &["--with", "secrets", "--allow-plaintext-secrets"], &archive).ok();
         let new: i64 = new_org(&w.import_json(&tgt, Some(config), &archive)).parse().unwrap();
         w.verify(&tgt, Some(config), &archive, &[&new.to_string()]).ok();
         let conn = open(&tgt);

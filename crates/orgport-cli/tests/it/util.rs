@@ -206,6 +206,16 @@ impl Work {
     }
 }
 
+/// A new age key pair: the identity file written in `w` (as `age-keygen` writes it) and the
+/// recipient (`age1…`).
+pub fn age_keys(w: &Work, name: &str) -> (PathBuf, String) {
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let secret = age::secrecy::ExposeSecret::expose_secret(&identity.to_string()).to_string();
+    let file = w.config(name, &format!("# created: by a test\n# public key: {recipient}\n{secret}\n"));
+    (file, recipient)
+}
+
 /// The example database: source with three workspaces, target with two others and a smaller user
 /// pool so that some users are matched by e-mail and others must be created.
 pub fn example_pair(w: &Work) -> (PathBuf, PathBuf) {

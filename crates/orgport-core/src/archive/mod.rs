@@ -19,6 +19,7 @@
 //! without files, and is read as such. Files are stored as they are: most are compressed already.
 
 pub mod codec;
+pub mod crypt;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
@@ -306,7 +307,7 @@ pub fn read_manifest(input: &mut impl Read) -> Result<Manifest> {
         return Err(Error::Corrupt(format!("the manifest declares {len} bytes, more than the limit of 64 MiB")));
     }
     let mut json = Vec::new();
-    input.take(u64::from(len)).read_to_end(&mut json).map_err(Error::Stream)?;
+    input.take(u64::from(len)).read_to_end(&mut json).map_err(Error::stream)?;
     let mut sum = [0u8; 32];
     if json.len() != len as usize {
         return Err(Error::Corrupt("the archive is truncated inside its manifest".into()));
@@ -331,6 +332,7 @@ fn sums_differ(computed: &[u8], declared: &[u8]) -> bool {
 
 fn read_header_bytes(input: &mut impl Read, buf: &mut [u8]) -> Result<()> {
     input.read_exact(buf).map_err(|e| match e.kind() {
+        _ if e.get_ref().is_some_and(|inner| inner.is::<Error>()) => Error::stream(e),
         io::ErrorKind::UnexpectedEof => Error::Corrupt("the archive is truncated inside its header".into()),
         _ => Error::Stream(e),
     })
@@ -454,7 +456,7 @@ impl<R: Read> ArchiveReader<R> {
 /// Nothing follows what was read last.
 fn expect_end(input: &mut impl Read, last: &str) -> Result<()> {
     let mut extra = [0u8; 1];
-    match input.read(&mut extra).map_err(Error::Stream)? {
+    match input.read(&mut extra).map_err(Error::stream)? {
         0 => Ok(()),
         _ => Err(Error::Corrupt(format!("unexpected data after {last}"))),
     }
@@ -507,6 +509,8 @@ impl<R: Read> EmbeddedFiles<R> {
 
 fn read_error(e: io::Error, at: &str) -> Error {
     match e.kind() {
+        // Said already in the archive's terms (a damaged encrypted chunk, a store's error).
+        _ if e.get_ref().is_some_and(|inner| inner.is::<Error>()) => Error::stream(e),
         io::ErrorKind::UnexpectedEof => Error::Corrupt(format!("the archive is truncated (at {at})")),
         io::ErrorKind::InvalidData => Error::Corrupt(format!("{e} (at {at})")),
         // zstd reports damaged frames as plain I/O errors.
