@@ -2,10 +2,11 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use orgport_core::archive::json;
 use orgport_core::store::ObjectStore;
 use orgport_objects::ObjectUrl;
 
@@ -31,15 +32,36 @@ impl Location {
         url.open(env)
     }
 
-    /// Ready to be read, as many times as a command needs.
+    /// Ready to be read, as many times as a command needs. An archive in the JSON form (its
+    /// first byte other than a blank is `{`) is converted to a binary one in a temporary file
+    /// first, checked on the way, so every command reads the binary form.
     pub fn archive(&self) -> orgport_core::Result<Archive<'_>> {
-        Ok(match self {
+        let archive = match self {
             Location::File(path) => Archive::File(path),
             Location::Object(url) => Archive::Object {
                 store: Self::open_store(url)?,
                 key: url.key(),
             },
-        })
+        };
+        let mut start = Vec::with_capacity(64);
+        archive
+            .reader()?
+            .take(64)
+            .read_to_end(&mut start)
+            .map_err(orgport_core::Error::Stream)?;
+        if !json::looks_like_json(&start) {
+            return Ok(archive);
+        }
+        let temp = |e| {
+            orgport_core::Error::io("cannot create a temporary file in", std::env::temp_dir(), e)
+        };
+        let mut binary = tempfile::NamedTempFile::new().map_err(temp)?;
+        {
+            let mut out = BufWriter::with_capacity(1 << 16, binary.as_file_mut());
+            json::from_json(archive.reader()?, &mut out, None)?;
+            out.flush().map_err(orgport_core::Error::Stream)?;
+        }
+        Ok(Archive::Converted(binary.into_temp_path()))
     }
 }
 
@@ -55,6 +77,8 @@ impl fmt::Display for Location {
 /// An archive to read, its store opened once for every pass.
 pub enum Archive<'a> {
     File(&'a Path),
+    /// The binary form of a JSON archive, removed when dropped.
+    Converted(tempfile::TempPath),
     Object {
         store: Box<dyn ObjectStore>,
         key: &'a str,
@@ -67,6 +91,11 @@ impl Archive<'_> {
             Archive::File(path) => {
                 let file = File::open(path)
                     .map_err(|e| orgport_core::Error::io("cannot open archive", *path, e))?;
+                Box::new(BufReader::with_capacity(1 << 16, file))
+            }
+            Archive::Converted(path) => {
+                let file = File::open(path)
+                    .map_err(|e| orgport_core::Error::io("cannot open archive", path, e))?;
                 Box::new(BufReader::with_capacity(1 << 16, file))
             }
             Archive::Object { store, key } => Box::new(store.reader(key)?),

@@ -159,8 +159,19 @@ struct ExportArgs {
     #[arg(long, value_name = "TABLE")]
     root: Option<String>,
     /// Key of an organisation to export (the root table's primary key); repeat for several.
-    #[arg(long = "org", value_name = "KEY", required = true)]
+    #[arg(
+        long = "org",
+        value_name = "KEY",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
     orgs: Vec<String>,
+    /// Export every organisation of the root table (but those of `--exclude`) into one archive.
+    #[arg(long)]
+    all: bool,
+    /// With `--all`: leave out this organisation (it must exist); repeat for several.
+    #[arg(long, value_name = "KEY")]
+    exclude: Vec<String>,
     /// Sensitive groups to include, comma-separated (e.g. `passwords,otp`); withheld otherwise.
     #[arg(long = "with", value_name = "GROUPS", value_delimiter = ',')]
     with: Vec<String>,
@@ -171,6 +182,11 @@ struct ExportArgs {
     /// Replace `--out` if it exists (a file or an object).
     #[arg(long)]
     force: bool,
+    /// The archive's form: `binary` (compressed, any size) or `json` (one JSON document, for
+    /// small organisations and HTTP APIs; `import`, `verify` and `inspect` read either).
+    /// Default: `json` when `--out` ends in `.json`, else `binary`.
+    #[arg(long, value_enum, value_name = "FORM")]
+    format: Option<ArchiveForm>,
     /// Connections reading tables at once, all on the same snapshot (PostgreSQL; SQLite reads
     /// on one). Tables read ahead wait in temporary files beside `--out` (in the system's
     /// temporary directory when `--out` is an object). More than one pays
@@ -194,6 +210,12 @@ struct ExportArgs {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ArchiveForm {
+    Binary,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum FilesMode {
     Embed,
     Copy,
@@ -211,7 +233,8 @@ struct FileJobs {
 struct ImportArgs {
     #[command(flatten)]
     source: Source,
-    /// The archive to import. A file, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`.
+    /// The archive to import, binary or JSON (told by its first byte). A file,
+    /// `s3://BUCKET/KEY` or `gs://BUCKET/KEY`.
     #[arg(long = "in", value_name = "PATH|URL", value_parser = Location::parse)]
     input: Location,
     /// Do everything but commit; report what would be created, matched and renamed. Files are
@@ -229,7 +252,8 @@ struct ImportArgs {
 struct VerifyArgs {
     #[command(flatten)]
     source: Source,
-    /// The archive that was imported. A file, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`.
+    /// The archive that was imported, binary or JSON. A file, `s3://BUCKET/KEY` or
+    /// `gs://BUCKET/KEY`.
     #[arg(long = "in", value_name = "PATH|URL", value_parser = Location::parse)]
     input: Location,
     /// Key of the imported organisation on the target; repeat in the archive's order when it holds several.
@@ -244,7 +268,7 @@ struct VerifyArgs {
 
 #[derive(Args)]
 struct InspectArgs {
-    /// The archive to read. A file, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`.
+    /// The archive to read, binary or JSON. A file, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`.
     #[arg(long = "in", value_name = "PATH|URL", value_parser = Location::parse)]
     input: Location,
 }
