@@ -38,6 +38,7 @@ mod error;
 mod export;
 mod import;
 mod jobs;
+mod zitadel;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -91,6 +92,13 @@ pub fn router(settings: Settings) -> Router {
         .route("/api/orgs/{id}/export", get(export::export))
         .route("/api/orgs/import", axum::routing::post(import::import))
         .route("/api/jobs/{id}", get(jobs::show).delete(jobs::cancel))
+        .route("/api/orgs/{id}/export/json", get(export::export_json))
+        .route(
+            "/api/orgs/import/json",
+            axum::routing::post(import::import_json),
+        )
+        .route("/admin/v1/export", axum::routing::post(zitadel::export))
+        .route("/admin/v1/import", axum::routing::post(zitadel::import))
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             auth::require_superuser,

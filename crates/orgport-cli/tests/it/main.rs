@@ -24,6 +24,10 @@
 //!   another instance.
 //! - `serve`: `orgport serve` over real HTTP: the API's round trip against the command line's,
 //!   tokens, body limits, damaged archives, jobs, cancelling, `--max-jobs`.
+//! - `json_form`: the single-JSON form of an archive through the command line: its round trip
+//!   equals the binary one's, damaged documents are refused, `export --all --exclude`.
+//! - `zitadel`: the JSON endpoints and ZITADEL's shape of `orgport serve`, with the seed's
+//!   request bodies as written, on SQLite, PostgreSQL and the GCS emulator.
 //! - `review`: regression tests for the findings of a review (unique non-primary keys, shared
 //!   tables without a primary key, secrets in messages, failures at commit, …).
 
@@ -34,6 +38,7 @@ mod util;
 mod bad_input;
 mod files;
 mod gisia;
+mod json_form;
 mod mutations;
 mod objects;
 mod pg_engine;
@@ -46,3 +51,4 @@ mod review;
 mod roundtrip;
 mod serve;
 mod shapes;
+mod zitadel;

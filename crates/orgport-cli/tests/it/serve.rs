@@ -19,13 +19,13 @@ use serde_json::Value;
 use crate::servers::block_on;
 use crate::util::*;
 
-const ROOT: &str = "root-token-for-tests";
-const USER: &str = "user-token-for-tests";
+pub(crate) const ROOT: &str = "root-token-for-tests";
+pub(crate) const USER: &str = "user-token-for-tests";
 
 /// A running `orgport serve`, killed when dropped.
-struct Serve {
+pub(crate) struct Serve {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     /// Everything the server wrote on stderr.
     log: Arc<Mutex<String>>,
 }
@@ -33,7 +33,18 @@ struct Serve {
 impl Serve {
     /// Serves `db` with the example configuration (or `config`), a tokens file with a superuser's
     /// and a plain user's token, and `extra` flags.
-    fn start(w: &Work, db: &Path, config: Option<&Path>, extra: &[&str]) -> Serve {
+    pub(crate) fn start(w: &Work, db: &Path, config: Option<&Path>, extra: &[&str]) -> Serve {
+        Self::start_url(w, &url(db), config, extra, &[])
+    }
+
+    /// Serves the database at `db` (a URL) with `env` set for the server.
+    pub(crate) fn start_url(
+        w: &Work,
+        db: &str,
+        config: Option<&Path>,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> Serve {
         let tokens = w.config(
             "tokens.toml",
             &format!(
@@ -48,7 +59,8 @@ impl Serve {
         let mut child = Command::new(assert_cmd::cargo::cargo_bin("orgport"))
             .current_dir(w.dir.path())
             .env("TMPDIR", &tmp)
-            .args(["serve", "--db", &url(db), "--config"])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .args(["serve", "--db", db, "--config"])
             .arg(&config)
             .arg("--tokens-file")
             .arg(&tokens)
@@ -84,16 +96,22 @@ impl Serve {
         serve
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// One request with `token` as a bearer token (None: no `Authorization`).
-    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> Reply {
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Reply {
         let url = self.url(path);
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
         block_on(async move {
@@ -116,16 +134,16 @@ impl Serve {
         })
     }
 
-    fn get(&self, path: &str) -> Reply {
+    pub(crate) fn get(&self, path: &str) -> Reply {
         self.call("GET", path, Some(ROOT), None)
     }
 
-    fn post(&self, path: &str, body: Vec<u8>) -> Reply {
+    pub(crate) fn post(&self, path: &str, body: Vec<u8>) -> Reply {
         self.call("POST", path, Some(ROOT), Some(body))
     }
 
     /// Polls a job until `done` says so of its description (at most 60 s).
-    fn wait_job(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn wait_job(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         let start = Instant::now();
         loop {
             let job = self.get(&format!("/api/jobs/{id}")).status(200).json();
@@ -148,15 +166,15 @@ impl Drop for Serve {
     }
 }
 
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Reply {
     #[track_caller]
-    fn status(&self, expected: u16) -> &Self {
+    pub(crate) fn status(&self, expected: u16) -> &Self {
         assert_eq!(
             self.status,
             expected,
@@ -166,14 +184,14 @@ impl Reply {
         self
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     /// The `error` of a JSON error body, asserting it mentions every fragment.
     #[track_caller]
-    fn error(&self, fragments: &[&str]) -> String {
+    pub(crate) fn error(&self, fragments: &[&str]) -> String {
         let error = self.json()["error"]
             .as_str()
             .unwrap_or_else(|| panic!("no error in {}", String::from_utf8_lossy(&self.body)))
@@ -190,7 +208,7 @@ impl Reply {
 
 /// The example source (three workspaces) and target (two others), and org 1's archive made by
 /// the command line.
-fn setup(w: &Work, tasks_per_project: usize) -> (PathBuf, PathBuf, PathBuf) {
+pub(crate) fn setup(w: &Work, tasks_per_project: usize) -> (PathBuf, PathBuf, PathBuf) {
     let src = w.example(
         "source.db",
         &ExampleOptions {
@@ -294,7 +312,7 @@ fn an_api_round_trip_equals_the_command_lines_field_by_field() {
 }
 
 /// The example configuration with the organisations' files in `dir`, under `{org}/`.
-fn with_files(w: &Work, name: &str, dir: &Path) -> PathBuf {
+pub(crate) fn with_files(w: &Work, name: &str, dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     w.config(
         name,
@@ -365,9 +383,21 @@ fn every_endpoint_but_healthz_wants_a_superusers_token() {
     let (src, _, archive) = setup(&w, 2);
     let serve = Serve::start(&w, &src, None, &[]);
     let body = bytes(&archive);
-    let endpoints: [(&str, &str, Option<Vec<u8>>); 4] = [
+    let endpoints: [(&str, &str, Option<Vec<u8>>); 8] = [
         ("GET", "/api/orgs/1/export", None),
+        ("GET", "/api/orgs/1/export/json", None),
         ("POST", "/api/orgs/import", Some(body.clone())),
+        ("POST", "/api/orgs/import/json", Some(body.clone())),
+        (
+            "POST",
+            "/admin/v1/export",
+            Some(br#"{"org_ids": ["1"], "response_output": true}"#.to_vec()),
+        ),
+        (
+            "POST",
+            "/admin/v1/import",
+            Some(br#"{"data_orgsv1": {}}"#.to_vec()),
+        ),
         ("GET", "/api/jobs/0123456789abcdef", None),
         ("DELETE", "/api/jobs/0123456789abcdef", None),
     ];
