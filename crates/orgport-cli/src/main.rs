@@ -93,9 +93,18 @@ Endpoints (every one but /healthz needs `Authorization: Bearer TOKEN` of a super
   GET    /api/jobs/{id}                    state (queued, running, done, failed, cancelled),
                                            phase, rows and files done, the error or the report
   DELETE /api/jobs/{id}                    cancel: the target stays as it was
-Errors are JSON {\"error\": \"...\"}: 400 bad query, 401 no or unknown token, 403 not a
-superuser, 404, 409 values or objects in the way, 413 body over --max-body, 422 an archive that
-fails its checks or does not fit the target, 429 more than --max-jobs at once.
+  GET    /api/orgs/{id}/export/json        the archive in its JSON form
+  POST   /api/orgs/import/json             the JSON form as the body (same parameters)
+           ?storageName=NAME               (both imports) the archive's files go to [files.NAME]
+  POST   /admin/v1/export                  ZITADEL's shape: {\"org_ids\": [...] (empty: all),
+           \"excluded_org_ids\", \"with_passwords\", \"with_otp\", \"timeout\": \"30s\",
+           \"response_output\": true, \"gcs_output\": {\"path\", \"bucket\", \"serviceaccount_json\"}}
+  POST   /admin/v1/import                  {\"data_orgsv1\": <export>} or {\"data_orgsv1_gcs\": {...}},
+           \"timeout\"; past the timeout the job is cancelled (504), the target as it was
+Errors are JSON {\"error\": \"...\"}: 400 bad query or JSON field (named), 401 no or unknown
+token, 403 not a superuser, 404, 409 values or objects in the way, 413 body over --max-body, 422
+an archive that fails its checks or does not fit the target, 429 more than --max-jobs at once,
+502 a GCS object, 504 a timeout.
 
 The tokens file holds SHA-256 hashes of tokens, never the tokens:
   [[token]]

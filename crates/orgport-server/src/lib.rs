@@ -7,7 +7,14 @@
 //! - `GET /api/orgs/{id}/export[?with=passwords,otp]`: the organisation's archive, streamed;
 //! - `POST /api/orgs/import[?ignoreVersion=…&dryRun=…&async=…]`: an archive as the request body,
 //!   imported as a new organisation; the import report as JSON, or `202 {"job": ID}` with `async=true`;
-//! - `GET /api/jobs/{id}`: a job's state, progress, error or report; `DELETE /api/jobs/{id}` cancels it.
+//! - `GET /api/jobs/{id}`: a job's state, progress, error or report; `DELETE /api/jobs/{id}` cancels it;
+//! - `GET /api/orgs/{id}/export/json` and `POST /api/orgs/import/json`: the same with the archive's
+//!   JSON form; `?storageName=NAME` on both imports sends the archive's files to `[files.NAME]`.
+//!
+//! And in ZITADEL's shape (`zitadel.rs`): `POST /admin/v1/export` (several organisations, or all
+//! but excluded ones, in one JSON archive, in the response and/or to a GCS object with the
+//! request's service account) and `POST /admin/v1/import` (inline or from GCS), each with a
+//! `timeout` past which the job is cancelled (504) and the target left as it was.
 //!
 //! The work runs on tokio's blocking threads (the core is synchronous), at most
 //! [`Settings::max_jobs`] at once; more get 429. Errors are `{"error": "..."}` with a status that

@@ -405,3 +405,51 @@ fn credentials_file(decoded: &[u8]) -> Result<TempPath, String> {
         .map_err(|e| format!("cannot write a temporary file: {e}"))?;
     Ok(file.into_temp_path())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_account_is_checked_without_showing_it_and_kept_private() {
+        let secret = r#"{"private_key": "-----BEGIN PRIVATE KEY-----very-secret"}"#;
+        let err = credentials_file(secret.as_bytes()).unwrap_err();
+        assert!(
+            err.contains("`type`") && !err.contains("very-secret"),
+            "{err}"
+        );
+        let err = credentials_file(b"very-secret, not JSON").unwrap_err();
+        assert!(!err.contains("very-secret"), "{err}");
+        let account = br#"{"type": "service_account", "private_key": "very-secret"}"#;
+        let path = credentials_file(account).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), account);
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o077, 0, "readable by others: {mode:o}");
+        let gone = path.to_path_buf();
+        drop(path);
+        assert!(!gone.exists(), "the credentials outlived their request");
+    }
+
+    #[test]
+    fn only_a_stray_quote_right_before_the_object_is_read_past() {
+        assert_eq!(lenient(b"\t\"{\"a\": 1}"), b"{\"a\": 1}");
+        assert_eq!(lenient(b" {\"a\": 1}"), b" {\"a\": 1}");
+        assert_eq!(lenient(b"\" {\"a\": 1}"), b"\" {\"a\": 1}");
+        assert_eq!(lenient(b"\"\"{}"), b"\"\"{}");
+    }
+
+    #[test]
+    fn timeouts_are_gos_durations() {
+        let secs = |t: &str| Timeout::parse(t).map(|t| t.0.as_secs_f64());
+        assert_eq!(secs("30s"), Ok(30.0));
+        assert_eq!(secs("10m"), Ok(600.0));
+        assert_eq!(secs("1m30s"), Ok(90.0));
+        assert_eq!(secs("1.5h"), Ok(5400.0));
+        assert_eq!(secs("500ms"), Ok(0.5));
+        for bad in ["", "30", "s", "10 m", "1d", "-1s", "0s"] {
+            assert!(Timeout::parse(bad).is_err(), "{bad:?} was taken");
+        }
+    }
+}

@@ -134,7 +134,7 @@ fn the_seeds_inline_export_and_import_round_trip_two_organisations() {
 fn bad_requests_get_400_naming_the_field_and_change_nothing() {
     let w = Work::new();
     let (src, _, _) = setup(&w, 2);
-    let (json_archive, archive) = json_export(&w, &src);
+    let (_, archive) = json_export(&w, &src);
     let serve = Serve::start(&w, &src, None, &[]);
     let before = snapshot(&src);
     let cases: Vec<(&str, String, u16, &[&str])> = vec![
