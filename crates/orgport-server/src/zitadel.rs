@@ -148,7 +148,8 @@ fn timeout(text: Option<&str>) -> Result<Option<Timeout>, ApiError> {
         .transpose()
 }
 
-/// The request's body, whole (JSON is parsed in one piece), up to `max_body`: 413 beyond.
+/// The request's body, whole (JSON is parsed in one piece; an inline export is read from it
+/// in place), up to `max_body`: 413 beyond.
 async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -297,11 +298,13 @@ pub(crate) async fn import(
     let body = read_body(&app, &headers, body).await?;
     let request: ImportRequest = parse(&body)?;
     let timeout = timeout(request.timeout.as_deref())?;
-    let prepare: Prepare = match (request.data_orgsv1, request.data_orgsv1_gcs) {
-        (Some(inline), None) => {
-            let inline = inline.get().as_bytes().to_vec();
-            Box::new(move || import::from_json(&inline[..]))
-        }
+    // Where the inline export is in the body, so the body moves to the job as it is, not copied.
+    let inline = request.data_orgsv1.map(|raw| {
+        let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+        start..start + raw.get().len()
+    });
+    let prepare: Prepare = match (inline, request.data_orgsv1_gcs) {
+        (Some(range), None) => Box::new(move || import::from_json(&body[range])),
         (None, Some(object)) => {
             let gcs = Gcs::open(&object, "data_orgsv1_gcs")?;
             Box::new(move || {
@@ -315,7 +318,6 @@ pub(crate) async fn import(
             ))
         }
     };
-    drop(body);
     let slot = app.jobs.slot()?;
     import::start(app, slot, prepare, ImportQuery::default(), timeout).await
 }
