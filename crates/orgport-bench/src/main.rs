@@ -121,27 +121,17 @@ fn parse_options(args: &[String]) -> Result<Options> {
     for (flag, value) in flag_values(args, &[], || {
         println!("usage: orgport-bench [--engine sqlite|postgres] [--pg-url URL] [--rows N[,N…]] [--timeout SECS] [--config FILE]");
         println!("       orgport-bench --files [--files-count N] [--file-mib M] [--file-jobs J] [--timeout SECS]   (see --files --help)");
-        println!(
-            "  --engine   sqlite (default): SQLite files, against INSERT … SELECT between them;"
-        );
+        println!("  --engine   sqlite (default): SQLite files, against INSERT … SELECT between them;");
         println!("             postgres: databases created (and dropped) on a PostgreSQL server, against COPY");
         println!("  --pg-url   that server, postgres://USER@HOST:PORT/DB, as a user who may create databases");
         println!("             (default: $ORGPORT_PG_URL)");
         println!("  --rows     organisation sizes in rows (default 100000,1000000; 1e5 and 100k also work)");
         println!("  --timeout  seconds after which a phase is killed and reported (default {DEFAULT_TIMEOUT_SECS})");
-        println!(
-            "  --config   orgport.toml of the example schema (default examples/saas/orgport.toml)"
-        );
+        println!("  --config   orgport.toml of the example schema (default examples/saas/orgport.toml)");
     })? {
         match flag.as_str() {
             "--rows" => o.sizes = value.split(',').map(parse_count).collect::<Result<_>>()?,
-            "--timeout" => {
-                o.timeout = Duration::from_secs(
-                    value
-                        .parse()
-                        .with_context(|| format!("bad --timeout `{value}`"))?,
-                )
-            }
+            "--timeout" => o.timeout = Duration::from_secs(value.parse().with_context(|| format!("bad --timeout `{value}`"))?),
             "--config" => o.config = value.into(),
             "--engine" => engine = value,
             "--pg-url" => pg_url = Some(value),
@@ -151,28 +141,16 @@ fn parse_options(args: &[String]) -> Result<Options> {
     if o.sizes.is_empty() {
         bail!("--rows names no size");
     }
-    o.config = o
-        .config
-        .canonicalize()
-        .with_context(|| format!("configuration `{}`", o.config.display()))?;
+    o.config = o.config.canonicalize().with_context(|| format!("configuration `{}`", o.config.display()))?;
     o.backend = match engine.as_str() {
         "sqlite" if pg_url.is_some() => bail!("--pg-url goes with --engine postgres"),
         "sqlite" => Backend::Sqlite,
         "postgres" => {
             let server = pg_url
-                .or_else(|| {
-                    std::env::var("ORGPORT_PG_URL")
-                        .ok()
-                        .filter(|u| !u.is_empty())
-                })
-                .context(
-                    "--engine postgres needs a server: pass --pg-url URL or set ORGPORT_PG_URL",
-                )?;
+                .or_else(|| std::env::var("ORGPORT_PG_URL").ok().filter(|u| !u.is_empty()))
+                .context("--engine postgres needs a server: pass --pg-url URL or set ORGPORT_PG_URL")?;
             if !pg::is_url(&server) {
-                bail!(
-                    "--pg-url `{}` is not a postgres:// URL",
-                    orgport_postgres::redact(&server)
-                );
+                bail!("--pg-url `{}` is not a postgres:// URL", orgport_postgres::redact(&server));
             }
             Backend::Postgres { server }
         }
@@ -198,10 +176,7 @@ fn flag_values(args: &[String], bare: &[&str], help: impl Fn()) -> Result<Vec<(S
         let value = match inline {
             _ if bare.contains(&flag) => String::new(),
             Some(v) => v,
-            None => it
-                .next()
-                .with_context(|| format!("`{flag}` needs a value"))?
-                .clone(),
+            None => it.next().with_context(|| format!("`{flag}` needs a value"))?.clone(),
         };
         pairs.push((flag.to_string(), value));
     }
@@ -218,9 +193,7 @@ fn parse_count(s: &str) -> Result<u64> {
             None => (t.clone(), 1.0),
         },
     };
-    let v: f64 = num
-        .parse()
-        .with_context(|| format!("bad row count `{s}`"))?;
+    let v: f64 = num.parse().with_context(|| format!("bad row count `{s}`"))?;
     let n = (v * mult).round();
     if !(1.0..=1e12).contains(&n) {
         bail!("row count `{s}` out of range");
@@ -239,9 +212,7 @@ fn rows_per_project(tasks: usize) -> u64 {
 /// Projects per workspace so that workspace 1 holds about `n` rows.
 fn projects_for(n: u64) -> usize {
     let per = rows_per_project(TASKS_PER_PROJECT);
-    (n.saturating_sub(FIXED_ROWS) as f64 / per as f64)
-        .round()
-        .max(1.0) as usize
+    (n.saturating_sub(FIXED_ROWS) as f64 / per as f64).round().max(1.0) as usize
 }
 
 /// What a child reported.
@@ -255,10 +226,7 @@ struct Measure {
 
 impl Measure {
     fn get(&self, key: &str) -> Option<&str> {
-        self.extra
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.extra.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     fn rate(&self) -> f64 {
@@ -296,9 +264,7 @@ impl SizeRun {
     /// A phase's speed (rows/s) over that of the baseline it is compared with.
     fn ratio(&self, backend: &Backend, phase: &str) -> Option<f64> {
         let base = self.done(backend.reference(phase))?.rate();
-        (base > 0.0)
-            .then(|| self.done(phase).map(|m| m.rate() / base))
-            .flatten()
+        (base > 0.0).then(|| self.done(phase).map(|m| m.rate() / base)).flatten()
     }
 
     fn peak_mib(&self, phase: &str) -> Option<f64> {
@@ -318,8 +284,7 @@ fn bench(args: &[String]) -> Result<()> {
                  current_setting('synchronous_commit'), current_setting('shared_buffers')",
                 &[],
             )?;
-            let (version, fsync, commit, buffers): (String, String, String, String) =
-                (row.get(0), row.get(1), row.get(2), row.get(3));
+            let (version, fsync, commit, buffers): (String, String, String, String) = (row.get(0), row.get(1), row.get(2), row.get(3));
             Some(format!(
                 "PostgreSQL {version} at {} (fsync={fsync}, synchronous_commit={commit}, shared_buffers={buffers})",
                 orgport_postgres::redact(server)
@@ -327,10 +292,7 @@ fn bench(args: &[String]) -> Result<()> {
         }
     };
     let exe = std::env::current_exe().context("finding this binary")?;
-    let dir = tempfile::Builder::new()
-        .prefix("orgport-bench-")
-        .tempdir()
-        .context("creating the work directory")?;
+    let dir = tempfile::Builder::new().prefix("orgport-bench-").tempdir().context("creating the work directory")?;
     eprintln!("orgport-bench: work directory {}", dir.path().display());
     let mut runs = Vec::new();
     for &n in &opts.sizes {
@@ -358,28 +320,12 @@ fn bench_size(exe: &Path, opts: &Options, dir: &Path, n: u64) -> Result<SizeRun>
     );
     create_example_db(
         &source,
-        &ExampleOptions {
-            orgs: 2,
-            projects_per_org: projects,
-            tasks_per_project: TASKS_PER_PROJECT,
-            ..ExampleOptions::default()
-        },
+        &ExampleOptions { orgs: 2, projects_per_org: projects, tasks_per_project: TASKS_PER_PROJECT, ..ExampleOptions::default() },
     )?;
     let source_rows = count_rows(&source)?;
-    eprintln!(
-        "   source: {source_rows} rows in all, {:.1}s, {:.0} MiB",
-        t.elapsed().as_secs_f64(),
-        mib(std::fs::metadata(&source)?.len())
-    );
+    eprintln!("   source: {source_rows} rows in all, {:.1}s, {:.0} MiB", t.elapsed().as_secs_f64(), mib(std::fs::metadata(&source)?.len()));
     // The target: two other workspaces, ids 100 and 101, the generator's default shape.
-    create_example_db(
-        &target,
-        &ExampleOptions {
-            orgs: 2,
-            first_org: 100,
-            ..ExampleOptions::default()
-        },
-    )?;
+    create_example_db(&target, &ExampleOptions { orgs: 2, first_org: 100, ..ExampleOptions::default() })?;
     eprintln!("   target: {} rows", count_rows(&target)?);
 
     let config = path_arg(&opts.config);
@@ -389,61 +335,29 @@ fn bench_size(exe: &Path, opts: &Options, dir: &Path, n: u64) -> Result<SizeRun>
             // so that the baseline copies the one plan the export writes and both move the same
             // row set.
             let baseline = dir.join("baseline.db");
-            create_example_db(
-                &baseline,
-                &ExampleOptions {
-                    orgs: 0,
-                    users: 0,
-                    ..ExampleOptions::default()
-                },
-            )?;
-            rusqlite::Connection::open(&baseline)?
-                .execute_batch("DELETE FROM plans; DELETE FROM search_cache;")?;
+            create_example_db(&baseline, &ExampleOptions { orgs: 0, users: 0, ..ExampleOptions::default() })?;
+            rusqlite::Connection::open(&baseline)?.execute_batch("DELETE FROM plans; DELETE FROM search_cache;")?;
             eprintln!("   baseline destination: {} rows", count_rows(&baseline)?);
             // A killed child leaves nothing behind: SQLite rolls back its journal at the next open.
-            let phases = PhaseRunner {
-                exe,
-                dir,
-                timeout: opts.timeout,
-                config,
-                after_kill: &|| Ok(()),
-            };
+            let phases = PhaseRunner { exe, dir, timeout: opts.timeout, config, after_kill: &|| Ok(()) };
             let mut outcomes = phases.orgport(&path_arg(&source), &path_arg(&target))?;
-            outcomes.push((
-                "baseline",
-                phases.run(
-                    "baseline",
-                    &["--db", &path_arg(&baseline), "--source", &path_arg(&source)],
-                )?,
-            ));
+            outcomes.push(("baseline", phases.run("baseline", &["--db", &path_arg(&baseline), "--source", &path_arg(&source)])?));
             outcomes
         }
         Backend::Postgres { server } => {
             // `base`, the COPY baseline's destination, stays empty like SQLite's.
             let mut databases = pg::ScratchDatabases::new(server, &n.to_string());
-            let (src, tgt, base) = (
-                databases.create("src")?,
-                databases.create("tgt")?,
-                databases.create("base")?,
-            );
+            let (src, tgt, base) = (databases.create("src")?, databases.create("tgt")?, databases.create("base")?);
             pg::load_from_sqlite(&source, &src)?;
             pg::load_from_sqlite(&target, &tgt)?;
             // The server goes on with a killed child's query: end it, lest it slow the next phases.
-            let phases = PhaseRunner {
-                exe,
-                dir,
-                timeout: opts.timeout,
-                config,
-                after_kill: &|| databases.end_sessions(),
-            };
+            let phases = PhaseRunner { exe, dir, timeout: opts.timeout, config, after_kill: &|| databases.end_sessions() };
             let mut outcomes = phases.orgport(&src, &tgt)?;
             let copies = dir.join("copy");
             std::fs::create_dir(&copies)?;
             let copy_out = phases.run("copy_out", &["--db", &src, "--dir", &path_arg(&copies)])?;
             let copy_in = match &copy_out {
-                Outcome::Done(_) => {
-                    phases.run("copy_in", &["--db", &base, "--dir", &path_arg(&copies)])?
-                }
+                Outcome::Done(_) => phases.run("copy_in", &["--db", &base, "--dir", &path_arg(&copies)])?,
                 _ => Outcome::Skipped("no COPY files".into()),
             };
             outcomes.extend([("copy_out", copy_out), ("copy_in", copy_in)]);
@@ -451,12 +365,7 @@ fn bench_size(exe: &Path, opts: &Options, dir: &Path, n: u64) -> Result<SizeRun>
             outcomes
         }
     };
-    Ok(SizeRun {
-        n,
-        projects,
-        source_rows,
-        outcomes,
-    })
+    Ok(SizeRun { n, projects, source_rows, outcomes })
 }
 
 fn path_arg(p: &Path) -> String {
@@ -479,14 +388,7 @@ impl PhaseRunner<'_> {
     fn orgport(&self, source: &str, target: &str) -> Result<Vec<(&'static str, Outcome)>> {
         let archive = path_arg(&self.dir.join("org1.orgport"));
         let with_plan = |db: &str| {
-            vec![
-                "--db".to_string(),
-                db.to_string(),
-                "--config".into(),
-                self.config.clone(),
-                "--archive".into(),
-                archive.clone(),
-            ]
+            vec!["--db".to_string(), db.to_string(), "--config".into(), self.config.clone(), "--archive".into(), archive.clone()]
         };
         let export = self.run("export", &with_plan(source))?;
         let import = match &export {
@@ -496,18 +398,11 @@ impl PhaseRunner<'_> {
         let verify = match &import {
             Outcome::Done(m) => {
                 let org = m.get("org").context("import reported no new key")?;
-                self.run(
-                    "verify",
-                    &[with_plan(target), vec!["--org".into(), org.to_string()]].concat(),
-                )?
+                self.run("verify", &[with_plan(target), vec!["--org".into(), org.to_string()]].concat())?
             }
             _ => Outcome::Skipped("no import".into()),
         };
-        Ok(vec![
-            ("export", export),
-            ("import", import),
-            ("verify", verify),
-        ])
+        Ok(vec![("export", export), ("import", import), ("verify", verify)])
     }
 
     /// Runs `orgport-bench phase NAME ARGS…` and waits for it, at most the timeout.
@@ -526,22 +421,13 @@ impl PhaseRunner<'_> {
             .spawn()
             .with_context(|| format!("starting the {name} phase"))?;
         let stdout = child.stdout.take().context("no stdout pipe")?;
-        let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(|l| l.ok())
-                .collect::<Vec<String>>()
-        });
+        let reader = std::thread::spawn(move || BufReader::new(stdout).lines().map_while(|l| l.ok()).collect::<Vec<String>>());
         let status = loop {
             if let Some(status) = child.try_wait()? {
                 break Some(status);
             }
             if start.elapsed() > self.timeout {
-                eprintln!(
-                    "   {name}: still running after {:.0}s: killing it (pid {})",
-                    self.timeout.as_secs_f64(),
-                    child.id()
-                );
+                eprintln!("   {name}: still running after {:.0}s: killing it (pid {})", self.timeout.as_secs_f64(), child.id());
                 child.kill()?;
                 child.wait()?;
                 (self.after_kill)()?;
@@ -556,15 +442,11 @@ impl PhaseRunner<'_> {
         if !status.success() {
             return Ok(Outcome::Failed(format!("exit {status}")));
         }
-        let line = lines
-            .iter()
-            .find_map(|l| l.strip_prefix(phase::RESULT_TAG))
-            .with_context(|| format!("the {name} phase printed no result"))?;
+        let line =
+            lines.iter().find_map(|l| l.strip_prefix(phase::RESULT_TAG)).with_context(|| format!("the {name} phase printed no result"))?;
         let mut m = Measure::default();
         for field in line.split_whitespace() {
-            let (k, v) = field
-                .split_once('=')
-                .with_context(|| format!("bad result field `{field}`"))?;
+            let (k, v) = field.split_once('=').with_context(|| format!("bad result field `{field}`"))?;
             match k {
                 "rows" => m.rows = v.parse()?,
                 "seconds" => m.seconds = v.parse()?,
@@ -572,27 +454,17 @@ impl PhaseRunner<'_> {
                 _ => m.extra.push((k.to_string(), v.to_string())),
             }
         }
-        eprintln!(
-            "   {name}: {} rows in {:.2}s, peak RSS {:.1} MiB",
-            m.rows,
-            m.seconds,
-            m.peak_kib as f64 / 1024.0
-        );
+        eprintln!("   {name}: {} rows in {:.2}s, peak RSS {:.1} MiB", m.rows, m.seconds, m.peak_kib as f64 / 1024.0);
         Ok(Outcome::Done(m))
     }
 }
 
 /// Rows in every table of a database.
 fn count_rows(path: &Path) -> Result<u64> {
-    let conn =
-        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let mut total = 0u64;
     for t in sqlite_tables(&conn)? {
-        total += conn.query_row(
-            &format!("SELECT count(*) FROM {}", quote_ident(&t)),
-            [],
-            |r| r.get::<_, i64>(0),
-        )? as u64;
+        total += conn.query_row(&format!("SELECT count(*) FROM {}", quote_ident(&t)), [], |r| r.get::<_, i64>(0))? as u64;
     }
     Ok(total)
 }
@@ -642,20 +514,12 @@ fn print_report(opts: &Options, database: Option<&str>, runs: &[SizeRun]) {
     println!();
     println!(
         "orgport-bench — workspace 1 of the example SaaS database (examples/saas), {} build",
-        if cfg!(debug_assertions) {
-            "DEBUG"
-        } else {
-            "release"
-        }
+        if cfg!(debug_assertions) { "DEBUG" } else { "release" }
     );
     if let Some(database) = database {
         println!("database: {database}, loaded from the generated SQLite files");
     }
-    println!(
-        "config {}; timeout {}s per phase; each phase in its own process",
-        opts.config.display(),
-        opts.timeout.as_secs()
-    );
+    println!("config {}; timeout {}s per phase; each phase in its own process", opts.config.display(), opts.timeout.as_secs());
     for run in runs {
         println!();
         println!(
@@ -664,22 +528,11 @@ fn print_report(opts: &Options, database: Option<&str>, runs: &[SizeRun]) {
             run.projects,
             thousands(run.source_rows)
         );
-        println!(
-            "  {:<9} {:>11} {:>9} {:>11} {:>12} {:>13}",
-            "phase",
-            "rows",
-            "seconds",
-            "rows/s",
-            backend.ratio_header(),
-            "peak RSS MiB"
-        );
+        println!("  {:<9} {:>11} {:>9} {:>11} {:>12} {:>13}", "phase", "rows", "seconds", "rows/s", backend.ratio_header(), "peak RSS MiB");
         for (p, o) in &run.outcomes {
             match o {
                 Outcome::Done(m) => {
-                    let ratio = run
-                        .ratio(backend, p)
-                        .map(|r| format!("{r:.3}×"))
-                        .unwrap_or_else(|| "-".into());
+                    let ratio = run.ratio(backend, p).map(|r| format!("{r:.3}×")).unwrap_or_else(|| "-".into());
                     println!(
                         "  {:<9} {:>11} {:>9.2} {:>11} {:>12} {:>13.1}",
                         p,
@@ -691,19 +544,13 @@ fn print_report(opts: &Options, database: Option<&str>, runs: &[SizeRun]) {
                     );
                 }
                 Outcome::Failed(why) => println!("  {p:<9} FAILED ({why})"),
-                Outcome::TimedOut(s) => println!(
-                    "  {p:<9} TIMED OUT after {s:.0}s (killed; see the step log on stderr)"
-                ),
+                Outcome::TimedOut(s) => println!("  {p:<9} TIMED OUT after {s:.0}s (killed; see the step log on stderr)"),
                 Outcome::Skipped(why) => println!("  {p:<9} skipped ({why})"),
             }
         }
         if let Some(e) = run.done("export") {
             if let Some(bytes) = e.get("bytes").and_then(|b| b.parse::<u64>().ok()) {
-                println!(
-                    "  archive: {:.1} MiB ({:.1} bytes/row)",
-                    mib(bytes),
-                    bytes as f64 / e.rows.max(1) as f64
-                );
+                println!("  archive: {:.1} MiB ({:.1} bytes/row)", mib(bytes), bytes as f64 / e.rows.max(1) as f64);
             }
         }
         if let Some(i) = run.done("import") {
@@ -745,25 +592,15 @@ fn print_report(opts: &Options, database: Option<&str>, runs: &[SizeRun]) {
         }
     }
     // Sizes come in the order given; compare the extremes whatever it was.
-    let (Some(small), Some(large)) = (
-        runs.iter().min_by_key(|r| r.n),
-        runs.iter().max_by_key(|r| r.n),
-    ) else {
+    let (Some(small), Some(large)) = (runs.iter().min_by_key(|r| r.n), runs.iter().max_by_key(|r| r.n)) else {
         return;
     };
     if runs.len() >= 2 {
         println!();
-        println!(
-            "memory flat? peak RSS at N={} vs N={}:",
-            thousands(large.n),
-            thousands(small.n)
-        );
+        println!("memory flat? peak RSS at N={} vs N={}:", thousands(large.n), thousands(small.n));
         for &phase in ORGPORT_PHASES.iter().chain(backend.baselines()) {
             match (small.peak_mib(phase), large.peak_mib(phase)) {
-                (Some(a), Some(b)) => println!(
-                    "  {phase:<9} {a:8.1} MiB → {b:8.1} MiB   ratio {:.2}",
-                    b / a
-                ),
+                (Some(a), Some(b)) => println!("  {phase:<9} {a:8.1} MiB → {b:8.1} MiB   ratio {:.2}", b / a),
                 _ => println!("  {phase:<9} n/a (phase did not complete at both sizes)"),
             }
         }
@@ -778,18 +615,10 @@ fn print_report(opts: &Options, database: Option<&str>, runs: &[SizeRun]) {
 fn print_targets(backend: &Backend, large: &SizeRun) {
     let ratio = |phase| large.ratio(backend, phase);
     // Only when all three completed: a phase killed early says nothing of its peak.
-    let peak = ORGPORT_PHASES
-        .iter()
-        .map(|p| large.peak_mib(p))
-        .reduce(|a, b| Some(a?.max(b?)))
-        .flatten();
-    let show = |value: Option<f64>, decimals: usize| {
-        value.map_or("n/a".to_string(), |v| format!("{v:.decimals$}"))
-    };
+    let peak = ORGPORT_PHASES.iter().map(|p| large.peak_mib(p)).reduce(|a, b| Some(a?.max(b?))).flatten();
+    let show = |value: Option<f64>, decimals: usize| value.map_or("n/a".to_string(), |v| format!("{v:.decimals$}"));
     let against = |value: Option<f64>, shown: fn(f64) -> String, met: fn(f64) -> bool| {
-        value.map_or("n/a".to_string(), |v| {
-            format!("{} ({})", shown(v), if met(v) { "met" } else { "missed" })
-        })
+        value.map_or("n/a".to_string(), |v| format!("{} ({})", shown(v), if met(v) { "met" } else { "missed" }))
     };
     println!();
     println!("targets (issue): export ≥ 0.8× COPY, import ≥ 0.7× COPY, peak RSS ≤ 200 MiB and flat from 1e5 to 1e7 rows");
@@ -806,8 +635,6 @@ fn print_targets(backend: &Backend, large: &SizeRun) {
         show(ratio("import"), 3),
         show(ratio("verify"), 3),
         show(peak, 0),
-        large
-            .done("export")
-            .map_or("n/a".to_string(), |e| e.rows.to_string()),
+        large.done("export").map_or("n/a".to_string(), |e| e.rows.to_string()),
     );
 }

@@ -17,8 +17,7 @@ use crate::{quote_ident, sqlite_tables};
 const SCHEMA_SQL: &str = include_str!("../../../examples/saas/schema.postgres.sql");
 
 pub fn is_url(s: &str) -> bool {
-    s.split_once("://")
-        .is_some_and(|(scheme, _)| URL_SCHEMES.contains(&scheme))
+    s.split_once("://").is_some_and(|(scheme, _)| URL_SCHEMES.contains(&scheme))
 }
 
 pub fn connect(url: &str) -> Result<Client> {
@@ -27,10 +26,8 @@ pub fn connect(url: &str) -> Result<Client> {
 
 /// `url` naming database `name` instead of its own; the rest (user, host, parameters) is kept.
 pub fn with_database(url: &str, name: &str) -> Result<String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .filter(|_| is_url(url))
-        .with_context(|| format!("`{}` is not a postgres:// URL", redact(url)))?;
+    let (scheme, rest) =
+        url.split_once("://").filter(|_| is_url(url)).with_context(|| format!("`{}` is not a postgres:// URL", redact(url)))?;
     let (location, query) = match rest.split_once('?') {
         Some((l, q)) => (l, format!("?{q}")),
         None => (rest, String::new()),
@@ -50,11 +47,7 @@ pub struct ScratchDatabases {
 impl ScratchDatabases {
     /// `server`: a URL whose user may create databases; `tag` makes the names of this run unique.
     pub fn new(server: &str, tag: &str) -> Self {
-        ScratchDatabases {
-            server: server.to_string(),
-            prefix: format!("orgport_bench_{}_{tag}", std::process::id()),
-            created: Vec::new(),
-        }
+        ScratchDatabases { server: server.to_string(), prefix: format!("orgport_bench_{}_{tag}", std::process::id()), created: Vec::new() }
     }
 
     /// Creates database `<prefix>_<role>` with the example schema and no rows (not even the plans
@@ -95,10 +88,7 @@ impl ScratchDatabases {
         let mut client = connect(&self.server)?;
         while let Some(name) = self.created.pop() {
             client
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    quote_ident(&name)
-                ))
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name)))
                 .with_context(|| format!("dropping database {name}"))?;
         }
         Ok(())
@@ -108,10 +98,7 @@ impl ScratchDatabases {
 impl Drop for ScratchDatabases {
     fn drop(&mut self) {
         if let Err(e) = self.drop_all() {
-            eprintln!(
-                "orgport-bench: warning: {e:#}; left on the server: {}",
-                self.created.join(", ")
-            );
+            eprintln!("orgport-bench: warning: {e:#}; left on the server: {}", self.created.join(", "));
         }
     }
 }
@@ -121,8 +108,7 @@ impl Drop for ScratchDatabases {
 /// statistics. Returns the number of rows loaded.
 pub fn load_from_sqlite(sqlite: &Path, url: &str) -> Result<u64> {
     let start = Instant::now();
-    let source =
-        rusqlite::Connection::open_with_flags(sqlite, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let source = rusqlite::Connection::open_with_flags(sqlite, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let mut client = connect(url)?;
     let mut tx = client.transaction()?;
     let mut total = 0;
@@ -133,15 +119,9 @@ pub fn load_from_sqlite(sqlite: &Path, url: &str) -> Result<u64> {
             .prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")?
             .query_map([&table], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        let columns = columns
-            .iter()
-            .map(|c| quote_ident(c))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let columns = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
         let q = quote_ident(&table);
-        let mut writer = tx
-            .copy_in(&format!("COPY {q} ({columns}) FROM STDIN"))
-            .with_context(|| format!("COPY into {table}"))?;
+        let mut writer = tx.copy_in(&format!("COPY {q} ({columns}) FROM STDIN")).with_context(|| format!("COPY into {table}"))?;
         let mut select = source.prepare(&format!("SELECT {columns} FROM {q}"))?;
         let width = select.column_count();
         let mut rows = select.query([])?;
@@ -154,26 +134,16 @@ pub fn load_from_sqlite(sqlite: &Path, url: &str) -> Result<u64> {
                 values.push(value_of(row.get_ref(i)?));
             }
             orgport_postgres::write_copy_row(&values, &mut line);
-            writer
-                .write_all(&line)
-                .with_context(|| format!("COPY into {table}"))?;
+            writer.write_all(&line).with_context(|| format!("COPY into {table}"))?;
         }
-        total += writer
-            .finish()
-            .with_context(|| format!("COPY into {table}"))?;
+        total += writer.finish().with_context(|| format!("COPY into {table}"))?;
     }
     tx.commit().context("committing the load")?;
     move_sequences(&mut client)?;
     // VACUUM sets the hint bits and the visibility map now, so that neither the export nor the
     // COPY baseline, whichever reads the fresh rows first, pays for it.
-    client
-        .batch_execute("VACUUM (ANALYZE)")
-        .context("VACUUM (ANALYZE)")?;
-    eprintln!(
-        "   loaded {total} rows into {} in {:.1}s",
-        redact(url),
-        start.elapsed().as_secs_f64()
-    );
+    client.batch_execute("VACUUM (ANALYZE)").context("VACUUM (ANALYZE)")?;
+    eprintln!("   loaded {total} rows into {} in {:.1}s", redact(url), start.elapsed().as_secs_f64());
     Ok(total)
 }
 
@@ -219,23 +189,13 @@ mod tests {
     #[test]
     fn the_loader_copies_every_row_and_value_and_moves_the_sequences() {
         // scripts/test.sh always sets it (and the CLI's tests fail in CI without it).
-        let Some(server) = std::env::var("ORGPORT_PG_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-        else {
+        let Some(server) = std::env::var("ORGPORT_PG_URL").ok().filter(|u| !u.is_empty()) else {
             eprintln!("notice: ORGPORT_PG_URL is not set; the loader test is skipped (run `bash scripts/test.sh`)");
             return;
         };
         let dir = tempfile::tempdir().unwrap();
         let sqlite = dir.path().join("saas.db");
-        create_example_db(
-            &sqlite,
-            &ExampleOptions {
-                chain_depth: 5,
-                ..ExampleOptions::default()
-            },
-        )
-        .unwrap();
+        create_example_db(&sqlite, &ExampleOptions { chain_depth: 5, ..ExampleOptions::default() }).unwrap();
         let mut databases = ScratchDatabases::new(&server, "loader_test");
         let url = databases.create("src").unwrap();
         let loaded = load_from_sqlite(&sqlite, &url).unwrap();
@@ -245,11 +205,8 @@ mod tests {
         assert_eq!(loaded, crate::count_rows(&sqlite).unwrap());
         // The same SQL in both: counts, and sums that change if a byte of a blob or a character of
         // a text (tabs, newlines, quotes, emoji) is lost, or an extreme integer clipped.
-        let mut checks: Vec<String> = sqlite_tables(&lite)
-            .unwrap()
-            .iter()
-            .map(|t| format!("SELECT count(*) FROM {}", quote_ident(t)))
-            .collect();
+        let mut checks: Vec<String> =
+            sqlite_tables(&lite).unwrap().iter().map(|t| format!("SELECT count(*) FROM {}", quote_ident(t))).collect();
         checks.extend(
             [
                 "SELECT sum(length(content)) FROM attachments",
@@ -266,40 +223,23 @@ mod tests {
             let got: i64 = pg.query_one(sql.as_str(), &[]).unwrap().get(0);
             assert_eq!(got, expected, "{sql}");
         }
-        let logo: Vec<u8> = pg
-            .query_one("SELECT logo FROM workspaces WHERE id = 1", &[])
-            .unwrap()
-            .get(0);
+        let logo: Vec<u8> = pg.query_one("SELECT logo FROM workspaces WHERE id = 1", &[]).unwrap().get(0);
         assert_eq!(logo, (0..=255).collect::<Vec<u8>>());
-        let above: bool = pg.query_one("SELECT nextval(pg_get_serial_sequence('tasks', 'id')) > (SELECT max(id) FROM tasks)", &[]).unwrap().get(0);
-        assert!(
-            above,
-            "the tasks sequence was not moved past the loaded keys"
-        );
+        let above: bool =
+            pg.query_one("SELECT nextval(pg_get_serial_sequence('tasks', 'id')) > (SELECT max(id) FROM tasks)", &[]).unwrap().get(0);
+        assert!(above, "the tasks sequence was not moved past the loaded keys");
 
         drop(pg);
         databases.drop_all().unwrap();
-        let left: i64 = connect(&server)
-            .unwrap()
-            .query_one(
-                "SELECT count(*) FROM pg_database WHERE datname LIKE '%loader_test%'",
-                &[],
-            )
-            .unwrap()
-            .get(0);
+        let left: i64 =
+            connect(&server).unwrap().query_one("SELECT count(*) FROM pg_database WHERE datname LIKE '%loader_test%'", &[]).unwrap().get(0);
         assert_eq!(left, 0);
     }
 
     #[test]
     fn the_database_is_replaced_and_the_rest_kept() {
-        assert_eq!(
-            with_database("postgres://u:p@h:5432/postgres", "x").unwrap(),
-            "postgres://u:p@h:5432/x"
-        );
-        assert_eq!(
-            with_database("postgresql://h?sslmode=disable", "x").unwrap(),
-            "postgresql://h/x?sslmode=disable"
-        );
+        assert_eq!(with_database("postgres://u:p@h:5432/postgres", "x").unwrap(), "postgres://u:p@h:5432/x");
+        assert_eq!(with_database("postgresql://h?sslmode=disable", "x").unwrap(), "postgresql://h/x?sslmode=disable");
         assert!(with_database("sqlite:///tmp/a.db", "x").is_err());
     }
 }

@@ -39,19 +39,14 @@ pub type Extra = Vec<(&'static str, String)>;
 
 /// `orgport-bench phase NAME --key value …`
 pub fn run(args: &[String]) -> Result<()> {
-    let (name, rest) = args
-        .split_first()
-        .context("phase: missing the phase name")?;
+    let (name, rest) = args.split_first().context("phase: missing the phase name")?;
     let start = Instant::now();
     let (rows, extra) = match crate::files::phase_name(name) {
         Some(files) => crate::files::phase(files, rest)?,
         None => rows_phase(name, &Opts::parse(rest)?)?,
     };
     let seconds = start.elapsed().as_secs_f64();
-    let mut line = format!(
-        "{RESULT_TAG} rows={rows} seconds={seconds:.6} hwm_kib={}",
-        peak_rss_kib()?
-    );
+    let mut line = format!("{RESULT_TAG} rows={rows} seconds={seconds:.6} hwm_kib={}", peak_rss_kib()?);
     for (k, v) in extra {
         line.push_str(&format!(" {k}={v}"));
     }
@@ -74,8 +69,7 @@ fn rows_phase(name: &str, opts: &Opts) -> Result<(u64, Extra)> {
 
 /// The peak resident set size of this process so far (`VmHWM`), in KiB.
 pub fn peak_rss_kib() -> Result<u64> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -100,9 +94,7 @@ impl Opts {
         let mut o = Opts::default();
         let mut it = args.iter();
         while let Some(flag) = it.next() {
-            let value = it
-                .next()
-                .with_context(|| format!("phase: `{flag}` needs a value"))?;
+            let value = it.next().with_context(|| format!("phase: `{flag}` needs a value"))?;
             match flag.as_str() {
                 "--db" => o.db = Some(value.clone()),
                 "--source" => o.source = Some(value.into()),
@@ -127,31 +119,17 @@ impl Opts {
     /// The engine of `--db`: PostgreSQL for a URL, else SQLite.
     fn engine(&self, access: Access) -> Result<Box<dyn Engine>> {
         let db = self.db()?;
-        Ok(if pg::is_url(db) {
-            Box::new(PostgresEngine::open(db)?)
-        } else {
-            Box::new(SqliteEngine::open_path(Path::new(db), access)?)
-        })
+        Ok(if pg::is_url(db) { Box::new(PostgresEngine::open(db)?) } else { Box::new(SqliteEngine::open_path(Path::new(db), access)?) })
     }
 
     fn archive(&self) -> Result<&Path> {
-        self.archive
-            .as_deref()
-            .context("phase: `--archive` is required")
+        self.archive.as_deref().context("phase: `--archive` is required")
     }
 
     fn plan(&self, engine: &mut dyn Engine) -> Result<Plan> {
-        let path = self
-            .config
-            .as_deref()
-            .context("phase: `--config` is required")?;
+        let path = self.config.as_deref().context("phase: `--config` is required")?;
         let config = Config::load(path)?;
-        Ok(Plan::build(
-            engine.introspect()?,
-            &config,
-            None,
-            engine.capabilities(),
-        )?)
+        Ok(Plan::build(engine.introspect()?, &config, None, engine.capabilities())?)
     }
 }
 
@@ -169,39 +147,18 @@ fn export_phase(o: &Opts) -> Result<(u64, Extra)> {
     };
     let file = File::create(out).with_context(|| format!("creating `{}`", out.display()))?;
     let mut writer = BufWriter::new(file);
-    let manifest = export(
-        engine.as_mut(),
-        &plan,
-        &options,
-        &mut writer,
-        &StepLog::new("export"),
-    )?;
+    let manifest = export(engine.as_mut(), &plan, &options, &mut writer, &StepLog::new("export"))?;
     // Durable like the CLI's export (and like the commits of the other phases).
-    writer
-        .into_inner()
-        .map_err(|e| e.into_error())?
-        .sync_all()?;
+    writer.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     let rows = manifest.tables.iter().map(|t| t.rows).sum();
-    let tables = manifest
-        .tables
-        .iter()
-        .map(|t| format!("{}:{}", t.name, t.rows))
-        .collect::<Vec<_>>()
-        .join(",");
-    Ok((
-        rows,
-        vec![
-            ("bytes", std::fs::metadata(out)?.len().to_string()),
-            ("tables", tables),
-        ],
-    ))
+    let tables = manifest.tables.iter().map(|t| format!("{}:{}", t.name, t.rows)).collect::<Vec<_>>().join(",");
+    Ok((rows, vec![("bytes", std::fs::metadata(out)?.len().to_string()), ("tables", tables)]))
 }
 
 /// Opens the archive afresh for each pass, as the CLI does.
 pub fn opener(path: &Path) -> impl Fn() -> orgport_core::Result<Box<dyn Read>> + '_ {
     move || {
-        let file = File::open(path)
-            .map_err(|e| orgport_core::Error::io("cannot open archive", path, e))?;
+        let file = File::open(path).map_err(|e| orgport_core::Error::io("cannot open archive", path, e))?;
         Ok(Box::new(BufReader::with_capacity(1 << 16, file)) as Box<dyn Read>)
     }
 }
@@ -210,25 +167,12 @@ fn import_phase(o: &Opts) -> Result<(u64, Extra)> {
     let mut engine = o.engine(Access::ReadWrite)?;
     let plan = o.plan(engine.as_mut())?;
     let open = opener(o.archive()?);
-    let report = import(
-        engine.as_mut(),
-        &plan,
-        &open,
-        &ImportOptions::default(),
-        &StepLog::new("import"),
-    )?;
+    let report = import(engine.as_mut(), &plan, &open, &ImportOptions::default(), &StepLog::new("import"))?;
     let rows = report.tables.values().map(|c| c.created + c.matched).sum();
-    let target = report
-        .orgs
-        .first()
-        .context("the import report names no organisation")?;
+    let target = report.orgs.first().context("the import report names no organisation")?;
     let org = match target.target.as_i64() {
         Some(i) => i.to_string(),
-        None => target
-            .target
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| target.target.to_string()),
+        None => target.target.as_str().map(str::to_string).unwrap_or_else(|| target.target.to_string()),
     };
     let matched: u64 = report.tables.values().map(|c| c.matched).sum();
     Ok((rows, vec![("org", org), ("matched", matched.to_string())]))
@@ -239,42 +183,26 @@ fn verify_phase(o: &Opts) -> Result<(u64, Extra)> {
     let mut engine = o.engine(Access::ReadOnly)?;
     let plan = o.plan(engine.as_mut())?;
     let open = opener(o.archive()?);
-    let report = verify(
-        engine.as_mut(),
-        &plan,
-        &open,
-        &[org],
-        None,
-        1,
-        &StepLog::new("verify"),
-    )?;
+    let report = verify(engine.as_mut(), &plan, &open, &[org], None, 1, &StepLog::new("verify"))?;
     for d in &report.differences {
         eprintln!("  [verify] difference: {d}");
     }
     let rows = report.tables.values().map(|t| t.archive_rows).sum();
-    Ok((
-        rows,
-        vec![("differences", report.difference_count.to_string())],
-    ))
+    Ok((rows, vec![("differences", report.difference_count.to_string())]))
 }
 
 /// The SQLite baseline: the same organisation's rows copied with `INSERT INTO … SELECT` from the
 /// source, attached to a database with the target's schema, in one transaction with the foreign
 /// keys checked at commit (as an import does).
 fn baseline_phase(o: &Opts) -> Result<(u64, Extra)> {
-    let source = o
-        .source
-        .as_deref()
-        .context("phase: `--source` is required")?;
+    let source = o.source.as_deref().context("phase: `--source` is required")?;
     let conn = Connection::open(o.db()?)?;
     conn.execute_batch("PRAGMA foreign_keys = ON;")?;
     conn.execute("ATTACH DATABASE ?1 AS src", [source.to_string_lossy()])?;
     conn.execute_batch("BEGIN IMMEDIATE; PRAGMA defer_foreign_keys = ON;")?;
     let copied = each_table("baseline", "src.", |table, select| {
         let sql = format!("INSERT INTO main.{} {select}", quote_ident(table));
-        Ok(conn
-            .execute(&sql, [])
-            .with_context(|| format!("baseline: {sql}"))? as u64)
+        Ok(conn.execute(&sql, []).with_context(|| format!("baseline: {sql}"))? as u64)
     })?;
     conn.execute_batch("COMMIT;").context("baseline: commit")?;
     Ok(copied)
@@ -286,21 +214,12 @@ fn baseline_phase(o: &Opts) -> Result<(u64, Extra)> {
 fn copy_out_phase(o: &Opts) -> Result<(u64, Extra)> {
     let dir = o.dir()?;
     let mut client = pg::connect(o.db()?)?;
-    let mut tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()?;
+    let mut tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()?;
     let copied = each_table("copy_out", "", |table, select| {
         let path = copy_file(dir, table);
-        let mut out = BufWriter::new(
-            File::create(&path).with_context(|| format!("creating `{}`", path.display()))?,
-        );
-        let stream = tx
-            .copy_out(&format!("COPY ({select}) TO STDOUT (FORMAT binary)"))
-            .with_context(|| format!("COPY out of {table}"))?;
-        let tuples = copy_counting_tuples(stream, &mut out)
-            .with_context(|| format!("COPY out of {table}"))?;
+        let mut out = BufWriter::new(File::create(&path).with_context(|| format!("creating `{}`", path.display()))?);
+        let stream = tx.copy_out(&format!("COPY ({select}) TO STDOUT (FORMAT binary)")).with_context(|| format!("COPY out of {table}"))?;
+        let tuples = copy_counting_tuples(stream, &mut out).with_context(|| format!("COPY out of {table}"))?;
         // Durable like the export's archive.
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         Ok(tuples)
@@ -317,16 +236,10 @@ fn copy_in_phase(o: &Opts) -> Result<(u64, Extra)> {
     let mut tx = client.transaction()?;
     let copied = each_table("copy_in", "", |table, _| {
         let path = copy_file(dir, table);
-        let mut file =
-            File::open(&path).with_context(|| format!("opening `{}`", path.display()))?;
-        let mut writer = tx.copy_in(&format!(
-            "COPY {} FROM STDIN (FORMAT binary)",
-            quote_ident(table)
-        ))?;
+        let mut file = File::open(&path).with_context(|| format!("opening `{}`", path.display()))?;
+        let mut writer = tx.copy_in(&format!("COPY {} FROM STDIN (FORMAT binary)", quote_ident(table)))?;
         std::io::copy(&mut file, &mut writer).with_context(|| format!("COPY into {table}"))?;
-        writer
-            .finish()
-            .with_context(|| format!("COPY into {table}"))
+        writer.finish().with_context(|| format!("COPY into {table}"))
     })?;
     tx.commit().context("copy_in: commit")?;
     Ok(copied)
@@ -338,11 +251,7 @@ fn copy_file(dir: &Path, table: &str) -> PathBuf {
 
 /// Runs `copy(table, select)` for every table of the organisation's row set, parents first, each
 /// as one logged step; returns the rows copied and the `tables=name:rows,…` field.
-fn each_table(
-    phase: &'static str,
-    source_prefix: &str,
-    mut copy: impl FnMut(&str, &str) -> Result<u64>,
-) -> Result<(u64, Extra)> {
+fn each_table(phase: &'static str, source_prefix: &str, mut copy: impl FnMut(&str, &str) -> Result<u64>) -> Result<(u64, Extra)> {
     let log = StepLog::new(phase);
     let mut rows = 0;
     let mut tables = Vec::new();
@@ -365,21 +274,10 @@ fn organisation_selects(prefix: &str) -> Vec<(&'static str, String)> {
     let org = SOURCE_ORG;
     let projects = format!("SELECT id FROM {prefix}projects WHERE workspace_id = {org}");
     let tasks = format!("SELECT id FROM {prefix}tasks WHERE project_id IN ({projects})");
-    let select = |table: &'static str, filter: String| {
-        (
-            table,
-            format!(
-                "SELECT * FROM {prefix}{} WHERE {filter}",
-                quote_ident(table)
-            ),
-        )
-    };
+    let select = |table: &'static str, filter: String| (table, format!("SELECT * FROM {prefix}{} WHERE {filter}", quote_ident(table)));
     let by_workspace = |table| select(table, format!("workspace_id = {org}"));
     vec![
-        select(
-            "plans",
-            format!("id IN (SELECT plan_id FROM {prefix}workspaces WHERE id = {org})"),
-        ),
+        select("plans", format!("id IN (SELECT plan_id FROM {prefix}workspaces WHERE id = {org})")),
         select(
             "users",
             format!(
@@ -412,10 +310,7 @@ fn copy_counting_tuples(input: impl Read, out: &mut impl Write) -> Result<u64> {
     if &header[..11] != b"PGCOPY\n\xff\r\n\0" {
         bail!("not a binary COPY stream");
     }
-    skip(
-        &mut stream,
-        u32::from_be_bytes([header[15], header[16], header[17], header[18]]) as usize,
-    )?;
+    skip(&mut stream, u32::from_be_bytes([header[15], header[16], header[17], header[18]]) as usize)?;
     let mut tuples = 0;
     loop {
         let mut fields = [0u8; 2];
@@ -428,10 +323,7 @@ fn copy_counting_tuples(input: impl Read, out: &mut impl Write) -> Result<u64> {
             let mut length = [0u8; 4];
             stream.read_exact(&mut length)?;
             // -1 is NULL, without data.
-            skip(
-                &mut stream,
-                usize::try_from(i32::from_be_bytes(length)).unwrap_or(0),
-            )?;
+            skip(&mut stream, usize::try_from(i32::from_be_bytes(length)).unwrap_or(0))?;
         }
         tuples += 1;
     }
@@ -484,23 +376,14 @@ struct Step {
 
 impl StepLog {
     pub fn new(name: &'static str) -> Self {
-        StepLog {
-            name,
-            start: Instant::now(),
-            step: RefCell::new(None),
-        }
+        StepLog { name, start: Instant::now(), step: RefCell::new(None) }
     }
 }
 
 impl Progress for StepLog {
     fn begin(&self, phase: &str, table: &str, _total: Option<u64>) {
         let now = Instant::now();
-        *self.step.borrow_mut() = Some(Step {
-            what: format!("{phase} {table}"),
-            start: now,
-            rows: 0,
-            last_report: now,
-        });
+        *self.step.borrow_mut() = Some(Step { what: format!("{phase} {table}"), start: now, rows: 0, last_report: now });
     }
 
     fn rows(&self, n: u64) {

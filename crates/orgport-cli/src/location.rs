@@ -38,23 +38,14 @@ impl Location {
     pub fn archive(&self) -> orgport_core::Result<Archive<'_>> {
         let archive = match self {
             Location::File(path) => Archive::File(path),
-            Location::Object(url) => Archive::Object {
-                store: Self::open_store(url)?,
-                key: url.key(),
-            },
+            Location::Object(url) => Archive::Object { store: Self::open_store(url)?, key: url.key() },
         };
         let mut start = Vec::with_capacity(64);
-        archive
-            .reader()?
-            .take(64)
-            .read_to_end(&mut start)
-            .map_err(orgport_core::Error::Stream)?;
+        archive.reader()?.take(64).read_to_end(&mut start).map_err(orgport_core::Error::Stream)?;
         if !json::looks_like_json(&start) {
             return Ok(archive);
         }
-        let temp = |e| {
-            orgport_core::Error::io("cannot create a temporary file in", std::env::temp_dir(), e)
-        };
+        let temp = |e| orgport_core::Error::io("cannot create a temporary file in", std::env::temp_dir(), e);
         let mut binary = tempfile::NamedTempFile::new().map_err(temp)?;
         {
             let mut out = BufWriter::with_capacity(1 << 16, binary.as_file_mut());
@@ -89,13 +80,11 @@ impl Archive<'_> {
     pub fn reader(&self) -> orgport_core::Result<Box<dyn Read>> {
         Ok(match self {
             Archive::File(path) => {
-                let file = File::open(path)
-                    .map_err(|e| orgport_core::Error::io("cannot open archive", *path, e))?;
+                let file = File::open(path).map_err(|e| orgport_core::Error::io("cannot open archive", *path, e))?;
                 Box::new(BufReader::with_capacity(1 << 16, file))
             }
             Archive::Converted(path) => {
-                let file = File::open(path)
-                    .map_err(|e| orgport_core::Error::io("cannot open archive", path, e))?;
+                let file = File::open(path).map_err(|e| orgport_core::Error::io("cannot open archive", path, e))?;
                 Box::new(BufReader::with_capacity(1 << 16, file))
             }
             Archive::Object { store, key } => Box::new(store.reader(key)?),

@@ -7,10 +7,7 @@ mod location;
 mod progress;
 
 /// Opens the engine `--db` names, with `--schemas`.
-fn open_engine(
-    source: &Source,
-    access: orgport_engines::Access,
-) -> anyhow::Result<Box<dyn orgport_core::engine::Engine>> {
+fn open_engine(source: &Source, access: orgport_engines::Access) -> anyhow::Result<Box<dyn orgport_core::engine::Engine>> {
     Ok(orgport_engines::open(&source.db, &source.schemas, access)?)
 }
 
@@ -25,12 +22,7 @@ use crate::location::Location;
 /// export its rows into a verifiable archive, import them elsewhere with new keys and every
 /// reference rewritten, and verify the result.
 #[derive(Parser)]
-#[command(
-    name = "orgport",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
+#[command(name = "orgport", version, propagate_version = true, max_term_width = 100)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -168,12 +160,7 @@ struct ExportArgs {
     #[arg(long, value_name = "TABLE")]
     root: Option<String>,
     /// Key of an organisation to export (the root table's primary key); repeat for several.
-    #[arg(
-        long = "org",
-        value_name = "KEY",
-        required_unless_present = "all",
-        conflicts_with = "all"
-    )]
+    #[arg(long = "org", value_name = "KEY", required_unless_present = "all", conflicts_with = "all")]
     orgs: Vec<String>,
     /// Export every organisation of the root table (but those of `--exclude`) into one archive.
     #[arg(long)]
@@ -311,9 +298,7 @@ struct ServeArgs {
 /// A size such as `1GiB`, `512MiB`, `64KiB` or `1000` (bytes).
 fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let shift = match unit.trim() {
         "" | "B" => 0,
@@ -321,17 +306,10 @@ fn parse_size(text: &str) -> Result<u64, String> {
         "M" | "MiB" => 20,
         "G" | "GiB" => 30,
         "T" | "TiB" => 40,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` (use B, KiB, MiB, GiB or TiB)"
-            ))
-        }
+        other => return Err(format!("unknown unit `{other}` (use B, KiB, MiB, GiB or TiB)")),
     };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size such as `512MiB`"))?;
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("`{text}` is too large"))
+    let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a size such as `512MiB`"))?;
+    n.checked_mul(1 << shift).ok_or_else(|| format!("`{text}` is too large"))
 }
 
 fn main() -> ExitCode {
@@ -350,12 +328,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         // The reader of stdout left (`orgport inspect | head`): nothing more to say.
-        Err(err)
-            if err.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-            }) =>
-        {
+        Err(err) if err.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)) => {
             ExitCode::SUCCESS
         }
         Err(err) => {

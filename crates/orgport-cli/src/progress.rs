@@ -17,12 +17,7 @@ pub struct Bars {
 
 impl Bars {
     pub fn new() -> Self {
-        Bars {
-            bar: Mutex::new(None),
-            enabled: std::io::stderr().is_terminal(),
-            bytes: AtomicU64::new(0),
-            label: Mutex::new(String::new()),
-        }
+        Bars { bar: Mutex::new(None), enabled: std::io::stderr().is_terminal(), bytes: AtomicU64::new(0), label: Mutex::new(String::new()) }
     }
 }
 
@@ -31,24 +26,15 @@ impl Progress for Bars {
         if !self.enabled {
             return;
         }
-        let unit = if phase.contains("files") {
-            "files"
-        } else {
-            "rows"
-        };
+        let unit = if phase.contains("files") { "files" } else { "rows" };
         let bar = match total {
-            Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr())
-                .with_style(
-                    ProgressStyle::with_template(&format!(
-                        "{{prefix:>9}} {{msg:30}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{per_sec}}"
-                    ))
+            Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()).with_style(
+                ProgressStyle::with_template(&format!("{{prefix:>9}} {{msg:30}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{per_sec}}"))
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                ),
+            ),
             None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
-                ProgressStyle::with_template(&format!(
-                    "{{prefix:>9}} {{msg:30}} {{pos}} {unit} {{per_sec}}"
-                ))
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ProgressStyle::with_template(&format!("{{prefix:>9}} {{msg:30}} {{pos}} {unit} {{per_sec}}"))
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             ),
         };
         bar.set_prefix(phase.to_string());

@@ -47,64 +47,36 @@ pub(crate) struct Conditions {
 
 impl Conditions {
     pub(crate) fn new(engine: &mut dyn Engine, plan: &Plan, manifest: &Manifest) -> Result<Self> {
-        let archive_table = |t: usize| {
-            manifest
-                .tables
-                .iter()
-                .position(|tm| plan.schema.find(&tm.name) == Some(t))
-        };
+        let archive_table = |t: usize| manifest.tables.iter().position(|tm| plan.schema.find(&tm.name) == Some(t));
         let mut tests = HashMap::new();
         let mut types: HashMap<usize, Vec<TypeRows>> = HashMap::new();
         for (e, edge) in plan.edges.iter().enumerate() {
             let Some(cond) = &edge.condition else {
                 continue;
             };
-            let Some(position) = archive_table(edge.from)
-                .and_then(|a| manifest.tables[a].column_index(&cond.column))
-            else {
+            let Some(position) = archive_table(edge.from).and_then(|a| manifest.tables[a].column_index(&cond.column)) else {
                 continue;
             };
             let test = match &cond.test {
-                ConditionTest::Equals(value) => Test::Equals {
-                    position,
-                    value: value.clone(),
-                },
+                ConditionTest::Equals(value) => Test::Equals { position, value: value.clone() },
                 ConditionTest::Refers { via, values } => {
                     let via = &plan.edges[*via];
                     let key = via.to_columns[0].clone();
                     let tm = archive_table(via.to).map(|a| (a, &manifest.tables[a]));
-                    let columns: Option<Vec<(usize, Scalar)>> = tm.and_then(|(_, tm)| {
-                        values
-                            .iter()
-                            .map(|(c, v)| tm.column_index(c).map(|p| (p, v.clone())))
-                            .collect()
-                    });
+                    let columns: Option<Vec<(usize, Scalar)>> =
+                        tm.and_then(|(_, tm)| values.iter().map(|(c, v)| tm.column_index(c).map(|p| (p, v.clone()))).collect());
                     let mut keys = Vec::new();
                     match (tm, columns, tm.and_then(|(_, tm)| tm.column_index(&key))) {
-                        (Some((a, _)), Some(columns), Some(key)) => {
-                            types.entry(a).or_default().push(TypeRows {
-                                columns,
-                                key,
-                                edge: e,
-                            })
-                        }
+                        (Some((a, _)), Some(columns), Some(key)) => types.entry(a).or_default().push(TypeRows { columns, key, edge: e }),
                         _ => {
                             let names: Vec<String> = values.keys().cloned().collect();
                             let wanted: Vec<Value> = values.values().map(scalar_value).collect();
-                            if let Some(found) = engine.find_row(
-                                plan.table(via.to),
-                                &names,
-                                &wanted,
-                                std::slice::from_ref(&key),
-                            )? {
+                            if let Some(found) = engine.find_row(plan.table(via.to), &names, &wanted, std::slice::from_ref(&key))? {
                                 keys.push(key_bytes(&found[..1]));
                             }
                         }
                     }
-                    Test::Refers {
-                        position,
-                        keys: RefCell::new(keys),
-                    }
+                    Test::Refers { position, keys: RefCell::new(keys) }
                 }
             };
             tests.insert(e, test);
@@ -116,14 +88,9 @@ impl Conditions {
     /// here before the rows that may point at it.
     pub(crate) fn observe(&self, a: usize, row: &[Value]) {
         for rows in self.types.get(&a).into_iter().flatten() {
-            if rows
-                .columns
-                .iter()
-                .all(|(p, v)| scalar_matches(v, &row[*p]))
-            {
+            if rows.columns.iter().all(|(p, v)| scalar_matches(v, &row[*p])) {
                 if let Some(Test::Refers { keys, .. }) = self.tests.get(&rows.edge) {
-                    keys.borrow_mut()
-                        .push(key_bytes(std::slice::from_ref(&row[rows.key])));
+                    keys.borrow_mut().push(key_bytes(std::slice::from_ref(&row[rows.key])));
                 }
             }
         }
@@ -136,10 +103,7 @@ impl Conditions {
             Some(Test::Equals { position, value }) => scalar_matches(value, &row[*position]),
             Some(Test::Refers { position, keys }) => {
                 let old = &row[*position];
-                !old.is_null()
-                    && keys
-                        .borrow()
-                        .contains(&key_bytes(std::slice::from_ref(old)))
+                !old.is_null() && keys.borrow().contains(&key_bytes(std::slice::from_ref(old)))
             }
         }
     }
@@ -165,10 +129,7 @@ fn scalar_matches(s: &Scalar, v: &Value) -> bool {
         (Scalar::Int(i), Value::Int(x)) => i == x,
         (_, Value::Null) => false,
         (s, v) => {
-            let text = v
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| v.display());
+            let text = v.as_str().map(str::to_string).unwrap_or_else(|| v.display());
             match s {
                 Scalar::Text(t) => *t == text,
                 other => other.to_string() == text,

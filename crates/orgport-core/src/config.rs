@@ -140,8 +140,7 @@ impl OneOrMany {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io("cannot read configuration", path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read configuration", path, e))?;
         Self::parse(&text).map_err(|e| match e {
             Error::Config(msg) => Error::Config(format!("{}: {msg}", path.display())),
             other => other,
@@ -149,15 +148,10 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Self> {
-        let config: Config = toml::from_str(text)
-            .map_err(|e| Error::Config(e.to_string().trim_end().to_string()))?;
+        let config: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string().trim_end().to_string()))?;
         // A top-level key written after the `[sensitive]` header parses as a group of that
         // name, which withholds what it meant to release.
-        if let Some(key) = config
-            .sensitive
-            .keys()
-            .find(|g| TOP_LEVEL_KEYS.contains(&g.as_str()))
-        {
+        if let Some(key) = config.sensitive.keys().find(|g| TOP_LEVEL_KEYS.contains(&g.as_str())) {
             return Err(Error::Config(format!(
                 "[sensitive] has a group named `{key}`: `{key}` is a top-level key; write it before the first `[table]` header"
             )));
@@ -166,18 +160,8 @@ impl Config {
     }
 }
 
-const TOP_LEVEL_KEYS: &[&str] = &[
-    "root",
-    "exclude",
-    "keep",
-    "not_sensitive",
-    "infer_references",
-    "match",
-    "on_conflict",
-    "reference",
-    "path",
-    "files",
-];
+const TOP_LEVEL_KEYS: &[&str] =
+    &["root", "exclude", "keep", "not_sensitive", "infer_references", "match", "on_conflict", "reference", "path", "files"];
 
 /// Splits `table.column` (or `schema.table.column`) at its last dot.
 pub fn split_column_ref(s: &str) -> Option<(&str, &str)> {
@@ -192,14 +176,8 @@ mod tests {
     #[test]
     fn a_top_level_key_under_the_sensitive_header_is_refused() {
         let text = "root = 'orgs'\n[sensitive]\nsecrets = ['users.token']\nnot_sensitive = ['users.token_count']\n";
-        let err = Config::parse(text)
-            .expect_err("not_sensitive parsed as a group")
-            .to_string();
-        assert!(
-            err.contains("group named `not_sensitive`")
-                && err.contains("before the first `[table]`"),
-            "{err}"
-        );
+        let err = Config::parse(text).expect_err("not_sensitive parsed as a group").to_string();
+        assert!(err.contains("group named `not_sensitive`") && err.contains("before the first `[table]`"), "{err}");
         let fixed = "root = 'orgs'\nnot_sensitive = ['users.token_count']\n[sensitive]\nsecrets = ['users.token']\n";
         let config = Config::parse(fixed).expect("valid");
         assert_eq!(config.not_sensitive, ["users.token_count"]);

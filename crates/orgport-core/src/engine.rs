@@ -81,54 +81,33 @@ pub trait Engine {
 
     /// Runs a query, decoding each column with the given kind, and hands every row to `on_row`
     /// as it arrives.
-    fn query(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-        kinds: &[ValueKind],
-        on_row: &mut dyn FnMut(&[Value]) -> Result<()>,
-    ) -> Result<()>;
+    fn query(&mut self, sql: &str, params: &[Value], kinds: &[ValueKind], on_row: &mut dyn FnMut(&[Value]) -> Result<()>) -> Result<()>;
 
     /// Runs a statement and returns the number of rows it changed.
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64>;
 
     /// Writes rows into `columns` of `table` inside the write transaction. The default sends one
     /// `INSERT` per row; engines with a bulk path override it (PostgreSQL: `COPY … FROM STDIN`).
-    fn insert_rows(
-        &mut self,
-        table: &Table,
-        columns: &[String],
-        rows: &[Vec<Value>],
-    ) -> Result<()> {
+    fn insert_rows(&mut self, table: &Table, columns: &[String], rows: &[Vec<Value>]) -> Result<()> {
         let sql = insert_statement(self.dialect(), table, columns);
         for row in rows {
-            self.execute(&sql, row)
-                .map_err(|e| e.doing(&format!("cannot insert into `{}`", table.qualified())))?;
+            self.execute(&sql, row).map_err(|e| e.doing(&format!("cannot insert into `{}`", table.qualified())))?;
         }
         Ok(())
     }
 
     /// The integer a one-value query returns; 0 for NULL or no row.
     fn query_int(&mut self, sql: &str, params: &[Value]) -> Result<i64> {
-        Ok(
-            match self
-                .query_one(sql, params, &[ValueKind::Integer])?
-                .as_deref()
-            {
-                Some([Value::Int(i)]) => *i,
-                _ => 0,
-            },
-        )
+        Ok(match self.query_one(sql, params, &[ValueKind::Integer])?.as_deref() {
+            Some([Value::Int(i)]) => *i,
+            _ => 0,
+        })
     }
 
     /// The largest value of an integer column; 0 for an empty table.
     fn max_value(&mut self, table: &Table, column: &str) -> Result<i64> {
         let d = self.dialect();
-        let sql = format!(
-            "SELECT max({}) FROM {}",
-            d.quote_ident(column),
-            d.table_ref(table)
-        );
+        let sql = format!("SELECT max({}) FROM {}", d.quote_ident(column), d.table_ref(table));
         self.query_int(&sql, &[])
     }
 
@@ -140,33 +119,16 @@ pub trait Engine {
 
     /// The values of `output` of a row of `table` whose `columns` equal `values`, if there is
     /// one (none when a value is NULL, which equals nothing).
-    fn find_row(
-        &mut self,
-        table: &Table,
-        columns: &[String],
-        values: &[Value],
-        output: &[String],
-    ) -> Result<Option<Vec<Value>>> {
+    fn find_row(&mut self, table: &Table, columns: &[String], values: &[Value], output: &[String]) -> Result<Option<Vec<Value>>> {
         if values.iter().any(Value::is_null) {
             return Ok(None);
         }
         let d = self.dialect();
-        let conds: Vec<String> = columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{} = {}", d.quote_ident(c), d.placeholder(i + 1)))
-            .collect();
+        let conds: Vec<String> =
+            columns.iter().enumerate().map(|(i, c)| format!("{} = {}", d.quote_ident(c), d.placeholder(i + 1))).collect();
         let outs: Vec<String> = output.iter().map(|c| d.quote_ident(c)).collect();
-        let kinds: Vec<ValueKind> = output
-            .iter()
-            .map(|c| table.column(c).map(|c| c.kind).unwrap_or(ValueKind::Any))
-            .collect();
-        let sql = format!(
-            "SELECT {} FROM {} WHERE {} LIMIT 1",
-            outs.join(", "),
-            d.table_ref(table),
-            conds.join(" AND ")
-        );
+        let kinds: Vec<ValueKind> = output.iter().map(|c| table.column(c).map(|c| c.kind).unwrap_or(ValueKind::Any)).collect();
+        let sql = format!("SELECT {} FROM {} WHERE {} LIMIT 1", outs.join(", "), d.table_ref(table), conds.join(" AND "));
         self.query_one(&sql, values, &kinds)
     }
 
@@ -177,12 +139,7 @@ pub trait Engine {
     }
 
     /// Runs a query that returns at most one row.
-    fn query_one(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-        kinds: &[ValueKind],
-    ) -> Result<Option<Vec<Value>>> {
+    fn query_one(&mut self, sql: &str, params: &[Value], kinds: &[ValueKind]) -> Result<Option<Vec<Value>>> {
         let mut found = None;
         self.query(sql, params, kinds, &mut |row| {
             if found.is_none() {
@@ -197,9 +154,7 @@ pub trait Engine {
 /// `INSERT INTO table (columns) VALUES (placeholders)`. New keys are written explicitly, also
 /// into columns the engine always generates.
 pub fn insert_statement(d: &dyn Dialect, table: &Table, columns: &[String]) -> String {
-    let writes_generated = columns
-        .iter()
-        .any(|c| table.column(c).is_some_and(|c| c.always_generated));
+    let writes_generated = columns.iter().any(|c| table.column(c).is_some_and(|c| c.always_generated));
     let overriding = match d.override_generated() {
         Some(clause) if writes_generated => format!(" {clause}"),
         _ => String::new(),
@@ -207,15 +162,8 @@ pub fn insert_statement(d: &dyn Dialect, table: &Table, columns: &[String]) -> S
     format!(
         "INSERT INTO {} ({}){overriding} VALUES ({})",
         d.table_ref(table),
-        columns
-            .iter()
-            .map(|c| d.quote_ident(c))
-            .collect::<Vec<_>>()
-            .join(", "),
-        (1..=columns.len())
-            .map(|i| d.placeholder(i))
-            .collect::<Vec<_>>()
-            .join(", ")
+        columns.iter().map(|c| d.quote_ident(c)).collect::<Vec<_>>().join(", "),
+        (1..=columns.len()).map(|i| d.placeholder(i)).collect::<Vec<_>>().join(", ")
     )
 }
 

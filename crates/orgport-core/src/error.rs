@@ -57,11 +57,7 @@ pub enum Error {
     /// An object store refused or failed: `location` is the object's URL (`s3://bucket/key`) and
     /// `reason` what went wrong, never a credential.
     #[error("cannot {action} `{location}`: {reason}")]
-    Storage {
-        action: &'static str,
-        location: String,
-        reason: String,
-    },
+    Storage { action: &'static str, location: String, reason: String },
 
     #[error("{0}")]
     Stream(#[source] std::io::Error),
@@ -76,43 +72,27 @@ pub enum Error {
 
 impl Error {
     /// Wraps an engine's error with what was being done.
-    pub fn engine(
-        context: impl Into<String>,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
-        Error::Engine {
-            context: context.into(),
-            source: Box::new(source),
-        }
+    pub fn engine(context: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Engine { context: context.into(), source: Box::new(source) }
     }
 
     /// Puts what was being done in front of an engine error's context; other errors as they are.
     pub fn doing(self, what: &str) -> Self {
         match self {
-            Error::Engine { context, source } => Error::Engine {
-                context: format!("{what}: {context}"),
-                source,
-            },
+            Error::Engine { context, source } => Error::Engine { context: format!("{what}: {context}"), source },
             other => other,
         }
     }
 
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        Error::Io { action, path: path.into(), source }
     }
 
     /// A stream's error; an object store's, which reaches the core inside an I/O error from a
     /// `Read` or `Write`, comes out as itself.
     pub fn stream(e: std::io::Error) -> Self {
         match e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
-            true => *e
-                .into_inner()
-                .and_then(|inner| inner.downcast::<Error>().ok())
-                .expect("checked above"),
+            true => *e.into_inner().and_then(|inner| inner.downcast::<Error>().ok()).expect("checked above"),
             false => Error::Stream(e),
         }
     }

@@ -32,31 +32,21 @@ pub struct ExportOptions<'a> {
 /// Turns the text of a key into a value of the column's kind.
 pub fn parse_key(text: &str, kind: ValueKind) -> Result<Value> {
     match kind {
-        ValueKind::Integer => text
-            .trim()
-            .parse::<i64>()
-            .map(Value::Int)
-            .map_err(|_| Error::Plan(format!("organisation key `{text}` is not an integer"))),
+        ValueKind::Integer => {
+            text.trim().parse::<i64>().map(Value::Int).map_err(|_| Error::Plan(format!("organisation key `{text}` is not an integer")))
+        }
         // Kept as typed: engines that store UUIDs as text compare them exactly.
         ValueKind::Uuid => parse_uuid(text)
             .map(|_| Value::Text(text.to_string()))
             .ok_or_else(|| Error::Plan(format!("organisation key `{text}` is not a UUID"))),
         // An untyped column (SQLite) most often holds integer keys.
-        ValueKind::Any => Ok(text
-            .trim()
-            .parse::<i64>()
-            .map(Value::Int)
-            .unwrap_or_else(|_| Value::Text(text.to_string()))),
+        ValueKind::Any => Ok(text.trim().parse::<i64>().map(Value::Int).unwrap_or_else(|_| Value::Text(text.to_string()))),
         _ => Ok(Value::Text(text.to_string())),
     }
 }
 
 /// The columns of table `t` that go into an archive with these groups.
-pub fn exported_columns(
-    plan: &Plan,
-    t: usize,
-    with: &BTreeSet<String>,
-) -> (Vec<String>, BTreeMap<String, String>) {
+pub fn exported_columns(plan: &Plan, t: usize, with: &BTreeSet<String>) -> (Vec<String>, BTreeMap<String, String>) {
     let mut withheld = BTreeMap::new();
     let mut cols = Vec::new();
     for c in &plan.table(t).columns {
@@ -85,18 +75,14 @@ pub fn list_orgs(engine: &mut dyn Engine, plan: &Plan) -> Result<Vec<String>> {
     let root = plan.table(plan.root);
     let d = engine.dialect();
     let key = d.quote_ident(&plan.root_key);
-    let kind = root
-        .column(&plan.root_key)
-        .map_or(ValueKind::Any, |c| c.kind);
+    let kind = root.column(&plan.root_key).map_or(ValueKind::Any, |c| c.kind);
     let sql = format!("SELECT {key} FROM {} ORDER BY {key}", d.own_rows(root));
     let mut keys = Vec::new();
     engine.query(&sql, &[], &[kind], &mut |row| {
         keys.push(match &row[0] {
             Value::Uuid(u) => crate::value::format_uuid(u),
             Value::Int(i) => i.to_string(),
-            other => other
-                .as_str()
-                .map_or_else(|| other.display(), str::to_string),
+            other => other.as_str().map_or_else(|| other.display(), str::to_string),
         });
         Ok(())
     })?;
@@ -104,64 +90,35 @@ pub fn list_orgs(engine: &mut dyn Engine, plan: &Plan) -> Result<Vec<String>> {
 }
 
 /// Every organisation but the `excluded` ones (each of which must exist), for `--all`.
-pub fn all_orgs_except(
-    engine: &mut dyn Engine,
-    plan: &Plan,
-    excluded: &[String],
-) -> Result<Vec<String>> {
-    let kind = plan
-        .table(plan.root)
-        .column(&plan.root_key)
-        .map_or(ValueKind::Any, |c| c.kind);
+pub fn all_orgs_except(engine: &mut dyn Engine, plan: &Plan, excluded: &[String]) -> Result<Vec<String>> {
+    let kind = plan.table(plan.root).column(&plan.root_key).map_or(ValueKind::Any, |c| c.kind);
     let keys = list_orgs(engine, plan)?;
     // Keys compared as export reads them: `007` is 7 for an integer key, UUIDs in either case.
     let same = |listed: &str, wanted: &Value| match wanted {
         Value::Int(i) => listed.parse::<i64>() == Ok(*i),
-        other => other.as_str().is_some_and(|w| {
-            w == listed || (kind == ValueKind::Uuid && w.eq_ignore_ascii_case(listed))
-        }),
+        other => other.as_str().is_some_and(|w| w == listed || (kind == ValueKind::Uuid && w.eq_ignore_ascii_case(listed))),
     };
     let mut wanted = Vec::new();
     for text in excluded {
         let value = parse_key(text, kind)?;
         if !keys.iter().any(|k| same(k, &value)) {
-            return Err(Error::OrgNotFound {
-                table: plan.table(plan.root).qualified(),
-                key: text.clone(),
-            });
+            return Err(Error::OrgNotFound { table: plan.table(plan.root).qualified(), key: text.clone() });
         }
         wanted.push(value);
     }
-    let left: Vec<String> = keys
-        .into_iter()
-        .filter(|k| !wanted.iter().any(|w| same(k, w)))
-        .collect();
+    let left: Vec<String> = keys.into_iter().filter(|k| !wanted.iter().any(|w| same(k, w))).collect();
     if left.is_empty() {
-        return Err(Error::Plan(format!(
-            "no organisation of `{}` is left to export",
-            plan.table(plan.root).qualified()
-        )));
+        return Err(Error::Plan(format!("no organisation of `{}` is left to export", plan.table(plan.root).qualified())));
     }
     Ok(left)
 }
 
-pub(crate) fn check_orgs_exist(
-    engine: &mut dyn Engine,
-    plan: &Plan,
-    orgs: &[Value],
-    typed: &[String],
-) -> Result<()> {
+pub(crate) fn check_orgs_exist(engine: &mut dyn Engine, plan: &Plan, orgs: &[Value], typed: &[String]) -> Result<()> {
     let root = plan.table(plan.root);
     let key = std::slice::from_ref(&plan.root_key);
     for (org, text) in orgs.iter().zip(typed) {
-        if engine
-            .find_row(root, key, std::slice::from_ref(org), key)?
-            .is_none()
-        {
-            return Err(Error::OrgNotFound {
-                table: root.qualified(),
-                key: text.clone(),
-            });
+        if engine.find_row(root, key, std::slice::from_ref(org), key)?.is_none() {
+            return Err(Error::OrgNotFound { table: root.qualified(), key: text.clone() });
         }
     }
     Ok(())
@@ -180,35 +137,19 @@ pub fn export(
             let known: Vec<&str> = groups.iter().map(String::as_str).collect();
             return Err(Error::Config(format!(
                 "unknown sensitive group `{g}` in `--with` (groups of this plan: {})",
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
             )));
         }
     }
     if options.orgs.is_empty() {
-        return Err(Error::Plan(
-            "no organisation to export: pass `--org KEY`".into(),
-        ));
+        return Err(Error::Plan("no organisation to export: pass `--org KEY`".into()));
     }
     let kind = plan.root_key_kind();
-    let orgs: Vec<Value> = options
-        .orgs
-        .iter()
-        .map(|o| parse_key(o, kind))
-        .collect::<Result<_>>()?;
+    let orgs: Vec<Value> = options.orgs.iter().map(|o| parse_key(o, kind)).collect::<Result<_>>()?;
 
     engine.begin_snapshot()?;
-    let readers = if options.jobs > 1 {
-        engine.snapshot_readers(options.jobs - 1)
-    } else {
-        Ok(Vec::new())
-    };
-    let result = readers.and_then(|readers| {
-        export_in_snapshot(engine, readers, plan, options, &orgs, out, progress)
-    });
+    let readers = if options.jobs > 1 { engine.snapshot_readers(options.jobs - 1) } else { Ok(Vec::new()) };
+    let result = readers.and_then(|readers| export_in_snapshot(engine, readers, plan, options, &orgs, out, progress));
     let ended = engine.end();
     let manifest = result?;
     ended?;
@@ -238,21 +179,11 @@ impl TableExport {
         let edges = plan
             .edges_from(t)
             .filter_map(|(i, e)| {
-                let idx: Option<Vec<usize>> = e
-                    .from_columns
-                    .iter()
-                    .map(|c| columns.iter().position(|x| x == c))
-                    .collect();
+                let idx: Option<Vec<usize>> = e.from_columns.iter().map(|c| columns.iter().position(|x| x == c)).collect();
                 idx.map(|idx| (i, idx))
             })
             .collect();
-        TableExport {
-            t,
-            columns,
-            withheld,
-            query,
-            edges,
-        }
+        TableExport { t, columns, withheld, query, edges }
     }
 
     fn manifest(&self, plan: &Plan) -> TableManifest {
@@ -304,9 +235,7 @@ impl KeySet {
     fn contains(&self, v: &Value) -> bool {
         match v {
             Value::Int(k) => self.integers.contains(*k as u64),
-            other => self
-                .others
-                .contains(&key_bytes(std::slice::from_ref(other))),
+            other => self.others.contains(&key_bytes(std::slice::from_ref(other))),
         }
     }
 }
@@ -353,21 +282,17 @@ impl Judge<'_> {
                 Some("points into an excluded table")
             } else {
                 let outside = match flag {
-                    Some((Value::Int(TEST_ON_CLIENT), Membership::Client(key))) => !self
-                        .key_sets
-                        .get(key)
-                        .is_some_and(|set| set.contains(&row[idx[0]])),
+                    Some((Value::Int(TEST_ON_CLIENT), Membership::Client(key))) => {
+                        !self.key_sets.get(key).is_some_and(|set| set.contains(&row[idx[0]]))
+                    }
                     Some((flag, _)) => matches!(flag, Value::Int(0)),
                     None => false,
                 };
                 let gone = !self.dropped.is_empty()
-                    && self
-                        .dropped
-                        .get(&(e.to, e.to_columns.clone()))
-                        .is_some_and(|set| {
-                            let key: Vec<Value> = idx.iter().map(|&i| row[i].clone()).collect();
-                            set.contains(&key_bytes(&key))
-                        });
+                    && self.dropped.get(&(e.to, e.to_columns.clone())).is_some_and(|set| {
+                        let key: Vec<Value> = idx.iter().map(|&i| row[i].clone()).collect();
+                        set.contains(&key_bytes(&key))
+                    });
                 (outside || gone).then_some("points at another organisation's row")
             };
             let Some(reason) = reason else { continue };
@@ -377,14 +302,7 @@ impl Judge<'_> {
                 }
                 *self.cuts.entry((t, *edge, reason)).or_default() += 1;
             } else if plan.tables[e.to].role == Role::Excluded {
-                *self
-                    .cuts
-                    .entry((
-                        t,
-                        *edge,
-                        "points into an excluded table (kept: column is NOT NULL)",
-                    ))
-                    .or_default() += 1;
+                *self.cuts.entry((t, *edge, "points into an excluded table (kept: column is NOT NULL)")).or_default() += 1;
             } else {
                 keep_row = false;
                 *self.cuts.entry((t, *edge, reason)).or_default() += 1;
@@ -392,21 +310,10 @@ impl Judge<'_> {
         }
         if !keep_row {
             for ks in &plan.tables[t].keysets {
-                let key: Option<Vec<Value>> = ks
-                    .iter()
-                    .map(|c| {
-                        table
-                            .columns
-                            .iter()
-                            .position(|x| x == c)
-                            .map(|i| row[i].clone())
-                    })
-                    .collect();
+                let key: Option<Vec<Value>> =
+                    ks.iter().map(|c| table.columns.iter().position(|x| x == c).map(|i| row[i].clone())).collect();
                 if let Some(key) = key {
-                    self.dropped
-                        .entry((t, ks.clone()))
-                        .or_default()
-                        .insert(key_bytes(&key));
+                    self.dropped.entry((t, ks.clone())).or_default().insert(key_bytes(&key));
                 }
             }
         }
@@ -429,25 +336,13 @@ fn export_in_snapshot(
         Some(files) => plan
             .files
             .iter()
-            .map(|set| {
-                Ok(FilesOut {
-                    set,
-                    store: (files.open)(&set.store)?,
-                    column_names: set.column_names(plan),
-                    named: BTreeMap::new(),
-                })
-            })
+            .map(|set| Ok(FilesOut { set, store: (files.open)(&set.store)?, column_names: set.column_names(plan), named: BTreeMap::new() }))
             .collect::<Result<_>>()?,
         None => Vec::new(),
     };
 
     let selection = Selection::new(plan, engine.dialect(), orgs);
-    let included: Vec<usize> = plan
-        .order
-        .iter()
-        .copied()
-        .filter(|&t| table_included(plan, t, &options.with_groups))
-        .collect();
+    let included: Vec<usize> = plan.order.iter().copied().filter(|&t| table_included(plan, t, &options.with_groups)).collect();
     // Per table: the key columns whose values its rows give, as they stream, to the tests of
     // references in later tables.
     let mut collected: HashMap<usize, Vec<(usize, KeyColumn)>> = HashMap::new();
@@ -472,10 +367,7 @@ fn export_in_snapshot(
                         list.push((p, key.clone()));
                     }
                 }
-                None if !reads
-                    .iter()
-                    .any(|r| matches!(r, Read::Keys(k, _) if *k == key)) =>
-                {
+                None if !reads.iter().any(|r| matches!(r, Read::Keys(k, _) if *k == key)) => {
                     reads.push(Read::Keys(key.clone(), selection.key_query(&key)));
                 }
                 None => {}
@@ -483,14 +375,7 @@ fn export_in_snapshot(
             memberships.push(Membership::Client(key));
         }
         let (columns, withheld) = exported_columns(plan, t, &options.with_groups);
-        tables.push(TableExport::new(
-            plan,
-            &selection,
-            t,
-            columns,
-            withheld,
-            &memberships,
-        ));
+        tables.push(TableExport::new(plan, &selection, t, columns, withheld, &memberships));
         reads.push(Read::Table(i));
     }
     let queries: Vec<&TableQuery> = reads
@@ -501,19 +386,11 @@ fn export_in_snapshot(
         })
         .collect();
     if !readers.is_empty() {
-        progress.note(&format!(
-            "reading tables on {} connections sharing one snapshot",
-            readers.len() + 1
-        ));
+        progress.note(&format!("reading tables on {} connections sharing one snapshot", readers.len() + 1));
     }
     let readahead = ReadAhead::new(reads.len(), readers.len());
     let mut writer = ArchiveWriter::new(options.spool_dir)?;
-    let mut judge = Judge {
-        plan,
-        cuts: BTreeMap::new(),
-        dropped: HashMap::new(),
-        key_sets: HashMap::new(),
-    };
+    let mut judge = Judge { plan, cuts: BTreeMap::new(), dropped: HashMap::new(), key_sets: HashMap::new() };
 
     std::thread::scope(|scope| {
         for reader in readers {
@@ -530,11 +407,7 @@ fn export_in_snapshot(
                 };
                 let table = match read {
                     Read::Keys(key, _) => {
-                        progress.begin(
-                            "keys of",
-                            &format!("{}.{}", plan.name(key.table), key.column),
-                            None,
-                        );
+                        progress.begin("keys of", &format!("{}.{}", plan.name(key.table), key.column), None);
                         let mut set = KeySet::default();
                         read_rows(&mut |values| {
                             set.insert(&values[0]);
@@ -551,12 +424,8 @@ fn export_in_snapshot(
                 progress.begin("export", &plan.name(table.t), None);
                 let mut row: Vec<Value> = Vec::with_capacity(table.columns.len());
                 // Key sets a query of their own already filled are whole.
-                let collect: Vec<&(usize, KeyColumn)> = collected
-                    .get(&table.t)
-                    .into_iter()
-                    .flatten()
-                    .filter(|(_, key)| !judge.key_sets.contains_key(key))
-                    .collect();
+                let collect: Vec<&(usize, KeyColumn)> =
+                    collected.get(&table.t).into_iter().flatten().filter(|(_, key)| !judge.key_sets.contains_key(key)).collect();
                 for (_, key) in &collect {
                     judge.key_sets.insert(key.clone(), KeySet::default());
                 }
@@ -566,13 +435,7 @@ fn export_in_snapshot(
                     .enumerate()
                     .flat_map(|(s, out)| out.set.columns.iter().map(move |(t, c)| (s, *t, c)))
                     .filter(|&(_, t, _)| t == table.t)
-                    .filter_map(|(s, t, c)| {
-                        Some((
-                            s,
-                            table.columns.iter().position(|x| x == c)?,
-                            format!("{}.{c}", plan.name(t)),
-                        ))
-                    })
+                    .filter_map(|(s, t, c)| Some((s, table.columns.iter().position(|x| x == c)?, format!("{}.{c}", plan.name(t)))))
                     .collect();
                 read_rows(&mut |values: &[Value]| {
                     if progress.cancelled() {
@@ -630,10 +493,7 @@ fn export_in_snapshot(
     let mut manifest = Manifest {
         format_version: 0,
         orgport_version: env!("CARGO_PKG_VERSION").to_string(),
-        created_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         source_engine: engine.name().to_string(),
         root_table: plan.name(plan.root),
         root_key: plan.root_key.clone(),
@@ -652,9 +512,7 @@ fn export_in_snapshot(
     let written = (|| {
         for set in &files_out {
             let mut embed = |input: &mut dyn std::io::Read| writer.embed_file(input);
-            manifest
-                .files
-                .push(set.export(orgs, files, &mut embed, &copied, progress)?);
+            manifest.files.push(set.export(orgs, files, &mut embed, &copied, progress)?);
         }
         writer.finish(manifest, out)
     })();

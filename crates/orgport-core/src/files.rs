@@ -36,10 +36,7 @@ pub struct FileSet {
 impl FileSet {
     /// The key columns as `table.column`.
     pub fn column_names(&self, plan: &crate::plan::Plan) -> Vec<String> {
-        self.columns
-            .iter()
-            .map(|(t, c)| format!("{}.{c}", plan.name(*t)))
-            .collect()
+        self.columns.iter().map(|(t, c)| format!("{}.{c}", plan.name(*t))).collect()
     }
 }
 
@@ -74,18 +71,11 @@ pub(crate) fn resolve(
             }
             let kind = table.column(&column).map(|c| c.kind);
             if !matches!(kind, Some(ValueKind::Text | ValueKind::Any)) {
-                return Err(Error::Config(format!(
-                    "{key}: `{item}` does not hold text, so it cannot hold object keys"
-                )));
+                return Err(Error::Config(format!("{key}: `{item}` does not hold text, so it cannot hold object keys")));
             }
             columns.push((t, column));
         }
-        sets.push(FileSet {
-            name: name.clone(),
-            store: files.store.clone(),
-            prefix: files.prefix.clone(),
-            columns,
-        });
+        sets.push(FileSet { name: name.clone(), store: files.store.clone(), prefix: files.prefix.clone(), columns });
     }
     Ok(sets)
 }
@@ -111,10 +101,7 @@ fn check_template(prefix: &str, key: &str) -> Result<()> {
 pub fn render(template: &str, org: &Value) -> String {
     let text = match org {
         Value::Uuid(u) => format_uuid(u),
-        other => other
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| other.display()),
+        other => other.as_str().map(str::to_string).unwrap_or_else(|| other.display()),
     };
     template.replace("{org}", &text)
 }
@@ -132,12 +119,7 @@ impl Relocation {
             return Relocation::default();
         };
         let target = target.unwrap_or(source);
-        Relocation {
-            prefixes: orgs
-                .iter()
-                .map(|(old, new)| (render(source, old), render(target, new)))
-                .collect(),
-        }
+        Relocation { prefixes: orgs.iter().map(|(old, new)| (render(source, old), render(target, new))).collect() }
     }
 
     /// Where the organisations' keys move to.
@@ -193,13 +175,7 @@ pub(crate) fn parallel<T: Send>(
         drop(send);
         let mut first_error = None;
         for (i, result) in receive {
-            let handled = result.and_then(|value| {
-                if first_error.is_none() {
-                    done(i, value)
-                } else {
-                    Ok(())
-                }
-            });
+            let handled = result.and_then(|value| if first_error.is_none() { done(i, value) } else { Ok(()) });
             if let Err(e) = handled {
                 stop.store(true, Ordering::Relaxed);
                 first_error.get_or_insert(e);
@@ -232,15 +208,8 @@ pub(crate) fn copy_object(
     expect: Option<&FileEntry>,
     landed: &dyn Fn(),
 ) -> Result<(u64, String)> {
-    let mismatch = |got: &(u64, String)| {
-        expect.is_some_and(|e| (e.size, e.sha256.as_str()) != (got.0, got.1.as_str()))
-    };
-    let corrupt = || {
-        Error::Corrupt(format!(
-            "`{}` does not match the size and checksum the archive lists",
-            url(source, from)
-        ))
-    };
+    let mismatch = |got: &(u64, String)| expect.is_some_and(|e| (e.size, e.sha256.as_str()) != (got.0, got.1.as_str()));
+    let corrupt = || Error::Corrupt(format!("`{}` does not match the size and checksum the archive lists", url(source, from)));
     if target.copy_from(source, from, to)? {
         landed();
         // The service copied it: read the copy back, to check what the target holds.
@@ -286,11 +255,7 @@ impl FilesOut<'_> {
                 }
             }
         }
-        let missing: Vec<&String> = self
-            .named
-            .keys()
-            .filter(|k| !found.contains_key(*k))
-            .collect();
+        let missing: Vec<&String> = self.named.keys().filter(|k| !found.contains_key(*k)).collect();
         let store = self.store.as_ref();
         let sizes = Mutex::new(Vec::new());
         parallel(
@@ -301,17 +266,10 @@ impl FilesOut<'_> {
                 let key = missing[i];
                 match size {
                     Some(size) => {
-                        sizes
-                            .lock()
-                            .expect("not poisoned")
-                            .push((key.clone(), size));
+                        sizes.lock().expect("not poisoned").push((key.clone(), size));
                         Ok(())
                     }
-                    None => Err(Error::Plan(format!(
-                        "`{}` = `{key}` names `{}`, which does not exist",
-                        self.named[key],
-                        url(store, key)
-                    ))),
+                    None => Err(Error::Plan(format!("`{}` = `{key}` names `{}`, which does not exist", self.named[key], url(store, key)))),
                 }
             },
         )?;
@@ -368,10 +326,7 @@ impl FilesOut<'_> {
                     let fetch = |i: usize| match batch[i].1 <= BUFFERED {
                         true => {
                             let mut bytes = Vec::with_capacity(batch[i].1 as usize);
-                            source
-                                .reader(&batch[i].0)?
-                                .read_to_end(&mut bytes)
-                                .map_err(Error::stream)?;
+                            source.reader(&batch[i].0)?.read_to_end(&mut bytes).map_err(Error::stream)?;
                             Ok(Some(bytes))
                         }
                         false => Ok(None),
@@ -385,11 +340,7 @@ impl FilesOut<'_> {
                             Some(bytes) => embed(&mut bytes.as_slice())?,
                             None => embed(&mut source.reader(key)?)?,
                         };
-                        files.push(FileEntry {
-                            key: key.clone(),
-                            size,
-                            sha256,
-                        });
+                        files.push(FileEntry { key: key.clone(), size, sha256 });
                         progress.rows(1);
                         progress.bytes(size);
                     }
@@ -405,40 +356,21 @@ impl FilesOut<'_> {
                     return Err(Error::Storage {
                         action: "copy files to",
                         location: location.clone(),
-                        reason: format!(
-                            "it already holds objects (`{}`): choose an empty location",
-                            first.key
-                        ),
+                        reason: format!("it already holds objects (`{}`): choose an empty location", first.key),
                     });
                 }
-                files.resize(
-                    objects.len(),
-                    FileEntry {
-                        key: String::new(),
-                        size: 0,
-                        sha256: String::new(),
-                    },
-                );
+                files.resize(objects.len(), FileEntry { key: String::new(), size: 0, sha256: String::new() });
                 let root = target.describe();
                 parallel(
                     objects.len(),
                     how.jobs,
                     |i| {
                         let (key, to) = (&objects[i].0, format!("{under}{}", objects[i].0));
-                        let landed = || {
-                            copied
-                                .lock()
-                                .expect("not poisoned")
-                                .push((root.clone(), to.clone()))
-                        };
+                        let landed = || copied.lock().expect("not poisoned").push((root.clone(), to.clone()));
                         copy_object(source, key, target, &to, None, &landed)
                     },
                     |i, (size, sha256)| {
-                        files[i] = FileEntry {
-                            key: objects[i].0.clone(),
-                            size,
-                            sha256,
-                        };
+                        files[i] = FileEntry { key: objects[i].0.clone(), size, sha256 };
                         progress.rows(1);
                         progress.bytes(size);
                         Ok(())
@@ -460,11 +392,7 @@ impl FilesOut<'_> {
 
 /// `failure`, once the objects an unfinished export or import wrote are removed again; those
 /// that could not be are named after it.
-pub(crate) fn undo_copies(
-    failure: Error,
-    copies: Vec<(String, String)>,
-    open: &StoreOpener,
-) -> Error {
+pub(crate) fn undo_copies(failure: Error, copies: Vec<(String, String)>, open: &StoreOpener) -> Error {
     match remove_copies(copies, open) {
         Ok(()) => failure,
         Err(cleanup) => Error::Plan(format!("{failure}\n{cleanup}")),
@@ -513,9 +441,7 @@ pub(crate) fn key_columns(manifest: &Manifest) -> Vec<Vec<(usize, usize)>> {
             let mut columns = Vec::new();
             for (s, set) in manifest.files.iter().enumerate() {
                 for named in &set.columns {
-                    let column = named
-                        .strip_prefix(table.name.as_str())
-                        .and_then(|rest| rest.strip_prefix('.'));
+                    let column = named.strip_prefix(table.name.as_str()).and_then(|rest| rest.strip_prefix('.'));
                     if let Some(p) = column.and_then(|c| table.column_index(c)) {
                         columns.push((p, s));
                     }
@@ -547,17 +473,11 @@ pub(crate) struct FilesIn {
 impl FilesIn {
     /// Opens the stores of every set of the archive: the target's (by name, from the target's
     /// configuration) and where copied files are. None for an archive without files.
-    pub(crate) fn open(
-        manifest: &Manifest,
-        sets: &[FileSet],
-        open: Option<&StoreOpener>,
-    ) -> Result<Option<FilesIn>> {
+    pub(crate) fn open(manifest: &Manifest, sets: &[FileSet], open: Option<&StoreOpener>) -> Result<Option<FilesIn>> {
         if manifest.files.is_empty() {
             return Ok(None);
         }
-        let open = open.ok_or_else(|| {
-            Error::Config("the archive carries files, and no store was given for them".into())
-        })?;
+        let open = open.ok_or_else(|| Error::Config("the archive carries files, and no store was given for them".into()))?;
         let mut targets = Vec::new();
         let mut sources = Vec::new();
         for set in &manifest.files {
@@ -589,10 +509,7 @@ impl FilesIn {
             .files
             .iter()
             .map(|set| {
-                let target = sets
-                    .iter()
-                    .find(|s| s.name == set.name)
-                    .and_then(|s| s.prefix.as_deref());
+                let target = sets.iter().find(|s| s.name == set.name).and_then(|s| s.prefix.as_deref());
                 Relocation::new(set.prefix.as_deref(), target, orgs)
             })
             .collect();
@@ -600,10 +517,7 @@ impl FilesIn {
         self.offsets.clear();
         for (s, set) in manifest.files.iter().enumerate() {
             self.offsets.push(self.landings.len());
-            self.landings.extend(set.files.iter().map(|file| Landing {
-                set: s,
-                to: self.relocations[s].key(&file.key),
-            }));
+            self.landings.extend(set.files.iter().map(|file| Landing { set: s, to: self.relocations[s].key(&file.key) }));
         }
     }
 
@@ -617,27 +531,19 @@ impl FilesIn {
         let mut listed: Vec<(usize, String, BTreeSet<String>)> = Vec::new();
         for (s, relocation) in self.relocations.iter().enumerate() {
             for new in relocation.new_prefixes() {
-                let found = self.targets[s]
-                    .list(new)?
-                    .into_iter()
-                    .map(|o| o.key)
-                    .collect();
+                let found = self.targets[s].list(new)?.into_iter().map(|o| o.key).collect();
                 listed.push((s, new.to_string(), found));
             }
         }
         let under = |i: usize| {
             let landing = &self.landings[i];
-            listed
-                .iter()
-                .find(|(s, prefix, _)| *s == landing.set && landing.to.starts_with(prefix.as_str()))
+            listed.iter().find(|(s, prefix, _)| *s == landing.set && landing.to.starts_with(prefix.as_str()))
         };
         let mut existing: Vec<String> = Vec::new();
         let mut ask = Vec::new();
         for (i, landing) in self.landings.iter().enumerate() {
             match under(i) {
-                Some((_, _, found)) if found.contains(&landing.to) => {
-                    existing.push(url(self.targets[landing.set].as_ref(), &landing.to))
-                }
+                Some((_, _, found)) if found.contains(&landing.to) => existing.push(url(self.targets[landing.set].as_ref(), &landing.to)),
                 Some(_) => {}
                 None => ask.push(i),
             }
@@ -649,10 +555,7 @@ impl FilesIn {
             |k| targets[landings[ask[k]].set].size(&landings[ask[k]].to),
             |k, size| {
                 if size.is_some() {
-                    existing.push(url(
-                        targets[landings[ask[k]].set].as_ref(),
-                        &landings[ask[k]].to,
-                    ));
+                    existing.push(url(targets[landings[ask[k]].set].as_ref(), &landings[ask[k]].to));
                 }
                 Ok(())
             },
@@ -665,12 +568,7 @@ impl FilesIn {
 
     /// Compares every file with the object where it landed; returns how many are equal and what
     /// differs.
-    pub(crate) fn compare(
-        &self,
-        manifest: &Manifest,
-        jobs: usize,
-        progress: &dyn Progress,
-    ) -> Result<(u64, Vec<String>)> {
+    pub(crate) fn compare(&self, manifest: &Manifest, jobs: usize, progress: &dyn Progress) -> Result<(u64, Vec<String>)> {
         let (landings, targets) = (&self.landings, &self.targets);
         let entry = |i: usize| {
             let set = &manifest.files[landings[i].set];
@@ -740,11 +638,7 @@ impl FilesIn {
         progress: &dyn Progress,
     ) -> Result<()> {
         if let Some(mut embedded) = embedded {
-            progress.begin(
-                "files",
-                "embedded in the archive",
-                Some(manifest.embedded_files().count() as u64),
-            );
+            progress.begin("files", "embedded in the archive", Some(manifest.embedded_files().count() as u64));
             self.write_embedded(&mut embedded, jobs, progress)?;
             progress.end();
         }
@@ -760,20 +654,8 @@ impl FilesIn {
                 jobs,
                 |f| {
                     let to = &self.landing(s, f).to;
-                    let landed = || {
-                        self.written
-                            .lock()
-                            .expect("not poisoned")
-                            .push((location.clone(), to.clone()))
-                    };
-                    copy_object(
-                        source.as_ref(),
-                        &set.files[f].key,
-                        target,
-                        to,
-                        Some(&set.files[f]),
-                        &landed,
-                    )
+                    let landed = || self.written.lock().expect("not poisoned").push((location.clone(), to.clone()));
+                    copy_object(source.as_ref(), &set.files[f].key, target, to, Some(&set.files[f]), &landed)
                 },
                 |_, (size, _)| {
                     progress.rows(1);
@@ -790,12 +672,7 @@ impl FilesIn {
     /// read into memory, checked, and written by `jobs` threads, at most `jobs` of them waiting:
     /// one request each, so many small files are not written one round trip at a time. Larger
     /// ones stream from the archive to their object on this thread.
-    fn write_embedded(
-        &self,
-        embedded: &mut EmbeddedFiles<Box<dyn Read>>,
-        jobs: usize,
-        progress: &dyn Progress,
-    ) -> Result<()> {
+    fn write_embedded(&self, embedded: &mut EmbeddedFiles<Box<dyn Read>>, jobs: usize, progress: &dyn Progress) -> Result<()> {
         let (send, receive) = mpsc::sync_channel::<(usize, usize, Vec<u8>)>(jobs);
         let receive = Mutex::new(receive);
         let (report, reports) = mpsc::channel::<Result<u64>>();
@@ -806,9 +683,7 @@ impl FilesIn {
                     let Ok((s, f, bytes)) = receive.lock().expect("not poisoned").recv() else {
                         return;
                     };
-                    let written = self.land(s, f, &mut |out| {
-                        out.write_all(&bytes).map_err(Error::stream)
-                    });
+                    let written = self.land(s, f, &mut |out| out.write_all(&bytes).map_err(Error::stream));
                     if report.send(written.map(|()| bytes.len() as u64)).is_err() {
                         return;
                     }
@@ -827,8 +702,7 @@ impl FilesIn {
                     if size <= BUFFERED {
                         let mut bytes = Vec::with_capacity(size as usize);
                         embedded.copy_next(&mut bytes)?;
-                        send.send((s, f, bytes))
-                            .map_err(|_| Error::Plan("the file writers stopped".into()))?;
+                        send.send((s, f, bytes)).map_err(|_| Error::Plan("the file writers stopped".into()))?;
                     } else {
                         self.land(s, f, &mut |out| embedded.copy_next(out).map(|_| ()))?;
                         done(Ok(size))?;
@@ -854,21 +728,13 @@ impl FilesIn {
     }
 
     /// Writes file `f` of set `s` to its target with `write`, keeping it only if that succeeds.
-    fn land(
-        &self,
-        s: usize,
-        f: usize,
-        write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
-    ) -> Result<()> {
+    fn land(&self, s: usize, f: usize, write: &mut dyn FnMut(&mut dyn Write) -> Result<()>) -> Result<()> {
         let target = self.targets[s].as_ref();
         let to = &self.landing(s, f).to;
         let mut writer = target.writer(to)?;
         write(&mut writer)?;
         writer.finish()?;
-        self.written
-            .lock()
-            .expect("not poisoned")
-            .push((target.describe(), to.clone()));
+        self.written.lock().expect("not poisoned").push((target.describe(), to.clone()));
         Ok(())
     }
 
@@ -883,10 +749,7 @@ mod tests {
 
     #[test]
     fn keys_move_from_each_old_prefix_to_its_new_one_and_others_stay() {
-        let orgs = [
-            (Value::Int(1), Value::Int(7)),
-            (Value::Int(12), Value::Int(8)),
-        ];
+        let orgs = [(Value::Int(1), Value::Int(7)), (Value::Int(12), Value::Int(8))];
         let moved = Relocation::new(Some("orgs/{org}/"), Some("tenants/{org}/files/"), &orgs);
         assert_eq!(moved.key("orgs/1/a.png"), "tenants/7/files/a.png");
         assert_eq!(moved.key("orgs/12/b/c.txt"), "tenants/8/files/b/c.txt");
@@ -895,21 +758,14 @@ mod tests {
         assert_eq!(moved.value(&Value::Null), Value::Null);
         let same = Relocation::new(Some("{org}/"), None, &orgs);
         assert_eq!(same.key("1/x"), "7/x");
-        assert_eq!(
-            Relocation::new(None, Some("{org}/"), &orgs).key("1/x"),
-            "1/x"
-        );
+        assert_eq!(Relocation::new(None, Some("{org}/"), &orgs).key("1/x"), "1/x");
     }
 
     #[test]
     fn a_prefix_template_must_name_the_organisation_and_end_apart_from_it() {
         assert!(check_template("{org}/", "files.u").is_ok());
         assert!(check_template("orgs/{org}-files/", "files.u").is_ok());
-        for (bad, why) in [
-            ("uploads/", "has no `{org}`"),
-            ("{org}", "ends with `{org}`"),
-            ("{org}/{id}/", "other than `{org}`"),
-        ] {
+        for (bad, why) in [("uploads/", "has no `{org}`"), ("{org}", "ends with `{org}`"), ("{org}/{id}/", "other than `{org}`")] {
             let err = check_template(bad, "files.u").unwrap_err().to_string();
             assert!(err.contains(why) && err.contains("files.u"), "{bad}: {err}");
         }
@@ -946,9 +802,6 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.to_string(), "item 3 failed");
-        assert!(
-            started.load(Ordering::Relaxed) < 10_000,
-            "work went on after the error"
-        );
+        assert!(started.load(Ordering::Relaxed) < 10_000, "work went on after the error");
     }
 }

@@ -93,10 +93,7 @@ pub fn value_json(v: &Value) -> serde_json::Value {
         Value::Int(i) => (*i).into(),
         Value::Float(f) => (*f).into(),
         Value::Uuid(u) => crate::value::format_uuid(u).into(),
-        other => other
-            .as_str()
-            .map(|s| s.to_string().into())
-            .unwrap_or_else(|| other.display().into()),
+        other => other.as_str().map(|s| s.to_string().into()).unwrap_or_else(|| other.display().into()),
     }
 }
 
@@ -216,11 +213,7 @@ pub fn import(
     let manifest = crate::archive::read_manifest(&mut open()?)?;
     let maps = map_tables(plan, &manifest)?;
     let conditions = Conditions::new(engine, plan, &manifest)?;
-    let files = FilesIn::open(
-        &manifest,
-        &plan.files,
-        options.files.as_ref().map(|f| f.open),
-    )?;
+    let files = FilesIn::open(&manifest, &plan.files, options.files.as_ref().map(|f| f.open))?;
     let file_columns = key_columns(&manifest);
     let mut importer = Importer {
         engine,
@@ -270,14 +263,8 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
     let mut diffs = Vec::new();
     let mut unkeyable = Vec::new();
     let mut maps = Vec::new();
-    if plan.name(plan.root) != manifest.root_table
-        && plan.table(plan.root).name != manifest.root_table
-    {
-        diffs.push(format!(
-            "the archive's root is `{}` but the target's plan uses `{}`",
-            manifest.root_table,
-            plan.name(plan.root)
-        ));
+    if plan.name(plan.root) != manifest.root_table && plan.table(plan.root).name != manifest.root_table {
+        diffs.push(format!("the archive's root is `{}` but the target's plan uses `{}`", manifest.root_table, plan.name(plan.root)));
     }
     for tm in &manifest.tables {
         let Some(t) = plan.schema.find(&tm.name) else {
@@ -288,24 +275,12 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
         let role = plan.tables[t].role;
         let same_kind = role == tm.role || (role.is_owned() && tm.role.is_owned());
         if !same_kind {
-            diffs.push(
-                format!(
-                    "table `{}` is {:?} in the archive but {:?} in the target's plan",
-                    tm.name, tm.role, role
-                )
-                .to_lowercase(),
-            );
+            diffs.push(format!("table `{}` is {:?} in the archive but {:?} in the target's plan", tm.name, tm.role, role).to_lowercase());
         }
         for c in &tm.columns {
             match table.column(&c.name) {
-                None => diffs.push(format!(
-                    "column `{}.{}` is missing on the target",
-                    tm.name, c.name
-                )),
-                Some(tc) if tc.generated => diffs.push(format!(
-                    "column `{}.{}` is generated on the target",
-                    tm.name, c.name
-                )),
+                None => diffs.push(format!("column `{}.{}` is missing on the target", tm.name, c.name)),
+                Some(tc) if tc.generated => diffs.push(format!("column `{}.{}` is generated on the target", tm.name, c.name)),
                 Some(tc) if !tc.kind.accepts(c.kind) => diffs.push(format!(
                     "column `{}.{}` is {} ({:?}) in the archive but {} ({:?}) on the target",
                     tm.name, c.name, c.declared_type, c.kind, tc.declared_type, tc.kind
@@ -327,13 +302,7 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
         let pos = |name: &str| tm.column_index(name);
         let edges: Vec<(usize, Vec<usize>)> = plan
             .edges_from(t)
-            .filter_map(|(i, e)| {
-                e.from_columns
-                    .iter()
-                    .map(|c| pos(c))
-                    .collect::<Option<Vec<_>>>()
-                    .map(|p| (i, p))
-            })
+            .filter_map(|(i, e)| e.from_columns.iter().map(|c| pos(c)).collect::<Option<Vec<_>>>().map(|p| (i, p)))
             .collect();
         // A row's identity: its primary key, else the first column set others refer to it by.
         let pk = if table.primary_key.is_empty() {
@@ -343,11 +312,7 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
         };
         let pk_positions: Vec<usize> = pk.iter().filter_map(|c| pos(c)).collect();
         if pk_positions.len() != pk.len() && role != Role::Keep {
-            diffs.push(format!(
-                "table `{}`: key columns ({}) are missing from the archive",
-                tm.name,
-                pk.join(", ")
-            ));
+            diffs.push(format!("table `{}`: key columns ({}) are missing from the archive", tm.name, pk.join(", ")));
         }
         let exported = |e: usize| plan.tables[plan.edges[e].to].role.is_mapped();
         let mut pk_sources: Vec<KeySource> = pk
@@ -355,18 +320,10 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
             .map(|c| {
                 edges
                     .iter()
-                    .find(|(e, _)| {
-                        exported(*e)
-                            && plan.edges[*e].condition.is_none()
-                            && plan.edges[*e].from_columns.contains(c)
-                    })
+                    .find(|(e, _)| exported(*e) && plan.edges[*e].condition.is_none() && plan.edges[*e].from_columns.contains(c))
                     .map(|(e, _)| KeySource::Reference {
                         edge: *e,
-                        index: plan.edges[*e]
-                            .from_columns
-                            .iter()
-                            .position(|x| x == c)
-                            .unwrap_or(0),
+                        index: plan.edges[*e].from_columns.iter().position(|x| x == c).unwrap_or(0),
                     })
                     .unwrap_or(KeySource::Keep)
             })
@@ -374,17 +331,8 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
         // A shared row found by its primary key (a catalog's code) keeps it when created: a new
         // value would make another row of it, which no later import would find.
         let natural = !role.is_owned()
-            && table.primary_key.first().is_some_and(|c| {
-                plan.tables[t]
-                    .natural_key
-                    .as_ref()
-                    .is_some_and(|n| n.contains(c))
-            });
-        let allocatable = !table.primary_key.is_empty()
-            && !natural
-            && !pk_sources
-                .iter()
-                .any(|s| matches!(s, KeySource::Reference { .. }));
+            && table.primary_key.first().is_some_and(|c| plan.tables[t].natural_key.as_ref().is_some_and(|n| n.contains(c)));
+        let allocatable = !table.primary_key.is_empty() && !natural && !pk_sources.iter().any(|s| matches!(s, KeySource::Reference { .. }));
         if allocatable {
             if let Some(first) = pk_sources.first_mut() {
                 *first = KeySource::Allocate;
@@ -398,19 +346,11 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
                 ));
             }
         }
-        let keysets: Vec<Option<Vec<usize>>> = plan.tables[t]
-            .keysets
-            .iter()
-            .map(|ks| ks.iter().map(|c| pos(c)).collect::<Option<Vec<_>>>())
-            .collect();
+        let keysets: Vec<Option<Vec<usize>>> =
+            plan.tables[t].keysets.iter().map(|ks| ks.iter().map(|c| pos(c)).collect::<Option<Vec<_>>>()).collect();
         let mut uniques = Vec::new();
         // The primary key too: made of references to matched rows it can collide (checks skip new values).
-        let mut candidates: Vec<&Vec<String>> = table
-            .unique_keys
-            .iter()
-            .filter(|u| !u.partial)
-            .map(|u| &u.columns)
-            .collect();
+        let mut candidates: Vec<&Vec<String>> = table.unique_keys.iter().filter(|u| !u.partial).map(|u| &u.columns).collect();
         if !table.primary_key.is_empty() {
             candidates.push(&table.primary_key);
         }
@@ -418,18 +358,8 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
             let Some(positions) = cols.iter().map(|c| pos(c)).collect::<Option<Vec<_>>>() else {
                 continue;
             };
-            let policy = cols.iter().zip(&positions).find_map(|(c, &p)| {
-                plan.tables[t]
-                    .on_conflict
-                    .get(c)
-                    .map(|pol| (c.clone(), p, *pol))
-            });
-            uniques.push(UniqueCheck {
-                id: keyset_id(t, i),
-                columns: cols.clone(),
-                positions,
-                policy,
-            });
+            let policy = cols.iter().zip(&positions).find_map(|(c, &p)| plan.tables[t].on_conflict.get(c).map(|pol| (c.clone(), p, *pol)));
+            uniques.push(UniqueCheck { id: keyset_id(t, i), columns: cols.clone(), positions, policy });
         }
         let mut insert_columns: Vec<String> = tm.columns.iter().map(|c| c.name.clone()).collect();
         insert_columns.extend(fill.iter().map(|(c, _, _)| c.clone()));
@@ -437,26 +367,17 @@ pub(crate) fn map_tables(plan: &Plan, manifest: &Manifest) -> Result<Vec<TableMa
         // one) cannot exist on the target: a table whose every unique key holds one, and that
         // nobody refers to by other columns, has nothing for the check pass to do.
         let always_new = |p: usize| {
-            pk_positions
-                .iter()
-                .zip(&pk_sources)
-                .any(|(&q, s)| q == p && matches!(s, KeySource::Allocate))
+            pk_positions.iter().zip(&pk_sources).any(|(&q, s)| q == p && matches!(s, KeySource::Allocate))
                 || edges.iter().any(|(e, positions)| {
                     let edge = &plan.edges[*e];
-                    positions.contains(&p)
-                        && edge.condition.is_none()
-                        && plan.tables[edge.to].role.is_owned()
+                    positions.contains(&p) && edge.condition.is_none() && plan.tables[edge.to].role.is_owned()
                 })
         };
-        let needs_check = keysets.len() > 1
-            || uniques
-                .iter()
-                .any(|u| !u.positions.iter().any(|&p| always_new(p)));
+        let needs_check = keysets.len() > 1 || uniques.iter().any(|u| !u.positions.iter().any(|&p| always_new(p)));
         // A key made only of references is rewritten with them; unless rows point at this table,
         // nothing needs it in the key map.
-        let in_key_map = role != Role::Owned
-            || pk_sources.iter().any(|s| matches!(s, KeySource::Allocate))
-            || plan.edges.iter().any(|e| e.to == t);
+        let in_key_map =
+            role != Role::Owned || pk_sources.iter().any(|s| matches!(s, KeySource::Allocate)) || plan.edges.iter().any(|e| e.to == t);
         maps.push(TableMap {
             target: t,
             role,
@@ -491,12 +412,7 @@ impl Importer<'_> {
         }
     }
 
-    fn run(
-        &mut self,
-        open: &Opener,
-        options: &ImportOptions,
-        progress: &dyn Progress,
-    ) -> Result<ImportReport> {
+    fn run(&mut self, open: &Opener, options: &ImportOptions, progress: &dyn Progress) -> Result<ImportReport> {
         let reader = self.pass(open, progress, "allocate", Self::allocate)?;
         self.check_embedded(reader, progress)?;
         self.stop_on_problems()?;
@@ -532,13 +448,7 @@ impl Importer<'_> {
             files.write(&self.manifest, embedded, jobs, progress)?;
         }
 
-        let orgs = orgs
-            .iter()
-            .map(|(old, new)| OrgMapping {
-                source: value_json(old),
-                target: value_json(new),
-            })
-            .collect();
+        let orgs = orgs.iter().map(|(old, new)| OrgMapping { source: value_json(old), target: value_json(new) }).collect();
         let mut cut = self.manifest.cut.clone();
         for (&(t, e), &rows) in &self.cut {
             let edge = &self.plan.edges[e];
@@ -556,11 +466,7 @@ impl Importer<'_> {
             tables: std::mem::take(&mut self.counts),
             renamed: std::mem::take(&mut self.renamed),
             cut,
-            files: self
-                .files
-                .as_ref()
-                .map(|files| files.report(&self.manifest))
-                .unwrap_or_default(),
+            files: self.files.as_ref().map(|files| files.report(&self.manifest)).unwrap_or_default(),
             dry_run: options.dry_run,
         })
     }
@@ -568,11 +474,7 @@ impl Importer<'_> {
     /// Reads the embedded files after the first pass's rows, checking each one's size and
     /// checksum, so a damaged file stops the import before anything is written. The write pass
     /// checks them again as it writes them, from an archive opened afresh.
-    fn check_embedded(
-        &self,
-        reader: ArchiveReader<Box<dyn Read>>,
-        progress: &dyn Progress,
-    ) -> Result<()> {
+    fn check_embedded(&self, reader: ArchiveReader<Box<dyn Read>>, progress: &dyn Progress) -> Result<()> {
         let count = self.manifest.embedded_files().count();
         if count == 0 {
             return Ok(());
@@ -595,18 +497,9 @@ impl Importer<'_> {
         let root_ks = keyset_id(self.plan.root, 0);
         let mut orgs = Vec::new();
         for org in &self.manifest.orgs {
-            let new = self
-                .scratch
-                .lookup_key(root_ks, &key_bytes(std::slice::from_ref(org)))?;
-            let new = new
-                .map(|(bytes, _)| codec::decode(&bytes, 1))
-                .transpose()
-                .map_err(Error::Stream)?;
-            orgs.push((
-                org.clone(),
-                new.and_then(|v| v.into_iter().next())
-                    .unwrap_or(Value::Null),
-            ));
+            let new = self.scratch.lookup_key(root_ks, &key_bytes(std::slice::from_ref(org)))?;
+            let new = new.map(|(bytes, _)| codec::decode(&bytes, 1)).transpose().map_err(Error::Stream)?;
+            orgs.push((org.clone(), new.and_then(|v| v.into_iter().next()).unwrap_or(Value::Null)));
         }
         Ok(orgs)
     }
@@ -677,12 +570,7 @@ impl Importer<'_> {
         positions.iter().map(|&p| row[p].clone()).collect()
     }
 
-    fn lookup(
-        &self,
-        table: usize,
-        keyset: usize,
-        old: &[Value],
-    ) -> Result<Option<(Vec<Value>, bool)>> {
+    fn lookup(&self, table: usize, keyset: usize, old: &[Value]) -> Result<Option<(Vec<Value>, bool)>> {
         const CACHE_ENTRIES: usize = 4096;
         let key = (keyset_id(table, keyset), key_bytes(old));
         if let Some(hit) = self.cache.borrow().get(&key) {
@@ -691,10 +579,7 @@ impl Importer<'_> {
         let Some((bytes, created)) = self.scratch.lookup_key(key.0, &key.1)? else {
             return Ok(None);
         };
-        let found = (
-            codec::decode(&bytes, old.len()).map_err(Error::Stream)?,
-            created,
-        );
+        let found = (codec::decode(&bytes, old.len()).map_err(Error::Stream)?, created);
         let mut cache = self.cache.borrow_mut();
         if cache.len() >= CACHE_ENTRIES {
             cache.clear();
@@ -709,11 +594,7 @@ impl Importer<'_> {
         let e = &self.plan.edges[edge];
         match self.plan.tables[e.to].role {
             Role::Root | Role::Owned | Role::Referenced | Role::Dependent | Role::Keep => {
-                let Some(ks) = self.plan.tables[e.to]
-                    .keysets
-                    .iter()
-                    .position(|k| *k == e.to_columns)
-                else {
+                let Some(ks) = self.plan.tables[e.to].keysets.iter().position(|k| *k == e.to_columns) else {
                     return Ok(None);
                 };
                 self.lookup(e.to, ks, old)
@@ -745,34 +626,21 @@ impl Importer<'_> {
     /// Whether a generated primary key is free: neither on the target nor given to another row.
     fn key_is_free(&mut self, t: usize, key: &[Value]) -> Result<bool> {
         let pk = self.plan.table(t).primary_key.clone();
-        Ok(self.find(t, &pk, key, &pk[..1])?.is_none()
-            && self.scratch.claim(-(t as i64) - 1, &key_bytes(key))?)
+        Ok(self.find(t, &pk, key, &pk[..1])?.is_none() && self.scratch.claim(-(t as i64) - 1, &key_bytes(key))?)
     }
 
     /// Gives the row a new primary key and records it in the key map.
-    fn allocate_row(
-        &mut self,
-        a: usize,
-        ordinal: u64,
-        row: &[Value],
-        created: bool,
-    ) -> Result<bool> {
+    fn allocate_row(&mut self, a: usize, ordinal: u64, row: &[Value], created: bool) -> Result<bool> {
         let map = &self.maps[a];
         let (t, name) = (map.target, map.name.clone());
-        if !map.in_key_map
-            || map.pk_positions.is_empty()
-            || map.pk_positions.len() != map.pk_sources.len()
-        {
+        if !map.in_key_map || map.pk_positions.is_empty() || map.pk_positions.len() != map.pk_sources.len() {
             return Ok(true);
         }
         let old = Self::pick(row, &map.pk_positions);
         let sources = map.pk_sources.clone();
         let edges = map.edges.clone();
         let mut new = Vec::with_capacity(old.len());
-        let regenerated = sources
-            .iter()
-            .zip(&old)
-            .any(|(s, v)| matches!(s, KeySource::Allocate) && !matches!(v, Value::Int(_)));
+        let regenerated = sources.iter().zip(&old).any(|(s, v)| matches!(s, KeySource::Allocate) && !matches!(v, Value::Int(_)));
         for (i, source) in sources.iter().enumerate() {
             new.push(match *source {
                 KeySource::Keep => old[i].clone(),
@@ -811,18 +679,10 @@ impl Importer<'_> {
                 }
             }
         }
-        self.scratch.map_key(
-            keyset_id(t, 0),
-            &key_bytes(&old),
-            &codec::encode(&new),
-            created,
-        )?;
+        self.scratch.map_key(keyset_id(t, 0), &key_bytes(&old), &codec::encode(&new), created)?;
         let in_sequence = match (sources.as_slice(), new.as_slice()) {
             ([KeySource::Allocate], [Value::Int(n)]) => {
-                let first = *self
-                    .sequential
-                    .entry(a)
-                    .or_insert(Some(*n - ordinal as i64));
+                let first = *self.sequential.entry(a).or_insert(Some(*n - ordinal as i64));
                 first.is_some_and(|f| f + ordinal as i64 == *n)
             }
             _ => false,
@@ -852,15 +712,8 @@ impl Importer<'_> {
             Role::Keep => {
                 let natural = self.plan.tables[t].natural_key.clone().unwrap_or_default();
                 let tm = &self.manifest.tables[a];
-                let Some(positions) = natural
-                    .iter()
-                    .map(|c| tm.column_index(c))
-                    .collect::<Option<Vec<_>>>()
-                else {
-                    self.problem(format!(
-                        "kept table `{name}`: its key ({}) is not in the archive",
-                        natural.join(", ")
-                    ));
+                let Some(positions) = natural.iter().map(|c| tm.column_index(c)).collect::<Option<Vec<_>>>() else {
+                    self.problem(format!("kept table `{name}`: its key ({}) is not in the archive", natural.join(", ")));
                     return Ok(());
                 };
                 let values = Self::pick(row, &positions);
@@ -869,21 +722,12 @@ impl Importer<'_> {
                     for (ks, positions) in self.maps[a].keysets.iter().enumerate() {
                         if let Some(positions) = positions {
                             let old = Self::pick(row, positions);
-                            self.scratch.map_key(
-                                keyset_id(t, ks),
-                                &key_bytes(&old),
-                                &codec::encode(&old),
-                                false,
-                            )?;
+                            self.scratch.map_key(keyset_id(t, ks), &key_bytes(&old), &codec::encode(&old), false)?;
                         }
                     }
                     self.counts.entry(name).or_default().matched += 1;
                 } else {
-                    self.problem(format!(
-                        "kept table `{name}`: no row with ({}) = {} on the target",
-                        natural.join(", "),
-                        show(&values)
-                    ));
+                    self.problem(format!("kept table `{name}`: no row with ({}) = {} on the target", natural.join(", "), show(&values)));
                 }
             }
             Role::Referenced => {
@@ -900,15 +744,8 @@ impl Importer<'_> {
     }
 
     /// Looks up a row on the target by the values of `columns`; returns the values of `output`.
-    fn find(
-        &mut self,
-        t: usize,
-        columns: &[String],
-        values: &[Value],
-        output: &[String],
-    ) -> Result<Option<Vec<Value>>> {
-        self.engine
-            .find_row(self.plan.table(t), columns, values, output)
+    fn find(&mut self, t: usize, columns: &[String], values: &[Value], output: &[String]) -> Result<Option<Vec<Value>>> {
+        self.engine.find_row(self.plan.table(t), columns, values, output)
     }
 
     /// A shared row's counterpart on the target, by natural key: the values of all its keysets.
@@ -918,11 +755,7 @@ impl Importer<'_> {
             return Ok(None);
         };
         let tm = &self.manifest.tables[a];
-        let Some(positions) = natural
-            .iter()
-            .map(|c| tm.column_index(c))
-            .collect::<Option<Vec<_>>>()
-        else {
+        let Some(positions) = natural.iter().map(|c| tm.column_index(c)).collect::<Option<Vec<_>>>() else {
             return Ok(None);
         };
         let mut values = Self::pick(row, &positions);
@@ -966,10 +799,7 @@ impl Importer<'_> {
             Role::Dependent => self.parents_created(a, row)?,
             Role::Referenced => match &map.keysets.first() {
                 Some(Some(positions)) => {
-                    matches!(
-                        self.lookup(map.target, 0, &Self::pick(row, positions))?,
-                        Some((_, true))
-                    )
+                    matches!(self.lookup(map.target, 0, &Self::pick(row, positions))?, Some((_, true)))
                 }
                 _ => true,
             },
@@ -978,13 +808,7 @@ impl Importer<'_> {
 
     /// The row with its new key and rewritten references, and which positions hold new values.
     /// Unresolvable references are reported (`report`) or cut.
-    fn rewrite(
-        &mut self,
-        a: usize,
-        ordinal: u64,
-        row: &[Value],
-        pass: Pass,
-    ) -> Result<Option<(Vec<Value>, Vec<bool>)>> {
+    fn rewrite(&mut self, a: usize, ordinal: u64, row: &[Value], pass: Pass) -> Result<Option<(Vec<Value>, Vec<bool>)>> {
         let mut out = row.to_vec();
         let mut fresh = vec![false; row.len()];
         let t = self.maps[a].target;
@@ -992,10 +816,7 @@ impl Importer<'_> {
         if let Some(Some(first)) = self.sequential.get(&a) {
             out[pk_positions[0]] = Value::Int(first + ordinal as i64);
             fresh[pk_positions[0]] = true;
-        } else if self.maps[a].in_key_map
-            && !pk_positions.is_empty()
-            && pk_positions.len() == self.maps[a].pk_sources.len()
-        {
+        } else if self.maps[a].in_key_map && !pk_positions.is_empty() && pk_positions.len() == self.maps[a].pk_sources.len() {
             if let Some((new, _)) = self.lookup(t, 0, &Self::pick(row, &pk_positions))? {
                 for (k, &p) in pk_positions.iter().enumerate() {
                     fresh[p] = !matches!(self.maps[a].pk_sources[k], KeySource::Keep);
@@ -1012,8 +833,7 @@ impl Importer<'_> {
                 Some((new, created)) => {
                     for (k, &p) in positions.iter().enumerate() {
                         out[p] = new[k].clone();
-                        fresh[p] |=
-                            created || self.plan.tables[self.plan.edges[edge].to].role.is_owned();
+                        fresh[p] |= created || self.plan.tables[self.plan.edges[edge].to].role.is_owned();
                     }
                 }
                 None if self.plan.edges[edge].nullable => {
@@ -1027,8 +847,7 @@ impl Importer<'_> {
                 // Other key sets are mapped as the check pass goes: one of a later row is
                 // checked again once they all are.
                 None if pass == Pass::Check
-                    && self.plan.tables[self.plan.edges[edge].to].keysets.first()
-                        != Some(&self.plan.edges[edge].to_columns) =>
+                    && self.plan.tables[self.plan.edges[edge].to].keysets.first() != Some(&self.plan.edges[edge].to_columns) =>
                 {
                     self.forward_misses = true;
                 }
@@ -1063,19 +882,12 @@ impl Importer<'_> {
             return Ok(());
         };
         let t = self.maps[a].target;
-        for UniqueCheck {
-            id,
-            columns,
-            positions,
-            policy,
-        } in self.maps[a].uniques.clone()
-        {
+        for UniqueCheck { id, columns, positions, policy } in self.maps[a].uniques.clone() {
             let values = Self::pick(&new, &positions);
             if values.iter().any(Value::is_null) || positions.iter().any(|&p| fresh[p]) {
                 continue;
             }
-            let taken = self.find(t, &columns, &values, &columns[..1])?.is_some()
-                || !self.scratch.claim(id, &key_bytes(&values))?;
+            let taken = self.find(t, &columns, &values, &columns[..1])?.is_some() || !self.scratch.claim(id, &key_bytes(&values))?;
             if !taken {
                 continue;
             }
@@ -1088,9 +900,7 @@ impl Importer<'_> {
                     let k = positions.iter().position(|&x| x == p).unwrap_or(0);
                     for attempt in 2u64.. {
                         candidate[k] = match (pol, &original) {
-                            (ConflictPolicy::Suffix, Value::Text(s)) => {
-                                Value::Text(format!("{s}-{attempt}"))
-                            }
+                            (ConflictPolicy::Suffix, Value::Text(s)) => Value::Text(format!("{s}-{attempt}")),
                             _ => regenerate(&original),
                         };
                         let free = self.find(t, &columns, &candidate, &columns[..1])?.is_none();
@@ -1098,17 +908,10 @@ impl Importer<'_> {
                             break;
                         }
                         if attempt > 10_000 {
-                            return Err(Error::Plan(format!(
-                                "table `{name}`: no free value for `{column}` after 10000 attempts"
-                            )));
+                            return Err(Error::Plan(format!("table `{name}`: no free value for `{column}` after 10000 attempts")));
                         }
                     }
-                    self.scratch.set_override(
-                        a,
-                        ordinal,
-                        &column,
-                        &codec::encode(&candidate[k..=k]),
-                    )?;
+                    self.scratch.set_override(a, ordinal, &column, &codec::encode(&candidate[k..=k]))?;
                     self.overridden.insert(a);
                     new[p] = candidate[k].clone();
                     let hide = sensitive(&column);
@@ -1120,11 +923,7 @@ impl Importer<'_> {
                     });
                 }
                 _ => {
-                    let shown = if columns.iter().any(|c| sensitive(c)) {
-                        "(sensitive value)".to_string()
-                    } else {
-                        show(&values)
-                    };
+                    let shown = if columns.iter().any(|c| sensitive(c)) { "(sensitive value)".to_string() } else { show(&values) };
                     self.conflicts.push(format!(
                         "table `{name}`, unique ({}): {shown} already exists; \
                          hint: set `on_conflict.\"{name}.{}\"` to `suffix` or `regenerate` in orgport.toml",
@@ -1139,12 +938,7 @@ impl Importer<'_> {
             if let Some(positions) = positions {
                 let old = Self::pick(row, positions);
                 let created = Self::pick(&new, positions);
-                self.scratch.map_key(
-                    keyset_id(t, ks),
-                    &key_bytes(&old),
-                    &codec::encode(&created),
-                    true,
-                )?;
+                self.scratch.map_key(keyset_id(t, ks), &key_bytes(&old), &codec::encode(&created), true)?;
             }
         }
         Ok(())
@@ -1178,26 +972,14 @@ impl Importer<'_> {
         }
         self.defer_forward_references(a, ordinal, &mut new)?;
         for (_, kind, nullable) in &self.maps[a].fill {
-            new.push(if *nullable {
-                Value::Null
-            } else {
-                unusable(*kind)
-            });
+            new.push(if *nullable { Value::Null } else { unusable(*kind) });
         }
         if self.batch.table != a {
             self.send_batch()?;
             self.batch.table = a;
         }
-        self.batch.bytes += new
-            .iter()
-            .map(|v| {
-                8 + if let Value::Blob(b) = v {
-                    b.len()
-                } else {
-                    v.as_str().map_or(0, str::len)
-                }
-            })
-            .sum::<usize>();
+        self.batch.bytes +=
+            new.iter().map(|v| 8 + if let Value::Blob(b) = v { b.len() } else { v.as_str().map_or(0, str::len) }).sum::<usize>();
         self.batch.rows.push(new);
         if self.batch.is_full() {
             self.send_batch()?;
@@ -1207,12 +989,7 @@ impl Importer<'_> {
 
     /// References the engine would check before their row is written go in as NULL and are
     /// remembered, to be set by [`Importer::apply_deferred`] once every row is in.
-    fn defer_forward_references(
-        &mut self,
-        a: usize,
-        ordinal: u64,
-        new: &mut [Value],
-    ) -> Result<()> {
+    fn defer_forward_references(&mut self, a: usize, ordinal: u64, new: &mut [Value]) -> Result<()> {
         for (edge, positions) in &self.maps[a].edges {
             if !self.plan.null_then_update.contains(edge) {
                 continue;
@@ -1223,16 +1000,13 @@ impl Importer<'_> {
             }
             // A self-reference to a row allocated (so written) earlier needs no deferring.
             let e = &self.plan.edges[*edge];
-            if let (true, Some(Some(first)), [Value::Int(k)]) =
-                (e.from == e.to, self.sequential.get(&a), values.as_slice())
-            {
+            if let (true, Some(Some(first)), [Value::Int(k)]) = (e.from == e.to, self.sequential.get(&a), values.as_slice()) {
                 if k - first < ordinal as i64 {
                     continue;
                 }
             }
             let key = Self::pick(new, &self.maps[a].pk_positions);
-            self.scratch
-                .defer_update(a, *edge, &codec::encode(&key), &codec::encode(&values))?;
+            self.scratch.defer_update(a, *edge, &codec::encode(&key), &codec::encode(&values))?;
             for &p in positions {
                 new[p] = Value::Null;
             }
@@ -1252,42 +1026,21 @@ impl Importer<'_> {
                 let map = &self.maps[*a];
                 let table = self.plan.table(map.target);
                 let columns = &self.plan.edges[*edge].from_columns;
-                let key_columns: Vec<&String> = map
-                    .pk_positions
-                    .iter()
-                    .map(|&p| &self.manifest.tables[*a].columns[p].name)
-                    .collect();
-                let sets: Vec<String> = columns
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| format!("{} = {}", d.quote_ident(c), d.placeholder(i + 1)))
-                    .collect();
+                let key_columns: Vec<&String> = map.pk_positions.iter().map(|&p| &self.manifest.tables[*a].columns[p].name).collect();
+                let sets: Vec<String> =
+                    columns.iter().enumerate().map(|(i, c)| format!("{} = {}", d.quote_ident(c), d.placeholder(i + 1))).collect();
                 let wheres: Vec<String> = key_columns
                     .iter()
                     .enumerate()
-                    .map(|(i, c)| {
-                        format!(
-                            "{} = {}",
-                            d.quote_ident(c),
-                            d.placeholder(columns.len() + i + 1)
-                        )
-                    })
+                    .map(|(i, c)| format!("{} = {}", d.quote_ident(c), d.placeholder(columns.len() + i + 1)))
                     .collect();
-                let sql = format!(
-                    "UPDATE {} SET {} WHERE {}",
-                    d.table_ref(table),
-                    sets.join(", "),
-                    wheres.join(" AND ")
-                );
+                let sql = format!("UPDATE {} SET {} WHERE {}", d.table_ref(table), sets.join(", "), wheres.join(" AND "));
                 let mut params = codec::decode(value, columns.len()).map_err(Error::Stream)?;
                 params.extend(codec::decode(key, key_columns.len()).map_err(Error::Stream)?);
-                let changed = self.engine.execute(&sql, &params).map_err(|e| {
-                    e.doing(&format!(
-                        "cannot set `{}`({})",
-                        map.name,
-                        columns.join(", ")
-                    ))
-                })?;
+                let changed = self
+                    .engine
+                    .execute(&sql, &params)
+                    .map_err(|e| e.doing(&format!("cannot set `{}`({})", map.name, columns.join(", "))))?;
                 if changed != 1 {
                     return Err(Error::Plan(format!(
                         "table `{}`: setting ({}) changed {changed} rows instead of 1",
@@ -1308,11 +1061,7 @@ impl Importer<'_> {
         }
         let map = &self.maps[self.batch.table];
         // Engines name the table in their errors: with bulk writes, a failure may surface later.
-        let result = self.engine.insert_rows(
-            self.plan.table(map.target),
-            &map.insert_columns,
-            &self.batch.rows,
-        );
+        let result = self.engine.insert_rows(self.plan.table(map.target), &map.insert_columns, &self.batch.rows);
         self.batch.rows.clear();
         self.batch.bytes = 0;
         result
@@ -1321,24 +1070,13 @@ impl Importer<'_> {
 
 /// Maps every key set of an archive row to those of the row found on the target for it (`found`
 /// holds the table's key columns).
-pub(crate) fn map_found(
-    scratch: &Scratch,
-    plan: &Plan,
-    map: &TableMap,
-    row: &[Value],
-    found: &[Value],
-) -> Result<()> {
+pub(crate) fn map_found(scratch: &Scratch, plan: &Plan, map: &TableMap, row: &[Value], found: &[Value]) -> Result<()> {
     let t = map.target;
     for (ks, positions) in map.keysets.iter().enumerate() {
         if let Some(positions) = positions {
             let old: Vec<Value> = positions.iter().map(|&p| row[p].clone()).collect();
             let new = plan.tables[t].keyset_values(ks, found);
-            scratch.map_key(
-                keyset_id(t, ks),
-                &key_bytes(&old),
-                &codec::encode(&new),
-                false,
-            )?;
+            scratch.map_key(keyset_id(t, ks), &key_bytes(&old), &codec::encode(&new), false)?;
         }
     }
     Ok(())
@@ -1347,18 +1085,14 @@ pub(crate) fn map_found(
 /// Each pass reopens the archive: it must still be the one the first pass read.
 pub(crate) fn same_archive(first: &Manifest, now: &Manifest) -> Result<()> {
     if first.data.sha256 != now.data.sha256 || first.tables.len() != now.tables.len() {
-        return Err(Error::Corrupt(
-            "the archive changed while it was being read".into(),
-        ));
+        return Err(Error::Corrupt("the archive changed while it was being read".into()));
     }
     Ok(())
 }
 
 /// A value as the user wrote it: text without quotes.
 fn plain(v: &Value) -> String {
-    v.as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| v.display())
+    v.as_str().map(str::to_string).unwrap_or_else(|| v.display())
 }
 
 pub(crate) fn show(values: &[Value]) -> String {

@@ -62,11 +62,7 @@ fn canonical_decimal(text: &str) -> String {
         None => digits.to_string(),
     };
     let digits = digits.trim_start_matches('0');
-    let digits = if digits.is_empty() || digits.starts_with('.') {
-        format!("0{digits}")
-    } else {
-        digits.to_string()
-    };
+    let digits = if digits.is_empty() || digits.starts_with('.') { format!("0{digits}") } else { digits.to_string() };
     if digits == "0" {
         digits
     } else {
@@ -90,11 +86,7 @@ pub fn regenerate(old: &Value) -> Value {
         Value::Uuid(_) => Value::Uuid(new_uuid()),
         Value::Text(s) if parse_uuid(s).is_some() => {
             let u = format_uuid(&new_uuid());
-            Value::Text(if s.chars().any(|c| c.is_ascii_uppercase()) {
-                u.to_uppercase()
-            } else {
-                u
-            })
+            Value::Text(if s.chars().any(|c| c.is_ascii_uppercase()) { u.to_uppercase() } else { u })
         }
         Value::Text(s) => {
             let mut out: String = s
@@ -152,23 +144,12 @@ mod tests {
     #[test]
     fn withheld_values_are_valid_for_their_type() {
         use crate::value::ValueKind;
-        let Value::Json(doc) = unusable(ValueKind::Json) else {
-            panic!("a JSON value")
-        };
+        let Value::Json(doc) = unusable(ValueKind::Json) else { panic!("a JSON value") };
         let parsed: serde_json::Value = serde_json::from_str(&doc).expect("valid JSON");
-        assert!(
-            parsed
-                .as_str()
-                .is_some_and(|s| s.starts_with("!orgport-withheld-")),
-            "{doc}"
-        );
+        assert!(parsed.as_str().is_some_and(|s| s.starts_with("!orgport-withheld-")), "{doc}");
         assert_eq!(unusable(ValueKind::Boolean), Value::Bool(false));
-        assert!(
-            matches!(unusable(ValueKind::TimestampTz), Value::TimestampTz(t) if t.starts_with("1970-01-01"))
-        );
-        assert!(
-            matches!(unusable(ValueKind::Text), Value::Text(t) if t.starts_with("!orgport-withheld-"))
-        );
+        assert!(matches!(unusable(ValueKind::TimestampTz), Value::TimestampTz(t) if t.starts_with("1970-01-01")));
+        assert!(matches!(unusable(ValueKind::Text), Value::Text(t) if t.starts_with("!orgport-withheld-")));
     }
 
     #[test]
@@ -176,28 +157,12 @@ mod tests {
         let same = |a: Value, b: Value| cross_engine_bytes(&[a]) == cross_engine_bytes(&[b]);
         assert!(same(Value::Float(1234.5), Value::Decimal("1234.50".into())));
         assert!(same(Value::Float(0.1), Value::Decimal("0.100".into())));
-        assert!(same(
-            Value::Decimal("-0.0".into()),
-            Value::Decimal("0".into())
-        ));
-        assert!(same(
-            Value::Decimal("007.10".into()),
-            Value::Decimal("7.1".into())
-        ));
+        assert!(same(Value::Decimal("-0.0".into()), Value::Decimal("0".into())));
+        assert!(same(Value::Decimal("007.10".into()), Value::Decimal("7.1".into())));
         assert!(same(Value::Int(0), Value::Decimal("0.00".into())));
         assert!(same(Value::Int(-12), Value::Float(-12.0)));
-        assert!(!same(
-            Value::Float(1234.5),
-            Value::Decimal("1234.05".into())
-        ));
-        assert!(same(
-            Value::Uuid([0xab; 16]),
-            Value::Text(format_uuid(&[0xab; 16]).to_uppercase())
-        ));
-        assert_ne!(
-            key_bytes(&[Value::Int(5)]),
-            key_bytes(&[Value::Float(5.0)]),
-            "exact within one engine"
-        );
+        assert!(!same(Value::Float(1234.5), Value::Decimal("1234.05".into())));
+        assert!(same(Value::Uuid([0xab; 16]), Value::Text(format_uuid(&[0xab; 16]).to_uppercase())));
+        assert_ne!(key_bytes(&[Value::Int(5)]), key_bytes(&[Value::Float(5.0)]), "exact within one engine");
     }
 }

@@ -49,22 +49,12 @@ impl ReadAhead {
         let slots = (0..tables).map(|_| Slot::Open).collect();
         // A few tables past the readers' own: the next large table starts while small ones pass.
         let window = if readers == 0 { 0 } else { readers + 3 };
-        ReadAhead {
-            board: Mutex::new(Board {
-                slots,
-                current: 0,
-                stopped: false,
-            }),
-            changed: Condvar::new(),
-            window,
-        }
+        ReadAhead { board: Mutex::new(Board { slots, current: 0, stopped: false }), changed: Condvar::new(), window }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Board> {
         // The board stays consistent whatever panicked while holding it: every change is one assignment.
-        self.board
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.board.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The writer's turn for table `i`: its spooled rows, or None when the writer must read it.
@@ -80,9 +70,7 @@ impl ReadAhead {
                     board.slots[i] = Slot::Reading;
                     board = self.changed.wait(board).unwrap_or_else(|p| p.into_inner());
                 }
-                Slot::Taken => {
-                    return Err(Error::Plan(format!("export: table {i} was read twice")))
-                }
+                Slot::Taken => return Err(Error::Plan(format!("export: table {i} was read twice"))),
             }
         }
     }
@@ -94,12 +82,7 @@ impl ReadAhead {
     }
 
     /// A reader's loop: claim the next open table within the window, spool it, repeat.
-    pub(crate) fn work(
-        &self,
-        mut reader: Box<dyn Engine + Send>,
-        queries: &[&TableQuery],
-        spool_dir: Option<&Path>,
-    ) {
+    pub(crate) fn work(&self, mut reader: Box<dyn Engine + Send>, queries: &[&TableQuery], spool_dir: Option<&Path>) {
         loop {
             let claimed = {
                 let mut board = self.lock();
@@ -107,32 +90,19 @@ impl ReadAhead {
                     if board.stopped {
                         return;
                     }
-                    let ahead =
-                        board.current + 1..(board.current + 1 + self.window).min(board.slots.len());
-                    if let Some(i) = ahead
-                        .clone()
-                        .find(|&i| matches!(board.slots[i], Slot::Open))
-                    {
+                    let ahead = board.current + 1..(board.current + 1 + self.window).min(board.slots.len());
+                    if let Some(i) = ahead.clone().find(|&i| matches!(board.slots[i], Slot::Open)) {
                         board.slots[i] = Slot::Reading;
                         break i;
                     }
-                    if !board.slots[board.current..]
-                        .iter()
-                        .any(|s| matches!(s, Slot::Open))
-                    {
+                    if !board.slots[board.current..].iter().any(|s| matches!(s, Slot::Open)) {
                         return;
                     }
                     board = self.changed.wait(board).unwrap_or_else(|p| p.into_inner());
                 }
             };
-            let spooled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                spool(reader.as_mut(), queries[claimed], spool_dir)
-            }))
-            .unwrap_or_else(|_| {
-                Err(Error::Plan(
-                    "a reader of the export failed unexpectedly".into(),
-                ))
-            });
+            let spooled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| spool(reader.as_mut(), queries[claimed], spool_dir)))
+                .unwrap_or_else(|_| Err(Error::Plan("a reader of the export failed unexpectedly".into())));
             self.lock().slots[claimed] = Slot::Ready(spooled);
             self.changed.notify_all();
         }
@@ -140,35 +110,24 @@ impl ReadAhead {
 }
 
 fn spool(reader: &mut dyn Engine, query: &TableQuery, dir: Option<&Path>) -> Result<Spool> {
-    let dir = dir
-        .map(Path::to_path_buf)
-        .unwrap_or_else(std::env::temp_dir);
-    let file = tempfile::tempfile_in(&dir)
-        .map_err(|e| Error::io("cannot create a spool file in", &dir, e))?;
+    let dir = dir.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+    let file = tempfile::tempfile_in(&dir).map_err(|e| Error::io("cannot create a spool file in", &dir, e))?;
     let mut out = BufWriter::with_capacity(1 << 16, file);
     let mut rows = 0;
     reader.query(&query.sql, &query.params, &query.kinds, &mut |values| {
         let bytes = codec::encode(values);
-        out.write_all(&(bytes.len() as u32).to_le_bytes())
-            .and_then(|_| out.write_all(&bytes))
-            .map_err(Error::Stream)?;
+        out.write_all(&(bytes.len() as u32).to_le_bytes()).and_then(|_| out.write_all(&bytes)).map_err(Error::Stream)?;
         rows += 1;
         Ok(())
     })?;
-    let mut file = out
-        .into_inner()
-        .map_err(|e| Error::Stream(e.into_error()))?;
+    let mut file = out.into_inner().map_err(|e| Error::Stream(e.into_error()))?;
     file.rewind().map_err(Error::Stream)?;
     Ok(Spool { file, rows })
 }
 
 impl Spool {
     /// Hands every spooled row to `on_row`, as the query would have.
-    pub(crate) fn replay(
-        self,
-        columns: usize,
-        on_row: &mut dyn FnMut(&[Value]) -> Result<()>,
-    ) -> Result<()> {
+    pub(crate) fn replay(self, columns: usize, on_row: &mut dyn FnMut(&[Value]) -> Result<()>) -> Result<()> {
         let mut input = BufReader::with_capacity(1 << 16, self.file);
         let mut bytes = Vec::new();
         for _ in 0..self.rows {

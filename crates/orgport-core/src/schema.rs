@@ -18,11 +18,7 @@ impl Schema {
         if let Some(i) = self.tables.iter().position(|t| t.qualified() == name) {
             return Some(i);
         }
-        let mut hits = self
-            .tables
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.name == name);
+        let mut hits = self.tables.iter().enumerate().filter(|(_, t)| t.name == name);
         match (hits.next(), hits.next()) {
             (Some((i, _)), None) => Some(i),
             _ => None,

@@ -15,13 +15,8 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Result<Self> {
-        let dir = tempfile::tempdir().map_err(|e| {
-            crate::error::Error::io(
-                "cannot create a scratch directory in",
-                std::env::temp_dir(),
-                e,
-            )
-        })?;
+        let dir =
+            tempfile::tempdir().map_err(|e| crate::error::Error::io("cannot create a scratch directory in", std::env::temp_dir(), e))?;
         let conn = Connection::open(dir.path().join("scratch.db"))?;
         conn.execute_batch(
             "PRAGMA journal_mode = OFF;
@@ -43,9 +38,7 @@ impl Scratch {
     }
 
     pub fn map_key(&self, keyset: i64, old: &[u8], new: &[u8], created: bool) -> Result<()> {
-        self.conn
-            .prepare_cached("INSERT OR REPLACE INTO keymap VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![keyset, old, new, created])?;
+        self.conn.prepare_cached("INSERT OR REPLACE INTO keymap VALUES (?1, ?2, ?3, ?4)")?.execute(params![keyset, old, new, created])?;
         Ok(())
     }
 
@@ -58,46 +51,32 @@ impl Scratch {
             .optional()?)
     }
 
-    pub fn set_override(
-        &self,
-        table: usize,
-        ordinal: u64,
-        column: &str,
-        value: &[u8],
-    ) -> Result<()> {
-        self.conn
-            .prepare_cached("INSERT OR REPLACE INTO override VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![table as i64, ordinal as i64, column, value])?;
+    pub fn set_override(&self, table: usize, ordinal: u64, column: &str, value: &[u8]) -> Result<()> {
+        self.conn.prepare_cached("INSERT OR REPLACE INTO override VALUES (?1, ?2, ?3, ?4)")?.execute(params![
+            table as i64,
+            ordinal as i64,
+            column,
+            value
+        ])?;
         Ok(())
     }
 
     pub fn overrides(&self, table: usize, ordinal: u64) -> Result<Vec<(String, Vec<u8>)>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT col, value FROM override WHERE tbl = ?1 AND ordinal = ?2")?;
-        let rows = stmt.query_map(params![table as i64, ordinal as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
+        let mut stmt = self.conn.prepare_cached("SELECT col, value FROM override WHERE tbl = ?1 AND ordinal = ?2")?;
+        let rows = stmt.query_map(params![table as i64, ordinal as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Records a unique value as taken; false if it already was.
     pub fn claim(&self, unique_key: i64, value: &[u8]) -> Result<bool> {
-        let n = self
-            .conn
-            .prepare_cached("INSERT OR IGNORE INTO claimed VALUES (?1, ?2)")?
-            .execute(params![unique_key, value])?;
+        let n = self.conn.prepare_cached("INSERT OR IGNORE INTO claimed VALUES (?1, ?2)")?.execute(params![unique_key, value])?;
         Ok(n == 1)
     }
 
     /// Keeps an archive row under its ordinal and its signature until a target row claims it.
     pub fn add_pending(&self, table: usize, ordinal: u64, sig: &[u8], row: &[u8]) -> Result<()> {
-        self.conn
-            .prepare_cached("INSERT INTO pending VALUES (?1, ?2, ?3)")?
-            .execute(params![table as i64, sig, ordinal as i64])?;
-        self.conn
-            .prepare_cached("INSERT INTO stored VALUES (?1, ?2, ?3)")?
-            .execute(params![table as i64, ordinal as i64, row])?;
+        self.conn.prepare_cached("INSERT INTO pending VALUES (?1, ?2, ?3)")?.execute(params![table as i64, sig, ordinal as i64])?;
+        self.conn.prepare_cached("INSERT INTO stored VALUES (?1, ?2, ?3)")?.execute(params![table as i64, ordinal as i64, row])?;
         Ok(())
     }
 
@@ -109,9 +88,11 @@ impl Scratch {
             .query_row(params![table as i64, sig], |r| r.get(0))
             .optional()?;
         if let Some(ordinal) = found {
-            self.conn
-                .prepare_cached("DELETE FROM pending WHERE tbl = ?1 AND sig = ?2 AND ordinal = ?3")?
-                .execute(params![table as i64, sig, ordinal])?;
+            self.conn.prepare_cached("DELETE FROM pending WHERE tbl = ?1 AND sig = ?2 AND ordinal = ?3")?.execute(params![
+                table as i64,
+                sig,
+                ordinal
+            ])?;
         }
         Ok(found.map(|o| o as u64))
     }
@@ -119,56 +100,39 @@ impl Scratch {
     /// Archive rows no target row matched (ordinal, encoded row), in archive order, at most
     /// `limit` of them, and how many in all.
     pub fn unmatched(&self, table: usize, limit: usize) -> Result<(Vec<StoredRow>, u64)> {
-        let total: i64 = self.conn.query_row(
-            "SELECT count(*) FROM pending WHERE tbl = ?1",
-            [table as i64],
-            |r| r.get(0),
-        )?;
+        let total: i64 = self.conn.query_row("SELECT count(*) FROM pending WHERE tbl = ?1", [table as i64], |r| r.get(0))?;
         let mut stmt = self.conn.prepare_cached(
             "SELECT p.ordinal, s.row FROM pending p JOIN stored s ON s.tbl = p.tbl AND s.ordinal = p.ordinal
              WHERE p.tbl = ?1 ORDER BY p.ordinal LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![table as i64, limit as i64], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
-        })?;
+        let rows = stmt.query_map(params![table as i64, limit as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?;
         Ok((rows.collect::<rusqlite::Result<_>>()?, total as u64))
     }
 
     /// Remembers a reference written as NULL: the row's key and the value it must get.
     pub fn defer_update(&self, table: usize, edge: usize, key: &[u8], value: &[u8]) -> Result<()> {
-        self.conn
-            .prepare_cached("INSERT INTO deferred (tbl, edge, key, value) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![table as i64, edge as i64, key, value])?;
+        self.conn.prepare_cached("INSERT INTO deferred (tbl, edge, key, value) VALUES (?1, ?2, ?3, ?4)")?.execute(params![
+            table as i64,
+            edge as i64,
+            key,
+            value
+        ])?;
         Ok(())
     }
 
     /// Deferred updates after the one numbered `after`, at most `limit`: (number, table, edge, key, value).
     #[allow(clippy::type_complexity)]
-    pub fn deferred_after(
-        &self,
-        after: i64,
-        limit: usize,
-    ) -> Result<Vec<(i64, usize, usize, Vec<u8>, Vec<u8>)>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, tbl, edge, key, value FROM deferred WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )?;
+    pub fn deferred_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, usize, usize, Vec<u8>, Vec<u8>)>> {
+        let mut stmt = self.conn.prepare_cached("SELECT id, tbl, edge, key, value FROM deferred WHERE id > ?1 ORDER BY id LIMIT ?2")?;
         let rows = stmt.query_map(params![after, limit as i64], |r| {
-            Ok((
-                r.get(0)?,
-                r.get::<_, i64>(1)? as usize,
-                r.get::<_, i64>(2)? as usize,
-                r.get(3)?,
-                r.get(4)?,
-            ))
+            Ok((r.get(0)?, r.get::<_, i64>(1)? as usize, r.get::<_, i64>(2)? as usize, r.get(3)?, r.get(4)?))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Keeps any row under a table number and ordinal.
     pub fn store_row(&self, table: i64, ordinal: u64, row: &[u8]) -> Result<()> {
-        self.conn
-            .prepare_cached("INSERT OR REPLACE INTO stored VALUES (?1, ?2, ?3)")?
-            .execute(params![table, ordinal as i64, row])?;
+        self.conn.prepare_cached("INSERT OR REPLACE INTO stored VALUES (?1, ?2, ?3)")?.execute(params![table, ordinal as i64, row])?;
         Ok(())
     }
 

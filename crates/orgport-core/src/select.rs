@@ -69,11 +69,7 @@ impl<'a> Selection<'a> {
         let keys: Vec<Option<Vec<String>>> = (0..n)
             .map(|t| {
                 let p = &plan.tables[t];
-                let mut cols = if p.role.is_exported() && p.role != Role::Dependent {
-                    p.key_columns()
-                } else {
-                    Vec::new()
-                };
+                let mut cols = if p.role.is_exported() && p.role != Role::Dependent { p.key_columns() } else { Vec::new() };
                 if t == plan.root && !cols.contains(&plan.root_key) {
                     cols.insert(0, plan.root_key.clone());
                 }
@@ -106,12 +102,7 @@ impl<'a> Selection<'a> {
         let mut needed = self.reading.take();
         let mut todo: Vec<usize> = needed.iter().copied().collect();
         while let Some(t) = todo.pop() {
-            for &d in self.ctes[t]
-                .as_ref()
-                .map(|(_, reads)| reads)
-                .into_iter()
-                .flatten()
-            {
+            for &d in self.ctes[t].as_ref().map(|(_, reads)| reads).into_iter().flatten() {
                 if needed.insert(d) {
                     todo.push(d);
                 }
@@ -121,11 +112,7 @@ impl<'a> Selection<'a> {
             .cte_order
             .iter()
             .filter(|t| needed.contains(t))
-            .filter_map(|&t| {
-                self.ctes[t]
-                    .as_ref()
-                    .map(|(definition, _)| definition.as_str())
-            })
+            .filter_map(|&t| self.ctes[t].as_ref().map(|(definition, _)| definition.as_str()))
             .collect();
         if parts.is_empty() {
             body
@@ -137,24 +124,16 @@ impl<'a> Selection<'a> {
     /// Owned tables by depth, then shared tables after every table that points at them.
     fn definition_order(&self) -> Vec<usize> {
         let plan = self.plan;
-        let mut owned: Vec<usize> = (0..plan.tables.len())
-            .filter(|&t| plan.tables[t].role.is_owned())
-            .collect();
+        let mut owned: Vec<usize> = (0..plan.tables.len()).filter(|&t| plan.tables[t].role.is_owned()).collect();
         owned.sort_by_key(|&t| (plan.tables[t].depth, t));
-        let mut shared: Vec<usize> = (0..plan.tables.len())
-            .filter(|&t| matches!(plan.tables[t].role, Role::Referenced | Role::Keep))
-            .collect();
+        let mut shared: Vec<usize> =
+            (0..plan.tables.len()).filter(|&t| matches!(plan.tables[t].role, Role::Referenced | Role::Keep)).collect();
         let mut order = owned;
         while !shared.is_empty() {
             let referrers_placed = |t: usize, all: bool| {
-                let mut from = plan
-                    .edges
-                    .iter()
-                    .filter(|e| e.to == t && e.from != t && plan.tables[e.from].role.is_exported());
-                let placed = |e: &crate::plan::Edge| {
-                    !matches!(plan.tables[e.from].role, Role::Referenced | Role::Keep)
-                        || order.contains(&e.from)
-                };
+                let mut from = plan.edges.iter().filter(|e| e.to == t && e.from != t && plan.tables[e.from].role.is_exported());
+                let placed =
+                    |e: &crate::plan::Edge| !matches!(plan.tables[e.from].role, Role::Referenced | Role::Keep) || order.contains(&e.from);
                 if all {
                     from.all(placed)
                 } else {
@@ -184,28 +163,18 @@ impl<'a> Selection<'a> {
 
     /// A column list for a `SELECT`.
     fn cols(&self, alias: &str, cols: &[String]) -> String {
-        cols.iter()
-            .map(|c| format!("{alias}.{}", self.q(c)))
-            .collect::<Vec<_>>()
-            .join(", ")
+        cols.iter().map(|c| format!("{alias}.{}", self.q(c))).collect::<Vec<_>>().join(", ")
     }
 
     /// A column or row value for the left of `IN`.
     fn tuple(&self, alias: &str, cols: &[String]) -> String {
-        wrap(
-            cols.iter()
-                .map(|c| format!("{alias}.{}", self.q(c)))
-                .collect(),
-        )
+        wrap(cols.iter().map(|c| format!("{alias}.{}", self.q(c))).collect())
     }
 
     /// The expression columns of `t` that hold `cols`.
     fn key_cols(&self, t: usize, cols: &[String]) -> String {
         let keys = self.keys[t].as_ref().expect("table has an expression");
-        cols.iter()
-            .map(|c| format!("k{}", keys.iter().position(|k| k == c).expect("key column")))
-            .collect::<Vec<_>>()
-            .join(", ")
+        cols.iter().map(|c| format!("k{}", keys.iter().position(|k| k == c).expect("key column"))).collect::<Vec<_>>().join(", ")
     }
 
     /// `alias.cols IN (SELECT … FROM m_to)` for one edge, for the rows that hold it.
@@ -231,10 +200,7 @@ impl<'a> Selection<'a> {
             ConditionTest::Equals(v) => format!("{column} = {}", v.sql()),
             ConditionTest::Refers { via, values } => {
                 let via = &self.plan.edges[*via];
-                let tests: Vec<String> = values
-                    .iter()
-                    .map(|(c, v)| format!("k.{} = {}", self.q(c), v.sql()))
-                    .collect();
+                let tests: Vec<String> = values.iter().map(|(c, v)| format!("k.{} = {}", self.q(c), v.sql())).collect();
                 format!(
                     "{column} IN (SELECT k.{} FROM {} k WHERE {})",
                     self.q(&via.to_columns[0]),
@@ -250,14 +216,8 @@ impl<'a> Selection<'a> {
         let p = &plan.tables[t];
         match p.role {
             Role::Root => {
-                let marks: Vec<String> = (1..=self.params.len())
-                    .map(|i| self.dialect.placeholder(i))
-                    .collect();
-                format!(
-                    "{alias}.{} IN ({})",
-                    self.q(&plan.root_key),
-                    marks.join(", ")
-                )
+                let marks: Vec<String> = (1..=self.params.len()).map(|i| self.dialect.placeholder(i)).collect();
+                format!("{alias}.{} IN ({})", self.q(&plan.root_key), marks.join(", "))
             }
             Role::Owned => or(p.ownership.iter().map(|&e| self.in_cte(alias, e)).collect()),
             Role::Referenced | Role::Keep => {
@@ -265,18 +225,10 @@ impl<'a> Selection<'a> {
                 // values: `IN` terms joined by OR would each become a subquery the server may scan
                 // once per row of this table.
                 let mut by_key: Vec<(&Vec<String>, Vec<String>)> = Vec::new();
-                for (i, e) in plan
-                    .edges
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, e)| e.to == t && e.from != t)
-                {
+                for (i, e) in plan.edges.iter().enumerate().filter(|(_, e)| e.to == t && e.from != t) {
                     let from_role = plan.tables[e.from].role;
                     let shared = matches!(from_role, Role::Referenced | Role::Keep);
-                    if !from_role.is_exported()
-                        || from_role == Role::Dependent
-                        || (shared && self.ctes[e.from].is_none())
-                    {
+                    if !from_role.is_exported() || from_role == Role::Dependent || (shared && self.ctes[e.from].is_none()) {
                         continue;
                     }
                     let from_alias = format!("s{}", e.from);
@@ -296,13 +248,7 @@ impl<'a> Selection<'a> {
                 }
                 or(by_key
                     .into_iter()
-                    .map(|(key, selects)| {
-                        format!(
-                            "{} IN ({})",
-                            self.tuple(alias, key),
-                            selects.join(" UNION ")
-                        )
-                    })
+                    .map(|(key, selects)| format!("{} IN ({})", self.tuple(alias, key), selects.join(" UNION ")))
                     .collect())
             }
             Role::Dependent => or(plan
@@ -320,25 +266,17 @@ impl<'a> Selection<'a> {
     fn inherited(&self, t: usize) -> Option<usize> {
         let p = &self.plan.tables[t];
         let orphans = p.ownership.iter().all(|&o| self.plan.edges[o].nullable);
-        (p.role == Role::Owned && orphans)
-            .then_some(p.self_edge)
-            .flatten()
+        (p.role == Role::Owned && orphans).then_some(p.self_edge).flatten()
     }
 
     /// Whether a row of `t` (under `alias`) is selected.
     pub fn predicate(&self, t: usize, alias: &str) -> String {
         let p = &self.plan.tables[t];
-        let via_expression =
-            self.inherited(t).is_some() || matches!(p.role, Role::Referenced | Role::Keep);
+        let via_expression = self.inherited(t).is_some() || matches!(p.role, Role::Referenced | Role::Keep);
         match (&self.keys[t], via_expression) {
             (Some(_), true) => {
                 let first = &p.keysets[0];
-                format!(
-                    "{} IN (SELECT {} FROM {})",
-                    self.tuple(alias, first),
-                    self.key_cols(t, first),
-                    self.cte_name(t)
-                )
+                format!("{} IN (SELECT {} FROM {})", self.tuple(alias, first), self.key_cols(t, first), self.cte_name(t))
             }
             _ => self.base_predicate(t, alias),
         }
@@ -348,12 +286,7 @@ impl<'a> Selection<'a> {
         let table = self.plan.table(t);
         let keys = self.keys[t].as_ref().expect("table has an expression");
         let names: Vec<String> = (0..keys.len()).map(|i| format!("k{i}")).collect();
-        let select = |alias: &str| -> String {
-            keys.iter()
-                .map(|k| format!("{alias}.{}", self.q(k)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let select = |alias: &str| -> String { keys.iter().map(|k| format!("{alias}.{}", self.q(k))).collect::<Vec<_>>().join(", ") };
         let from = self.dialect.own_rows(table);
         let mut sql = format!(
             "{}({}) AS (SELECT {} FROM {from} x WHERE {}",
@@ -369,13 +302,7 @@ impl<'a> Selection<'a> {
                 .from_columns
                 .iter()
                 .zip(&e.to_columns)
-                .map(|(f, to)| {
-                    format!(
-                        "x.{} = p.k{}",
-                        self.q(f),
-                        keys.iter().position(|k| k == to).expect("key column")
-                    )
-                })
+                .map(|(f, to)| format!("x.{} = p.k{}", self.q(f), keys.iter().position(|k| k == to).expect("key column")))
                 .collect();
             let orphan: Vec<String> = self.plan.tables[t]
                 .ownership
@@ -384,12 +311,7 @@ impl<'a> Selection<'a> {
                 .collect();
             let mut cond = join;
             cond.extend(orphan);
-            sql.push_str(&format!(
-                " UNION SELECT {} FROM {from} x JOIN {} p ON {}",
-                select("x"),
-                self.cte_name(t),
-                cond.join(" AND ")
-            ));
+            sql.push_str(&format!(" UNION SELECT {} FROM {from} x JOIN {} p ON {}", select("x"), self.cte_name(t), cond.join(" AND ")));
         }
         sql.push(')');
         sql
@@ -406,9 +328,7 @@ impl<'a> Selection<'a> {
         self.plan
             .edges_from(t)
             .map(|(i, _)| i)
-            .filter(|&i| {
-                self.plan.cross_tenant.contains(&i) || self.plan.edges[i].condition.is_some()
-            })
+            .filter(|&i| self.plan.cross_tenant.contains(&i) || self.plan.edges[i].condition.is_some())
             .collect()
     }
 
@@ -423,35 +343,17 @@ impl<'a> Selection<'a> {
             self.dialect.own_rows(table),
             self.predicate(key.table, "x")
         ));
-        TableQuery {
-            sql,
-            params: self.params.clone(),
-            kinds: vec![kind],
-            flagged: Vec::new(),
-            memberships: Vec::new(),
-        }
+        TableQuery { sql, params: self.params.clone(), kinds: vec![kind], flagged: Vec::new(), memberships: Vec::new() }
     }
 
     /// The key column that edge `e`'s references can be tested against on the client: a single
     /// integer column of a table with an expression.
     pub fn client_key(&self, e: usize) -> Option<KeyColumn> {
         let edge = &self.plan.edges[e];
-        let integer = |t: usize, c: &String| {
-            self.plan
-                .table(t)
-                .column(c)
-                .is_some_and(|c| c.kind == ValueKind::Integer)
-        };
+        let integer = |t: usize, c: &String| self.plan.table(t).column(c).is_some_and(|c| c.kind == ValueKind::Integer);
         match (edge.from_columns.as_slice(), edge.to_columns.as_slice()) {
-            ([from], [to])
-                if self.ctes[edge.to].is_some()
-                    && integer(edge.from, from)
-                    && integer(edge.to, to) =>
-            {
-                Some(KeyColumn {
-                    table: edge.to,
-                    column: to.clone(),
-                })
+            ([from], [to]) if self.ctes[edge.to].is_some() && integer(edge.from, from) && integer(edge.to, to) => {
+                Some(KeyColumn { table: edge.to, column: to.clone() })
             }
             _ => None,
         }
@@ -459,24 +361,12 @@ impl<'a> Selection<'a> {
 
     /// The query for `columns` of table `t`, flagging the references of [`Self::flagged`], each
     /// tested as `memberships` says.
-    pub fn export_query(
-        &self,
-        t: usize,
-        columns: &[String],
-        memberships: &[Membership],
-    ) -> TableQuery {
+    pub fn export_query(&self, t: usize, columns: &[String], memberships: &[Membership]) -> TableQuery {
         self.reading.take();
         let table = self.plan.table(t);
         let mut exprs: Vec<String> = columns.iter().map(|c| format!("x.{}", self.q(c))).collect();
-        let mut kinds: Vec<ValueKind> = columns
-            .iter()
-            .map(|c| table.column(c).map(|c| c.kind).unwrap_or(ValueKind::Any))
-            .collect();
-        let flagged = if memberships.is_empty() {
-            Vec::new()
-        } else {
-            self.flagged(t)
-        };
+        let mut kinds: Vec<ValueKind> = columns.iter().map(|c| table.column(c).map(|c| c.kind).unwrap_or(ValueKind::Any)).collect();
+        let flagged = if memberships.is_empty() { Vec::new() } else { self.flagged(t) };
         // A flag tested on the server is an outer join rather than `IN (subquery)` in the select
         // list: a planner without statistics (a freshly loaded source, a standby) may rescan the
         // subquery per row. `DISTINCT` (a key set is unique anyway) makes the key set look small,
@@ -486,11 +376,7 @@ impl<'a> Selection<'a> {
         let mut joins = String::new();
         for (i, (&e, membership)) in flagged.iter().zip(memberships).enumerate() {
             let edge = &self.plan.edges[e];
-            let mut unset: Vec<String> = edge
-                .from_columns
-                .iter()
-                .map(|c| format!("x.{} IS NULL", self.q(c)))
-                .collect();
+            let mut unset: Vec<String> = edge.from_columns.iter().map(|c| format!("x.{} IS NULL", self.q(c))).collect();
             if let Some(cond) = self.condition("x", e) {
                 unset.push(format!("NOT COALESCE({cond}, 1 = 0)"));
             }
@@ -499,12 +385,8 @@ impl<'a> Selection<'a> {
                 Membership::Client(_) => format!("ELSE {TEST_ON_CLIENT}"),
                 Membership::Server if self.ctes[edge.to].is_some() => {
                     let keys = self.key_cols(edge.to, &edge.to_columns);
-                    let on: Vec<String> = edge
-                        .from_columns
-                        .iter()
-                        .zip(keys.split(", "))
-                        .map(|(c, k)| format!("x.{} = {alias}.{k}", self.q(c)))
-                        .collect();
+                    let on: Vec<String> =
+                        edge.from_columns.iter().zip(keys.split(", ")).map(|(c, k)| format!("x.{} = {alias}.{k}", self.q(c))).collect();
                     joins.push_str(&format!(
                         " LEFT JOIN (SELECT DISTINCT {keys} FROM {}) {alias} ON {}",
                         self.cte_name(edge.to),
@@ -516,36 +398,19 @@ impl<'a> Selection<'a> {
                 // Not the organisation's table (excluded, unrelated): only whether the row holds it.
                 Membership::Server => "ELSE 1".to_string(),
             };
-            exprs.push(format!(
-                "CASE WHEN {} THEN NULL {found} END",
-                unset.join(" OR ")
-            ));
+            exprs.push(format!("CASE WHEN {} THEN NULL {found} END", unset.join(" OR ")));
             kinds.push(ValueKind::Integer);
         }
         let order = if table.primary_key.is_empty() {
             String::new()
         } else {
-            let pk: Vec<String> = table
-                .primary_key
-                .iter()
-                .map(|c| format!("x.{}", self.q(c)))
-                .collect();
+            let pk: Vec<String> = table.primary_key.iter().map(|c| format!("x.{}", self.q(c))).collect();
             format!(" ORDER BY {}", pk.join(", "))
         };
         let predicate = self.predicate(t, "x");
-        let sql = self.with(format!(
-            "SELECT {} FROM {} x{joins} WHERE {predicate}{order}",
-            exprs.join(", "),
-            self.dialect.own_rows(table)
-        ));
+        let sql = self.with(format!("SELECT {} FROM {} x{joins} WHERE {predicate}{order}", exprs.join(", "), self.dialect.own_rows(table)));
         let memberships = memberships[..flagged.len()].to_vec();
-        TableQuery {
-            sql,
-            params: self.params.clone(),
-            kinds,
-            flagged,
-            memberships,
-        }
+        TableQuery { sql, params: self.params.clone(), kinds, flagged, memberships }
     }
 }
 

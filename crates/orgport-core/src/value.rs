@@ -34,10 +34,8 @@ impl ValueKind {
         }
         matches!(
             (self, other),
-            (
-                Text,
-                Uuid | Json | Date | Time | Timestamp | TimestampTz | Decimal
-            ) | (Decimal, Integer | Float)
+            (Text, Uuid | Json | Date | Time | Timestamp | TimestampTz | Decimal)
+                | (Decimal, Integer | Float)
                 | (Float, Integer)
                 | (Integer, Boolean)
                 | (Json, Text)
@@ -116,14 +114,7 @@ impl Value {
 
 pub fn format_uuid(u: &[u8; 16]) -> String {
     let h = hex::encode(u);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 /// Parses the canonical 8-4-4-4-12 form (either case).

@@ -120,25 +120,12 @@ pub fn verify(
     let maps = map_tables(plan, &manifest)?;
     let conditions = Conditions::new(engine, plan, &manifest)?;
     let kind = plan.root_key_kind();
-    let new_orgs: Vec<Value> = orgs
-        .iter()
-        .map(|o| parse_key(o, kind))
-        .collect::<Result<_>>()?;
+    let new_orgs: Vec<Value> = orgs.iter().map(|o| parse_key(o, kind)).collect::<Result<_>>()?;
     let scratch = Scratch::new()?;
     for (old, new) in manifest.orgs.iter().zip(&new_orgs) {
-        scratch.map_key(
-            keyset_id(plan.root, 0),
-            &key_bytes(std::slice::from_ref(old)),
-            &codec::encode(std::slice::from_ref(new)),
-            true,
-        )?;
+        scratch.map_key(keyset_id(plan.root, 0), &key_bytes(std::slice::from_ref(old)), &codec::encode(std::slice::from_ref(new)), true)?;
     }
-    let pairs: Vec<(Value, Value)> = manifest
-        .orgs
-        .iter()
-        .cloned()
-        .zip(new_orgs.iter().cloned())
-        .collect();
+    let pairs: Vec<(Value, Value)> = manifest.orgs.iter().cloned().zip(new_orgs.iter().cloned()).collect();
     let mut files = FilesIn::open(&manifest, &plan.files, stores)?;
     if let Some(files) = &mut files {
         files.place(&manifest, &plan.files, &pairs);
@@ -176,12 +163,8 @@ impl Verifier<'_> {
         progress: &dyn Progress,
     ) -> Result<()> {
         crate::export::check_orgs_exist(engine, self.plan, new_orgs, org_texts)?;
-        self.compare = (0..self.maps.len())
-            .map(|a| self.plan_comparison(a))
-            .collect();
-        self.ordered = (0..self.maps.len())
-            .map(|a| self.pairs_by_ordinal(a))
-            .collect();
+        self.compare = (0..self.maps.len()).map(|a| self.plan_comparison(a)).collect();
+        self.ordered = (0..self.maps.len()).map(|a| self.pairs_by_ordinal(a)).collect();
         self.created_shared = vec![false; self.maps.len()];
         let selection = Selection::new(self.plan, engine.dialect(), new_orgs);
         let mut reader = ArchiveReader::open(open()?)?;
@@ -213,11 +196,7 @@ impl Verifier<'_> {
         let mut out = vec![Compare::Plain; tm.columns.len()];
         for (k, &p) in map.pk_positions.iter().enumerate() {
             if matches!(map.pk_sources.get(k), Some(KeySource::Allocate)) {
-                out[p] = if map.target == self.plan.root {
-                    Compare::RootKey
-                } else {
-                    Compare::Skip
-                };
+                out[p] = if map.target == self.plan.root { Compare::RootKey } else { Compare::Skip };
             }
         }
         for (edge, positions) in &map.edges {
@@ -226,18 +205,9 @@ impl Verifier<'_> {
                 continue;
             }
             // A polymorphic column's target varies by row: checked once every table is paired.
-            let earlier = self
-                .maps
-                .iter()
-                .position(|m| m.target == to)
-                .is_some_and(|b| b < a)
-                && !self.conditions.is_conditional(*edge);
+            let earlier = self.maps.iter().position(|m| m.target == to).is_some_and(|b| b < a) && !self.conditions.is_conditional(*edge);
             for &p in positions {
-                out[p] = if earlier {
-                    Compare::Mapped(*edge)
-                } else {
-                    Compare::Later(*edge)
-                };
+                out[p] = if earlier { Compare::Mapped(*edge) } else { Compare::Later(*edge) };
             }
         }
         for &(p, set) in &crate::files::key_columns(&self.manifest)[a] {
@@ -266,26 +236,16 @@ impl Verifier<'_> {
             .edges
             .iter()
             .map(|&(other, _)| other)
-            .find(|&other| {
-                self.plan.edges[other].from_columns == *columns && self.conditions.holds(other, row)
-            })
+            .find(|&other| self.plan.edges[other].from_columns == *columns && self.conditions.holds(other, row))
     }
 
     fn mapped(&self, edge: usize, old: &[Value]) -> Result<Option<Vec<Value>>> {
         let e = &self.plan.edges[edge];
-        let Some(ks) = self.plan.tables[e.to]
-            .keysets
-            .iter()
-            .position(|k| *k == e.to_columns)
-        else {
+        let Some(ks) = self.plan.tables[e.to].keysets.iter().position(|k| *k == e.to_columns) else {
             return Ok(None);
         };
-        let found = self
-            .scratch
-            .lookup_key(keyset_id(e.to, ks), &key_bytes(old))?;
-        found
-            .map(|(bytes, _)| codec::decode(&bytes, old.len()).map_err(Error::Stream))
-            .transpose()
+        let found = self.scratch.lookup_key(keyset_id(e.to, ks), &key_bytes(old))?;
+        found.map(|(bytes, _)| codec::decode(&bytes, old.len()).map_err(Error::Stream)).transpose()
     }
 
     /// The comparable values of an archive row (`archive` true) or a target row.
@@ -304,67 +264,37 @@ impl Verifier<'_> {
             match compare[p] {
                 Compare::Plain => sig.push(value.clone()),
                 Compare::RootKey if archive => {
-                    let found = self.scratch.lookup_key(
-                        keyset_id(self.plan.root, 0),
-                        &key_bytes(std::slice::from_ref(value)),
-                    )?;
-                    let new = found
-                        .map(|(bytes, _)| codec::decode(&bytes, 1).map_err(Error::Stream))
-                        .transpose()?;
-                    sig.push(
-                        new.and_then(|n| n.into_iter().next())
-                            .unwrap_or(Value::Null),
-                    );
+                    let found = self.scratch.lookup_key(keyset_id(self.plan.root, 0), &key_bytes(std::slice::from_ref(value)))?;
+                    let new = found.map(|(bytes, _)| codec::decode(&bytes, 1).map_err(Error::Stream)).transpose()?;
+                    sig.push(new.and_then(|n| n.into_iter().next()).unwrap_or(Value::Null));
                 }
                 Compare::Mapped(edge) if archive => {
-                    let positions = &self.maps[a]
-                        .edges
-                        .iter()
-                        .find(|(e, _)| *e == edge)
-                        .expect("edge")
-                        .1;
+                    let positions = &self.maps[a].edges.iter().find(|(e, _)| *e == edge).expect("edge").1;
                     let old: Vec<Value> = positions.iter().map(|&q| row[q].clone()).collect();
                     let k = positions.iter().position(|&q| q == p).unwrap_or(0);
-                    let new = if old.iter().any(Value::is_null) {
-                        None
-                    } else {
-                        self.mapped(edge, &old)?
-                    };
+                    let new = if old.iter().any(Value::is_null) { None } else { self.mapped(edge, &old)? };
                     // A reference the import could not follow was cut to NULL.
                     sig.push(new.map(|n| n[k].clone()).unwrap_or(Value::Null));
                 }
                 Compare::Relocated(set) if archive => sig.push(self.relocated(set, value)),
-                Compare::Mapped(_) | Compare::RootKey | Compare::Relocated(_) => {
-                    sig.push(value.clone())
-                }
+                Compare::Mapped(_) | Compare::RootKey | Compare::Relocated(_) => sig.push(value.clone()),
                 Compare::Skip | Compare::Later(_) | Compare::Suffixed => {}
             }
         }
         Ok(self.comparable(&sig))
     }
 
-    fn add_archive_row(
-        &mut self,
-        engine: &mut dyn Engine,
-        a: usize,
-        ordinal: u64,
-        row: &[Value],
-    ) -> Result<()> {
+    fn add_archive_row(&mut self, engine: &mut dyn Engine, a: usize, ordinal: u64, row: &[Value]) -> Result<()> {
         self.conditions.observe(a, row);
-        self.report
-            .tables
-            .entry(self.maps[a].name.clone())
-            .or_default()
-            .archive_rows += 1;
+        self.report.tables.entry(self.maps[a].name.clone()).or_default().archive_rows += 1;
         match self.maps[a].role {
-            Role::Root | Role::Owned if self.ordered[a] && self.checks_later(a) => self
-                .scratch
-                .store_row(a as i64, ordinal, &codec::encode(row)),
+            Role::Root | Role::Owned if self.ordered[a] && self.checks_later(a) => {
+                self.scratch.store_row(a as i64, ordinal, &codec::encode(row))
+            }
             Role::Root | Role::Owned if self.ordered[a] => Ok(()),
             Role::Root | Role::Owned => {
                 let sig = self.signature(a, row, true)?;
-                self.scratch
-                    .add_pending(a, ordinal, &sig, &codec::encode(row))
+                self.scratch.add_pending(a, ordinal, &sig, &codec::encode(row))
             }
             Role::Referenced | Role::Keep => {
                 if self.find_shared(engine, a, row)? {
@@ -374,8 +304,7 @@ impl Verifier<'_> {
                 // refers to, like an owned row.
                 self.created_shared[a] = true;
                 let sig = self.signature(a, row, true)?;
-                self.scratch
-                    .add_pending(a, ordinal, &sig, &codec::encode(row))
+                self.scratch.add_pending(a, ordinal, &sig, &codec::encode(row))
             }
             _ => Ok(()),
         }
@@ -389,11 +318,7 @@ impl Verifier<'_> {
         let Some(natural) = self.plan.tables[t].natural_key.clone() else {
             return Ok(false);
         };
-        let Some(positions) = natural
-            .iter()
-            .map(|c| tm.column_index(c))
-            .collect::<Option<Vec<_>>>()
-        else {
+        let Some(positions) = natural.iter().map(|c| tm.column_index(c)).collect::<Option<Vec<_>>>() else {
             return Ok(false);
         };
         let mut values: Vec<Value> = positions.iter().map(|&p| row[p].clone()).collect();
@@ -417,27 +342,14 @@ impl Verifier<'_> {
                 }
             }
         }
-        match engine.find_row(
-            self.plan.table(t),
-            &natural,
-            &values,
-            &self.plan.tables[t].key_columns(),
-        )? {
+        match engine.find_row(self.plan.table(t), &natural, &values, &self.plan.tables[t].key_columns())? {
             Some(found) => {
                 crate::import::map_found(&self.scratch, self.plan, &self.maps[a], row, &found)?;
-                self.report
-                    .tables
-                    .entry(self.maps[a].name.clone())
-                    .or_default()
-                    .equal += 1;
+                self.report.tables.entry(self.maps[a].name.clone()).or_default().equal += 1;
             }
             None => {
                 let name = self.maps[a].name.clone();
-                self.report.differ(format!(
-                    "table `{name}`: no row with {} = {} on the target",
-                    natural.join(", "),
-                    show(&values)
-                ));
+                self.report.differ(format!("table `{name}`: no row with {} = {} on the target", natural.join(", "), show(&values)));
             }
         }
         Ok(true)
@@ -448,15 +360,12 @@ impl Verifier<'_> {
     fn pairs_by_ordinal(&self, a: usize) -> bool {
         let map = &self.maps[a];
         matches!(map.pk_sources.as_slice(), [KeySource::Allocate])
-            && self.manifest.tables[a].columns[map.pk_positions[0]].kind
-                == crate::value::ValueKind::Integer
+            && self.manifest.tables[a].columns[map.pk_positions[0]].kind == crate::value::ValueKind::Integer
     }
 
     /// Whether some columns of table `a` are compared once every table is paired.
     fn checks_later(&self, a: usize) -> bool {
-        self.compare[a]
-            .iter()
-            .any(|c| matches!(c, Compare::Later(_) | Compare::Suffixed))
+        self.compare[a].iter().any(|c| matches!(c, Compare::Later(_) | Compare::Suffixed))
     }
 
     /// Pairs the target's rows of table `a` with the archive's; `behind` is at table `a`'s rows
@@ -476,10 +385,7 @@ impl Verifier<'_> {
         let mut next_behind = || -> Result<Vec<Value>> {
             match behind.next_row()? {
                 Some((b, row)) if b == a => Ok(row.to_vec()),
-                _ => Err(Error::Corrupt(format!(
-                    "table `{}` holds fewer rows than its manifest says",
-                    self.maps[a].name
-                ))),
+                _ => Err(Error::Corrupt(format!("table `{}` holds fewer rows than its manifest says", self.maps[a].name))),
             }
         };
         if !ordered {
@@ -490,9 +396,7 @@ impl Verifier<'_> {
         let name = self.maps[a].name.clone();
         if !role.is_owned() && !self.created_shared[a] {
             if role == Role::Dependent {
-                self.report.skipped.push(format!(
-                    "`{name}`: recreated only for created parents, not compared"
-                ));
+                self.report.skipped.push(format!("`{name}`: recreated only for created parents, not compared"));
             }
             return Ok(());
         }
@@ -523,14 +427,7 @@ impl Verifier<'_> {
                         if this.signature(a, &archive_row, true)? == sig {
                             equal += 1;
                         } else {
-                            differing.push(this.describe(
-                                a,
-                                &name,
-                                ordinal,
-                                &archive_row,
-                                row,
-                                &columns,
-                            ));
+                            differing.push(this.describe(a, &name, ordinal, &archive_row, row, &columns));
                         }
                         Some((ordinal, archive_row))
                     } else {
@@ -540,14 +437,8 @@ impl Verifier<'_> {
                     match this.scratch.take_pending(a, &sig)? {
                         Some(ordinal) => {
                             equal += 1;
-                            let bytes = this
-                                .scratch
-                                .stored_row(a as i64, ordinal)?
-                                .unwrap_or_default();
-                            Some((
-                                ordinal,
-                                codec::decode(&bytes, ncols).map_err(Error::Stream)?,
-                            ))
+                            let bytes = this.scratch.stored_row(a as i64, ordinal)?.unwrap_or_default();
+                            Some((ordinal, codec::decode(&bytes, ncols).map_err(Error::Stream)?))
                         }
                         None => None,
                     }
@@ -562,22 +453,14 @@ impl Verifier<'_> {
                 if referenced {
                     for (ks, positions) in this.maps[a].keysets.iter().enumerate() {
                         if let Some(positions) = positions {
-                            let old: Vec<Value> =
-                                positions.iter().map(|&p| archive_row[p].clone()).collect();
-                            let new: Vec<Value> =
-                                positions.iter().map(|&p| row[p].clone()).collect();
-                            this.scratch.map_key(
-                                keyset_id(t, ks),
-                                &key_bytes(&old),
-                                &codec::encode(&new),
-                                true,
-                            )?;
+                            let old: Vec<Value> = positions.iter().map(|&p| archive_row[p].clone()).collect();
+                            let new: Vec<Value> = positions.iter().map(|&p| row[p].clone()).collect();
+                            this.scratch.map_key(keyset_id(t, ks), &key_bytes(&old), &codec::encode(&new), true)?;
                         }
                     }
                 }
                 if keep_target {
-                    this.scratch
-                        .store_row(-(a as i64) - 1, ordinal, &codec::encode(row))?;
+                    this.scratch.store_row(-(a as i64) - 1, ordinal, &codec::encode(row))?;
                 }
                 Ok(())
             };
@@ -607,28 +490,21 @@ impl Verifier<'_> {
             let archive_row = codec::decode(&bytes, ncols).map_err(Error::Stream)?;
             let msg = match extra.next() {
                 Some(other) => self.describe(a, &name, ordinal, &archive_row, &other, &columns),
-                None => format!(
-                    "table `{name}`: archive row {} is missing on the target",
-                    ordinal + 1
-                ),
+                None => format!("table `{name}`: archive row {} is missing on the target", ordinal + 1),
             };
             self.report.differ(msg);
         }
         self.report.difference_count += missing_count.saturating_sub(MAX_LISTED as u64);
         let extra_count = unmatched_count.saturating_sub(missing_count);
         if extra_count > 0 && role.is_owned() {
-            self.report.differ(format!(
-                "table `{name}`: {extra_count} row(s) on the target are not in the archive"
-            ));
+            self.report.differ(format!("table `{name}`: {extra_count} row(s) on the target are not in the archive"));
         }
         Ok(())
     }
 
     /// An archive's object key where the import moved it.
     fn relocated(&self, set: usize, key: &Value) -> Value {
-        self.files
-            .as_ref()
-            .map_or_else(|| key.clone(), |files| files.relocation(set).value(key))
+        self.files.as_ref().map_or_else(|| key.clone(), |files| files.relocation(set).value(key))
     }
 
     /// Every file of the archive against the object where the import put it.
@@ -645,15 +521,7 @@ impl Verifier<'_> {
     }
 
     /// An archive row and the target row that should equal it, with the columns that differ.
-    fn describe(
-        &self,
-        a: usize,
-        name: &str,
-        ordinal: u64,
-        archive: &[Value],
-        target: &[Value],
-        columns: &[String],
-    ) -> String {
+    fn describe(&self, a: usize, name: &str, ordinal: u64, archive: &[Value], target: &[Value], columns: &[String]) -> String {
         let diffs: Vec<String> = columns
             .iter()
             .enumerate()
@@ -666,44 +534,31 @@ impl Verifier<'_> {
                 if self.plan.tables[self.maps[a].target].is_sensitive(c) {
                     format!("`{c}` differs (sensitive: values not shown)")
                 } else {
-                    format!(
-                        "`{c}` is {} on the target, {} in the archive",
-                        target[p].display(),
-                        archive[p].display()
-                    )
+                    format!("`{c}` is {} on the target, {} in the archive", target[p].display(), archive[p].display())
                 }
             })
             .collect();
         if diffs.is_empty() {
-            format!(
-                "table `{name}`: archive row {} differs from its target row in its references",
-                ordinal + 1
-            )
+            format!("table `{name}`: archive row {} differs from its target row in its references", ordinal + 1)
         } else {
-            format!(
-                "table `{name}`, archive row {}: {}",
-                ordinal + 1,
-                diffs.join("; ")
-            )
+            format!("table `{name}`, archive row {}: {}", ordinal + 1, diffs.join("; "))
         }
     }
 
     /// References to later tables and suffixed values, now that every table is paired.
     fn check_later(&mut self) -> Result<()> {
         for a in 0..self.maps.len() {
-            let later: Vec<usize> = (0..self.compare[a].len())
-                .filter(|&p| matches!(self.compare[a][p], Compare::Later(_) | Compare::Suffixed))
-                .collect();
+            let later: Vec<usize> =
+                (0..self.compare[a].len()).filter(|&p| matches!(self.compare[a][p], Compare::Later(_) | Compare::Suffixed)).collect();
             if later.is_empty() || !self.maps[a].role.is_owned() {
                 continue;
             }
             let name = self.maps[a].name.clone();
             let ncols = self.compare[a].len();
             for ordinal in 0..self.manifest.tables[a].rows {
-                let (Some(archive), Some(target)) = (
-                    self.scratch.stored_row(a as i64, ordinal)?,
-                    self.scratch.stored_row(-(a as i64) - 1, ordinal)?,
-                ) else {
+                let (Some(archive), Some(target)) =
+                    (self.scratch.stored_row(a as i64, ordinal)?, self.scratch.stored_row(-(a as i64) - 1, ordinal)?)
+                else {
                     continue;
                 };
                 let archive = codec::decode(&archive, ncols).map_err(Error::Stream)?;
@@ -714,26 +569,13 @@ impl Verifier<'_> {
                     let mut expected = archive[p].clone();
                     let ok = match self.compare[a][p] {
                         Compare::Later(edge) => {
-                            let positions = &self.maps[a]
-                                .edges
-                                .iter()
-                                .find(|(e, _)| *e == edge)
-                                .expect("edge")
-                                .1;
-                            let old: Vec<Value> =
-                                positions.iter().map(|&q| archive[q].clone()).collect();
+                            let positions = &self.maps[a].edges.iter().find(|(e, _)| *e == edge).expect("edge").1;
+                            let old: Vec<Value> = positions.iter().map(|&q| archive[q].clone()).collect();
                             let k = positions.iter().position(|&q| q == p).unwrap_or(0);
-                            if let Some(edge) = self
-                                .holding_edge(a, edge, &archive)
-                                .filter(|_| !old.iter().any(Value::is_null))
-                            {
-                                expected = self
-                                    .mapped(edge, &old)?
-                                    .map(|n| n[k].clone())
-                                    .unwrap_or(Value::Null);
+                            if let Some(edge) = self.holding_edge(a, edge, &archive).filter(|_| !old.iter().any(Value::is_null)) {
+                                expected = self.mapped(edge, &old)?.map(|n| n[k].clone()).unwrap_or(Value::Null);
                             }
-                            self.comparable(std::slice::from_ref(&expected))
-                                == self.comparable(std::slice::from_ref(&target[p]))
+                            self.comparable(std::slice::from_ref(&expected)) == self.comparable(std::slice::from_ref(&target[p]))
                         }
                         _ => match (&archive[p], &target[p]) {
                             (Value::Text(old), Value::Text(new)) => {
@@ -741,9 +583,7 @@ impl Verifier<'_> {
                                     || new
                                         .strip_prefix(old.as_str())
                                         .and_then(|rest| rest.strip_prefix('-'))
-                                        .is_some_and(|n| {
-                                            !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())
-                                        })
+                                        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
                             }
                             (x, y) => x == y,
                         },

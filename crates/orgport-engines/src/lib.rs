@@ -50,9 +50,7 @@ pub fn open(url: &str, schemas: &[String], access: Access) -> Result<Box<dyn Eng
         return Ok(Box::new(SqliteEngine::open(url, access)?));
     }
     if orgport_postgres::URL_SCHEMES.contains(&scheme) {
-        return Ok(Box::new(
-            orgport_postgres::PostgresEngine::open(url)?.with_schemas(schemas),
-        ));
+        return Ok(Box::new(orgport_postgres::PostgresEngine::open(url)?.with_schemas(schemas)));
     }
     Err(Error::UnsupportedUrl { url: redact(url) })
 }
@@ -66,9 +64,7 @@ pub fn redact(url: &str) -> String {
 pub fn config(path: Option<&Path>) -> Result<Config> {
     match path {
         Some(p) => Ok(Config::load(p)?),
-        None if Path::new("orgport.toml").is_file() => {
-            Config::load(Path::new("orgport.toml")).map_err(Error::DefaultConfig)
-        }
+        None if Path::new("orgport.toml").is_file() => Config::load(Path::new("orgport.toml")).map_err(Error::DefaultConfig),
         None => Ok(Config::default()),
     }
 }

@@ -12,11 +12,7 @@ use tokio::runtime::Runtime;
 pub(crate) fn runtime() -> io::Result<Arc<Runtime>> {
     // reqwest is built without a crypto provider of its own: use ring's, as PostgreSQL's TLS does.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("orgport-objects")
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("orgport-objects").enable_all().build()?;
     Ok(Arc::new(rt))
 }
 

@@ -51,11 +51,7 @@ impl Gcs {
         let rt = runtime().map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
         let (base, auth) = match config.emulator {
             Some(host) => {
-                let base = if host.contains("://") {
-                    host
-                } else {
-                    format!("http://{host}")
-                };
+                let base = if host.contains("://") { host } else { format!("http://{host}") };
                 (base, None)
             }
             None => {
@@ -65,29 +61,13 @@ impl Gcs {
                 }
                 // Without a file: gcloud's application default credentials, else the metadata server.
                 let store = builder.build().map_err(|e| chain(&e))?;
-                (
-                    "https://storage.googleapis.com".to_string(),
-                    Some(store.credentials().clone()),
-                )
+                ("https://storage.googleapis.com".to_string(), Some(store.credentials().clone()))
             }
         };
-        let base = Url::parse(&base)
-            .map_err(|e| format!("invalid `STORAGE_EMULATOR_HOST` `{base}`: {e}"))?;
+        let base = Url::parse(&base).map_err(|e| format!("invalid `STORAGE_EMULATOR_HOST` `{base}`: {e}"))?;
         // A resumable upload answers 308 to each chunk: a status, not a redirect to follow.
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| chain(&e))?;
-        Ok(Gcs {
-            rt,
-            api: Api {
-                http,
-                base,
-                root,
-                auth,
-                credentials: config.credentials,
-            },
-        })
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().map_err(|e| chain(&e))?;
+        Ok(Gcs { rt, api: Api { http, base, root, auth, credentials: config.credentials } })
     }
 }
 
@@ -99,10 +79,7 @@ impl Api {
     /// `{base}/{segments…}`, each segment encoded as one (an object name's `/` too).
     fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
-        url.path_segments_mut()
-            .expect("an http(s) URL")
-            .pop_if_empty()
-            .extend(segments);
+        url.path_segments_mut().expect("an http(s) URL").pop_if_empty().extend(segments);
         url
     }
 
@@ -110,25 +87,15 @@ impl Api {
     fn object_url(&self, prefix: &[&str], key: Option<&str>) -> Url {
         let name = key.map(|key| self.root.name(key));
         let mut url = self.url(prefix);
-        url.path_segments_mut()
-            .expect("an http(s) URL")
-            .extend(["b", &self.root.bucket, "o"])
-            .extend(name);
+        url.path_segments_mut().expect("an http(s) URL").extend(["b", &self.root.bucket, "o"]).extend(name);
         url
     }
 
-    async fn request(
-        &self,
-        method: Method,
-        url: Url,
-    ) -> std::result::Result<RequestBuilder, String> {
+    async fn request(&self, method: Method, url: Url) -> std::result::Result<RequestBuilder, String> {
         let request = self.http.request(method, url);
         match &self.auth {
             Some(auth) => {
-                let credential = auth
-                    .get_credential()
-                    .await
-                    .map_err(|e| format!("cannot get an access token: {}", chain(&e)))?;
+                let credential = auth.get_credential().await.map_err(|e| format!("cannot get an access token: {}", chain(&e)))?;
                 Ok(request.bearer_auth(&credential.bearer))
             }
             None => Ok(request),
@@ -136,11 +103,7 @@ impl Api {
     }
 
     /// Sends a request; a status other than `ok` is an error in words a user can act on.
-    async fn send(
-        &self,
-        request: RequestBuilder,
-        ok: &[StatusCode],
-    ) -> std::result::Result<Response, String> {
+    async fn send(&self, request: RequestBuilder, ok: &[StatusCode]) -> std::result::Result<Response, String> {
         let response = request.send().await.map_err(|e| chain(&e.without_url()))?;
         let status = response.status();
         if ok.contains(&status) || (ok.is_empty() && status.is_success()) {
@@ -151,8 +114,7 @@ impl Api {
             StatusCode::NOT_FOUND if self.bucket_missing().await => "no such bucket".into(),
             StatusCode::NOT_FOUND => "no such object".into(),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                "access denied (check `GOOGLE_APPLICATION_CREDENTIALS` and the account's roles)"
-                    .into()
+                "access denied (check `GOOGLE_APPLICATION_CREDENTIALS` and the account's roles)".into()
             }
             _ => format!("the server answered {status}: {}", message(&body)),
         })
@@ -161,13 +123,7 @@ impl Api {
     /// Whether the bucket is known not to exist: a 404 does not say which is missing (emulators
     /// answer a bare "Not Found" for both).
     async fn bucket_missing(&self) -> bool {
-        match self
-            .request(
-                Method::GET,
-                self.url(&["storage", "v1", "b", &self.root.bucket]),
-            )
-            .await
-        {
+        match self.request(Method::GET, self.url(&["storage", "v1", "b", &self.root.bucket])).await {
             Ok(request) => {
                 matches!(request.send().await, Ok(r) if r.status() == StatusCode::NOT_FOUND)
             }
@@ -178,20 +134,10 @@ impl Api {
     /// Starts a resumable upload; its session URL.
     async fn start_session(&self, key: &str) -> std::result::Result<Url, String> {
         let mut url = self.object_url(&["upload", "storage", "v1"], None);
-        url.query_pairs_mut()
-            .append_pair("uploadType", "resumable")
-            .append_pair("name", &self.root.name(key));
-        let request = self
-            .request(Method::POST, url)
-            .await?
-            .header(header::CONTENT_TYPE, "application/json")
-            .body("{}");
+        url.query_pairs_mut().append_pair("uploadType", "resumable").append_pair("name", &self.root.name(key));
+        let request = self.request(Method::POST, url).await?.header(header::CONTENT_TYPE, "application/json").body("{}");
         let response = self.send(request, &[]).await?;
-        let session = response
-            .headers()
-            .get(header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .map(str::to_string);
+        let session = response.headers().get(header::LOCATION).and_then(|l| l.to_str().ok()).map(str::to_string);
         let session = session.ok_or("the server started no upload session")?;
         Url::parse(&session).map_err(|e| format!("the server's upload session is no URL: {e}"))
     }
@@ -199,67 +145,33 @@ impl Api {
     /// Uploads a whole object in one request.
     async fn upload(&self, key: &str, bytes: Bytes) -> std::result::Result<(), String> {
         let mut url = self.object_url(&["upload", "storage", "v1"], None);
-        url.query_pairs_mut()
-            .append_pair("uploadType", "media")
-            .append_pair("name", &self.root.name(key));
-        let request = self
-            .request(Method::POST, url)
-            .await?
-            .header(header::CONTENT_TYPE, "application/octet-stream")
-            .body(bytes);
+        url.query_pairs_mut().append_pair("uploadType", "media").append_pair("name", &self.root.name(key));
+        let request = self.request(Method::POST, url).await?.header(header::CONTENT_TYPE, "application/octet-stream").body(bytes);
         self.send(request, &[]).await.map(drop)
     }
 
     /// The JSON a request answers.
-    async fn json(
-        &self,
-        request: RequestBuilder,
-    ) -> std::result::Result<serde_json::Value, String> {
-        let body = self
-            .send(request, &[])
-            .await?
-            .bytes()
-            .await
-            .map_err(|e| chain(&e.without_url()))?;
+    async fn json(&self, request: RequestBuilder) -> std::result::Result<serde_json::Value, String> {
+        let body = self.send(request, &[]).await?.bytes().await.map_err(|e| chain(&e.without_url()))?;
         serde_json::from_slice(&body).map_err(|e| format!("unreadable answer: {e}"))
     }
 
-    async fn upload_chunk(
-        &self,
-        session: &Url,
-        offset: u64,
-        chunk: Bytes,
-        total: Option<u64>,
-    ) -> std::result::Result<(), String> {
+    async fn upload_chunk(&self, session: &Url, offset: u64, chunk: Bytes, total: Option<u64>) -> std::result::Result<(), String> {
         let end = offset + chunk.len() as u64;
         let range = match (chunk.is_empty(), total) {
             (true, Some(total)) => format!("bytes */{total}"),
             (_, Some(total)) => format!("bytes {offset}-{}/{total}", end - 1),
             (_, None) => format!("bytes {offset}-{}/*", end - 1),
         };
-        let request = self
-            .request(Method::PUT, session.clone())
-            .await?
-            .header(header::CONTENT_RANGE, range)
-            .body(chunk);
-        let ok: &[StatusCode] = if total.is_some() {
-            &[StatusCode::OK, StatusCode::CREATED]
-        } else {
-            &[StatusCode::PERMANENT_REDIRECT]
-        };
+        let request = self.request(Method::PUT, session.clone()).await?.header(header::CONTENT_RANGE, range).body(chunk);
+        let ok: &[StatusCode] = if total.is_some() { &[StatusCode::OK, StatusCode::CREATED] } else { &[StatusCode::PERMANENT_REDIRECT] };
         let response = self.send(request, ok).await?;
         if total.is_none() {
             // 308 says how much the server kept (`Range: bytes=0-N`); GCS may keep less than sent.
-            let kept = response
-                .headers()
-                .get(header::RANGE)
-                .and_then(|r| r.to_str().ok())
-                .and_then(|r| r.rsplit('-').next()?.parse::<u64>().ok());
+            let kept =
+                response.headers().get(header::RANGE).and_then(|r| r.to_str().ok()).and_then(|r| r.rsplit('-').next()?.parse::<u64>().ok());
             if kept.map(|last| last + 1) != Some(end) {
-                return Err(format!(
-                    "the server kept {} of {end} bytes sent",
-                    kept.map_or(0, |last| last + 1)
-                ));
+                return Err(format!("the server kept {} of {end} bytes sent", kept.map_or(0, |last| last + 1)));
             }
         }
         Ok(())
@@ -271,11 +183,7 @@ fn message(body: &str) -> String {
     let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
     match json.as_ref().and_then(|j| j["error"]["message"].as_str()) {
         Some(m) => m.to_string(),
-        None => body
-            .chars()
-            .take(200)
-            .collect::<String>()
-            .replace('\n', " "),
+        None => body.chars().take(200).collect::<String>().replace('\n', " "),
     }
 }
 
@@ -287,11 +195,7 @@ fn size_of(object: &serde_json::Value) -> Option<u64> {
 impl Gcs {
     fn failed(&self, action: &'static str, key: &str) -> impl Fn(String) -> Error {
         let location = self.api.location(key);
-        move |reason| Error::Storage {
-            action,
-            location: location.clone(),
-            reason,
-        }
+        move |reason| Error::Storage { action, location: location.clone(), reason }
     }
 }
 
@@ -308,11 +212,7 @@ impl ObjectStore for Gcs {
         let response = self
             .rt
             .block_on(async { api.send(api.request(Method::GET, url).await?, &[]).await })
-            .map_err(|reason| Error::Storage {
-                action: "read",
-                location: location.clone(),
-                reason,
-            })?;
+            .map_err(|reason| Error::Storage { action: "read", location: location.clone(), reason })?;
         let stream = stream::unfold(Some(response), move |response| {
             let location = location.clone();
             async move {
@@ -320,23 +220,14 @@ impl ObjectStore for Gcs {
                 match response.chunk().await {
                     Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
                     Ok(None) => None,
-                    Err(e) => Some((
-                        Err(io::Error::other(Error::Storage {
-                            action: "read",
-                            location,
-                            reason: chain(&e.without_url()),
-                        })),
-                        None,
-                    )),
+                    Err(e) => {
+                        Some((Err(io::Error::other(Error::Storage { action: "read", location, reason: chain(&e.without_url()) })), None))
+                    }
                 }
             }
         })
         .boxed();
-        Ok(Box::new(BlockingReader {
-            rt: self.rt.clone(),
-            stream,
-            chunk: Bytes::new(),
-        }))
+        Ok(Box::new(BlockingReader { rt: self.rt.clone(), stream, chunk: Bytes::new() }))
     }
 
     fn writer(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
@@ -356,25 +247,14 @@ impl ObjectStore for Gcs {
         let api = &self.api;
         let url = api.object_url(&["storage", "v1"], Some(key));
         let size = self.rt.block_on(async {
-            let response = api
-                .send(
-                    api.request(Method::GET, url).await?,
-                    &[StatusCode::OK, StatusCode::NOT_FOUND],
-                )
-                .await?;
+            let response = api.send(api.request(Method::GET, url).await?, &[StatusCode::OK, StatusCode::NOT_FOUND]).await?;
             if response.status() == StatusCode::NOT_FOUND {
                 // Not the bucket: that one is an error when the object is written.
                 return Ok(None);
             }
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| chain(&e.without_url()))?;
-            let json: serde_json::Value =
-                serde_json::from_slice(&body).map_err(|e| format!("unreadable metadata: {e}"))?;
-            size_of(&json)
-                .map(Some)
-                .ok_or_else(|| "metadata without a size".to_string())
+            let body = response.bytes().await.map_err(|e| chain(&e.without_url()))?;
+            let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| format!("unreadable metadata: {e}"))?;
+            size_of(&json).map(Some).ok_or_else(|| "metadata without a size".to_string())
         });
         size.map_err(self.failed("read", key))
     }
@@ -386,23 +266,17 @@ impl ObjectStore for Gcs {
             let mut page: Option<String> = None;
             loop {
                 let mut url = api.object_url(&["storage", "v1"], None);
-                url.query_pairs_mut()
-                    .append_pair("prefix", &api.root.name(prefix))
-                    .append_pair("fields", "items(name,size),nextPageToken");
+                url.query_pairs_mut().append_pair("prefix", &api.root.name(prefix)).append_pair("fields", "items(name,size),nextPageToken");
                 if let Some(token) = &page {
                     url.query_pairs_mut().append_pair("pageToken", token);
                 }
                 let json = api.json(api.request(Method::GET, url).await?).await?;
                 for object in json["items"].as_array().into_iter().flatten() {
-                    let (Some(name), Some(size)) = (object["name"].as_str(), size_of(object))
-                    else {
+                    let (Some(name), Some(size)) = (object["name"].as_str(), size_of(object)) else {
                         return Err(format!("a listed object without a name or size: {object}"));
                     };
                     if let Some(key) = api.root.key(name) {
-                        found.push(ObjectInfo {
-                            key: key.to_string(),
-                            size,
-                        });
+                        found.push(ObjectInfo { key: key.to_string(), size });
                     }
                 }
                 match json["nextPageToken"].as_str() {
@@ -421,20 +295,9 @@ impl ObjectStore for Gcs {
         let url = api.object_url(&["storage", "v1"], Some(key));
         let deleted = self.rt.block_on(async {
             let request = api.request(Method::DELETE, url).await?;
-            let response = api
-                .send(
-                    request,
-                    &[
-                        StatusCode::OK,
-                        StatusCode::NO_CONTENT,
-                        StatusCode::NOT_FOUND,
-                    ],
-                )
-                .await?;
+            let response = api.send(request, &[StatusCode::OK, StatusCode::NO_CONTENT, StatusCode::NOT_FOUND]).await?;
             match response.status() {
-                StatusCode::NOT_FOUND if api.bucket_missing().await => {
-                    Err("no such bucket".to_string())
-                }
+                StatusCode::NOT_FOUND if api.bucket_missing().await => Err("no such bucket".to_string()),
                 _ => Ok(()),
             }
         });
@@ -450,19 +313,7 @@ impl ObjectStore for Gcs {
             return Ok(false);
         }
         let (from_name, to_name) = (src.root.name(from), api.root.name(to));
-        let url = api.url(&[
-            "storage",
-            "v1",
-            "b",
-            &src.root.bucket,
-            "o",
-            &from_name,
-            "rewriteTo",
-            "b",
-            &api.root.bucket,
-            "o",
-            &to_name,
-        ]);
+        let url = api.url(&["storage", "v1", "b", &src.root.bucket, "o", &from_name, "rewriteTo", "b", &api.root.bucket, "o", &to_name]);
         // A rewrite may take several calls (large objects, another location or storage class),
         // each going on from the token the last one answered.
         let copied = self.rt.block_on(async {
@@ -472,31 +323,19 @@ impl ObjectStore for Gcs {
                 if let Some(token) = &token {
                     url.query_pairs_mut().append_pair("rewriteToken", token);
                 }
-                let request = api
-                    .request(Method::POST, url)
-                    .await?
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body("{}");
+                let request = api.request(Method::POST, url).await?.header(header::CONTENT_TYPE, "application/json").body("{}");
                 let json = api.json(request).await?;
                 if json["done"].as_bool() == Some(true) {
                     return Ok(());
                 }
                 match json["rewriteToken"].as_str() {
                     Some(next) => token = Some(next.to_string()),
-                    None => {
-                        return Err(
-                            "the server answered a rewrite neither done nor to go on".to_string()
-                        )
-                    }
+                    None => return Err("the server answered a rewrite neither done nor to go on".to_string()),
                 }
             }
         });
         let location = format!("{}` to `{}", src.location(from), api.location(to));
-        copied.map(|()| true).map_err(|reason| Error::Storage {
-            action: "copy",
-            location,
-            reason,
-        })
+        copied.map(|()| true).map_err(|reason| Error::Storage { action: "copy", location, reason })
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -523,11 +362,7 @@ struct GcsWriter {
 
 impl GcsWriter {
     fn error(&self, reason: String) -> Error {
-        Error::Storage {
-            action: "write",
-            location: self.location.clone(),
-            reason,
-        }
+        Error::Storage { action: "write", location: self.location.clone(), reason }
     }
 
     /// Waits for the chunk being sent, if any.
@@ -551,21 +386,13 @@ impl Write for GcsWriter {
                 Some(session) => session.clone(),
                 None => {
                     let started = self.rt.block_on(self.api.start_session(&self.key));
-                    self.session
-                        .insert(started.map_err(|reason| io::Error::other(self.error(reason)))?)
-                        .clone()
+                    self.session.insert(started.map_err(|reason| io::Error::other(self.error(reason)))?).clone()
                 }
             };
-            let chunk = Bytes::from(std::mem::replace(
-                &mut self.buffer,
-                Vec::with_capacity(PART),
-            ));
+            let chunk = Bytes::from(std::mem::replace(&mut self.buffer, Vec::with_capacity(PART)));
             let (api, offset) = (self.api.clone(), self.sent);
             self.sent += chunk.len() as u64;
-            self.in_flight = Some(
-                self.rt
-                    .spawn(async move { api.upload_chunk(&session, offset, chunk, None).await }),
-            );
+            self.in_flight = Some(self.rt.spawn(async move { api.upload_chunk(&session, offset, chunk, None).await }));
         }
         let n = buf.len().min(PART - self.buffer.len());
         self.buffer.extend_from_slice(&buf[..n]);
@@ -585,10 +412,7 @@ impl ObjectWriter for GcsWriter {
         let total = self.sent + chunk.len() as u64;
         let (api, offset) = (&self.api, self.sent);
         let finished = match &self.session {
-            Some(session) => {
-                self.rt
-                    .block_on(api.upload_chunk(session, offset, chunk, Some(total)))
-            }
+            Some(session) => self.rt.block_on(api.upload_chunk(session, offset, chunk, Some(total))),
             None => self.rt.block_on(api.upload(&self.key, chunk)),
         };
         finished.map_err(|reason| self.error(reason))

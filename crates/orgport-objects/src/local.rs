@@ -31,18 +31,12 @@ impl Local {
             "" => "/".to_string(),
             trimmed => trimmed.to_string(),
         };
-        let failed = |reason: String| Error::Storage {
-            action: "open",
-            location: format!("file://{shown}"),
-            reason,
-        };
+        let failed = |reason: String| Error::Storage { action: "open", location: format!("file://{shown}"), reason };
         let root = std::path::absolute(dir).map_err(|e| failed(e.to_string()))?;
         match fs::metadata(&root) {
             Ok(meta) if meta.is_dir() => Ok(Local { shown, root }),
             Ok(_) => Err(failed("not a directory".into())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Err(failed("no such directory".into()))
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(failed("no such directory".into())),
             Err(e) => Err(failed(e.to_string())),
         }
     }
@@ -52,11 +46,7 @@ impl Local {
             "" => self.describe(),
             key => format!("{}/{key}", self.describe()),
         };
-        Error::Storage {
-            action,
-            location,
-            reason: reason.into(),
-        }
+        Error::Storage { action, location, reason: reason.into() }
     }
 
     fn io_error(&self, action: &'static str, key: &str, e: &io::Error) -> Error {
@@ -68,8 +58,7 @@ impl Local {
 
     /// The file of a valid key.
     fn path(&self, action: &'static str, key: &str) -> Result<PathBuf> {
-        check_key(key)
-            .map_err(|reason| self.error(action, key, format!("invalid key `{key}`: {reason}")))?;
+        check_key(key).map_err(|reason| self.error(action, key, format!("invalid key `{key}`: {reason}")))?;
         Ok(self.root.join(key))
     }
 
@@ -77,50 +66,28 @@ impl Local {
     fn partial(&self, action: &'static str, key: &str) -> Result<(NamedTempFile, PathBuf)> {
         let path = self.path(action, key)?;
         let dir = path.parent().expect("a key has a file name");
-        let temp = fs::create_dir_all(dir)
-            .and_then(|()| tempfile::Builder::new().prefix(PARTIAL).tempfile_in(dir));
-        Ok((
-            temp.map_err(|e| self.error(action, key, e.to_string()))?,
-            path,
-        ))
+        let temp = fs::create_dir_all(dir).and_then(|()| tempfile::Builder::new().prefix(PARTIAL).tempfile_in(dir));
+        Ok((temp.map_err(|e| self.error(action, key, e.to_string()))?, path))
     }
 
     /// Moves a complete temporary file to its place, unless an object is there already.
-    fn persist(
-        &self,
-        action: &'static str,
-        key: &str,
-        temp: NamedTempFile,
-        path: &Path,
-    ) -> Result<()> {
+    fn persist(&self, action: &'static str, key: &str, temp: NamedTempFile, path: &Path) -> Result<()> {
         match temp.persist_noclobber(path) {
             Ok(_) => Ok(()),
-            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
-                Err(self.error(action, key, "the object exists already"))
-            }
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Err(self.error(action, key, "the object exists already")),
             Err(e) => Err(self.error(action, key, e.error.to_string())),
         }
     }
 
     /// Adds the files under `dir` (whose key prefix is `under`, empty or ending in `/`) that start
     /// with `prefix`, descending only into directories that may hold some.
-    fn walk(
-        &self,
-        dir: &Path,
-        under: &str,
-        prefix: &str,
-        found: &mut Vec<ObjectInfo>,
-    ) -> Result<()> {
+    fn walk(&self, dir: &Path, under: &str, prefix: &str, found: &mut Vec<ObjectInfo>) -> Result<()> {
         let failed = |e: io::Error| self.error("list", under, e.to_string());
         for entry in fs::read_dir(dir).map_err(failed)? {
             let entry = entry.map_err(failed)?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else {
-                return Err(self.error(
-                    "list",
-                    under,
-                    format!("a file name is not UTF-8: {:?}", entry.path()),
-                ));
+                return Err(self.error("list", under, format!("a file name is not UTF-8: {:?}", entry.path())));
             };
             if name.starts_with(PARTIAL) {
                 continue;
@@ -135,10 +102,7 @@ impl Local {
             } else if key.starts_with(prefix) {
                 // A link counts as the file it points to; links to directories are not followed.
                 match fs::metadata(entry.path()) {
-                    Ok(meta) if meta.is_file() => found.push(ObjectInfo {
-                        key,
-                        size: meta.len(),
-                    }),
+                    Ok(meta) if meta.is_file() => found.push(ObjectInfo { key, size: meta.len() }),
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => return Err(self.error("list", &key, e.to_string())),
@@ -188,12 +152,7 @@ impl ObjectStore for Local {
         if path.exists() {
             return Err(self.error("write", key, "the object exists already"));
         }
-        Ok(Box::new(LocalWriter {
-            store: self.clone(),
-            key: key.to_string(),
-            path,
-            file: BufWriter::with_capacity(1 << 16, temp),
-        }))
+        Ok(Box::new(LocalWriter { store: self.clone(), key: key.to_string(), path, file: BufWriter::with_capacity(1 << 16, temp) }))
     }
 
     fn check_key(&self, key: &str) -> Result<()> {
@@ -219,9 +178,7 @@ impl ObjectStore for Local {
 
     fn delete(&self, key: &str) -> Result<()> {
         match fs::remove_file(self.path("delete", key)?) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(self.error("delete", key, e.to_string()))
-            }
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(self.error("delete", key, e.to_string())),
             _ => Ok(()),
         }
     }
@@ -262,15 +219,8 @@ impl Write for LocalWriter {
 
 impl ObjectWriter for LocalWriter {
     fn finish(self: Box<Self>) -> Result<()> {
-        let LocalWriter {
-            store,
-            key,
-            path,
-            file,
-        } = *self;
-        let temp = file
-            .into_inner()
-            .map_err(|e| store.error("write", &key, e.error().to_string()))?;
+        let LocalWriter { store, key, path, file } = *self;
+        let temp = file.into_inner().map_err(|e| store.error("write", &key, e.error().to_string()))?;
         store.persist("write", &key, temp, &path)
     }
 }
@@ -284,9 +234,7 @@ mod tests {
         for good in ["a", "a/b.txt", "a/.hidden", "a b/c..d", "ü/…"] {
             assert_eq!(check_key(good), Ok(()), "{good}");
         }
-        for bad in [
-            "", "/x", "../x", "a/../b", "a//b", "./a", "a/", "a\\b", "a\0b", "..",
-        ] {
+        for bad in ["", "/x", "../x", "a/../b", "a//b", "./a", "a/", "a\\b", "a\0b", ".."] {
             assert!(check_key(bad).is_err(), "{bad:?}");
         }
     }

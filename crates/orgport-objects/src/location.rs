@@ -30,27 +30,19 @@ impl ObjectUrl {
         let Some((scheme, rest)) = text.split_once("://") else {
             return Ok(None);
         };
-        let invalid = |reason: String| Error::Storage {
-            action: "use",
-            location: text.to_string(),
-            reason,
-        };
+        let invalid = |reason: String| Error::Storage { action: "use", location: text.to_string(), reason };
         let service = match scheme {
             "s3" => Service::S3,
             "gs" => Service::Gcs,
-            _ => return Err(invalid(format!("unsupported scheme `{scheme}://` (use a local path, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`)"))),
+            _ => {
+                return Err(invalid(format!("unsupported scheme `{scheme}://` (use a local path, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`)")))
+            }
         };
         match rest.split_once('/') {
             Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() && !key.ends_with('/') => {
-                Ok(Some(ObjectUrl {
-                    service,
-                    bucket: bucket.to_string(),
-                    key: key.to_string(),
-                }))
+                Ok(Some(ObjectUrl { service, bucket: bucket.to_string(), key: key.to_string() }))
             }
-            _ => Err(invalid(format!(
-                "a bucket and an object key are needed: `{scheme}://BUCKET/KEY`"
-            ))),
+            _ => Err(invalid(format!("a bucket and an object key are needed: `{scheme}://BUCKET/KEY`"))),
         }
     }
 
@@ -79,27 +71,17 @@ impl ObjectUrl {
 /// `us-east-1`) and `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`; for GCS
 /// `GOOGLE_APPLICATION_CREDENTIALS` (a service-account JSON file) and `STORAGE_EMULATOR_HOST`.
 pub fn open_store(url: &str, env: impl Fn(&str) -> Option<String>) -> Result<Box<dyn ObjectStore>> {
-    let failed = |reason: String| Error::Storage {
-        action: "open",
-        location: url.to_string(),
-        reason,
-    };
+    let failed = |reason: String| Error::Storage { action: "open", location: url.to_string(), reason };
     let usage = "use `file://DIR`, `s3://BUCKET[/BASE]` or `gs://BUCKET[/BASE]`";
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(failed(format!("not a store URL ({usage})")));
     };
     let service = match scheme {
-        "file" if rest.is_empty() => {
-            return Err(failed(format!("a directory is needed ({usage})")))
-        }
+        "file" if rest.is_empty() => return Err(failed(format!("a directory is needed ({usage})"))),
         "file" => return Ok(Box::new(Local::open(rest)?)),
         "s3" => Service::S3,
         "gs" => Service::Gcs,
-        _ => {
-            return Err(failed(format!(
-                "unsupported scheme `{scheme}://` ({usage})"
-            )))
-        }
+        _ => return Err(failed(format!("unsupported scheme `{scheme}://` ({usage})"))),
     };
     let (bucket, base) = rest.split_once('/').unwrap_or((rest, ""));
     let base = base.trim_end_matches('/');
@@ -107,9 +89,7 @@ pub fn open_store(url: &str, env: impl Fn(&str) -> Option<String>) -> Result<Box
         return Err(failed(format!("a bucket is needed ({usage})")));
     }
     if !base.is_empty() && base.split('/').any(|part| matches!(part, "" | "." | "..")) {
-        return Err(failed(
-            "the base path has an empty, `.` or `..` component".into(),
-        ));
+        return Err(failed("the base path has an empty, `.` or `..` component".into()));
     }
     open_bucket(service, bucket, base, env).map_err(failed)
 }
@@ -123,21 +103,12 @@ fn open_bucket(
     let env = |name: &str| env(name).filter(|v| !v.is_empty());
     match service {
         Service::S3 => {
-            let (access_key_id, secret_access_key) =
-                match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
-                    (Some(id), Some(secret)) => (Some(id), Some(secret)),
-                    (None, None) => (None, None),
-                    (Some(_), None) => {
-                        return Err(
-                            "`AWS_ACCESS_KEY_ID` is set but `AWS_SECRET_ACCESS_KEY` is not".into(),
-                        )
-                    }
-                    (None, Some(_)) => {
-                        return Err(
-                            "`AWS_SECRET_ACCESS_KEY` is set but `AWS_ACCESS_KEY_ID` is not".into(),
-                        )
-                    }
-                };
+            let (access_key_id, secret_access_key) = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+                (Some(id), Some(secret)) => (Some(id), Some(secret)),
+                (None, None) => (None, None),
+                (Some(_), None) => return Err("`AWS_ACCESS_KEY_ID` is set but `AWS_SECRET_ACCESS_KEY` is not".into()),
+                (None, Some(_)) => return Err("`AWS_SECRET_ACCESS_KEY` is set but `AWS_ACCESS_KEY_ID` is not".into()),
+            };
             let config = S3Config {
                 access_key_id,
                 secret_access_key,
@@ -148,10 +119,7 @@ fn open_bucket(
             Ok(Box::new(S3::open(Root::new("s3", bucket, base), config)?))
         }
         Service::Gcs => {
-            let config = GcsConfig {
-                credentials: env("GOOGLE_APPLICATION_CREDENTIALS"),
-                emulator: env("STORAGE_EMULATOR_HOST"),
-            };
+            let config = GcsConfig { credentials: env("GOOGLE_APPLICATION_CREDENTIALS"), emulator: env("STORAGE_EMULATOR_HOST") };
             Ok(Box::new(Gcs::open(Root::new("gs", bucket, base), config)?))
         }
     }
@@ -168,11 +136,7 @@ pub(crate) struct Root {
 
 impl Root {
     fn new(scheme: &'static str, bucket: &str, base: &str) -> Root {
-        Root {
-            scheme,
-            bucket: bucket.to_string(),
-            base: base.to_string(),
-        }
+        Root { scheme, bucket: bucket.to_string(), base: base.to_string() }
     }
 
     /// `s3://bucket/base`.
@@ -224,27 +188,12 @@ mod tests {
 
     #[test]
     fn urls_name_a_bucket_and_a_key_and_paths_are_not_urls() {
-        let u = ObjectUrl::parse("s3://b/dir/org-1.orgport")
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (u.service, u.bucket.as_str(), u.key()),
-            (Service::S3, "b", "dir/org-1.orgport")
-        );
+        let u = ObjectUrl::parse("s3://b/dir/org-1.orgport").unwrap().unwrap();
+        assert_eq!((u.service, u.bucket.as_str(), u.key()), (Service::S3, "b", "dir/org-1.orgport"));
         assert_eq!(u.to_string(), "s3://b/dir/org-1.orgport");
-        assert_eq!(
-            ObjectUrl::parse("gs://b/k").unwrap().unwrap().to_string(),
-            "gs://b/k"
-        );
+        assert_eq!(ObjectUrl::parse("gs://b/k").unwrap().unwrap().to_string(), "gs://b/k");
         assert_eq!(ObjectUrl::parse("dir/org-1.orgport").unwrap(), None);
-        for bad in [
-            "s3://b",
-            "s3://b/",
-            "gs:///k",
-            "s3://b/dir/",
-            "gcs://b/k",
-            "file:///tmp/a",
-        ] {
+        for bad in ["s3://b", "s3://b/", "gs:///k", "s3://b/dir/", "gcs://b/k", "file:///tmp/a"] {
             let e = ObjectUrl::parse(bad).unwrap_err().to_string();
             assert!(e.starts_with(&format!("cannot use `{bad}`: ")), "{e}");
         }
@@ -254,21 +203,12 @@ mod tests {
     fn store_urls_name_a_directory_or_a_bucket_and_a_base() {
         let none = |_: &str| None;
         // Cargo runs unit tests in the package's directory.
-        assert_eq!(
-            open_store("file://src", none).unwrap().describe(),
-            "file://src"
-        );
-        assert_eq!(
-            open_store("file://src/", none).unwrap().describe(),
-            "file://src"
-        );
+        assert_eq!(open_store("file://src", none).unwrap().describe(), "file://src");
+        assert_eq!(open_store("file://src/", none).unwrap().describe(), "file://src");
         let s3 = open_store("s3://b/some/base/", none).unwrap();
         assert_eq!(s3.describe(), "s3://b/some/base");
         assert_eq!(
-            open_store("gs://b", |name| (name == "STORAGE_EMULATOR_HOST")
-                .then(|| "127.0.0.1:9".into()))
-            .unwrap()
-            .describe(),
+            open_store("gs://b", |name| (name == "STORAGE_EMULATOR_HOST").then(|| "127.0.0.1:9".into())).unwrap().describe(),
             "gs://b"
         );
         for (bad, why) in [
@@ -281,14 +221,8 @@ mod tests {
             ("s3://b/a//c", "empty, `.` or `..`"),
             ("s3://b/../c", "empty, `.` or `..`"),
         ] {
-            let e = open_store(bad, none)
-                .err()
-                .unwrap_or_else(|| panic!("{bad} opened"))
-                .to_string();
-            assert!(
-                e.starts_with("cannot open `") && e.contains(why),
-                "{bad}: {e}"
-            );
+            let e = open_store(bad, none).err().unwrap_or_else(|| panic!("{bad} opened")).to_string();
+            assert!(e.starts_with("cannot open `") && e.contains(why), "{bad}: {e}");
         }
     }
 
@@ -297,24 +231,10 @@ mod tests {
         let root = Root::new("s3", "b", "org-1/files");
         assert_eq!(
             (root.name("a/b"), root.location("a/b"), root.location("")),
-            (
-                "org-1/files/a/b".into(),
-                "s3://b/org-1/files/a/b".into(),
-                "s3://b/org-1/files".into()
-            )
+            ("org-1/files/a/b".into(), "s3://b/org-1/files/a/b".into(), "s3://b/org-1/files".into())
         );
-        assert_eq!(
-            (
-                root.key("org-1/files/a/b"),
-                root.key("org-1/filesX"),
-                root.key("other")
-            ),
-            (Some("a/b"), None, None)
-        );
+        assert_eq!((root.key("org-1/files/a/b"), root.key("org-1/filesX"), root.key("other")), (Some("a/b"), None, None));
         let bare = Root::new("gs", "b", "");
-        assert_eq!(
-            (bare.name("k"), bare.key("k"), bare.describe()),
-            ("k".into(), Some("k"), "gs://b".into())
-        );
+        assert_eq!((bare.name("k"), bare.key("k"), bare.describe()), ("k".into(), Some("k"), "gs://b".into()));
     }
 }

@@ -44,39 +44,24 @@ pub(crate) struct S3 {
 }
 
 /// The error codes of a request S3 refuses for its credentials.
-const DENIED: [&str; 3] = [
-    "AccessDenied",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-];
-const ACCESS_DENIED: &str =
-    "access denied (check `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`)";
+const DENIED: [&str; 3] = ["AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"];
+const ACCESS_DENIED: &str = "access denied (check `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`)";
 
 impl S3 {
     pub(crate) fn open(root: Root, config: S3Config) -> std::result::Result<S3, String> {
-        let mut builder = AmazonS3Builder::new()
-            .with_bucket_name(&root.bucket)
-            .with_region(&config.region);
+        let mut builder = AmazonS3Builder::new().with_bucket_name(&root.bucket).with_region(&config.region);
         if let Some(endpoint) = &config.endpoint {
             // S3-compatible servers (MinIO, SeaweedFS, …) address buckets by path, often over http.
-            builder = builder
-                .with_endpoint(endpoint)
-                .with_virtual_hosted_style_request(false)
-                .with_allow_http(endpoint.starts_with("http://"));
+            builder =
+                builder.with_endpoint(endpoint).with_virtual_hosted_style_request(false).with_allow_http(endpoint.starts_with("http://"));
         }
         if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
-            builder = builder
-                .with_access_key_id(id)
-                .with_secret_access_key(secret);
+            builder = builder.with_access_key_id(id).with_secret_access_key(secret);
         }
         if let Some(token) = &config.session_token {
             builder = builder.with_token(token);
         }
-        let secrets: Vec<String> = config
-            .secret_access_key
-            .into_iter()
-            .chain(config.session_token)
-            .collect();
+        let secrets: Vec<String> = config.secret_access_key.into_iter().chain(config.session_token).collect();
         let rt = runtime().map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
         let store = builder.build().map_err(|e| redact(&chain(&e), &secrets))?;
         let http = reqwest::Client::builder().build().map_err(|e| chain(&e))?;
@@ -93,11 +78,7 @@ impl S3 {
     }
 
     fn error(&self, action: &'static str, key: &str, e: &object_store::Error) -> Error {
-        Error::Storage {
-            action,
-            location: self.root.location(key),
-            reason: reason(e, &self.secrets),
-        }
+        Error::Storage { action, location: self.root.location(key), reason: reason(e, &self.secrets) }
     }
 
     /// The object's path in the bucket; a key object_store cannot address as it is (an empty,
@@ -106,72 +87,30 @@ impl S3 {
         let name = self.root.name(key);
         match Path::parse(&name) {
             Ok(path) if path.as_ref() == name && !key.is_empty() => Ok(path),
-            Ok(_) => Err(Error::Storage {
-                action,
-                location: self.root.location(key),
-                reason: format!("invalid key `{key}`"),
-            }),
-            Err(e) => Err(Error::Storage {
-                action,
-                location: self.root.location(key),
-                reason: format!("invalid key `{key}`: {e}"),
-            }),
+            Ok(_) => Err(Error::Storage { action, location: self.root.location(key), reason: format!("invalid key `{key}`") }),
+            Err(e) => Err(Error::Storage { action, location: self.root.location(key), reason: format!("invalid key `{key}`: {e}") }),
         }
     }
 
     /// Whether `other` reaches the same service with the same account, so that it can copy.
     fn same_service(&self, other: &S3) -> bool {
-        (
-            &self.endpoint,
-            &self.region,
-            &self.access_key_id,
-            &self.secrets,
-        ) == (
-            &other.endpoint,
-            &other.region,
-            &other.access_key_id,
-            &other.secrets,
-        )
+        (&self.endpoint, &self.region, &self.access_key_id, &self.secrets)
+            == (&other.endpoint, &other.region, &other.access_key_id, &other.secrets)
     }
 
     /// CopyObject from another bucket of the same service (path-style on a custom endpoint, as
     /// object_store is configured).
-    async fn copy_across(
-        &self,
-        bucket: &str,
-        from: &str,
-        to: &str,
-    ) -> std::result::Result<(), String> {
-        let credential = self
-            .store
-            .credentials()
-            .get_credential()
-            .await
-            .map_err(|e| reason(&e, &self.secrets))?;
+    async fn copy_across(&self, bucket: &str, from: &str, to: &str) -> std::result::Result<(), String> {
+        let credential = self.store.credentials().get_credential().await.map_err(|e| reason(&e, &self.secrets))?;
         let url = match &self.endpoint {
-            Some(endpoint) => format!(
-                "{}/{}/{}",
-                endpoint.trim_end_matches('/'),
-                self.root.bucket,
-                encode(to)
-            ),
-            None => format!(
-                "https://{}.s3.{}.amazonaws.com/{}",
-                self.root.bucket,
-                self.region,
-                encode(to)
-            ),
+            Some(endpoint) => format!("{}/{}/{}", endpoint.trim_end_matches('/'), self.root.bucket, encode(to)),
+            None => format!("https://{}.s3.{}.amazonaws.com/{}", self.root.bucket, self.region, encode(to)),
         };
         let mut request = HttpRequest::new(Bytes::new().into());
         *request.method_mut() = Method::PUT;
         *request.uri_mut() = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
         let source = format!("/{bucket}/{}", encode(from));
-        request.headers_mut().insert(
-            "x-amz-copy-source",
-            source
-                .parse()
-                .map_err(|e| format!("invalid copy source: {e}"))?,
-        );
+        request.headers_mut().insert("x-amz-copy-source", source.parse().map_err(|e| format!("invalid copy source: {e}"))?);
         AwsAuthorizer::new(&credential, "s3", &self.region)
             .try_authorize(&mut request, None)
             .map_err(|e| redact(&chain(&e), &self.secrets))?;
@@ -187,21 +126,13 @@ impl S3 {
             return Ok(());
         }
         let tag = |name: &str| {
-            body.split(&format!("<{name}>"))
-                .nth(1)
-                .and_then(|rest| rest.split(&format!("</{name}>")).next())
-                .unwrap_or_default()
+            body.split(&format!("<{name}>")).nth(1).and_then(|rest| rest.split(&format!("</{name}>")).next()).unwrap_or_default()
         };
         Err(match tag("Code") {
             "NoSuchBucket" => "no such bucket".into(),
             "NoSuchKey" => "no such object".into(),
-            code if DENIED.contains(&code) || status == StatusCode::FORBIDDEN => {
-                ACCESS_DENIED.into()
-            }
-            code => redact(
-                &format!("the server answered {status}: {code} {}", tag("Message")),
-                &self.secrets,
-            ),
+            code if DENIED.contains(&code) || status == StatusCode::FORBIDDEN => ACCESS_DENIED.into(),
+            code => redact(&format!("the server answered {status}: {code} {}", tag("Message")), &self.secrets),
         })
     }
 }
@@ -212,9 +143,7 @@ fn encode(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
     for b in key.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(b as char)
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(b as char),
             _ => write!(out, "%{b:02X}").expect("writing to a String"),
         }
     }
@@ -230,28 +159,18 @@ fn too_large(reason: &str) -> bool {
 fn reason(e: &object_store::Error, secrets: &[String]) -> String {
     let detail = redact(&chain(e), secrets);
     match e {
-        object_store::Error::NotFound { .. } if detail.contains("NoSuchBucket") => {
-            "no such bucket".into()
-        }
+        object_store::Error::NotFound { .. } if detail.contains("NoSuchBucket") => "no such bucket".into(),
         object_store::Error::NotFound { .. } => "no such object".into(),
-        object_store::Error::PermissionDenied { .. }
-        | object_store::Error::Unauthenticated { .. } => ACCESS_DENIED.into(),
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => ACCESS_DENIED.into(),
         _ if detail.contains("NoSuchBucket") => "no such bucket".into(),
         // Listing errors come as generic ones: the server's code tells.
-        _ if DENIED
-            .iter()
-            .any(|code| detail.contains(&format!("<Code>{code}</Code>"))) =>
-        {
-            ACCESS_DENIED.into()
-        }
+        _ if DENIED.iter().any(|code| detail.contains(&format!("<Code>{code}</Code>"))) => ACCESS_DENIED.into(),
         _ => detail,
     }
 }
 
 fn redact(text: &str, secrets: &[String]) -> String {
-    secrets
-        .iter()
-        .fold(text.to_string(), |t, s| t.replace(s.as_str(), "***"))
+    secrets.iter().fold(text.to_string(), |t, s| t.replace(s.as_str(), "***"))
 }
 
 impl ObjectStore for S3 {
@@ -261,28 +180,17 @@ impl ObjectStore for S3 {
 
     fn reader(&self, key: &str) -> Result<Box<dyn Read + Send>> {
         let path = self.path("read", key)?;
-        let got = self
-            .rt
-            .block_on(self.store.get(&path))
-            .map_err(|e| self.error("read", key, &e))?;
+        let got = self.rt.block_on(self.store.get(&path)).map_err(|e| self.error("read", key, &e))?;
         let (location, secrets) = (self.root.location(key), self.secrets.clone());
         let stream = got
             .into_stream()
             .map(move |chunk| {
                 chunk.map_err(|e| {
-                    io::Error::other(Error::Storage {
-                        action: "read",
-                        location: location.clone(),
-                        reason: reason(&e, &secrets),
-                    })
+                    io::Error::other(Error::Storage { action: "read", location: location.clone(), reason: reason(&e, &secrets) })
                 })
             })
             .boxed();
-        Ok(Box::new(BlockingReader {
-            rt: self.rt.clone(),
-            stream,
-            chunk: Bytes::new(),
-        }))
+        Ok(Box::new(BlockingReader { rt: self.rt.clone(), stream, chunk: Bytes::new() }))
     }
 
     fn writer(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
@@ -312,33 +220,19 @@ impl ObjectStore for S3 {
             Some(end) => Some(Path::parse(&full[..end]).map_err(|e| failed(e.into()))?),
             None => None,
         };
-        let listed: Vec<_> = self
-            .rt
-            .block_on(self.store.list(dir.as_ref()).try_collect())
-            .map_err(failed)?;
+        let listed: Vec<_> = self.rt.block_on(self.store.list(dir.as_ref()).try_collect()).map_err(failed)?;
         let mut found: Vec<ObjectInfo> = listed
             .iter()
             .filter(|meta| meta.location.as_ref().starts_with(&full))
-            .filter_map(|meta| {
-                Some(ObjectInfo {
-                    key: self.root.key(meta.location.as_ref())?.to_string(),
-                    size: meta.size,
-                })
-            })
+            .filter_map(|meta| Some(ObjectInfo { key: self.root.key(meta.location.as_ref())?.to_string(), size: meta.size }))
             .collect();
         found.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(found)
     }
 
     fn delete(&self, key: &str) -> Result<()> {
-        match self
-            .rt
-            .block_on(self.store.delete(&self.path("delete", key)?))
-        {
-            Err(e)
-                if !matches!(e, object_store::Error::NotFound { .. })
-                    || reason(&e, &self.secrets) == "no such bucket" =>
-            {
+        match self.rt.block_on(self.store.delete(&self.path("delete", key)?)) {
+            Err(e) if !matches!(e, object_store::Error::NotFound { .. }) || reason(&e, &self.secrets) == "no such bucket" => {
                 Err(self.error("delete", key, &e))
             }
             _ => Ok(()),
@@ -346,35 +240,21 @@ impl ObjectStore for S3 {
     }
 
     fn copy_from(&self, source: &dyn ObjectStore, from: &str, to: &str) -> Result<bool> {
-        let Some(source) = source
-            .as_any()
-            .downcast_ref::<S3>()
-            .filter(|s| self.same_service(s))
-        else {
+        let Some(source) = source.as_any().downcast_ref::<S3>().filter(|s| self.same_service(s)) else {
             return Ok(false);
         };
         let (from_path, to_path) = (source.path("copy", from)?, self.path("copy", to)?);
         let copied = if source.root.bucket == self.root.bucket {
-            self.rt
-                .block_on(self.store.copy(&from_path, &to_path))
-                .map_err(|e| reason(&e, &self.secrets))
+            self.rt.block_on(self.store.copy(&from_path, &to_path)).map_err(|e| reason(&e, &self.secrets))
         } else {
-            self.rt.block_on(self.copy_across(
-                &source.root.bucket,
-                from_path.as_ref(),
-                to_path.as_ref(),
-            ))
+            self.rt.block_on(self.copy_across(&source.root.bucket, from_path.as_ref(), to_path.as_ref()))
         };
         match copied {
             Ok(()) => Ok(true),
             Err(reason) if too_large(&reason) => Ok(false),
             Err(reason) => Err(Error::Storage {
                 action: "copy",
-                location: format!(
-                    "{}` to `{}",
-                    source.root.location(from),
-                    self.root.location(to)
-                ),
+                location: format!("{}` to `{}", source.root.location(from), self.root.location(to)),
                 reason,
             }),
         }
@@ -406,11 +286,7 @@ enum Upload {
 
 impl S3Writer {
     fn error(&self, e: &object_store::Error) -> Error {
-        Error::Storage {
-            action: "write",
-            location: self.location.clone(),
-            reason: reason(e, &self.secrets),
-        }
+        Error::Storage { action: "write", location: self.location.clone(), reason: reason(e, &self.secrets) }
     }
 }
 
@@ -428,14 +304,11 @@ impl Write for S3Writer {
             if let Upload::Small(small) = upload {
                 // Past a part: a multipart upload, whose first part starts with what was held.
                 let held = std::mem::take(small);
-                let mut parts =
-                    WriteMultipart::new_with_chunk_size(store.put_multipart(path).await?, PART);
+                let mut parts = WriteMultipart::new_with_chunk_size(store.put_multipart(path).await?, PART);
                 parts.write(&held);
                 *upload = Upload::Parts(parts);
             }
-            let Upload::Parts(parts) = upload else {
-                unreachable!("a writer is not used after finish")
-            };
+            let Upload::Parts(parts) = upload else { unreachable!("a writer is not used after finish") };
             parts.wait_for_capacity(2).await?;
             parts.write(buf);
             Ok::<_, object_store::Error>(())
@@ -453,10 +326,7 @@ impl Write for S3Writer {
 impl ObjectWriter for S3Writer {
     fn finish(mut self: Box<Self>) -> Result<()> {
         let finished = match std::mem::replace(&mut self.upload, Upload::Finished) {
-            Upload::Small(bytes) => self
-                .rt
-                .block_on(self.store.put(&self.path, PutPayload::from(bytes)))
-                .map(drop),
+            Upload::Small(bytes) => self.rt.block_on(self.store.put(&self.path, PutPayload::from(bytes))).map(drop),
             Upload::Parts(parts) => self.rt.block_on(parts.finish()).map(drop),
             Upload::Finished => unreachable!("finish is called once"),
         };

@@ -31,16 +31,8 @@ struct Gcs {
 
 /// The S3 server, or None (with a notice) outside CI.
 fn s3() -> Option<S3> {
-    let [endpoint, access_key, secret_key] = server([
-        "ORGPORT_S3_ENDPOINT",
-        "ORGPORT_S3_ACCESS_KEY",
-        "ORGPORT_S3_SECRET_KEY",
-    ])?;
-    Some(S3 {
-        endpoint,
-        access_key,
-        secret_key,
-    })
+    let [endpoint, access_key, secret_key] = server(["ORGPORT_S3_ENDPOINT", "ORGPORT_S3_ACCESS_KEY", "ORGPORT_S3_SECRET_KEY"])?;
+    Some(S3 { endpoint, access_key, secret_key })
 }
 
 /// The GCS emulator, or None (with a notice) outside CI.
@@ -57,47 +49,27 @@ fn server<const N: usize>(names: [&str; N]) -> Option<[String; N]> {
         return Some(values.map(Option::unwrap));
     }
     let what = names.join(", ");
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{what} not set: CI must start the storage servers (scripts/storage.sh)"
-    );
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{what} not set: CI must start the storage servers (scripts/storage.sh)");
     eprintln!("notice: {what} not set; object-store tests skipped (eval \"$(bash scripts/storage.sh start)\")");
     None
 }
 
 /// Creates a bucket no other test or run uses, by the request `create` makes for its name; the
 /// bucket's URL.
-fn new_bucket(
-    scheme: &str,
-    name: &str,
-    create: impl FnOnce(&str) -> reqwest::RequestBuilder,
-) -> String {
+fn new_bucket(scheme: &str, name: &str, create: impl FnOnce(&str) -> reqwest::RequestBuilder) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let bucket = format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
+    let bucket = format!("{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
     // reqwest is built without a crypto provider of its own.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let request = create(&bucket);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let status = runtime
-        .block_on(request.send())
-        .expect("the server answers")
-        .status();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let status = runtime.block_on(request.send()).expect("the server answers").status();
     assert!(status.is_success(), "creating bucket {bucket}: {status}");
     format!("{scheme}://{bucket}")
 }
 
 fn env(pairs: &[(&str, &str)]) -> Env {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 impl S3 {
@@ -119,44 +91,29 @@ impl S3 {
     fn bucket(&self, name: &str) -> String {
         new_bucket("s3", name, |bucket| {
             let url = format!("{}/{bucket}", self.endpoint);
-            let credential = AwsCredential {
-                key_id: self.access_key.clone(),
-                secret_key: self.secret_key.clone(),
-                token: None,
-            };
+            let credential = AwsCredential { key_id: self.access_key.clone(), secret_key: self.secret_key.clone(), token: None };
             let mut request = object_store::client::HttpRequest::new(Bytes::new().into());
             *request.method_mut() = reqwest::Method::PUT;
             *request.uri_mut() = url.parse().expect("a URL");
-            AwsAuthorizer::new(&credential, "s3", "us-east-1")
-                .try_authorize(&mut request, None)
-                .expect("signing");
+            AwsAuthorizer::new(&credential, "s3", "us-east-1").try_authorize(&mut request, None).expect("signing");
             request
                 .headers()
                 .iter()
-                .fold(reqwest::Client::new().put(&url), |put, (name, value)| {
-                    put.header(name.as_str(), value.as_bytes())
-                })
+                .fold(reqwest::Client::new().put(&url), |put, (name, value)| put.header(name.as_str(), value.as_bytes()))
         })
     }
 }
 
 impl Gcs {
     fn env(&self) -> Env {
-        env(&[(
-            "STORAGE_EMULATOR_HOST",
-            self.endpoint
-                .strip_prefix("http://")
-                .expect("an http:// endpoint"),
-        )])
+        env(&[("STORAGE_EMULATOR_HOST", self.endpoint.strip_prefix("http://").expect("an http:// endpoint"))])
     }
 
     /// A new bucket; its URL.
     fn bucket(&self, name: &str) -> String {
         new_bucket("gs", name, |bucket| {
             let url = format!("{}/storage/v1/b?project=orgport-test", self.endpoint);
-            reqwest::Client::new()
-                .post(url)
-                .body(format!(r#"{{"name": "{bucket}"}}"#))
+            reqwest::Client::new().post(url).body(format!(r#"{{"name": "{bucket}"}}"#))
         })
     }
 }
@@ -173,34 +130,21 @@ fn directory() -> (tempfile::TempDir, String) {
 }
 
 fn put(store: &dyn ObjectStore, key: &str, bytes: &[u8]) {
-    let mut writer = store
-        .writer(key)
-        .unwrap_or_else(|e| panic!("writing {key}: {e}"));
+    let mut writer = store.writer(key).unwrap_or_else(|e| panic!("writing {key}: {e}"));
     for chunk in bytes.chunks(100_000) {
         writer.write_all(chunk).expect("writing");
     }
-    writer
-        .finish()
-        .unwrap_or_else(|e| panic!("finishing {key}: {e}"));
+    writer.finish().unwrap_or_else(|e| panic!("finishing {key}: {e}"));
 }
 
 fn get(store: &dyn ObjectStore, key: &str) -> Vec<u8> {
     let mut bytes = Vec::new();
-    store
-        .reader(key)
-        .unwrap_or_else(|e| panic!("reading {key}: {e}"))
-        .read_to_end(&mut bytes)
-        .expect("reading");
+    store.reader(key).unwrap_or_else(|e| panic!("reading {key}: {e}")).read_to_end(&mut bytes).expect("reading");
     bytes
 }
 
 fn listed(store: &dyn ObjectStore, prefix: &str) -> Vec<(String, u64)> {
-    store
-        .list(prefix)
-        .unwrap_or_else(|e| panic!("listing {prefix}: {e}"))
-        .into_iter()
-        .map(|ObjectInfo { key, size }| (key, size))
-        .collect()
+    store.list(prefix).unwrap_or_else(|e| panic!("listing {prefix}: {e}")).into_iter().map(|ObjectInfo { key, size }| (key, size)).collect()
 }
 
 fn pairs(expected: &[(&str, u64)]) -> Vec<(String, u64)> {
@@ -224,24 +168,13 @@ fn exercise(root_url: &str, other_url: &str, env: &Env, foreign: &dyn ObjectStor
     put(&*base, "b/1.txt", b"");
     put(&*root, "org-1/filesX", b"beside the base, not in it");
     put(&*root, "outside.txt", b"outside");
-    assert_eq!(
-        listed(&*base, ""),
-        pairs(&[("a.txt", 1), ("b/1.txt", 0), ("b/2.txt", 2)])
-    );
-    assert_eq!(
-        listed(&*base, "b/"),
-        pairs(&[("b/1.txt", 0), ("b/2.txt", 2)])
-    );
+    assert_eq!(listed(&*base, ""), pairs(&[("a.txt", 1), ("b/1.txt", 0), ("b/2.txt", 2)]));
+    assert_eq!(listed(&*base, "b/"), pairs(&[("b/1.txt", 0), ("b/2.txt", 2)]));
     assert_eq!(listed(&*base, "b/1"), pairs(&[("b/1.txt", 0)]));
     assert_eq!(listed(&*base, "zz"), pairs(&[]));
     assert_eq!(
         listed(&*root, "org-1/"),
-        pairs(&[
-            ("org-1/files/a.txt", 1),
-            ("org-1/files/b/1.txt", 0),
-            ("org-1/files/b/2.txt", 2),
-            ("org-1/filesX", 26)
-        ])
+        pairs(&[("org-1/files/a.txt", 1), ("org-1/files/b/1.txt", 0), ("org-1/files/b/2.txt", 2), ("org-1/filesX", 26)])
     );
     assert_eq!(listed(&*root, "org-1/files"), listed(&*root, "org-1/"));
 
@@ -254,16 +187,8 @@ fn exercise(root_url: &str, other_url: &str, env: &Env, foreign: &dyn ObjectStor
     assert_eq!(base.size("big.bin").unwrap(), Some(BIG as u64));
     assert!(get(&*base, "big.bin") == big, "the 9 MiB object differs");
     assert_eq!(base.size("missing").unwrap(), None);
-    let missing = base
-        .reader("missing")
-        .err()
-        .expect("no such object")
-        .to_string();
-    assert!(
-        missing.contains(&format!("{root_url}/org-1/files/missing"))
-            && missing.contains("no such object"),
-        "{missing}"
-    );
+    let missing = base.reader("missing").err().expect("no such object").to_string();
+    assert!(missing.contains(&format!("{root_url}/org-1/files/missing")) && missing.contains("no such object"), "{missing}");
 
     // A writer dropped unfinished leaves nothing, small or large.
     for (key, len) in [("dropped-small", 10), ("dropped-big", BIG)] {
@@ -275,33 +200,16 @@ fn exercise(root_url: &str, other_url: &str, env: &Env, foreign: &dyn ObjectStor
 
     // Copies on the service's side: within the store, and to another store of the same service.
     let other = open(other_url, env);
-    assert!(root
-        .copy_from(&*base, "b/2.txt", "copied/2.txt")
-        .expect("copying"));
+    assert!(root.copy_from(&*base, "b/2.txt", "copied/2.txt").expect("copying"));
     assert_eq!(get(&*root, "copied/2.txt"), b"22");
-    assert!(other
-        .copy_from(&*base, "big.bin", "copied/big.bin")
-        .expect("copying"));
-    assert!(
-        get(&*other, "copied/big.bin") == big,
-        "the copied 9 MiB object differs"
-    );
-    assert!(other
-        .copy_from(&*base, "b/1.txt", "copied/empty")
-        .expect("copying"));
+    assert!(other.copy_from(&*base, "big.bin", "copied/big.bin").expect("copying"));
+    assert!(get(&*other, "copied/big.bin") == big, "the copied 9 MiB object differs");
+    assert!(other.copy_from(&*base, "b/1.txt", "copied/empty").expect("copying"));
     assert_eq!(other.size("copied/empty").unwrap(), Some(0));
-    let missing = other
-        .copy_from(&*base, "missing", "copied/missing")
-        .expect_err("no source")
-        .to_string();
-    assert!(
-        missing.contains("org-1/files/missing") && missing.contains("no such object"),
-        "{missing}"
-    );
+    let missing = other.copy_from(&*base, "missing", "copied/missing").expect_err("no source").to_string();
+    assert!(missing.contains("org-1/files/missing") && missing.contains("no such object"), "{missing}");
     // Not from or to another kind of store: the caller streams those.
-    assert!(!foreign
-        .copy_from(&*base, "a.txt", "a.txt")
-        .expect("no copy"));
+    assert!(!foreign.copy_from(&*base, "a.txt", "a.txt").expect("no copy"));
     assert!(!base.copy_from(foreign, "a.txt", "a.txt").expect("no copy"));
 
     // Deleting: gone from the listing; a missing object is no error.
@@ -309,13 +217,7 @@ fn exercise(root_url: &str, other_url: &str, env: &Env, foreign: &dyn ObjectStor
     assert_eq!(base.size("a.txt").unwrap(), None);
     base.delete("a.txt").expect("deleting a missing object");
     base.delete("never/was").expect("deleting a missing object");
-    assert_eq!(
-        listed(&*base, "")
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect::<Vec<_>>(),
-        ["b/1.txt", "b/2.txt", "big.bin"]
-    );
+    assert_eq!(listed(&*base, "").into_iter().map(|(k, _)| k).collect::<Vec<_>>(), ["b/1.txt", "b/2.txt", "big.bin"]);
 }
 
 #[test]
@@ -326,10 +228,7 @@ fn a_directory_is_a_store() {
     let foreign = match s3() {
         Some(s3) => open(&s3.bucket("foreign"), &s3.env()),
         // A bucket store opens without its server.
-        None => open(
-            "s3://no-server",
-            &env(&[("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")]),
-        ),
+        None => open("s3://no-server", &env(&[("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")])),
     };
     exercise(&root, &other, &HashMap::new(), &*foreign);
 }
@@ -338,24 +237,14 @@ fn a_directory_is_a_store() {
 fn s3_buckets_are_stores() {
     let Some(s3) = s3() else { return };
     let (_dir, local) = directory();
-    exercise(
-        &s3.bucket("root"),
-        &format!("{}/other", s3.bucket("other")),
-        &s3.env(),
-        &*open(&local, &HashMap::new()),
-    );
+    exercise(&s3.bucket("root"), &format!("{}/other", s3.bucket("other")), &s3.env(), &*open(&local, &HashMap::new()));
 }
 
 #[test]
 fn gcs_buckets_are_stores() {
     let Some(gcs) = gcs() else { return };
     let (_dir, local) = directory();
-    exercise(
-        &gcs.bucket("root"),
-        &format!("{}/other", gcs.bucket("other")),
-        &gcs.env(),
-        &*open(&local, &HashMap::new()),
-    );
+    exercise(&gcs.bucket("root"), &format!("{}/other", gcs.bucket("other")), &gcs.env(), &*open(&local, &HashMap::new()));
 }
 
 #[test]
@@ -377,9 +266,7 @@ fn s3_with_a_wrong_secret_is_denied_and_the_secret_is_not_shown() {
     let bucket = s3.bucket("denied");
     let secret = "not-the-secret-5f3a9c";
     let wrong = open(&bucket, &s3.env_with(secret));
-    let mut writer = wrong
-        .writer("k")
-        .expect("a writer (the request goes out when it is finished)");
+    let mut writer = wrong.writer("k").expect("a writer (the request goes out when it is finished)");
     writer.write_all(b"x").unwrap();
     let errors = [
         writer.finish().expect_err("denied").to_string(),
@@ -401,25 +288,14 @@ fn a_directory_refuses_keys_that_leave_it_and_existing_objects() {
     let (dir, url) = directory();
     let store = open(&url, &HashMap::new());
     for bad in ["../x", "/x", "a//b", "a/./b", "a\\b", "", "a/"] {
-        let e = store
-            .writer(bad)
-            .err()
-            .unwrap_or_else(|| panic!("{bad:?} accepted"))
-            .to_string();
+        let e = store.writer(bad).err().unwrap_or_else(|| panic!("{bad:?} accepted")).to_string();
         assert!(e.contains(&format!("invalid key `{bad}`")), "{e}");
-        assert!(
-            store.reader(bad).is_err() && store.size(bad).is_err() && store.delete(bad).is_err(),
-            "{bad:?}"
-        );
+        assert!(store.reader(bad).is_err() && store.size(bad).is_err() && store.delete(bad).is_err(), "{bad:?}");
     }
 
     // Never over an existing object, whoever finishes first.
     put(&*store, "a/k", b"first");
-    let e = store
-        .writer("a/k")
-        .err()
-        .expect("an existing object")
-        .to_string();
+    let e = store.writer("a/k").err().expect("an existing object").to_string();
     assert!(e.contains("a/k") && e.contains("exists already"), "{e}");
     let (mut one, mut two) = (store.writer("b/k").unwrap(), store.writer("b/k").unwrap());
     one.write_all(b"one").unwrap();
@@ -430,34 +306,19 @@ fn a_directory_refuses_keys_that_leave_it_and_existing_objects() {
     assert_eq!(get(&*store, "b/k"), b"one");
     let source = open(&directory().1, &HashMap::new());
     put(&*source, "k", b"other");
-    assert!(
-        store.copy_from(&*source, "k", "a/k").is_err(),
-        "a copy over an existing object"
-    );
+    assert!(store.copy_from(&*source, "k", "a/k").is_err(), "a copy over an existing object");
     assert_eq!(get(&*store, "a/k"), b"first");
 
     // What is being written is a hidden file beside its place, not listed, gone when dropped.
     let mut writer = store.writer("c/k").unwrap();
     writer.write_all(&[0; 100_000]).unwrap();
-    let partial: Vec<_> = std::fs::read_dir(dir.path().join("c"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    assert!(
-        partial.len() == 1 && partial[0].starts_with(".orgport-partial-"),
-        "{partial:?}"
-    );
+    let partial: Vec<_> = std::fs::read_dir(dir.path().join("c")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(partial.len() == 1 && partial[0].starts_with(".orgport-partial-"), "{partial:?}");
     assert_eq!(listed(&*store, "c/"), pairs(&[]));
     drop(writer);
     assert_eq!(std::fs::read_dir(dir.path().join("c")).unwrap().count(), 0);
 
     let missing = format!("file://{}", dir.path().join("none").display());
-    let e = open_store(&missing, |_| None)
-        .err()
-        .expect("a missing directory")
-        .to_string();
-    assert!(
-        e.contains(&missing) && e.contains("no such directory"),
-        "{e}"
-    );
+    let e = open_store(&missing, |_| None).err().expect("a missing directory").to_string();
+    assert!(e.contains(&missing) && e.contains("no such directory"), "{e}");
 }

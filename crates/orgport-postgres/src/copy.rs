@@ -9,34 +9,24 @@ use orgport_core::value::{format_uuid, parse_uuid, Value, ValueKind};
 pub fn parse_row(line: &[u8], kinds: &[ValueKind], out: &mut Vec<Value>) -> Result<(), String> {
     out.clear();
     for (i, field) in line.split(|&b| b == b'\t').enumerate() {
-        let kind = *kinds
-            .get(i)
-            .ok_or_else(|| format!("{} columns where {} were expected", i + 1, kinds.len()))?;
+        let kind = *kinds.get(i).ok_or_else(|| format!("{} columns where {} were expected", i + 1, kinds.len()))?;
         if field == b"\\N" {
             out.push(Value::Null);
             continue;
         }
         let bytes = unescape(field);
-        let text =
-            String::from_utf8(bytes).map_err(|_| format!("column {} is not UTF-8", i + 1))?;
+        let text = String::from_utf8(bytes).map_err(|_| format!("column {} is not UTF-8", i + 1))?;
         out.push(read(text, kind).map_err(|e| format!("column {}: {e}", i + 1))?);
     }
     if out.len() != kinds.len() {
-        return Err(format!(
-            "{} columns where {} were expected",
-            out.len(),
-            kinds.len()
-        ));
+        return Err(format!("{} columns where {} were expected", out.len(), kinds.len()));
     }
     Ok(())
 }
 
 fn read(text: String, kind: ValueKind) -> Result<Value, String> {
     Ok(match kind {
-        ValueKind::Integer => Value::Int(
-            text.parse()
-                .map_err(|_| format!("`{text}` is not an integer"))?,
-        ),
+        ValueKind::Integer => Value::Int(text.parse().map_err(|_| format!("`{text}` is not an integer"))?),
         ValueKind::Float => Value::Float(match text.as_str() {
             "NaN" => f64::NAN,
             "Infinity" => f64::INFINITY,
@@ -54,9 +44,7 @@ fn read(text: String, kind: ValueKind) -> Result<Value, String> {
         ValueKind::Timestamp => Value::Timestamp(text),
         ValueKind::TimestampTz => Value::TimestampTz(text),
         ValueKind::Json => Value::Json(text),
-        ValueKind::Uuid => {
-            Value::Uuid(parse_uuid(&text).ok_or_else(|| format!("`{text}` is not a UUID"))?)
-        }
+        ValueKind::Uuid => Value::Uuid(parse_uuid(&text).ok_or_else(|| format!("`{text}` is not a UUID"))?),
         ValueKind::Text | ValueKind::Any => Value::Text(text),
     })
 }
@@ -76,9 +64,7 @@ pub fn write_row(values: &[Value], out: &mut Vec<u8>) {
                 let _ = write!(out, "{n}");
             }
             Value::Float(f) if f.is_nan() => out.extend_from_slice(b"NaN"),
-            Value::Float(f) if f.is_infinite() => {
-                out.extend_from_slice(if *f > 0.0 { b"Infinity" } else { b"-Infinity" })
-            }
+            Value::Float(f) if f.is_infinite() => out.extend_from_slice(if *f > 0.0 { b"Infinity" } else { b"-Infinity" }),
             Value::Float(f) => {
                 let _ = write!(out, "{f:?}");
             }
@@ -140,11 +126,7 @@ fn unescape(field: &[u8]) -> Vec<u8> {
                 out.push(value as u8);
             }
             b'x' => {
-                let hex_len = field[i..]
-                    .iter()
-                    .take(2)
-                    .take_while(|b| b.is_ascii_hexdigit())
-                    .count();
+                let hex_len = field[i..].iter().take(2).take_while(|b| b.is_ascii_hexdigit()).count();
                 if hex_len == 0 {
                     out.push(b'x');
                 } else {
@@ -165,43 +147,19 @@ mod tests {
 
     #[test]
     fn escapes_and_nulls_are_undone() {
-        let kinds = [
-            ValueKind::Text,
-            ValueKind::Text,
-            ValueKind::Integer,
-            ValueKind::Blob,
-            ValueKind::Boolean,
-        ];
+        let kinds = [ValueKind::Text, ValueKind::Text, ValueKind::Integer, ValueKind::Blob, ValueKind::Boolean];
         let mut row = Vec::new();
-        parse_row(
-            b"a\\tb\\nc\\\\d\t\\N\t-9223372036854775808\t\\\\x00ff\tt",
-            &kinds,
-            &mut row,
-        )
-        .unwrap();
+        parse_row(b"a\\tb\\nc\\\\d\t\\N\t-9223372036854775808\t\\\\x00ff\tt", &kinds, &mut row).unwrap();
         assert_eq!(
             row,
-            vec![
-                Value::Text("a\tb\nc\\d".into()),
-                Value::Null,
-                Value::Int(i64::MIN),
-                Value::Blob(vec![0, 255]),
-                Value::Bool(true)
-            ]
+            vec![Value::Text("a\tb\nc\\d".into()), Value::Null, Value::Int(i64::MIN), Value::Blob(vec![0, 255]), Value::Bool(true)]
         );
         assert!(parse_row(b"1\t2", &[ValueKind::Integer], &mut row).is_err());
     }
 
     #[test]
     fn written_rows_read_back_the_same() {
-        let kinds = [
-            ValueKind::Text,
-            ValueKind::Text,
-            ValueKind::Integer,
-            ValueKind::Blob,
-            ValueKind::Boolean,
-            ValueKind::Float,
-        ];
+        let kinds = [ValueKind::Text, ValueKind::Text, ValueKind::Integer, ValueKind::Blob, ValueKind::Boolean, ValueKind::Float];
         let values = vec![
             Value::Text("a\tb\nc\\d\re\\N".into()),
             Value::Null,

@@ -76,10 +76,7 @@ fn namespace(nspname: &str) -> Option<String> {
 }
 
 /// Of `schemas`, those the database does not have, and the ones it has.
-pub fn missing_schemas(
-    client: &mut Client,
-    schemas: &[String],
-) -> Result<(Vec<String>, Vec<String>), postgres::Error> {
+pub fn missing_schemas(client: &mut Client, schemas: &[String]) -> Result<(Vec<String>, Vec<String>), postgres::Error> {
     let row = client.query_one(MISSING_SCHEMAS, &[&schemas])?;
     Ok((row.get(0), row.get(1)))
 }
@@ -107,9 +104,7 @@ pub fn schema(client: &mut Client, only: Option<&[String]>) -> Result<Schema, po
         };
         let default: Option<String> = row.get(4);
         let identity: String = row.get(6);
-        let serial = default
-            .as_deref()
-            .is_some_and(|d| d.starts_with("nextval("));
+        let serial = default.as_deref().is_some_and(|d| d.starts_with("nextval("));
         let declared: String = row.get(2);
         let base: &str = row.get(7);
         tables[t].columns.push(Column {
@@ -132,24 +127,14 @@ pub fn schema(client: &mut Client, only: Option<&[String]>) -> Result<Schema, po
         let columns: Vec<String> = row.get(4);
         match kind.as_str() {
             "p" => tables[t].primary_key = columns,
-            "u" => tables[t].unique_keys.push(UniqueKey {
-                name: Some(row.get(2)),
-                columns,
-                partial: false,
-            }),
+            "u" => tables[t].unique_keys.push(UniqueKey { name: Some(row.get(2)), columns, partial: false }),
             _ => {
                 let target_schema: Option<String> = row.get(5);
                 let target: Option<String> = row.get(6);
                 // A table outside the schemas read is named with its schema, even `public`, so
                 // that the plan can say which schema to add.
                 let left_out = |s: &String| only.is_some_and(|only| !only.contains(s));
-                let qualifier = target_schema.as_ref().and_then(|s| {
-                    if left_out(s) {
-                        Some(s.clone())
-                    } else {
-                        namespace(s)
-                    }
-                });
+                let qualifier = target_schema.as_ref().and_then(|s| if left_out(s) { Some(s.clone()) } else { namespace(s) });
                 let referenced_table = match (qualifier, target) {
                     (Some(s), Some(t)) => format!("{s}.{t}"),
                     (None, Some(t)) => t,
@@ -175,16 +160,9 @@ pub fn schema(client: &mut Client, only: Option<&[String]>) -> Result<Schema, po
         let columns: Vec<String> = row.get(4);
         let predicate: Option<String> = row.get(2);
         let partial = predicate.is_some_and(|p| !only_not_null(&p, &columns));
-        tables[t].unique_keys.push(UniqueKey {
-            name: Some(row.get(1)),
-            columns,
-            partial,
-        });
+        tables[t].unique_keys.push(UniqueKey { name: Some(row.get(1)), columns, partial });
     }
-    Ok(Schema {
-        tables,
-        namespaces: only.map(<[String]>::to_vec),
-    })
+    Ok(Schema { tables, namespaces: only.map(<[String]>::to_vec) })
 }
 
 /// The types whose values are any string (of a length).
@@ -194,14 +172,9 @@ const CHARACTER_TYPES: &[&str] = &["text", "varchar", "bpchar", "char", "name", 
 /// `where: "token IS NOT NULL"`): such rows never conflict anyway, so the index is as unique
 /// as a full one, and the import can look its values up before writing.
 fn only_not_null(predicate: &str, columns: &[String]) -> bool {
-    let bare: String = predicate
-        .chars()
-        .filter(|c| !matches!(c, '(' | ')'))
-        .collect();
+    let bare: String = predicate.chars().filter(|c| !matches!(c, '(' | ')')).collect();
     bare.split(" AND ").all(|part| {
-        part.trim()
-            .strip_suffix(" IS NOT NULL")
-            .is_some_and(|column| columns.iter().any(|c| c == column.trim().trim_matches('"')))
+        part.trim().strip_suffix(" IS NOT NULL").is_some_and(|column| columns.iter().any(|c| c == column.trim().trim_matches('"')))
     })
 }
 
@@ -232,18 +205,9 @@ mod tests {
     fn a_predicate_that_only_leaves_out_null_keys_keeps_the_index_unique() {
         let columns = ["token".to_string(), "timestamp".to_string()];
         assert!(only_not_null("(token IS NOT NULL)", &columns));
-        assert!(only_not_null(
-            "((token IS NOT NULL) AND (\"timestamp\" IS NOT NULL))",
-            &columns
-        ));
+        assert!(only_not_null("((token IS NOT NULL) AND (\"timestamp\" IS NOT NULL))", &columns));
         assert!(!only_not_null("(deleted_at IS NULL)", &columns));
-        assert!(
-            !only_not_null("(other IS NOT NULL)", &columns),
-            "a column outside the key"
-        );
-        assert!(!only_not_null(
-            "((token IS NOT NULL) AND (kind = 2))",
-            &columns
-        ));
+        assert!(!only_not_null("(other IS NOT NULL)", &columns), "a column outside the key");
+        assert!(!only_not_null("((token IS NOT NULL) AND (kind = 2))", &columns));
     }
 }

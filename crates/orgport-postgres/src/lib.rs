@@ -94,38 +94,23 @@ impl CopyJob {
             })();
             (client, result)
         });
-        CopyJob {
-            statement,
-            table,
-            rows,
-            done,
-        }
+        CopyJob { statement, table, rows, done }
     }
 }
 
 impl PostgresEngine {
     pub fn open(url: &str) -> Result<Self> {
-        let invalid = |e: String| {
-            Error::Plan(format!(
-                "`{}` is not a valid PostgreSQL URL: {e}",
-                redact(url)
-            ))
-        };
+        let invalid = |e: String| Error::Plan(format!("`{}` is not a valid PostgreSQL URL: {e}", redact(url)));
         let (driver_url, tls) = tls::from_url(url).map_err(invalid)?;
         // Messages name the server by the URL without its TLS settings, which follow it.
         let name = redact(&driver_url);
-        let mut config: postgres::Config = driver_url.parse().map_err(|e| {
-            Error::engine(
-                format!("`{name}` is not a valid PostgreSQL URL"),
-                server_error(e),
-            )
-        })?;
+        let mut config: postgres::Config =
+            driver_url.parse().map_err(|e| Error::engine(format!("`{name}` is not a valid PostgreSQL URL"), server_error(e)))?;
         fill_from_environment(&mut config);
         config.ssl_mode(tls.mode.driver_mode());
         let connector = tls::connector(&tls).map_err(invalid)?;
-        let mut client = config.connect(connector).map_err(|e| {
-            Error::engine(format!("cannot connect to {name} ({tls})"), server_error(e))
-        })?;
+        let mut client =
+            config.connect(connector).map_err(|e| Error::engine(format!("cannot connect to {name} ({tls})"), server_error(e)))?;
         // Exact, stable text for every type: ISO dates in UTC, shortest exact floats, and string
         // literals without backslash escapes (the literals below rely on it).
         client
@@ -134,13 +119,7 @@ impl PostgresEngine {
                  SET extra_float_digits = 3; SET standard_conforming_strings = on; SET bytea_output = hex",
             )
             .map_err(|e| Error::engine(format!("cannot set up the session on {name}"), server_error(e)))?;
-        Ok(PostgresEngine {
-            client: Some(client),
-            copy: None,
-            name,
-            url: url.to_string(),
-            schemas: None,
-        })
+        Ok(PostgresEngine { client: Some(client), copy: None, name, url: url.to_string(), schemas: None })
     }
 
     /// Limits introspection to these schemas (all when empty). References into other schemas are
@@ -160,28 +139,17 @@ impl PostgresEngine {
             return Ok(());
         };
         drop(job.rows);
-        let (client, result) = job.done.join().map_err(|_| {
-            Error::Plan(format!(
-                "the connection to {} was lost: its COPY thread panicked",
-                self.name
-            ))
-        })?;
+        let (client, result) =
+            job.done.join().map_err(|_| Error::Plan(format!("the connection to {} was lost: its COPY thread panicked", self.name)))?;
         self.client = Some(client);
-        result.map_err(|e| {
-            Error::engine(
-                format!("cannot insert into `{}`", job.table),
-                server_error(e),
-            )
-        })
+        result.map_err(|e| Error::engine(format!("cannot insert into `{}`", job.table), server_error(e)))
     }
 
     /// The connection, once any `COPY` in flight has ended.
     fn client(&mut self) -> Result<&mut Client> {
         self.finish_copy()?;
         let name = &self.name;
-        self.client
-            .as_mut()
-            .ok_or_else(|| Error::Plan(format!("the connection to {name} was lost")))
+        self.client.as_mut().ok_or_else(|| Error::Plan(format!("the connection to {name} was lost")))
     }
 }
 
@@ -258,10 +226,7 @@ pub fn redact(url: &str) -> String {
     };
     match query {
         Some(query) => {
-            let kept: Vec<&str> = query
-                .split('&')
-                .filter(|p| !p.starts_with("password="))
-                .collect();
+            let kept: Vec<&str> = query.split('&').filter(|p| !p.starts_with("password=")).collect();
             format!("{address}?{}", kept.join("&"))
         }
         None => address,
@@ -327,15 +292,8 @@ fn inline(sql: &str, params: &[Value]) -> String {
             _ => {}
         }
         if c == '$' && !in_string && !in_ident {
-            let digits: String = sql[i + 1..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            if let Some(v) = digits
-                .parse::<usize>()
-                .ok()
-                .and_then(|n| params.get(n.wrapping_sub(1)))
-            {
+            let digits: String = sql[i + 1..].chars().take_while(char::is_ascii_digit).collect();
+            if let Some(v) = digits.parse::<usize>().ok().and_then(|n| params.get(n.wrapping_sub(1))) {
                 out.push_str(&literal(v));
                 for _ in 0..digits.len() {
                     chars.next();
@@ -358,39 +316,30 @@ impl Engine for PostgresEngine {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            defer_all_foreign_keys: false,
-        }
+        Capabilities { defer_all_foreign_keys: false }
     }
 
     fn introspect(&mut self) -> Result<Schema> {
         let schemas = self.schemas.clone();
         if let Some(schemas) = &schemas {
-            let (missing, existing) = introspect::missing_schemas(self.client()?, schemas)
-                .map_err(|e| self.fail("cannot read the schemas", e))?;
+            let (missing, existing) =
+                introspect::missing_schemas(self.client()?, schemas).map_err(|e| self.fail("cannot read the schemas", e))?;
             if !missing.is_empty() {
                 return Err(Error::Plan(format!(
                     "no schema {} in {}; its schemas are: {}",
-                    missing
-                        .iter()
-                        .map(|s| format!("`{s}`"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    missing.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
                     self.name,
                     existing.join(", ")
                 )));
             }
         }
-        introspect::schema(self.client()?, schemas.as_deref())
-            .map_err(|e| self.fail("cannot read the schema", e))
+        introspect::schema(self.client()?, schemas.as_deref()).map_err(|e| self.fail("cannot read the schema", e))
     }
 
     fn begin_snapshot(&mut self) -> Result<()> {
         // Room to sort and hash an organisation's keys in memory rather than in temporary files.
         self.client()?
-            .batch_execute(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL work_mem = '64MB'",
-            )
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL work_mem = '64MB'")
             .map_err(|e| self.fail("cannot start a read-only snapshot", e))
     }
 
@@ -402,9 +351,7 @@ impl Engine for PostgresEngine {
         let snapshot = match self.client()?.query_one("SELECT pg_export_snapshot()", &[]) {
             Ok(row) => row.get::<_, String>(0),
             Err(_) => {
-                self.client()?
-                    .batch_execute("ROLLBACK")
-                    .map_err(|e| self.fail("cannot roll back", e))?;
+                self.client()?.batch_execute("ROLLBACK").map_err(|e| self.fail("cannot roll back", e))?;
                 self.begin_snapshot()?;
                 return Ok(Vec::new());
             }
@@ -428,9 +375,7 @@ impl Engine for PostgresEngine {
     }
 
     fn begin_write(&mut self) -> Result<()> {
-        self.client()?
-            .batch_execute("BEGIN; SET CONSTRAINTS ALL DEFERRED")
-            .map_err(|e| self.fail("cannot start the import transaction", e))
+        self.client()?.batch_execute("BEGIN; SET CONSTRAINTS ALL DEFERRED").map_err(|e| self.fail("cannot start the import transaction", e))
     }
 
     fn commit(&mut self) -> Result<()> {
@@ -441,54 +386,37 @@ impl Engine for PostgresEngine {
         let client = self.client()?;
         client.batch_execute("COMMIT").map_err(|e| {
             let _ = client.batch_execute("ROLLBACK");
-            Error::engine(
-                format!("the import was rolled back at commit ({name})"),
-                server_error(e),
-            )
+            Error::engine(format!("the import was rolled back at commit ({name})"), server_error(e))
         })
     }
 
     fn end(&mut self) -> Result<()> {
         // A failed COPY has already aborted the transaction; the rollback below ends it.
         let _ = self.finish_copy();
-        self.client()?
-            .batch_execute("ROLLBACK")
-            .map_err(|e| self.fail("cannot roll back", e))
+        self.client()?.batch_execute("ROLLBACK").map_err(|e| self.fail("cannot roll back", e))
     }
 
-    fn query(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-        kinds: &[ValueKind],
-        on_row: &mut dyn FnMut(&[Value]) -> Result<()>,
-    ) -> Result<()> {
+    fn query(&mut self, sql: &str, params: &[Value], kinds: &[ValueKind], on_row: &mut dyn FnMut(&[Value]) -> Result<()>) -> Result<()> {
         let statement = format!("COPY ({}) TO STDOUT", inline(sql, params));
         let name = self.name.clone();
         let mut reader = std::io::BufReader::with_capacity(
             1 << 16,
-            self.client()?.copy_out(statement.as_str()).map_err(|e| {
-                Error::engine(
-                    format!("cannot run `{}` ({name})", short_sql(sql)),
-                    server_error(e),
-                )
-            })?,
+            self.client()?
+                .copy_out(statement.as_str())
+                .map_err(|e| Error::engine(format!("cannot run `{}` ({name})", short_sql(sql)), server_error(e)))?,
         );
         let mut line = Vec::new();
         let mut row = Vec::with_capacity(kinds.len());
         loop {
             line.clear();
-            let n = reader
-                .read_until(b'\n', &mut line)
-                .map_err(|e| Error::engine(format!("cannot read rows from {name}"), e))?;
+            let n = reader.read_until(b'\n', &mut line).map_err(|e| Error::engine(format!("cannot read rows from {name}"), e))?;
             if n == 0 {
                 return Ok(());
             }
             if line.last() == Some(&b'\n') {
                 line.pop();
             }
-            copy::parse_row(&line, kinds, &mut row)
-                .map_err(|msg| Error::Plan(format!("{msg} in a row of `{}`", short_sql(sql))))?;
+            copy::parse_row(&line, kinds, &mut row).map_err(|msg| Error::Plan(format!("{msg} in a row of `{}`", short_sql(sql))))?;
             on_row(&row)?;
         }
     }
@@ -504,49 +432,24 @@ impl Engine for PostgresEngine {
     /// One `COPY … FROM STDIN` per table, fed batch by batch from the import while a thread
     /// streams it to the server: the server parses each value by its column's type, row triggers
     /// fire, and identity columns take the values given, as `OVERRIDING SYSTEM VALUE` would.
-    fn insert_rows(
-        &mut self,
-        table: &Table,
-        columns: &[String],
-        rows: &[Vec<Value>],
-    ) -> Result<()> {
+    fn insert_rows(&mut self, table: &Table, columns: &[String], rows: &[Vec<Value>]) -> Result<()> {
         let d = self.dialect();
-        let statement = format!(
-            "COPY {} ({}) FROM STDIN",
-            d.table_ref(table),
-            columns
-                .iter()
-                .map(|c| d.quote_ident(c))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        if self
-            .copy
-            .as_ref()
-            .is_none_or(|job| job.statement != statement)
-        {
+        let statement =
+            format!("COPY {} ({}) FROM STDIN", d.table_ref(table), columns.iter().map(|c| d.quote_ident(c)).collect::<Vec<_>>().join(", "));
+        if self.copy.as_ref().is_none_or(|job| job.statement != statement) {
             self.finish_copy()?;
-            let client = self
-                .client
-                .take()
-                .ok_or_else(|| Error::Plan(format!("the connection to {} was lost", self.name)))?;
+            let client = self.client.take().ok_or_else(|| Error::Plan(format!("the connection to {} was lost", self.name)))?;
             self.copy = Some(CopyJob::start(client, statement, table.qualified()));
         }
         let mut data = Vec::with_capacity(rows.len() * 64);
         for row in rows {
             copy::write_row(row, &mut data);
         }
-        let sent = self
-            .copy
-            .as_ref()
-            .is_some_and(|job| job.rows.send(data).is_ok());
+        let sent = self.copy.as_ref().is_some_and(|job| job.rows.send(data).is_ok());
         if !sent {
             // The COPY ended early: its error says why.
             self.finish_copy()?;
-            return Err(Error::Plan(format!(
-                "the COPY into `{}` ended before its rows were sent",
-                table.qualified()
-            )));
+            return Err(Error::Plan(format!("the COPY into `{}` ended before its rows were sent", table.qualified())));
         }
         Ok(())
     }
@@ -554,10 +457,7 @@ impl Engine for PostgresEngine {
     fn max_key(&mut self, table: &Table, column: &str) -> Result<i64> {
         let max = self.max_value(table, column)?;
         // A serial or identity column hands out keys from its sequence: stay above it too.
-        let last = self.query_int(
-            &format!("SELECT {}", last_value(&sequence_of(table, column))),
-            &[],
-        )?;
+        let last = self.query_int(&format!("SELECT {}", last_value(&sequence_of(table, column))), &[])?;
         Ok(max.max(last))
     }
 
@@ -573,12 +473,9 @@ impl Engine for PostgresEngine {
                 last = last_value("s"),
                 seq = sequence_of(table, &c.name),
             );
-            self.client()?.batch_execute(&sql).map_err(|e| {
-                self.fail(
-                    &format!("cannot move the sequence of `{}`", table.qualified()),
-                    e,
-                )
-            })?;
+            self.client()?
+                .batch_execute(&sql)
+                .map_err(|e| self.fail(&format!("cannot move the sequence of `{}`", table.qualified()), e))?;
         }
         // Fresh statistics, so the planner does not take a bulk-loaded table for an empty one:
         // the application's queries and the next export both depend on them.
@@ -596,22 +493,13 @@ mod tests {
     fn placeholders_are_inlined_once_and_only_outside_quotes() {
         let sql = r#"SELECT "it's $1" FROM t WHERE a = $1 AND b = $2 AND c = '$1'"#;
         let out = inline(sql, &[Value::Text("x$2'y".into()), Value::Int(7)]);
-        assert_eq!(
-            out,
-            r#"SELECT "it's $1" FROM t WHERE a = 'x$2''y' AND b = 7 AND c = '$1'"#
-        );
+        assert_eq!(out, r#"SELECT "it's $1" FROM t WHERE a = 'x$2''y' AND b = 7 AND c = '$1'"#);
     }
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(
-            redact("postgres://app:s3cret@db:5432/app"),
-            "postgres://app@db:5432/app"
-        );
+        assert_eq!(redact("postgres://app:s3cret@db:5432/app"), "postgres://app@db:5432/app");
         assert_eq!(redact("postgres://db/app"), "postgres://db/app");
-        assert_eq!(
-            redact("postgres://db/app?password=s3cret&sslmode=require"),
-            "postgres://db/app?sslmode=require"
-        );
+        assert_eq!(redact("postgres://db/app?password=s3cret&sslmode=require"), "postgres://db/app?sslmode=require");
     }
 }

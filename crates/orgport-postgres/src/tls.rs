@@ -9,9 +9,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,13 +25,7 @@ pub enum SslMode {
     VerifyFull,
 }
 
-const MODES: [SslMode; 5] = [
-    SslMode::Disable,
-    SslMode::Prefer,
-    SslMode::Require,
-    SslMode::VerifyCa,
-    SslMode::VerifyFull,
-];
+const MODES: [SslMode; 5] = [SslMode::Disable, SslMode::Prefer, SslMode::Require, SslMode::VerifyCa, SslMode::VerifyFull];
 
 impl SslMode {
     fn name(self) -> &'static str {
@@ -58,9 +50,7 @@ impl SslMode {
         match self {
             SslMode::Disable => postgres::config::SslMode::Disable,
             SslMode::Prefer => postgres::config::SslMode::Prefer,
-            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
-                postgres::config::SslMode::Require
-            }
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => postgres::config::SslMode::Require,
         }
     }
 }
@@ -96,14 +86,8 @@ pub fn from_url(url: &str) -> Result<(String, Tls), String> {
         }
     }
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let mode = SslMode::parse(
-        &mode
-            .or_else(|| env("PGSSLMODE"))
-            .unwrap_or_else(|| "prefer".into()),
-    )?;
-    let root_cert = root_cert
-        .or_else(|| env("PGSSLROOTCERT"))
-        .map(PathBuf::from);
+    let mode = SslMode::parse(&mode.or_else(|| env("PGSSLMODE")).unwrap_or_else(|| "prefer".into()))?;
+    let root_cert = root_cert.or_else(|| env("PGSSLROOTCERT")).map(PathBuf::from);
     let mode = match (mode, &root_cert) {
         (SslMode::Require, Some(_)) => SslMode::VerifyCa,
         (SslMode::VerifyCa | SslMode::VerifyFull, None) => {
@@ -114,11 +98,7 @@ pub fn from_url(url: &str) -> Result<(String, Tls), String> {
         }
         _ => mode,
     };
-    let url = if rest.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", rest.join("&"))
-    };
+    let url = if rest.is_empty() { base.to_string() } else { format!("{base}?{}", rest.join("&")) };
     Ok((url, Tls { mode, root_cert }))
 }
 
@@ -128,9 +108,7 @@ fn percent_decode(text: &str) -> Result<String, String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = text
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            let hex = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
             out.push(hex.ok_or_else(|| format!("`{text}` has an invalid percent escape"))?);
             i += 3;
         } else {
@@ -147,19 +125,14 @@ pub fn connector(tls: &Tls) -> Result<MakeRustlsConnect, String> {
     let chain = match &tls.root_cert {
         Some(path) => {
             let roots = read_roots(path)?;
-            let verifier =
-                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                    .build()
-                    .map_err(|e| format!("cannot use sslrootcert `{}`: {e}", path.display()))?;
+            let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| format!("cannot use sslrootcert `{}`: {e}", path.display()))?;
             Some(verifier)
         }
         None => None,
     };
-    let verifier = Verifier {
-        chain,
-        check_name: tls.mode == SslMode::VerifyFull,
-        provider: provider.clone(),
-    };
+    let verifier = Verifier { chain, check_name: tls.mode == SslMode::VerifyFull, provider: provider.clone() };
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("cannot set up TLS: {e}"))?
@@ -174,19 +147,11 @@ fn read_roots(path: &std::path::Path) -> Result<RootCertStore, String> {
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("cannot read sslrootcert `{}`: {e}", path.display()))?;
     if certs.is_empty() {
-        return Err(format!(
-            "sslrootcert `{}` holds no PEM certificate",
-            path.display()
-        ));
+        return Err(format!("sslrootcert `{}` holds no PEM certificate", path.display()));
     }
     let mut roots = RootCertStore::empty();
     for cert in certs {
-        roots.add(cert).map_err(|e| {
-            format!(
-                "sslrootcert `{}` holds an unusable certificate: {e}",
-                path.display()
-            )
-        })?;
+        roots.add(cert).map_err(|e| format!("sslrootcert `{}` holds an unusable certificate: {e}", path.display()))?;
     }
     Ok(roots)
 }
@@ -215,9 +180,11 @@ impl ServerCertVerifier for Verifier {
         };
         match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             // The chain is checked before the name: a wrong name means a trusted chain.
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
+            Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }))
+                if !self.check_name =>
+            {
+                Ok(ServerCertVerified::assertion())
+            }
             other => other,
         }
     }
@@ -228,12 +195,7 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -242,18 +204,11 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -263,29 +218,12 @@ mod tests {
 
     #[test]
     fn ssl_settings_leave_the_url() {
-        let (url, tls) = from_url(
-            "postgres://db/app?application_name=x&sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem",
-        )
-        .unwrap();
+        let (url, tls) = from_url("postgres://db/app?application_name=x&sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem").unwrap();
         assert_eq!(url, "postgres://db/app?application_name=x");
-        assert_eq!(
-            tls,
-            Tls {
-                mode: SslMode::VerifyFull,
-                root_cert: Some("/tmp/ca.pem".into())
-            }
-        );
+        assert_eq!(tls, Tls { mode: SslMode::VerifyFull, root_cert: Some("/tmp/ca.pem".into()) });
         let (_, tls) = from_url("postgres://db/app?sslmode=require&sslrootcert=ca.pem").unwrap();
-        assert_eq!(
-            tls.mode,
-            SslMode::VerifyCa,
-            "a root certificate makes `require` verify, as with libpq"
-        );
-        assert!(from_url("postgres://db/app?sslmode=verify-ca")
-            .unwrap_err()
-            .contains("needs `sslrootcert=PATH`"));
-        assert!(from_url("postgres://db/app?sslmode=on")
-            .unwrap_err()
-            .contains("`sslmode=on` is not one of"));
+        assert_eq!(tls.mode, SslMode::VerifyCa, "a root certificate makes `require` verify, as with libpq");
+        assert!(from_url("postgres://db/app?sslmode=verify-ca").unwrap_err().contains("needs `sslrootcert=PATH`"));
+        assert!(from_url("postgres://db/app?sslmode=on").unwrap_err().contains("`sslmode=on` is not one of"));
     }
 }

@@ -59,10 +59,7 @@ pub enum Caller {
 
 impl Tokens {
     pub fn load(path: &Path) -> Result<Tokens, Error> {
-        let failed = |reason: String| Error::Tokens {
-            path: path.to_path_buf(),
-            reason,
-        };
+        let failed = |reason: String| Error::Tokens { path: path.to_path_buf(), reason };
         let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
         Self::parse(&text).map_err(failed)
     }
@@ -75,20 +72,14 @@ impl Tokens {
             let mut hash = [0u8; 32];
             hex::decode_to_slice(t.sha256.trim(), &mut hash)
                 .map_err(|_| format!("token {}: `sha256` must be 64 hexadecimal digits (a SHA-256 hash, not the token)", i + 1))?;
-            entries.push(Entry {
-                hash,
-                superuser: t.superuser,
-            });
+            entries.push(Entry { hash, superuser: t.superuser });
         }
         Ok(Tokens { entries })
     }
 
     /// A token's hash, added in code (an embedding application's own tokens).
     pub fn with_hash(mut self, sha256: [u8; 32], superuser: bool) -> Tokens {
-        self.entries.push(Entry {
-            hash: sha256,
-            superuser,
-        });
+        self.entries.push(Entry { hash: sha256, superuser });
         self
     }
 
@@ -115,11 +106,7 @@ impl Tokens {
 }
 
 /// Lets a request through only with a superuser's token: 401 without a known one, 403 for others.
-pub(crate) async fn require_superuser(
-    State(app): State<Arc<App>>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn require_superuser(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -129,19 +116,11 @@ pub(crate) async fn require_superuser(
         .map(|(_, token)| token.trim());
     match token.and_then(|t| app.settings.tokens.check(t)) {
         Some(Caller::Superuser) => next.run(request).await,
-        Some(Caller::User) => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "this endpoint is for superusers only",
-        )
-        .into_response(),
-        None if token.is_none() => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "a bearer token is needed: `Authorization: Bearer TOKEN`",
-        )
-        .into_response(),
-        None => {
-            ApiError::new(StatusCode::UNAUTHORIZED, "the bearer token is not valid").into_response()
+        Some(Caller::User) => ApiError::new(StatusCode::FORBIDDEN, "this endpoint is for superusers only").into_response(),
+        None if token.is_none() => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "a bearer token is needed: `Authorization: Bearer TOKEN`").into_response()
         }
+        None => ApiError::new(StatusCode::UNAUTHORIZED, "the bearer token is not valid").into_response(),
     }
 }
 
@@ -164,25 +143,13 @@ mod tests {
         assert_eq!(tokens.check("root-token"), Some(Caller::Superuser));
         assert_eq!(tokens.check("user-token"), Some(Caller::User));
         assert_eq!(tokens.check("other"), None);
-        assert_eq!(
-            tokens.check(&hash("root-token")),
-            None,
-            "the hash itself is no token"
-        );
+        assert_eq!(tokens.check(&hash("root-token")), None, "the hash itself is no token");
     }
 
     #[test]
     fn a_token_instead_of_its_hash_is_refused_without_showing_it() {
-        let err = Tokens::parse("[[token]]\nsha256 = \"my-secret-token\"\n")
-            .err()
-            .expect("refused");
-        assert!(
-            err.contains("token 1") && !err.contains("my-secret-token"),
-            "{err}"
-        );
-        assert!(
-            Tokens::parse("[[token]]\nsha = \"x\"\n").is_err(),
-            "unknown keys are refused"
-        );
+        let err = Tokens::parse("[[token]]\nsha256 = \"my-secret-token\"\n").err().expect("refused");
+        assert!(err.contains("token 1") && !err.contains("my-secret-token"), "{err}");
+        assert!(Tokens::parse("[[token]]\nsha = \"x\"\n").is_err(), "unknown keys are refused");
     }
 }

@@ -33,10 +33,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            message: message.into(),
-        }
+        ApiError { status, message: message.into() }
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -65,12 +62,9 @@ impl From<orgport_core::Error> for ApiError {
         use orgport_core::Error as E;
         let status = match &e {
             // The archive fails its checks, or cannot go into this target as it is.
-            E::Corrupt(_)
-            | E::UnsupportedVersion { .. }
-            | E::Incompatible(_)
-            | E::Unresolved(_)
-            | E::Plan(_)
-            | E::Config(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            E::Corrupt(_) | E::UnsupportedVersion { .. } | E::Incompatible(_) | E::Unresolved(_) | E::Plan(_) | E::Config(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             // Values or objects of the target in the way, or the caller's own cancel.
             E::Conflicts(_) | E::ObjectsExist(_) | E::Cancelled => StatusCode::CONFLICT,
             E::OrgNotFound { .. } => StatusCode::NOT_FOUND,

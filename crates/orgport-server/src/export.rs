@@ -67,48 +67,21 @@ async fn respond(
     json: bool,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let with: BTreeSet<String> = query
-        .with
-        .iter()
-        .flat_map(|w| w.split(','))
-        .map(str::trim)
-        .filter(|g| !g.is_empty())
-        .map(String::from)
-        .collect();
+    let with: BTreeSet<String> =
+        query.with.iter().flat_map(|w| w.split(',')).map(str::trim).filter(|g| !g.is_empty()).map(String::from).collect();
     let slot = app.jobs.slot()?;
     let org = id.clone();
     let mut response = stream(move |out| {
         let _slot = slot;
-        let options = ExportOptions {
-            orgs: vec![org],
-            with_groups: with,
-            spool_dir: None,
-            jobs: 1,
-            files: None,
-        };
+        let options = ExportOptions { orgs: vec![org], with_groups: with, spool_dir: None, jobs: 1, files: None };
         run(&app, options, json, out, &Quiet)
     })
     .await?;
     let headers = response.headers_mut();
-    let (kind, extension) = if json {
-        ("application/json", "json")
-    } else {
-        ("application/octet-stream", "orgport")
-    };
+    let (kind, extension) = if json { ("application/json", "json") } else { ("application/octet-stream", "orgport") };
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
-    let name: String = id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if let Ok(v) =
-        HeaderValue::from_str(&format!("attachment; filename=\"org-{name}.{extension}\""))
-    {
+    let name: String = id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"org-{name}.{extension}\"")) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(response)
@@ -116,19 +89,11 @@ async fn respond(
 
 /// A response whose body `work` writes on a blocking thread. A failure before the first byte
 /// is the response (its own status); after it, the body is cut short.
-pub(crate) async fn stream(
-    work: impl FnOnce(&mut ChannelWriter) -> Result<(), ApiError> + Send + 'static,
-) -> Result<Response, ApiError> {
+pub(crate) async fn stream(work: impl FnOnce(&mut ChannelWriter) -> Result<(), ApiError> + Send + 'static) -> Result<Response, ApiError> {
     let (tx, mut rx) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
     let work = tokio::task::spawn_blocking(move || {
-        let mut out = ChannelWriter {
-            tx: tx.clone(),
-            buf: Vec::with_capacity(CHUNK),
-        };
-        let result = work(&mut out).and_then(|()| {
-            out.flush()
-                .map_err(|e| ApiError::internal(format!("sending the archive: {e}")))
-        });
+        let mut out = ChannelWriter { tx: tx.clone(), buf: Vec::with_capacity(CHUNK) };
+        let result = work(&mut out).and_then(|()| out.flush().map_err(|e| ApiError::internal(format!("sending the archive: {e}"))));
         if let Err(e) = &result {
             // The body stream ends with an error: the response is cut short, never complete.
             let _ = tx.blocking_send(Err(io::Error::other(e.message.clone())));
@@ -146,11 +111,8 @@ pub(crate) async fn stream(
             })
         }
     };
-    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (chunk, rx))
-    });
-    let body =
-        futures_util::stream::StreamExt::chain(futures_util::stream::iter([Ok(first)]), rest);
+    let rest = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) });
+    let body = futures_util::stream::StreamExt::chain(futures_util::stream::iter([Ok(first)]), rest);
     let mut response = Body::from_stream(body).into_response();
     *response.status_mut() = StatusCode::OK;
     Ok(response)
@@ -159,26 +121,11 @@ pub(crate) async fn stream(
 /// The export itself, on a blocking thread: the plan of the configured database, the files its
 /// configuration declares embedded in the archive; `options.files` is filled in here. The JSON
 /// form is converted from a binary archive in a temporary file.
-pub(crate) fn run(
-    app: &App,
-    mut options: ExportOptions,
-    json: bool,
-    out: &mut dyn Write,
-    progress: &dyn Progress,
-) -> Result<(), ApiError> {
+pub(crate) fn run(app: &App, mut options: ExportOptions, json: bool, out: &mut dyn Write, progress: &dyn Progress) -> Result<(), ApiError> {
     let s = &app.settings;
     let mut engine = orgport_engines::open(&s.db, &s.schemas, Access::ReadOnly)?;
-    let plan = Plan::build(
-        engine.introspect()?,
-        &s.config,
-        s.root.as_deref(),
-        engine.capabilities(),
-    )?;
-    options.files = (!plan.files.is_empty()).then_some(FilesExport {
-        mode: FilesMode::Embed,
-        open: s.open_store,
-        jobs: s.file_jobs,
-    });
+    let plan = Plan::build(engine.introspect()?, &s.config, s.root.as_deref(), engine.capabilities())?;
+    options.files = (!plan.files.is_empty()).then_some(FilesExport { mode: FilesMode::Embed, open: s.open_store, jobs: s.file_jobs });
     if !json {
         core_export(engine.as_mut(), &plan, &options, out, progress)?;
         return Ok(());
@@ -207,9 +154,7 @@ impl ChannelWriter {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
     }
 }
 

@@ -84,23 +84,16 @@ async fn receive(
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if let Some(name) = &query.storage_name {
         if !app.settings.config.files.contains_key(name) {
-            return Err(ApiError::bad_request(format!(
-                "storageName `{name}`: the configuration declares no store `[files.{name}]`"
-            )));
+            return Err(ApiError::bad_request(format!("storageName `{name}`: the configuration declares no store `[files.{name}]`")));
         }
     }
     let slot = app.jobs.slot()?;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let upload = spool(body, declared, app.settings.max_body).await?;
     let prepare: Prepare = match json {
         false => Box::new(move || Ok(upload)),
         true => Box::new(move || {
-            let file = upload
-                .reopen()
-                .map_err(|e| ApiError::internal(format!("cannot open the upload: {e}")))?;
+            let file = upload.reopen().map_err(|e| ApiError::internal(format!("cannot open the upload: {e}")))?;
             from_json(file)
         }),
     };
@@ -109,12 +102,8 @@ async fn receive(
 
 /// The binary form of a JSON archive, in a temporary file.
 pub(crate) fn from_json(input: impl Read) -> Result<NamedTempFile, ApiError> {
-    let temp =
-        |e: std::io::Error| ApiError::internal(format!("cannot write a temporary file: {e}"));
-    let mut binary = tempfile::Builder::new()
-        .prefix(".orgport-upload-")
-        .tempfile()
-        .map_err(temp)?;
+    let temp = |e: std::io::Error| ApiError::internal(format!("cannot write a temporary file: {e}"));
+    let mut binary = tempfile::Builder::new().prefix(".orgport-upload-").tempfile().map_err(temp)?;
     {
         let mut out = BufWriter::with_capacity(1 << 16, binary.as_file_mut());
         json::from_json(BufReader::with_capacity(1 << 16, input), &mut out, None)?;
@@ -152,40 +141,27 @@ pub(crate) async fn start(
     let timer = timeout.map(|t| t.arm(job.clone()));
     // A client that goes away cancels its import.
     let mut guard = CancelOnDrop(Some(job));
-    let result = work
-        .await
-        .map_err(|e| ApiError::internal(format!("the import stopped: {e}")))?;
+    let result = work.await.map_err(|e| ApiError::internal(format!("the import stopped: {e}")))?;
     guard.0 = None;
     let result = Timeout::judge(timer, result);
     result.map(|report| Json(report).into_response())
 }
 
 /// The body in a temporary file, or 413 (the file removed) when it is longer than `max`.
-pub(crate) async fn spool(
-    body: Body,
-    declared: Option<u64>,
-    max: u64,
-) -> Result<NamedTempFile, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the archive is larger than the limit of {max} bytes (`--max-body`)"),
-        )
-    };
+pub(crate) async fn spool(body: Body, declared: Option<u64>, max: u64) -> Result<NamedTempFile, ApiError> {
+    let too_large =
+        || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the archive is larger than the limit of {max} bytes (`--max-body`)"));
     let tmp = tempfile::Builder::new()
         .prefix(".orgport-upload-")
         .tempfile()
         .map_err(|e| ApiError::internal(format!("cannot make a temporary file: {e}")))?;
-    let std_file = tmp
-        .reopen()
-        .map_err(|e| ApiError::internal(format!("cannot open a temporary file: {e}")))?;
+    let std_file = tmp.reopen().map_err(|e| ApiError::internal(format!("cannot open a temporary file: {e}")))?;
     let mut file = tokio::fs::File::from_std(std_file);
     let mut stream = body.into_data_stream();
     let mut total = 0u64;
     let mut over = declared.is_some_and(|n| n > max);
     while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
         total += chunk.len() as u64;
         if total > max {
             over = true;
@@ -196,32 +172,21 @@ pub(crate) async fn spool(
             }
             continue;
         }
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| ApiError::internal(format!("cannot write a temporary file: {e}")))?;
+        file.write_all(&chunk).await.map_err(|e| ApiError::internal(format!("cannot write a temporary file: {e}")))?;
     }
     if over {
         return Err(too_large());
     }
-    file.flush()
-        .await
-        .map_err(|e| ApiError::internal(format!("cannot write a temporary file: {e}")))?;
+    file.flush().await.map_err(|e| ApiError::internal(format!("cannot write a temporary file: {e}")))?;
     Ok(tmp)
 }
 
 /// The import itself, on a blocking thread.
-fn run(
-    app: &App,
-    archive: &NamedTempFile,
-    query: &ImportQuery,
-    progress: &JobProgress,
-) -> Result<serde_json::Value, ApiError> {
+fn run(app: &App, archive: &NamedTempFile, query: &ImportQuery, progress: &JobProgress) -> Result<serde_json::Value, ApiError> {
     check_version(archive, query.ignore_version)?;
     let s = &app.settings;
     let open = || -> orgport_core::Result<Box<dyn Read>> {
-        let file = archive
-            .reopen()
-            .map_err(|e| orgport_core::Error::io("cannot open archive", archive.path(), e))?;
+        let file = archive.reopen().map_err(|e| orgport_core::Error::io("cannot open archive", archive.path(), e))?;
         Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
     };
     let mut engine = orgport_engines::open(&s.db, &s.schemas, Access::ReadWrite)?;
@@ -230,27 +195,12 @@ fn run(
         Some(_) => None,
         None => Some(orgport_core::archive::read_manifest(&mut open()?)?.root_table),
     };
-    let mut plan = Plan::build(
-        engine.introspect()?,
-        &s.config,
-        root.as_deref(),
-        engine.capabilities(),
-    )?;
+    let mut plan = Plan::build(engine.introspect()?, &s.config, root.as_deref(), engine.capabilities())?;
     if let Some(name) = &query.storage_name {
-        receive_files_in(
-            &mut plan,
-            name,
-            &orgport_core::archive::read_manifest(&mut open()?)?,
-        )?;
+        receive_files_in(&mut plan, name, &orgport_core::archive::read_manifest(&mut open()?)?)?;
     }
-    let files = FilesImport {
-        open: s.open_store,
-        jobs: s.file_jobs,
-    };
-    let options = ImportOptions {
-        dry_run: query.dry_run,
-        files: Some(files),
-    };
+    let files = FilesImport { open: s.open_store, jobs: s.file_jobs };
+    let options = ImportOptions { dry_run: query.dry_run, files: Some(files) };
     let report = core_import(engine.as_mut(), &plan, &open, &options, progress)?;
     serde_json::to_value(&report).map_err(|e| ApiError::internal(format!("the report: {e}")))
 }
@@ -276,11 +226,7 @@ fn check_version(archive: &NamedTempFile, ignore: bool) -> Result<(), ApiError> 
 
 /// `storageName`: the archive's one set of files goes to the configured store `name`, with its
 /// prefix; the target's store of the set's own name is not used.
-fn receive_files_in(
-    plan: &mut Plan,
-    name: &str,
-    manifest: &orgport_core::archive::Manifest,
-) -> Result<(), ApiError> {
+fn receive_files_in(plan: &mut Plan, name: &str, manifest: &orgport_core::archive::Manifest) -> Result<(), ApiError> {
     let set = match manifest.files.as_slice() {
         [] => return Ok(()),
         [set] => set,
@@ -299,9 +245,7 @@ fn receive_files_in(
         .iter()
         .find(|s| s.name == name)
         .cloned()
-        .ok_or_else(|| {
-            ApiError::bad_request(format!("storageName `{name}`: no store `[files.{name}]`"))
-        })?;
+        .ok_or_else(|| ApiError::bad_request(format!("storageName `{name}`: no store `[files.{name}]`")))?;
     target.name = set.name.clone();
     plan.files.retain(|s| s.name != set.name);
     plan.files.push(target);

@@ -40,49 +40,30 @@ pub(crate) struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
 
 impl Jobs {
     pub(crate) fn new(max: usize) -> Jobs {
-        Jobs {
-            slots: Arc::new(Semaphore::new(max)),
-            max,
-            jobs: Mutex::default(),
-        }
+        Jobs { slots: Arc::new(Semaphore::new(max)), max, jobs: Mutex::default() }
     }
 
     /// A free slot, or 429.
     pub(crate) fn slot(&self) -> Result<Slot, ApiError> {
-        self.slots
-            .clone()
-            .try_acquire_owned()
-            .map(Slot)
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!(
-                        "{} job(s) are running, as many as `--max-jobs` allows; try again later",
-                        self.max
-                    ),
-                )
-            })
+        self.slots.clone().try_acquire_owned().map(Slot).map_err(|_| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("{} job(s) are running, as many as `--max-jobs` allows; try again later", self.max),
+            )
+        })
     }
 
     /// A new job, queued.
     pub(crate) fn create(&self, kind: &'static str) -> Arc<Job> {
         let id = hex::encode(rand::random::<[u8; 8]>());
-        let job = Arc::new(Job {
-            id: id.clone(),
-            kind,
-            state: Mutex::new(State::Queued),
-            progress: JobProgress::default(),
-        });
+        let job = Arc::new(Job { id: id.clone(), kind, state: Mutex::new(State::Queued), progress: JobProgress::default() });
         let mut guard = self.jobs.lock().expect("not poisoned");
         let Known { by_id: map, order } = &mut *guard;
         map.insert(id.clone(), job.clone());
         order.push_back(id);
         while order.len() > KEPT {
             // Forget the oldest finished job; running ones stay.
-            match order
-                .iter()
-                .position(|id| map.get(id).is_none_or(|j| j.finished()))
-            {
+            match order.iter().position(|id| map.get(id).is_none_or(|j| j.finished())) {
                 Some(i) => {
                     let old = order.remove(i).expect("an index of the queue");
                     map.remove(&old);
@@ -95,11 +76,7 @@ impl Jobs {
 
     fn get(&self, id: &str) -> Result<Arc<Job>, ApiError> {
         let guard = self.jobs.lock().expect("not poisoned");
-        guard
-            .by_id
-            .get(id)
-            .cloned()
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job `{id}`")))
+        guard.by_id.get(id).cloned().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job `{id}`")))
     }
 }
 
@@ -121,10 +98,7 @@ pub(crate) struct Job {
 
 impl Job {
     /// Runs `work` (on the calling, blocking thread), recording its outcome.
-    pub(crate) fn run(
-        &self,
-        work: impl FnOnce(&JobProgress) -> Result<Value, ApiError>,
-    ) -> Result<Value, ApiError> {
+    pub(crate) fn run(&self, work: impl FnOnce(&JobProgress) -> Result<Value, ApiError>) -> Result<Value, ApiError> {
         if self.progress.cancelled() {
             self.set(State::Cancelled);
             return Err(orgport_core::Error::Cancelled.into());
@@ -148,10 +122,7 @@ impl Job {
     }
 
     fn finished(&self) -> bool {
-        matches!(
-            *self.state.lock().expect("not poisoned"),
-            State::Done(_) | State::Failed(_) | State::Cancelled
-        )
+        matches!(*self.state.lock().expect("not poisoned"), State::Done(_) | State::Failed(_) | State::Cancelled)
     }
 
     fn describe(&self) -> Value {
@@ -218,16 +189,11 @@ impl Progress for JobProgress {
             }
             *step = (phase.to_string(), table.to_string());
         }
-        self.in_files
-            .store(phase.contains("files"), Ordering::Relaxed);
+        self.in_files.store(phase.contains("files"), Ordering::Relaxed);
     }
 
     fn rows(&self, n: u64) {
-        let counter = if self.in_files.load(Ordering::Relaxed) {
-            &self.files
-        } else {
-            &self.rows
-        };
+        let counter = if self.in_files.load(Ordering::Relaxed) { &self.files } else { &self.rows };
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
@@ -256,10 +222,7 @@ pub(crate) async fn cancel(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let job = app.jobs.get(&id)?;
     if job.finished() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("job `{id}` has finished already"),
-        ));
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("job `{id}` has finished already")));
     }
     job.cancel();
     Ok((StatusCode::ACCEPTED, Json(job.describe())))
@@ -292,14 +255,10 @@ impl Timeout {
             return Err(bad());
         }
         while !rest.is_empty() {
-            let digits = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .ok_or_else(bad)?;
+            let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
             let n: f64 = rest[..digits].parse().map_err(|_| bad())?;
             rest = &rest[digits..];
-            let unit = rest
-                .find(|c: char| c.is_ascii_digit() || c == '.')
-                .unwrap_or(rest.len());
+            let unit = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
             let seconds = match &rest[..unit] {
                 "ns" => 1e-9,
                 "us" | "µs" => 1e-6,
@@ -327,22 +286,18 @@ impl Timeout {
             flag.store(true, Ordering::Relaxed);
             job.cancel();
         });
-        Armed {
-            after: self.0,
-            fired,
-            task,
-        }
+        Armed { after: self.0, fired, task }
     }
 
     /// A job's result, as 504 when its timeout cancelled it.
-    pub(crate) fn judge<T>(
-        armed: Option<Armed>,
-        result: Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
+    pub(crate) fn judge<T>(armed: Option<Armed>, result: Result<T, ApiError>) -> Result<T, ApiError> {
         match (armed, result) {
             (Some(armed), Err(e)) if armed.fired.load(Ordering::Relaxed) => Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
-                format!("the work did not finish within its timeout of {:?} and was cancelled; nothing was written ({})", armed.after, e.message),
+                format!(
+                    "the work did not finish within its timeout of {:?} and was cancelled; nothing was written ({})",
+                    armed.after, e.message
+                ),
             )),
             (_, result) => result,
         }

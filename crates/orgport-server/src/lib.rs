@@ -100,24 +100,15 @@ pub fn router(settings: Settings) -> Router {
         .route("/api/orgs/import", axum::routing::post(import::import))
         .route("/api/jobs/{id}", get(jobs::show).delete(jobs::cancel))
         .route("/api/orgs/{id}/export/json", get(export::export_json))
-        .route(
-            "/api/orgs/import/json",
-            axum::routing::post(import::import_json),
-        )
+        .route("/api/orgs/import/json", axum::routing::post(import::import_json))
         .route("/admin/v1/export", axum::routing::post(zitadel::export))
         .route("/admin/v1/import", axum::routing::post(zitadel::import))
-        .route_layer(middleware::from_fn_with_state(
-            app.clone(),
-            auth::require_superuser,
-        ))
+        .route_layer(middleware::from_fn_with_state(app.clone(), auth::require_superuser))
         // Bodies are streamed and capped by the import itself (`max_body`).
         .layer(DefaultBodyLimit::disable())
         .with_state(app);
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-        )
+        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .merge(api)
         .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(middleware::from_fn(log))
@@ -125,17 +116,9 @@ pub fn router(settings: Settings) -> Router {
 
 /// One line per request on stderr: method, path (no query, no headers: never a token), status, time.
 async fn log(request: Request, next: Next) -> Response {
-    let (method, path, start) = (
-        request.method().clone(),
-        request.uri().path().to_string(),
-        Instant::now(),
-    );
+    let (method, path, start) = (request.method().clone(), request.uri().path().to_string(), Instant::now());
     let response = next.run(request).await;
-    eprintln!(
-        "{method} {path} {} {}ms",
-        response.status().as_u16(),
-        start.elapsed().as_millis()
-    );
+    eprintln!("{method} {path} {} {}ms", response.status().as_u16(), start.elapsed().as_millis());
     response
 }
 
@@ -148,52 +131,31 @@ pub struct Server {
 impl Server {
     /// Binds `addr` (port 0: any free port; see [`Server::local_addr`]).
     pub fn bind(addr: SocketAddr, settings: Settings) -> Result<Server, Error> {
-        let listener =
-            std::net::TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|source| Error::Bind { addr, source })?;
-        Ok(Server {
-            listener,
-            router: router(settings),
-        })
+        let listener = std::net::TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
+        listener.set_nonblocking(true).map_err(|source| Error::Bind { addr, source })?;
+        Ok(Server { listener, router: router(settings) })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     /// Serves until the process ends, on a runtime of its own.
     pub fn run(self) -> Result<(), Error> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .thread_name("orgport-serve")
-            .build()
-            .map_err(Error::Runtime)?;
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("orgport-serve").build().map_err(Error::Runtime)?;
         runtime.block_on(async move {
-            let listener =
-                tokio::net::TcpListener::from_std(self.listener).map_err(Error::Runtime)?;
-            axum::serve(listener, self.router)
-                .await
-                .map_err(Error::Runtime)
+            let listener = tokio::net::TcpListener::from_std(self.listener).map_err(Error::Runtime)?;
+            axum::serve(listener, self.router).await.map_err(Error::Runtime)
         })
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            Json(serde_json::json!({"error": self.message})),
-        )
-            .into_response();
+        let mut response = (self.status, Json(serde_json::json!({"error": self.message}))).into_response();
         if self.status == axum::http::StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
+            response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
         }
         response
     }

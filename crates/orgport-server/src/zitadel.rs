@@ -123,20 +123,18 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
             _ => ApiError::bad_request(format!("the request body is not valid: `{path}`: {inner}")),
         }
     })?;
-    de.end()
-        .map_err(|e| ApiError::bad_request(format!("the request body is not valid: {e}")))?;
+    de.end().map_err(|e| ApiError::bad_request(format!("the request body is not valid: {e}")))?;
     Ok(value)
 }
 
 /// ZITADEL's documented example body `\t"{ ... }`, without its stray quote.
 fn lenient(body: &[u8]) -> &[u8] {
-    let start = body
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(body.len());
+    let start = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(body.len());
     match &body[start..] {
         [b'"', b'{', ..] => {
-            eprintln!("warning: the request body starts with a stray `\"` before `{{` (as ZITADEL's documented example does); read without it");
+            eprintln!(
+                "warning: the request body starts with a stray `\"` before `{{` (as ZITADEL's documented example does); read without it"
+            );
             &body[start + 1..]
         }
         _ => body,
@@ -144,61 +142,38 @@ fn lenient(body: &[u8]) -> &[u8] {
 }
 
 fn timeout(text: Option<&str>) -> Result<Option<Timeout>, ApiError> {
-    text.map(|t| Timeout::parse(t).map_err(|e| ApiError::bad_request(format!("`timeout`: {e}"))))
-        .transpose()
+    text.map(|t| Timeout::parse(t).map_err(|e| ApiError::bad_request(format!("`timeout`: {e}")))).transpose()
 }
 
 /// The request's body, whole (JSON is parsed in one piece; an inline export is read from it
 /// in place), up to `max_body`: 413 beyond.
 async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let spooled = import::spool(body, declared, app.settings.max_body).await?;
-    std::fs::read(spooled.path())
-        .map_err(|e| ApiError::internal(format!("cannot read the upload: {e}")))
+    std::fs::read(spooled.path()).map_err(|e| ApiError::internal(format!("cannot read the upload: {e}")))
 }
 
 /// `POST /admin/v1/export`.
-pub(crate) async fn export(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+pub(crate) async fn export(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let body = read_body(&app, &headers, body).await?;
     let request: ExportRequest = parse(&body)?;
     let timeout = timeout(request.timeout.as_deref())?;
     if !request.response_output && request.gcs_output.is_none() {
-        return Err(ApiError::bad_request(
-            "nothing to do: ask for `response_output: true` and/or `gcs_output`",
-        ));
+        return Err(ApiError::bad_request("nothing to do: ask for `response_output: true` and/or `gcs_output`"));
     }
-    let gcs = request
-        .gcs_output
-        .as_ref()
-        .map(|g| Gcs::open(g, "gcs_output"))
-        .transpose()?;
+    let gcs = request.gcs_output.as_ref().map(|g| Gcs::open(g, "gcs_output")).transpose()?;
     let sensitive = &app.settings.config.sensitive;
-    let with: BTreeSet<String> = [
-        ("passwords", request.with_passwords),
-        ("otp", request.with_otp),
-    ]
-    .into_iter()
-    .filter(|&(group, asked)| asked && sensitive.contains_key(group))
-    .map(|(group, _)| group.to_string())
-    .collect();
+    let with: BTreeSet<String> = [("passwords", request.with_passwords), ("otp", request.with_otp)]
+        .into_iter()
+        .filter(|&(group, asked)| asked && sensitive.contains_key(group))
+        .map(|(group, _)| group.to_string())
+        .collect();
     let orgs: Vec<String> = request.org_ids.into_iter().map(|o| o.0).collect();
     let excluded: Vec<String> = request.excluded_org_ids.into_iter().map(|o| o.0).collect();
     let slot = app.jobs.slot()?;
-    let temp =
-        |e: std::io::Error| ApiError::internal(format!("cannot write a temporary file: {e}"));
+    let temp = |e: std::io::Error| ApiError::internal(format!("cannot write a temporary file: {e}"));
     // The archive, removed once sent.
-    let file = tempfile::Builder::new()
-        .prefix(".orgport-export-")
-        .tempfile()
-        .map_err(temp)?
-        .into_temp_path();
+    let file = tempfile::Builder::new().prefix(".orgport-export-").tempfile().map_err(temp)?.into_temp_path();
     let path = file.to_path_buf();
     let job = app.jobs.create("export");
     let running = job.clone();
@@ -211,8 +186,7 @@ pub(crate) async fn export(
                 if progress.cancelled() {
                     return Err(orgport_core::Error::Cancelled.into());
                 }
-                let mut input = std::fs::File::open(&path)
-                    .map_err(|e| ApiError::internal(format!("cannot read the export: {e}")))?;
+                let mut input = std::fs::File::open(&path).map_err(|e| ApiError::internal(format!("cannot read the export: {e}")))?;
                 gcs.write(&mut input)?;
                 report["gcs_output"] = json!(gcs.url());
             }
@@ -221,27 +195,21 @@ pub(crate) async fn export(
     });
     let armed = timeout.map(|t| t.arm(job.clone()));
     let mut guard = CancelOnDrop(Some(job));
-    let result = work
-        .await
-        .map_err(|e| ApiError::internal(format!("the export stopped: {e}")))?;
+    let result = work.await.map_err(|e| ApiError::internal(format!("the export stopped: {e}")))?;
     guard.0 = None;
     let report = Timeout::judge(armed, result)?;
     if !request.response_output {
         return Ok(Json(report).into_response());
     }
     let mut response = crate::export::stream(move |out| {
-        let input = std::fs::File::open(&file)
-            .map_err(|e| ApiError::internal(format!("cannot read the export: {e}")))?;
+        let input = std::fs::File::open(&file).map_err(|e| ApiError::internal(format!("cannot read the export: {e}")))?;
         std::io::copy(&mut BufReader::with_capacity(1 << 16, input), out)
             .map_err(|e| ApiError::internal(format!("sending the export: {e}")))?;
         drop(file);
         Ok(())
     })
     .await?;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(response)
 }
 
@@ -258,43 +226,24 @@ fn export_json(
         // All but the excluded ones, listed through the engine.
         true => {
             let s = &app.settings;
-            let mut engine =
-                orgport_engines::open(&s.db, &s.schemas, orgport_engines::Access::ReadOnly)?;
-            let plan = orgport_core::plan::Plan::build(
-                engine.introspect()?,
-                &s.config,
-                s.root.as_deref(),
-                engine.capabilities(),
-            )?;
+            let mut engine = orgport_engines::open(&s.db, &s.schemas, orgport_engines::Access::ReadOnly)?;
+            let plan = orgport_core::plan::Plan::build(engine.introspect()?, &s.config, s.root.as_deref(), engine.capabilities())?;
             orgport_core::export::all_orgs_except(engine.as_mut(), &plan, excluded)?
         }
         false => orgs.into_iter().filter(|o| !excluded.contains(o)).collect(),
     };
     if orgs.is_empty() {
-        return Err(ApiError::bad_request(
-            "`excluded_org_ids` leaves none of `org_ids` to export",
-        ));
+        return Err(ApiError::bad_request("`excluded_org_ids` leaves none of `org_ids` to export"));
     }
     let temp = |e: std::io::Error| ApiError::internal(format!("cannot write the export: {e}"));
-    let mut out =
-        std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(path).map_err(temp)?);
-    let options = ExportOptions {
-        orgs,
-        with_groups: with,
-        spool_dir: None,
-        jobs: 1,
-        files: None,
-    };
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(path).map_err(temp)?);
+    let options = ExportOptions { orgs, with_groups: with, spool_dir: None, jobs: 1, files: None };
     crate::export::run(app, options, true, &mut out, progress)?;
     out.flush().map_err(temp)
 }
 
 /// `POST /admin/v1/import`.
-pub(crate) async fn import(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+pub(crate) async fn import(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let body = read_body(&app, &headers, body).await?;
     let request: ImportRequest = parse(&body)?;
     let timeout = timeout(request.timeout.as_deref())?;
@@ -312,11 +261,7 @@ pub(crate) async fn import(
                 import::from_json(reader)
             })
         }
-        _ => {
-            return Err(ApiError::bad_request(
-                "give the export as one of `data_orgsv1` (inline) or `data_orgsv1_gcs`",
-            ))
-        }
+        _ => return Err(ApiError::bad_request("give the export as one of `data_orgsv1` (inline) or `data_orgsv1_gcs`")),
     };
     let slot = app.jobs.slot()?;
     import::start(app, slot, prepare, ImportQuery::default(), timeout).await
@@ -340,15 +285,12 @@ impl Gcs {
         if object.path.is_empty() {
             return Err(bad("`path` is empty"));
         }
-        let emulator = std::env::var("STORAGE_EMULATOR_HOST")
-            .ok()
-            .filter(|h| !h.is_empty());
+        let emulator = std::env::var("STORAGE_EMULATOR_HOST").ok().filter(|h| !h.is_empty());
         let credentials = match object.serviceaccount_json.trim() {
             "" => None,
             encoded => {
-                let decoded = STANDARD.decode(encoded).map_err(|_| {
-                    bad("`serviceaccount_json` is not base64 (of a service-account JSON file)")
-                })?;
+                let decoded =
+                    STANDARD.decode(encoded).map_err(|_| bad("`serviceaccount_json` is not base64 (of a service-account JSON file)"))?;
                 match &emulator {
                     // An emulator takes no credentials: decoded, and left unused.
                     Some(_) => None,
@@ -364,12 +306,7 @@ impl Gcs {
         };
         let store = orgport_objects::open_store(&format!("gs://{}", object.bucket), env)
             .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
-        Ok(Gcs {
-            store,
-            bucket: object.bucket.clone(),
-            path: object.path.clone(),
-            _credentials: credentials,
-        })
+        Ok(Gcs { store, bucket: object.bucket.clone(), path: object.path.clone(), _credentials: credentials })
     }
 
     fn url(&self) -> String {
@@ -379,12 +316,7 @@ impl Gcs {
     /// Writes the object; it appears only once complete.
     fn write(&self, input: &mut dyn Read) -> Result<(), ApiError> {
         let mut writer = self.store.writer(&self.path)?;
-        std::io::copy(input, &mut writer).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                format!("writing `{}`: {e}", self.url()),
-            )
-        })?;
+        std::io::copy(input, &mut writer).map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, format!("writing `{}`: {e}", self.url())))?;
         writer.finish()?;
         Ok(())
     }
@@ -392,19 +324,14 @@ impl Gcs {
 
 /// The service-account JSON in a temporary file only this process's user can read.
 fn credentials_file(decoded: &[u8]) -> Result<TempPath, String> {
-    let account: serde_json::Value = serde_json::from_slice(decoded)
-        .map_err(|_| "`serviceaccount_json` is not a base64-encoded JSON document".to_string())?;
+    let account: serde_json::Value =
+        serde_json::from_slice(decoded).map_err(|_| "`serviceaccount_json` is not a base64-encoded JSON document".to_string())?;
     if !account.is_object() || account.get("type").is_none() {
-        return Err(
-            "`serviceaccount_json` is not a service-account JSON (an object with `type`)".into(),
-        );
+        return Err("`serviceaccount_json` is not a service-account JSON (an object with `type`)".into());
     }
-    let mut file = tempfile::Builder::new()
-        .prefix(".orgport-gcs-")
-        .tempfile()
-        .map_err(|e| format!("cannot write a temporary file: {e}"))?;
-    file.write_all(decoded)
-        .map_err(|e| format!("cannot write a temporary file: {e}"))?;
+    let mut file =
+        tempfile::Builder::new().prefix(".orgport-gcs-").tempfile().map_err(|e| format!("cannot write a temporary file: {e}"))?;
+    file.write_all(decoded).map_err(|e| format!("cannot write a temporary file: {e}"))?;
     Ok(file.into_temp_path())
 }
 
@@ -416,18 +343,13 @@ mod tests {
     fn a_service_account_is_checked_without_showing_it_and_kept_private() {
         let secret = r#"{"private_key": "-----BEGIN PRIVATE KEY-----very-secret"}"#;
         let err = credentials_file(secret.as_bytes()).unwrap_err();
-        assert!(
-            err.contains("`type`") && !err.contains("very-secret"),
-            "{err}"
-        );
+        assert!(err.contains("`type`") && !err.contains("very-secret"), "{err}");
         let err = credentials_file(b"very-secret, not JSON").unwrap_err();
         assert!(!err.contains("very-secret"), "{err}");
         let account = br#"{"type": "service_account", "private_key": "very-secret"}"#;
         let path = credentials_file(account).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), account);
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(&path).unwrap().permissions(),
-        );
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
         assert_eq!(mode & 0o077, 0, "readable by others: {mode:o}");
         let gone = path.to_path_buf();
         drop(path);

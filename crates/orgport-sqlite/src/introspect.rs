@@ -9,9 +9,7 @@ pub fn schema(conn: &Connection) -> rusqlite::Result<Schema> {
     let mut stmt = conn.prepare(
         "SELECT name, coalesce(sql, '') FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
     )?;
-    let tables: Vec<(String, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let tables: Vec<(String, String)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
     let mut out = Schema::default();
     for (name, sql) in tables {
         // Virtual tables (full-text indexes and the like) are the engine's business.
@@ -25,29 +23,13 @@ pub fn schema(conn: &Connection) -> rusqlite::Result<Schema> {
 
 fn table(conn: &Connection, name: &str, sql: &str) -> rusqlite::Result<Table> {
     let upper = sql.to_ascii_uppercase();
-    let without_rowid = upper
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .windows(2)
-        .any(|w| w == ["WITHOUT", "ROWID"] || w == ["WITHOUT", "ROWID;"]);
+    let without_rowid =
+        upper.split_whitespace().collect::<Vec<_>>().windows(2).any(|w| w == ["WITHOUT", "ROWID"] || w == ["WITHOUT", "ROWID;"]);
     let mut stmt = conn.prepare("SELECT name, type, \"notnull\", dflt_value, pk, hidden FROM pragma_table_xinfo(?1) ORDER BY cid")?;
     let raw: Vec<(String, String, bool, Option<String>, i64, i64)> = stmt
-        .query_map([name], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })?
+        .query_map([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut pk: Vec<(i64, String)> = raw
-        .iter()
-        .filter(|c| c.4 > 0)
-        .map(|c| (c.4, c.0.clone()))
-        .collect();
+    let mut pk: Vec<(i64, String)> = raw.iter().filter(|c| c.4 > 0).map(|c| (c.4, c.0.clone())).collect();
     pk.sort();
     let primary_key: Vec<String> = pk.into_iter().map(|(_, c)| c).collect();
     // `INTEGER PRIMARY KEY` (exactly that type) is an alias of the rowid the engine allocates.
@@ -73,40 +55,29 @@ fn table(conn: &Connection, name: &str, sql: &str) -> rusqlite::Result<Table> {
         .collect();
 
     let mut unique_keys = Vec::new();
-    let mut stmt =
-        conn.prepare("SELECT name, \"unique\", origin, partial FROM pragma_index_list(?1)")?;
-    let indexes: Vec<(String, bool, String, bool)> = stmt
-        .query_map([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = conn.prepare("SELECT name, \"unique\", origin, partial FROM pragma_index_list(?1)")?;
+    let indexes: Vec<(String, bool, String, bool)> =
+        stmt.query_map([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<rusqlite::Result<_>>()?;
     for (index, unique, origin, partial) in indexes {
         if !unique || origin == "pk" {
             continue;
         }
-        let mut stmt =
-            conn.prepare("SELECT cid, name FROM pragma_index_info(?1) ORDER BY seqno")?;
-        let cols: Vec<(i64, Option<String>)> = stmt
-            .query_map([&index], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
+        let mut stmt = conn.prepare("SELECT cid, name FROM pragma_index_info(?1) ORDER BY seqno")?;
+        let cols: Vec<(i64, Option<String>)> =
+            stmt.query_map([&index], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
         // Indexes on expressions constrain no plain column set.
         if cols.iter().any(|(cid, n)| *cid < 0 || n.is_none()) {
             continue;
         }
         let columns: Vec<String> = cols.into_iter().filter_map(|(_, n)| n).collect();
         if columns != primary_key {
-            unique_keys.push(UniqueKey {
-                name: Some(index),
-                columns,
-                partial,
-            });
+            unique_keys.push(UniqueKey { name: Some(index), columns, partial });
         }
     }
 
     let mut stmt = conn.prepare("SELECT id, seq, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1) ORDER BY id, seq")?;
-    let fks: Vec<(i64, i64, String, String, Option<String>)> = stmt
-        .query_map([name], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    let fks: Vec<(i64, i64, String, String, Option<String>)> =
+        stmt.query_map([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?.collect::<rusqlite::Result<_>>()?;
     let deferred = deferred_targets(sql);
     let mut foreign_keys: Vec<ForeignKey> = Vec::new();
     let mut last_id = -1;
@@ -128,15 +99,7 @@ fn table(conn: &Connection, name: &str, sql: &str) -> rusqlite::Result<Table> {
             }
         }
     }
-    Ok(Table {
-        schema: None,
-        name: name.to_string(),
-        columns,
-        primary_key,
-        unique_keys,
-        foreign_keys,
-        has_children: false,
-    })
+    Ok(Table { schema: None, name: name.to_string(), columns, primary_key, unique_keys, foreign_keys, has_children: false })
 }
 
 /// Tables referenced by a `DEFERRABLE INITIALLY DEFERRED` clause: the pragmas do not report it.

@@ -9,19 +9,13 @@ use rusqlite::types::{ToSqlOutput, Value as Sql, ValueRef};
 pub fn read(raw: ValueRef<'_>, kind: ValueKind) -> Result<Value> {
     Ok(match raw {
         ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) if kind == ValueKind::Boolean && (i == 0 || i == 1) => {
-            Value::Bool(i == 1)
-        }
+        ValueRef::Integer(i) if kind == ValueKind::Boolean && (i == 0 || i == 1) => Value::Bool(i == 1),
         ValueRef::Integer(i) => Value::Int(i),
         ValueRef::Real(f) => Value::Float(f),
         ValueRef::Blob(b) => Value::Blob(b.to_vec()),
         ValueRef::Text(t) => {
             let s = std::str::from_utf8(t)
-                .map_err(|_| {
-                    Error::Plan(
-                        "a text value is not valid UTF-8; orgport cannot carry it exactly".into(),
-                    )
-                })?
+                .map_err(|_| Error::Plan("a text value is not valid UTF-8; orgport cannot carry it exactly".into()))?
                 .to_string();
             match kind {
                 ValueKind::Json => Value::Json(s),
@@ -41,9 +35,7 @@ fn is_decimal(s: &str) -> bool {
     let mut parts = body.splitn(2, '.');
     let int = parts.next().unwrap_or("");
     let frac = parts.next().unwrap_or("");
-    !(int.is_empty() && frac.is_empty())
-        && int.bytes().all(|b| b.is_ascii_digit())
-        && frac.bytes().all(|b| b.is_ascii_digit())
+    !(int.is_empty() && frac.is_empty()) && int.bytes().all(|b| b.is_ascii_digit()) && frac.bytes().all(|b| b.is_ascii_digit())
 }
 
 pub fn params(values: &[Value]) -> Vec<ToSqlOutput<'_>> {
@@ -56,9 +48,7 @@ pub fn params(values: &[Value]) -> Vec<ToSqlOutput<'_>> {
             Value::Float(f) => ToSqlOutput::Owned(Sql::Real(*f)),
             Value::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
             Value::Uuid(u) => ToSqlOutput::Owned(Sql::Text(format_uuid(u))),
-            other => ToSqlOutput::Borrowed(ValueRef::Text(
-                other.as_str().unwrap_or_default().as_bytes(),
-            )),
+            other => ToSqlOutput::Borrowed(ValueRef::Text(other.as_str().unwrap_or_default().as_bytes())),
         })
         .collect()
 }

@@ -68,11 +68,7 @@ pub fn create_example_db(path: &Path, opts: &ExampleOptions) -> Result<()> {
     check(opts)?;
     // `create_new` makes "must not exist" atomic; SQLite treats the empty
     // file as a new database.
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .with_context(|| format!("creating `{}`", path.display()))?;
+    fs::OpenOptions::new().write(true).create_new(true).open(path).with_context(|| format!("creating `{}`", path.display()))?;
     let filled = fill(path, opts);
     if filled.is_err() {
         // A half-written fixture must not be mistaken for a good one later;
@@ -85,10 +81,7 @@ pub fn create_example_db(path: &Path, opts: &ExampleOptions) -> Result<()> {
 fn check(opts: &ExampleOptions) -> Result<()> {
     let last_offset = i64::try_from(opts.orgs.saturating_sub(1)).context("`orgs` is too large")?;
     if opts.first_org.checked_add(last_offset).is_none() {
-        bail!(
-            "workspace ids from `first_org` {} overflow a 64-bit integer",
-            opts.first_org
-        );
+        bail!("workspace ids from `first_org` {} overflow a 64-bit integer", opts.first_org);
     }
     if opts.chain_depth > 0 && (opts.orgs == 0 || opts.projects_per_org == 0) {
         bail!("`chain_depth` needs at least one workspace with one project");
@@ -101,10 +94,8 @@ fn fill(path: &Path, opts: &ExampleOptions) -> Result<()> {
     // foreign_keys: the generator must produce a consistent database, so let
     // SQLite check it. synchronous: a fixture needs no durability, and fsyncs
     // would dominate the run time.
-    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = OFF;")
-        .context("setting pragmas")?;
-    conn.execute_batch(SCHEMA_SQL)
-        .context("running examples/saas/schema.sql")?;
+    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = OFF;").context("setting pragmas")?;
+    conn.execute_batch(SCHEMA_SQL).context("running examples/saas/schema.sql")?;
     let tx = conn.transaction().context("starting the transaction")?;
     Generator::new(&tx, opts)?.run()?;
     // Deferred foreign keys (workspaces.default_project_id) are checked here.
@@ -113,11 +104,7 @@ fn fill(path: &Path, opts: &ExampleOptions) -> Result<()> {
 
 /// Plans exist, identical, on every instance (`keep` in orgport.toml), so
 /// they do not depend on the options.
-const PLANS: [(&str, &str, Option<i64>); 3] = [
-    ("free", "Free", Some(3)),
-    ("team", "Team", Some(50)),
-    ("enterprise", "Enterprise", None),
-];
+const PLANS: [(&str, &str, Option<i64>); 3] = [("free", "Free", Some(3)), ("team", "Team", Some(50)), ("enterprise", "Enterprise", None)];
 
 // Text pools: accents, CJK, RTL scripts, emoji (including a ZWJ sequence),
 // quotes and control characters, so encoding and quoting bugs show up.
@@ -135,22 +122,8 @@ const PERSON_NAMES: &[&str] = &[
     "Åsa Ström",
     "Дмитрий Иванов",
 ];
-const WORKSPACE_NAMES: &[&str] = &[
-    "Acme Ltd",
-    "Ünïcødé GmbH",
-    "株式会社サンプル",
-    "שלום Labs",
-    "Café Olé",
-    "Initech 🚀",
-];
-const PROJECT_NAMES: &[&str] = &[
-    "Website",
-    "Mobile app 📱",
-    "Rechnungsprüfung",
-    "数据迁移",
-    "تطبيق الجوال",
-    "Q3 roadmap",
-];
+const WORKSPACE_NAMES: &[&str] = &["Acme Ltd", "Ünïcødé GmbH", "株式会社サンプル", "שלום Labs", "Café Olé", "Initech 🚀"];
+const PROJECT_NAMES: &[&str] = &["Website", "Mobile app 📱", "Rechnungsprüfung", "数据迁移", "تطبيق الجوال", "Q3 roadmap"];
 const TASK_TITLES: &[&str] = &[
     "Fix login on Safari",
     "Écrire la documentation",
@@ -164,20 +137,10 @@ const TASK_TITLES: &[&str] = &[
     "Ünïcödé ✓ normalisation",
 ];
 /// Every project gets these labels; the colours cover a value, '' and NULL.
-const LABELS: [(&str, Option<&str>); 4] = [
-    ("bug", Some("#d73a4a")),
-    ("feature", Some("#a2eeef")),
-    ("needs design 🎨", Some("")),
-    ("wontfix", None),
-];
+const LABELS: [(&str, Option<&str>); 4] =
+    [("bug", Some("#d73a4a")), ("feature", Some("#a2eeef")), ("needs design 🎨", Some("")), ("wontfix", None)];
 const ROLES: &[&str] = &["admin", "member", "member", "viewer"];
-const FILE_NAMES: &[&str] = &[
-    "spec.pdf",
-    "screenshot 2024-01-01.png",
-    "données.csv",
-    "截图.png",
-    "notes.txt",
-];
+const FILE_NAMES: &[&str] = &["spec.pdf", "screenshot 2024-01-01.png", "données.csv", "截图.png", "notes.txt"];
 const OTP_DEVICE_LABELS: &[&str] = &["iPhone 15", "YubiKey 5C NFC"];
 /// Task metadata: nested objects and arrays, Unicode, JSON escapes, and
 /// integers at both ends of the 64-bit range.
@@ -187,19 +150,11 @@ const TASK_METADATA: &[Option<&str>] = &[
     Some(
         r#"{"priority":2,"tags":["α","β","🚧"],"checklist":[{"item":"Review","done":true},{"item":"Ship","done":false}],"links":{"jira":"PRJ-12","nested":{"deep":[1,[2,[3]]]}}}"#,
     ),
-    Some(
-        r#"{"counters":{"max":9223372036854775807,"min":-9223372036854775808},"ratio":-0.5,"note":null}"#,
-    ),
+    Some(r#"{"counters":{"max":9223372036854775807,"min":-9223372036854775808},"ratio":-0.5,"note":null}"#),
     Some(r#"["plain","array",42,true,null,"مرحبا"]"#),
     Some(r#"{"source":"import","escaped":"line\nbreak \"quoted\" \\ backslash \u00e9"}"#),
 ];
-const SEARCH_CACHE: &[(&str, &str)] = &[
-    ("login bug", "[1,5,9]"),
-    ("roadmap", "[]"),
-    ("données", "[3]"),
-    ("移行", "[2,4]"),
-    ("", "[]"),
-];
+const SEARCH_CACHE: &[(&str, &str)] = &[("login bug", "[1,5,9]"), ("roadmap", "[]"), ("données", "[3]"), ("移行", "[2,4]"), ("", "[]")];
 
 /// Ids the generator hands out itself for one table, from 1. Explicit ids let
 /// a row point at a row inserted later (the deferred
@@ -255,10 +210,7 @@ struct Inserts<'c> {
 
 impl<'c> Inserts<'c> {
     fn prepare(conn: &'c Connection) -> Result<Self> {
-        let prepare = |sql: &str| {
-            conn.prepare(sql)
-                .with_context(|| format!("preparing `{sql}`"))
-        };
+        let prepare = |sql: &str| conn.prepare(sql).with_context(|| format!("preparing `{sql}`"));
         Ok(Inserts {
             plan: prepare("INSERT INTO plans (id, name, seats) VALUES (?1, ?2, ?3)")?,
             user: prepare(
@@ -270,12 +222,8 @@ impl<'c> Inserts<'c> {
                 "INSERT INTO workspaces (id, slug, name, plan_id, settings, logo, created_at, default_project_id) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?,
-            membership: prepare(
-                "INSERT INTO memberships (workspace_id, user_id, role, joined_at) VALUES (?1, ?2, ?3, ?4)",
-            )?,
-            project: prepare(
-                "INSERT INTO projects (id, workspace_id, name, budget, archived) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?,
+            membership: prepare("INSERT INTO memberships (workspace_id, user_id, role, joined_at) VALUES (?1, ?2, ?3, ?4)")?,
+            project: prepare("INSERT INTO projects (id, workspace_id, name, budget, archived) VALUES (?1, ?2, ?3, ?4, ?5)")?,
             label: prepare("INSERT INTO labels (project_id, name, color) VALUES (?1, ?2, ?3)")?,
             task: prepare(
                 "INSERT INTO tasks (id, project_id, parent_id, assignee_id, title, estimate, due_date, done, \
@@ -283,18 +231,10 @@ impl<'c> Inserts<'c> {
             )?,
             reparent_task: prepare("UPDATE tasks SET parent_id = ?1 WHERE id = ?2")?,
             task_label: prepare("INSERT INTO task_labels (task_id, project_id, label_name) VALUES (?1, ?2, ?3)")?,
-            attachment: prepare(
-                "INSERT INTO attachments (id, task_id, file_name, content, size) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?,
-            gift_card: prepare(
-                "INSERT INTO gift_cards (id, workspace_id, code, amount_cents) VALUES (?1, ?2, ?3, ?4)",
-            )?,
-            redemption: prepare(
-                "INSERT INTO redemptions (id, workspace_id, gift_card_id, amount_cents) VALUES (?1, ?2, ?3, ?4)",
-            )?,
-            api_token: prepare(
-                "INSERT INTO api_tokens (id, workspace_id, token, created_by, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?,
+            attachment: prepare("INSERT INTO attachments (id, task_id, file_name, content, size) VALUES (?1, ?2, ?3, ?4, ?5)")?,
+            gift_card: prepare("INSERT INTO gift_cards (id, workspace_id, code, amount_cents) VALUES (?1, ?2, ?3, ?4)")?,
+            redemption: prepare("INSERT INTO redemptions (id, workspace_id, gift_card_id, amount_cents) VALUES (?1, ?2, ?3, ?4)")?,
+            api_token: prepare("INSERT INTO api_tokens (id, workspace_id, token, created_by, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)")?,
             audit_event: prepare("INSERT INTO audit_events (id, workspace_id, action, at) VALUES (?1, ?2, ?3, ?4)")?,
             event_log: prepare("INSERT INTO \"event-log\" (workspace_id, kind, payload) VALUES (?1, ?2, ?3)")?,
             search_cache: prepare("INSERT INTO search_cache (query, result_ids, computed_at) VALUES (?1, ?2, ?3)")?,
@@ -339,10 +279,7 @@ impl<'c, 'o> Generator<'c, 'o> {
 
     fn run(&mut self) -> Result<()> {
         for (id, name, seats) in PLANS {
-            self.sql
-                .plan
-                .execute(params![id, name, seats])
-                .context("inserting into plans")?;
+            self.sql.plan.execute(params![id, name, seats]).context("inserting into plans")?;
         }
         self.users()?;
         let mut previous_org_card = None;
@@ -361,11 +298,8 @@ impl<'c, 'o> Generator<'c, 'o> {
         numbers.shuffle(&mut self.rng);
         for (id, number) in (1_i64..).zip(numbers) {
             let rng = &mut self.rng;
-            let password_hash = format!(
-                "$argon2id$v=19$m=19456,t=2,p=1${}${}",
-                random_chars(rng, BASE64, 22),
-                random_chars(rng, BASE64, 43)
-            );
+            let password_hash =
+                format!("$argon2id$v=19$m=19456,t=2,p=1${}${}", random_chars(rng, BASE64, 22), random_chars(rng, BASE64, 43));
             // Half have a secret; the rest are split between NULL and the ''
             // that legacy rows use for "none".
             let otp_secret = match number % 4 {
@@ -388,12 +322,7 @@ impl<'c, 'o> Generator<'c, 'o> {
                 for label in &OTP_DEVICE_LABELS[..1 + number % 2] {
                     self.sql
                         .otp_device
-                        .execute(params![
-                            self.ids.otp_device.take(),
-                            id,
-                            label,
-                            random_chars(rng, BASE32, 32)
-                        ])
+                        .execute(params![self.ids.otp_device.take(), id, label, random_chars(rng, BASE32, 32)])
                         .context("inserting into otp_devices")?;
                 }
             }
@@ -412,9 +341,7 @@ impl<'c, 'o> Generator<'c, 'o> {
         let rng = &mut self.rng;
         // User 1 belongs to every workspace and the others to some, so users
         // are shared between tenants.
-        let members: Vec<i64> = (1..=opts.users as i64)
-            .filter(|&user| user == 1 || rng.gen_bool(0.4))
-            .collect();
+        let members: Vec<i64> = (1..=opts.users as i64).filter(|&user| user == 1 || rng.gen_bool(0.4)).collect();
         let settings = match index % 3 {
             0 => Some(
                 r#"{"theme":"dark","locale":"fr-FR","welcome":"Bienvenue 👋","features":["gantt","sso"],"limits":{"seats":25,"storage_gb":100}}"#,
@@ -447,24 +374,13 @@ impl<'c, 'o> Generator<'c, 'o> {
 
         for (position, &user) in members.iter().enumerate() {
             let rng = &mut self.rng;
-            let role = if position == 0 {
-                "owner"
-            } else {
-                pick(rng, ROLES)
-            };
+            let role = if position == 0 { "owner" } else { pick(rng, ROLES) };
             let joined_at = rng.gen_bool(0.9).then(|| timestamp(rng));
-            self.sql
-                .membership
-                .execute(params![id, user, role, joined_at])
-                .context("inserting into memberships")?;
+            self.sql.membership.execute(params![id, user, role, joined_at]).context("inserting into memberships")?;
             self.audit_event(id, "member.joined")?;
         }
 
-        let mut org = Org {
-            id,
-            members,
-            attachments: 0,
-        };
+        let mut org = Org { id, members, attachments: 0 };
         for position in 0..opts.projects_per_org {
             let project = self.project(&mut org, position)?;
             if index == 0 && position == 0 && opts.chain_depth > 0 {
@@ -486,32 +402,21 @@ impl<'c, 'o> Generator<'c, 'o> {
         let budget = match rng.gen_range(0..4) {
             0 => None,
             1 => Some("0.00".to_owned()),
-            _ => Some(format!(
-                "{}.{:02}",
-                rng.gen_range(100..1_000_000),
-                rng.gen_range(0..100)
-            )),
+            _ => Some(format!("{}.{:02}", rng.gen_range(100..1_000_000), rng.gen_range(0..100))),
         };
         self.sql
             .project
             .execute(params![
                 id,
                 org.id,
-                format!(
-                    "{} {}",
-                    PROJECT_NAMES[position % PROJECT_NAMES.len()],
-                    position + 1
-                ),
+                format!("{} {}", PROJECT_NAMES[position % PROJECT_NAMES.len()], position + 1),
                 budget,
                 position % 4 == 3,
             ])
             .context("inserting into projects")?;
         self.audit_event(org.id, "project.created")?;
         for (name, color) in LABELS {
-            self.sql
-                .label
-                .execute(params![id, name, color])
-                .context("inserting into labels")?;
+            self.sql.label.execute(params![id, name, color]).context("inserting into labels")?;
         }
 
         let count = self.opts.tasks_per_project;
@@ -520,17 +425,13 @@ impl<'c, 'o> Generator<'c, 'o> {
             let task = self.ids.task.take();
             // A forest: some roots, the other tasks under an earlier task of
             // the project. The last task stays a root for the re-parenting below.
-            let is_root =
-                position == 0 || (count >= 3 && position == count - 1) || self.rng.gen_bool(0.3);
+            let is_root = position == 0 || (count >= 3 && position == count - 1) || self.rng.gen_bool(0.3);
             let parent = (!is_root).then(|| self.rng.gen_range(first_task..task));
             let title = format!("{} #{}", pick(&mut self.rng, TASK_TITLES), position + 1);
             self.task(org, id, task, parent, &title)?;
             for offset in 0..position % 3 {
                 let (label, _) = LABELS[(position + offset) % LABELS.len()];
-                self.sql
-                    .task_label
-                    .execute(params![task, id, label])
-                    .context("inserting into task_labels")?;
+                self.sql.task_label.execute(params![task, id, label]).context("inserting into task_labels")?;
             }
             if position % 10 == 0 {
                 self.attachment(org, task)?;
@@ -541,10 +442,7 @@ impl<'c, 'o> Generator<'c, 'o> {
             // greater id than its child, so an importer cannot rely on id
             // order. The last task is a childless root, so no cycle appears.
             let last_task = first_task + count as i64 - 1;
-            self.sql
-                .reparent_task
-                .execute(params![last_task, first_task + 1])
-                .context("updating tasks.parent_id")?;
+            self.sql.reparent_task.execute(params![last_task, first_task + 1]).context("updating tasks.parent_id")?;
         }
         Ok(id)
     }
@@ -560,20 +458,9 @@ impl<'c, 'o> Generator<'c, 'o> {
         Ok(())
     }
 
-    fn task(
-        &mut self,
-        org: &Org,
-        project: i64,
-        id: i64,
-        parent: Option<i64>,
-        title: &str,
-    ) -> Result<()> {
+    fn task(&mut self, org: &Org, project: i64, id: i64, parent: Option<i64>, title: &str) -> Result<()> {
         let rng = &mut self.rng;
-        let assignee = if rng.gen_bool(0.8) {
-            org.members.choose(rng).copied()
-        } else {
-            None
-        };
+        let assignee = if rng.gen_bool(0.8) { org.members.choose(rng).copied() } else { None };
         let estimate = match rng.gen_range(0..5) {
             0 => None,
             // Not exact in binary floating point.
@@ -590,18 +477,7 @@ impl<'c, 'o> Generator<'c, 'o> {
         };
         self.sql
             .task
-            .execute(params![
-                id,
-                project,
-                parent,
-                assignee,
-                title,
-                estimate,
-                due_date,
-                done,
-                metadata,
-                created_by_name
-            ])
+            .execute(params![id, project, parent, assignee, title, estimate, due_date, done, metadata, created_by_name])
             .context("inserting into tasks")?;
         Ok(())
     }
@@ -621,40 +497,23 @@ impl<'c, 'o> Generator<'c, 'o> {
         org.attachments += 1;
         self.sql
             .attachment
-            .execute(params![
-                self.ids.attachment.take(),
-                task,
-                pick(rng, FILE_NAMES),
-                content,
-                content.len()
-            ])
+            .execute(params![self.ids.attachment.take(), task, pick(rng, FILE_NAMES), content, content.len()])
             .context("inserting into attachments")?;
         Ok(())
     }
 
     /// Returns the gift card the next workspace should redeem.
-    fn gift_cards_and_redemptions(
-        &mut self,
-        org: &Org,
-        previous_org_card: Option<i64>,
-    ) -> Result<i64> {
+    fn gift_cards_and_redemptions(&mut self, org: &Org, previous_org_card: Option<i64>) -> Result<i64> {
         let first_card = self.ids.gift_card.peek();
         for position in 0..3 {
             let id = self.ids.gift_card.take();
             let rng = &mut self.rng;
             // The first card is an internal test card holding the largest
             // amount an INTEGER can store.
-            let amount = if position == 0 {
-                i64::MAX
-            } else {
-                rng.gen_range(1..=500) * 1000
-            };
+            let amount = if position == 0 { i64::MAX } else { rng.gen_range(1..=500) * 1000 };
             // The id part makes codes unique whatever the random part.
             let code = format!("GC-{id:06}-{}", random_chars(rng, GIFT_CODE_CHARS, 8));
-            self.sql
-                .gift_card
-                .execute(params![id, org.id, code, amount])
-                .context("inserting into gift_cards")?;
+            self.sql.gift_card.execute(params![id, org.id, code, amount]).context("inserting into gift_cards")?;
         }
         let regular_card = first_card + 1;
         let redemptions = [
@@ -667,10 +526,7 @@ impl<'c, 'o> Generator<'c, 'o> {
         // The cross-tenant reference: a card bought by another workspace.
         let cross_tenant = previous_org_card.map(|card| (Some(card), 5000));
         for (card, amount) in redemptions.into_iter().chain(cross_tenant) {
-            self.sql
-                .redemption
-                .execute(params![self.ids.redemption.take(), org.id, card, amount])
-                .context("inserting into redemptions")?;
+            self.sql.redemption.execute(params![self.ids.redemption.take(), org.id, card, amount]).context("inserting into redemptions")?;
         }
         Ok(regular_card)
     }
@@ -678,10 +534,7 @@ impl<'c, 'o> Generator<'c, 'o> {
     fn api_tokens(&mut self, org: &Org) -> Result<()> {
         let rng = &mut self.rng;
         // One token with a creator and an expiry, one with neither.
-        let tokens = [
-            (org.members.choose(rng).copied(), Some(timestamp(rng))),
-            (None, None),
-        ];
+        let tokens = [(org.members.choose(rng).copied(), Some(timestamp(rng))), (None, None)];
         for (created_by, expires_at) in tokens {
             let token = format!("tok_{}", random_chars(rng, ALPHANUMERIC, 32));
             self.sql
@@ -694,10 +547,7 @@ impl<'c, 'o> Generator<'c, 'o> {
 
     fn event_log(&mut self, org: &Org) -> Result<()> {
         let rows = [
-            (
-                Some("workspace.created"),
-                Some(r#"{"via":"signup","referrer":null}"#),
-            ),
+            (Some("workspace.created"), Some(r#"{"via":"signup","referrer":null}"#)),
             // Identical rows: a table without a primary key can hold them, and
             // an export must keep both.
             (Some("plan.changed"), Some(r#"{"from":"free","to":"team"}"#)),
@@ -706,10 +556,7 @@ impl<'c, 'o> Generator<'c, 'o> {
             (Some(""), None),
         ];
         for (kind, payload) in rows {
-            self.sql
-                .event_log
-                .execute(params![org.id, kind, payload])
-                .context("inserting into \"event-log\"")?;
+            self.sql.event_log.execute(params![org.id, kind, payload]).context("inserting into \"event-log\"")?;
         }
         Ok(())
     }
@@ -717,22 +564,14 @@ impl<'c, 'o> Generator<'c, 'o> {
     fn audit_event(&mut self, workspace: i64, action: &str) -> Result<()> {
         self.sql
             .audit_event
-            .execute(params![
-                self.ids.audit_event.take(),
-                workspace,
-                action,
-                timestamp(&mut self.rng)
-            ])
+            .execute(params![self.ids.audit_event.take(), workspace, action, timestamp(&mut self.rng)])
             .context("inserting into audit_events")?;
         Ok(())
     }
 
     fn search_cache(&mut self) -> Result<()> {
         for (query, result_ids) in SEARCH_CACHE {
-            self.sql
-                .search_cache
-                .execute(params![query, result_ids, timestamp(&mut self.rng)])
-                .context("inserting into search_cache")?;
+            self.sql.search_cache.execute(params![query, result_ids, timestamp(&mut self.rng)]).context("inserting into search_cache")?;
         }
         Ok(())
     }
@@ -759,35 +598,18 @@ fn uuid_v4(rng: &mut StdRng) -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
 }
 
 /// `YYYY-MM-DD HH:MM:SS`, SQLite's own `CURRENT_TIMESTAMP` format.
 fn timestamp(rng: &mut StdRng) -> String {
     let date = date(rng);
-    format!(
-        "{date} {:02}:{:02}:{:02}",
-        rng.gen_range(0..24),
-        rng.gen_range(0..60),
-        rng.gen_range(0..60)
-    )
+    format!("{date} {:02}:{:02}:{:02}", rng.gen_range(0..24), rng.gen_range(0..60), rng.gen_range(0..60))
 }
 
 /// `YYYY-MM-DD`; days stop at 28 so every date is valid.
 fn date(rng: &mut StdRng) -> String {
-    format!(
-        "{}-{:02}-{:02}",
-        rng.gen_range(2019..=2025),
-        rng.gen_range(1..=12),
-        rng.gen_range(1..=28)
-    )
+    format!("{}-{:02}-{:02}", rng.gen_range(2019..=2025), rng.gen_range(1..=12), rng.gen_range(1..=28))
 }
 
 #[cfg(test)]
@@ -816,14 +638,8 @@ mod tests {
     /// so that the comparison does not depend on scan order.
     fn contents(path: &Path) -> Vec<(String, Vec<String>)> {
         let conn = open(path);
-        let mut tables = conn
-            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
-            .unwrap();
-        let names: Vec<String> = tables
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let mut tables = conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").unwrap();
+        let names: Vec<String> = tables.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect();
         names
             .into_iter()
             .map(|name| {
@@ -831,9 +647,7 @@ mod tests {
                 let columns = select.column_count();
                 let mut rows: Vec<String> = select
                     .query_map([], |row| {
-                        let values: Vec<Value> = (0..columns)
-                            .map(|i| row.get(i))
-                            .collect::<rusqlite::Result<_>>()?;
+                        let values: Vec<Value> = (0..columns).map(|i| row.get(i)).collect::<rusqlite::Result<_>>()?;
                         Ok(format!("{values:?}"))
                     })
                     .unwrap()
@@ -848,78 +662,39 @@ mod tests {
     #[test]
     fn same_options_give_the_same_database() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = ExampleOptions {
-            chain_depth: 7,
-            ..ExampleOptions::default()
-        };
+        let opts = ExampleOptions { chain_depth: 7, ..ExampleOptions::default() };
         let first = generate(&dir, "first.db", &opts);
         let second = generate(&dir, "second.db", &opts);
         let first_contents = contents(&first);
-        assert!(first_contents
-            .iter()
-            .any(|(table, rows)| table == "tasks" && !rows.is_empty()));
+        assert!(first_contents.iter().any(|(table, rows)| table == "tasks" && !rows.is_empty()));
         assert_eq!(first_contents, contents(&second));
-        assert_eq!(
-            fs::read(&first).unwrap(),
-            fs::read(&second).unwrap(),
-            "files differ byte for byte"
-        );
+        assert_eq!(fs::read(&first).unwrap(), fs::read(&second).unwrap(), "files differ byte for byte");
     }
 
     #[test]
     fn another_seed_gives_other_data() {
         let dir = tempfile::tempdir().unwrap();
         let first = generate(&dir, "first.db", &ExampleOptions::default());
-        let other = generate(
-            &dir,
-            "other.db",
-            &ExampleOptions {
-                seed: 7,
-                ..ExampleOptions::default()
-            },
-        );
+        let other = generate(&dir, "other.db", &ExampleOptions { seed: 7, ..ExampleOptions::default() });
         assert_ne!(contents(&first), contents(&other));
     }
 
     #[test]
     fn foreign_keys_hold() {
         let dir = tempfile::tempdir().unwrap();
-        let path = generate(
-            &dir,
-            "saas.db",
-            &ExampleOptions {
-                chain_depth: 10,
-                ..ExampleOptions::default()
-            },
-        );
+        let path = generate(&dir, "saas.db", &ExampleOptions { chain_depth: 10, ..ExampleOptions::default() });
         let conn = open(&path);
         let mut check = conn.prepare("PRAGMA foreign_key_check").unwrap();
-        let violations: Vec<String> = check
-            .query_map([], |row| row.get::<_, String>(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        assert!(
-            violations.is_empty(),
-            "foreign key violations in {violations:?}"
-        );
-        let integrity: String = conn
-            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
-            .unwrap();
+        let violations: Vec<String> = check.query_map([], |row| row.get::<_, String>(0)).unwrap().map(Result::unwrap).collect();
+        assert!(violations.is_empty(), "foreign key violations in {violations:?}");
+        let integrity: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
         assert_eq!(integrity, "ok");
     }
 
     #[test]
     fn the_second_workspace_redeems_a_gift_card_of_the_first() {
         let dir = tempfile::tempdir().unwrap();
-        let path = generate(
-            &dir,
-            "saas.db",
-            &ExampleOptions {
-                first_org: 41,
-                ..ExampleOptions::default()
-            },
-        );
+        let path = generate(&dir, "saas.db", &ExampleOptions { first_org: 41, ..ExampleOptions::default() });
         let cross_tenant = count(
             &open(&path),
             "SELECT count(*) FROM redemptions r JOIN gift_cards g ON g.id = r.gift_card_id \
@@ -931,12 +706,7 @@ mod tests {
     #[test]
     fn the_chain_has_the_requested_depth_in_the_first_project_of_the_first_workspace() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = ExampleOptions {
-            first_org: 5,
-            tasks_per_project: 10,
-            chain_depth: 300,
-            ..ExampleOptions::default()
-        };
+        let opts = ExampleOptions { first_org: 5, tasks_per_project: 10, chain_depth: 300, ..ExampleOptions::default() };
         let conn = open(&generate(&dir, "saas.db", &opts));
         let (depth, project): (i64, i64) = conn
             .query_row(
@@ -950,10 +720,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(depth, 300);
-        assert_eq!(
-            project,
-            count(&conn, "SELECT min(id) FROM projects WHERE workspace_id = 5")
-        );
+        assert_eq!(project, count(&conn, "SELECT min(id) FROM projects WHERE workspace_id = 5"));
     }
 
     #[test]
@@ -969,11 +736,7 @@ mod tests {
     fn rejects_a_chain_without_a_project_and_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("saas.db");
-        let opts = ExampleOptions {
-            projects_per_org: 0,
-            chain_depth: 3,
-            ..ExampleOptions::default()
-        };
+        let opts = ExampleOptions { projects_per_org: 0, chain_depth: 3, ..ExampleOptions::default() };
         assert!(create_example_db(&path, &opts).is_err());
         assert!(!path.exists());
     }

@@ -34,21 +34,10 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     for set in &manifest.files {
         let bytes: u64 = set.files.iter().map(|f| f.size).sum();
         let place = set.copied_to.as_deref().unwrap_or("the archive");
-        eprintln!(
-            "files of `{}`: {} ({bytes} bytes) → {place}",
-            set.name,
-            set.files.len()
-        );
+        eprintln!("files of `{}`: {} ({bytes} bytes) → {place}", set.name, set.files.len());
     }
-    let withheld: Vec<String> = manifest
-        .tables
-        .iter()
-        .flat_map(|t| {
-            t.withheld
-                .iter()
-                .map(move |(c, g)| format!("{}.{c} ({g})", t.name))
-        })
-        .collect();
+    let withheld: Vec<String> =
+        manifest.tables.iter().flat_map(|t| t.withheld.iter().map(move |(c, g)| format!("{}.{c} ({g})", t.name))).collect();
     if !withheld.is_empty() {
         eprintln!("withheld as sensitive: {}", withheld.join(", "));
     }
@@ -70,10 +59,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
 /// never leaves a file that looks like an archive.
 fn to_file(args: &ExportArgs, out: &Path) -> Result<Manifest> {
     if out.exists() && !args.force {
-        bail!(
-            "`{}` already exists\nhint: pass `--force` to replace it",
-            out.display()
-        );
+        bail!("`{}` already exists\nhint: pass `--force` to replace it", out.display());
     }
     if let Ok(source) = orgport_sqlite::url_path(&args.source.db) {
         let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
@@ -81,10 +67,7 @@ fn to_file(args: &ExportArgs, out: &Path) -> Result<Manifest> {
             _ => false,
         };
         if same(&source, out) {
-            bail!(
-                "`--out {}` is the source database itself; the export would replace it",
-                out.display()
-            );
+            bail!("`--out {}` is the source database itself; the export would replace it", out.display());
         }
     }
     let mut engine = crate::open_engine(&args.source, Access::ReadOnly)?;
@@ -100,22 +83,10 @@ fn to_file(args: &ExportArgs, out: &Path) -> Result<Manifest> {
     let files_to = files_to(args)?;
     let manifest = {
         let mut file = BufWriter::new(partial.as_file_mut());
-        write(
-            args,
-            engine.as_mut(),
-            &plan,
-            files_to.as_deref(),
-            Some(&dir),
-            &mut file,
-        )?
+        write(args, engine.as_mut(), &plan, files_to.as_deref(), Some(&dir), &mut file)?
     };
-    partial
-        .as_file()
-        .sync_all()
-        .context("cannot flush the archive to disk")?;
-    partial
-        .persist(out)
-        .with_context(|| format!("cannot move the archive to `{}`", out.display()))?;
+    partial.as_file().sync_all().context("cannot flush the archive to disk")?;
+    partial.persist(out).with_context(|| format!("cannot move the archive to `{}`", out.display()))?;
     Ok(manifest)
 }
 
@@ -131,14 +102,7 @@ fn to_object(args: &ExportArgs, url: &ObjectUrl) -> Result<Manifest> {
     let files_to = files_to(args)?;
     // Opened before the export so that a wrong bucket or credentials fail before the long part.
     let mut out = BufWriter::with_capacity(1 << 16, store.writer(url.key())?);
-    let manifest = write(
-        args,
-        engine.as_mut(),
-        &plan,
-        files_to.as_deref(),
-        None,
-        &mut out,
-    )?;
+    let manifest = write(args, engine.as_mut(), &plan, files_to.as_deref(), None, &mut out)?;
     out.into_inner().map_err(|e| e.into_error())?.finish()?;
     Ok(manifest)
 }
@@ -179,10 +143,7 @@ fn write(
         file.flush()?;
     }
     binary.seek(SeekFrom::Start(0))?;
-    Ok(orgport_core::archive::json::to_json(
-        BufReader::with_capacity(1 << 16, binary),
-        out,
-    )?)
+    Ok(orgport_core::archive::json::to_json(BufReader::with_capacity(1 << 16, binary), out)?)
 }
 
 /// Where `--files copy` puts the files.
@@ -193,12 +154,8 @@ fn files_to(args: &ExportArgs) -> Result<Option<Box<dyn ObjectStore>>> {
             // it by its absolute path, so that an import elsewhere finds it.
             if let Some(dir) = url.strip_prefix("file://") {
                 std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{dir}`"))?;
-                let absolute =
-                    std::fs::canonicalize(dir).with_context(|| format!("cannot find `{dir}`"))?;
-                return Ok(Some(open_files_store(&format!(
-                    "file://{}",
-                    absolute.display()
-                ))?));
+                let absolute = std::fs::canonicalize(dir).with_context(|| format!("cannot find `{dir}`"))?;
+                return Ok(Some(open_files_store(&format!("file://{}", absolute.display()))?));
             }
             Ok(Some(open_files_store(url)?))
         }
@@ -228,10 +185,6 @@ fn options<'a>(
         with_groups: args.with.iter().cloned().collect(),
         spool_dir,
         jobs: args.jobs.into(),
-        files: mode.map(|mode| FilesExport {
-            mode,
-            open: &open_files_store,
-            jobs: args.file_jobs.file_jobs.into(),
-        }),
+        files: mode.map(|mode| FilesExport { mode, open: &open_files_store, jobs: args.file_jobs.file_jobs.into() }),
     }
 }

@@ -19,67 +19,33 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
         Some(_) => None,
         None => Some(super::archive_root(&archive)?),
     };
-    let plan = Plan::build(
-        engine.introspect()?,
-        &config,
-        root.as_deref(),
-        engine.capabilities(),
-    )?;
+    let plan = Plan::build(engine.introspect()?, &config, root.as_deref(), engine.capabilities())?;
     let open = super::archive_opener(&archive);
-    let files = FilesImport {
-        open: &open_files_store,
-        jobs: args.file_jobs.file_jobs.into(),
-    };
-    let options = ImportOptions {
-        dry_run: args.dry_run,
-        files: Some(files),
-    };
+    let files = FilesImport { open: &open_files_store, jobs: args.file_jobs.file_jobs.into() };
+    let options = ImportOptions { dry_run: args.dry_run, files: Some(files) };
     let report = import(engine.as_mut(), &plan, &open, &options, &Bars::new())?;
     if args.json {
         writeln!(out, "{}", serde_json::to_string(&report)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let verb = if report.dry_run {
-        "would import"
-    } else {
-        "imported"
-    };
+    let verb = if report.dry_run { "would import" } else { "imported" };
     for org in &report.orgs {
         writeln!(out, "{verb} organisation {} as {}", org.source, org.target)?;
     }
     for (table, counts) in &report.tables {
-        writeln!(
-            out,
-            "  {table:30} created {:>8}  matched {:>8}",
-            counts.created, counts.matched
-        )?;
+        writeln!(out, "  {table:30} created {:>8}  matched {:>8}", counts.created, counts.matched)?;
     }
     for files in &report.files {
-        writeln!(
-            out,
-            "  files of `{}`: {} ({} bytes) → {}",
-            files.name, files.files, files.bytes, files.store
-        )?;
+        writeln!(out, "  files of `{}`: {} ({} bytes) → {}", files.name, files.files, files.bytes, files.store)?;
     }
     for r in &report.renamed {
         match (&r.from, &r.to) {
-            (Some(from), Some(to)) => {
-                writeln!(out, "  renamed {}.{}: {from} → {to}", r.table, r.column)?
-            }
+            (Some(from), Some(to)) => writeln!(out, "  renamed {}.{}: {from} → {to}", r.table, r.column)?,
             _ => writeln!(out, "  regenerated {}.{} (sensitive)", r.table, r.column)?,
         }
     }
     for c in &report.cut {
-        writeln!(
-            out,
-            "  {} row(s) of `{}`: ({}) {} `{}`: {}",
-            c.rows,
-            c.table,
-            c.columns.join(", "),
-            c.reason,
-            c.to,
-            c.action
-        )?;
+        writeln!(out, "  {} row(s) of `{}`: ({}) {} `{}`: {}", c.rows, c.table, c.columns.join(", "), c.reason, c.to, c.action)?;
     }
     if report.dry_run {
         writeln!(out, "dry run: nothing was written")?;

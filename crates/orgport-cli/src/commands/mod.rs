@@ -24,9 +24,7 @@ pub fn plan_for(engine: &mut dyn Engine, source: &Source, root: Option<&str>) ->
 }
 
 /// Opens the archive for reading, once per pass (an object is streamed once per pass).
-pub fn archive_opener<'a>(
-    archive: &'a Archive<'a>,
-) -> impl Fn() -> orgport_core::Result<Box<dyn Read>> + 'a {
+pub fn archive_opener<'a>(archive: &'a Archive<'a>) -> impl Fn() -> orgport_core::Result<Box<dyn Read>> + 'a {
     move || archive.reader()
 }
 

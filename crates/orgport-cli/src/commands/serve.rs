@@ -15,7 +15,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         None => Tokens::default(),
     };
     if tokens.is_empty() {
-        eprintln!("warning: no tokens: every request but `/healthz` gets 401\nhint: pass `--tokens-file FILE` (see `orgport serve --help`)");
+        eprintln!(
+            "warning: no tokens: every request but `/healthz` gets 401\nhint: pass `--tokens-file FILE` (see `orgport serve --help`)"
+        );
     }
     let settings = Settings {
         db: args.source.db,

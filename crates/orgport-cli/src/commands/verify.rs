@@ -19,22 +19,9 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
         Some(_) => None,
         None => Some(super::archive_root(&archive)?),
     };
-    let plan = Plan::build(
-        engine.introspect()?,
-        &config,
-        root.as_deref(),
-        engine.capabilities(),
-    )?;
+    let plan = Plan::build(engine.introspect()?, &config, root.as_deref(), engine.capabilities())?;
     let open = super::archive_opener(&archive);
-    let report = verify(
-        engine.as_mut(),
-        &plan,
-        &open,
-        &args.orgs,
-        Some(&open_files_store),
-        args.file_jobs.file_jobs.into(),
-        &Bars::new(),
-    )?;
+    let report = verify(engine.as_mut(), &plan, &open, &args.orgs, Some(&open_files_store), args.file_jobs.file_jobs.into(), &Bars::new())?;
     if args.json {
         writeln!(out, "{}", serde_json::to_string(&report)?)?;
     } else {
@@ -49,25 +36,13 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
             writeln!(out, "skipped: {s}")?;
         }
         if report.is_equal() {
-            writeln!(
-                out,
-                "verified: {rows} rows in {} tables equal the archive",
-                report.tables.len()
-            )?;
+            writeln!(out, "verified: {rows} rows in {} tables equal the archive", report.tables.len())?;
             if report.files_equal > 0 {
-                writeln!(
-                    out,
-                    "verified: {} files equal the archive's",
-                    report.files_equal
-                )?;
+                writeln!(out, "verified: {} files equal the archive's", report.files_equal)?;
             }
         } else {
             writeln!(out, "NOT equal: {} difference(s)", report.difference_count)?;
         }
     }
-    Ok(if report.is_equal() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if report.is_equal() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

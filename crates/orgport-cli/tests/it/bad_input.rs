@@ -20,34 +20,13 @@ struct Setup {
 
 fn setup() -> Setup {
     let w = Work::new();
-    let src = w.example(
-        "source.db",
-        &ExampleOptions {
-            tasks_per_project: 4,
-            ..ExampleOptions::default()
-        },
-    );
-    let tgt = w.example(
-        "target.db",
-        &ExampleOptions {
-            orgs: 2,
-            first_org: 100,
-            seed: 7,
-            tasks_per_project: 3,
-            ..ExampleOptions::default()
-        },
-    );
+    let src = w.example("source.db", &ExampleOptions { tasks_per_project: 4, ..ExampleOptions::default() });
+    let tgt =
+        w.example("target.db", &ExampleOptions { orgs: 2, first_org: 100, seed: 7, tasks_per_project: 3, ..ExampleOptions::default() });
     let config = example_config();
     let archive = w.path("org-1.orgport");
-    w.export(&src, Some(&config), None, &["1"], &[], &archive)
-        .ok();
-    Setup {
-        w,
-        src,
-        tgt,
-        archive,
-        config,
-    }
+    w.export(&src, Some(&config), None, &["1"], &[], &archive).ok();
+    Setup { w, src, tgt, archive, config }
 }
 
 impl Setup {
@@ -59,26 +38,14 @@ impl Setup {
         std::fs::write(&path, bytes).unwrap();
         let before = self::bytes(&self.tgt);
         let out = self.w.import(&self.tgt, Some(&self.config), &path, &[]);
-        assert_eq!(
-            out.code, 1,
-            "{name}: import must fail:\nstdout:\n{}\nstderr:\n{}",
-            out.stdout, out.stderr
-        );
+        assert_eq!(out.code, 1, "{name}: import must fail:\nstdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
         for f in fragments {
-            assert!(
-                out.stderr.contains(f),
-                "{name}: the import error does not mention {f:?}:\n{}",
-                out.stderr
-            );
+            assert!(out.stderr.contains(f), "{name}: the import error does not mention {f:?}:\n{}", out.stderr);
         }
         assert_same_bytes(&self.tgt, &before);
-        self.w
-            .import(&self.tgt, Some(&self.config), &path, &["--dry-run"])
-            .fails_with(fragments);
+        self.w.import(&self.tgt, Some(&self.config), &path, &["--dry-run"]).fails_with(fragments);
         self.w.inspect(&path).fails_with(fragments);
-        self.w
-            .verify(&self.tgt, Some(&self.config), &path, &["100"])
-            .fails_with(fragments);
+        self.w.verify(&self.tgt, Some(&self.config), &path, &["100"]).fails_with(fragments);
         assert_same_bytes(&self.tgt, &before);
     }
 }
@@ -132,10 +99,7 @@ fn a_flipped_byte_is_refused_in_the_header_manifest_checksum_and_data() {
         (7, &["not an orgport archive"]),
         (13, &["archive is corrupt"]),
         (manifest + 2, &["manifest does not match its checksum"]),
-        (
-            manifest + (checksum - manifest) / 2,
-            &["manifest does not match its checksum"],
-        ),
+        (manifest + (checksum - manifest) / 2, &["manifest does not match its checksum"]),
         (checksum + 5, &["manifest does not match its checksum"]),
         (data, &["archive is corrupt"]),
         (data + (len - data) / 3, &["archive is corrupt"]),
@@ -153,24 +117,12 @@ fn a_flipped_byte_is_refused_in_the_header_manifest_checksum_and_data() {
 #[test]
 fn every_single_bit_flip_is_detected_by_the_reader() {
     let w = Work::new();
-    let src = w.example(
-        "tiny.db",
-        &ExampleOptions {
-            orgs: 2,
-            projects_per_org: 1,
-            tasks_per_project: 2,
-            users: 3,
-            ..ExampleOptions::default()
-        },
-    );
+    let src =
+        w.example("tiny.db", &ExampleOptions { orgs: 2, projects_per_org: 1, tasks_per_project: 2, users: 3, ..ExampleOptions::default() });
     let archive = w.path("tiny.orgport");
-    w.export(&src, Some(&example_config()), None, &["2"], &[], &archive)
-        .ok();
+    w.export(&src, Some(&example_config()), None, &["2"], &[], &archive).ok();
     let full = bytes(&archive);
-    assert!(ArchiveReader::open(full.as_slice())
-        .unwrap()
-        .check_all()
-        .is_ok());
+    assert!(ArchiveReader::open(full.as_slice()).unwrap().check_all().is_ok());
     let mut undetected = Vec::new();
     for at in 0..full.len() {
         for bit in [0u8, 5] {
@@ -203,12 +155,7 @@ fn a_wrong_checksum_in_the_manifest_is_refused() {
         p.join(true)
     };
     let table = |m: &mut serde_json::Value, name: &str| -> usize {
-        m["tables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .position(|t| t["name"] == name)
-            .unwrap_or_else(|| panic!("no table {name}"))
+        m["tables"].as_array().unwrap().iter().position(|t| t["name"] == name).unwrap_or_else(|| panic!("no table {name}"))
     };
     // Sanity: re-sealing an unchanged manifest gives a good archive.
     let same = edit(&|_| {});
@@ -225,11 +172,7 @@ fn a_wrong_checksum_in_the_manifest_is_refused() {
         }),
         &["archive is corrupt", "tasks", "checksum"],
     );
-    s.refuse(
-        "data-sha.orgport",
-        &edit(&|m| m["data"]["sha256"] = zeros.clone().into()),
-        &["archive is corrupt", "checksum"],
-    );
+    s.refuse("data-sha.orgport", &edit(&|m| m["data"]["sha256"] = zeros.clone().into()), &["archive is corrupt", "checksum"]);
     s.refuse(
         "data-len.orgport",
         &edit(&|m| {
@@ -256,27 +199,15 @@ fn a_wrong_checksum_in_the_manifest_is_refused() {
         }),
         &["archive is corrupt"],
     );
-    s.refuse(
-        "no-orgs.orgport",
-        &edit(&|m| m["orgs"] = serde_json::json!([])),
-        &["archive is corrupt", "organisation"],
-    );
+    s.refuse("no-orgs.orgport", &edit(&|m| m["orgs"] = serde_json::json!([])), &["archive is corrupt", "organisation"]);
     // The manifest checksum itself is wrong.
     let mut p = split_archive(&full);
     p.checksum[0] ^= 1;
-    s.refuse(
-        "manifest-sum.orgport",
-        &p.join(false),
-        &["manifest does not match its checksum"],
-    );
+    s.refuse("manifest-sum.orgport", &p.join(false), &["manifest does not match its checksum"]);
     // A manifest that is not JSON at all, properly sealed.
     let mut p = split_archive(&full);
     p.manifest = b"{ not json".to_vec();
-    s.refuse(
-        "bad-json.orgport",
-        &p.join(true),
-        &["archive is corrupt", "manifest"],
-    );
+    s.refuse("bad-json.orgport", &p.join(true), &["archive is corrupt", "manifest"]);
 }
 
 /// Rows re-encoded with one value changed: the compressed data matches its checksum, the table's
@@ -316,20 +247,11 @@ fn changed_rows_with_a_stale_table_checksum_are_refused() {
     // The forged archive is self-consistent; put back the original checksum of `projects`.
     let mut p = split_archive(&forged);
     let mut m = p.manifest_json();
-    let i = m["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .position(|t| t["name"] == "projects")
-        .unwrap();
+    let i = m["tables"].as_array().unwrap().iter().position(|t| t["name"] == "projects").unwrap();
     assert_ne!(m["tables"][i]["sha256"], original["tables"][i]["sha256"]);
     m["tables"][i]["sha256"] = original["tables"][i]["sha256"].clone();
     p.set_manifest(&m);
-    s.refuse(
-        "stale-table-sum.orgport",
-        &p.join(true),
-        &["archive is corrupt", "projects", "checksum"],
-    );
+    s.refuse("stale-table-sum.orgport", &p.join(true), &["archive is corrupt", "projects", "checksum"]);
 }
 
 #[test]
@@ -340,41 +262,25 @@ fn an_unknown_format_version_is_refused_by_number() {
         let mut b = full.clone();
         b[8..12].copy_from_slice(&version.to_le_bytes());
         let text = format!("archive format version {version} is not supported");
-        s.refuse(
-            &format!("v{version}.orgport"),
-            &b,
-            &[&text, "versions 1 to 2"],
-        );
+        s.refuse(&format!("v{version}.orgport"), &b, &[&text, "versions 1 to 2"]);
     }
     // Version 1 is version 2 without files: an archive without files reads as either.
     let mut v1 = full.clone();
     v1[8..12].copy_from_slice(&1u32.to_le_bytes());
     let path = s.w.path("v1.orgport");
     std::fs::write(&path, &v1).expect("writing an archive");
-    assert_eq!(
-        s.w.manifest(&path)["tables"],
-        s.w.manifest(&s.archive)["tables"]
-    );
+    assert_eq!(s.w.manifest(&path)["tables"], s.w.manifest(&s.archive)["tables"]);
 }
 
 #[test]
 fn files_that_are_not_archives_are_refused() {
     let s = setup();
-    s.refuse(
-        "text.orgport",
-        b"hello, I am not an archive\n",
-        &["not an orgport archive"],
-    );
-    s.refuse(
-        "sqlite.orgport",
-        &bytes(&s.src),
-        &["not an orgport archive"],
-    );
+    s.refuse("text.orgport", b"hello, I am not an archive\n", &["not an orgport archive"]);
+    s.refuse("sqlite.orgport", &bytes(&s.src), &["not an orgport archive"]);
     s.refuse("empty.orgport", b"", &["archive is corrupt", "truncated"]);
     let missing = s.w.path("missing.orgport");
     let before = bytes(&s.tgt);
-    s.w.import(&s.tgt, Some(&s.config), &missing, &[])
-        .fails_with(&["missing.orgport"]);
+    s.w.import(&s.tgt, Some(&s.config), &missing, &[]).fails_with(&["missing.orgport"]);
     s.w.inspect(&missing).fails_with(&["missing.orgport"]);
     assert_same_bytes(&s.tgt, &before);
     assert!(!missing.exists());
@@ -389,17 +295,15 @@ fn a_target_lacking_tables_or_columns_is_refused_with_every_difference() {
         .unwrap();
     let before = bytes(&tgt);
     for extra in [&[][..], &["--dry-run"][..]] {
-        s.w.import(&tgt, Some(&s.config), &s.archive, extra)
-            .fails_with(&[
-                "does not match the archive",
-                "table `event-log` is missing",
-                "column `tasks.metadata` is missing",
-                "column `labels.color` is missing",
-            ]);
+        s.w.import(&tgt, Some(&s.config), &s.archive, extra).fails_with(&[
+            "does not match the archive",
+            "table `event-log` is missing",
+            "column `tasks.metadata` is missing",
+            "column `labels.color` is missing",
+        ]);
         assert_same_bytes(&tgt, &before);
     }
-    s.w.verify(&tgt, Some(&s.config), &s.archive, &["100"])
-        .fails_with(&["event-log", "tasks.metadata"]);
+    s.w.verify(&tgt, Some(&s.config), &s.archive, &["100"]).fails_with(&["event-log", "tasks.metadata"]);
 }
 
 #[test]
@@ -413,8 +317,7 @@ fn a_target_column_of_another_type_is_refused() {
         &format!("{changed}\nINSERT INTO plans VALUES ('free', 'Free', 3), ('team', 'Team', 50), ('enterprise', 'Enterprise', NULL);"),
     );
     let before = bytes(&tgt);
-    s.w.import(&tgt, Some(&s.config), &s.archive, &[])
-        .fails_with(&["attachments.content", "BLOB", "INTEGER"]);
+    s.w.import(&tgt, Some(&s.config), &s.archive, &[]).fails_with(&["attachments.content", "BLOB", "INTEGER"]);
     assert_same_bytes(&tgt, &before);
 }
 
@@ -423,11 +326,9 @@ fn an_archive_of_another_schema_is_refused() {
     let s = setup();
     let other = s.w.db("other.db", "CREATE TABLE tenants (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO tenants VALUES (1, 'a');");
     let archive = s.w.path("other.orgport");
-    s.w.export(&other, None, Some("tenants"), &["1"], &[], &archive)
-        .ok();
+    s.w.export(&other, None, Some("tenants"), &["1"], &[], &archive).ok();
     let before = bytes(&s.tgt);
-    s.w.import(&s.tgt, Some(&s.config), &archive, &[])
-        .fails_with(&["tenants"]);
+    s.w.import(&s.tgt, Some(&s.config), &archive, &[]).fails_with(&["tenants"]);
     assert_same_bytes(&s.tgt, &before);
 }
 
@@ -437,22 +338,14 @@ fn exporting_an_organisation_that_does_not_exist_names_it_and_writes_nothing() {
     let out = s.w.path("nope.orgport");
     let listing = dir_listing(s.w.dir.path());
     let src_before = bytes(&s.src);
-    s.w.export(&s.src, Some(&s.config), None, &["999"], &[], &out)
-        .fails_with(&["organisation 999 not found", "workspaces"]);
-    s.w.export(&s.src, Some(&s.config), None, &["1", "12345"], &[], &out)
-        .fails_with(&["12345", "not found"]);
-    s.w.export(&s.src, Some(&s.config), None, &["abc"], &[], &out)
-        .fails_with(&["abc", "integer"]);
+    s.w.export(&s.src, Some(&s.config), None, &["999"], &[], &out).fails_with(&["organisation 999 not found", "workspaces"]);
+    s.w.export(&s.src, Some(&s.config), None, &["1", "12345"], &[], &out).fails_with(&["12345", "not found"]);
+    s.w.export(&s.src, Some(&s.config), None, &["abc"], &[], &out).fails_with(&["abc", "integer"]);
     assert!(!out.exists());
-    assert_eq!(
-        dir_listing(s.w.dir.path()),
-        listing,
-        "a failed export leaves no file behind"
-    );
+    assert_eq!(dir_listing(s.w.dir.path()), listing, "a failed export leaves no file behind");
     assert_same_bytes(&s.src, &src_before);
     // verify of an organisation that does not exist on the target.
-    s.w.verify(&s.tgt, Some(&s.config), &s.archive, &["424242"])
-        .fails_with(&["424242", "not found"]);
+    s.w.verify(&s.tgt, Some(&s.config), &s.archive, &["424242"]).fails_with(&["424242", "not found"]);
 }
 
 #[test]
@@ -460,11 +353,9 @@ fn export_does_not_overwrite_an_existing_file_unless_forced() {
     let s = setup();
     let out = s.w.path("precious.orgport");
     std::fs::write(&out, b"precious").unwrap();
-    s.w.export(&s.src, Some(&s.config), None, &["2"], &[], &out)
-        .fails_with(&["already exists", "--force"]);
+    s.w.export(&s.src, Some(&s.config), None, &["2"], &[], &out).fails_with(&["already exists", "--force"]);
     assert_eq!(bytes(&out), b"precious");
-    s.w.export(&s.src, Some(&s.config), None, &["2"], &["--force"], &out)
-        .ok();
+    s.w.export(&s.src, Some(&s.config), None, &["2"], &["--force"], &out).ok();
     let (m, _) = archive_rows(&out);
     assert_eq!(m.orgs, vec![Value::Int(2)]);
 }
@@ -476,53 +367,26 @@ fn unreadable_or_missing_databases_are_named_and_left_alone() {
     std::fs::write(&text, "this is not a database\n".repeat(100)).unwrap();
     let text_before = bytes(&text);
     let out = s.w.path("x.orgport");
-    s.w.export(&text, Some(&s.config), None, &["1"], &[], &out)
-        .fails_with(&["notes.txt", "not a readable SQLite database"]);
-    s.w.import(&text, Some(&s.config), &s.archive, &[])
-        .fails_with(&["notes.txt", "not a readable SQLite database"]);
-    s.w.run(&[
-        "plan",
-        "--db",
-        &url(&text),
-        "--config",
-        &s.config.display().to_string(),
-    ])
-    .fails_with(&["notes.txt"]);
-    s.w.verify(&text, Some(&s.config), &s.archive, &["1"])
-        .fails_with(&["notes.txt"]);
+    s.w.export(&text, Some(&s.config), None, &["1"], &[], &out).fails_with(&["notes.txt", "not a readable SQLite database"]);
+    s.w.import(&text, Some(&s.config), &s.archive, &[]).fails_with(&["notes.txt", "not a readable SQLite database"]);
+    s.w.run(&["plan", "--db", &url(&text), "--config", &s.config.display().to_string()]).fails_with(&["notes.txt"]);
+    s.w.verify(&text, Some(&s.config), &s.archive, &["1"]).fails_with(&["notes.txt"]);
     assert_same_bytes(&text, &text_before);
 
     let missing = s.w.path("missing.db");
-    s.w.export(&missing, Some(&s.config), None, &["1"], &[], &out)
-        .fails_with(&["missing.db", "does not exist"]);
-    s.w.import(&missing, Some(&s.config), &s.archive, &[])
-        .fails_with(&["missing.db", "does not exist"]);
-    s.w.verify(&missing, Some(&s.config), &s.archive, &["1"])
-        .fails_with(&["missing.db", "does not exist"]);
+    s.w.export(&missing, Some(&s.config), None, &["1"], &[], &out).fails_with(&["missing.db", "does not exist"]);
+    s.w.import(&missing, Some(&s.config), &s.archive, &[]).fails_with(&["missing.db", "does not exist"]);
+    s.w.verify(&missing, Some(&s.config), &s.archive, &["1"]).fails_with(&["missing.db", "does not exist"]);
     assert!(!missing.exists(), "a missing target must not be created");
     assert!(!out.exists());
 
     // A directory, an unsupported URL scheme, a URL without a path.
     let dir = s.w.path("a-directory");
     std::fs::create_dir(&dir).unwrap();
-    s.w.import(&dir, Some(&s.config), &s.archive, &[])
-        .fails_with(&["a-directory"]);
-    s.w.run(&[
-        "import",
-        "--db",
-        "postgres://localhost/app",
-        "--in",
-        &s.archive.display().to_string(),
-    ])
-    .fails_with(&["postgres://localhost/app"]);
-    s.w.run(&[
-        "import",
-        "--db",
-        "sqlite://",
-        "--in",
-        &s.archive.display().to_string(),
-    ])
-    .fails_with(&["sqlite://"]);
+    s.w.import(&dir, Some(&s.config), &s.archive, &[]).fails_with(&["a-directory"]);
+    s.w.run(&["import", "--db", "postgres://localhost/app", "--in", &s.archive.display().to_string()])
+        .fails_with(&["postgres://localhost/app"]);
+    s.w.run(&["import", "--db", "sqlite://", "--in", &s.archive.display().to_string()]).fails_with(&["sqlite://"]);
 }
 
 #[test]
@@ -530,17 +394,9 @@ fn an_empty_file_as_target_is_refused_and_stays_empty() {
     let s = setup();
     let empty = s.w.path("empty.db");
     std::fs::write(&empty, b"").unwrap();
-    s.w.import(&empty, Some(&s.config), &s.archive, &[])
-        .fails_with(&["workspaces"]);
+    s.w.import(&empty, Some(&s.config), &s.archive, &[]).fails_with(&["workspaces"]);
     assert_eq!(bytes(&empty), b"");
-    assert_eq!(
-        dir_listing(s.w.dir.path())
-            .iter()
-            .filter(|f| f.starts_with("empty.db"))
-            .count(),
-        1,
-        "no journal left behind"
-    );
+    assert_eq!(dir_listing(s.w.dir.path()).iter().filter(|f| f.starts_with("empty.db")).count(), 1, "no journal left behind");
 }
 
 #[test]
@@ -548,8 +404,7 @@ fn a_tampered_target_fails_verify_with_the_difference() {
     let s = setup();
     let report = s.w.import_json(&s.tgt, Some(&s.config), &s.archive);
     let org = new_org(&report);
-    s.w.verify(&s.tgt, Some(&s.config), &s.archive, &[&org])
-        .ok();
+    s.w.verify(&s.tgt, Some(&s.config), &s.archive, &[&org]).ok();
     let conn = open(&s.tgt);
     let k: i64 = org.parse().unwrap();
     let pristine = s.w.copy(&s.tgt, "pristine.db");
@@ -557,16 +412,8 @@ fn a_tampered_target_fails_verify_with_the_difference() {
     // A changed cell.
     conn.execute("UPDATE tasks SET title = title || '!' WHERE id = (SELECT min(t.id) FROM tasks t JOIN projects p ON p.id = t.project_id WHERE p.workspace_id = ?1)", [k]).unwrap();
     let out = s.w.verify(&s.tgt, Some(&s.config), &s.archive, &[&org]);
-    assert_eq!(
-        out.code, 1,
-        "verify must notice a changed title:\n{}\n{}",
-        out.stdout, out.stderr
-    );
-    assert!(
-        out.stdout.contains("tasks") && out.stdout.contains("NOT equal"),
-        "{}",
-        out.stdout
-    );
+    assert_eq!(out.code, 1, "verify must notice a changed title:\n{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("tasks") && out.stdout.contains("NOT equal"), "{}", out.stdout);
 
     // A missing row.
     let t2 = s.w.copy(&pristine, "deleted.db");
@@ -574,11 +421,7 @@ fn a_tampered_target_fails_verify_with_the_difference() {
         .execute("DELETE FROM \"event-log\" WHERE rowid = (SELECT max(rowid) FROM \"event-log\" WHERE workspace_id = ?1)", [k])
         .unwrap();
     let out = s.w.verify(&t2, Some(&s.config), &s.archive, &[&org]);
-    assert_eq!(
-        out.code, 1,
-        "verify must notice a missing row:\n{}",
-        out.stdout
-    );
+    assert_eq!(out.code, 1, "verify must notice a missing row:\n{}", out.stdout);
     assert!(out.stdout.contains("event-log"), "{}", out.stdout);
 
     // The last rows of a table paired by key order.
@@ -592,30 +435,18 @@ fn a_tampered_target_fails_verify_with_the_difference() {
         .unwrap();
     assert_eq!(gone, 2);
     let out = s.w.verify(&t5, Some(&s.config), &s.archive, &[&org]);
-    assert_eq!(
-        out.code, 1,
-        "verify must notice missing last rows:\n{}",
-        out.stdout
-    );
+    assert_eq!(out.code, 1, "verify must notice missing last rows:\n{}", out.stdout);
     let attachments = count(&open(&pristine), "SELECT count(*) FROM attachments a JOIN tasks t ON t.id = a.task_id JOIN projects p ON p.id = t.project_id WHERE p.workspace_id = ?1", &[&k]);
     for n in [attachments - 1, attachments] {
         let line = format!("table `attachments`: archive row {n} is missing on the target");
-        assert!(
-            out.stdout.contains(&line),
-            "no `{line}` in:\n{}",
-            out.stdout
-        );
+        assert!(out.stdout.contains(&line), "no `{line}` in:\n{}", out.stdout);
     }
 
     // An extra row.
     let t3 = s.w.copy(&pristine, "extra.db");
     open(&t3).execute("INSERT INTO gift_cards (workspace_id, code, amount_cents) VALUES (?1, 'EXTRA-CARD', 1)", [k]).unwrap();
     let out = s.w.verify(&t3, Some(&s.config), &s.archive, &[&org]);
-    assert_eq!(
-        out.code, 1,
-        "verify must notice an extra row:\n{}",
-        out.stdout
-    );
+    assert_eq!(out.code, 1, "verify must notice an extra row:\n{}", out.stdout);
     assert!(out.stdout.contains("gift_cards"), "{}", out.stdout);
 
     // A reference moved to another row of the same organisation.
@@ -629,11 +460,7 @@ fn a_tampered_target_fails_verify_with_the_difference() {
         .unwrap();
     assert_eq!(moved, 1);
     let out = s.w.verify(&t4, Some(&s.config), &s.archive, &[&org]);
-    assert_eq!(
-        out.code, 1,
-        "verify must notice a changed parent:\n{}",
-        out.stdout
-    );
+    assert_eq!(out.code, 1, "verify must notice a changed parent:\n{}", out.stdout);
     assert!(out.stdout.contains("tasks"), "{}", out.stdout);
 }
 
@@ -652,16 +479,8 @@ fn usage_errors_exit_with_code_2() {
     ];
     for (args, fragment) in cases {
         let out = w.run(&args);
-        assert_eq!(
-            out.code, 2,
-            "{args:?} is a usage error:\nstdout:\n{}\nstderr:\n{}",
-            out.stdout, out.stderr
-        );
-        assert!(
-            out.stderr.contains(fragment),
-            "{args:?}: the error does not name {fragment:?}:\n{}",
-            out.stderr
-        );
+        assert_eq!(out.code, 2, "{args:?} is a usage error:\nstdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains(fragment), "{args:?}: the error does not name {fragment:?}:\n{}", out.stderr);
     }
     assert!(!w.path("x.db").exists());
 }
@@ -672,13 +491,8 @@ fn usage_errors_exit_with_code_2() {
 fn export_never_replaces_its_own_source_database() {
     let s = setup();
     let before = bytes(&s.src);
-    let out =
-        s.w.export(&s.src, Some(&s.config), None, &["1"], &["--force"], &s.src);
-    assert_eq!(
-        out.code, 1,
-        "export overwrote its own source with the archive:\n{}",
-        out.stderr
-    );
+    let out = s.w.export(&s.src, Some(&s.config), None, &["1"], &["--force"], &s.src);
+    assert_eq!(out.code, 1, "export overwrote its own source with the archive:\n{}", out.stderr);
     assert!(out.stderr.contains("source.db"), "{}", out.stderr);
     assert_same_bytes(&s.src, &before);
 }
@@ -687,8 +501,7 @@ fn export_never_replaces_its_own_source_database() {
 fn export_into_a_missing_directory_names_it() {
     let s = setup();
     let out = s.w.path("no/such/dir/x.orgport");
-    s.w.export(&s.src, Some(&s.config), None, &["1"], &[], &out)
-        .fails_with(&["no/such/dir"]);
+    s.w.export(&s.src, Some(&s.config), None, &["1"], &[], &out).fails_with(&["no/such/dir"]);
     assert!(!s.w.path("no").exists());
 }
 
@@ -698,31 +511,13 @@ fn export_into_a_missing_directory_names_it() {
 fn a_reader_leaving_stdout_early_is_no_error() {
     let s = setup();
     let bin = assert_cmd::cargo::cargo_bin("orgport");
-    for args in [
-        vec!["inspect", "--in", s.archive.to_str().unwrap()],
-        vec![
-            "plan",
-            "--db",
-            &url(&s.src),
-            "--config",
-            s.config.to_str().unwrap(),
-        ],
-    ] {
+    for args in
+        [vec!["inspect", "--in", s.archive.to_str().unwrap()], vec!["plan", "--db", &url(&s.src), "--config", s.config.to_str().unwrap()]]
+    {
         // `true` has exited when orgport starts writing, so every write meets a closed pipe.
-        let script =
-            r#"set -o pipefail; { sleep 0.3; exec "$@"; } | true; echo "status ${PIPESTATUS[0]}""#;
-        let out = std::process::Command::new("bash")
-            .arg("-c")
-            .arg(script)
-            .arg("bash")
-            .arg(&bin)
-            .args(&args)
-            .output()
-            .unwrap();
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-        );
+        let script = r#"set -o pipefail; { sleep 0.3; exec "$@"; } | true; echo "status ${PIPESTATUS[0]}""#;
+        let out = std::process::Command::new("bash").arg("-c").arg(script).arg("bash").arg(&bin).args(&args).output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert_eq!(stdout.trim(), "status 0", "{args:?}: {stderr}");
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }

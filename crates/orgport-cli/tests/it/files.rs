@@ -42,19 +42,11 @@ impl Host<'_> {
             Host::Local => {
                 let dir = w.path(name);
                 std::fs::create_dir_all(&dir).expect("a store directory");
-                Place {
-                    url: format!("file://{}", dir.display()),
-                    dir: Some(dir),
-                    bucket: String::new(),
-                }
+                Place { url: format!("file://{}", dir.display()), dir: Some(dir), bucket: String::new() }
             }
             Host::Remote(server) => {
                 let bucket = server.bucket(name);
-                Place {
-                    url: format!("{}://{bucket}", server.scheme()),
-                    dir: None,
-                    bucket,
-                }
+                Place { url: format!("{}://{bucket}", server.scheme()), dir: None, bucket }
             }
         }
     }
@@ -86,9 +78,7 @@ impl Host<'_> {
             (Host::Remote(server), _) => server.keys(&place.bucket),
             (Host::Local, None) => unreachable!("a local place has a directory"),
         };
-        keys.into_iter()
-            .map(|k| (k.clone(), self.get(place, &k).expect("a listed object")))
-            .collect()
+        keys.into_iter().map(|k| (k.clone(), self.get(place, &k).expect("a listed object"))).collect()
     }
 
     fn env(&self) -> Vec<(String, String)> {
@@ -133,9 +123,7 @@ fn setup(host: Host) -> Setup {
     for i in 0..NAMED {
         let key = format!("1/att/{i:03}.bin");
         host.put(&source, &key, &content(i));
-        sql.push_str(&format!(
-            "INSERT INTO attachments (org_id, name, object_key) VALUES (1, 'file {i}', '{key}');"
-        ));
+        sql.push_str(&format!("INSERT INTO attachments (org_id, name, object_key) VALUES (1, 'file {i}', '{key}');"));
     }
     // One larger than the part orgport reads into memory, so that it streams.
     host.put(&source, "1/thumbs/0.png", &random_bytes(7, 1_500_000));
@@ -147,22 +135,12 @@ fn setup(host: Host) -> Setup {
     for i in 0..20 {
         let key = format!("2/att/{i}.bin");
         host.put(&source, &key, &content(2000 + i));
-        sql.push_str(&format!(
-            "INSERT INTO attachments (org_id, name, object_key) VALUES (2, 'file {i}', '{key}');"
-        ));
+        sql.push_str(&format!("INSERT INTO attachments (org_id, name, object_key) VALUES (2, 'file {i}', '{key}');"));
     }
     let src = w.db("source.db", &sql);
     let src_config = config(&w, "source.toml", &source.url);
     let (tgt, target, tgt_config) = new_target(host, &w, "target");
-    Setup {
-        w,
-        src,
-        tgt,
-        source,
-        target,
-        src_config,
-        tgt_config,
-    }
+    Setup { w, src, tgt, source, target, src_config, tgt_config }
 }
 
 /// A target database with organisations 1–3 of its own, each with a file in a new store.
@@ -171,11 +149,7 @@ fn new_target(host: Host, w: &Work, name: &str) -> (PathBuf, Place, PathBuf) {
     let mut sql = String::from(SCHEMA);
     for org in 1..=3 {
         let key = format!("{org}/att/000.bin");
-        host.put(
-            &target,
-            &key,
-            format!("the target's own file of organisation {org}").as_bytes(),
-        );
+        host.put(&target, &key, format!("the target's own file of organisation {org}").as_bytes());
         sql.push_str(&format!(
             "INSERT INTO orgs VALUES ({org}, 'target {org}'); INSERT INTO attachments (org_id, name, object_key) VALUES ({org}, 'own', '{key}');"
         ));
@@ -191,51 +165,24 @@ fn expected_on_target(host: Host, s: &Setup, org: i64) -> BTreeMap<String, Vec<u
     host.objects(&s.source)
         .into_iter()
         .filter(|(k, _)| k.starts_with("1/") || k == "shared/logo-1.png")
-        .map(|(k, v)| {
-            (
-                k.strip_prefix("1/")
-                    .map_or(k.clone(), |rest| format!("{org}/{rest}")),
-                v,
-            )
-        })
+        .map(|(k, v)| (k.strip_prefix("1/").map_or(k.clone(), |rest| format!("{org}/{rest}")), v))
         .collect()
 }
 
 /// After a successful import as organisation `org` into `tgt` and `target`: the store holds its
 /// own objects and organisation 1's under the new prefix, byte for byte; the rows name them.
-fn assert_landed(
-    host: Host,
-    s: &Setup,
-    (tgt, target): (&PathBuf, &Place),
-    org: i64,
-    target_before: &BTreeMap<String, Vec<u8>>,
-) {
+fn assert_landed(host: Host, s: &Setup, (tgt, target): (&PathBuf, &Place), org: i64, target_before: &BTreeMap<String, Vec<u8>>) {
     let mut expected = target_before.clone();
     let moved = expected_on_target(host, s, org);
     assert_eq!(moved.len(), NAMED + UNNAMED + 1, "test setup");
     expected.extend(moved);
     let found = host.objects(target);
-    assert_eq!(
-        found.keys().collect::<Vec<_>>(),
-        expected.keys().collect::<Vec<_>>(),
-        "the target store's keys"
-    );
+    assert_eq!(found.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "the target store's keys");
     for (key, bytes) in &expected {
-        assert!(
-            found[key] == *bytes,
-            "`{key}` on the target differs from its source"
-        );
+        assert!(found[key] == *bytes, "`{key}` on the target differs from its source");
     }
-    let source_rows = rows(
-        &open(&s.src),
-        "SELECT name, object_key FROM attachments WHERE org_id = 1 ORDER BY id",
-        &[],
-    );
-    let target_rows = rows(
-        &open(tgt),
-        "SELECT name, object_key FROM attachments WHERE org_id = ?1 ORDER BY id",
-        &[&org],
-    );
+    let source_rows = rows(&open(&s.src), "SELECT name, object_key FROM attachments WHERE org_id = 1 ORDER BY id", &[]);
+    let target_rows = rows(&open(tgt), "SELECT name, object_key FROM attachments WHERE org_id = ?1 ORDER BY id", &[&org]);
     assert_eq!(source_rows.len(), target_rows.len());
     for (source, target) in source_rows.iter().zip(&target_rows) {
         assert_eq!(source[0], target[0], "name");
@@ -252,84 +199,44 @@ fn round_trip(host: Host) {
     let s = setup(host);
     let target_before = host.objects(&s.target);
     let archive = s.w.path("org-1.orgport");
-    let out =
-        s.w.export(&s.src, Some(&s.src_config), None, &["1"], &[], &archive);
+    let out = s.w.export(&s.src, Some(&s.src_config), None, &["1"], &[], &archive);
     out.ok();
-    assert!(
-        out.stderr
-            .contains(&format!("files of `uploads`: {} (", NAMED + UNNAMED + 1)),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains(&format!("files of `uploads`: {} (", NAMED + UNNAMED + 1)), "{}", out.stderr);
     let manifest = s.w.manifest(&archive);
-    let listed = manifest["files"][0]["files"]
-        .as_array()
-        .expect("files in the manifest");
+    let listed = manifest["files"][0]["files"].as_array().expect("files in the manifest");
     assert_eq!(listed.len(), NAMED + UNNAMED + 1);
-    assert!(
-        listed
-            .iter()
-            .all(|f| !f["key"].as_str().unwrap_or_default().starts_with("2/")),
-        "organisation 2's files were exported"
-    );
+    assert!(listed.iter().all(|f| !f["key"].as_str().unwrap_or_default().starts_with("2/")), "organisation 2's files were exported");
 
     let report = s.w.import_json(&s.tgt, Some(&s.tgt_config), &archive);
     assert_eq!(new_org(&report), "4");
-    assert_eq!(
-        report["files"][0]["files"],
-        (NAMED + UNNAMED + 1) as u64,
-        "{report}"
-    );
+    assert_eq!(report["files"][0]["files"], (NAMED + UNNAMED + 1) as u64, "{report}");
     assert_landed(host, &s, (&s.tgt, &s.target), 4, &target_before);
     let verified = s.w.verify(&s.tgt, Some(&s.tgt_config), &archive, &["4"]);
     verified.ok();
-    assert!(
-        verified
-            .stdout
-            .contains(&format!("verified: {} files equal", NAMED + UNNAMED + 1)),
-        "{}",
-        verified.stdout
-    );
+    assert!(verified.stdout.contains(&format!("verified: {} files equal", NAMED + UNNAMED + 1)), "{}", verified.stdout);
 
     // A changed object is a difference.
     host.put(&s.target, "4/att/005.bin", b"changed on the target");
     let differs = s.w.verify(&s.tgt, Some(&s.tgt_config), &archive, &["4"]);
     assert_eq!(differs.code, 1, "{}", differs.stdout);
-    assert!(
-        differs
-            .stdout
-            .contains("file `1/att/005.bin` of `uploads` differs"),
-        "{}",
-        differs.stdout
-    );
+    assert!(differs.stdout.contains("file `1/att/005.bin` of `uploads` differs"), "{}", differs.stdout);
 
     // The same organisation through a transfer store, into another target (the object outside
     // the prefix keeps its key, so it would be in the way on the first).
     let transfer = host.new_place(&s.w, "transfer");
     let copied = s.w.path("org-1-copied.orgport");
     let base = format!("{}/exports/run-1", transfer.url);
-    s.w.export(
-        &s.src,
-        Some(&s.src_config),
-        None,
-        &["1"],
-        &["--files", "copy", "--files-to", &base],
-        &copied,
-    )
-    .ok();
+    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &["--files", "copy", "--files-to", &base], &copied).ok();
     let in_transfer = host.objects(&transfer);
     assert_eq!(in_transfer.len(), NAMED + UNNAMED + 1);
-    assert!(
-        in_transfer.contains_key("exports/run-1/uploads/1/att/000.bin"),
-        "{:?}",
-        in_transfer.keys().next()
-    );
+    assert!(in_transfer.contains_key("exports/run-1/uploads/1/att/000.bin"), "{:?}", in_transfer.keys().next());
     let total: u64 = in_transfer.values().map(|b| b.len() as u64).sum();
-    let (embedded_len, copied_len) = (
-        std::fs::metadata(&archive).expect("an archive").len(),
-        std::fs::metadata(&copied).expect("an archive").len(),
+    let (embedded_len, copied_len) =
+        (std::fs::metadata(&archive).expect("an archive").len(), std::fs::metadata(&copied).expect("an archive").len());
+    assert!(
+        copied_len + total <= embedded_len + 1000,
+        "files were embedded in a copy-mode archive: {copied_len} + {total} bytes vs {embedded_len}"
     );
-    assert!(copied_len + total <= embedded_len + 1000, "files were embedded in a copy-mode archive: {copied_len} + {total} bytes vs {embedded_len}");
     let (tgt, target, tgt_config) = new_target(host, &s.w, "second");
     let before = host.objects(&target);
     let report = s.w.import_json(&tgt, Some(&tgt_config), &copied);
@@ -363,15 +270,7 @@ fn failures_leave_nothing_behind(host: Host) {
     let s = setup(host);
     let transfer = host.new_place(&s.w, "transfer");
     let archive = s.w.path("org-1.orgport");
-    s.w.export(
-        &s.src,
-        Some(&s.src_config),
-        None,
-        &["1"],
-        &["--files", "copy", "--files-to", &transfer.url],
-        &archive,
-    )
-    .ok();
+    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &["--files", "copy", "--files-to", &transfer.url], &archive).ok();
     let db_before = snapshot(&s.tgt);
     let store_before = host.objects(&s.target);
 
@@ -380,67 +279,31 @@ fn failures_leave_nothing_behind(host: Host) {
     let mut bytes = host.get(&transfer, corrupted).expect("the copied file");
     bytes[0] ^= 1;
     host.put(&transfer, corrupted, &bytes);
-    let out =
-        s.w.import(&s.tgt, Some(&s.tgt_config), &archive, &["--file-jobs", "1"]);
-    out.fails_with(&[&format!(
-        "`{}/{corrupted}` does not match the size and checksum the archive lists",
-        transfer.url
-    )]);
-    assert_eq!(
-        snapshot(&s.tgt),
-        db_before,
-        "the failed import changed the database"
-    );
-    assert_eq!(
-        host.objects(&s.target),
-        store_before,
-        "the failed import left objects behind"
-    );
-    let out =
-        s.w.import(&s.tgt, Some(&s.tgt_config), &archive, &["--file-jobs", "8"]);
+    let out = s.w.import(&s.tgt, Some(&s.tgt_config), &archive, &["--file-jobs", "1"]);
+    out.fails_with(&[&format!("`{}/{corrupted}` does not match the size and checksum the archive lists", transfer.url)]);
+    assert_eq!(snapshot(&s.tgt), db_before, "the failed import changed the database");
+    assert_eq!(host.objects(&s.target), store_before, "the failed import left objects behind");
+    let out = s.w.import(&s.tgt, Some(&s.tgt_config), &archive, &["--file-jobs", "8"]);
     out.fails_with(&["does not match the size and checksum"]);
-    assert_eq!(
-        host.objects(&s.target),
-        store_before,
-        "the failed import left objects behind"
-    );
+    assert_eq!(host.objects(&s.target), store_before, "the failed import left objects behind");
     bytes[0] ^= 1;
     host.put(&transfer, corrupted, &bytes);
 
     // The last embedded file damaged: the 300 before it are written, then removed.
     let embedded = s.w.path("org-1-embedded.orgport");
-    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &[], &embedded)
-        .ok();
+    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &[], &embedded).ok();
     let mut damaged = std::fs::read(&embedded).expect("the archive");
     *damaged.last_mut().expect("a byte") ^= 0x40;
     std::fs::write(&embedded, &damaged).expect("writing the archive");
     let out = s.w.import(&s.tgt, Some(&s.tgt_config), &embedded, &[]);
     out.fails_with(&["file `shared/logo-1.png` of `uploads` does not match its checksum"]);
-    assert_eq!(
-        snapshot(&s.tgt),
-        db_before,
-        "the failed import changed the database"
-    );
-    assert_eq!(
-        host.objects(&s.target),
-        store_before,
-        "the failed import left objects behind"
-    );
+    assert_eq!(snapshot(&s.tgt), db_before, "the failed import changed the database");
+    assert_eq!(host.objects(&s.target), store_before, "the failed import left objects behind");
 
     // A dry run says what it would write, and writes nothing.
-    let dry = s.w.import(
-        &s.tgt,
-        Some(&s.tgt_config),
-        &archive,
-        &["--dry-run", "--json"],
-    );
+    let dry = s.w.import(&s.tgt, Some(&s.tgt_config), &archive, &["--dry-run", "--json"]);
     dry.ok();
-    assert_eq!(
-        dry.json()["files"][0]["files"],
-        (NAMED + UNNAMED + 1) as u64,
-        "{}",
-        dry.stdout
-    );
+    assert_eq!(dry.json()["files"][0]["files"], (NAMED + UNNAMED + 1) as u64, "{}", dry.stdout);
     assert_eq!(snapshot(&s.tgt), db_before);
     assert_eq!(host.objects(&s.target), store_before);
 
@@ -483,31 +346,15 @@ fn failed_imports_leave_no_file_behind_in_gcs() {
 #[test]
 fn a_missing_source_file_fails_the_export_by_name() {
     let s = setup(Host::Local);
-    let missing = s
-        .source
-        .dir
-        .as_ref()
-        .expect("a directory")
-        .join("1/att/007.bin");
+    let missing = s.source.dir.as_ref().expect("a directory").join("1/att/007.bin");
     std::fs::remove_file(&missing).expect("removing a source file");
     let archive = s.w.path("org-1.orgport");
-    let message = format!(
-        "`attachments.object_key` = `1/att/007.bin` names `{}/1/att/007.bin`, which does not exist",
-        s.source.url
-    );
-    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &[], &archive)
-        .fails_with(&[&message]);
+    let message = format!("`attachments.object_key` = `1/att/007.bin` names `{}/1/att/007.bin`, which does not exist", s.source.url);
+    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &[], &archive).fails_with(&[&message]);
     assert!(!archive.exists());
     let transfer = Host::Local.new_place(&s.w, "transfer");
-    s.w.export(
-        &s.src,
-        Some(&s.src_config),
-        None,
-        &["1"],
-        &["--files", "copy", "--files-to", &transfer.url],
-        &archive,
-    )
-    .fails_with(&[&message]);
+    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &["--files", "copy", "--files-to", &transfer.url], &archive)
+        .fails_with(&[&message]);
     assert!(!archive.exists());
     assert!(Host::Local.objects(&transfer).is_empty());
 }
@@ -519,26 +366,11 @@ fn wrong_credentials_for_the_files_are_a_clear_error() {
     let Some(s3) = s3() else { return };
     let mut s = setup(Host::Remote(&s3));
     let wrong = "wrong-secret-key-77c1";
-    s.w.env = s3
-        .env()
-        .into_iter()
-        .map(|(k, v)| {
-            if k == "AWS_SECRET_ACCESS_KEY" {
-                (k, wrong.to_string())
-            } else {
-                (k, v)
-            }
-        })
-        .collect();
+    s.w.env = s3.env().into_iter().map(|(k, v)| if k == "AWS_SECRET_ACCESS_KEY" { (k, wrong.to_string()) } else { (k, v) }).collect();
     let archive = s.w.path("org-1.orgport");
-    let out =
-        s.w.export(&s.src, Some(&s.src_config), None, &["1"], &[], &archive);
+    let out = s.w.export(&s.src, Some(&s.src_config), None, &["1"], &[], &archive);
     out.fails_with(&["access denied", &s.source.url]);
-    assert!(
-        !out.stderr.contains(wrong) && !out.stderr.contains(&s3.secret_key),
-        "{}",
-        out.stderr
-    );
+    assert!(!out.stderr.contains(wrong) && !out.stderr.contains(&s3.secret_key), "{}", out.stderr);
     assert!(!archive.exists());
 }
 
@@ -548,14 +380,11 @@ fn wrong_credentials_for_the_files_are_a_clear_error() {
 fn a_target_without_the_store_is_told_what_to_declare() {
     let s = setup(Host::Local);
     let archive = s.w.path("org-1.orgport");
-    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &[], &archive)
-        .ok();
+    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &[], &archive).ok();
     let bare = s.w.config("bare.toml", "root = \"orgs\"\n");
     let before = snapshot(&s.tgt);
-    s.w.import(&s.tgt, Some(&bare), &archive, &[]).fails_with(&[
-        "carries 301 file(s) of the store `uploads`",
-        "add a [files.uploads] section",
-    ]);
+    s.w.import(&s.tgt, Some(&bare), &archive, &[])
+        .fails_with(&["carries 301 file(s) of the store `uploads`", "add a [files.uploads] section"]);
     assert_eq!(snapshot(&s.tgt), before);
 }
 
@@ -581,9 +410,7 @@ fn a_failure_at_commit_takes_the_files_away(host: Host) {
         let key = format!("1/{i}.bin");
         host.put(&source, &key, &content(i));
         let kind = if i == 29 { 9 } else { 1 };
-        sql.push_str(&format!(
-            "INSERT INTO attachments (org_id, kind_id, object_key) VALUES (1, {kind}, '{key}');"
-        ));
+        sql.push_str(&format!("INSERT INTO attachments (org_id, kind_id, object_key) VALUES (1, {kind}, '{key}');"));
     }
     let src = w.db("source.db", &sql);
     let tgt = w.db("target.db", &format!("{schema} INSERT INTO orgs VALUES (1, 'target'); INSERT INTO kinds VALUES (1, 'plain');"));
@@ -593,17 +420,12 @@ fn a_failure_at_commit_takes_the_files_away(host: Host) {
     let src_config = w.config("source.toml", &section(&source.url));
     let tgt_config = w.config("target.toml", &section(&target.url));
     let archive = w.path("org-1.orgport");
-    w.export(&src, Some(&src_config), None, &["1"], &[], &archive)
-        .ok();
+    w.export(&src, Some(&src_config), None, &["1"], &[], &archive).ok();
     let before = bytes(&tgt);
     let out = w.import(&tgt, Some(&tgt_config), &archive, &[]);
     out.fails_with(&["attachments"]);
     assert_same_bytes(&tgt, &before);
-    assert!(
-        host.objects(&target).is_empty(),
-        "the failed import left objects behind: {:?}",
-        host.objects(&target).keys()
-    );
+    assert!(host.objects(&target).is_empty(), "the failed import left objects behind: {:?}", host.objects(&target).keys());
 }
 
 #[test]
@@ -624,62 +446,31 @@ fn a_failure_at_commit_takes_the_files_away_from_s3_and_gcs() {
 #[test]
 fn mistakes_in_the_files_section_are_named() {
     let w = Work::new();
-    let db = w.db("db.db", &format!("{SCHEMA} CREATE TABLE plans (id INTEGER PRIMARY KEY, logo_key TEXT); INSERT INTO orgs VALUES (1, 'one');"));
+    let db =
+        w.db("db.db", &format!("{SCHEMA} CREATE TABLE plans (id INTEGER PRIMARY KEY, logo_key TEXT); INSERT INTO orgs VALUES (1, 'one');"));
     let cases = [
-        (
-            "store = 'file:///x'\nprefix = '{org}/'\nbucket = 'b'",
-            "unknown field `bucket`",
-        ),
+        ("store = 'file:///x'\nprefix = '{org}/'\nbucket = 'b'", "unknown field `bucket`"),
         ("prefix = '{org}/'", "missing field `store`"),
-        (
-            "store = 'file:///x'",
-            "[files.uploads] has neither `prefix` nor `columns`",
-        ),
-        (
-            "store = 'file:///x'\nprefix = 'uploads/'",
-            "files.uploads: prefix `uploads/` has no `{org}`",
-        ),
-        (
-            "store = 'file:///x'\ncolumns = ['attachments.key']",
-            "files.uploads: table `attachments` has no column `key`",
-        ),
-        (
-            "store = 'file:///x'\ncolumns = ['attachment.object_key']",
-            "files.uploads: no table `attachment`",
-        ),
-        (
-            "store = 'file:///x'\ncolumns = ['attachments.org_id']",
-            "`attachments.org_id` does not hold text",
-        ),
-        (
-            "store = 'file:///x'\ncolumns = ['plans.logo_key']",
-            "`plans.logo_key` is in `plans`, which is not an organisation's own table",
-        ),
+        ("store = 'file:///x'", "[files.uploads] has neither `prefix` nor `columns`"),
+        ("store = 'file:///x'\nprefix = 'uploads/'", "files.uploads: prefix `uploads/` has no `{org}`"),
+        ("store = 'file:///x'\ncolumns = ['attachments.key']", "files.uploads: table `attachments` has no column `key`"),
+        ("store = 'file:///x'\ncolumns = ['attachment.object_key']", "files.uploads: no table `attachment`"),
+        ("store = 'file:///x'\ncolumns = ['attachments.org_id']", "`attachments.org_id` does not hold text"),
+        ("store = 'file:///x'\ncolumns = ['plans.logo_key']", "`plans.logo_key` is in `plans`, which is not an organisation's own table"),
     ];
     for (section, message) in cases {
-        let config = w.config(
-            "bad.toml",
-            &format!("root = 'orgs'\n[files.uploads]\n{section}\n"),
-        );
-        let out = w.run(&[
-            "plan",
-            "--db",
-            &url(&db),
-            "--config",
-            &config.display().to_string(),
-        ]);
+        let config = w.config("bad.toml", &format!("root = 'orgs'\n[files.uploads]\n{section}\n"));
+        let out = w.run(&["plan", "--db", &url(&db), "--config", &config.display().to_string()]);
         out.fails_with(&[message]);
     }
     let good = config(&w, "good.toml", "file:///srv/uploads");
-    let out = w.run(&[
-        "plan",
-        "--db",
-        &url(&db),
-        "--config",
-        &good.display().to_string(),
-    ]);
+    let out = w.run(&["plan", "--db", &url(&db), "--config", &good.display().to_string()]);
     out.ok();
-    assert!(out.stdout.contains("uploads: objects of file:///srv/uploads under `{org}/`, and named by attachments.object_key"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("uploads: objects of file:///srv/uploads under `{org}/`, and named by attachments.object_key"),
+        "{}",
+        out.stdout
+    );
 }
 
 /// Files from a directory, copied to S3 at export and into GCS at import: no store can copy on
@@ -694,27 +485,13 @@ fn files_move_across_services_streamed() {
     let transfer = Host::Remote(&s3).new_place(&s.w, "transfer");
     let target = Host::Remote(&gcs).new_place(&s.w, "target-gcs");
     let archive = s.w.path("org-1.orgport");
-    s.w.export(
-        &s.src,
-        Some(&s.src_config),
-        None,
-        &["1"],
-        &["--files", "copy", "--files-to", &transfer.url],
-        &archive,
-    )
-    .ok();
-    assert_eq!(
-        Host::Remote(&s3).objects(&transfer).len(),
-        NAMED + UNNAMED + 1
-    );
+    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &["--files", "copy", "--files-to", &transfer.url], &archive).ok();
+    assert_eq!(Host::Remote(&s3).objects(&transfer).len(), NAMED + UNNAMED + 1);
     let tgt_config = config(&s.w, "gcs.toml", &target.url);
     let report = s.w.import_json(&s.tgt, Some(&tgt_config), &archive);
     assert_eq!(new_org(&report), "4");
     let expected = expected_on_target(Host::Local, &s, 4);
-    assert!(
-        Host::Remote(&gcs).objects(&target) == expected,
-        "the files in GCS differ from the directory's"
-    );
+    assert!(Host::Remote(&gcs).objects(&target) == expected, "the files in GCS differ from the directory's");
     s.w.verify(&s.tgt, Some(&tgt_config), &archive, &["4"]).ok();
 }
 
@@ -724,23 +501,9 @@ fn files_move_across_services_streamed() {
 fn a_relative_files_to_directory_is_recorded_absolute() {
     let s = setup(Host::Local);
     let archive = s.w.path("org-1.orgport");
-    s.w.export(
-        &s.src,
-        Some(&s.src_config),
-        None,
-        &["1"],
-        &["--files", "copy", "--files-to", "file://transfer/run-1"],
-        &archive,
-    )
-    .ok();
+    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &["--files", "copy", "--files-to", "file://transfer/run-1"], &archive).ok();
     let manifest = s.w.manifest(&archive);
-    let absolute =
-        s.w.path("transfer/run-1")
-            .canonicalize()
-            .expect("the directory was made");
-    assert_eq!(
-        manifest["files"][0]["copied_to"],
-        format!("file://{}/uploads", absolute.display())
-    );
+    let absolute = s.w.path("transfer/run-1").canonicalize().expect("the directory was made");
+    assert_eq!(manifest["files"][0]["copied_to"], format!("file://{}/uploads", absolute.display()));
     assert_eq!(walk(&absolute, &absolute).len(), NAMED + UNNAMED + 1);
 }

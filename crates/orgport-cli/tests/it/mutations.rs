@@ -21,20 +21,11 @@ use crate::util::*;
 
 /// Organisation 1's objects in the source store: key and size (one empty, one larger than the
 /// part the import reads into memory).
-const FILES: [(&str, usize); 5] = [
-    ("1/a.txt", 0),
-    ("1/docs/b.bin", 700),
-    ("1/docs/c.bin", 5_000),
-    ("1/d.bin", 20_000),
-    ("1/big.bin", 1_100_000),
-];
+const FILES: [(&str, usize); 5] =
+    [("1/a.txt", 0), ("1/docs/b.bin", 700), ("1/docs/c.bin", 5_000), ("1/d.bin", 20_000), ("1/big.bin", 1_100_000)];
 
 fn files_config(store: &std::path::Path) -> String {
-    format!(
-        "{}\n[files.uploads]\nstore = \"file://{}\"\nprefix = \"{{org}}/\"\n",
-        example_config_text(),
-        store.display()
-    )
+    format!("{}\n[files.uploads]\nstore = \"file://{}\"\nprefix = \"{{org}}/\"\n", example_config_text(), store.display())
 }
 
 /// The target: a database with two organisations of its own, a store holding a file of each, and
@@ -47,75 +38,35 @@ struct Target {
 
 impl Target {
     fn new(w: &Work, name: &str) -> Target {
-        let opts = ExampleOptions {
-            orgs: 2,
-            first_org: 100,
-            seed: 7,
-            users: 5,
-            tasks_per_project: 2,
-            ..ExampleOptions::default()
-        };
+        let opts = ExampleOptions { orgs: 2, first_org: 100, seed: 7, users: 5, tasks_per_project: 2, ..ExampleOptions::default() };
         let db = w.example(&format!("{name}.db"), &opts);
         let store = w.path(&format!("{name}-files"));
         for org in [100, 101] {
             std::fs::create_dir_all(store.join(org.to_string())).expect("a store directory");
-            std::fs::write(store.join(format!("{org}/own.bin")), random_bytes(org, 300))
-                .expect("a target file");
+            std::fs::write(store.join(format!("{org}/own.bin")), random_bytes(org, 300)).expect("a target file");
         }
-        let config =
-            orgport_core::config::Config::parse(&files_config(&store)).expect("configuration");
-        let mut engine =
-            orgport_sqlite::SqliteEngine::open_path(&db, orgport_sqlite::Access::ReadOnly)
-                .expect("the target");
+        let config = orgport_core::config::Config::parse(&files_config(&store)).expect("configuration");
+        let mut engine = orgport_sqlite::SqliteEngine::open_path(&db, orgport_sqlite::Access::ReadOnly).expect("the target");
         let caps = engine.capabilities();
-        let plan = Plan::build(
-            engine.introspect().expect("introspect"),
-            &config,
-            None,
-            caps,
-        )
-        .expect("plan");
+        let plan = Plan::build(engine.introspect().expect("introspect"), &config, None, caps).expect("plan");
         Target { db, store, plan }
     }
 
     /// What must not change: the database file's bytes, the store's files with their bytes and
     /// its top-level entries (a new organisation's prefix).
     fn state(&self) -> (Vec<u8>, BTreeMap<String, Vec<u8>>, Vec<String>) {
-        let files = walk(&self.store, &self.store)
-            .into_iter()
-            .map(|k| (k.clone(), bytes(&self.store.join(&k))))
-            .collect();
+        let files = walk(&self.store, &self.store).into_iter().map(|k| (k.clone(), bytes(&self.store.join(&k)))).collect();
         (bytes(&self.db), files, dir_listing(&self.store))
     }
 
     /// The library's import of `archive`, panics caught.
-    fn import(
-        &self,
-        archive: &Arc<[u8]>,
-    ) -> std::thread::Result<orgport_core::Result<ImportReport>> {
-        let open = || -> orgport_core::Result<Box<dyn Read>> {
-            Ok(Box::new(std::io::Cursor::new(archive.clone())))
-        };
+    fn import(&self, archive: &Arc<[u8]>) -> std::thread::Result<orgport_core::Result<ImportReport>> {
+        let open = || -> orgport_core::Result<Box<dyn Read>> { Ok(Box::new(std::io::Cursor::new(archive.clone()))) };
         let stores = |url: &str| orgport_objects::open_store(url, |_| None);
-        let options = ImportOptions {
-            dry_run: false,
-            files: Some(FilesImport {
-                open: &stores,
-                jobs: 2,
-            }),
-        };
+        let options = ImportOptions { dry_run: false, files: Some(FilesImport { open: &stores, jobs: 2 }) };
         catch_unwind(AssertUnwindSafe(|| {
-            let mut engine = orgport_sqlite::SqliteEngine::open_path(
-                &self.db,
-                orgport_sqlite::Access::ReadWrite,
-            )?;
-            import(
-                &mut engine,
-                &self.plan,
-                &open,
-                &options,
-                &orgport_core::progress::Quiet,
-            )
+            let mut engine = orgport_sqlite::SqliteEngine::open_path(&self.db, orgport_sqlite::Access::ReadWrite)?;
+            import(&mut engine, &self.plan, &open, &options, &orgport_core::progress::Quiet)
         }))
     }
 }
@@ -130,24 +81,14 @@ struct Tally {
 
 impl Tally {
     /// Imports `archive` (described by `what`) and records whether it failed cleanly.
-    fn case(
-        &mut self,
-        target: &Target,
-        before: &(Vec<u8>, BTreeMap<String, Vec<u8>>, Vec<String>),
-        what: &str,
-        archive: Vec<u8>,
-    ) {
+    fn case(&mut self, target: &Target, before: &(Vec<u8>, BTreeMap<String, Vec<u8>>, Vec<String>), what: &str, archive: Vec<u8>) {
         self.cases += 1;
         let result = target.import(&archive.into());
         match result {
             Err(_) => self.failures.push(format!("{what}: the import panicked")),
             Ok(Ok(_)) => self.failures.push(format!("{what}: the import succeeded")),
             Ok(Err(e)) => {
-                let kind = format!("{e:?}")
-                    .split(['(', ' ', '{'])
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
+                let kind = format!("{e:?}").split(['(', ' ', '{']).next().unwrap_or_default().to_string();
                 if std::env::var_os("MUTATIONS_VERBOSE").is_some() {
                     eprintln!("{what}: {kind}: {e}");
                 }
@@ -188,13 +129,7 @@ fn peak_rss_kib() -> Option<u64> {
 fn mutated_archives_fail_cleanly_and_never_reach_the_target() {
     let started = Instant::now();
     let w = Work::new();
-    let src = w.example(
-        "source.db",
-        &ExampleOptions {
-            tasks_per_project: 2,
-            ..ExampleOptions::default()
-        },
-    );
+    let src = w.example("source.db", &ExampleOptions { tasks_per_project: 2, ..ExampleOptions::default() });
     let source_store = w.path("source-files");
     for (i, (key, size)) in FILES.iter().enumerate() {
         let path = source_store.join(key);
@@ -202,33 +137,15 @@ fn mutated_archives_fail_cleanly_and_never_reach_the_target() {
         std::fs::write(path, random_bytes(i as u64 + 1, *size)).expect("a source file");
     }
     let archive = w.path("org.orgport");
-    w.export(
-        &src,
-        Some(&w.config("source.toml", &files_config(&source_store))),
-        None,
-        &["1"],
-        &[],
-        &archive,
-    )
-    .ok();
+    w.export(&src, Some(&w.config("source.toml", &files_config(&source_store))), None, &["1"], &[], &archive).ok();
     let good = bytes(&archive);
     let parts = split_archive(&good);
     let manifest = parts.manifest_json();
-    assert_eq!(
-        manifest["files"][0]["files"]
-            .as_array()
-            .expect("files")
-            .len(),
-        FILES.len(),
-        "test setup: every file embedded"
-    );
+    assert_eq!(manifest["files"][0]["files"].as_array().expect("files").len(), FILES.len(), "test setup: every file embedded");
 
     // The archive as it is imports: the failures below are the mutations'.
     let control = Target::new(&w, "control");
-    let report = control
-        .import(&good.clone().into())
-        .expect("no panic")
-        .expect("the unchanged archive imports");
+    let report = control.import(&good.clone().into()).expect("no panic").expect("the unchanged archive imports");
     assert_eq!(report.files[0].files, FILES.len() as u64);
 
     let target = Target::new(&w, "target");
@@ -237,19 +154,9 @@ fn mutated_archives_fail_cleanly_and_never_reach_the_target() {
 
     // Single-byte flips, at deterministic positions of every section.
     let (manifest_at, checksum_at, data_at) = parts.offsets();
-    let files_at = data_at
-        + manifest["data"]["compressed_bytes"]
-            .as_u64()
-            .expect("data length") as usize;
-    let sections = [
-        ("header", 0..manifest_at, 48),
-        ("manifest", manifest_at..checksum_at, 300),
-        ("checksum", checksum_at..data_at, 64),
-    ];
-    let sections = sections.into_iter().chain([
-        ("data", data_at..files_at, 400),
-        ("files", files_at..good.len(), 300),
-    ]);
+    let files_at = data_at + manifest["data"]["compressed_bytes"].as_u64().expect("data length") as usize;
+    let sections = [("header", 0..manifest_at, 48), ("manifest", manifest_at..checksum_at, 300), ("checksum", checksum_at..data_at, 64)];
+    let sections = sections.into_iter().chain([("data", data_at..files_at, 400), ("files", files_at..good.len(), 300)]);
     let mut rng = Rng(0x5eed_f11b_0a11_f11b);
     for (section, range, count) in sections {
         for _ in 0..count {
@@ -257,28 +164,15 @@ fn mutated_archives_fail_cleanly_and_never_reach_the_target() {
             let mask = (rng.next() % 255 + 1) as u8;
             let mut bad = good.clone();
             bad[at] ^= mask;
-            tally.case(
-                &target,
-                &before,
-                &format!("{section} byte {at} ^ {mask:#04x}"),
-                bad,
-            );
+            tally.case(&target, &before, &format!("{section} byte {at} ^ {mask:#04x}"), bad);
         }
     }
     let flips = tally.cases;
 
     // Truncations: inside the header, then spread over the whole archive.
     let step = good.len() / 200;
-    for len in (0..16)
-        .chain((16..good.len()).step_by(step))
-        .chain([files_at, good.len() - 1])
-    {
-        tally.case(
-            &target,
-            &before,
-            &format!("cut at {len}"),
-            good[..len].to_vec(),
-        );
+    for len in (0..16).chain((16..good.len()).step_by(step)).chain([files_at, good.len() - 1]) {
+        tally.case(&target, &before, &format!("cut at {len}"), good[..len].to_vec());
     }
     let truncations = tally.cases - flips;
 
@@ -291,32 +185,17 @@ fn mutated_archives_fail_cleanly_and_never_reach_the_target() {
         parts.set_manifest(&m);
         parts.join(true)
     };
-    let files = manifest["files"][0]["files"]
-        .as_array()
-        .expect("files")
-        .len();
+    let files = manifest["files"][0]["files"].as_array().expect("files").len();
     let tables = manifest["tables"].as_array().expect("tables").len();
     let mut forged: Vec<(String, Vec<u8>)> = vec![
-        (
-            "compressed_bytes = u64::MAX".into(),
-            forge(&|m| m["data"]["compressed_bytes"] = json!(u64::MAX)),
-        ),
-        (
-            "compressed_bytes = 0".into(),
-            forge(&|m| m["data"]["compressed_bytes"] = json!(0)),
-        ),
-        (
-            "duplicate file keys".into(),
-            forge(&|m| m["files"][0]["files"][1]["key"] = m["files"][0]["files"][0]["key"].clone()),
-        ),
+        ("compressed_bytes = u64::MAX".into(), forge(&|m| m["data"]["compressed_bytes"] = json!(u64::MAX))),
+        ("compressed_bytes = 0".into(), forge(&|m| m["data"]["compressed_bytes"] = json!(0))),
+        ("duplicate file keys".into(), forge(&|m| m["files"][0]["files"][1]["key"] = m["files"][0]["files"][0]["key"].clone())),
         (
             "files listed twice".into(),
             forge(&|m| {
                 let listed = m["files"][0]["files"].as_array().unwrap().clone();
-                m["files"][0]["files"]
-                    .as_array_mut()
-                    .unwrap()
-                    .extend(listed);
+                m["files"][0]["files"].as_array_mut().unwrap().extend(listed);
             }),
         ),
         ("organisation keys nested 100 000 deep".into(), {
@@ -324,10 +203,7 @@ fn mutated_archives_fail_cleanly_and_never_reach_the_target() {
             let mut m = parts.manifest_json();
             m["orgs"] = json!("DEEP");
             let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-            parts.manifest = serde_json::to_string(&m)
-                .unwrap()
-                .replace("\"DEEP\"", &deep)
-                .into_bytes();
+            parts.manifest = serde_json::to_string(&m).unwrap().replace("\"DEEP\"", &deep).into_bytes();
             parts.join(true)
         }),
         ("no organisation".into(), forge(&|m| m["orgs"] = json!([]))),
@@ -339,36 +215,17 @@ fn mutated_archives_fail_cleanly_and_never_reach_the_target() {
         }),
     ];
     for t in 0..tables {
-        forged.push((
-            format!("table {t} rows = 1e12"),
-            forge(&|m| m["tables"][t]["rows"] = json!(1_000_000_000_000u64)),
-        ));
+        forged.push((format!("table {t} rows = 1e12"), forge(&|m| m["tables"][t]["rows"] = json!(1_000_000_000_000u64))));
     }
     for f in 0..files {
-        forged.push((
-            format!("file {f} size = 1e15"),
-            forge(&|m| m["files"][0]["files"][f]["size"] = json!(1_000_000_000_000_000u64)),
-        ));
+        forged.push((format!("file {f} size = 1e15"), forge(&|m| m["files"][0]["files"][f]["size"] = json!(1_000_000_000_000_000u64))));
         forged.push((
             format!("file {f} size + 1"),
-            forge(&|m| {
-                m["files"][0]["files"][f]["size"] =
-                    json!(m["files"][0]["files"][f]["size"].as_u64().unwrap() + 1)
-            }),
+            forge(&|m| m["files"][0]["files"][f]["size"] = json!(m["files"][0]["files"][f]["size"].as_u64().unwrap() + 1)),
         ));
     }
-    for key in [
-        "../../etc/passwd",
-        "1/../../etc/passwd",
-        "/etc/passwd",
-        "1//x",
-        "1/./x",
-        "1/x\\..\\..\\y",
-    ] {
-        forged.push((
-            format!("file key {key:?}"),
-            forge(&|m| m["files"][0]["files"][0]["key"] = json!(key)),
-        ));
+    for key in ["../../etc/passwd", "1/../../etc/passwd", "/etc/passwd", "1//x", "1/./x", "1/x\\..\\..\\y"] {
+        forged.push((format!("file key {key:?}"), forge(&|m| m["files"][0]["files"][0]["key"] = json!(key))));
     }
     for (what, bad) in forged {
         tally.case(&target, &before, &what, bad);
@@ -389,17 +246,10 @@ fn mutated_archives_fail_cleanly_and_never_reach_the_target() {
         tally.cases,
         tally.failures.join("\n")
     );
-    assert!(
-        flips >= 1_000 && truncations >= 200,
-        "{flips} flips, {truncations} truncations"
-    );
+    assert!(flips >= 1_000 && truncations >= 200, "{flips} flips, {truncations} truncations");
     // Nothing is allocated by a declared size: sizes of 1e12 rows, 1e15 bytes and u64::MAX bytes of
     // data cost no more than the archive itself (a few MiB), far under this bound.
     if let (Some(before), Some(after)) = (rss_before, rss_after) {
-        assert!(
-            after - before < 200 << 10,
-            "peak RSS grew by {} KiB over the forged archives",
-            after - before
-        );
+        assert!(after - before < 200 << 10, "peak RSS grew by {} KiB over the forged archives", after - before);
     }
 }

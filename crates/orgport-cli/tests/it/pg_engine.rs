@@ -244,118 +244,55 @@ struct OwnedTable {
 }
 
 const OWNED: &[OwnedTable] = &[
-    OwnedTable {
-        table: "orgs",
-        of_org: "t.id = {org}",
-        keys: &["id"],
-        references: &[],
-    },
-    OwnedTable {
-        table: "samples",
-        of_org: "t.org_id = {org}",
-        keys: &["id", "org_id"],
-        references: &[],
-    },
+    OwnedTable { table: "orgs", of_org: "t.id = {org}", keys: &["id"], references: &[] },
+    OwnedTable { table: "samples", of_org: "t.org_id = {org}", keys: &["id", "org_id"], references: &[] },
     OwnedTable {
         table: "notes",
         of_org: "t.org_id = {org}",
         keys: &["id", "org_id", "sample_id", "ticket_id"],
         references: &[
-            (
-                "sample",
-                "SELECT s.ord FROM samples s WHERE s.id = t.sample_id",
-            ),
-            (
-                "ticket",
-                "SELECT k.ord FROM tickets k WHERE k.id = t.ticket_id",
-            ),
+            ("sample", "SELECT s.ord FROM samples s WHERE s.id = t.sample_id"),
+            ("ticket", "SELECT k.ord FROM tickets k WHERE k.id = t.ticket_id"),
         ],
     },
-    OwnedTable {
-        table: "tickets",
-        of_org: "t.org_id = {org}",
-        keys: &["id", "org_id"],
-        references: &[],
-    },
+    OwnedTable { table: "tickets", of_org: "t.org_id = {org}", keys: &["id", "org_id"], references: &[] },
     OwnedTable {
         table: "events",
         of_org: "t.org_id = {org}",
         keys: &["id", "org_id", "note_id"],
         references: &[("note", "SELECT n.ord FROM notes n WHERE n.id = t.note_id")],
     },
-    OwnedTable {
-        table: "projects",
-        of_org: "t.org_id = {org}",
-        keys: &["org_id"],
-        references: &[],
-    },
+    OwnedTable { table: "projects", of_org: "t.org_id = {org}", keys: &["org_id"], references: &[] },
     OwnedTable {
         table: "tasks",
         of_org: "t.org_id = {org}",
         keys: &["id", "org_id"],
-        references: &[(
-            "project",
-            "SELECT p.ord FROM projects p WHERE (p.org_id, p.num) = (t.org_id, t.project_num)",
-        )],
+        references: &[("project", "SELECT p.ord FROM projects p WHERE (p.org_id, p.num) = (t.org_id, t.project_num)")],
     },
     OwnedTable {
         table: "folders",
         of_org: "t.org_id = {org}",
         keys: &["id", "org_id", "parent_id"],
-        references: &[(
-            "parent",
-            "SELECT p.ord FROM folders p WHERE p.id = t.parent_id",
-        )],
+        references: &[("parent", "SELECT p.ord FROM folders p WHERE p.id = t.parent_id")],
     },
-    OwnedTable {
-        table: r#""Billing"."Invoice""#,
-        of_org: r#"t."Org" = {org}"#,
-        keys: &["Id", "Org"],
-        references: &[],
-    },
+    OwnedTable { table: r#""Billing"."Invoice""#, of_org: r#"t."Org" = {org}"#, keys: &["Id", "Org"], references: &[] },
     OwnedTable {
         table: r#""Billing"."Invoice Lines""#,
         of_org: r#"t."Invoice Id" IN (SELECT i."Id" FROM "Billing"."Invoice" i WHERE i."Org" = {org})"#,
         keys: &["Line Id", "Invoice Id"],
-        references: &[(
-            "invoice",
-            r#"SELECT i.ord FROM "Billing"."Invoice" i WHERE i."Id" = t."Invoice Id""#,
-        )],
+        references: &[("invoice", r#"SELECT i.ord FROM "Billing"."Invoice" i WHERE i."Id" = t."Invoice Id""#)],
     },
-    OwnedTable {
-        table: "readings",
-        of_org: "t.org_id = {org}",
-        keys: &["id", "org_id"],
-        references: &[],
-    },
+    OwnedTable { table: "readings", of_org: "t.org_id = {org}", keys: &["id", "org_id"], references: &[] },
     OwnedTable {
         table: "reading_flags",
         of_org: "t.org_id = {org}",
         keys: &["id", "org_id", "reading_id"],
-        references: &[(
-            "reading",
-            "SELECT r.ord FROM readings r WHERE (r.id, r.taken) = (t.reading_id, t.reading_taken)",
-        )],
+        references: &[("reading", "SELECT r.ord FROM readings r WHERE (r.id, r.taken) = (t.reading_id, t.reading_taken)")],
     },
     // Read with its child's rows, on both sides.
-    OwnedTable {
-        table: "documents",
-        of_org: "t.org_id = {org}",
-        keys: &["id", "org_id"],
-        references: &[],
-    },
-    OwnedTable {
-        table: "signed_documents",
-        of_org: "t.org_id = {org}",
-        keys: &["id", "org_id"],
-        references: &[],
-    },
-    OwnedTable {
-        table: "comments",
-        of_org: "t.org_id = {org}",
-        keys: &["id", "org_id"],
-        references: &[],
-    },
+    OwnedTable { table: "documents", of_org: "t.org_id = {org}", keys: &["id", "org_id"], references: &[] },
+    OwnedTable { table: "signed_documents", of_org: "t.org_id = {org}", keys: &["id", "org_id"], references: &[] },
+    OwnedTable { table: "comments", of_org: "t.org_id = {org}", keys: &["id", "org_id"], references: &[] },
 ];
 
 /// The compared fields of one organisation's rows of `spec`, in `ord` order (the root by key):
@@ -363,26 +300,21 @@ const OWNED: &[OwnedTable] = &[
 fn org_fields(url: &str, spec: &OwnedTable, org: &str) -> (Vec<String>, Vec<Vec<Option<String>>>) {
     let columns = psql(
         url,
-        &["-c", &format!("SELECT attname FROM pg_attribute WHERE attrelid = '{}'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum", spec.table.replace('\'', "''"))],
+        &[
+            "-c",
+            &format!(
+                "SELECT attname FROM pg_attribute WHERE attrelid = '{}'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                spec.table.replace('\'', "''")
+            ),
+        ],
     );
-    let mut names: Vec<String> = columns
-        .lines()
-        .filter(|c| !spec.keys.contains(c))
-        .map(str::to_string)
-        .collect();
-    let mut exprs: Vec<String> = names
-        .iter()
-        .map(|c| format!("t.\"{}\"::text", c.replace('"', "\"\"")))
-        .collect();
+    let mut names: Vec<String> = columns.lines().filter(|c| !spec.keys.contains(c)).map(str::to_string).collect();
+    let mut exprs: Vec<String> = names.iter().map(|c| format!("t.\"{}\"::text", c.replace('"', "\"\""))).collect();
     for (name, expr) in spec.references {
         names.push(format!("{name} (reference)"));
         exprs.push(format!("({expr})::text"));
     }
-    let order = if names.iter().any(|n| n == "ord") {
-        "t.ord"
-    } else {
-        "t.id"
-    };
+    let order = if names.iter().any(|n| n == "ord") { "t.ord" } else { "t.id" };
     let sql = format!(
         "SELECT json_build_array({})::text FROM {} t WHERE {} ORDER BY {order}",
         exprs.join(", "),
@@ -391,10 +323,7 @@ fn org_fields(url: &str, spec: &OwnedTable, org: &str) -> (Vec<String>, Vec<Vec<
     );
     let rows = psql(url, &["-c", &sql])
         .lines()
-        .map(|line| {
-            serde_json::from_str::<Vec<Option<String>>>(line)
-                .unwrap_or_else(|e| panic!("{e}: {line}"))
-        })
+        .map(|line| serde_json::from_str::<Vec<Option<String>>>(line).unwrap_or_else(|e| panic!("{e}: {line}")))
         .collect();
     (names, rows)
 }
@@ -405,17 +334,8 @@ fn assert_org_fields_equal(src: &str, src_org: &str, tgt: &str, tgt_org: &str) {
     for spec in OWNED {
         let (names, source) = org_fields(src, spec, src_org);
         let (_, target) = org_fields(tgt, spec, tgt_org);
-        assert!(
-            !source.is_empty(),
-            "{}: the source organisation has no rows",
-            spec.table
-        );
-        assert_eq!(
-            source.len(),
-            target.len(),
-            "{}: rows of the source and the imported organisation",
-            spec.table
-        );
+        assert!(!source.is_empty(), "{}: the source organisation has no rows", spec.table);
+        assert_eq!(source.len(), target.len(), "{}: rows of the source and the imported organisation", spec.table);
         for (i, (s, t)) in source.iter().zip(&target).enumerate() {
             for (column, (a, b)) in names.iter().zip(s.iter().zip(t)) {
                 assert_eq!(a, b, "{}.{column} of row {}", spec.table, i + 1);
@@ -446,11 +366,7 @@ fn assert_sequences_past_imported_keys(url: &str, org: &str) {
         SELECT bool_and(e.position > (SELECT max(o.position) FROM events o WHERE o.ord <> 100)) FROM events e WHERE e.ord = 100;
         "#
     );
-    assert_eq!(
-        psql(url, &["-c", &sql]),
-        "t",
-        "the non-key serial `events.position` was left behind the imported values"
-    );
+    assert_eq!(psql(url, &["-c", &sql]), "t", "the non-key serial `events.position` was left behind the imported values");
 }
 
 #[test]
@@ -461,35 +377,19 @@ fn pg_every_column_type_round_trips_field_by_field() {
     let source = fresh_db(&server, "pg_types_source");
     psql(&source, &["-c", TYPES_SCHEMA, "-c", TYPES_DATA]);
     // No warnings: references to a partitioned table are one foreign key, not one per partition.
-    work.run(&["plan", "--db", &source, "--root", "orgs", "--strict"])
-        .ok();
+    work.run(&["plan", "--db", &source, "--root", "orgs", "--strict"]).ok();
     let archive = work.path("org1.orgport");
     let archive_arg = archive.to_str().expect("path");
-    work.run(&[
-        "export",
-        "--db",
-        &source,
-        "--root",
-        "orgs",
-        "--org",
-        "1",
-        "--out",
-        archive_arg,
-    ])
-    .ok();
+    work.run(&["export", "--db", &source, "--root", "orgs", "--org", "1", "--out", archive_arg]).ok();
 
     // Into the same database, beside the organisation it came from, and into an empty copy of
     // the schema.
     let empty = fresh_db(&server, "pg_types_target");
     psql(&empty, &["-c", TYPES_SCHEMA]);
     for (target, ticket_keys) in [(&source, "901,902"), (&empty, "1,2")] {
-        let report = work
-            .run(&["import", "--db", target, "--in", archive_arg, "--json"])
-            .ok()
-            .json();
+        let report = work.run(&["import", "--db", target, "--in", archive_arg, "--json"]).ok().json();
         let org = new_org(&report);
-        work.run(&["verify", "--db", target, "--in", archive_arg, "--org", &org])
-            .ok();
+        work.run(&["verify", "--db", target, "--in", archive_arg, "--org", &org]).ok();
         // A key declared as a domain over a domain over bigint is an integer key: allocated above
         // the largest, not regenerated like text.
         let tickets = psql(target, &["-c", &format!("SELECT string_agg(id::text, ',' ORDER BY ord) FROM tickets WHERE org_id = {org}")]);
@@ -497,10 +397,7 @@ fn pg_every_column_type_round_trips_field_by_field() {
         assert_org_fields_equal(&source, "1", target, &org);
         assert_sequences_past_imported_keys(target, &org);
     }
-    eprintln!(
-        "pg_every_column_type_round_trips_field_by_field: {:?}",
-        started.elapsed()
-    );
+    eprintln!("pg_every_column_type_round_trips_field_by_field: {:?}", started.elapsed());
 }
 
 /// What cannot work: a new key for a table keyed by a value of a stricter type than text (here a
@@ -513,39 +410,24 @@ fn pg_a_key_that_cannot_be_renewed_is_refused_before_any_write() {
     let db = fresh_db(&server, "pg_inet_key");
     psql(
         &db,
-        &["-c", "CREATE TABLE orgs (id bigserial PRIMARY KEY, name text NOT NULL);
+        &[
+            "-c",
+            "CREATE TABLE orgs (id bigserial PRIMARY KEY, name text NOT NULL);
                  CREATE TABLE allowed_ips (ip inet PRIMARY KEY, org_id bigint NOT NULL REFERENCES orgs);
                  INSERT INTO orgs (name) VALUES ('one');
-                 INSERT INTO allowed_ips VALUES ('192.168.10.200', 1);"],
+                 INSERT INTO allowed_ips VALUES ('192.168.10.200', 1);",
+        ],
     );
     let archive = work.path("org1.orgport");
     let archive_arg = archive.to_str().expect("path");
-    work.run(&[
-        "export",
-        "--db",
-        &db,
-        "--root",
-        "orgs",
-        "--org",
-        "1",
-        "--out",
-        archive_arg,
-    ])
-    .ok();
-    work.run(&["import", "--db", &db, "--in", archive_arg])
-        .fails_with(&[
-            "cannot be imported",
-            "table `allowed_ips`",
-            "primary key `ip` (inet) cannot be given new values",
-        ]);
+    work.run(&["export", "--db", &db, "--root", "orgs", "--org", "1", "--out", archive_arg]).ok();
+    work.run(&["import", "--db", &db, "--in", archive_arg]).fails_with(&[
+        "cannot be imported",
+        "table `allowed_ips`",
+        "primary key `ip` (inet) cannot be given new values",
+    ]);
     assert_eq!(psql(&db, &["-c", "SELECT count(*) FROM orgs"]), "1");
-    assert_eq!(
-        psql(
-            &db,
-            &["-c", "SELECT string_agg(ip::text, ',') FROM allowed_ips"]
-        ),
-        "192.168.10.200/32"
-    );
+    assert_eq!(psql(&db, &["-c", "SELECT string_agg(ip::text, ',') FROM allowed_ips"]), "192.168.10.200/32");
 }
 
 /// `--schemas` reads only the schemas it lists: tables elsewhere are not moved, and a reference
@@ -557,7 +439,9 @@ fn pg_schemas_limit_what_is_read() {
     let db = fresh_db(&server, "pg_schemas");
     psql(
         &db,
-        &["-c", "CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL UNIQUE);
+        &[
+            "-c",
+            "CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL UNIQUE);
                  CREATE SCHEMA tenant;
                  CREATE TABLE tenant.orgs (id bigserial PRIMARY KEY, name text NOT NULL);
                  CREATE TABLE tenant.projects (id bigserial PRIMARY KEY, org_id bigint NOT NULL REFERENCES tenant.orgs,
@@ -567,26 +451,13 @@ fn pg_schemas_limit_what_is_read() {
                  INSERT INTO users (email) VALUES ('ann@example.com');
                  INSERT INTO tenant.orgs (name) VALUES ('one');
                  INSERT INTO tenant.projects (org_id, owner_id) VALUES (1, 1);
-                 INSERT INTO audit.events (org_id) VALUES (1);"],
+                 INSERT INTO audit.events (org_id) VALUES (1);",
+        ],
     );
-    let plan = |schemas: &str| {
-        work.run(&[
-            "plan",
-            "--db",
-            &db,
-            "--root",
-            "tenant.orgs",
-            "--schemas",
-            schemas,
-        ])
-    };
+    let plan = |schemas: &str| work.run(&["plan", "--db", &db, "--root", "tenant.orgs", "--schemas", schemas]);
     let out = plan("tenant");
     out.ok();
-    assert!(
-        !out.stdout.contains("audit.events") && !out.stdout.contains("referenced"),
-        "{}",
-        out.stdout
-    );
+    assert!(!out.stdout.contains("audit.events") && !out.stdout.contains("referenced"), "{}", out.stdout);
     assert!(
         out.stdout.contains(
             "foreign key to `public.users` ignored: its schema `public` is not among the schemas read (tenant); \
@@ -596,21 +467,8 @@ fn pg_schemas_limit_what_is_read() {
         out.stdout
     );
     plan("tenant,audit,public").ok();
-    work.run(&[
-        "plan",
-        "--db",
-        &db,
-        "--root",
-        "tenant.orgs",
-        "--schemas",
-        "tenant,audit,public",
-        "--strict",
-    ])
-    .ok();
-    plan("tenant,Audit").fails_with(&[
-        "no schema `Audit` in",
-        "its schemas are: audit, public, tenant",
-    ]);
+    work.run(&["plan", "--db", &db, "--root", "tenant.orgs", "--schemas", "tenant,audit,public", "--strict"]).ok();
+    plan("tenant,Audit").fails_with(&["no schema `Audit` in", "its schemas are: audit, public, tenant"]);
 
     // Export, import and verify see the same tables.
     let archive = work.path("org1.orgport");
@@ -620,16 +478,7 @@ fn pg_schemas_limit_what_is_read() {
         all.extend(["--db", &db, "--schemas", "tenant"]);
         work.run(&all)
     };
-    with_schemas(&[
-        "export",
-        "--root",
-        "tenant.orgs",
-        "--org",
-        "1",
-        "--out",
-        archive_arg,
-    ])
-    .ok();
+    with_schemas(&["export", "--root", "tenant.orgs", "--org", "1", "--out", archive_arg]).ok();
     let tables: Vec<String> = work.manifest(&archive)["tables"]
         .as_array()
         .expect("tables")
@@ -637,48 +486,22 @@ fn pg_schemas_limit_what_is_read() {
         .map(|t| t["name"].as_str().expect("name").to_string())
         .collect();
     assert_eq!(tables, ["tenant.orgs", "tenant.projects"]);
-    let org = new_org(
-        &with_schemas(&["import", "--in", archive_arg, "--json"])
-            .ok()
-            .json(),
-    );
+    let org = new_org(&with_schemas(&["import", "--in", archive_arg, "--json"]).ok().json());
     with_schemas(&["verify", "--in", archive_arg, "--org", &org]).ok();
-    assert_eq!(
-        psql(
-            &db,
-            &[
-                "-c",
-                &format!("SELECT owner_id FROM tenant.projects WHERE org_id = {org}")
-            ]
-        ),
-        "1"
-    );
+    assert_eq!(psql(&db, &["-c", &format!("SELECT owner_id FROM tenant.projects WHERE org_id = {org}")]), "1");
     assert_eq!(psql(&db, &["-c", "SELECT count(*) FROM audit.events"]), "1");
 
     // SQLite has one schema.
     let sqlite = work.db("one.db", "CREATE TABLE orgs (id INTEGER PRIMARY KEY);");
-    work.run(&[
-        "plan",
-        "--db",
-        &url(&sqlite),
-        "--root",
-        "orgs",
-        "--schemas",
-        "main",
-    ])
-    .fails_with(&["`--schemas` is for PostgreSQL"]);
+    work.run(&["plan", "--db", &url(&sqlite), "--root", "orgs", "--schemas", "main"]).fails_with(&["`--schemas` is for PostgreSQL"]);
 }
 
 /// A certificate authority and a server certificate it signed for `localhost` (not `127.0.0.1`).
 fn certificates() -> (String, String, String) {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "orgport test CA");
-    let ca =
-        rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().expect("CA key"))
-            .expect("CA certificate");
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "orgport test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().expect("CA key")).expect("CA certificate");
     let server_key = rcgen::KeyPair::generate().expect("server key");
     let server = rcgen::CertificateParams::new(vec!["localhost".to_string()])
         .expect("server parameters")
@@ -711,68 +534,31 @@ fn pg_tls_modes_connect_as_libpq_does() {
     let localhost = tls.url.replace("127.0.0.1", "localhost");
     let encrypted = |query: &str| -> bool {
         let url = format!("{localhost}?{query}");
-        let mut engine =
-            orgport_postgres::PostgresEngine::open(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
-        let row = engine
-            .query_one(
-                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-                &[],
-                &[ValueKind::Boolean],
-            )
-            .expect("pg_stat_ssl");
+        let mut engine = orgport_postgres::PostgresEngine::open(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        let row =
+            engine.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[], &[ValueKind::Boolean]).expect("pg_stat_ssl");
         row == Some(vec![Value::Bool(true)])
     };
     assert!(encrypted("sslmode=require"));
-    assert!(
-        encrypted("sslmode=prefer"),
-        "prefer takes TLS where the server offers it"
-    );
-    assert!(encrypted(&format!(
-        "sslmode=verify-full&sslrootcert={}",
-        root.display()
-    )));
-    assert!(encrypted(&format!(
-        "sslmode=verify-ca&sslrootcert={}",
-        root.display()
-    )));
+    assert!(encrypted("sslmode=prefer"), "prefer takes TLS where the server offers it");
+    assert!(encrypted(&format!("sslmode=verify-full&sslrootcert={}", root.display())));
+    assert!(encrypted(&format!("sslmode=verify-ca&sslrootcert={}", root.display())));
     assert!(!encrypted("sslmode=disable"));
 
     // The command line: a plan over TLS, and clear failures.
     let with = |query: String| format!("{localhost}?{query}");
     let plan = |url: String| work.run(&["plan", "--db", &url, "--root", "pg_database"]);
-    plan(with(format!(
-        "sslmode=verify-full&sslrootcert={}",
-        root.display()
-    )))
-    .fails_with(&["no table `pg_database`"]);
-    plan(with(format!(
-        "sslmode=verify-full&sslrootcert={}",
-        wrong_root.display()
-    )))
-    .fails_with(&[
+    plan(with(format!("sslmode=verify-full&sslrootcert={}", root.display()))).fails_with(&["no table `pg_database`"]);
+    plan(with(format!("sslmode=verify-full&sslrootcert={}", wrong_root.display()))).fails_with(&[
         "cannot connect to",
         "(sslmode=verify-full, sslrootcert=",
         "invalid peer certificate",
     ]);
-    let by_address = format!(
-        "{}?sslmode=verify-full&sslrootcert={}",
-        tls.url,
-        root.display()
-    );
-    plan(by_address.clone()).fails_with(&[
-        "invalid peer certificate",
-        "not valid for name \"127.0.0.1\"",
-    ]);
+    let by_address = format!("{}?sslmode=verify-full&sslrootcert={}", tls.url, root.display());
+    plan(by_address.clone()).fails_with(&["invalid peer certificate", "not valid for name \"127.0.0.1\""]);
     plan(by_address.replace("verify-full", "verify-ca")).fails_with(&["no table `pg_database`"]);
-    plan(with("sslmode=verify-full".into()))
-        .fails_with(&["`sslmode=verify-full` needs `sslrootcert=PATH`"]);
-    plan(with(format!(
-        "sslmode=verify-ca&sslrootcert={}",
-        work.path("missing.crt").display()
-    )))
-    .fails_with(&["cannot read sslrootcert", "missing.crt"]);
-    eprintln!(
-        "pg_tls_modes_connect_as_libpq_does: {:?}",
-        started.elapsed()
-    );
+    plan(with("sslmode=verify-full".into())).fails_with(&["`sslmode=verify-full` needs `sslrootcert=PATH`"]);
+    plan(with(format!("sslmode=verify-ca&sslrootcert={}", work.path("missing.crt").display())))
+        .fails_with(&["cannot read sslrootcert", "missing.crt"]);
+    eprintln!("pg_tls_modes_connect_as_libpq_does: {:?}", started.elapsed());
 }

@@ -82,20 +82,9 @@ fn a_polymorphic_reference_follows_each_row_to_its_own_table() {
         ),
     );
     let config = w.config("orgport.toml", CONFIG);
-    let plan = w.run(&[
-        "plan",
-        "--db",
-        &url(&src),
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    let plan = w.run(&["plan", "--db", &url(&src), "--config", config.to_str().unwrap()]);
     plan.ok();
-    assert!(
-        plan.stdout
-            .contains("comments(commentable_id) → photos  when commentable_type = \"Photo\""),
-        "{}",
-        plan.stdout
-    );
+    assert!(plan.stdout.contains("comments(commentable_id) → photos  when commentable_type = \"Photo\""), "{}", plan.stdout);
 
     let archive = w.path("org1.orgport");
     let export = w.export(&src, Some(&config), None, &["1"], &[], &archive);
@@ -109,58 +98,27 @@ fn a_polymorphic_reference_follows_each_row_to_its_own_table() {
     let before = snapshot(&tgt);
     let report = w.import_json(&tgt, Some(&config), &archive);
     let new: i64 = new_org(&report).parse().unwrap();
-    w.verify(&tgt, Some(&config), &archive, &[&new.to_string()])
-        .ok();
+    w.verify(&tgt, Some(&config), &archive, &[&new.to_string()]).ok();
     assert_only_added(&before, &snapshot(&tgt));
-    assert_eq!(
-        attached(&tgt, new),
-        vec![
-            "a|Post:first post",
-            "b|Photo:cat.png",
-            "c|Post:second post",
-            "e: an undeclared kind|Video:9"
-        ]
-    );
-    let source: Vec<String> = attached(&src, 1)
-        .into_iter()
-        .filter(|c| !c.starts_with("d:"))
-        .collect();
+    assert_eq!(attached(&tgt, new), vec!["a|Post:first post", "b|Photo:cat.png", "c|Post:second post", "e: an undeclared kind|Video:9"]);
+    let source: Vec<String> = attached(&src, 1).into_iter().filter(|c| !c.starts_with("d:")).collect();
     assert_eq!(attached(&tgt, new), source);
 }
 
 #[test]
 fn a_condition_that_names_no_column_or_several_is_a_clear_error() {
     let w = Work::new();
-    let src = w.db(
-        "source.db",
-        &format!("{SCHEMA} INSERT INTO orgs VALUES (1, 'one');"),
-    );
+    let src = w.db("source.db", &format!("{SCHEMA} INSERT INTO orgs VALUES (1, 'one');"));
     for (when, expected) in [
-        (
-            "{ commentable_type = \"Post\", body = \"x\" }",
-            "reference[0].when: name exactly one column of `comments`",
-        ),
-        (
-            "{ kind = \"Post\" }",
-            "reference[0].when: table `comments` has no column `kind`",
-        ),
-        (
-            "{ commentable_type = { name = \"Post\" } }",
-            "`comments.commentable_type` refers to no table",
-        ),
+        ("{ commentable_type = \"Post\", body = \"x\" }", "reference[0].when: name exactly one column of `comments`"),
+        ("{ kind = \"Post\" }", "reference[0].when: table `comments` has no column `kind`"),
+        ("{ commentable_type = { name = \"Post\" } }", "`comments.commentable_type` refers to no table"),
     ] {
         let config = w.config(
             "bad.toml",
             &format!("root = \"orgs\"\n[[reference]]\nfrom = \"comments.commentable_id\"\nto = \"posts.id\"\nwhen = {when}\n"),
         );
-        w.run(&[
-            "plan",
-            "--db",
-            &url(&src),
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .fails_with(&[expected]);
+        w.run(&["plan", "--db", &url(&src), "--config", config.to_str().unwrap()]).fails_with(&[expected]);
     }
 }
 
@@ -217,12 +175,10 @@ when = { kind_id = { app = "media", model = "photo" } }
 "#,
     );
     let archive = w.path("org1.orgport");
-    w.export(&src, Some(&config), None, &["1"], &[], &archive)
-        .ok();
+    w.export(&src, Some(&config), None, &["1"], &[], &archive).ok();
     let report = w.import_json(&tgt, Some(&config), &archive);
     let new: i64 = new_org(&report).parse().unwrap();
-    w.verify(&tgt, Some(&config), &archive, &[&new.to_string()])
-        .ok();
+    w.verify(&tgt, Some(&config), &archive, &[&new.to_string()]).ok();
     let tagged = texts(
         &tgt,
         "SELECT t.label || ' → ' || k.app || '.' || k.model || ' ' || coalesce(p.title, ph.url, '?') FROM tags t \
@@ -232,11 +188,5 @@ when = { kind_id = { app = "media", model = "photo" } }
          WHERE t.org_id = ?1 ORDER BY t.label",
         new,
     );
-    assert_eq!(
-        tagged,
-        vec![
-            "on the photo → media.photo cat.png",
-            "on the post → blog.post first post"
-        ]
-    );
+    assert_eq!(tagged, vec!["on the photo → media.photo cat.png", "on the post → blog.post first post"]);
 }

@@ -23,16 +23,9 @@ fn flagsmith_config() -> PathBuf {
 
 /// Every row of the archive, by table.
 fn archive_rows(path: &Path) -> BTreeMap<String, Vec<Vec<Value>>> {
-    let mut reader =
-        ArchiveReader::open(std::fs::File::open(path).expect("archive")).expect("readable archive");
-    let names: Vec<String> = reader
-        .manifest()
-        .tables
-        .iter()
-        .map(|t| t.name.clone())
-        .collect();
-    let mut out: BTreeMap<String, Vec<Vec<Value>>> =
-        names.iter().map(|n| (n.clone(), Vec::new())).collect();
+    let mut reader = ArchiveReader::open(std::fs::File::open(path).expect("archive")).expect("readable archive");
+    let names: Vec<String> = reader.manifest().tables.iter().map(|t| t.name.clone()).collect();
+    let mut out: BTreeMap<String, Vec<Vec<Value>>> = names.iter().map(|n| (n.clone(), Vec::new())).collect();
     while let Some((t, row)) = reader.next_row().expect("valid rows") {
         out.get_mut(&names[t]).expect("table").push(row.to_vec());
     }
@@ -88,27 +81,20 @@ fn flagsmith_org_1_round_trips_into_an_instance_that_holds_other_orgs() {
     let rows = archive_rows(&archive);
 
     // The rows of org 1's foreign-key closure, table by table.
-    let closure = std::fs::read_to_string(realworld("flagsmith_org1_fkclosure_rows.txt"))
-        .expect("closure list");
+    let closure = std::fs::read_to_string(realworld("flagsmith_org1_fkclosure_rows.txt")).expect("closure list");
     let mut expected = 0;
     for line in closure.lines().filter(|l| l.contains(": ")) {
         let (table, n) = line.split_once(": ").expect("table: n");
         let n: usize = n.trim().parse().expect("count");
         expected += n;
-        assert_eq!(
-            rows.get(table).map(Vec::len),
-            Some(n),
-            "rows of `{table}` in the archive"
-        );
+        assert_eq!(rows.get(table).map(Vec::len), Some(n), "rows of `{table}` in the archive");
     }
     assert_eq!(expected, 80);
 
     // Everything Flagsmith's own exporter writes for org 1 is in the archive, found by uuid where
     // the object has one, else counted.
-    let flagsmith: Vec<serde_json::Value> = serde_json::from_str(
-        &std::fs::read_to_string(realworld("flagsmith-org1-export.json")).expect("export"),
-    )
-    .expect("json");
+    let flagsmith: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(realworld("flagsmith-org1-export.json")).expect("export")).expect("json");
     assert_eq!(flagsmith.len(), 67);
     let mut per_table: BTreeMap<String, usize> = BTreeMap::new();
     for object in &flagsmith {
@@ -120,18 +106,12 @@ fn flagsmith_org_1_round_trips_into_an_instance_that_holds_other_orgs() {
         };
         *per_table.entry(table.clone()).or_default() += 1;
         if let Some(uuid) = object["fields"]["uuid"].as_str() {
-            let found = rows[&table]
-                .iter()
-                .flatten()
-                .any(|v| matches!(v, Value::Uuid(u) if format_uuid(u) == uuid));
+            let found = rows[&table].iter().flatten().any(|v| matches!(v, Value::Uuid(u) if format_uuid(u) == uuid));
             assert!(found, "{model} {uuid} is not in the archive");
         }
     }
     for (table, n) in per_table {
-        assert!(
-            rows.get(&table).map_or(0, Vec::len) >= n,
-            "`{table}`: Flagsmith exports {n} rows"
-        );
+        assert!(rows.get(&table).map_or(0, Vec::len) >= n, "`{table}`: Flagsmith exports {n} rows");
     }
 
     // Into an instance that holds organisations 1 and 2: a new organisation, verified, with the
@@ -139,86 +119,40 @@ fn flagsmith_org_1_round_trips_into_an_instance_that_holds_other_orgs() {
     let target = flagsmith_db(&server, "fs_target");
     let ids = existing_ids(&target);
     let before = digest(&target, &ids);
-    let out = work.run(&[
-        "import",
-        "--db",
-        &target,
-        "--config",
-        config,
-        "--in",
-        archive.to_str().expect("path"),
-        "--json",
-    ]);
+    let out = work.run(&["import", "--db", &target, "--config", config, "--in", archive.to_str().expect("path"), "--json"]);
     let report = out.ok().json();
     let new_org = new_org(&report);
     assert!(new_org.parse::<i64>().expect("integer key") > 2);
-    work.run(&[
-        "verify",
-        "--db",
-        &target,
-        "--config",
-        config,
-        "--in",
-        archive.to_str().expect("path"),
-        "--org",
-        &new_org,
-    ])
-    .ok();
-    assert_eq!(
-        digest(&target, &ids),
-        before,
-        "rows that existed before the import changed"
-    );
+    work.run(&["verify", "--db", &target, "--config", config, "--in", archive.to_str().expect("path"), "--org", &new_org]).ok();
+    assert_eq!(digest(&target, &ids), before, "rows that existed before the import changed");
 
     // Metadata's generic relation (`object_id` by `content_type_id`) follows its feature: the new
     // organisation's metadata names the new organisation's copy of the source's feature.
     let metadata_feature = |url: &str, org: &str| {
         psql(
             url,
-            &["-c", &format!(
-                "SELECT f.name || '@' || p.organisation_id FROM metadata_metadata m \
+            &[
+                "-c",
+                &format!(
+                    "SELECT f.name || '@' || p.organisation_id FROM metadata_metadata m \
                  JOIN metadata_metadatamodelfield mf ON mf.id = m.model_field_id \
                  JOIN metadata_metadatafield fld ON fld.id = mf.field_id \
                  JOIN django_content_type ct ON ct.id = m.content_type_id AND ct.model = 'feature' \
                  JOIN features_feature f ON f.id = m.object_id JOIN projects_project p ON p.id = f.project_id \
                  WHERE fld.organisation_id = {org} ORDER BY m.id"
-            )],
+                ),
+            ],
         )
     };
     let source_metadata = metadata_feature(&source, "1");
-    assert!(
-        source_metadata.ends_with("@1"),
-        "org 1's metadata names a feature: {source_metadata}"
-    );
-    assert_eq!(
-        metadata_feature(&target, &new_org),
-        source_metadata.replace("@1", &format!("@{new_org}"))
-    );
+    assert!(source_metadata.ends_with("@1"), "org 1's metadata names a feature: {source_metadata}");
+    assert_eq!(metadata_feature(&target, &new_org), source_metadata.replace("@1", &format!("@{new_org}")));
     // History tables are excluded (their rows copy live ids without foreign keys).
-    assert!(
-        rows.keys().all(|t| !t.contains("_historical")),
-        "history tables in the archive"
-    );
-    let next: i64 = psql(
-        &target,
-        &[
-            "-c",
-            "SELECT nextval(pg_get_serial_sequence('organisations_organisation', 'id'))",
-        ],
-    )
-    .parse()
-    .expect("nextval");
-    assert!(
-        next > new_org.parse::<i64>().expect("key"),
-        "the sequence was left behind the imported key"
-    );
-    let names = psql(
-        &target,
-        &[
-            "-c",
-            "SELECT string_agg(name, ',' ORDER BY id) FROM organisations_organisation",
-        ],
-    );
+    assert!(rows.keys().all(|t| !t.contains("_historical")), "history tables in the archive");
+    let next: i64 =
+        psql(&target, &["-c", "SELECT nextval(pg_get_serial_sequence('organisations_organisation', 'id'))"]).parse().expect("nextval");
+    assert!(next > new_org.parse::<i64>().expect("key"), "the sequence was left behind the imported key");
+    let names = psql(&target, &["-c", "SELECT string_agg(name, ',' ORDER BY id) FROM organisations_organisation"]);
     assert_eq!(names, "Acme,Globex,Acme");
 }
 
@@ -246,22 +180,11 @@ fn a_failed_postgres_import_leaves_the_target_as_it_was() {
     let ids = existing_ids(&target);
     let before = digest(&target, &ids);
     let bare = work.config("bare.toml", "root = \"organisations_organisation\"\n");
-    work.run(&[
-        "import",
-        "--db",
-        &target,
-        "--config",
-        bare.to_str().expect("path"),
-        "--in",
-        archive.to_str().expect("path"),
-    ])
-    .fails_with(&["already exist", "organisations_organisation", "uuid"]);
+    work.run(&["import", "--db", &target, "--config", bare.to_str().expect("path"), "--in", archive.to_str().expect("path")])
+        .fails_with(&["already exist", "organisations_organisation", "uuid"]);
     assert_eq!(digest(&target, &ids), before);
     assert_eq!(existing_ids(&target), ids, "new rows were left behind");
-    let count = psql(
-        &target,
-        &["-c", "SELECT count(*) FROM organisations_organisation"],
-    );
+    let count = psql(&target, &["-c", "SELECT count(*) FROM organisations_organisation"]);
     assert_eq!(count, "2");
 }
 
@@ -270,108 +193,43 @@ fn a_wrong_password_is_a_clear_error_that_does_not_echo_it() {
     let Some(server) = server() else { return };
     let work = Work::new();
     let (scheme_host, db) = server.rsplit_once('/').expect("URL");
-    let host = scheme_host
-        .rsplit_once('@')
-        .map(|(_, h)| h)
-        .expect("user@host");
+    let host = scheme_host.rsplit_once('@').map(|(_, h)| h).expect("user@host");
     let bad = format!("postgres://nobody:canary-s3cret@{host}/{db}");
     let out = work.run(&["plan", "--db", &bad, "--root", "x"]);
     out.fails_with(&["cannot connect", "nobody"]);
-    assert!(
-        !out.stderr.contains("canary-s3cret") && !out.stdout.contains("canary-s3cret"),
-        "the password was printed: {}",
-        out.stderr
-    );
+    assert!(!out.stderr.contains("canary-s3cret") && !out.stdout.contains("canary-s3cret"), "the password was printed: {}", out.stderr);
 }
 
 #[test]
 fn an_archive_from_sqlite_imports_into_postgres_and_back() {
     let Some(server) = server() else { return };
     let work = Work::new();
-    let source = work.example(
-        "source.db",
-        &orgport_testkit::example::ExampleOptions {
-            chain_depth: 50,
-            ..Default::default()
-        },
-    );
+    let source = work.example("source.db", &orgport_testkit::example::ExampleOptions { chain_depth: 50, ..Default::default() });
     let config = example_config();
     let archive = work.path("from-sqlite.orgport");
-    work.export(&source, Some(&config), None, &["1"], &[], &archive)
-        .ok();
+    work.export(&source, Some(&config), None, &["1"], &[], &archive).ok();
 
     let pg = fresh_db(&server, "saas_pg");
     let ddl = repo_root().join("examples/saas/schema.postgres.sql");
     psql(&pg, &["-f", ddl.to_str().expect("path")]);
     let config_arg = config.to_str().expect("path");
     let archive_arg = archive.to_str().expect("path");
-    let report = work
-        .run(&[
-            "import",
-            "--db",
-            &pg,
-            "--config",
-            config_arg,
-            "--in",
-            archive_arg,
-            "--json",
-        ])
-        .ok()
-        .json();
+    let report = work.run(&["import", "--db", &pg, "--config", config_arg, "--in", archive_arg, "--json"]).ok().json();
     let org = new_org(&report);
-    work.run(&[
-        "verify",
-        "--db",
-        &pg,
-        "--config",
-        config_arg,
-        "--in",
-        archive_arg,
-        "--org",
-        &org,
-    ])
-    .ok();
+    work.run(&["verify", "--db", &pg, "--config", config_arg, "--in", archive_arg, "--org", &org]).ok();
     let manifest = work.manifest(&archive);
-    let tasks = manifest["tables"]
-        .as_array()
-        .expect("tables")
-        .iter()
-        .find(|t| t["name"] == "tasks")
-        .expect("tasks")["rows"]
-        .clone();
-    assert_eq!(
-        psql(&pg, &["-c", "SELECT count(*) FROM tasks"]),
-        tasks.to_string()
-    );
+    let tasks = manifest["tables"].as_array().expect("tables").iter().find(|t| t["name"] == "tasks").expect("tasks")["rows"].clone();
+    assert_eq!(psql(&pg, &["-c", "SELECT count(*) FROM tasks"]), tasks.to_string());
 
     // And back: the organisation exported from PostgreSQL imports into SQLite and verifies.
     let back = work.path("from-postgres.orgport");
-    work.run(&[
-        "export",
-        "--db",
-        &pg,
-        "--config",
-        config_arg,
-        "--org",
-        &org,
-        "--out",
-        back.to_str().expect("path"),
-    ])
-    .ok();
-    let target = work.example(
-        "target.db",
-        &orgport_testkit::example::ExampleOptions {
-            orgs: 2,
-            first_org: 100,
-            seed: 7,
-            ..Default::default()
-        },
-    );
+    work.run(&["export", "--db", &pg, "--config", config_arg, "--org", &org, "--out", back.to_str().expect("path")]).ok();
+    let target =
+        work.example("target.db", &orgport_testkit::example::ExampleOptions { orgs: 2, first_org: 100, seed: 7, ..Default::default() });
     let report = work.import_json(&target, Some(&config), &back);
     let again = new_org(&report);
     work.verify(&target, Some(&config), &back, &[&again]).ok();
-    work.verify(&target, Some(&config), &archive, &[&again])
-        .ok();
+    work.verify(&target, Some(&config), &archive, &[&again]).ok();
 }
 
 #[test]
@@ -386,25 +244,13 @@ fn the_url_may_leave_the_server_to_the_pg_environment_variables() {
     let (host_port, name) = rest.split_once('/').expect("host/db");
     let (host, port) = host_port.split_once(':').expect("host:port");
     let out = orgport(&work.path("."))
-        .args([
-            "plan",
-            "--db",
-            &format!("postgres:///{name}"),
-            "--root",
-            "workspaces",
-            "--format",
-            "json",
-        ])
+        .args(["plan", "--db", &format!("postgres:///{name}"), "--root", "workspaces", "--format", "json"])
         .env("PGHOST", host)
         .env("PGPORT", port)
         .env("PGUSER", "postgres")
         .output()
         .expect("running orgport");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(plan["root"], "workspaces");
 }
@@ -419,7 +265,9 @@ fn references_checked_at_once_to_rows_written_later_are_set_after_the_rows() {
     let db = fresh_db(&server, "nodefer");
     psql(
         &db,
-        &["-c", "CREATE TABLE orgs (id bigserial PRIMARY KEY, name text NOT NULL UNIQUE, default_team_id bigint);
+        &[
+            "-c",
+            "CREATE TABLE orgs (id bigserial PRIMARY KEY, name text NOT NULL UNIQUE, default_team_id bigint);
                  CREATE TABLE teams (id bigserial PRIMARY KEY, org_id bigint NOT NULL REFERENCES orgs(id), name text NOT NULL);
                  ALTER TABLE orgs ADD FOREIGN KEY (default_team_id) REFERENCES teams(id);
                  CREATE TABLE items (id bigserial PRIMARY KEY, team_id bigint NOT NULL REFERENCES teams(id),
@@ -431,73 +279,34 @@ fn references_checked_at_once_to_rows_written_later_are_set_after_the_rows() {
                  INSERT INTO items (team_id, label) SELECT 1 + i % 2, 'item ' || i FROM generate_series(1, 12000) i;
                  INSERT INTO items (team_id, label) VALUES (3, 'other');
                  UPDATE items SET next_id = id + 1 WHERE id < 12000;
-                 UPDATE items SET next_id = 1 WHERE id = 12000;"],
+                 UPDATE items SET next_id = 1 WHERE id = 12000;",
+        ],
     );
     let config = work.path("orgport.toml");
-    std::fs::write(
-        &config,
-        "root = \"orgs\"\n[on_conflict]\n\"orgs.name\" = \"suffix\"\n",
-    )
-    .expect("config");
+    std::fs::write(&config, "root = \"orgs\"\n[on_conflict]\n\"orgs.name\" = \"suffix\"\n").expect("config");
     let config = config.to_str().expect("path");
     let plan = work.run(&["plan", "--db", &db, "--config", config]);
     plan.ok();
-    assert!(
-        plan.stdout
-            .contains("`orgs`(default_team_id) inserted as NULL, then updated"),
-        "{}",
-        plan.stdout
-    );
+    assert!(plan.stdout.contains("`orgs`(default_team_id) inserted as NULL, then updated"), "{}", plan.stdout);
 
     let archive = work.path("org1.orgport");
-    work.run(&[
-        "export",
-        "--db",
-        &db,
-        "--config",
-        config,
-        "--org",
-        "1",
-        "--out",
-        archive.to_str().expect("path"),
-    ])
-    .ok();
-    let report = work
-        .run(&[
-            "import",
-            "--db",
-            &db,
-            "--config",
-            config,
-            "--in",
-            archive.to_str().expect("path"),
-            "--json",
-        ])
-        .ok()
-        .json();
+    work.run(&["export", "--db", &db, "--config", config, "--org", "1", "--out", archive.to_str().expect("path")]).ok();
+    let report = work.run(&["import", "--db", &db, "--config", config, "--in", archive.to_str().expect("path"), "--json"]).ok().json();
     let new_org = new_org(&report);
-    work.run(&[
-        "verify",
-        "--db",
-        &db,
-        "--config",
-        config,
-        "--in",
-        archive.to_str().expect("path"),
-        "--org",
-        &new_org,
-    ])
-    .ok();
+    work.run(&["verify", "--db", &db, "--config", config, "--in", archive.to_str().expect("path"), "--org", &new_org]).ok();
     // The default team and every item's successor, by name, as in the source organisation.
     let shape = |org: &str| {
         psql(
             &db,
-            &["-c", &format!(
-                "SELECT (SELECT t.name FROM orgs o JOIN teams t ON t.id = o.default_team_id AND t.org_id = o.id WHERE o.id = {org}) \
+            &[
+                "-c",
+                &format!(
+                    "SELECT (SELECT t.name FROM orgs o JOIN teams t ON t.id = o.default_team_id AND t.org_id = o.id WHERE o.id = {org}) \
                  || ':' || count(*) || ':' || md5(string_agg(i.label || '>' || n.label || '@' || t.name, ',' ORDER BY i.label)) \
                  FROM items i JOIN teams t ON t.id = i.team_id AND t.org_id = {org} \
                  JOIN items n ON n.id = i.next_id JOIN teams nt ON nt.id = n.team_id AND nt.org_id = {org}"
-            )],
+                ),
+            ],
         )
     };
     let source = shape("1");
@@ -512,9 +321,12 @@ fn a_cycle_through_not_null_references_checked_at_once_is_refused_by_the_plan() 
     let db = fresh_db(&server, "nocycle");
     psql(
         &db,
-        &["-c", "CREATE TABLE orgs (id bigserial PRIMARY KEY, owner_id bigint NOT NULL);
+        &[
+            "-c",
+            "CREATE TABLE orgs (id bigserial PRIMARY KEY, owner_id bigint NOT NULL);
                  CREATE TABLE owners (id bigserial PRIMARY KEY, org_id bigint NOT NULL REFERENCES orgs(id));
-                 ALTER TABLE orgs ADD FOREIGN KEY (owner_id) REFERENCES owners(id);"],
+                 ALTER TABLE orgs ADD FOREIGN KEY (owner_id) REFERENCES owners(id);",
+        ],
     );
     work.run(&["plan", "--db", &db, "--root", "orgs"]).fails_with(&[
         "cannot be imported: `orgs`(owner_id) is NOT NULL and checked at once, but refers to `owners`, written after it",
@@ -529,67 +341,29 @@ fn a_cycle_through_not_null_references_checked_at_once_is_refused_by_the_plan() 
 fn a_row_refused_during_the_bulk_write_rolls_back_every_table() {
     let Some(server) = server() else { return };
     let work = Work::new();
-    let source = work.example(
-        "source.db",
-        &orgport_testkit::example::ExampleOptions {
-            tasks_per_project: 40,
-            ..Default::default()
-        },
-    );
+    let source = work.example("source.db", &orgport_testkit::example::ExampleOptions { tasks_per_project: 40, ..Default::default() });
     let config = example_config();
     let archive = work.path("org.orgport");
-    work.export(&source, Some(&config), None, &["1"], &[], &archive)
-        .ok();
+    work.export(&source, Some(&config), None, &["1"], &[], &archive).ok();
     let pg = fresh_db(&server, "refused");
-    psql(
-        &pg,
-        &[
-            "-f",
-            repo_root()
-                .join("examples/saas/schema.postgres.sql")
-                .to_str()
-                .expect("path"),
-        ],
-    );
+    psql(&pg, &["-f", repo_root().join("examples/saas/schema.postgres.sql").to_str().expect("path")]);
     // The first import lands; the second meets a constraint added in between.
-    let args = [
-        "import",
-        "--db",
-        &pg,
-        "--config",
-        config.to_str().expect("path"),
-        "--in",
-        archive.to_str().expect("path"),
-    ];
+    let args = ["import", "--db", &pg, "--config", config.to_str().expect("path"), "--in", archive.to_str().expect("path")];
     work.run(&args).ok();
-    psql(
-        &pg,
-        &[
-            "-c",
-            "ALTER TABLE tasks ADD CONSTRAINT short_titles CHECK (length(title) < 3) NOT VALID",
-        ],
-    );
+    psql(&pg, &["-c", "ALTER TABLE tasks ADD CONSTRAINT short_titles CHECK (length(title) < 3) NOT VALID"]);
     let rows = |table: &str| {
-        psql(&pg, &["-c", &format!("SELECT count(*) || ':' || md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM {table} t")])
+        psql(
+            &pg,
+            &["-c", &format!("SELECT count(*) || ':' || md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM {table} t")],
+        )
     };
-    let tables = [
-        "workspaces",
-        "projects",
-        "labels",
-        "tasks",
-        "users",
-        "memberships",
-    ];
+    let tables = ["workspaces", "projects", "labels", "tasks", "users", "memberships"];
     let before: Vec<String> = tables.iter().map(|t| rows(t)).collect();
     let failed = work.run(&args);
     failed.fails_with(&["cannot insert into `tasks`", "short_titles"]);
     // The server's DETAIL quotes the refused row, which may hold secrets: never shown.
     assert!(!failed.stderr.contains("Failing row"), "{}", failed.stderr);
-    assert_eq!(
-        tables.iter().map(|t| rows(t)).collect::<Vec<_>>(),
-        before,
-        "rows were left behind"
-    );
+    assert_eq!(tables.iter().map(|t| rows(t)).collect::<Vec<_>>(), before, "rows were left behind");
 }
 
 /// Tables read on several connections sharing one snapshot (`pg_export_snapshot`) make the same
@@ -602,42 +376,19 @@ fn readers_sharing_the_snapshot_export_the_same_rows_as_one_connection() {
     let config = flagsmith_config();
     let tables = |jobs: &str| {
         let archive = work.path(&format!("jobs{jobs}.orgport"));
-        let args = [
-            "export",
-            "--db",
-            &source,
-            "--config",
-            config.to_str().expect("path"),
-            "--org",
-            "1",
-            "--jobs",
-            jobs,
-        ];
+        let args = ["export", "--db", &source, "--config", config.to_str().expect("path"), "--org", "1", "--jobs", jobs];
         let out = work.run(&[&args[..], &["--out", archive.to_str().expect("path")]].concat());
         out.ok();
         if jobs != "1" {
-            assert!(
-                out.stderr.contains(&format!(
-                    "reading tables on {jobs} connections sharing one snapshot"
-                )),
-                "{}",
-                out.stderr
-            );
+            assert!(out.stderr.contains(&format!("reading tables on {jobs} connections sharing one snapshot")), "{}", out.stderr);
         }
         let manifest = work.manifest(&archive);
-        let tables: Vec<String> = manifest["tables"]
-            .as_array()
-            .expect("tables")
-            .iter()
-            .map(|t| format!("{} {} {}", t["name"], t["rows"], t["sha256"]))
-            .collect();
+        let tables: Vec<String> =
+            manifest["tables"].as_array().expect("tables").iter().map(|t| format!("{} {} {}", t["name"], t["rows"], t["sha256"])).collect();
         tables
     };
     let one = tables("1");
-    assert!(
-        one.len() > 20,
-        "test setup: Flagsmith exports many tables: {one:?}"
-    );
+    assert!(one.len() > 20, "test setup: Flagsmith exports many tables: {one:?}");
     assert_eq!(tables("4"), one);
 }
 
@@ -647,50 +398,17 @@ fn readers_sharing_the_snapshot_export_the_same_rows_as_one_connection() {
 fn a_column_whose_type_does_not_map_is_refused_before_any_write() {
     let Some(server) = server() else { return };
     let work = Work::new();
-    let source = work.example(
-        "source.db",
-        &orgport_testkit::example::ExampleOptions {
-            tasks_per_project: 3,
-            ..Default::default()
-        },
-    );
+    let source = work.example("source.db", &orgport_testkit::example::ExampleOptions { tasks_per_project: 3, ..Default::default() });
     let config = example_config();
     let archive = work.path("org.orgport");
-    work.export(&source, Some(&config), None, &["1"], &[], &archive)
-        .ok();
+    work.export(&source, Some(&config), None, &["1"], &[], &archive).ok();
     let pg = fresh_db(&server, "nomap");
-    psql(
-        &pg,
-        &[
-            "-f",
-            repo_root()
-                .join("examples/saas/schema.postgres.sql")
-                .to_str()
-                .expect("path"),
-        ],
-    );
-    psql(
-        &pg,
-        &[
-            "-c",
-            "ALTER TABLE tasks ALTER COLUMN title TYPE bigint USING 0",
-        ],
-    );
-    let args = [
-        "import",
-        "--db",
-        &pg,
-        "--config",
-        config.to_str().expect("path"),
-        "--in",
-        archive.to_str().expect("path"),
-    ];
-    work.run(&args).fails_with(&[
-        "does not match the archive",
-        "column `tasks.title` is TEXT",
-        "bigint (Integer) on the target",
-    ]);
-    let total = psql(&pg, &["-c", "SELECT (SELECT count(*) FROM workspaces) + (SELECT count(*) FROM users) + (SELECT count(*) FROM tasks)"]);
+    psql(&pg, &["-f", repo_root().join("examples/saas/schema.postgres.sql").to_str().expect("path")]);
+    psql(&pg, &["-c", "ALTER TABLE tasks ALTER COLUMN title TYPE bigint USING 0"]);
+    let args = ["import", "--db", &pg, "--config", config.to_str().expect("path"), "--in", archive.to_str().expect("path")];
+    work.run(&args).fails_with(&["does not match the archive", "column `tasks.title` is TEXT", "bigint (Integer) on the target"]);
+    let total =
+        psql(&pg, &["-c", "SELECT (SELECT count(*) FROM workspaces) + (SELECT count(*) FROM users) + (SELECT count(*) FROM tasks)"]);
     assert_eq!(total, "0", "rows were written");
 }
 
@@ -703,17 +421,9 @@ fn db_of(server: &str, name: &str, sql: &str) -> String {
 
 /// Imports the archive into `db`, verifies it, and returns the new organisation's key.
 fn import_and_verify(work: &Work, db: &str, config: &str, archive: &str) -> String {
-    let report = work
-        .run(&[
-            "import", "--db", db, "--config", config, "--in", archive, "--json",
-        ])
-        .ok()
-        .json();
+    let report = work.run(&["import", "--db", db, "--config", config, "--in", archive, "--json"]).ok().json();
     let org = new_org(&report);
-    work.run(&[
-        "verify", "--db", db, "--config", config, "--in", archive, "--org", &org,
-    ])
-    .ok();
+    work.run(&["verify", "--db", db, "--config", config, "--in", archive, "--org", &org]).ok();
     org
 }
 
@@ -739,10 +449,7 @@ fn withheld_secrets_are_written_as_valid_values_of_their_type() {
     );
     let (config, archive) = (config.to_str().expect("path"), work.path("org.orgport"));
     let archive = archive.to_str().expect("path");
-    work.run(&[
-        "export", "--db", &db, "--config", config, "--org", "1", "--out", archive,
-    ])
-    .ok();
+    work.run(&["export", "--db", &db, "--config", config, "--org", "1", "--out", archive]).ok();
     let org = import_and_verify(&work, &db, config, archive);
     let row = psql(
         &db,
@@ -776,54 +483,22 @@ fn a_unique_index_on_non_null_values_is_checked_and_resolved_before_writing() {
     let archive = archive.to_str().expect("path");
     let secrets = "root = \"orgs\"\nnot_sensitive = [\"builds.job_token\"]\n";
     let bare = work.config("bare.toml", secrets);
-    work.run(&[
-        "export",
-        "--db",
-        &db,
-        "--config",
-        bare.to_str().expect("path"),
-        "--org",
-        "1",
-        "--out",
-        archive,
-    ])
-    .ok();
-    work.run(&[
-        "import",
-        "--db",
-        &db,
-        "--config",
-        bare.to_str().expect("path"),
-        "--in",
-        archive,
-    ])
-    .fails_with(&[
+    work.run(&["export", "--db", &db, "--config", bare.to_str().expect("path"), "--org", "1", "--out", archive]).ok();
+    work.run(&["import", "--db", &db, "--config", bare.to_str().expect("path"), "--in", archive]).fails_with(&[
         "unique value(s) of the archive already exist",
         "table `builds`, unique (job_token)",
         "on_conflict.\"builds.job_token\"",
     ]);
-    let regenerate = work.config(
-        "regenerate.toml",
-        &format!("{secrets}[on_conflict]\n\"builds.job_token\" = \"regenerate\"\n"),
-    );
+    let regenerate = work.config("regenerate.toml", &format!("{secrets}[on_conflict]\n\"builds.job_token\" = \"regenerate\"\n"));
     let org = import_and_verify(&work, &db, regenerate.to_str().expect("path"), archive);
-    let tokens = psql(&db, &["-c", &format!("SELECT count(job_token), count(*) FILTER (WHERE job_token = 'tok-1') FROM builds WHERE org_id = {org}")]);
-    assert_eq!(
-        tokens, "1|0",
-        "the copy's token was regenerated, its NULL kept"
+    let tokens = psql(
+        &db,
+        &["-c", &format!("SELECT count(job_token), count(*) FILTER (WHERE job_token = 'tok-1') FROM builds WHERE org_id = {org}")],
     );
+    assert_eq!(tokens, "1|0", "the copy's token was regenerated, its NULL kept");
     // A partial index that leaves out other rows is still not looked up: a soft-deleted slug
     // may repeat.
-    assert_eq!(
-        psql(
-            &db,
-            &[
-                "-c",
-                &format!("SELECT count(*) FROM notes WHERE org_id = {org} AND slug = 'gone'")
-            ]
-        ),
-        "1"
-    );
+    assert_eq!(psql(&db, &["-c", &format!("SELECT count(*) FROM notes WHERE org_id = {org} AND slug = 'gone'")]), "1");
 }
 
 /// The export needs nothing but `SELECT`: a role that may only read, in read-only transactions,
@@ -848,51 +523,29 @@ fn a_read_only_role_exports_and_the_import_fires_row_triggers() {
     let role = format!("reader_{}", std::process::id());
     psql(
         &db,
-        &["-c", &format!(
-            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}; \
+        &[
+            "-c",
+            &format!(
+                "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}; \
              ALTER ROLE {role} SET default_transaction_read_only = on"
-        )],
+            ),
+        ],
     );
     let reader_url = db.replacen("postgres://postgres@", &format!("postgres://{role}@"), 1);
-    assert_ne!(
-        reader_url, db,
-        "test setup: the server URL names the postgres user"
-    );
-    let config = work.config(
-        "orgport.toml",
-        "root = \"orgs\"\nexclude = [\"note_log\"]\n",
-    );
+    assert_ne!(reader_url, db, "test setup: the server URL names the postgres user");
+    let config = work.config("orgport.toml", "root = \"orgs\"\nexclude = [\"note_log\"]\n");
     let config = config.to_str().expect("path");
     let archive = work.path("org1.orgport");
     let archive = archive.to_str().expect("path");
-    let out = work.run(&[
-        "export",
-        "--db",
-        &reader_url,
-        "--config",
-        config,
-        "--org",
-        "1",
-        "--jobs",
-        "3",
-        "--out",
-        archive,
-    ]);
+    let out = work.run(&["export", "--db", &reader_url, "--config", config, "--org", "1", "--jobs", "3", "--out", archive]);
     out.ok();
-    assert!(
-        out.stderr.contains("reading tables on 3 connections"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("reading tables on 3 connections"), "{}", out.stderr);
     let org = import_and_verify(&work, &db, config, archive);
     let logged = psql(&db, &["-c", &format!(
         "SELECT count(*) || ':' || count(*) FILTER (WHERE l.body = n.body) FROM note_log l JOIN notes n ON n.id = l.note_id WHERE n.org_id = {org}"
     )]);
     assert_eq!(logged, "20:20", "the trigger logged every imported note");
-    psql(
-        &db,
-        &["-c", &format!("DROP OWNED BY {role}; DROP ROLE {role}")],
-    );
+    psql(&db, &["-c", &format!("DROP OWNED BY {role}; DROP ROLE {role}")]);
 }
 
 /// A hot standby is read-only: the export writes nothing there (no temporary tables, nothing to
@@ -904,32 +557,23 @@ fn an_organisation_exports_from_a_hot_standby_as_from_its_primary() {
     let primary = PrivateServer::start(&[], |_| String::new());
     psql(
         &primary.url,
-        &["-c", "CREATE TABLE orgs (id bigserial PRIMARY KEY, name text NOT NULL);
+        &[
+            "-c",
+            "CREATE TABLE orgs (id bigserial PRIMARY KEY, name text NOT NULL);
                  CREATE TABLE projects (id bigserial PRIMARY KEY, org_id bigint NOT NULL REFERENCES orgs(id), name text NOT NULL);
                  CREATE TABLE tasks (id bigserial PRIMARY KEY, project_id bigint NOT NULL REFERENCES projects(id),
                                      parent_id bigint REFERENCES tasks(id), title text NOT NULL);
                  INSERT INTO orgs (name) VALUES ('one'), ('two');
                  INSERT INTO projects (org_id, name) SELECT 1 + i % 2, 'project ' || i FROM generate_series(1, 10) i;
                  INSERT INTO tasks (project_id, title) SELECT 1 + i % 10, 'task ' || i FROM generate_series(1, 500) i;
-                 UPDATE tasks SET parent_id = id - 1 WHERE id % 7 <> 0 AND id > 1;"],
+                 UPDATE tasks SET parent_id = id - 1 WHERE id % 7 <> 0 AND id > 1;",
+        ],
     );
     let standby = PrivateServer::standby_of(&primary);
     // Wait until the standby has replayed the rows.
     let replayed = (0..100).any(|_| {
-        let ready = psql(
-            &standby.url,
-            &[
-                "-c",
-                "SELECT pg_is_in_recovery() AND to_regclass('tasks') IS NOT NULL",
-            ],
-        ) == "t"
-            && psql(
-                &standby.url,
-                &[
-                    "-c",
-                    "SELECT count(*) FROM tasks WHERE parent_id IS NOT NULL",
-                ],
-            ) != "0";
+        let ready = psql(&standby.url, &["-c", "SELECT pg_is_in_recovery() AND to_regclass('tasks') IS NOT NULL"]) == "t"
+            && psql(&standby.url, &["-c", "SELECT count(*) FROM tasks WHERE parent_id IS NOT NULL"]) != "0";
         if !ready {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
@@ -938,18 +582,7 @@ fn an_organisation_exports_from_a_hot_standby_as_from_its_primary() {
     assert!(replayed, "the standby did not catch up");
     let tables = |url: &str, name: &str| {
         let archive = work.path(name);
-        work.run(&[
-            "export",
-            "--db",
-            url,
-            "--root",
-            "orgs",
-            "--org",
-            "1",
-            "--out",
-            archive.to_str().expect("path"),
-        ])
-        .ok();
+        work.run(&["export", "--db", url, "--root", "orgs", "--org", "1", "--out", archive.to_str().expect("path")]).ok();
         let manifest = work.manifest(&archive);
         manifest["tables"]
             .as_array()
@@ -959,10 +592,7 @@ fn an_organisation_exports_from_a_hot_standby_as_from_its_primary() {
             .collect::<Vec<_>>()
     };
     let from_primary = tables(&primary.url, "primary.orgport");
-    assert!(
-        from_primary.iter().any(|t| t.starts_with("\"tasks\" 250 ")),
-        "{from_primary:?}"
-    );
+    assert!(from_primary.iter().any(|t| t.starts_with("\"tasks\" 250 ")), "{from_primary:?}");
     assert_eq!(tables(&standby.url, "standby.orgport"), from_primary);
 }
 
@@ -1008,20 +638,7 @@ fn references_leaving_the_organisation_are_cut_however_they_are_tested() {
     }
     for (engine, db, jobs) in sources {
         let archive = w.path(&format!("leaving-{engine}-{jobs}.orgport"));
-        w.run(&[
-            "export",
-            "--db",
-            &db,
-            "--root",
-            "ws",
-            "--org",
-            "2",
-            "--jobs",
-            jobs,
-            "--out",
-            archive.to_str().unwrap(),
-        ])
-        .ok();
+        w.run(&["export", "--db", &db, "--root", "ws", "--org", "2", "--jobs", jobs, "--out", archive.to_str().unwrap()]).ok();
         let rows = archive_rows(&archive);
         let items: Vec<String> = rows["items"].iter().map(|r| format!("{r:?}")).collect();
         let expected = [
@@ -1031,11 +648,7 @@ fn references_leaving_the_organisation_are_cut_however_they_are_tested() {
         ];
         assert_eq!(items, expected, "{engine}, --jobs {jobs}");
         let notes: Vec<String> = rows["notes"].iter().map(|r| format!("{r:?}")).collect();
-        assert_eq!(
-            notes,
-            ["[Int(2), Int(2), Null]", "[Int(3), Int(2), Int(11)]"],
-            "{engine}, --jobs {jobs}"
-        );
+        assert_eq!(notes, ["[Int(2), Int(2), Null]", "[Int(3), Int(2), Int(11)]"], "{engine}, --jobs {jobs}");
         let mut cut: Vec<String> = w.manifest(&archive)["cut"]
             .as_array()
             .unwrap()
@@ -1053,12 +666,7 @@ fn references_leaving_the_organisation_are_cut_however_they_are_tested() {
         cut.sort();
         assert_eq!(
             cut,
-            [
-                "items.board_id cut 1",
-                "items.parent_id cut 1",
-                "items.tag_code cut 1",
-                "notes.item_id cut 1"
-            ],
+            ["items.board_id cut 1", "items.parent_id cut 1", "items.tag_code cut 1", "notes.item_id cut 1"],
             "{engine}, --jobs {jobs}"
         );
     }

@@ -81,43 +81,29 @@ fn case_strategy() -> impl Strategy<Value = Case> {
         any::<bool>(),
         any::<bool>(),
     )
-        .prop_map(
-            |(key, owner, owner_nullable, extras, self_ref, person, unique_tag, without_rowid)| {
-                TableGen {
-                    key,
-                    owner,
-                    owner_nullable,
-                    extras,
-                    self_ref,
-                    person,
-                    unique_tag,
-                    without_rowid,
-                }
-            },
-        );
+        .prop_map(|(key, owner, owner_nullable, extras, self_ref, person, unique_tag, without_rowid)| TableGen {
+            key,
+            owner,
+            owner_nullable,
+            extras,
+            self_ref,
+            person,
+            unique_tag,
+            without_rowid,
+        });
     let cross = prop_oneof![Just(0u64), Just(20u64)];
-    (
-        root,
-        proptest::collection::vec(table, 1..=5),
-        any::<bool>(),
-        2..=3usize,
-        1..=2usize,
-        0..3usize,
-        any::<u64>(),
-        cross,
+    (root, proptest::collection::vec(table, 1..=5), any::<bool>(), 2..=3usize, 1..=2usize, 0..3usize, any::<u64>(), cross).prop_map(
+        |(root, tables, people, src_orgs, tgt_orgs, pick, seed, cross)| Case {
+            root,
+            tables,
+            people,
+            src_orgs,
+            tgt_orgs,
+            pick: pick % src_orgs,
+            seed,
+            cross,
+        },
     )
-        .prop_map(
-            |(root, tables, people, src_orgs, tgt_orgs, pick, seed, cross)| Case {
-                root,
-                tables,
-                people,
-                src_orgs,
-                tgt_orgs,
-                pick: pick % src_orgs,
-                seed,
-                cross,
-            },
-        )
 }
 
 /// SplitMix64: the data of a case comes from its seed.
@@ -140,14 +126,7 @@ impl Rng {
     fn uuid(&mut self, upper: bool) -> String {
         let (a, b) = (self.next(), self.next());
         let h = format!("{a:016x}{b:016x}");
-        let s = format!(
-            "{}-{}-4{}-a{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[13..16],
-            &h[17..20],
-            &h[20..32]
-        );
+        let s = format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32]);
         if upper {
             s.to_uppercase()
         } else {
@@ -155,24 +134,13 @@ impl Rng {
         }
     }
     fn value(&mut self) -> V {
-        const TEXTS: &[&str] = &[
-            "",
-            "plain",
-            "Zoë 🐢",
-            "مرحبا",
-            "e\u{301}",
-            "NULL",
-            "0",
-            "tab\tnl\n",
-        ];
+        const TEXTS: &[&str] = &["", "plain", "Zoë 🐢", "مرحبا", "e\u{301}", "NULL", "0", "tab\tnl\n"];
         match self.below(9) {
             0 => V::Null,
             1 => V::Integer(i64::MIN),
             2 => V::Integer(i64::MAX),
             3 => V::Integer(self.next() as i64),
-            4 => V::Real(f64::from_bits(
-                self.next() & 0x7fef_ffff_ffff_ffff | (self.next() & 1) << 63,
-            )),
+            4 => V::Real(f64::from_bits(self.next() & 0x7fef_ffff_ffff_ffff | (self.next() & 1) << 63)),
             5 => V::Real(-0.0),
             6 => V::Text(TEXTS[self.below(TEXTS.len())].to_string()),
             7 => V::Blob((0..self.below(20)).map(|_| self.next() as u8).collect()),
@@ -218,11 +186,7 @@ struct TableDef {
 
 impl TableDef {
     fn fks(&self) -> Vec<&Fk> {
-        std::iter::once(&self.owner)
-            .chain(&self.extras)
-            .chain(&self.self_ref)
-            .chain(&self.person)
-            .collect()
+        std::iter::once(&self.owner).chain(&self.extras).chain(&self.self_ref).chain(&self.person).collect()
     }
 }
 
@@ -244,13 +208,7 @@ fn build_schema(case: &Case) -> Schema {
         key_cols: vec!["id".into()],
         key_types: vec![root_type.into()],
         key: None,
-        owner: Fk {
-            cols: vec![],
-            to: 0,
-            to_cols: vec![],
-            to_types: vec![],
-            nullable: false,
-        },
+        owner: Fk { cols: vec![], to: 0, to_cols: vec![], to_types: vec![], nullable: false },
         extras: vec![],
         self_ref: None,
         person: None,
@@ -265,9 +223,7 @@ fn build_schema(case: &Case) -> Schema {
         let owner = g.owner as usize % i;
         let owner_def = &tables[owner];
         let fk_to = |prefix: &str, to: &TableDef, to_index: usize, nullable: bool| Fk {
-            cols: (0..to.key_cols.len())
-                .map(|j| format!("{prefix}_{j}"))
-                .collect(),
+            cols: (0..to.key_cols.len()).map(|j| format!("{prefix}_{j}")).collect(),
             to: to_index,
             to_cols: to.key_cols.clone(),
             to_types: to.key_types.clone(),
@@ -277,10 +233,7 @@ fn build_schema(case: &Case) -> Schema {
         let owner_fk = fk_to("o", owner_def, owner, g.owner_nullable && !composite);
         let (key_cols, key_types) = match g.key {
             KeyGen::Int => (vec!["id".to_string()], vec!["INTEGER".to_string()]),
-            KeyGen::Uuid { declared_uuid, .. } => (
-                vec!["id".to_string()],
-                vec![if declared_uuid { "UUID" } else { "TEXT" }.to_string()],
-            ),
+            KeyGen::Uuid { declared_uuid, .. } => (vec!["id".to_string()], vec![if declared_uuid { "UUID" } else { "TEXT" }.to_string()]),
             KeyGen::Composite => {
                 let mut cols = owner_fk.cols.clone();
                 cols.push("n".into());
@@ -296,13 +249,7 @@ fn build_schema(case: &Case) -> Schema {
             .map(|(x, &(to, nullable, by_tag))| {
                 let to = to as usize % i;
                 if by_tag && tables[to].unique_tag {
-                    Fk {
-                        cols: vec![format!("e{x}_tag")],
-                        to,
-                        to_cols: vec!["tag".into()],
-                        to_types: vec!["TEXT".into()],
-                        nullable,
-                    }
+                    Fk { cols: vec![format!("e{x}_tag")], to, to_cols: vec!["tag".into()], to_types: vec!["TEXT".into()], nullable }
                 } else {
                     fk_to(&format!("e{x}"), &tables[to], to, nullable)
                 }
@@ -336,28 +283,15 @@ fn build_schema(case: &Case) -> Schema {
                 nullable: true,
             });
         }
-        def.depth = 1 + def
-            .fks()
-            .iter()
-            .filter(|f| f.to != PEOPLE && f.to != i)
-            .map(|f| tables[f.to].depth)
-            .min()
-            .unwrap_or(0);
+        def.depth = 1 + def.fks().iter().filter(|f| f.to != PEOPLE && f.to != i).map(|f| tables[f.to].depth).min().unwrap_or(0);
         tables.push(def);
     }
-    Schema {
-        root_type,
-        tables,
-        people,
-    }
+    Schema { root_type, tables, people }
 }
 
 impl Schema {
     fn ddl(&self) -> String {
-        let mut sql = format!(
-            "CREATE TABLE org (id {} PRIMARY KEY NOT NULL, name TEXT NOT NULL, val);\n",
-            self.root_type
-        );
+        let mut sql = format!("CREATE TABLE org (id {} PRIMARY KEY NOT NULL, name TEXT NOT NULL, val);\n", self.root_type);
         if self.people {
             sql.push_str("CREATE TABLE people (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT);\n");
         }
@@ -367,53 +301,29 @@ impl Schema {
             let composite = matches!(t.key, Some(KeyGen::Composite));
             if !composite {
                 let ty = &t.key_types[0];
-                cols.push(format!(
-                    "id {ty} PRIMARY KEY{}",
-                    if ty == "INTEGER" { "" } else { " NOT NULL" }
-                ));
+                cols.push(format!("id {ty} PRIMARY KEY{}", if ty == "INTEGER" { "" } else { " NOT NULL" }));
                 seen.push("id".into());
             }
             let mut constraints = Vec::new();
             for fk in t.fks() {
-                let to_name = if fk.to == PEOPLE {
-                    "people".to_string()
-                } else {
-                    self.tables[fk.to].name.clone()
-                };
+                let to_name = if fk.to == PEOPLE { "people".to_string() } else { self.tables[fk.to].name.clone() };
                 for (c, ty) in fk.cols.iter().zip(&fk.to_types) {
                     if !seen.contains(c) {
-                        cols.push(format!(
-                            "{c} {ty}{}",
-                            if fk.nullable { "" } else { " NOT NULL" }
-                        ));
+                        cols.push(format!("{c} {ty}{}", if fk.nullable { "" } else { " NOT NULL" }));
                         seen.push(c.clone());
                     }
                 }
-                constraints.push(format!(
-                    "FOREIGN KEY ({}) REFERENCES {to_name}({})",
-                    fk.cols.join(", "),
-                    fk.to_cols.join(", ")
-                ));
+                constraints.push(format!("FOREIGN KEY ({}) REFERENCES {to_name}({})", fk.cols.join(", "), fk.to_cols.join(", ")));
             }
             if composite {
                 cols.push("n INTEGER NOT NULL".into());
                 constraints.insert(0, format!("PRIMARY KEY ({})", t.key_cols.join(", ")));
             }
-            cols.push(format!(
-                "tag TEXT NOT NULL{}",
-                if t.unique_tag { " UNIQUE" } else { "" }
-            ));
+            cols.push(format!("tag TEXT NOT NULL{}", if t.unique_tag { " UNIQUE" } else { "" }));
             cols.push("val".into());
             cols.extend(constraints);
-            let rowid = if t.without_rowid {
-                " WITHOUT ROWID"
-            } else {
-                ""
-            };
-            sql.push_str(&format!(
-                "CREATE TABLE t{i} (\n  {}\n){rowid};\n",
-                cols.join(",\n  ")
-            ));
+            let rowid = if t.without_rowid { " WITHOUT ROWID" } else { "" };
+            sql.push_str(&format!("CREATE TABLE t{i} (\n  {}\n){rowid};\n", cols.join(",\n  ")));
         }
         sql
     }
@@ -424,23 +334,12 @@ impl Schema {
             return "SELECT id FROM org WHERE id = ?1".into();
         }
         let t = &self.tables[i];
-        format!(
-            "SELECT {} FROM {} WHERE ({}) IN ({})",
-            t.key_cols.join(", "),
-            t.name,
-            t.owner.cols.join(", "),
-            self.keys_sql(t.owner.to)
-        )
+        format!("SELECT {} FROM {} WHERE ({}) IN ({})", t.key_cols.join(", "), t.name, t.owner.cols.join(", "), self.keys_sql(t.owner.to))
     }
 
     fn rows_sql(&self, i: usize) -> String {
         let t = &self.tables[i];
-        format!(
-            "SELECT * FROM {} WHERE ({}) IN ({})",
-            t.name,
-            t.owner.cols.join(", "),
-            self.keys_sql(t.owner.to)
-        )
+        format!("SELECT * FROM {} WHERE ({}) IN ({})", t.name, t.owner.cols.join(", "), self.keys_sql(t.owner.to))
     }
 
     fn specs(&self) -> Vec<TableSpec> {
@@ -451,16 +350,10 @@ impl Schema {
             .collect();
         if !users.is_empty() {
             out.push(
-                spec(
-                    "people",
-                    &format!(
-                        "SELECT * FROM people WHERE id IN ({})",
-                        users.join(" UNION ")
-                    ),
-                )
-                .fresh(&["id"])
-                .pair_by(&["email"])
-                .shared(),
+                spec("people", &format!("SELECT * FROM people WHERE id IN ({})", users.join(" UNION ")))
+                    .fresh(&["id"])
+                    .pair_by(&["email"])
+                    .shared(),
             );
         }
         out.push(spec("org", "SELECT * FROM org WHERE id = ?1").fresh(&["id"]));
@@ -471,16 +364,8 @@ impl Schema {
                 s = s.fresh(&["id"]);
             }
             for fk in t.fks() {
-                let to = if fk.to == PEOPLE {
-                    "people".to_string()
-                } else {
-                    self.tables[fk.to].name.clone()
-                };
-                s.refs.push(Ref {
-                    cols: fk.cols.clone(),
-                    table: to,
-                    to: fk.to_cols.clone(),
-                });
+                let to = if fk.to == PEOPLE { "people".to_string() } else { self.tables[fk.to].name.clone() };
+                s.refs.push(Ref { cols: fk.cols.clone(), table: to, to: fk.to_cols.clone() });
             }
             out.push(s);
         }
@@ -494,17 +379,9 @@ type RowId = (Vec<V>, V);
 type Columns = Vec<(String, V)>;
 
 /// Fills a database with `orgs` organisations; returns their root keys.
-fn fill(
-    path: &Path,
-    schema: &Schema,
-    case: &Case,
-    rng: &mut Rng,
-    prefix: &str,
-    orgs: usize,
-) -> Vec<Cell> {
+fn fill(path: &Path, schema: &Schema, case: &Case, rng: &mut Rng, prefix: &str, orgs: usize) -> Vec<Cell> {
     let mut conn = rusqlite::Connection::open(path).expect("creating a database");
-    conn.execute_batch(&schema.ddl())
-        .unwrap_or_else(|e| panic!("{e}\n{}", schema.ddl()));
+    conn.execute_batch(&schema.ddl()).unwrap_or_else(|e| panic!("{e}\n{}", schema.ddl()));
     conn.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
     let tx = conn.transaction().unwrap();
     tx.execute_batch("PRAGMA defer_foreign_keys = ON;").unwrap();
@@ -518,11 +395,7 @@ fn fill(
         for (k, id) in ids.iter().enumerate() {
             tx.execute(
                 "INSERT INTO people VALUES (?1, ?2, ?3)",
-                rusqlite::params![
-                    id,
-                    format!("p{}@example.test", first + k),
-                    format!("{prefix} person {k}")
-                ],
+                rusqlite::params![id, format!("p{}@example.test", first + k), format!("{prefix} person {k}")],
             )
             .unwrap();
         }
@@ -548,11 +421,7 @@ fn fill(
             RootGen::Int => V::Integer(o as i64 + 1),
             RootGen::Text | RootGen::Uuid => V::Text(rng.uuid(false)),
         };
-        tx.execute(
-            "INSERT INTO org VALUES (?1, ?2, ?3)",
-            rusqlite::params![key, format!("{prefix} org {o}"), rng.value()],
-        )
-        .unwrap();
+        tx.execute("INSERT INTO org VALUES (?1, ?2, ?3)", rusqlite::params![key, format!("{prefix} org {o}"), rng.value()]).unwrap();
         root_keys.push(match &key {
             V::Integer(i) => Cell::Int(*i),
             V::Text(s) => Cell::Text(s.clone()),
@@ -561,11 +430,8 @@ fn fill(
         rows_of[0].push(vec![(vec![key], V::Null)]);
         for i in 1..schema.tables.len() {
             let t = &schema.tables[i];
-            let ownership: Vec<bool> = t
-                .fks()
-                .iter()
-                .map(|f| f.to != PEOPLE && f.to != i && schema.tables[f.to].depth + 1 == t.depth)
-                .collect();
+            let ownership: Vec<bool> =
+                t.fks().iter().map(|f| f.to != PEOPLE && f.to != i && schema.tables[f.to].depth + 1 == t.depth).collect();
             let mut made: Vec<(Vec<V>, V, Columns)> = Vec::new();
             'rows: for _ in 0..rng.below(5) {
                 let mut cols: Vec<(String, V)> = Vec::new();
@@ -576,11 +442,7 @@ fn fill(
                 };
                 for (k, fk) in t.fks().into_iter().enumerate() {
                     if fk.to == PEOPLE {
-                        let v = if rng.chance(50) {
-                            V::Null
-                        } else {
-                            V::Integer(people_ids[rng.below(people_ids.len())])
-                        };
+                        let v = if rng.chance(50) { V::Null } else { V::Integer(people_ids[rng.below(people_ids.len())]) };
                         set(&mut cols, "person", v);
                         continue;
                     }
@@ -621,12 +483,7 @@ fn fill(
                     _ => {
                         let n = int_keys.entry(i).or_insert(0);
                         *n += 1;
-                        let mut k: Vec<V> = t
-                            .owner
-                            .cols
-                            .iter()
-                            .map(|c| cols.iter().find(|(n, _)| n == c).unwrap().1.clone())
-                            .collect();
+                        let mut k: Vec<V> = t.owner.cols.iter().map(|c| cols.iter().find(|(n, _)| n == c).unwrap().1.clone()).collect();
                         k.push(V::Integer(*n));
                         k
                     }
@@ -647,11 +504,7 @@ fn fill(
                 for k in (1..order.len()).rev() {
                     order.swap(k, rng.below(k + 1));
                 }
-                let others: Vec<Vec<V>> = rows_of[i][..o]
-                    .iter()
-                    .flatten()
-                    .map(|r| r.0.clone())
-                    .collect();
+                let others: Vec<Vec<V>> = rows_of[i][..o].iter().flatten().map(|r| r.0.clone()).collect();
                 for (pos, &r) in order.iter().enumerate() {
                     let parent: Vec<V> = if !others.is_empty() && rng.chance(case.cross) {
                         others[rng.below(others.len())].clone()
@@ -671,16 +524,9 @@ fn fill(
                     "INSERT INTO {} ({}) VALUES ({})",
                     t.name,
                     names.join(", "),
-                    (1..=names.len())
-                        .map(|k| format!("?{k}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    (1..=names.len()).map(|k| format!("?{k}")).collect::<Vec<_>>().join(", ")
                 );
-                tx.execute(
-                    &sql,
-                    rusqlite::params_from_iter(cols.iter().map(|(_, v)| v)),
-                )
-                .unwrap_or_else(|e| panic!("{e}: {sql} {cols:?}"));
+                tx.execute(&sql, rusqlite::params_from_iter(cols.iter().map(|(_, v)| v))).unwrap_or_else(|e| panic!("{e}: {sql} {cols:?}"));
             }
             rows_of[i].push(made.into_iter().map(|(k, tag, _)| (k, tag)).collect());
         }
@@ -703,46 +549,16 @@ fn check_case(case: &Case) -> Result<usize, TestCaseError> {
 
     let archive = w.path("org.orgport");
     let out = w.export(&src, None, Some("org"), &[&org.key_text()], &[], &archive);
-    prop_assert_eq!(
-        out.code,
-        0,
-        "export failed:\n{}\nschema:\n{}",
-        out.stderr,
-        ddl
-    );
+    prop_assert_eq!(out.code, 0, "export failed:\n{}\nschema:\n{}", out.stderr, ddl);
     let before = snapshot(&tgt);
     let out = w.import(&tgt, None, &archive, &["--json"]);
-    prop_assert_eq!(
-        out.code,
-        0,
-        "import failed:\n{}\nschema:\n{}",
-        out.stderr,
-        ddl
-    );
+    prop_assert_eq!(out.code, 0, "import failed:\n{}\nschema:\n{}", out.stderr, ddl);
     let report = out.json();
     let new = new_org(&report);
     let v = w.verify(&tgt, None, &archive, &[&new]);
-    prop_assert_eq!(
-        v.code,
-        0,
-        "verify failed:\n{}\n{}\nschema:\n{}",
-        v.stdout,
-        v.stderr,
-        ddl
-    );
-    let lib = library_verify(
-        &tgt,
-        None,
-        Some("org"),
-        &archive,
-        std::slice::from_ref(&new),
-    );
-    prop_assert!(
-        lib.is_equal(),
-        "library verify: {:?}\nschema:\n{}",
-        lib.differences,
-        ddl
-    );
+    prop_assert_eq!(v.code, 0, "verify failed:\n{}\n{}\nschema:\n{}", v.stdout, v.stderr, ddl);
+    let lib = library_verify(&tgt, None, Some("org"), &archive, std::slice::from_ref(&new));
+    prop_assert!(lib.is_equal(), "library verify: {:?}\nschema:\n{}", lib.differences, ddl);
 
     let new_cell = match org {
         Cell::Int(_) => Cell::Int(new.parse().unwrap()),
@@ -757,38 +573,20 @@ fn check_case(case: &Case) -> Result<usize, TestCaseError> {
     }
     let mut cut_reported: BTreeMap<String, u64> = BTreeMap::new();
     for c in w.manifest(&archive)["cut"].as_array().unwrap() {
-        let cols: Vec<&str> = c["columns"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_str().unwrap())
-            .collect();
+        let cols: Vec<&str> = c["columns"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
         prop_assert_eq!(&c["action"], "cut");
-        *cut_reported
-            .entry(format!(
-                "{}.{}",
-                c["table"].as_str().unwrap(),
-                cols.join(",")
-            ))
-            .or_default() += c["rows"].as_u64().unwrap();
+        *cut_reported.entry(format!("{}.{}", c["table"].as_str().unwrap(), cols.join(","))).or_default() += c["rows"].as_u64().unwrap();
     }
-    prop_assert_eq!(
-        &cut_reported,
-        &cut_expected,
-        "cut references\nschema:\n{}",
-        ddl
-    );
+    prop_assert_eq!(&cut_reported, &cut_expected, "cut references\nschema:\n{}", ddl);
     if case.cross == 0 {
         prop_assert!(paired.cuts.is_empty());
     }
-    let added = added_rows(&before, &snapshot(&tgt))
-        .map_err(|e| TestCaseError::fail(format!("other rows changed:\n{e}\nschema:\n{ddl}")))?;
+    let added =
+        added_rows(&before, &snapshot(&tgt)).map_err(|e| TestCaseError::fail(format!("other rows changed:\n{e}\nschema:\n{ddl}")))?;
     for (table, pairs) in &paired.pairs {
         if table != "people" {
             prop_assert_eq!(
-                report["tables"][table.as_str()]["created"]
-                    .as_u64()
-                    .unwrap_or(0) as usize,
+                report["tables"][table.as_str()]["created"].as_u64().unwrap_or(0) as usize,
                 pairs.len(),
                 "`{}`: rows created",
                 table
@@ -817,10 +615,7 @@ fn check_case(case: &Case) -> Result<usize, TestCaseError> {
 
 /// 16 cases keep the suite fast; `ORGPORT_PROP_CASES=500` explores further.
 fn cases() -> u32 {
-    std::env::var("ORGPORT_PROP_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(16)
+    std::env::var("ORGPORT_PROP_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(16)
 }
 
 proptest! {
@@ -859,10 +654,7 @@ fn a_generated_schema_with_every_feature_round_trips() {
                 without_rowid: true,
             },
             TableGen {
-                key: KeyGen::Uuid {
-                    declared_uuid: true,
-                    upper: false,
-                },
+                key: KeyGen::Uuid { declared_uuid: true, upper: false },
                 owner: 2,
                 owner_nullable: true,
                 extras: vec![(1, true, false), (2, false, false)],
@@ -872,10 +664,7 @@ fn a_generated_schema_with_every_feature_round_trips() {
                 without_rowid: false,
             },
             TableGen {
-                key: KeyGen::Uuid {
-                    declared_uuid: false,
-                    upper: true,
-                },
+                key: KeyGen::Uuid { declared_uuid: false, upper: true },
                 owner: 3,
                 owner_nullable: false,
                 extras: vec![(0, false, false)],
@@ -894,14 +683,7 @@ fn a_generated_schema_with_every_feature_round_trips() {
     };
     let schema = build_schema(&case);
     let ddl = schema.ddl();
-    for part in [
-        "PRIMARY KEY (o_0, n)",
-        "UUID PRIMARY KEY",
-        "s_0",
-        "REFERENCES people(id)",
-        "REFERENCES t1(tag)",
-        "WITHOUT ROWID",
-    ] {
+    for part in ["PRIMARY KEY (o_0, n)", "UUID PRIMARY KEY", "s_0", "REFERENCES people(id)", "REFERENCES t1(tag)", "WITHOUT ROWID"] {
         assert!(ddl.contains(part), "{part} missing from\n{ddl}");
     }
     // The data is not empty: at least a few rows in most tables.
@@ -910,13 +692,8 @@ fn a_generated_schema_with_every_feature_round_trips() {
     let p = w.path("probe.db");
     fill(&p, &schema, &case, &mut rng, "s", case.src_orgs);
     let conn = open(&p);
-    let total: i64 = (1..=4)
-        .map(|i| count(&conn, &format!("SELECT count(*) FROM t{i}"), &[]))
-        .sum();
+    let total: i64 = (1..=4).map(|i| count(&conn, &format!("SELECT count(*) FROM t{i}"), &[])).sum();
     assert!(total >= 8, "the generator made only {total} rows");
     let cuts = check_case(&case).unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        cuts > 0,
-        "the fixed case should cut a reference to another organisation"
-    );
+    assert!(cuts > 0, "the fixed case should cut a reference to another organisation");
 }

@@ -116,110 +116,45 @@ fn round_trip(app: &App) {
     let config_arg = config_path.to_str().expect("path");
 
     let source = load(&server, app, "src");
-    let filled = fill(
-        &source,
-        &config,
-        &FillOptions {
-            orgs: 3,
-            rows_per_table: 3,
-            seed: 1,
-            ..FillOptions::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("filling {}: {e:#}", app.name));
-    assert!(
-        filled.skipped.is_empty(),
-        "{}: tables the generator could not fill:\n{}",
-        app.name,
-        filled.summary()
-    );
+    let filled = fill(&source, &config, &FillOptions { orgs: 3, rows_per_table: 3, seed: 1, ..FillOptions::default() })
+        .unwrap_or_else(|e| panic!("filling {}: {e:#}", app.name));
+    assert!(filled.skipped.is_empty(), "{}: tables the generator could not fill:\n{}", app.name, filled.summary());
     let org = key_text(&filled.orgs[0]);
     let archive = work.path(&format!("{}-org1.orgport", app.name));
     let archive_arg = archive.to_str().expect("path");
     // With its secrets, as a move between instances wants them (withholding is tested elsewhere):
     // the copy next to its original needs new ones where they are unique.
-    work.run(&[
-        "export",
-        "--db",
-        &source,
-        "--config",
-        config_arg,
-        "--org",
-        &org,
-        "--with",
-        "passwords,secrets",
-        "--out",
-        archive_arg,
-    ])
-    .ok();
+    work.run(&["export", "--db", &source, "--config", config_arg, "--org", &org, "--with", "passwords,secrets", "--out", archive_arg]).ok();
     let manifest = work.manifest(&archive);
     archive_holds_what_was_written(app, &manifest, &filled);
 
     // Into the instance it came from, next to its original and two other organisations.
     let report = import_and_verify(&work, &source, config_arg, archive_arg);
     let copy = new_org(&report);
-    same_rows(
-        app,
-        &config,
-        (&source, &org),
-        (&source, &copy),
-        &manifest,
-        &report,
-    );
+    same_rows(app, &config, (&source, &org), (&source, &copy), &manifest, &report);
 
     // Into another instance that holds two other organisations and the same shared rows.
     let target = load(&server, app, "tgt");
-    fill(
-        &target,
-        &config,
-        &FillOptions {
-            orgs: 2,
-            rows_per_table: 3,
-            seed: 2,
-            first_org: 4,
-            root: None,
-        },
-    )
-    .unwrap_or_else(|e| panic!("filling the target of {}: {e:#}", app.name));
+    fill(&target, &config, &FillOptions { orgs: 2, rows_per_table: 3, seed: 2, first_org: 4, root: None })
+        .unwrap_or_else(|e| panic!("filling the target of {}: {e:#}", app.name));
     let report = import_and_verify(&work, &target, config_arg, archive_arg);
     let copy = new_org(&report);
-    same_rows(
-        app,
-        &config,
-        (&source, &org),
-        (&target, &copy),
-        &manifest,
-        &report,
-    );
+    same_rows(app, &config, (&source, &org), (&target, &copy), &manifest, &report);
 
     // Into an empty instance, where every shared row is created.
     let empty = load(&server, app, "empty");
     let report = import_and_verify(&work, &empty, config_arg, archive_arg);
     assert!(
-        report["tables"]
-            .as_object()
-            .expect("tables")
-            .values()
-            .all(|t| t["matched"] == 0),
+        report["tables"].as_object().expect("tables").values().all(|t| t["matched"] == 0),
         "{}: rows matched in an empty instance",
         app.name
     );
     let copy = new_org(&report);
-    same_rows(
-        app,
-        &config,
-        (&source, &org),
-        (&empty, &copy),
-        &manifest,
-        &report,
-    );
+    same_rows(app, &config, (&source, &org), (&empty, &copy), &manifest, &report);
 
     // Kept only when something failed, for a look.
     for db in [&source, &target, &empty] {
-        let name = db
-            .rsplit_once('/')
-            .map(|(_, n)| n)
-            .expect("a database name");
+        let name = db.rsplit_once('/').map(|(_, n)| n).expect("a database name");
         psql(&server, &["-c", &format!("DROP DATABASE {name}")]);
     }
 }
@@ -228,19 +163,10 @@ fn round_trip(app: &App) {
 fn load(server: &str, app: &App, suffix: &str) -> String {
     let url = fresh_db(server, &format!("rw_{}_{suffix}", app.name));
     for extension in app.extensions {
-        let available = psql(
-            &url,
-            &[
-                "-c",
-                &format!("SELECT count(*) FROM pg_available_extensions WHERE name = '{extension}'"),
-            ],
-        );
+        let available = psql(&url, &["-c", &format!("SELECT count(*) FROM pg_available_extensions WHERE name = '{extension}'")]);
         assert_eq!(available, "1", "{}'s structure needs the `{extension}` extension: `bash scripts/pg.sh start` installs it", app.name);
     }
-    psql(
-        &url,
-        &["-f", realworld(app.structure).to_str().expect("path")],
-    );
+    psql(&url, &["-f", realworld(app.structure).to_str().expect("path")]);
     url
 }
 
@@ -260,12 +186,7 @@ fn archive_holds_what_was_written(app: &App, manifest: &Json, filled: &Filled) {
         .expect("tables")
         .iter()
         .filter(|t| t["role"] == "owned" || t["role"] == "root")
-        .map(|t| {
-            (
-                t["name"].as_str().expect("name").to_string(),
-                t["rows"].as_u64().expect("rows"),
-            )
-        })
+        .map(|t| (t["name"].as_str().expect("name").to_string(), t["rows"].as_u64().expect("rows")))
         .collect();
     let written: BTreeMap<String, u64> = filled
         .tables
@@ -273,40 +194,15 @@ fn archive_holds_what_was_written(app: &App, manifest: &Json, filled: &Filled) {
         .filter(|(_, t)| matches!(t.role, Role::Owned | Role::Root))
         .map(|(name, _)| (name.clone(), filled.count(name, 0) as u64))
         .collect();
-    assert_eq!(
-        archived, written,
-        "{}: rows per owned table, archive against what the generator wrote",
-        app.name
-    );
+    assert_eq!(archived, written, "{}: rows per owned table, archive against what the generator wrote", app.name);
     let total: u64 = written.values().sum();
-    assert!(
-        written.len() > 50 && total > 150,
-        "{}: only {} owned tables, {total} rows",
-        app.name,
-        written.len()
-    );
+    assert!(written.len() > 50 && total > 150, "{}: only {} owned tables, {total} rows", app.name, written.len());
 }
 
 fn import_and_verify(work: &Work, db: &str, config: &str, archive: &str) -> Json {
     let before = row_digests(db);
-    let report = work
-        .run(&[
-            "import", "--db", db, "--config", config, "--in", archive, "--json",
-        ])
-        .ok()
-        .json();
-    work.run(&[
-        "verify",
-        "--db",
-        db,
-        "--config",
-        config,
-        "--in",
-        archive,
-        "--org",
-        &new_org(&report),
-    ])
-    .ok();
+    let report = work.run(&["import", "--db", db, "--config", config, "--in", archive, "--json"]).ok().json();
+    work.run(&["verify", "--db", db, "--config", config, "--in", archive, "--org", &new_org(&report)]).ok();
     only_added(&before, &row_digests(db), &report);
     report
 }
@@ -315,28 +211,25 @@ fn import_and_verify(work: &Work, db: &str, config: &str, archive: &str) -> Json
 fn row_digests(db: &str) -> BTreeMap<String, Vec<String>> {
     let union = psql(
         db,
-        &["-c", "SELECT string_agg(format('SELECT %L, md5(t::text) FROM %s t', c.oid::regclass::text, c.oid::regclass), ' UNION ALL ') \
+        &[
+            "-c",
+            "SELECT string_agg(format('SELECT %L, md5(t::text) FROM %s t', c.oid::regclass::text, c.oid::regclass), ' UNION ALL ') \
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
-                   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'"],
+                   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'",
+        ],
     );
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for line in psql(db, &["-c", &union]).lines() {
         let (table, digest) = line.split_once('|').expect("table|md5");
-        out.entry(table.to_string())
-            .or_default()
-            .push(digest.to_string());
+        out.entry(table.to_string()).or_default().push(digest.to_string());
     }
     out
 }
 
 /// Every row that existed is still there, unchanged, and each table gained exactly the rows the
 /// import says it created.
-fn only_added(
-    before: &BTreeMap<String, Vec<String>>,
-    after: &BTreeMap<String, Vec<String>>,
-    report: &Json,
-) {
+fn only_added(before: &BTreeMap<String, Vec<String>>, after: &BTreeMap<String, Vec<String>>, report: &Json) {
     let mut created_total = 0;
     for (table, rows) in after {
         let mut remaining: BTreeMap<&str, i64> = BTreeMap::new();
@@ -349,21 +242,13 @@ fn only_added(
             assert!(*left >= 0, "`{table}`: a row that existed before the import changed or disappeared (md5 {digest})");
         }
         let added: i64 = remaining.values().sum();
-        let created = report["tables"][table.as_str()]["created"]
-            .as_i64()
-            .unwrap_or(0);
-        assert_eq!(
-            added, created,
-            "`{table}`: rows added against rows the import created"
-        );
+        let created = report["tables"][table.as_str()]["created"].as_i64().unwrap_or(0);
+        assert_eq!(added, created, "`{table}`: rows added against rows the import created");
         created_total += created;
     }
     assert!(created_total > 0, "the import created nothing");
     for table in before.keys() {
-        assert!(
-            after.contains_key(table),
-            "`{table}`: every row that existed before the import disappeared"
-        );
+        assert!(after.contains_key(table), "`{table}`: every row that existed before the import disappeared");
     }
 }
 
@@ -372,34 +257,15 @@ fn only_added(
 /// regenerated values aside (a regenerated secret is not reported), suffixed values as the
 /// import's report says.
 /// `original` and `copy` are each a database and a root key.
-fn same_rows(
-    app: &App,
-    config: &Config,
-    original: (&str, &str),
-    copy: (&str, &str),
-    manifest: &Json,
-    report: &Json,
-) {
+fn same_rows(app: &App, config: &Config, original: (&str, &str), copy: (&str, &str), manifest: &Json, report: &Json) {
     let not_compared = |table: &str| -> Vec<String> {
-        let t = manifest["tables"]
-            .as_array()
-            .expect("tables")
-            .iter()
-            .find(|t| t["name"] == table)
-            .expect("table in the archive");
-        let withheld = t["withheld"]
-            .as_object()
-            .into_iter()
-            .flat_map(|w| w.keys().cloned());
+        let t = manifest["tables"].as_array().expect("tables").iter().find(|t| t["name"] == table).expect("table in the archive");
+        let withheld = t["withheld"].as_object().into_iter().flat_map(|w| w.keys().cloned());
         let regenerated = config
             .on_conflict
             .iter()
             .filter(|(_, policy)| **policy == ConflictPolicy::Regenerate)
-            .filter_map(|(column, _)| {
-                column
-                    .strip_prefix(&format!("{table}."))
-                    .map(str::to_string)
-            });
+            .filter_map(|(column, _)| column.strip_prefix(&format!("{table}.")).map(str::to_string));
         withheld.chain(regenerated).collect()
     };
     let renamed = |table: &str, column: &str, from: &Json| -> Option<Json> {
@@ -409,10 +275,7 @@ fn same_rows(
             .find(|r| r["table"] == table && r["column"] == column && r["from"] == *from)
             .map(|r| r["to"].clone())
     };
-    let compare = |table: &str,
-                   original: &serde_json::Map<String, Json>,
-                   copied: &serde_json::Map<String, Json>,
-                   skip: &[String]| {
+    let compare = |table: &str, original: &serde_json::Map<String, Json>, copied: &serde_json::Map<String, Json>, skip: &[String]| {
         assert_eq!(original.len(), copied.len());
         let mut compared = 0;
         for (column, value) in original {
@@ -420,63 +283,32 @@ fn same_rows(
                 continue;
             }
             let expected = renamed(table, column, value).unwrap_or_else(|| value.clone());
-            assert_eq!(
-                copied[column], expected,
-                "{}: `{table}.{column}` of the copy",
-                app.name
-            );
+            assert_eq!(copied[column], expected, "{}: `{table}.{column}` of the copy", app.name);
             compared += 1;
         }
-        assert!(
-            compared >= 4,
-            "{}: only {compared} columns of `{table}` compared",
-            app.name
-        );
+        assert!(compared >= 4, "{}: only {compared} columns of `{table}` compared", app.name);
     };
 
-    let root_row = |db: &str, key: &str| {
-        one_json(
-            db,
-            &format!("SELECT to_jsonb(x) FROM {} x WHERE id = '{key}'", app.root),
-        )
-    };
+    let root_row = |db: &str, key: &str| one_json(db, &format!("SELECT to_jsonb(x) FROM {} x WHERE id = '{key}'", app.root));
     let mut skip = not_compared(app.root);
     skip.push("id".into());
-    compare(
-        app.root,
-        &root_row(original.0, original.1),
-        &root_row(copy.0, copy.1),
-        &skip,
-    );
+    compare(app.root, &root_row(original.0, original.1), &root_row(copy.0, copy.1), &skip);
 
     let d = &app.deep;
     let deep_rows = |db: &str, key: &str| -> BTreeMap<String, serde_json::Map<String, Json>> {
-        let sql = format!(
-            "SELECT coalesce(jsonb_agg(to_jsonb(x)), '[]') FROM {} x {} WHERE {}::text = '{key}'",
-            d.table, d.joins, d.root_key
-        );
+        let sql =
+            format!("SELECT coalesce(jsonb_agg(to_jsonb(x)), '[]') FROM {} x {} WHERE {}::text = '{key}'", d.table, d.joins, d.root_key);
         let rows: Vec<Json> = serde_json::from_str(&psql(db, &["-c", &sql])).expect("json rows");
         rows.into_iter()
             .map(|r| {
                 let r = r.as_object().expect("a row").clone();
-                (
-                    r[d.pairing_column]
-                        .as_str()
-                        .expect("the pairing column")
-                        .to_string(),
-                    r,
-                )
+                (r[d.pairing_column].as_str().expect("the pairing column").to_string(), r)
             })
             .collect()
     };
     let originals = deep_rows(original.0, original.1);
     let copies = deep_rows(copy.0, copy.1);
-    assert!(
-        !originals.is_empty(),
-        "{}: organisation 1 has no `{}` rows",
-        app.name,
-        d.table
-    );
+    assert!(!originals.is_empty(), "{}: organisation 1 has no `{}` rows", app.name, d.table);
     assert_eq!(
         originals.keys().collect::<Vec<_>>(),
         copies.keys().collect::<Vec<_>>(),
@@ -494,8 +326,5 @@ fn same_rows(
 fn one_json(db: &str, sql: &str) -> serde_json::Map<String, Json> {
     let text = psql(db, &["-c", sql]);
     let value: Json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
-    value
-        .as_object()
-        .unwrap_or_else(|| panic!("no row for {sql}"))
-        .clone()
+    value.as_object().unwrap_or_else(|| panic!("no row for {sql}")).clone()
 }

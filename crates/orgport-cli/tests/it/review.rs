@@ -11,13 +11,7 @@ use orgport_testkit::example::ExampleOptions;
 use crate::util::*;
 
 fn example_source(w: &Work) -> std::path::PathBuf {
-    w.example(
-        "source.db",
-        &ExampleOptions {
-            tasks_per_project: 3,
-            ..ExampleOptions::default()
-        },
-    )
+    w.example("source.db", &ExampleOptions { tasks_per_project: 3, ..ExampleOptions::default() })
 }
 
 /// `orgport plan` with a configuration (or `--root ws` when `config` is None).
@@ -33,30 +27,17 @@ fn plan(w: &Work, db: &Path, config: Option<&Path>, extra: &[&str]) -> Out {
 
 /// The plan's JSON description of one table.
 fn plan_table(p: &serde_json::Value, name: &str) -> serde_json::Value {
-    p["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == name)
-        .unwrap_or_else(|| panic!("no table {name} in the plan: {p}"))
-        .clone()
+    p["tables"].as_array().unwrap().iter().find(|t| t["name"] == name).unwrap_or_else(|| panic!("no table {name} in the plan: {p}")).clone()
 }
 
 /// The sensitive columns the plan lists for a table (none when the entry is absent or empty).
 fn sensitive_columns(t: &serde_json::Value) -> BTreeSet<String> {
-    t["sensitive"]
-        .as_object()
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default()
+    t["sensitive"].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
 }
 
 fn no_foreign_key_violations(db: &Path) {
     let fk = rows(&open(db), "PRAGMA foreign_key_check", &[]);
-    assert!(
-        fk.is_empty(),
-        "foreign keys broken in {}: {fk:?}",
-        db.display()
-    );
+    assert!(fk.is_empty(), "foreign keys broken in {}: {fk:?}", db.display());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -77,63 +58,30 @@ fn a_reference_to_a_suffixed_unique_column_follows_the_new_value() {
         .unwrap();
     let config = example_config();
     let archive = w.path("org-1.orgport");
-    w.export(&db, Some(&config), None, &["1"], &[], &archive)
-        .ok();
+    w.export(&db, Some(&config), None, &["1"], &[], &archive).ok();
     let (_, decoded) = archive_rows(&archive);
-    assert_eq!(
-        decoded["workspace_aliases"].len(),
-        1,
-        "the alias of workspace 1 belongs to it"
-    );
+    assert_eq!(decoded["workspace_aliases"].len(), 1, "the alias of workspace 1 belongs to it");
 
     let before = snapshot(&db);
     let report = w.import_json(&db, Some(&config), &archive);
     let new: i64 = new_org(&report).parse().unwrap();
-    w.verify(&db, Some(&config), &archive, &[&new.to_string()])
-        .ok();
+    w.verify(&db, Some(&config), &archive, &[&new.to_string()]).ok();
 
     let conn = open(&db);
-    assert_eq!(
-        one(&conn, "SELECT slug FROM workspaces WHERE id = ?1", &[&new]),
-        Cell::text("ws-1-2")
-    );
-    let renamed: Vec<&serde_json::Value> = report["renamed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["column"] == "slug")
-        .collect();
+    assert_eq!(one(&conn, "SELECT slug FROM workspaces WHERE id = ?1", &[&new]), Cell::text("ws-1-2"));
+    let renamed: Vec<&serde_json::Value> = report["renamed"].as_array().unwrap().iter().filter(|r| r["column"] == "slug").collect();
     assert_eq!(renamed.len(), 1, "{report}");
     // The new alias points at the new workspace; the old one still at the old workspace.
-    let aliases = rows(
-        &conn,
-        "SELECT workspace_slug, alias FROM workspace_aliases ORDER BY id",
-        &[],
-    );
+    let aliases = rows(&conn, "SELECT workspace_slug, alias FROM workspace_aliases ORDER BY id", &[]);
     assert_eq!(aliases.len(), 4, "{aliases:?}");
-    assert_eq!(
-        aliases[3],
-        vec![Cell::text("ws-1-2"), Cell::text("alias of ws-1")],
-        "the new alias must name the new workspace"
-    );
-    assert_eq!(
-        aliases[0],
-        vec![Cell::text("ws-1"), Cell::text("alias of ws-1")]
-    );
+    assert_eq!(aliases[3], vec![Cell::text("ws-1-2"), Cell::text("alias of ws-1")], "the new alias must name the new workspace");
+    assert_eq!(aliases[0], vec![Cell::text("ws-1"), Cell::text("alias of ws-1")]);
     no_foreign_key_violations(&db);
 
     // Field by field: the slug was suffixed (and gift card codes regenerated); the alias is mapped
     // through the pairing of the workspaces, slug to slug.
-    let specs = with_spec(
-        example_specs(),
-        example_spec("workspaces").ignore(&["slug"]),
-    );
-    let mut specs = with_spec(
-        specs,
-        example_spec("gift_cards")
-            .ignore(&["code"])
-            .pair_by(&["amount_cents"]),
-    );
+    let specs = with_spec(example_specs(), example_spec("workspaces").ignore(&["slug"]));
+    let mut specs = with_spec(specs, example_spec("gift_cards").ignore(&["code"]).pair_by(&["amount_cents"]));
     specs.insert(
         2,
         spec("workspace_aliases", "SELECT * FROM workspace_aliases WHERE workspace_slug IN (SELECT slug FROM workspaces WHERE id = ?1)")
@@ -168,13 +116,8 @@ fn a_configured_reference_to_a_non_unique_column_is_a_config_error() {
     plan(&w, &db, Some(&bad), &[]).fails_with(&["reference[0]", "projects"]);
     let archive = w.path("notes.orgport");
     let listing = dir_listing(w.dir.path());
-    w.export(&db, Some(&bad), None, &["1"], &[], &archive)
-        .fails_with(&["reference[0]", "projects"]);
-    assert_eq!(
-        dir_listing(w.dir.path()),
-        listing,
-        "a refused export leaves nothing behind"
-    );
+    w.export(&db, Some(&bad), None, &["1"], &[], &archive).fails_with(&["reference[0]", "projects"]);
+    assert_eq!(dir_listing(w.dir.path()), listing, "a refused export leaves nothing behind");
 
     // The same reference through the unique (workspace_id, name) is accepted.
     let good = w.config(
@@ -211,17 +154,12 @@ fn a_not_null_reference_into_an_excluded_table_is_a_plan_warning() {
     assert_eq!(plan_table(&p, "tax_rates")["role"], "excluded");
     let warnings = p["warnings"].as_array().unwrap();
     assert!(
-        warnings.iter().any(|x| x["table"] == "invoices"
-            && x["message"].as_str().unwrap_or("").contains("tax_rates")),
+        warnings.iter().any(|x| x["table"] == "invoices" && x["message"].as_str().unwrap_or("").contains("tax_rates")),
         "no warning about invoices.tax_rate_id → excluded tax_rates: {warnings:?}"
     );
     let text = plan(&w, &db, Some(&config), &[]);
     text.ok();
-    assert!(
-        text.stdout.contains("warning") && text.stdout.contains("tax_rates"),
-        "{}",
-        text.stdout
-    );
+    assert!(text.stdout.contains("warning") && text.stdout.contains("tax_rates"), "{}", text.stdout);
     plan(&w, &db, Some(&config), &["--strict"]).fails_with(&["tax_rates"]);
     plan(&w, &db, Some(&config), &["--strict", "--format", "json"]).fails_with(&["tax_rates"]);
 
@@ -250,8 +188,7 @@ fn an_import_failing_at_commit_on_a_foreign_key_names_the_table_and_changes_noth
         ),
     );
     let archive = w.path("one.orgport");
-    w.export(&src, Some(&config), None, &["1"], &[], &archive)
-        .ok();
+    w.export(&src, Some(&config), None, &["1"], &[], &archive).ok();
 
     let tgt = w.db(
         "tgt.db",
@@ -280,17 +217,11 @@ fn an_import_failing_at_commit_on_a_foreign_key_names_the_table_and_changes_noth
             excluded_schema(false)
         ),
     );
-    let new: i64 = new_org(&w.import_json(&ok, Some(&config), &archive))
-        .parse()
-        .unwrap();
-    w.verify(&ok, Some(&config), &archive, &[&new.to_string()])
-        .ok();
+    let new: i64 = new_org(&w.import_json(&ok, Some(&config), &archive)).parse().unwrap();
+    w.verify(&ok, Some(&config), &archive, &[&new.to_string()]).ok();
     let specs = vec![
         spec("ws", "SELECT * FROM ws WHERE id = ?1").fresh(&["id"]),
-        spec("invoices", "SELECT * FROM invoices WHERE ws_id = ?1")
-            .fresh(&["id"])
-            .reference(&["ws_id"], "ws", &["id"])
-            .pair_by(&["total"]),
+        spec("invoices", "SELECT * FROM invoices WHERE ws_id = ?1").fresh(&["id"]).reference(&["ws_id"], "ws", &["id"]).pair_by(&["total"]),
     ];
     let paired = assert_org_equal(&src, &Cell::Int(1), &ok, &Cell::Int(new), &specs);
     assert_eq!(paired.pairs["invoices"].len(), 2);
@@ -340,9 +271,7 @@ fn an_owned_table_without_primary_key_referenced_by_a_unique_column_round_trips(
     w.verify(&tgt, None, &archive, &[&new.to_string()]).ok();
     let specs = vec![
         spec("ws", "SELECT * FROM ws WHERE id = ?1").fresh(&["id"]),
-        spec("docs", "SELECT * FROM docs WHERE ws_id = ?1")
-            .reference(&["ws_id"], "ws", &["id"])
-            .pair_by(&["uid"]),
+        spec("docs", "SELECT * FROM docs WHERE ws_id = ?1").reference(&["ws_id"], "ws", &["id"]).pair_by(&["uid"]),
         spec("comments", "SELECT * FROM comments WHERE ws_id = ?1")
             .fresh(&["id"])
             .reference(&["doc_uid"], "docs", &["uid"])
@@ -362,17 +291,9 @@ fn an_owned_table_without_primary_key_referenced_by_a_unique_column_round_trips(
     assert_eq!(
         on,
         vec![
-            vec![
-                Cell::text("again on second"),
-                Cell::text("second"),
-                Cell::Int(new)
-            ],
+            vec![Cell::text("again on second"), Cell::text("second"), Cell::Int(new)],
             vec![Cell::text("on first"), Cell::text("first"), Cell::Int(new)],
-            vec![
-                Cell::text("on second"),
-                Cell::text("second"),
-                Cell::Int(new)
-            ],
+            vec![Cell::text("on second"), Cell::text("second"), Cell::Int(new)],
         ]
     );
     no_foreign_key_violations(&tgt);
@@ -408,13 +329,7 @@ fn a_shared_table_without_primary_key_is_matched_or_created_by_its_unique_column
     let plan_out = plan(&w, &src, None, &["--format", "json"]);
     plan_out.ok();
     let users = plan_table(&plan_out.json(), "users");
-    assert_eq!(
-        (users["role"].clone(), users["natural_key"].clone()),
-        (
-            serde_json::json!("referenced"),
-            serde_json::json!(["email"])
-        )
-    );
+    assert_eq!((users["role"].clone(), users["natural_key"].clone()), (serde_json::json!("referenced"), serde_json::json!(["email"])));
 
     let archive = w.path("one.orgport");
     w.export(&src, None, Some("ws"), &["1"], &[], &archive).ok();
@@ -427,13 +342,7 @@ fn a_shared_table_without_primary_key_is_matched_or_created_by_its_unique_column
 
     let added = assert_only_added(&before, &snapshot(&tgt));
     // Created: Ann and c@x (its NULL name kept); Bob was matched and stays as the target had him.
-    assert_eq!(
-        added["users"],
-        vec![
-            vec![Cell::text("a@x"), Cell::text("Ann")],
-            vec![Cell::text("c@x"), Cell::Null]
-        ]
-    );
+    assert_eq!(added["users"], vec![vec![Cell::text("a@x"), Cell::text("Ann")], vec![Cell::text("c@x"), Cell::Null]]);
     let conn = open(&tgt);
     assert_eq!(
         rows(&conn, "SELECT email, name FROM users ORDER BY email", &[]),
@@ -445,12 +354,7 @@ fn a_shared_table_without_primary_key_is_matched_or_created_by_its_unique_column
         ]
     );
     let specs = vec![
-        spec(
-            "users",
-            "SELECT * FROM users WHERE email IN (SELECT user_email FROM members WHERE ws_id = ?1)",
-        )
-        .pair_by(&["email"])
-        .shared(),
+        spec("users", "SELECT * FROM users WHERE email IN (SELECT user_email FROM members WHERE ws_id = ?1)").pair_by(&["email"]).shared(),
         spec("ws", "SELECT * FROM ws WHERE id = ?1").fresh(&["id"]),
         spec("members", "SELECT * FROM members WHERE ws_id = ?1")
             .reference(&["ws_id"], "ws", &["id"])
@@ -510,11 +414,7 @@ fn a_cycle_between_two_shared_tables_exports_imports_and_verifies() {
     let archive = w.path("one.orgport");
     let export = w.export(&src, None, Some("ws"), &["1"], &[], &archive);
     export.ok();
-    assert!(
-        !export.stderr.to_lowercase().contains("circular"),
-        "{}",
-        export.stderr
-    );
+    assert!(!export.stderr.to_lowercase().contains("circular"), "{}", export.stderr);
     let (_, decoded) = archive_rows(&archive);
     assert_eq!(decoded["users"].len(), 4, "the members of workspace 1");
     assert_eq!(decoded["companies"].len(), 2, "Acme and Beta, not Gamma");
@@ -524,18 +424,12 @@ fn a_cycle_between_two_shared_tables_exports_imports_and_verifies() {
     let new: i64 = new_org(&report).parse().unwrap();
     w.verify(&tgt, None, &archive, &[&new.to_string()]).ok();
     assert_eq!(
-        (
-            report["tables"]["users"]["created"].clone(),
-            report["tables"]["users"]["matched"].clone()
-        ),
+        (report["tables"]["users"]["created"].clone(), report["tables"]["users"]["matched"].clone()),
         (3.into(), 1.into()),
         "{report}"
     );
     assert_eq!(
-        (
-            report["tables"]["companies"]["created"].clone(),
-            report["tables"]["companies"]["matched"].clone()
-        ),
+        (report["tables"]["companies"]["created"].clone(), report["tables"]["companies"]["matched"].clone()),
         (1.into(), 1.into()),
         "{report}"
     );
@@ -555,10 +449,7 @@ fn a_cycle_between_two_shared_tables_exports_imports_and_verifies() {
     let companies = rows(&conn, "SELECT c.name, u.email FROM companies c LEFT JOIN users u ON u.id = c.owner_id ORDER BY c.name", &[]);
     assert_eq!(
         companies,
-        vec![
-            vec![Cell::text("Acme"), Cell::Null],
-            vec![Cell::text("Beta"), Cell::text("c@x")]
-        ],
+        vec![vec![Cell::text("Acme"), Cell::Null], vec![Cell::text("Beta"), Cell::text("c@x")]],
         "Acme was matched (unchanged), Beta created with its owner's new key"
     );
     let members =
@@ -573,14 +464,7 @@ fn a_cycle_between_two_shared_tables_exports_imports_and_verifies() {
         ]
     );
     let added = assert_only_added(&before, &snapshot(&tgt));
-    assert_eq!(
-        (
-            added["users"].len(),
-            added["companies"].len(),
-            added["members"].len()
-        ),
-        (3, 1, 4)
-    );
+    assert_eq!((added["users"].len(), added["companies"].len(), added["members"].len()), (3, 1, 4));
     no_foreign_key_violations(&tgt);
 }
 
@@ -591,19 +475,13 @@ fn a_cycle_between_two_shared_tables_exports_imports_and_verifies() {
 /// The example configuration with `api_tokens` as a whole table in the `secrets` group.
 fn table_group_config() -> String {
     let text = example_config_text();
-    let out = text.replace(
-        r#"secrets = ["api_tokens.token"]"#,
-        r#"secrets = ["api_tokens"]"#,
-    );
+    let out = text.replace(r#"secrets = ["api_tokens.token"]"#, r#"secrets = ["api_tokens"]"#);
     assert_ne!(out, text, "test setup: the example configuration changed");
     out
 }
 
 fn tokens(db: &Path, sql: &str) -> Vec<String> {
-    rows(&open(db), sql, &[])
-        .into_iter()
-        .map(|r| r[0].as_str().to_string())
-        .collect()
+    rows(&open(db), sql, &[]).into_iter().map(|r| r[0].as_str().to_string()).collect()
 }
 
 #[track_caller]
@@ -626,68 +504,31 @@ fn a_whole_table_sensitive_group_is_never_printed() {
     let source_tokens = tokens(&db, "SELECT token FROM api_tokens");
     assert!(source_tokens.len() >= 6, "test setup: tokens to look for");
     let regenerate = w.config("table-group.toml", &table_group_config());
-    let plan_out = w.run(&[
-        "plan",
-        "--db",
-        &url(&db),
-        "--config",
-        &regenerate.display().to_string(),
-        "--format",
-        "json",
-    ]);
+    let plan_out = w.run(&["plan", "--db", &url(&db), "--config", &regenerate.display().to_string(), "--format", "json"]);
     plan_out.ok();
-    assert_eq!(
-        plan_table(&plan_out.json(), "api_tokens")["group"],
-        "secrets"
-    );
+    assert_eq!(plan_table(&plan_out.json(), "api_tokens")["group"], "secrets");
 
     // Cloned into the same database, the tokens are regenerated: neither the old nor the new
     // values may be printed.
     let archive = w.path("org-1.orgport");
-    w.export(
-        &db,
-        Some(&regenerate),
-        None,
-        &["1"],
-        &["--with", "secrets"],
-        &archive,
-    )
-    .ok();
+    w.export(&db, Some(&regenerate), None, &["1"], &["--with", "secrets"], &archive).ok();
     let (_, decoded) = archive_rows(&archive);
-    assert_eq!(
-        decoded["api_tokens"].len(),
-        2,
-        "`--with secrets` carries the table"
-    );
+    assert_eq!(decoded["api_tokens"].len(), 2, "`--with secrets` carries the table");
     let out = w.import(&db, Some(&regenerate), &archive, &["--json"]);
     out.ok();
     let new: i64 = new_org(&out.json()).parse().unwrap();
-    let new_tokens = tokens(
-        &db,
-        &format!("SELECT token FROM api_tokens WHERE workspace_id = {new}"),
-    );
+    let new_tokens = tokens(&db, &format!("SELECT token FROM api_tokens WHERE workspace_id = {new}"));
     assert_eq!(new_tokens.len(), 2);
     for t in &new_tokens {
-        assert!(
-            !source_tokens.contains(t),
-            "the clone's token {t} must be regenerated"
-        );
+        assert!(!source_tokens.contains(t), "the clone's token {t} must be regenerated");
     }
     assert_not_shown(&out, &source_tokens, "import (regenerate)");
     assert_not_shown(&out, &new_tokens, "import (regenerate)");
-    let renamed: Vec<serde_json::Value> = out.json()["renamed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["table"] == "api_tokens")
-        .cloned()
-        .collect();
+    let renamed: Vec<serde_json::Value> =
+        out.json()["renamed"].as_array().unwrap().iter().filter(|r| r["table"] == "api_tokens").cloned().collect();
     assert_eq!(renamed.len(), 2, "{}", out.stdout);
     for r in &renamed {
-        assert!(
-            r["from"].is_null() && r["to"].is_null(),
-            "a regenerated secret is reported in clear: {r}"
-        );
+        assert!(r["from"].is_null() && r["to"].is_null(), "a regenerated secret is reported in clear: {r}");
     }
     // Text output too.
     let text = w.import(&db, Some(&regenerate), &archive, &[]);
@@ -698,26 +539,10 @@ fn a_whole_table_sensitive_group_is_never_printed() {
     assert_not_shown(&v, &source_tokens, "verify");
 
     // With the default policy (`fail`), the conflicts name the table and column, not the values.
-    let fail = w.config(
-        "fail.toml",
-        &table_group_config().replace("\"api_tokens.token\" = \"regenerate\"\n", ""),
-    );
-    assert!(
-        !std::fs::read_to_string(&fail)
-            .unwrap()
-            .contains("api_tokens.token"),
-        "test setup"
-    );
+    let fail = w.config("fail.toml", &table_group_config().replace("\"api_tokens.token\" = \"regenerate\"\n", ""));
+    assert!(!std::fs::read_to_string(&fail).unwrap().contains("api_tokens.token"), "test setup");
     let archive = w.path("org-1-fail.orgport");
-    w.export(
-        &db,
-        Some(&fail),
-        None,
-        &["1"],
-        &["--with", "secrets"],
-        &archive,
-    )
-    .ok();
+    w.export(&db, Some(&fail), None, &["1"], &["--with", "secrets"], &archive).ok();
     let before = bytes(&db);
     let all_tokens = tokens(&db, "SELECT token FROM api_tokens");
     for extra in [&[][..], &["--json"][..], &["--dry-run"][..]] {
@@ -738,10 +563,7 @@ fn verify_does_not_print_changed_sensitive_values() {
     let src = example_source(&w);
     let no_regenerate = |text: String| {
         let out = text.replace("\"api_tokens.token\" = \"regenerate\"\n", "");
-        assert!(
-            !out.contains("\"api_tokens.token\" =") && out != text,
-            "test setup: {out}"
-        );
+        assert!(!out.contains("\"api_tokens.token\" =") && out != text, "test setup: {out}");
         out
     };
     let column_group = w.config("column-group.toml", &no_regenerate(example_config_text()));
@@ -763,36 +585,15 @@ fn verify_does_not_print_changed_sensitive_values() {
     for (i, config) in [column_group, table_group].iter().enumerate() {
         let tgt = w.example(
             &format!("target-{i}.db"),
-            &ExampleOptions {
-                orgs: 2,
-                first_org: 100,
-                seed: 7,
-                tasks_per_project: 3,
-                ..ExampleOptions::default()
-            },
+            &ExampleOptions { orgs: 2, first_org: 100, seed: 7, tasks_per_project: 3, ..ExampleOptions::default() },
         );
         let archive = w.path(&format!("org-1-{i}.orgport"));
-        w.export(
-            &src,
-            Some(config),
-            None,
-            &["1"],
-            &["--with", "secrets"],
-            &archive,
-        )
-        .ok();
-        let new: i64 = new_org(&w.import_json(&tgt, Some(config), &archive))
-            .parse()
-            .unwrap();
-        w.verify(&tgt, Some(config), &archive, &[&new.to_string()])
-            .ok();
+        w.export(&src, Some(config), None, &["1"], &["--with", "secrets"], &archive).ok();
+        let new: i64 = new_org(&w.import_json(&tgt, Some(config), &archive)).parse().unwrap();
+        w.verify(&tgt, Some(config), &archive, &[&new.to_string()]).ok();
         let conn = open(&tgt);
         let (id, old) = {
-            let r = rows(
-                &conn,
-                "SELECT id, token FROM api_tokens WHERE workspace_id = ?1 ORDER BY id LIMIT 1",
-                &[&new],
-            );
+            let r = rows(&conn, "SELECT id, token FROM api_tokens WHERE workspace_id = ?1 ORDER BY id LIMIT 1", &[&new]);
             (r[0][0].clone(), r[0][1].as_str().to_string())
         };
         assert!(
@@ -800,30 +601,16 @@ fn verify_does_not_print_changed_sensitive_values() {
             "test setup: the token travelled as it was"
         );
         let changed = "tok_CHANGEDxCHANGEDxCHANGEDxCHANGEDx".to_string();
-        conn.execute(
-            "UPDATE api_tokens SET token = ?1 WHERE id = ?2",
-            (&changed, &id),
-        )
-        .unwrap();
+        conn.execute("UPDATE api_tokens SET token = ?1 WHERE id = ?2", (&changed, &id)).unwrap();
         let out = w.verify(&tgt, Some(config), &archive, &[&new.to_string()]);
         out.fails_with(&[]);
-        assert!(
-            out.stdout.contains("api_tokens") || out.stderr.contains("api_tokens"),
-            "{}\n{}",
-            out.stdout,
-            out.stderr
-        );
+        assert!(out.stdout.contains("api_tokens") || out.stderr.contains("api_tokens"), "{}\n{}", out.stdout, out.stderr);
         assert_not_shown(&out, &[old.clone(), changed.clone()], "verify");
         let json = verify_json(&tgt, config, &archive, new);
         assert_eq!(json.code, 1, "{}\n{}", json.stdout, json.stderr);
         assert_not_shown(&json, &[old.clone(), changed], "verify --json");
-        conn.execute(
-            "UPDATE api_tokens SET token = ?1 WHERE id = ?2",
-            (&old, &id),
-        )
-        .unwrap();
-        w.verify(&tgt, Some(config), &archive, &[&new.to_string()])
-            .ok();
+        conn.execute("UPDATE api_tokens SET token = ?1 WHERE id = ?2", (&old, &id)).unwrap();
+        w.verify(&tgt, Some(config), &archive, &[&new.to_string()]).ok();
 
         // In a sensitive table every column is sensitive: a changed expiry is not shown either.
         if i == 1 {
@@ -832,25 +619,12 @@ fn verify_does_not_print_changed_sensitive_values() {
                 (r[0][0].clone(), r[0][1].as_str().to_string())
             };
             let changed = "2999-01-02 03:04:05".to_string();
-            conn.execute(
-                "UPDATE api_tokens SET expires_at = ?1 WHERE id = ?2",
-                (&changed, &id),
-            )
-            .unwrap();
+            conn.execute("UPDATE api_tokens SET expires_at = ?1 WHERE id = ?2", (&changed, &id)).unwrap();
             let out = w.verify(&tgt, Some(config), &archive, &[&new.to_string()]);
             out.fails_with(&[]);
-            assert!(
-                out.stdout.contains("api_tokens") || out.stderr.contains("api_tokens"),
-                "{}\n{}",
-                out.stdout,
-                out.stderr
-            );
+            assert!(out.stdout.contains("api_tokens") || out.stderr.contains("api_tokens"), "{}\n{}", out.stdout, out.stderr);
             assert_not_shown(&out, &[old.clone(), changed.clone()], "verify");
-            assert_not_shown(
-                &verify_json(&tgt, config, &archive, new),
-                &[old, changed],
-                "verify --json",
-            );
+            assert_not_shown(&verify_json(&tgt, config, &archive, new), &[old, changed], "verify --json");
         }
     }
 }
@@ -893,45 +667,25 @@ fn keys_and_references_named_like_secrets_are_not_withheld() {
     let out = plan(&w, &src, None, &["--format", "json"]);
     out.ok();
     let p = out.json();
-    assert_eq!(
-        sensitive_columns(&plan_table(&p, "access_tokens")),
-        BTreeSet::from(["secret_token".to_string()])
-    );
-    assert_eq!(
-        sensitive_columns(&plan_table(&p, "token_usages")),
-        BTreeSet::new()
-    );
-    assert_eq!(
-        sensitive_columns(&plan_table(&p, "api_key_scopes")),
-        BTreeSet::new()
-    );
+    assert_eq!(sensitive_columns(&plan_table(&p, "access_tokens")), BTreeSet::from(["secret_token".to_string()]));
+    assert_eq!(sensitive_columns(&plan_table(&p, "token_usages")), BTreeSet::new());
+    assert_eq!(sensitive_columns(&plan_table(&p, "api_key_scopes")), BTreeSet::new());
     for x in p["warnings"].as_array().unwrap() {
         let m = x["message"].as_str().unwrap_or("");
-        assert!(
-            !m.contains("access_token_id") && !m.contains("api_key_id"),
-            "a key is flagged as a secret: {x}"
-        );
+        assert!(!m.contains("access_token_id") && !m.contains("api_key_id"), "a key is flagged as a secret: {x}");
     }
 
     let archive = w.path("one.orgport");
     w.export(&src, None, Some("ws"), &["1"], &[], &archive).ok();
     let m = w.manifest(&archive);
     for t in m["tables"].as_array().unwrap() {
-        let withheld: BTreeSet<String> = t["withheld"]
-            .as_object()
-            .map(|o| o.keys().cloned().collect())
-            .unwrap_or_default();
-        let expected: BTreeSet<String> = if t["name"] == "access_tokens" {
-            BTreeSet::from(["secret_token".to_string()])
-        } else {
-            BTreeSet::new()
-        };
+        let withheld: BTreeSet<String> = t["withheld"].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        let expected: BTreeSet<String> =
+            if t["name"] == "access_tokens" { BTreeSet::from(["secret_token".to_string()]) } else { BTreeSet::new() };
         assert_eq!(withheld, expected, "table {}", t["name"]);
     }
     let before = snapshot(&tgt);
-    let new: i64 = new_org(&w.import_json(&tgt, None, &archive))
-        .parse()
-        .unwrap();
+    let new: i64 = new_org(&w.import_json(&tgt, None, &archive)).parse().unwrap();
     w.verify(&tgt, None, &archive, &[&new.to_string()]).ok();
     let specs = vec![
         spec("ws", "SELECT * FROM ws WHERE id = ?1").fresh(&["id"]),
@@ -950,38 +704,20 @@ fn keys_and_references_named_like_secrets_are_not_withheld() {
             .pair_by(&["api_key_id", "scope"]),
     ];
     let paired = assert_org_equal(&src, &Cell::Int(1), &tgt, &Cell::Int(new), &specs);
-    assert_eq!(
-        (
-            paired.pairs["token_usages"].len(),
-            paired.pairs["api_key_scopes"].len()
-        ),
-        (3, 3)
-    );
+    assert_eq!((paired.pairs["token_usages"].len(), paired.pairs["api_key_scopes"].len()), (3, 3));
     for (_, t) in &paired.pairs["access_tokens"] {
-        assert_eq!(
-            t[paired.col("access_tokens", "secret_token")],
-            Cell::Null,
-            "the withheld secret_token becomes NULL"
-        );
+        assert_eq!(t[paired.col("access_tokens", "secret_token")], Cell::Null, "the withheld secret_token becomes NULL");
     }
     let added = assert_only_added(&before, &snapshot(&tgt));
     assert_added_exactly(&added, &paired, &[]);
     no_foreign_key_violations(&tgt);
 
     // Naming a key or a reference under [sensitive] is refused by name.
-    for column in [
-        "token_usages.access_token_id",
-        "api_key_scopes.api_key_id",
-        "access_tokens.id",
-    ] {
-        let config = w.config(
-            "bad.toml",
-            &format!("root = \"ws\"\n[sensitive]\nsecrets = [\"{column}\"]\n"),
-        );
+    for column in ["token_usages.access_token_id", "api_key_scopes.api_key_id", "access_tokens.id"] {
+        let config = w.config("bad.toml", &format!("root = \"ws\"\n[sensitive]\nsecrets = [\"{column}\"]\n"));
         plan(&w, &src, Some(&config), &[]).fails_with(&[column]);
         let archive = w.path("bad.orgport");
-        w.export(&src, Some(&config), None, &["1"], &[], &archive)
-            .fails_with(&[column]);
+        w.export(&src, Some(&config), None, &["1"], &[], &archive).fails_with(&[column]);
         assert!(!archive.exists());
     }
 }
@@ -1013,11 +749,7 @@ fn identifiers_whose_upper_case_changes_length_do_not_panic() {
     );
     for format in ["text", "json", "dot", "mermaid"] {
         let out = plan(&w, &src, None, &["--format", format]);
-        assert!(
-            !out.stderr.contains("panicked"),
-            "plan --format {format} panicked:\n{}",
-            out.stderr
-        );
+        assert!(!out.stderr.contains("panicked"), "plan --format {format} panicked:\n{}", out.stderr);
         out.ok();
     }
     let p = plan(&w, &src, None, &["--format", "json"]).json();
@@ -1029,35 +761,20 @@ fn identifiers_whose_upper_case_changes_length_do_not_panic() {
     let tgt = w.db("tgt.db", &format!("{UNICODE_SCHEMA} INSERT INTO ws VALUES (1, 'target'); INSERT INTO t VALUES (1, 't', 1);"));
     let archive = w.path("one.orgport");
     w.export(&src, None, Some("ws"), &["1"], &[], &archive).ok();
-    let new: i64 = new_org(&w.import_json(&tgt, None, &archive))
-        .parse()
-        .unwrap();
+    let new: i64 = new_org(&w.import_json(&tgt, None, &archive)).parse().unwrap();
     w.verify(&tgt, None, &archive, &[&new.to_string()]).ok();
     let specs = vec![
         spec("ws", "SELECT * FROM ws WHERE id = ?1").fresh(&["id"]),
-        spec("t", "SELECT * FROM t WHERE w = ?1")
-            .fresh(&["id"])
-            .reference(&["w"], "ws", &["id"])
-            .pair_by(&["ıı"]),
+        spec("t", "SELECT * FROM t WHERE w = ?1").fresh(&["id"]).reference(&["w"], "ws", &["id"]).pair_by(&["ıı"]),
         spec("ŉﬀ", r#"SELECT * FROM "ŉﬀ" WHERE w = ?1"#)
             .fresh(&["id"])
             .reference(&["t_id"], "t", &["id"])
             .reference(&["w"], "ws", &["id"])
             .pair_by(&["ﬀı"]),
-        spec("v", r#"SELECT * FROM v WHERE "wé" = ?1"#)
-            .fresh(&["id"])
-            .reference(&["wé"], "ws", &["id"])
-            .pair_by(&["ıı"]),
+        spec("v", r#"SELECT * FROM v WHERE "wé" = ?1"#).fresh(&["id"]).reference(&["wé"], "ws", &["id"]).pair_by(&["ıı"]),
     ];
     let paired = assert_org_equal(&src, &Cell::Int(1), &tgt, &Cell::Int(new), &specs);
-    assert_eq!(
-        (
-            paired.pairs["t"].len(),
-            paired.pairs["ŉﬀ"].len(),
-            paired.pairs["v"].len()
-        ),
-        (2, 1, 2)
-    );
+    assert_eq!((paired.pairs["t"].len(), paired.pairs["ŉﬀ"].len(), paired.pairs["v"].len()), (2, 1, 2));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1087,13 +804,9 @@ fn a_kept_table_without_primary_key_is_found_by_its_unique_column() {
     let out = plan(&w, &src, Some(&config), &["--format", "json"]);
     out.ok();
     let countries = plan_table(&out.json(), "countries");
-    assert_eq!(
-        (countries["role"].clone(), countries["natural_key"].clone()),
-        (serde_json::json!("keep"), serde_json::json!(["code"]))
-    );
+    assert_eq!((countries["role"].clone(), countries["natural_key"].clone()), (serde_json::json!("keep"), serde_json::json!(["code"])));
     let archive = w.path("one.orgport");
-    w.export(&src, Some(&config), None, &["1"], &[], &archive)
-        .ok();
+    w.export(&src, Some(&config), None, &["1"], &[], &archive).ok();
 
     // The target has the rows (under other names): matched by code, left as they are.
     let tgt = w.db(
@@ -1108,14 +821,9 @@ fn a_kept_table_without_primary_key_is_found_by_its_unique_column() {
     let before = snapshot(&tgt);
     let report = w.import_json(&tgt, Some(&config), &archive);
     let new: i64 = new_org(&report).parse().unwrap();
-    w.verify(&tgt, Some(&config), &archive, &[&new.to_string()])
-        .ok();
+    w.verify(&tgt, Some(&config), &archive, &[&new.to_string()]).ok();
     let added = assert_only_added(&before, &snapshot(&tgt));
-    assert!(
-        added["countries"].is_empty(),
-        "kept rows are never created: {:?}",
-        added["countries"]
-    );
+    assert!(added["countries"].is_empty(), "kept rows are never created: {:?}", added["countries"]);
     let specs = vec![
         spec("ws", "SELECT * FROM ws WHERE id = ?1").fresh(&["id"]),
         spec("addresses", "SELECT * FROM addresses WHERE ws_id = ?1")
@@ -1126,11 +834,7 @@ fn a_kept_table_without_primary_key_is_found_by_its_unique_column() {
     let paired = assert_org_equal(&src, &Cell::Int(1), &tgt, &Cell::Int(new), &specs);
     assert_added_exactly(&added, &paired, &[]);
     assert_eq!(
-        rows(
-            &open(&tgt),
-            "SELECT city, country_code FROM addresses WHERE ws_id = ?1 ORDER BY city",
-            &[&new]
-        ),
+        rows(&open(&tgt), "SELECT city, country_code FROM addresses WHERE ws_id = ?1 ORDER BY city", &[&new]),
         vec![
             vec![Cell::text("Berlin"), Cell::text("DE")],
             vec![Cell::text("Lyon"), Cell::text("FR")],
@@ -1168,10 +872,7 @@ CREATE TABLE projects (id INTEGER PRIMARY KEY, ws_id INTEGER NOT NULL REFERENCES
 #[test]
 fn a_not_null_forward_reference_follows_the_suffixed_code_of_its_own_project() {
     let w = Work::new();
-    let config = w.config(
-        "suffix.toml",
-        "root = \"ws\"\n[on_conflict]\n\"projects.code\" = \"suffix\"\n",
-    );
+    let config = w.config("suffix.toml", "root = \"ws\"\n[on_conflict]\n\"projects.code\" = \"suffix\"\n");
     let db = w.db(
         "db.db",
         &format!(
@@ -1183,15 +884,13 @@ fn a_not_null_forward_reference_follows_the_suffixed_code_of_its_own_project() {
         ),
     );
     let archive = w.path("one.orgport");
-    w.export(&db, Some(&config), None, &["1"], &[], &archive)
-        .ok();
+    w.export(&db, Some(&config), None, &["1"], &[], &archive).ok();
     let original = snapshot(&db);
     let mut before = original.clone();
     for suffix in ["2", "3"] {
         let report = w.import_json(&db, Some(&config), &archive);
         let new: i64 = new_org(&report).parse().unwrap();
-        w.verify(&db, Some(&config), &archive, &[&new.to_string()])
-            .ok();
+        w.verify(&db, Some(&config), &archive, &[&new.to_string()]).ok();
         let conn = open(&db);
         let main = rows(
             &conn,
@@ -1200,28 +899,15 @@ fn a_not_null_forward_reference_follows_the_suffixed_code_of_its_own_project() {
         );
         assert_eq!(
             main,
-            vec![vec![
-                Cell::Text(format!("beta-{suffix}")),
-                Cell::Int(new),
-                Cell::text("Beta")
-            ]],
+            vec![vec![Cell::Text(format!("beta-{suffix}")), Cell::Int(new), Cell::text("Beta")]],
             "the new workspace's main project must be its own (suffixed) Beta"
         );
         assert_eq!(
-            rows(
-                &conn,
-                "SELECT code FROM projects WHERE ws_id = ?1 ORDER BY code",
-                &[&new]
-            ),
-            vec![
-                vec![Cell::Text(format!("alpha-{suffix}"))],
-                vec![Cell::Text(format!("beta-{suffix}"))]
-            ]
+            rows(&conn, "SELECT code FROM projects WHERE ws_id = ?1 ORDER BY code", &[&new]),
+            vec![vec![Cell::Text(format!("alpha-{suffix}"))], vec![Cell::Text(format!("beta-{suffix}"))]]
         );
         let specs = vec![
-            spec("ws", "SELECT * FROM ws WHERE id = ?1")
-                .fresh(&["id"])
-                .reference(&["main_project_code"], "projects", &["code"]),
+            spec("ws", "SELECT * FROM ws WHERE id = ?1").fresh(&["id"]).reference(&["main_project_code"], "projects", &["code"]),
             spec("projects", "SELECT * FROM projects WHERE ws_id = ?1")
                 .fresh(&["id"])
                 .reference(&["ws_id"], "ws", &["id"])
@@ -1265,14 +951,10 @@ fn verify_pairs_the_shared_rows_an_import_created() {
     );
     let config = w.config("runners.toml", "root = \"orgs\"\n");
     let archive = w.path("org.orgport");
-    w.export(&db, Some(&config), None, &["1"], &[], &archive)
-        .ok();
+    w.export(&db, Some(&config), None, &["1"], &[], &archive).ok();
     let report = w.import_json(&db, Some(&config), &archive);
     assert_eq!(report["tables"]["runners"]["created"], 2);
-    assert_eq!(
-        report["tables"]["runner_machines"]["created"], 2,
-        "machines of created runners are created too"
-    );
+    assert_eq!(report["tables"]["runner_machines"]["created"], 2, "machines of created runners are created too");
     let org = new_org(&report);
     w.verify(&db, Some(&config), &archive, &[&org]).ok();
 
@@ -1282,13 +964,7 @@ fn verify_pairs_the_shared_rows_an_import_created() {
         .unwrap();
     let out = w.verify(&db, Some(&config), &archive, &[&org]);
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(
-        out.stdout.contains(
-            "table `builds`: archive row 1 differs from its target row in its references"
-        ),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.contains("table `builds`: archive row 1 differs from its target row in its references"), "{}", out.stdout);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1308,24 +984,18 @@ fn alike_organisations_pair_with_their_own_copies() {
     );
     let orgs: Vec<String> = (1..=6).map(|i| format!("org-{i}")).collect();
     for (i, org) in orgs.iter().enumerate() {
-        sql.push_str(&format!("INSERT INTO orgs VALUES ('{org}', 'acme-{i}', 'Acme'); INSERT INTO tasks (org_id, title) VALUES ('{org}', 'plan');"));
+        sql.push_str(&format!(
+            "INSERT INTO orgs VALUES ('{org}', 'acme-{i}', 'Acme'); INSERT INTO tasks (org_id, title) VALUES ('{org}', 'plan');"
+        ));
     }
     let db = w.db("alike.db", &sql);
-    let config = w.config(
-        "alike.toml",
-        "root = \"orgs\"\n[on_conflict]\n\"orgs.slug\" = \"suffix\"\n",
-    );
+    let config = w.config("alike.toml", "root = \"orgs\"\n[on_conflict]\n\"orgs.slug\" = \"suffix\"\n");
     let archive = w.path("alike.orgport");
     let keys: Vec<&str> = orgs.iter().map(String::as_str).collect();
-    w.export(&db, Some(&config), None, &keys, &[], &archive)
-        .ok();
+    w.export(&db, Some(&config), None, &keys, &[], &archive).ok();
     let report = w.import_json(&db, Some(&config), &archive);
-    let copies: Vec<String> = report["orgs"]
-        .as_array()
-        .expect("orgs")
-        .iter()
-        .map(|o| o["target"].as_str().expect("text key").to_string())
-        .collect();
+    let copies: Vec<String> =
+        report["orgs"].as_array().expect("orgs").iter().map(|o| o["target"].as_str().expect("text key").to_string()).collect();
     let copies: Vec<&str> = copies.iter().map(String::as_str).collect();
     w.verify(&db, Some(&config), &archive, &copies).ok();
     // The mapping is what pairs them: the copies named in another order are not the archive's.
@@ -1372,47 +1042,27 @@ fn shared_rows_created_by_the_import_keep_what_identifies_them() {
         "root = \"orgs\"\n[[reference]]\nfrom = \"notes.object_id\"\nto = \"features.id\"\nwhen = { kind_id = { app = \"features\", model = \"feature\" } }\n",
     );
     let archive = w.path("org.orgport");
-    w.export(&source, Some(&config), None, &["1"], &[], &archive)
-        .ok();
+    w.export(&source, Some(&config), None, &["1"], &[], &archive).ok();
 
-    let target = w.db("target.db", &format!("{schema} INSERT INTO orgs VALUES (1, 'other'); INSERT INTO features VALUES (1, 1, 'other feature');"));
+    let target =
+        w.db("target.db", &format!("{schema} INSERT INTO orgs VALUES (1, 'other'); INSERT INTO features VALUES (1, 1, 'other feature');"));
     let report = w.import_json(&target, Some(&config), &archive);
     assert_eq!(report["tables"]["permissions"]["created"], 1);
     assert_eq!(report["tables"]["kinds"]["created"], 2);
     let org = new_org(&report);
     w.verify(&target, Some(&config), &archive, &[&org]).ok();
     let conn = open(&target);
-    assert_eq!(
-        one(
-            &conn,
-            "SELECT permission FROM grants WHERE org_id = ?1",
-            &[&org]
-        ),
-        Cell::text("VIEW_PROJECT")
-    );
+    assert_eq!(one(&conn, "SELECT permission FROM grants WHERE org_id = ?1", &[&org]), Cell::text("VIEW_PROJECT"));
     let noted = rows(
         &conn,
         "SELECT k.model, n.object_id = (SELECT id FROM features WHERE org_id = n.org_id) FROM notes n JOIN kinds k ON k.id = n.kind_id
          WHERE n.org_id = ?1 ORDER BY n.id",
         &[&org],
     );
-    assert_eq!(
-        noted,
-        vec![
-            vec![Cell::text("feature"), Cell::Int(1)],
-            vec![Cell::text("segment"), Cell::Int(0)]
-        ]
-    );
+    assert_eq!(noted, vec![vec![Cell::text("feature"), Cell::Int(1)], vec![Cell::text("segment"), Cell::Int(0)]]);
 
     // A second copy finds what the first created.
     let again = w.import_json(&target, Some(&config), &archive);
-    assert_eq!(
-        (
-            again["tables"]["permissions"]["matched"].as_i64(),
-            again["tables"]["kinds"]["matched"].as_i64()
-        ),
-        (Some(1), Some(2))
-    );
-    w.verify(&target, Some(&config), &archive, &[&new_org(&again)])
-        .ok();
+    assert_eq!((again["tables"]["permissions"]["matched"].as_i64(), again["tables"]["kinds"]["matched"].as_i64()), (Some(1), Some(2)));
+    w.verify(&target, Some(&config), &archive, &[&new_org(&again)]).ok();
 }

@@ -38,13 +38,7 @@ impl Serve {
     }
 
     /// Serves the database at `db` (a URL) with `env` set for the server.
-    pub(crate) fn start_url(
-        w: &Work,
-        db: &str,
-        config: Option<&Path>,
-        extra: &[&str],
-        env: &[(String, String)],
-    ) -> Serve {
+    pub(crate) fn start_url(w: &Work, db: &str, config: Option<&Path>, extra: &[&str], env: &[(String, String)]) -> Serve {
         let tokens = w.config(
             "tokens.toml",
             &format!(
@@ -84,11 +78,7 @@ impl Serve {
                 sink.lock().unwrap().push_str(&(line + "\n"));
             }
         });
-        let mut serve = Serve {
-            child,
-            base: String::new(),
-            log,
-        };
+        let mut serve = Serve { child, base: String::new(), log };
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(base) => serve.base = base,
             Err(_) => panic!("orgport serve did not start:\n{}", serve.log()),
@@ -105,13 +95,7 @@ impl Serve {
     }
 
     /// One request with `token` as a bearer token (None: no `Authorization`).
-    pub(crate) fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Vec<u8>>,
-    ) -> Reply {
+    pub(crate) fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> Reply {
         let url = self.url(path);
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
         block_on(async move {
@@ -126,11 +110,7 @@ impl Serve {
             let status = response.status().as_u16();
             let headers = response.headers().clone();
             let body = response.bytes().await.expect("a body").to_vec();
-            Reply {
-                status,
-                headers,
-                body,
-            }
+            Reply { status, headers, body }
         })
     }
 
@@ -150,10 +130,7 @@ impl Serve {
             if done(&job) {
                 return job;
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "job {id} did not get there: {job}"
-            );
+            assert!(start.elapsed() < Duration::from_secs(60), "job {id} did not get there: {job}");
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -175,32 +152,21 @@ pub(crate) struct Reply {
 impl Reply {
     #[track_caller]
     pub(crate) fn status(&self, expected: u16) -> &Self {
-        assert_eq!(
-            self.status,
-            expected,
-            "body: {}",
-            String::from_utf8_lossy(&self.body)
-        );
+        assert_eq!(self.status, expected, "body: {}", String::from_utf8_lossy(&self.body));
         self
     }
 
     pub(crate) fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     /// The `error` of a JSON error body, asserting it mentions every fragment.
     #[track_caller]
     pub(crate) fn error(&self, fragments: &[&str]) -> String {
-        let error = self.json()["error"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no error in {}", String::from_utf8_lossy(&self.body)))
-            .to_string();
+        let error =
+            self.json()["error"].as_str().unwrap_or_else(|| panic!("no error in {}", String::from_utf8_lossy(&self.body))).to_string();
         for f in fragments {
-            assert!(
-                error.contains(f),
-                "the error does not mention {f:?}: {error}"
-            );
+            assert!(error.contains(f), "the error does not mention {f:?}: {error}");
         }
         error
     }
@@ -209,27 +175,13 @@ impl Reply {
 /// The example source (three workspaces) and target (two others), and org 1's archive made by
 /// the command line.
 pub(crate) fn setup(w: &Work, tasks_per_project: usize) -> (PathBuf, PathBuf, PathBuf) {
-    let src = w.example(
-        "source.db",
-        &ExampleOptions {
-            tasks_per_project,
-            ..ExampleOptions::default()
-        },
-    );
+    let src = w.example("source.db", &ExampleOptions { tasks_per_project, ..ExampleOptions::default() });
     let tgt = w.example(
         "target.db",
-        &ExampleOptions {
-            orgs: 2,
-            first_org: 100,
-            seed: 7,
-            users: 5,
-            tasks_per_project: 6,
-            ..ExampleOptions::default()
-        },
+        &ExampleOptions { orgs: 2, first_org: 100, seed: 7, users: 5, tasks_per_project: 6, ..ExampleOptions::default() },
     );
     let archive = w.path("cli.orgport");
-    w.export(&src, Some(&example_config()), None, &["1"], &[], &archive)
-        .ok();
+    w.export(&src, Some(&example_config()), None, &["1"], &[], &archive).ok();
     (src, tgt, archive)
 }
 
@@ -240,88 +192,48 @@ fn an_api_round_trip_equals_the_command_lines_field_by_field() {
     let tgt_cli = w.copy(&tgt, "target-cli.db");
     let source = Serve::start(&w, &src, None, &[]);
     let target = Serve::start(&w, &tgt, None, &[]);
-    assert_eq!(
-        source
-            .call("GET", "/healthz", None, None)
-            .status(200)
-            .json()["status"],
-        "ok"
-    );
+    assert_eq!(source.call("GET", "/healthz", None, None).status(200).json()["status"], "ok");
 
     let exported = source.get("/api/orgs/1/export");
     exported.status(200);
     assert_eq!(exported.headers["content-type"], "application/octet-stream");
-    assert!(exported.headers["content-disposition"]
-        .to_str()
-        .unwrap()
-        .contains("org-1.orgport"));
+    assert!(exported.headers["content-disposition"].to_str().unwrap().contains("org-1.orgport"));
     let api_archive = w.path("api.orgport");
     std::fs::write(&api_archive, &exported.body).unwrap();
     let (api_manifest, cli_manifest) = (w.manifest(&api_archive), w.manifest(&cli_archive));
-    assert_eq!(
-        api_manifest["tables"], cli_manifest["tables"],
-        "the API's archive holds the command line's rows"
-    );
+    assert_eq!(api_manifest["tables"], cli_manifest["tables"], "the API's archive holds the command line's rows");
 
     // A dry run reports and writes nothing.
     let before = snapshot(&tgt);
-    let dry = target
-        .post("/api/orgs/import?dryRun=true", exported.body.clone())
-        .status(200)
-        .json();
+    let dry = target.post("/api/orgs/import?dryRun=true", exported.body.clone()).status(200).json();
     assert_eq!(dry["dry_run"], true);
     assert_eq!(snapshot(&tgt), before);
 
-    let report = target
-        .post("/api/orgs/import", exported.body.clone())
-        .status(200)
-        .json();
+    let report = target.post("/api/orgs/import", exported.body.clone()).status(200).json();
     assert_eq!(report["dry_run"], false);
     let org = new_org(&report);
     let v = w.verify(&tgt, Some(&example_config()), &api_archive, &[&org]);
     v.ok();
     assert!(v.stdout.contains("verified"), "{}", v.stdout);
-    assert_org_equal(
-        &src,
-        &Cell::Int(1),
-        &tgt,
-        &Cell::Int(org.parse().unwrap()),
-        &example_specs(),
-    );
+    assert_org_equal(&src, &Cell::Int(1), &tgt, &Cell::Int(org.parse().unwrap()), &example_specs());
 
     // The command line's import of its own archive: the same report, the same rows.
     let cli_report = w.import_json(&tgt_cli, Some(&example_config()), &cli_archive);
     assert_eq!(report, cli_report);
-    assert_org_equal(
-        &src,
-        &Cell::Int(1),
-        &tgt_cli,
-        &Cell::Int(new_org(&cli_report).parse().unwrap()),
-        &example_specs(),
-    );
+    assert_org_equal(&src, &Cell::Int(1), &tgt_cli, &Cell::Int(new_org(&cli_report).parse().unwrap()), &example_specs());
 
     let unknown = source.get("/api/orgs/999/export");
     unknown.status(404).error(&["organisation 999 not found"]);
     for serve in [&source, &target] {
         let log = serve.log();
-        assert!(
-            !log.contains(ROOT) && !log.contains(USER),
-            "a token in the log:\n{log}"
-        );
+        assert!(!log.contains(ROOT) && !log.contains(USER), "a token in the log:\n{log}");
     }
 }
 
 /// The example configuration with the organisations' files in `dir`, under `{org}/`.
 pub(crate) fn with_files(w: &Work, name: &str, dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
-    w.config(
-        name,
-        &format!(
-            "{}\n[files.uploads]\nstore = \"file://{}\"\nprefix = \"{{org}}/\"\n",
-            example_config_text(),
-            dir.display()
-        ),
-    )
+    w.config(name, &format!("{}\n[files.uploads]\nstore = \"file://{}\"\nprefix = \"{{org}}/\"\n", example_config_text(), dir.display()))
 }
 
 #[test]
@@ -329,10 +241,7 @@ fn files_travel_through_the_api_to_the_targets_store_and_never_over_an_object() 
     let w = Work::new();
     let (src, tgt, _) = setup(&w, 2);
     let (src_files, tgt_files) = (w.path("files-source"), w.path("files-target"));
-    let (src_config, tgt_config) = (
-        with_files(&w, "source.toml", &src_files),
-        with_files(&w, "target.toml", &tgt_files),
-    );
+    let (src_config, tgt_config) = (with_files(&w, "source.toml", &src_files), with_files(&w, "target.toml", &tgt_files));
     std::fs::create_dir_all(src_files.join("1/logos")).unwrap();
     std::fs::write(src_files.join("1/logos/a.png"), random_bytes(1, 3000)).unwrap();
     std::fs::write(src_files.join("1/summary.csv"), b"name\nworkspace 1\n").unwrap();
@@ -341,35 +250,20 @@ fn files_travel_through_the_api_to_the_targets_store_and_never_over_an_object() 
     let archive = source.get("/api/orgs/1/export").status(200).body.clone();
 
     // An object where a file would land: 409, and neither rows nor objects written.
-    let dry = target
-        .post("/api/orgs/import?dryRun=true", archive.clone())
-        .status(200)
-        .json();
+    let dry = target.post("/api/orgs/import?dryRun=true", archive.clone()).status(200).json();
     let org = new_org(&dry);
     std::fs::create_dir_all(tgt_files.join(&org)).unwrap();
     std::fs::write(tgt_files.join(format!("{org}/summary.csv")), b"in the way").unwrap();
     let before = snapshot(&tgt);
-    target
-        .post("/api/orgs/import", archive.clone())
-        .status(409)
-        .error(&["already exist", "summary.csv"]);
+    target.post("/api/orgs/import", archive.clone()).status(409).error(&["already exist", "summary.csv"]);
     assert_eq!(snapshot(&tgt), before);
     assert_eq!(dir_listing(&tgt_files.join(&org)), ["summary.csv"]);
 
     std::fs::remove_file(tgt_files.join(format!("{org}/summary.csv"))).unwrap();
-    let report = target
-        .post("/api/orgs/import", archive.clone())
-        .status(200)
-        .json();
+    let report = target.post("/api/orgs/import", archive.clone()).status(200).json();
     assert_eq!(new_org(&report), org);
-    assert_eq!(
-        bytes(&tgt_files.join(format!("{org}/logos/a.png"))),
-        random_bytes(1, 3000)
-    );
-    assert_eq!(
-        bytes(&tgt_files.join(format!("{org}/summary.csv"))),
-        b"name\nworkspace 1\n"
-    );
+    assert_eq!(bytes(&tgt_files.join(format!("{org}/logos/a.png"))), random_bytes(1, 3000));
+    assert_eq!(bytes(&tgt_files.join(format!("{org}/summary.csv"))), b"name\nworkspace 1\n");
     let path = w.path("api.orgport");
     std::fs::write(&path, &archive).unwrap();
     let v = w.verify(&tgt, Some(&tgt_config), &path, &[&org]);
@@ -388,27 +282,15 @@ fn every_endpoint_but_healthz_wants_a_superusers_token() {
         ("GET", "/api/orgs/1/export/json", None),
         ("POST", "/api/orgs/import", Some(body.clone())),
         ("POST", "/api/orgs/import/json", Some(body.clone())),
-        (
-            "POST",
-            "/admin/v1/export",
-            Some(br#"{"org_ids": ["1"], "response_output": true}"#.to_vec()),
-        ),
-        (
-            "POST",
-            "/admin/v1/import",
-            Some(br#"{"data_orgsv1": {}}"#.to_vec()),
-        ),
+        ("POST", "/admin/v1/export", Some(br#"{"org_ids": ["1"], "response_output": true}"#.to_vec())),
+        ("POST", "/admin/v1/import", Some(br#"{"data_orgsv1": {}}"#.to_vec())),
         ("GET", "/api/jobs/0123456789abcdef", None),
         ("DELETE", "/api/jobs/0123456789abcdef", None),
     ];
     let before = snapshot(&src);
     for (method, path, body) in endpoints {
         let what = format!("{method} {path}");
-        for token in [
-            None,
-            Some("not-a-token"),
-            Some(&hex(&sha256(ROOT.as_bytes()))[..]),
-        ] {
+        for token in [None, Some("not-a-token"), Some(&hex(&sha256(ROOT.as_bytes()))[..])] {
             let reply = serve.call(method, path, token, body.clone());
             assert_eq!(reply.status, 401, "{what} with {token:?}");
             assert_eq!(reply.headers["www-authenticate"], "Bearer", "{what}");
@@ -429,46 +311,29 @@ fn every_endpoint_but_healthz_wants_a_superusers_token() {
         assert_eq!(reply.status, 403, "{what} with a user's token");
         reply.error(&["superusers only"]);
     }
-    assert_eq!(
-        snapshot(&src),
-        before,
-        "a refused request changed the database"
-    );
+    assert_eq!(snapshot(&src), before, "a refused request changed the database");
     serve.call("GET", "/healthz", None, None).status(200);
 
     // Unknown or malformed query parameters are named.
-    serve
-        .post("/api/orgs/import?dryrun=true", body.clone())
-        .status(400)
-        .error(&["dryrun"]);
-    serve
-        .post("/api/orgs/import?dryRun=maybe", body.clone())
-        .status(400)
-        .error(&["dryRun"]);
-    serve
-        .get("/api/orgs/1/export?org=2")
-        .status(400)
-        .error(&["org"]);
-    serve
-        .get("/api/jobs/0123456789abcdef")
-        .status(404)
-        .error(&["no job"]);
+    serve.post("/api/orgs/import?dryrun=true", body.clone()).status(400).error(&["dryrun"]);
+    serve.post("/api/orgs/import?dryRun=maybe", body.clone()).status(400).error(&["dryRun"]);
+    serve.get("/api/orgs/1/export?org=2").status(400).error(&["org"]);
+    serve.get("/api/jobs/0123456789abcdef").status(404).error(&["no job"]);
     assert_eq!(snapshot(&src), before);
     let log = serve.log();
-    assert!(
-        !log.contains(ROOT) && !log.contains(USER),
-        "a token in the log:\n{log}"
-    );
+    assert!(!log.contains(ROOT) && !log.contains(USER), "a token in the log:\n{log}");
 }
 
 /// A request with a chunked body (no `Content-Length`), over a plain socket: the status line.
 fn post_chunked(serve: &Serve, path: &str, body: &[u8]) -> String {
     let addr = serve.base.strip_prefix("http://").unwrap();
     let mut socket = std::net::TcpStream::connect(addr).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(socket, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ROOT}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        socket,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ROOT}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     for chunk in body.chunks(1000) {
         write!(socket, "{:x}\r\n", chunk.len()).unwrap();
         socket.write_all(chunk).unwrap();
@@ -490,20 +355,10 @@ fn bodies_over_the_limit_get_413_and_damaged_archives_422_and_change_nothing() {
     {
         let small = Serve::start(&w, &tgt, None, &["--max-body", "1KiB"]);
         assert!(body.len() > 1024);
-        small
-            .post("/api/orgs/import", body.clone())
-            .status(413)
-            .error(&["larger than the limit of 1024 bytes"]);
-        assert_eq!(
-            post_chunked(&small, "/api/orgs/import", &body),
-            "HTTP/1.1 413 Payload Too Large"
-        );
+        small.post("/api/orgs/import", body.clone()).status(413).error(&["larger than the limit of 1024 bytes"]);
+        assert_eq!(post_chunked(&small, "/api/orgs/import", &body), "HTTP/1.1 413 Payload Too Large");
         assert_eq!(snapshot(&tgt), before);
-        assert_eq!(
-            dir_listing(&tmp),
-            Vec::<String>::new(),
-            "an upload was left behind"
-        );
+        assert_eq!(dir_listing(&tmp), Vec::<String>::new(), "an upload was left behind");
     }
 
     let serve = Serve::start(&w, &tgt, None, &[]);
@@ -517,54 +372,23 @@ fn bodies_over_the_limit_get_413_and_damaged_archives_422_and_change_nothing() {
         b
     };
     let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
-        (
-            "not an archive",
-            b"hello, I am not an archive\n".to_vec(),
-            &["not an orgport archive"],
-        ),
-        (
-            "truncated",
-            body[..body.len() / 2].to_vec(),
-            &["archive is corrupt"],
-        ),
+        ("not an archive", b"hello, I am not an archive\n".to_vec(), &["not an orgport archive"]),
+        ("truncated", body[..body.len() / 2].to_vec(), &["archive is corrupt"]),
         ("a byte changed", flipped, &["archive is corrupt"]),
-        (
-            "a later version",
-            version(3),
-            &["archive format version 3 is not supported"],
-        ),
-        (
-            "an earlier version",
-            version(1),
-            &["format version 1 is older", "ignoreVersion=true"],
-        ),
+        ("a later version", version(3), &["archive format version 3 is not supported"]),
+        ("an earlier version", version(1), &["format version 1 is older", "ignoreVersion=true"]),
     ];
     for (what, bytes, fragments) in cases {
         let reply = serve.post("/api/orgs/import", bytes.clone());
-        assert_eq!(
-            reply.status,
-            422,
-            "{what}: {}",
-            String::from_utf8_lossy(&reply.body)
-        );
+        assert_eq!(reply.status, 422, "{what}: {}", String::from_utf8_lossy(&reply.body));
         reply.error(fragments);
         assert_eq!(snapshot(&tgt), before, "{what}: the target changed");
     }
-    serve
-        .post("/api/orgs/import?ignoreVersion=true", version(3))
-        .status(422)
-        .error(&["version 3 is not supported"]);
+    serve.post("/api/orgs/import?ignoreVersion=true", version(3)).status(422).error(&["version 3 is not supported"]);
     // Version 1 is version 2 without files: with `ignoreVersion=true` it imports.
-    let report = serve
-        .post("/api/orgs/import?ignoreVersion=true", version(1))
-        .status(200)
-        .json();
+    let report = serve.post("/api/orgs/import?ignoreVersion=true", version(1)).status(200).json();
     new_org(&report);
-    assert_eq!(
-        dir_listing(&tmp),
-        Vec::<String>::new(),
-        "an upload was left behind"
-    );
+    assert_eq!(dir_listing(&tmp), Vec::<String>::new(), "an upload was left behind");
 }
 
 #[test]
@@ -572,16 +396,10 @@ fn unique_values_in_the_way_get_409() {
     let w = Work::new();
     let (src, _, archive) = setup(&w, 2);
     // Without the `suffix` policy, org 1's slug collides with itself.
-    let strict = w.config(
-        "strict.toml",
-        &example_config_text().replace("\"workspaces.slug\" = \"suffix\"", ""),
-    );
+    let strict = w.config("strict.toml", &example_config_text().replace("\"workspaces.slug\" = \"suffix\"", ""));
     let serve = Serve::start(&w, &src, Some(&strict), &[]);
     let before = snapshot(&src);
-    serve
-        .post("/api/orgs/import", bytes(&archive))
-        .status(409)
-        .error(&["already exist", "workspaces.slug"]);
+    serve.post("/api/orgs/import", bytes(&archive)).status(409).error(&["already exist", "workspaces.slug"]);
     assert_eq!(snapshot(&src), before);
 }
 
@@ -592,48 +410,21 @@ fn an_async_import_is_a_job_to_poll() {
     let serve = Serve::start(&w, &tgt, None, &[]);
     let accepted = serve.post("/api/orgs/import?async=true", bytes(&archive));
     accepted.status(202);
-    let id = accepted.json()["job"]
-        .as_str()
-        .expect("a job id")
-        .to_string();
-    assert_eq!(
-        accepted.headers["location"],
-        format!("/api/jobs/{id}").as_str()
-    );
+    let id = accepted.json()["job"].as_str().expect("a job id").to_string();
+    assert_eq!(accepted.headers["location"], format!("/api/jobs/{id}").as_str());
     let job = serve.wait_job(&id, |j| j["state"] != "queued" && j["state"] != "running");
     assert_eq!(job["state"], "done", "{job}");
     assert_eq!(job["kind"], "import");
     let org = new_org(&job["report"]);
-    w.verify(&tgt, Some(&example_config()), &archive, &[&org])
-        .ok();
-    assert_org_equal(
-        &src,
-        &Cell::Int(1),
-        &tgt,
-        &Cell::Int(org.parse().unwrap()),
-        &example_specs(),
-    );
-    serve
-        .call("DELETE", &format!("/api/jobs/{id}"), Some(ROOT), None)
-        .status(409)
-        .error(&["finished"]);
+    w.verify(&tgt, Some(&example_config()), &archive, &[&org]).ok();
+    assert_org_equal(&src, &Cell::Int(1), &tgt, &Cell::Int(org.parse().unwrap()), &example_specs());
+    serve.call("DELETE", &format!("/api/jobs/{id}"), Some(ROOT), None).status(409).error(&["finished"]);
 
     // A failed job says why, with the status a waiting request would have had.
-    let accepted = serve
-        .post("/api/orgs/import?async=true", b"not an archive".to_vec())
-        .status(202)
-        .json();
-    let job = serve.wait_job(accepted["job"].as_str().unwrap(), |j| {
-        j["state"] == "failed"
-    });
+    let accepted = serve.post("/api/orgs/import?async=true", b"not an archive".to_vec()).status(202).json();
+    let job = serve.wait_job(accepted["job"].as_str().unwrap(), |j| j["state"] == "failed");
     assert_eq!(job["status"], 422, "{job}");
-    assert!(
-        job["error"]
-            .as_str()
-            .unwrap()
-            .contains("not an orgport archive"),
-        "{job}"
-    );
+    assert!(job["error"].as_str().unwrap().contains("not an orgport archive"), "{job}");
 }
 
 #[test]
@@ -644,24 +435,13 @@ fn a_cancelled_import_leaves_the_target_as_it_was_and_jobs_beyond_max_jobs_get_4
     let serve = Serve::start(&w, &tgt, None, &["--max-jobs", "1"]);
     let before = snapshot(&tgt);
     let body = bytes(&archive);
-    let accepted = serve
-        .post("/api/orgs/import?async=true", body.clone())
-        .status(202)
-        .json();
+    let accepted = serve.post("/api/orgs/import?async=true", body.clone()).status(202).json();
     let id = accepted["job"].as_str().unwrap().to_string();
-    let job = serve.wait_job(&id, |j| {
-        j["state"] != "queued" && j["rows"].as_u64() > Some(0)
-    });
-    assert_eq!(
-        job["state"], "running",
-        "the import ended before it could be cancelled: {job}"
-    );
+    let job = serve.wait_job(&id, |j| j["state"] != "queued" && j["rows"].as_u64() > Some(0));
+    assert_eq!(job["state"], "running", "the import ended before it could be cancelled: {job}");
 
     // The one slot is taken: more work is refused, before its body is read.
-    serve
-        .post("/api/orgs/import", body.clone())
-        .status(429)
-        .error(&["--max-jobs"]);
+    serve.post("/api/orgs/import", body.clone()).status(429).error(&["--max-jobs"]);
     serve.get("/api/orgs/100/export").status(429);
 
     let cancelling = serve.call("DELETE", &format!("/api/jobs/{id}"), Some(ROOT), None);
@@ -669,11 +449,7 @@ fn a_cancelled_import_leaves_the_target_as_it_was_and_jobs_beyond_max_jobs_get_4
     assert_eq!(cancelling.json()["cancel_requested"], true);
     let job = serve.wait_job(&id, |j| j["state"] != "running");
     assert_eq!(job["state"], "cancelled", "{job}");
-    assert_eq!(
-        snapshot(&tgt),
-        before,
-        "a cancelled import changed the target"
-    );
+    assert_eq!(snapshot(&tgt), before, "a cancelled import changed the target");
 
     // The slot is free again.
     serve.get("/api/orgs/100/export").status(200);
@@ -703,20 +479,11 @@ fn an_import_stops_between_rows_when_its_progress_says_cancelled() {
     let w = Work::new();
     let (_, tgt, archive) = setup(&w, 4);
     let before = snapshot(&tgt);
-    let rows: u64 = w.manifest(&archive)["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["rows"].as_u64().unwrap())
-        .sum();
+    let rows: u64 = w.manifest(&archive)["tables"].as_array().unwrap().iter().map(|t| t["rows"].as_u64().unwrap()).sum();
     let config = orgport_core::config::Config::load(&example_config()).unwrap();
-    let open = || -> orgport_core::Result<Box<dyn Read>> {
-        Ok(Box::new(std::fs::File::open(&archive).unwrap()))
-    };
+    let open = || -> orgport_core::Result<Box<dyn Read>> { Ok(Box::new(std::fs::File::open(&archive).unwrap())) };
     for after in [0, rows + 3, 2 * rows + rows / 2, 3 * rows] {
-        let mut engine =
-            orgport_sqlite::SqliteEngine::open_path(&tgt, orgport_sqlite::Access::ReadWrite)
-                .unwrap();
+        let mut engine = orgport_sqlite::SqliteEngine::open_path(&tgt, orgport_sqlite::Access::ReadWrite).unwrap();
         let plan = Plan::build(
             orgport_core::engine::Engine::introspect(&mut engine).unwrap(),
             &config,
@@ -724,26 +491,10 @@ fn an_import_stops_between_rows_when_its_progress_says_cancelled() {
             orgport_core::engine::Engine::capabilities(&engine),
         )
         .unwrap();
-        let progress = CancelAfter {
-            rows: AtomicU64::new(0),
-            after,
-        };
-        let result = import(
-            &mut engine,
-            &plan,
-            &open,
-            &ImportOptions::default(),
-            &progress,
-        );
-        assert!(
-            matches!(result, Err(orgport_core::Error::Cancelled)),
-            "cancelled after {after} of 3 × {rows} rows: {result:?}"
-        );
+        let progress = CancelAfter { rows: AtomicU64::new(0), after };
+        let result = import(&mut engine, &plan, &open, &ImportOptions::default(), &progress);
+        assert!(matches!(result, Err(orgport_core::Error::Cancelled)), "cancelled after {after} of 3 × {rows} rows: {result:?}");
         drop(engine);
-        assert_eq!(
-            snapshot(&tgt),
-            before,
-            "cancelled after {after} rows: the target changed"
-        );
+        assert_eq!(snapshot(&tgt), before, "cancelled after {after} rows: the target changed");
     }
 }

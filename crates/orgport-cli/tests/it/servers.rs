@@ -17,16 +17,8 @@ use object_store::{ObjectStore, ObjectStoreExt};
 /// The S3 server, or None (with a notice) outside CI.
 pub fn s3() -> Option<S3> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    match (
-        var("ORGPORT_S3_ENDPOINT"),
-        var("ORGPORT_S3_ACCESS_KEY"),
-        var("ORGPORT_S3_SECRET_KEY"),
-    ) {
-        (Some(endpoint), Some(access_key), Some(secret_key)) => Some(S3 {
-            endpoint,
-            access_key,
-            secret_key,
-        }),
+    match (var("ORGPORT_S3_ENDPOINT"), var("ORGPORT_S3_ACCESS_KEY"), var("ORGPORT_S3_SECRET_KEY")) {
+        (Some(endpoint), Some(access_key), Some(secret_key)) => Some(S3 { endpoint, access_key, secret_key }),
         _ => missing("ORGPORT_S3_ENDPOINT, ORGPORT_S3_ACCESS_KEY and ORGPORT_S3_SECRET_KEY"),
     }
 }
@@ -50,20 +42,12 @@ pub fn missing<T>(what: &str) -> Option<T> {
 /// A bucket name no other test or run uses.
 pub fn unique(name: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(f)
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime").block_on(f)
 }
 
 /// A test server: the variables orgport reads to reach it, new buckets, what a bucket holds.
@@ -111,26 +95,18 @@ impl Server for S3 {
     fn bucket(&self, name: &str) -> String {
         let bucket = unique(name);
         let (status, body) = self.signed(reqwest::Method::PUT, &bucket);
-        assert!(
-            status.is_success(),
-            "creating bucket {bucket}: {status} {body}"
-        );
+        assert!(status.is_success(), "creating bucket {bucket}: {status} {body}");
         bucket
     }
 
     fn keys(&self, bucket: &str) -> Vec<String> {
-        let listed: Vec<_> =
-            block_on(self.client(bucket).list(None).try_collect()).expect("listing a bucket");
+        let listed: Vec<_> = block_on(self.client(bucket).list(None).try_collect()).expect("listing a bucket");
         listed.into_iter().map(|m| m.location.to_string()).collect()
     }
 
     fn put(&self, bucket: &str, key: &str, bytes: &[u8]) {
         let path = object_store::path::Path::from(key);
-        block_on(
-            self.client(bucket)
-                .put(&path, Bytes::copy_from_slice(bytes).into()),
-        )
-        .expect("writing an object");
+        block_on(self.client(bucket).put(&path, Bytes::copy_from_slice(bytes).into())).expect("writing an object");
     }
 
     fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
@@ -159,10 +135,7 @@ impl S3 {
     /// Multipart uploads started and neither completed nor aborted.
     pub fn pending_uploads(&self, bucket: &str) -> usize {
         let (status, body) = self.signed(reqwest::Method::GET, &format!("{bucket}?uploads"));
-        assert!(
-            status.is_success(),
-            "listing the uploads of {bucket}: {status} {body}"
-        );
+        assert!(status.is_success(), "listing the uploads of {bucket}: {status} {body}");
         body.matches("<Upload>").count()
     }
 
@@ -170,17 +143,11 @@ impl S3 {
     /// no bucket API).
     pub fn signed(&self, method: reqwest::Method, path: &str) -> (reqwest::StatusCode, String) {
         let url = format!("{}/{path}", self.endpoint);
-        let credential = AwsCredential {
-            key_id: self.access_key.clone(),
-            secret_key: self.secret_key.clone(),
-            token: None,
-        };
+        let credential = AwsCredential { key_id: self.access_key.clone(), secret_key: self.secret_key.clone(), token: None };
         let mut request = object_store::client::HttpRequest::new(Bytes::new().into());
         *request.method_mut() = method.clone();
         *request.uri_mut() = url.parse().expect("a URL");
-        AwsAuthorizer::new(&credential, "s3", "us-east-1")
-            .try_authorize(&mut request, None)
-            .expect("signing");
+        AwsAuthorizer::new(&credential, "s3", "us-east-1").try_authorize(&mut request, None).expect("signing");
         block_on(async {
             let mut builder = reqwest::Client::new().request(method, &url);
             for (name, value) in request.headers() {
@@ -203,92 +170,46 @@ impl Server for Gcs {
     }
 
     fn env(&self) -> Vec<(String, String)> {
-        let host = self
-            .endpoint
-            .strip_prefix("http://")
-            .expect("an http:// endpoint");
-        vars(&[
-            ("STORAGE_EMULATOR_HOST", host),
-            ("GOOGLE_APPLICATION_CREDENTIALS", ""),
-        ])
+        let host = self.endpoint.strip_prefix("http://").expect("an http:// endpoint");
+        vars(&[("STORAGE_EMULATOR_HOST", host), ("GOOGLE_APPLICATION_CREDENTIALS", "")])
     }
 
     fn bucket(&self, name: &str) -> String {
         let bucket = unique(name);
         let url = format!("{}/storage/v1/b?project=orgport-test", self.endpoint);
         let body = format!(r#"{{"name": "{bucket}"}}"#);
-        let status = block_on(async {
-            reqwest::Client::new()
-                .post(url)
-                .body(body)
-                .send()
-                .await
-                .expect("the GCS emulator answers")
-                .status()
-        });
+        let status =
+            block_on(async { reqwest::Client::new().post(url).body(body).send().await.expect("the GCS emulator answers").status() });
         assert!(status.is_success(), "creating bucket {bucket}: {status}");
         bucket
     }
 
     fn keys(&self, bucket: &str) -> Vec<String> {
         let url = format!("{}/storage/v1/b/{bucket}/o", self.endpoint);
-        let text = block_on(async {
-            reqwest::Client::new()
-                .get(url)
-                .send()
-                .await
-                .expect("listing a bucket")
-                .text()
-                .await
-                .expect("a listing")
-        });
+        let text =
+            block_on(async { reqwest::Client::new().get(url).send().await.expect("listing a bucket").text().await.expect("a listing") });
         let json: serde_json::Value = serde_json::from_str(&text).expect("a JSON listing");
         json["items"]
             .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .map(|o| o["name"].as_str().expect("a name").to_string())
-                    .collect()
-            })
+            .map(|items| items.iter().map(|o| o["name"].as_str().expect("a name").to_string()).collect())
             .unwrap_or_default()
     }
 
     fn put(&self, bucket: &str, key: &str, bytes: &[u8]) {
-        let url = format!(
-            "{}/upload/storage/v1/b/{bucket}/o?uploadType=media&name={}",
-            self.endpoint,
-            encode(key)
-        );
+        let url = format!("{}/upload/storage/v1/b/{bucket}/o?uploadType=media&name={}", self.endpoint, encode(key));
         let status = block_on(async {
-            reqwest::Client::new()
-                .post(url)
-                .body(bytes.to_vec())
-                .send()
-                .await
-                .expect("the GCS emulator answers")
-                .status()
+            reqwest::Client::new().post(url).body(bytes.to_vec()).send().await.expect("the GCS emulator answers").status()
         });
         assert!(status.is_success(), "writing gs://{bucket}/{key}: {status}");
     }
 
     fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
-        let url = format!(
-            "{}/storage/v1/b/{bucket}/o/{}?alt=media",
-            self.endpoint,
-            encode(key)
-        );
+        let url = format!("{}/storage/v1/b/{bucket}/o/{}?alt=media", self.endpoint, encode(key));
         block_on(async {
-            let response = reqwest::Client::new()
-                .get(url)
-                .send()
-                .await
-                .expect("the GCS emulator answers");
+            let response = reqwest::Client::new().get(url).send().await.expect("the GCS emulator answers");
             match response.status() {
                 reqwest::StatusCode::NOT_FOUND => None,
-                status if status.is_success() => {
-                    Some(response.bytes().await.expect("the object's bytes").to_vec())
-                }
+                status if status.is_success() => Some(response.bytes().await.expect("the object's bytes").to_vec()),
                 status => panic!("reading gs://{bucket}/{key}: {status}"),
             }
         })
@@ -299,19 +220,14 @@ impl Server for Gcs {
 fn encode(key: &str) -> String {
     key.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
 }
 
 pub fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// Where `Work`'s helpers take a path, an object URL goes as it is.

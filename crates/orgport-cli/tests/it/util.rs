@@ -29,35 +29,22 @@ pub struct Out {
 impl Out {
     #[track_caller]
     pub fn ok(&self) -> &Self {
-        assert_eq!(
-            self.code, 0,
-            "orgport failed:\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, 0, "orgport failed:\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
         self
     }
 
     /// Exit code 1, with every fragment in the error output.
     #[track_caller]
     pub fn fails_with(&self, fragments: &[&str]) -> &Self {
-        assert_eq!(
-            self.code, 1,
-            "expected exit code 1:\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, 1, "expected exit code 1:\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
         for f in fragments {
-            assert!(
-                self.stderr.contains(f),
-                "the error does not mention {f:?}:\n{}",
-                self.stderr
-            );
+            assert!(self.stderr.contains(f), "the error does not mention {f:?}:\n{}", self.stderr);
         }
         self
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
 }
 
@@ -86,10 +73,7 @@ pub fn url(path: &Path) -> String {
 }
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
 }
 
 pub fn example_config() -> PathBuf {
@@ -109,10 +93,7 @@ pub struct Work {
 
 impl Work {
     pub fn new() -> Work {
-        Work {
-            dir: tempfile::tempdir().expect("temporary directory"),
-            env: Vec::new(),
-        }
+        Work { dir: tempfile::tempdir().expect("temporary directory"), env: Vec::new() }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -120,11 +101,7 @@ impl Work {
     }
 
     pub fn run<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Out {
-        output(
-            orgport(self.dir.path())
-                .envs(self.env.iter().map(|(k, v)| (k, v)))
-                .args(args),
-        )
+        output(orgport(self.dir.path()).envs(self.env.iter().map(|(k, v)| (k, v))).args(args))
     }
 
     /// Writes a configuration file and returns its path.
@@ -145,8 +122,7 @@ impl Work {
     pub fn db(&self, name: &str, sql: &str) -> PathBuf {
         let p = self.path(name);
         let conn = Connection::open(&p).expect("creating a database");
-        conn.execute_batch(sql)
-            .unwrap_or_else(|e| panic!("{e}\n{sql}"));
+        conn.execute_batch(sql).unwrap_or_else(|e| panic!("{e}\n{sql}"));
         p
     }
 
@@ -157,15 +133,7 @@ impl Work {
     }
 
     /// `orgport export` with a configuration, or with `--root` when `config` is None.
-    pub fn export(
-        &self,
-        db: &Path,
-        config: Option<&Path>,
-        root: Option<&str>,
-        orgs: &[&str],
-        extra: &[&str],
-        out: &Path,
-    ) -> Out {
+    pub fn export(&self, db: &Path, config: Option<&Path>, root: Option<&str>, orgs: &[&str], extra: &[&str], out: &Path) -> Out {
         let mut args: Vec<String> = vec!["export".into(), "--db".into(), url(db)];
         if let Some(c) = config {
             args.extend(["--config".into(), c.display().to_string()]);
@@ -193,12 +161,7 @@ impl Work {
 
     /// Imports with `--json`, asserts success and returns the report.
     #[track_caller]
-    pub fn import_json(
-        &self,
-        db: &Path,
-        config: Option<&Path>,
-        archive: &Path,
-    ) -> serde_json::Value {
+    pub fn import_json(&self, db: &Path, config: Option<&Path>, archive: &Path) -> serde_json::Value {
         let out = self.import(db, config, archive, &["--json"]);
         out.ok();
         out.json()
@@ -217,11 +180,7 @@ impl Work {
     }
 
     pub fn inspect(&self, archive: &Path) -> Out {
-        self.run(&[
-            "inspect".to_string(),
-            "--in".into(),
-            archive.display().to_string(),
-        ])
+        self.run(&["inspect".to_string(), "--in".into(), archive.display().to_string()])
     }
 
     /// The manifest as `orgport inspect` prints it (asserting success).
@@ -236,23 +195,10 @@ impl Work {
 /// The example database: source with three workspaces, target with two others and a smaller user
 /// pool so that some users are matched by e-mail and others must be created.
 pub fn example_pair(w: &Work) -> (PathBuf, PathBuf) {
-    let src = w.example(
-        "source.db",
-        &ExampleOptions {
-            tasks_per_project: 8,
-            ..ExampleOptions::default()
-        },
-    );
+    let src = w.example("source.db", &ExampleOptions { tasks_per_project: 8, ..ExampleOptions::default() });
     let tgt = w.example(
         "target.db",
-        &ExampleOptions {
-            orgs: 2,
-            first_org: 100,
-            seed: 7,
-            users: 5,
-            tasks_per_project: 6,
-            ..ExampleOptions::default()
-        },
+        &ExampleOptions { orgs: 2, first_org: 100, seed: 7, users: 5, tasks_per_project: 6, ..ExampleOptions::default() },
     );
     (src, tgt)
 }
@@ -278,9 +224,7 @@ pub fn plan_decisions(plan: &serde_json::Value) -> serde_json::Value {
 }
 
 pub fn new_org(report: &serde_json::Value) -> String {
-    let orgs = report["orgs"]
-        .as_array()
-        .expect("orgs in the import report");
+    let orgs = report["orgs"].as_array().expect("orgs in the import report");
     assert_eq!(orgs.len(), 1, "one organisation expected in {report}");
     json_key(&orgs[0]["target"])
 }
@@ -313,9 +257,7 @@ impl Cell {
             ValueRef::Null => Cell::Null,
             ValueRef::Integer(i) => Cell::Int(i),
             ValueRef::Real(f) => Cell::Real(f.to_bits()),
-            ValueRef::Text(t) => {
-                Cell::Text(String::from_utf8(t.to_vec()).expect("UTF-8 text in a test database"))
-            }
+            ValueRef::Text(t) => Cell::Text(String::from_utf8(t.to_vec()).expect("UTF-8 text in a test database")),
             ValueRef::Blob(b) => Cell::Blob(b.to_vec()),
         }
     }
@@ -373,12 +315,7 @@ impl fmt::Debug for Cell {
             Cell::Int(i) => write!(f, "{i}"),
             Cell::Real(bits) => write!(f, "{:?}r", f64::from_bits(*bits)),
             Cell::Text(s) if s.chars().count() > 80 => {
-                write!(
-                    f,
-                    "{:?}… ({} chars)",
-                    s.chars().take(80).collect::<String>(),
-                    s.chars().count()
-                )
+                write!(f, "{:?}… ({} chars)", s.chars().take(80).collect::<String>(), s.chars().count())
             }
             Cell::Text(s) => write!(f, "{s:?}"),
             Cell::Blob(b) if b.len() > 24 => write!(f, "x'{}…' ({} bytes)", hex(&b[..24]), b.len()),
@@ -406,8 +343,7 @@ pub fn hex(b: &[u8]) -> String {
 pub type Row = Vec<Cell>;
 
 pub fn open(path: &Path) -> Connection {
-    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
-        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()))
+    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()))
 }
 
 /// Rows of a query, cell by cell, with the column names.
@@ -416,11 +352,7 @@ pub fn query(conn: &Connection, sql: &str, params: &[&dyn ToSql]) -> (Vec<String
     let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
     let n = names.len();
     let rows = stmt
-        .query_map(params, |r| {
-            (0..n)
-                .map(|i| r.get_ref(i).map(Cell::from_ref))
-                .collect::<rusqlite::Result<Row>>()
-        })
+        .query_map(params, |r| (0..n).map(|i| r.get_ref(i).map(Cell::from_ref)).collect::<rusqlite::Result<Row>>())
         .unwrap_or_else(|e| panic!("{e}: {sql}"))
         .collect::<rusqlite::Result<Vec<Row>>>()
         .unwrap_or_else(|e| panic!("{e}: {sql}"));
@@ -468,16 +400,11 @@ pub fn snapshot(path: &Path) -> Snapshot {
 
 /// What `after` holds in addition to `before`, per table; fails if any row of `before` is gone or
 /// changed (a changed row shows as gone), or a table appeared or disappeared.
-pub fn added_rows(
-    before: &Snapshot,
-    after: &Snapshot,
-) -> Result<BTreeMap<String, Vec<Row>>, String> {
+pub fn added_rows(before: &Snapshot, after: &Snapshot) -> Result<BTreeMap<String, Vec<Row>>, String> {
     let names_before: Vec<&String> = before.keys().collect();
     let names_after: Vec<&String> = after.keys().collect();
     if names_before != names_after {
-        return Err(format!(
-            "tables changed: {names_before:?} → {names_after:?}"
-        ));
+        return Err(format!("tables changed: {names_before:?} → {names_after:?}"));
     }
     let mut problems = Vec::new();
     let mut added = BTreeMap::new();
@@ -516,8 +443,7 @@ pub fn added_rows(
 /// Asserts nothing of `before` changed and returns the added rows.
 #[track_caller]
 pub fn assert_only_added(before: &Snapshot, after: &Snapshot) -> BTreeMap<String, Vec<Row>> {
-    added_rows(before, after)
-        .unwrap_or_else(|e| panic!("rows that were on the target before the import changed:\n{e}"))
+    added_rows(before, after).unwrap_or_else(|e| panic!("rows that were on the target before the import changed:\n{e}"))
 }
 
 pub fn bytes(path: &Path) -> Vec<u8> {
@@ -527,21 +453,13 @@ pub fn bytes(path: &Path) -> Vec<u8> {
 #[track_caller]
 pub fn assert_same_bytes(path: &Path, before: &[u8]) {
     let now = bytes(path);
-    assert!(
-        now == before,
-        "`{}` changed ({} bytes before, {} after)",
-        path.display(),
-        before.len(),
-        now.len()
-    );
+    assert!(now == before, "`{}` changed ({} bytes before, {} after)", path.display(), before.len(), now.len());
 }
 
 /// Files in a directory, sorted (to see that nothing was left behind).
 pub fn dir_listing(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .expect("listing")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).expect("listing").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
     v.sort();
     v
 }
@@ -554,12 +472,7 @@ pub fn walk(root: &Path, dir: &Path) -> Vec<String> {
         if path.is_dir() {
             keys.extend(walk(root, &path));
         } else {
-            keys.push(
-                path.strip_prefix(root)
-                    .expect("under the root")
-                    .to_string_lossy()
-                    .into_owned(),
-            );
+            keys.push(path.strip_prefix(root).expect("under the root").to_string_lossy().into_owned());
         }
     }
     keys
@@ -578,11 +491,7 @@ pub struct Ref {
 }
 
 pub fn r(cols: &[&str], table: &str, to: &[&str]) -> Ref {
-    Ref {
-        cols: strings(cols),
-        table: table.into(),
-        to: strings(to),
-    }
+    Ref { cols: strings(cols), table: table.into(), to: strings(to) }
 }
 
 pub fn strings(v: &[&str]) -> Vec<String> {
@@ -665,34 +574,22 @@ pub struct Paired {
 
 impl Paired {
     pub fn col(&self, table: &str, column: &str) -> usize {
-        self.columns[table]
-            .iter()
-            .position(|c| c == column)
-            .unwrap_or_else(|| panic!("no column {table}.{column}"))
+        self.columns[table].iter().position(|c| c == column).unwrap_or_else(|| panic!("no column {table}.{column}"))
     }
 
     /// The target rows of a table.
     pub fn target_rows(&self, table: &str) -> Vec<Row> {
-        self.pairs
-            .get(table)
-            .map(|p| p.iter().map(|(_, t)| t.clone()).collect())
-            .unwrap_or_default()
+        self.pairs.get(table).map(|p| p.iter().map(|(_, t)| t.clone()).collect()).unwrap_or_default()
     }
 
     pub fn source_rows(&self, table: &str) -> Vec<Row> {
-        self.pairs
-            .get(table)
-            .map(|p| p.iter().map(|(s, _)| s.clone()).collect())
-            .unwrap_or_default()
+        self.pairs.get(table).map(|p| p.iter().map(|(s, _)| s.clone()).collect()).unwrap_or_default()
     }
 
     /// The target row paired with the source row whose `column` is `value`.
     pub fn target_of(&self, table: &str, column: &str, value: &Cell) -> Option<Row> {
         let c = self.col(table, column);
-        self.pairs[table]
-            .iter()
-            .find(|(s, _)| &s[c] == value)
-            .map(|(_, t)| t.clone())
+        self.pairs[table].iter().find(|(s, _)| &s[c] == value).map(|(_, t)| t.clone())
     }
 
     /// Maps source values of `to` columns of `table` to the target's.
@@ -715,24 +612,14 @@ impl Paired {
 /// Compares the organisation `src_org` of `src` with the organisation `tgt_org` of `tgt`, table by
 /// table in the order of `specs` (parents first; references to later tables and self-references
 /// are checked at the end). Every compared column must be equal, storage class included.
-pub fn compare_org(
-    src: &Connection,
-    src_org: &Cell,
-    tgt: &Connection,
-    tgt_org: &Cell,
-    specs: &[TableSpec],
-) -> Result<Paired, String> {
+pub fn compare_org(src: &Connection, src_org: &Cell, tgt: &Connection, tgt_org: &Cell, specs: &[TableSpec]) -> Result<Paired, String> {
     let mut paired = Paired::default();
     let mut problems: Vec<String> = Vec::new();
     let mut deferred: Vec<(String, Vec<How>)> = Vec::new();
     for spec in specs {
         let (names, src_rows) = query(src, &spec.select, &[src_org]);
         let (tnames, tgt_rows) = query(tgt, &spec.select, &[tgt_org]);
-        assert_eq!(
-            names, tnames,
-            "`{}`: the source and target tables have different columns",
-            spec.name
-        );
+        assert_eq!(names, tnames, "`{}`: the source and target tables have different columns", spec.name);
         let how: Vec<How> = names
             .iter()
             .map(|c| {
@@ -741,11 +628,7 @@ pub fn compare_org(
                 }
                 if let Some(i) = spec.refs.iter().position(|r| r.cols.contains(c)) {
                     let r = &spec.refs[i];
-                    return if r.table != spec.name && paired.pairs.contains_key(&r.table) {
-                        How::Mapped(i)
-                    } else {
-                        How::Deferred(i)
-                    };
+                    return if r.table != spec.name && paired.pairs.contains_key(&r.table) { How::Mapped(i) } else { How::Deferred(i) };
                 }
                 if spec.fresh.contains(c) {
                     return How::Fresh;
@@ -757,20 +640,10 @@ pub fn compare_org(
             })
             .collect();
         paired.columns.insert(spec.name.clone(), names.clone());
-        let pos = |c: &str| {
-            names
-                .iter()
-                .position(|n| n == c)
-                .unwrap_or_else(|| panic!("no column {}.{c}", spec.name))
-        };
+        let pos = |c: &str| names.iter().position(|n| n == c).unwrap_or_else(|| panic!("no column {}.{c}", spec.name));
         let pair_idx: Vec<usize> = spec.pair_by.iter().map(|c| pos(c)).collect();
         for &i in &pair_idx {
-            assert!(
-                matches!(how[i], How::Plain | How::Mapped(_)),
-                "`{}`: cannot pair by {:?}",
-                spec.name,
-                names[i]
-            );
+            assert!(matches!(how[i], How::Plain | How::Mapped(_)), "`{}`: cannot pair by {:?}", spec.name, names[i]);
         }
         // The source rows as they should appear on the target (fresh and deferred columns aside).
         let mut expected: Vec<Row> = Vec::with_capacity(src_rows.len());
@@ -784,11 +657,7 @@ pub fn compare_org(
                     if vals.iter().any(Cell::is_null) {
                         continue;
                     }
-                    let k = rf
-                        .cols
-                        .iter()
-                        .position(|c| *c == names[i])
-                        .expect("ref column");
+                    let k = rf.cols.iter().position(|c| *c == names[i]).expect("ref column");
                     match paired.map(&rf.table, &rf.to, &vals) {
                         Some(new) => e[i] = new[k].clone(),
                         None => {
@@ -811,28 +680,19 @@ pub fn compare_org(
         for list in buckets.values_mut() {
             list.reverse();
         }
-        let compared: Vec<usize> = (0..names.len())
-            .filter(|&i| matches!(how[i], How::Plain | How::Mapped(_)))
-            .collect();
+        let compared: Vec<usize> = (0..names.len()).filter(|&i| matches!(how[i], How::Plain | How::Mapped(_))).collect();
         let mut src_groups: HashMap<Row, usize> = HashMap::new();
         let mut pairs = Vec::with_capacity(src_rows.len());
         for (si, e) in expected.iter().enumerate() {
             let key: Row = pair_idx.iter().map(|&i| e[i].clone()).collect();
             if let Some(&first) = src_groups.get(&key) {
                 let same = compared.iter().all(|&i| expected[first][i] == e[i]);
-                assert!(
-                    same,
-                    "`{}`: pairing by {:?} is ambiguous (test bug): {:?} vs {:?}",
-                    spec.name, spec.pair_by, expected[first], e
-                );
+                assert!(same, "`{}`: pairing by {:?} is ambiguous (test bug): {:?} vs {:?}", spec.name, spec.pair_by, expected[first], e);
             } else {
                 src_groups.insert(key.clone(), si);
             }
             let Some(ti) = buckets.get_mut(&key).and_then(|l| l.pop()) else {
-                problems.push(format!(
-                    "`{}`: no row on the target for source row {:?} (expected {:?})",
-                    spec.name, src_rows[si], e
-                ));
+                problems.push(format!("`{}`: no row on the target for source row {:?} (expected {:?})", spec.name, src_rows[si], e));
                 continue;
             };
             let t = &tgt_rows[ti];
@@ -856,12 +716,7 @@ pub fn compare_org(
         }
         let extra: usize = buckets.values().map(Vec::len).sum();
         if extra > 0 {
-            let sample: Vec<&Row> = buckets
-                .values()
-                .flatten()
-                .take(3)
-                .map(|&i| &tgt_rows[i])
-                .collect();
+            let sample: Vec<&Row> = buckets.values().flatten().take(3).map(|&i| &tgt_rows[i]).collect();
             problems
                 .push(format!("`{}`: {extra} row(s) on the target that are not in the source organisation, e.g. {sample:?}", spec.name));
         }
@@ -877,16 +732,8 @@ pub fn compare_org(
         for (i, h) in how.iter().enumerate() {
             let How::Deferred(ri) = h else { continue };
             let rf = spec.refs[*ri].clone();
-            let idx: Vec<usize> = rf
-                .cols
-                .iter()
-                .map(|c| names.iter().position(|n| n == c).expect("ref column"))
-                .collect();
-            let k = rf
-                .cols
-                .iter()
-                .position(|c| *c == names[i])
-                .expect("ref column");
+            let idx: Vec<usize> = rf.cols.iter().map(|c| names.iter().position(|n| n == c).expect("ref column")).collect();
+            let k = rf.cols.iter().position(|c| *c == names[i]).expect("ref column");
             for (s, t) in &pairs {
                 let vals: Row = idx.iter().map(|&j| s[j].clone()).collect();
                 let want = if vals.iter().any(Cell::is_null) {
@@ -921,16 +768,9 @@ pub fn compare_org(
 }
 
 #[track_caller]
-pub fn assert_org_equal(
-    src: &Path,
-    src_org: &Cell,
-    tgt: &Path,
-    tgt_org: &Cell,
-    specs: &[TableSpec],
-) -> Paired {
-    compare_org(&open(src), src_org, &open(tgt), tgt_org, specs).unwrap_or_else(|e| {
-        panic!("organisation {src_org:?} of the source differs from {tgt_org:?} on the target: {e}")
-    })
+pub fn assert_org_equal(src: &Path, src_org: &Cell, tgt: &Path, tgt_org: &Cell, specs: &[TableSpec]) -> Paired {
+    compare_org(&open(src), src_org, &open(tgt), tgt_org, specs)
+        .unwrap_or_else(|e| panic!("organisation {src_org:?} of the source differs from {tgt_org:?} on the target: {e}"))
 }
 
 /// The example schema, table by table, for [`compare_org`]. Sensitive columns that are withheld by
@@ -998,18 +838,12 @@ pub fn example_specs() -> Vec<TableSpec> {
 }
 
 pub fn example_spec(name: &str) -> TableSpec {
-    example_specs()
-        .into_iter()
-        .find(|s| s.name == name)
-        .expect("example table")
+    example_specs().into_iter().find(|s| s.name == name).expect("example table")
 }
 
 /// Replaces one table's spec.
 pub fn with_spec(mut specs: Vec<TableSpec>, s: TableSpec) -> Vec<TableSpec> {
-    let i = specs
-        .iter()
-        .position(|x| x.name == s.name)
-        .expect("table in specs");
+    let i = specs.iter().position(|x| x.name == s.name).expect("table in specs");
     specs[i] = s;
     specs
 }
@@ -1017,11 +851,7 @@ pub fn with_spec(mut specs: Vec<TableSpec>, s: TableSpec) -> Vec<TableSpec> {
 /// Checks that the rows added to the target are exactly the paired target rows of every compared
 /// table (plus `extra_users` created users), and nothing else.
 #[track_caller]
-pub fn assert_added_exactly(
-    added: &BTreeMap<String, Vec<Row>>,
-    paired: &Paired,
-    shared: &[(&str, usize)],
-) {
+pub fn assert_added_exactly(added: &BTreeMap<String, Vec<Row>>, paired: &Paired, shared: &[(&str, usize)]) {
     for (table, rows) in added {
         if let Some((_, n)) = shared.iter().find(|(t, _)| t == table) {
             assert_eq!(rows.len(), *n, "`{table}`: rows created on the target");
@@ -1030,11 +860,7 @@ pub fn assert_added_exactly(
         let mut expected = paired.target_rows(table);
         expected.sort();
         if !paired.pairs.contains_key(table) {
-            assert!(
-                rows.is_empty(),
-                "`{table}` is not part of the organisation but got rows: {:?}",
-                &rows[..rows.len().min(3)]
-            );
+            assert!(rows.is_empty(), "`{table}` is not part of the organisation but got rows: {:?}", &rows[..rows.len().min(3)]);
             continue;
         }
         assert!(
@@ -1065,12 +891,7 @@ pub fn split_archive(bytes: &[u8]) -> Parts {
     let manifest = bytes[16..16 + len].to_vec();
     let checksum: [u8; 32] = bytes[16 + len..16 + len + 32].try_into().unwrap();
     let data = bytes[16 + len + 32..].to_vec();
-    Parts {
-        version,
-        manifest,
-        checksum,
-        data,
-    }
+    Parts { version, manifest, checksum, data }
 }
 
 impl Parts {
@@ -1085,11 +906,7 @@ impl Parts {
 
     /// The archive again, with the manifest checksum recomputed when `fix_checksum`.
     pub fn join(&self, fix_checksum: bool) -> Vec<u8> {
-        let sum = if fix_checksum {
-            sha256(&self.manifest)
-        } else {
-            self.checksum
-        };
+        let sum = if fix_checksum { sha256(&self.manifest) } else { self.checksum };
         let mut out = Vec::new();
         out.extend_from_slice(b"ORGPORT\0");
         out.extend_from_slice(&self.version.to_le_bytes());
@@ -1106,21 +923,11 @@ impl Parts {
 }
 
 /// Every row of an archive, decoded and checked by the library, per table name.
-pub fn archive_rows(
-    path: &Path,
-) -> (
-    orgport_core::archive::Manifest,
-    BTreeMap<String, Vec<Vec<orgport_core::value::Value>>>,
-) {
+pub fn archive_rows(path: &Path) -> (orgport_core::archive::Manifest, BTreeMap<String, Vec<Vec<orgport_core::value::Value>>>) {
     let file = std::io::BufReader::new(std::fs::File::open(path).expect("archive"));
     let mut reader = orgport_core::archive::ArchiveReader::open(file).expect("a valid archive");
     let mut out: BTreeMap<String, Vec<Vec<orgport_core::value::Value>>> = BTreeMap::new();
-    let names: Vec<String> = reader
-        .manifest()
-        .tables
-        .iter()
-        .map(|t| t.name.clone())
-        .collect();
+    let names: Vec<String> = reader.manifest().tables.iter().map(|t| t.name.clone()).collect();
     for n in &names {
         out.entry(n.clone()).or_default();
     }
@@ -1133,21 +940,14 @@ pub fn archive_rows(
 /// SHA-256 (FIPS 180-4), to re-seal a manifest after editing it.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     const K: [u32; 64] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
-        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
-        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
-        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-        0xc67178f2,
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be,
+        0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa,
+        0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85,
+        0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3,
+        0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f,
+        0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
     ];
-    let mut h: [u32; 8] = [
-        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
-        0x5be0cd19,
-    ];
+    let mut h: [u32; 8] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
     let mut msg = data.to_vec();
     let bit_len = (data.len() as u64).wrapping_mul(8);
     msg.push(0x80);
@@ -1163,20 +963,13 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
         for i in 16..64 {
             let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
             let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-            w[i] = w[i - 16]
-                .wrapping_add(s0)
-                .wrapping_add(w[i - 7])
-                .wrapping_add(s1);
+            w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
         }
         let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
         for i in 0..64 {
             let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
             let ch = (e & f) ^ (!e & g);
-            let t1 = hh
-                .wrapping_add(s1)
-                .wrapping_add(ch)
-                .wrapping_add(K[i])
-                .wrapping_add(w[i]);
+            let t1 = hh.wrapping_add(s1).wrapping_add(ch).wrapping_add(K[i]).wrapping_add(w[i]);
             let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
             let maj = (a & b) ^ (a & c) ^ (b & c);
             let t2 = s0.wrapping_add(maj);
@@ -1213,52 +1006,23 @@ pub fn library_verify(
     orgs: &[String],
 ) -> orgport_core::verify::VerifyReport {
     use orgport_core::engine::Engine;
-    let mut engine = orgport_sqlite::SqliteEngine::open_path(db, orgport_sqlite::Access::ReadOnly)
-        .expect("opening the target");
-    let config = config
-        .map(|t| orgport_core::config::Config::parse(t).expect("configuration"))
-        .unwrap_or_default();
+    let mut engine = orgport_sqlite::SqliteEngine::open_path(db, orgport_sqlite::Access::ReadOnly).expect("opening the target");
+    let config = config.map(|t| orgport_core::config::Config::parse(t).expect("configuration")).unwrap_or_default();
     let caps = engine.capabilities();
-    let plan = orgport_core::plan::Plan::build(
-        engine.introspect().expect("introspect"),
-        &config,
-        root,
-        caps,
-    )
-    .expect("plan");
+    let plan = orgport_core::plan::Plan::build(engine.introspect().expect("introspect"), &config, root, caps).expect("plan");
     let path = archive.to_path_buf();
     let open = move || -> orgport_core::Result<Box<dyn std::io::Read>> {
-        Ok(Box::new(std::io::BufReader::new(
-            std::fs::File::open(&path).map_err(orgport_core::Error::Stream)?,
-        )))
+        Ok(Box::new(std::io::BufReader::new(std::fs::File::open(&path).map_err(orgport_core::Error::Stream)?)))
     };
-    orgport_core::verify::verify(
-        &mut engine,
-        &plan,
-        &open,
-        orgs,
-        None,
-        1,
-        &orgport_core::progress::Quiet,
-    )
-    .expect("verify runs")
+    orgport_core::verify::verify(&mut engine, &plan, &open, orgs, None, 1, &orgport_core::progress::Quiet).expect("verify runs")
 }
 
 #[test]
 fn sha256_matches_known_vectors() {
-    assert_eq!(
-        hex(&sha256(b"")),
-        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-    );
-    assert_eq!(
-        hex(&sha256(b"abc")),
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    );
+    assert_eq!(hex(&sha256(b"")), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    assert_eq!(hex(&sha256(b"abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     let long = vec![b'a'; 1000];
-    assert_eq!(
-        hex(&sha256(&long)),
-        "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3"
-    );
+    assert_eq!(hex(&sha256(&long)), "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3");
 }
 
 /// The comparison itself must notice a changed storage class, a wrongly mapped reference, a
@@ -1285,42 +1049,19 @@ fn compare_org_notices_differences() {
             .reference(&["parent"], "n", &["id"])
             .pair_by(&["tag"]),
     ];
-    let run = |name: &str, sql: &str| {
-        compare_org(
-            &open(&src),
-            &Cell::Int(1),
-            &open(&w.db(name, sql)),
-            &Cell::Int(5),
-            &specs,
-        )
-    };
+    let run = |name: &str, sql: &str| compare_org(&open(&src), &Cell::Int(1), &open(&w.db(name, sql)), &Cell::Int(5), &specs);
     let ok = run("good.db", &good).expect("identical organisations");
     assert_eq!(ok.pairs["n"].len(), 3);
     let variants = [
-        (
-            "class",
-            good.replace("(11, 5, NULL, 7, 'a')", "(11, 5, NULL, '7', 'a')"),
-        ),
-        (
-            "parent",
-            good.replace("(13, 5, 12, x'00', 'c')", "(13, 5, 11, x'00', 'c')"),
-        ),
+        ("class", good.replace("(11, 5, NULL, 7, 'a')", "(11, 5, NULL, '7', 'a')")),
+        ("parent", good.replace("(13, 5, 12, x'00', 'c')", "(13, 5, 11, x'00', 'c')")),
         ("missing", good.replace(", (13, 5, 12, x'00', 'c')", "")),
-        (
-            "extra",
-            good.replace(
-                "(13, 5, 12, x'00', 'c');",
-                "(13, 5, 12, x'00', 'c'), (14, 5, NULL, NULL, 'd');",
-            ),
-        ),
+        ("extra", good.replace("(13, 5, 12, x'00', 'c');", "(13, 5, 12, x'00', 'c'), (14, 5, NULL, NULL, 'd');")),
         ("float", good.replace("1.5", "1.5000000000000002")),
     ];
     for (name, sql) in variants {
         assert_ne!(sql, good, "{name}: test setup");
-        assert!(
-            run(&format!("{name}.db"), &sql).is_err(),
-            "{name}: the comparison missed a difference"
-        );
+        assert!(run(&format!("{name}.db"), &sql).is_err(), "{name}: the comparison missed a difference");
     }
 }
 

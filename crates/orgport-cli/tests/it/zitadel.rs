@@ -33,37 +33,22 @@ fn with_ids(body: &str) -> String {
 /// the word, which must stay one word (the JSON form has no blank outside its strings' escapes).
 fn seed_import_body(dir: &Path) -> Vec<u8> {
     let script = format!("set -- {SEED_IMPORT_SHELL}; [ $# -eq 1 ] || exit 3; printf %s \"$1\"");
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .current_dir(dir)
-        .output()
-        .expect("bash");
-    assert!(
-        out.status.success(),
-        "the shell split the body into several words: {:?}",
-        out.status
-    );
+    let out = Command::new("bash").arg("-c").arg(&script).current_dir(dir).output().expect("bash");
+    assert!(out.status.success(), "the shell split the body into several words: {:?}", out.status);
     out.stdout
 }
 
 /// Organisation 1's archive in its JSON form, made by the command line: its path and text.
 fn json_export(w: &Work, src: &Path) -> (std::path::PathBuf, String) {
     let path = w.path("org.json");
-    w.export(src, Some(&example_config()), None, &["1"], &[], &path)
-        .ok();
+    w.export(src, Some(&example_config()), None, &["1"], &[], &path).ok();
     let text = std::fs::read_to_string(&path).unwrap();
     (path, text)
 }
 
 /// The two new organisations of an import report, in the archive's order.
 fn new_orgs(report: &Value) -> Vec<String> {
-    report["orgs"]
-        .as_array()
-        .expect("orgs")
-        .iter()
-        .map(|o| json_key(&o["target"]))
-        .collect()
+    report["orgs"].as_array().expect("orgs").iter().map(|o| json_key(&o["target"])).collect()
 }
 
 #[test]
@@ -84,37 +69,20 @@ fn the_seeds_inline_export_and_import_round_trip_two_organisations() {
     std::fs::write(&export, &exported.body).unwrap();
     let manifest = w.manifest(&export);
     assert_eq!(manifest["orgs"], json!([{"int": 1}, {"int": 3}]));
-    assert_eq!(
-        manifest["with_groups"],
-        json!(["otp", "passwords"]),
-        "with_passwords and with_otp include the groups"
-    );
+    assert_eq!(manifest["with_groups"], json!(["otp", "passwords"]), "with_passwords and with_otp include the groups");
 
     let before = snapshot(&tgt);
-    let report = target
-        .post("/admin/v1/import", seed_import_body(&dir))
-        .status(200)
-        .json();
+    let report = target.post("/admin/v1/import", seed_import_body(&dir)).status(200).json();
     let orgs = new_orgs(&report);
     assert_eq!(orgs.len(), 2, "{report}");
     let org_refs: Vec<&str> = orgs.iter().map(String::as_str).collect();
-    w.verify(&tgt, Some(&example_config()), &export, &org_refs)
-        .ok();
+    w.verify(&tgt, Some(&example_config()), &export, &org_refs).ok();
     assert_only_added(&before, &snapshot(&tgt));
     for (old, new) in [1, 3].iter().zip(&orgs) {
-        assert_org_equal(
-            &src,
-            &Cell::Int(*old),
-            &tgt,
-            &Cell::Int(new.parse().unwrap()),
-            &example_specs(),
-        );
+        assert_org_equal(&src, &Cell::Int(*old), &tgt, &Cell::Int(new.parse().unwrap()), &example_specs());
     }
     // All organisations but the excluded, with ids as numbers.
-    let all = source.post(
-        "/admin/v1/export",
-        br#"{"org_ids": [], "excluded_org_ids": [2], "response_output": true}"#.to_vec(),
-    );
+    let all = source.post("/admin/v1/export", br#"{"org_ids": [], "excluded_org_ids": [2], "response_output": true}"#.to_vec());
     all.status(200);
     let path = w.path("all.json");
     std::fs::write(&path, &all.body).unwrap();
@@ -123,10 +91,7 @@ fn the_seeds_inline_export_and_import_round_trip_two_organisations() {
     assert_eq!(manifest["with_groups"], json!([]));
     for serve in [&source, &target] {
         let log = serve.log();
-        assert!(
-            !log.contains(crate::serve::ROOT),
-            "a token in the log:\n{log}"
-        );
+        assert!(!log.contains(crate::serve::ROOT), "a token in the log:\n{log}");
     }
 }
 
@@ -139,9 +104,19 @@ fn bad_requests_get_400_naming_the_field_and_change_nothing() {
     let before = snapshot(&src);
     let cases: Vec<(&str, String, u16, &[&str])> = vec![
         ("/admin/v1/export", r#"{"org_idz": ["1"], "response_output": true}"#.into(), 400, &["unknown field `org_idz`"]),
-        ("/admin/v1/export", r#"{"org_ids": ["1"], "with_passwords": "yes", "response_output": true}"#.into(), 400, &["`with_passwords`", "expected a boolean"]),
+        (
+            "/admin/v1/export",
+            r#"{"org_ids": ["1"], "with_passwords": "yes", "response_output": true}"#.into(),
+            400,
+            &["`with_passwords`", "expected a boolean"],
+        ),
         ("/admin/v1/export", r#"{"org_ids": [true], "response_output": true}"#.into(), 400, &["`org_ids[0]`", "a string or an integer"]),
-        ("/admin/v1/export", r#"{"org_ids": ["1"], "gcs_output": {"path": "x", "bucket": "b"}}"#.into(), 400, &["`gcs_output`", "missing field `serviceaccount_json`"]),
+        (
+            "/admin/v1/export",
+            r#"{"org_ids": ["1"], "gcs_output": {"path": "x", "bucket": "b"}}"#.into(),
+            400,
+            &["`gcs_output`", "missing field `serviceaccount_json`"],
+        ),
         ("/admin/v1/export", r#"{"org_ids": ["1"], "timeout": "soon", "response_output": true}"#.into(), 400, &["`timeout`", "`soon`"]),
         ("/admin/v1/export", r#"{"org_ids": ["1"]}"#.into(), 400, &["response_output", "gcs_output"]),
         ("/admin/v1/export", r#"{"org_ids": ["1"], "response_output": true"#.into(), 400, &["not valid", "EOF"]),
@@ -153,47 +128,41 @@ fn bad_requests_get_400_naming_the_field_and_change_nothing() {
             &["`gcs_output`", "not base64"],
         ),
         ("/admin/v1/import", r#"{"timeout": "10m"}"#.into(), 400, &["data_orgsv1"]),
-        ("/admin/v1/import", format!(r#"{{"data_orgsv1": {archive}, "data_orgsv1_gcs": {{"path": "x", "bucket": "b", "serviceaccount_json": ""}}}}"#), 400, &["one of"]),
+        (
+            "/admin/v1/import",
+            format!(r#"{{"data_orgsv1": {archive}, "data_orgsv1_gcs": {{"path": "x", "bucket": "b", "serviceaccount_json": ""}}}}"#),
+            400,
+            &["one of"],
+        ),
         ("/admin/v1/import", format!(r#"{{"data_orgsv1": {archive}, "dryRun": true}}"#), 400, &["unknown field `dryRun`"]),
-        ("/admin/v1/import", r#"{"data_orgsv1": {"orgport_json": 1}}"#.into(), 422, &["JSON archive is not valid", "missing field `tables`"]),
-        ("/admin/v1/import", format!(r#"{{"data_orgsv1": {}}}"#, archive.replacen("\"rows\":[[1,", "\"rows\":[[2,", 1)), 422, &["do not match their checksum"]),
+        (
+            "/admin/v1/import",
+            r#"{"data_orgsv1": {"orgport_json": 1}}"#.into(),
+            422,
+            &["JSON archive is not valid", "missing field `tables`"],
+        ),
+        (
+            "/admin/v1/import",
+            format!(r#"{{"data_orgsv1": {}}}"#, archive.replacen("\"rows\":[[1,", "\"rows\":[[2,", 1)),
+            422,
+            &["do not match their checksum"],
+        ),
     ];
     for (path, body, status, fragments) in cases {
         let reply = serve.post(path, body.clone().into_bytes());
-        assert_eq!(
-            reply.status,
-            status,
-            "{path} {body:.80}: {}",
-            String::from_utf8_lossy(&reply.body)
-        );
+        assert_eq!(reply.status, status, "{path} {body:.80}: {}", String::from_utf8_lossy(&reply.body));
         reply.error(fragments);
-        assert_eq!(
-            snapshot(&src),
-            before,
-            "{path} {body:.80}: the database changed"
-        );
+        assert_eq!(snapshot(&src), before, "{path} {body:.80}: the database changed");
     }
     // The documentation's stray quote is read past, with a warning.
-    let lenient = serve.post(
-        "/admin/v1/export",
-        b"\t\"{\"org_ids\": [\"1\"], \"response_output\": true}".to_vec(),
-    );
+    let lenient = serve.post("/admin/v1/export", b"\t\"{\"org_ids\": [\"1\"], \"response_output\": true}".to_vec());
     lenient.status(200);
     assert!(lenient.body.starts_with(b"{\"orgport_json\""));
     assert!(serve.log().contains("stray `\"`"), "{}", serve.log());
 
     let small = Serve::start(&w, &src, None, &["--max-body", "1KiB"]);
-    small
-        .post(
-            "/admin/v1/import",
-            format!(r#"{{"data_orgsv1": {archive}}}"#).into_bytes(),
-        )
-        .status(413)
-        .error(&["larger than the limit"]);
-    small
-        .post("/api/orgs/import/json", archive.clone().into_bytes())
-        .status(413)
-        .error(&["larger than the limit"]);
+    small.post("/admin/v1/import", format!(r#"{{"data_orgsv1": {archive}}}"#).into_bytes()).status(413).error(&["larger than the limit"]);
+    small.post("/api/orgs/import/json", archive.clone().into_bytes()).status(413).error(&["larger than the limit"]);
     assert_eq!(snapshot(&src), before);
 }
 
@@ -205,40 +174,17 @@ fn a_timeout_cancels_the_work_and_leaves_the_target_as_it_was() {
     let (json_archive, archive) = json_export(&w, &src);
     let serve = Serve::start(&w, &tgt, None, &[]);
     let before = snapshot(&tgt);
-    let reply = serve.post(
-        "/admin/v1/import",
-        format!(r#"{{"timeout": "300ms", "data_orgsv1": {archive}}}"#).into_bytes(),
-    );
-    reply
-        .status(504)
-        .error(&["timeout of 300ms", "nothing was written"]);
-    assert_eq!(
-        snapshot(&tgt),
-        before,
-        "a timed-out import changed the target"
-    );
+    let reply = serve.post("/admin/v1/import", format!(r#"{{"timeout": "300ms", "data_orgsv1": {archive}}}"#).into_bytes());
+    reply.status(504).error(&["timeout of 300ms", "nothing was written"]);
+    assert_eq!(snapshot(&tgt), before, "a timed-out import changed the target");
     // The job ended cancelled, its slot free: the same import with time enough succeeds.
-    let report = serve
-        .post(
-            "/admin/v1/import",
-            format!(r#"{{"timeout": "10m", "data_orgsv1": {archive}}}"#).into_bytes(),
-        )
-        .status(200)
-        .json();
-    w.verify(
-        &tgt,
-        Some(&example_config()),
-        &json_archive,
-        &[&new_org(&report)],
-    )
-    .ok();
+    let report =
+        serve.post("/admin/v1/import", format!(r#"{{"timeout": "10m", "data_orgsv1": {archive}}}"#).into_bytes()).status(200).json();
+    w.verify(&tgt, Some(&example_config()), &json_archive, &[&new_org(&report)]).ok();
 
     let source = Serve::start(&w, &src, None, &[]);
     source
-        .post(
-            "/admin/v1/export",
-            br#"{"org_ids": ["1"], "timeout": "1ms", "response_output": true}"#.to_vec(),
-        )
+        .post("/admin/v1/export", br#"{"org_ids": ["1"], "timeout": "1ms", "response_output": true}"#.to_vec())
         .status(504)
         .error(&["timeout"]);
 }
@@ -247,11 +193,7 @@ fn a_timeout_cancels_the_work_and_leaves_the_target_as_it_was() {
 fn the_json_endpoints_round_trip_files_into_the_store_storage_name_picks() {
     let w = Work::new();
     let (src, tgt, _) = setup(&w, 2);
-    let (src_files, tgt_files, other_files) = (
-        w.path("files-source"),
-        w.path("files-target"),
-        w.path("files-other"),
-    );
+    let (src_files, tgt_files, other_files) = (w.path("files-source"), w.path("files-target"), w.path("files-other"));
     let src_config = with_files(&w, "source.toml", &src_files);
     std::fs::create_dir_all(&other_files).unwrap();
     let tgt_config = w.config(
@@ -271,56 +213,25 @@ fn the_json_endpoints_round_trip_files_into_the_store_storage_name_picks() {
     let exported = source.get("/api/orgs/1/export/json");
     exported.status(200);
     assert_eq!(exported.headers["content-type"], "application/json");
-    assert!(exported.headers["content-disposition"]
-        .to_str()
-        .unwrap()
-        .contains("org-1.json"));
+    assert!(exported.headers["content-disposition"].to_str().unwrap().contains("org-1.json"));
     let archive = exported.body.clone();
     let path = w.path("api.json");
     std::fs::write(&path, &archive).unwrap();
 
     let before = snapshot(&tgt);
+    target.post("/api/orgs/import/json?storageName=nope", archive.clone()).status(400).error(&["storageName `nope`", "[files.nope]"]);
     target
-        .post("/api/orgs/import/json?storageName=nope", archive.clone())
-        .status(400)
-        .error(&["storageName `nope`", "[files.nope]"]);
-    target
-        .post(
-            "/api/orgs/import/json",
-            b"{\"orgport_json\": 1, \"manifest\": 3}".to_vec(),
-        )
+        .post("/api/orgs/import/json", b"{\"orgport_json\": 1, \"manifest\": 3}".to_vec())
         .status(422)
         .error(&["JSON archive is not valid", "expected struct Manifest"]);
-    target
-        .post(
-            "/api/orgs/import/json",
-            archive[..archive.len() - 10].to_vec(),
-        )
-        .status(422)
-        .error(&["JSON archive is not valid"]);
+    target.post("/api/orgs/import/json", archive[..archive.len() - 10].to_vec()).status(422).error(&["JSON archive is not valid"]);
     assert_eq!(snapshot(&tgt), before);
 
-    let report = target
-        .post("/api/orgs/import/json?storageName=other", archive.clone())
-        .status(200)
-        .json();
+    let report = target.post("/api/orgs/import/json?storageName=other", archive.clone()).status(200).json();
     let org = new_org(&report);
-    assert_eq!(
-        bytes(&other_files.join(format!("moved/{org}/report.pdf"))),
-        random_bytes(3, 4000)
-    );
-    assert_eq!(
-        dir_listing(&tgt_files),
-        ["x"],
-        "the store of the archive's name got nothing"
-    );
-    assert_org_equal(
-        &src,
-        &Cell::Int(1),
-        &tgt,
-        &Cell::Int(org.parse().unwrap()),
-        &example_specs(),
-    );
+    assert_eq!(bytes(&other_files.join(format!("moved/{org}/report.pdf"))), random_bytes(3, 4000));
+    assert_eq!(dir_listing(&tgt_files), ["x"], "the store of the archive's name got nothing");
+    assert_org_equal(&src, &Cell::Int(1), &tgt, &Cell::Int(org.parse().unwrap()), &example_specs());
     // Verified with a configuration in which `uploads` is where the files went.
     let verify_config = with_files(&w, "verify.toml", &other_files.join("moved"));
     let v = w.verify(&tgt, Some(&verify_config), &path, &[&org]);
@@ -336,59 +247,32 @@ fn the_seeds_gcs_export_and_import_round_trip_through_the_emulator() {
     // The seed's bucket, made if this emulator lacks it.
     crate::servers::block_on(async {
         let url = format!("{}/storage/v1/b?project=orgport-test", gcs.endpoint);
-        let _ = reqwest::Client::new()
-            .post(url)
-            .body(r#"{"name": "caos-zitadel-exports"}"#)
-            .send()
-            .await
-            .expect("the emulator answers");
+        let _ = reqwest::Client::new().post(url).body(r#"{"name": "caos-zitadel-exports"}"#).send().await.expect("the emulator answers");
     });
     let env = gcs.env();
     let source = Serve::start_url(&w, &url(&src), Some(&example_config()), &[], &env);
     let target = Serve::start_url(&w, &url(&tgt), Some(&example_config()), &[], &env);
-    let report = source
-        .post("/admin/v1/export", with_ids(SEED_EXPORT_GCS).into_bytes())
-        .status(200)
-        .json();
-    assert_eq!(
-        report["gcs_output"],
-        "gs://caos-zitadel-exports/export.json"
-    );
-    let object = gcs
-        .get("caos-zitadel-exports", "export.json")
-        .expect("the export in the bucket");
+    let report = source.post("/admin/v1/export", with_ids(SEED_EXPORT_GCS).into_bytes()).status(200).json();
+    assert_eq!(report["gcs_output"], "gs://caos-zitadel-exports/export.json");
+    let object = gcs.get("caos-zitadel-exports", "export.json").expect("the export in the bucket");
     let path = w.path("from-gcs.json");
     std::fs::write(&path, &object).unwrap();
     assert_eq!(w.manifest(&path)["orgs"], json!([{"int": 1}, {"int": 3}]));
 
     let before = snapshot(&tgt);
-    let report = target
-        .post("/admin/v1/import", SEED_IMPORT_GCS.as_bytes().to_vec())
-        .status(200)
-        .json();
+    let report = target.post("/admin/v1/import", SEED_IMPORT_GCS.as_bytes().to_vec()).status(200).json();
     let orgs = new_orgs(&report);
     let org_refs: Vec<&str> = orgs.iter().map(String::as_str).collect();
-    w.verify(&tgt, Some(&example_config()), &path, &org_refs)
-        .ok();
+    w.verify(&tgt, Some(&example_config()), &path, &org_refs).ok();
     assert_only_added(&before, &snapshot(&tgt));
     for (old, new) in [1, 3].iter().zip(&orgs) {
-        assert_org_equal(
-            &src,
-            &Cell::Int(*old),
-            &tgt,
-            &Cell::Int(new.parse().unwrap()),
-            &example_specs(),
-        );
+        assert_org_equal(&src, &Cell::Int(*old), &tgt, &Cell::Int(new.parse().unwrap()), &example_specs());
     }
     // An object that is not there: the emulator's answer, and nothing written.
     let missing = SEED_IMPORT_GCS.replace("export.json", "no-such-export.json");
     let before = snapshot(&tgt);
     let reply = target.post("/admin/v1/import", missing.into_bytes());
-    assert!(
-        reply.status >= 400,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    assert!(reply.status >= 400, "{}", String::from_utf8_lossy(&reply.body));
     reply.error(&["no-such-export.json"]);
     assert_eq!(snapshot(&tgt), before);
 }
@@ -397,24 +281,12 @@ fn the_seeds_gcs_export_and_import_round_trip_through_the_emulator() {
 /// `api_tokens`' UUID keys, which each import draws anew, and its tokens, withheld as secrets
 /// and replaced by random values.
 fn pg_tables(url: &str) -> Vec<String> {
-    let tables = psql(
-        url,
-        &[
-            "-c",
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
-        ],
-    );
+    let tables = psql(url, &["-c", "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"]);
     tables
         .lines()
         .map(|t| {
-            let row = if t == "api_tokens" {
-                "(to_jsonb(x) - 'id' - 'token')::text"
-            } else {
-                "x::text"
-            };
-            let sql = format!(
-                "SELECT md5(coalesce(string_agg({row}, ',' ORDER BY {row}), '')) FROM \"{t}\" x"
-            );
+            let row = if t == "api_tokens" { "(to_jsonb(x) - 'id' - 'token')::text" } else { "x::text" };
+            let sql = format!("SELECT md5(coalesce(string_agg({row}, ',' ORDER BY {row}), '')) FROM \"{t}\" x");
             format!("{t}: {}", psql(url, &["-c", &sql]))
         })
         .collect()
@@ -436,126 +308,42 @@ fn an_api_round_trip_on_postgres_equals_the_command_lines() {
     let config = example_config();
     let c = config.to_str().unwrap();
     // The source: the example's organisation 1, imported from SQLite.
-    let report = w
-        .run(&[
-            "import",
-            "--db",
-            &src,
-            "--config",
-            c,
-            "--in",
-            cli_sqlite_archive.to_str().unwrap(),
-            "--json",
-        ])
-        .ok()
-        .json();
+    let report = w.run(&["import", "--db", &src, "--config", c, "--in", cli_sqlite_archive.to_str().unwrap(), "--json"]).ok().json();
     let org = new_org(&report);
 
     let source = Serve::start_url(&w, &src, Some(&config), &[], &[]);
     let target = Serve::start_url(&w, &tgt_api, Some(&config), &[], &[]);
-    let api_json = source
-        .get(&format!("/api/orgs/{org}/export/json?with=passwords,otp"))
-        .status(200)
-        .body
-        .clone();
+    let api_json = source.get(&format!("/api/orgs/{org}/export/json?with=passwords,otp")).status(200).body.clone();
     let api_path = w.path("api.json");
     std::fs::write(&api_path, &api_json).unwrap();
     let cli_path = w.path("cli-pg.orgport");
-    w.run(&[
-        "export",
-        "--db",
-        &src,
-        "--config",
-        c,
-        "--org",
-        &org,
-        "--with",
-        "passwords,otp",
-        "--out",
-        cli_path.to_str().unwrap(),
-    ])
-    .ok();
+    w.run(&["export", "--db", &src, "--config", c, "--org", &org, "--with", "passwords,otp", "--out", cli_path.to_str().unwrap()]).ok();
     let tables = |m: Value| m["tables"].clone();
-    assert_eq!(
-        tables(w.manifest(&api_path)),
-        tables(w.manifest(&cli_path)),
-        "the API's archive holds the command line's rows"
-    );
+    assert_eq!(tables(w.manifest(&api_path)), tables(w.manifest(&cli_path)), "the API's archive holds the command line's rows");
 
-    let api_report = target
-        .post("/api/orgs/import/json", api_json)
-        .status(200)
-        .json();
-    let cli_report = w
-        .run(&[
-            "import",
-            "--db",
-            &tgt_cli,
-            "--config",
-            c,
-            "--in",
-            cli_path.to_str().unwrap(),
-            "--json",
-        ])
-        .ok()
-        .json();
+    let api_report = target.post("/api/orgs/import/json", api_json).status(200).json();
+    let cli_report = w.run(&["import", "--db", &tgt_cli, "--config", c, "--in", cli_path.to_str().unwrap(), "--json"]).ok().json();
     assert_eq!(api_report, cli_report);
     let new = new_org(&api_report);
-    w.run(&[
-        "verify",
-        "--db",
-        &tgt_api,
-        "--config",
-        c,
-        "--in",
-        api_path.to_str().unwrap(),
-        "--org",
-        &new,
-    ])
-    .ok();
-    w.run(&[
-        "verify",
-        "--db",
-        &tgt_api,
-        "--config",
-        c,
-        "--in",
-        cli_path.to_str().unwrap(),
-        "--org",
-        &new,
-    ])
-    .ok();
-    assert_eq!(
-        pg_tables(&tgt_api),
-        pg_tables(&tgt_cli),
-        "the API's target differs from the command line's"
-    );
+    w.run(&["verify", "--db", &tgt_api, "--config", c, "--in", api_path.to_str().unwrap(), "--org", &new]).ok();
+    w.run(&["verify", "--db", &tgt_api, "--config", c, "--in", cli_path.to_str().unwrap(), "--org", &new]).ok();
+    assert_eq!(pg_tables(&tgt_api), pg_tables(&tgt_cli), "the API's target differs from the command line's");
 
     // ZITADEL's shape on PostgreSQL: all but none, inline, into a third database.
     let tgt_z = db("api_tgt_z");
     let zitadel = Serve::start_url(&w, &tgt_z, Some(&config), &[], &[]);
-    let export = source.post("/admin/v1/export", br#"{"org_ids": [], "excluded_org_ids": [], "with_passwords": true, "with_otp": true, "response_output": true}"#.to_vec()).status(200).body.clone();
-    let body = format!(
-        "{{\"data_orgsv1\": {}}}",
-        String::from_utf8(export.clone()).unwrap()
-    );
-    let report = zitadel
-        .post("/admin/v1/import", body.into_bytes())
+    let export = source
+        .post(
+            "/admin/v1/export",
+            br#"{"org_ids": [], "excluded_org_ids": [], "with_passwords": true, "with_otp": true, "response_output": true}"#.to_vec(),
+        )
         .status(200)
-        .json();
+        .body
+        .clone();
+    let body = format!("{{\"data_orgsv1\": {}}}", String::from_utf8(export.clone()).unwrap());
+    let report = zitadel.post("/admin/v1/import", body.into_bytes()).status(200).json();
     let path = w.path("z.json");
     std::fs::write(&path, &export).unwrap();
-    w.run(&[
-        "verify",
-        "--db",
-        &tgt_z,
-        "--config",
-        c,
-        "--in",
-        path.to_str().unwrap(),
-        "--org",
-        &new_org(&report),
-    ])
-    .ok();
+    w.run(&["verify", "--db", &tgt_z, "--config", c, "--in", path.to_str().unwrap(), "--org", &new_org(&report)]).ok();
     assert_eq!(pg_tables(&tgt_z), pg_tables(&tgt_cli));
 }

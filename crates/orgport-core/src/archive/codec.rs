@@ -48,18 +48,9 @@ pub fn write_value(out: &mut impl Write, v: &Value) -> io::Result<()> {
         Value::TimestampTz(s) => (TIMESTAMPTZ, s.as_bytes()),
         Value::Json(s) => (JSON, s.as_bytes()),
     };
-    let len = u32::try_from(bytes.len())
-        .ok()
-        .filter(|&l| u64::from(l) <= MAX_VALUE_BYTES)
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "a value of {} bytes exceeds the archive's limit",
-                    bytes.len()
-                ),
-            )
-        })?;
+    let len = u32::try_from(bytes.len()).ok().filter(|&l| u64::from(l) <= MAX_VALUE_BYTES).ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("a value of {} bytes exceeds the archive's limit", bytes.len()))
+    })?;
     out.write_all(&[tag])?;
     out.write_all(&len.to_le_bytes())?;
     out.write_all(bytes)
@@ -109,18 +100,13 @@ pub fn read_value(input: &mut impl Read) -> io::Result<Value> {
             input.read_exact(&mut len)?;
             let len = u64::from(u32::from_le_bytes(len));
             if len > MAX_VALUE_BYTES {
-                return Err(corrupt(format!(
-                    "a value declares {len} bytes, more than the limit of {MAX_VALUE_BYTES}"
-                )));
+                return Err(corrupt(format!("a value declares {len} bytes, more than the limit of {MAX_VALUE_BYTES}")));
             }
             // Read through `take` so a forged length costs no more memory than the bytes present.
             let mut bytes = Vec::new();
             input.take(len).read_to_end(&mut bytes)?;
             if bytes.len() as u64 != len {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "value cut short",
-                ));
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "value cut short"));
             }
             if tag == BLOB {
                 return Ok(Value::Blob(bytes));
@@ -187,9 +173,6 @@ mod tests {
         let mut short = vec![BLOB];
         short.extend_from_slice(&1000u32.to_le_bytes());
         short.extend_from_slice(&[1, 2, 3]);
-        assert_eq!(
-            read_value(&mut short.as_slice()).unwrap_err().kind(),
-            io::ErrorKind::UnexpectedEof
-        );
+        assert_eq!(read_value(&mut short.as_slice()).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
     }
 }

@@ -57,12 +57,7 @@ pub fn to_json(input: impl Read, out: &mut dyn Write) -> Result<Manifest> {
     let w = |e: io::Error| Error::Stream(e);
     write!(out, "{{\"orgport_json\":{JSON_VERSION},\"manifest\":").map_err(w)?;
     put(out, &manifest)?;
-    write!(
-        out,
-        ",\"manifest_sha256\":\"{}\",\"tables\":[",
-        manifest_sha256(&manifest)?
-    )
-    .map_err(w)?;
+    write!(out, ",\"manifest_sha256\":\"{}\",\"tables\":[", manifest_sha256(&manifest)?).map_err(w)?;
     // Tables are opened up to the one of each row: empty ones have no row to announce them.
     let mut opened = 0;
     let open_until = |out: &mut dyn Write, t: usize, opened: &mut usize| -> Result<()> {
@@ -96,12 +91,7 @@ pub fn to_json(input: impl Read, out: &mut dyn Write) -> Result<Manifest> {
     let mut first = true;
     while let Some((s, f)) = files.peek() {
         let (set, entry) = (&manifest.files[s], &manifest.files[s].files[f]);
-        out.write_all(if first {
-            b"{\"store\":"
-        } else {
-            b",{\"store\":"
-        })
-        .map_err(w)?;
+        out.write_all(if first { b"{\"store\":" } else { b",{\"store\":" }).map_err(w)?;
         first = false;
         put(out, &set.name)?;
         out.write_all(b",\"key\":").map_err(w)?;
@@ -123,58 +113,37 @@ pub fn to_json(input: impl Read, out: &mut dyn Write) -> Result<Manifest> {
 
 /// Converts a JSON document back into a binary archive written to `out` (only once every
 /// check passed: until then the rows wait in a spool file in `spool_dir`).
-pub fn from_json(
-    input: impl Read,
-    out: &mut dyn Write,
-    spool_dir: Option<&Path>,
-) -> Result<Manifest> {
+pub fn from_json(input: impl Read, out: &mut dyn Write, spool_dir: Option<&Path>) -> Result<Manifest> {
     let mut failure = None;
-    let mut de =
-        serde_json::Deserializer::from_reader(io::BufReader::with_capacity(1 << 16, input));
-    let parsed = Document {
-        spool_dir,
-        failure: &mut failure,
-    }
-    .deserialize(&mut de)
-    .and_then(|doc| de.end().map(|()| doc));
+    let mut de = serde_json::Deserializer::from_reader(io::BufReader::with_capacity(1 << 16, input));
+    let parsed = Document { spool_dir, failure: &mut failure }.deserialize(&mut de).and_then(|doc| de.end().map(|()| doc));
     let (manifest, writer) = match (parsed, failure) {
         // An error of our own (a write that failed) is reported as it was.
         (_, Some(e)) => return Err(e),
         (Ok(done), None) => done,
         (Err(e), None) if e.is_io() => return Err(Error::Stream(e.into())),
-        (Err(e), None) => {
-            return Err(Error::Corrupt(format!(
-                "the JSON archive is not valid: {e}"
-            )))
-        }
+        (Err(e), None) => return Err(Error::Corrupt(format!("the JSON archive is not valid: {e}"))),
     };
     writer.finish(manifest, out)
 }
 
 /// The SHA-256 of the manifest as orgport serializes it, compactly.
 fn manifest_sha256(manifest: &Manifest) -> Result<String> {
-    let json = serde_json::to_vec(manifest)
-        .map_err(|e| Error::Plan(format!("cannot encode the manifest: {e}")))?;
+    let json = serde_json::to_vec(manifest).map_err(|e| Error::Plan(format!("cannot encode the manifest: {e}")))?;
     Ok(hex::encode(Sha256::digest(json)))
 }
 
 /// Writes `value` with spaces in strings escaped.
 fn put(out: &mut dyn Write, value: &impl Serialize) -> Result<()> {
     let mut ser = serde_json::Serializer::with_formatter(out, NoSpaces);
-    value
-        .serialize(&mut ser)
-        .map_err(|e| Error::Stream(e.into()))
+    value.serialize(&mut ser).map_err(|e| Error::Stream(e.into()))
 }
 
 /// serde_json's compact form, with every space inside a string written `\u0020`.
 struct NoSpaces;
 
 impl serde_json::ser::Formatter for NoSpaces {
-    fn write_string_fragment<W: ?Sized + Write>(
-        &mut self,
-        writer: &mut W,
-        fragment: &str,
-    ) -> io::Result<()> {
+    fn write_string_fragment<W: ?Sized + Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
         for (i, part) in fragment.split(' ').enumerate() {
             if i > 0 {
                 writer.write_all(b"\\u0020")?;
@@ -211,9 +180,7 @@ impl Serialize for Cell<'_> {
             Value::Bool(b) => s.serialize_bool(*b),
             Value::Int(i) => s.serialize_i64(*i),
             Value::Text(t) => s.serialize_str(t),
-            Value::Float(f) if f.is_nan() && f.to_bits() != f64::NAN.to_bits() => {
-                tagged(s, "float", &format!("NaN:{:016x}", f.to_bits()))
-            }
+            Value::Float(f) if f.is_nan() && f.to_bits() != f64::NAN.to_bits() => tagged(s, "float", &format!("NaN:{:016x}", f.to_bits())),
             Value::Float(f) => tagged(s, "float", &format!("{f:?}")),
             Value::Decimal(t) => tagged(s, "decimal", t),
             Value::Blob(b) => tagged(s, "blob", &STANDARD.encode(b)),
@@ -229,10 +196,7 @@ impl Serialize for Cell<'_> {
 
 fn parse_float(text: &str) -> Option<f64> {
     match text.strip_prefix("NaN:") {
-        Some(bits) if bits.len() == 16 => u64::from_str_radix(bits, 16)
-            .ok()
-            .map(f64::from_bits)
-            .filter(|f| f.is_nan()),
+        Some(bits) if bits.len() == 16 => u64::from_str_radix(bits, 16).ok().map(f64::from_bits).filter(|f| f.is_nan()),
         Some(_) => None,
         None => text.parse().ok(),
     }
@@ -257,10 +221,7 @@ struct Document<'a> {
 
 impl<'de> DeserializeSeed<'de> for Document<'_> {
     type Value = (Manifest, ArchiveWriter);
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        d: D,
-    ) -> std::result::Result<Self::Value, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
@@ -279,10 +240,7 @@ impl<'de> Visitor<'de> for Document<'_> {
         f.write_str("an orgport JSON archive (an object with `orgport_json`, `manifest`, `manifest_sha256`, `tables` and `files`)")
     }
 
-    fn visit_map<A: MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> std::result::Result<Self::Value, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
         let failure = self.failure;
         let mut version = None;
         let mut manifest: Option<Manifest> = None;
@@ -294,9 +252,7 @@ impl<'de> Visitor<'de> for Document<'_> {
                 DocField::OrgportJson => {
                     let v: u32 = map.next_value()?;
                     if v != JSON_VERSION {
-                        return Err(de::Error::custom(format!(
-                            "`orgport_json` is {v}; this orgport reads version {JSON_VERSION}"
-                        )));
+                        return Err(de::Error::custom(format!("`orgport_json` is {v}; this orgport reads version {JSON_VERSION}")));
                     }
                     version = Some(v);
                 }
@@ -308,35 +264,21 @@ impl<'de> Visitor<'de> for Document<'_> {
                 DocField::ManifestSha256 => sum = Some(map.next_value()?),
                 DocField::Tables => {
                     let (Some(m), Some(sum)) = (&manifest, &sum) else {
-                        return Err(de::Error::custom(
-                            "`manifest` and `manifest_sha256` must come before `tables`",
-                        ));
+                        return Err(de::Error::custom("`manifest` and `manifest_sha256` must come before `tables`"));
                     };
-                    let actual =
-                        manifest_sha256(m).map_err(|e| de::Error::custom(e.to_string()))?;
+                    let actual = manifest_sha256(m).map_err(|e| de::Error::custom(e.to_string()))?;
                     if &actual != sum {
-                        return Err(de::Error::custom(
-                            "the manifest does not match `manifest_sha256`",
-                        ));
+                        return Err(de::Error::custom("the manifest does not match `manifest_sha256`"));
                     }
-                    let w =
-                        ArchiveWriter::new(self.spool_dir).map_err(|e| stash(&mut *failure, e))?;
-                    let w = map.next_value_seed(Tables {
-                        manifest: m,
-                        writer: w,
-                        failure: &mut *failure,
-                    })?;
+                    let w = ArchiveWriter::new(self.spool_dir).map_err(|e| stash(&mut *failure, e))?;
+                    let w = map.next_value_seed(Tables { manifest: m, writer: w, failure: &mut *failure })?;
                     writer = Some(w);
                 }
                 DocField::Files => {
                     let (Some(m), Some(w)) = (&manifest, &mut writer) else {
                         return Err(de::Error::custom("`tables` must come before `files`"));
                     };
-                    map.next_value_seed(Files {
-                        manifest: m,
-                        writer: w,
-                        failure: &mut *failure,
-                    })?;
+                    map.next_value_seed(Files { manifest: m, writer: w, failure: &mut *failure })?;
                     files_done = true;
                 }
             }
@@ -362,10 +304,7 @@ struct Tables<'a> {
 
 impl<'de> DeserializeSeed<'de> for Tables<'_> {
     type Value = ArchiveWriter;
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        d: D,
-    ) -> std::result::Result<Self::Value, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
         d.deserialize_seq(self)
     }
 }
@@ -374,36 +313,19 @@ impl<'de> Visitor<'de> for Tables<'_> {
     type Value = ArchiveWriter;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(
-            f,
-            "`tables`: a list of the manifest's {} tables",
-            self.manifest.tables.len()
-        )
+        write!(f, "`tables`: a list of the manifest's {} tables", self.manifest.tables.len())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(
-        mut self,
-        mut seq: A,
-    ) -> std::result::Result<Self::Value, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
         let count = self.manifest.tables.len();
         for table in &self.manifest.tables {
-            let seed = Table {
-                table,
-                writer: &mut self.writer,
-                failure: &mut *self.failure,
-                row: Vec::with_capacity(table.columns.len()),
-            };
+            let seed = Table { table, writer: &mut self.writer, failure: &mut *self.failure, row: Vec::with_capacity(table.columns.len()) };
             if seq.next_element_seed(seed)?.is_none() {
-                return Err(de::Error::custom(format!(
-                    "`tables` ends before table `{}`: the manifest lists {count}",
-                    table.name
-                )));
+                return Err(de::Error::custom(format!("`tables` ends before table `{}`: the manifest lists {count}", table.name)));
             }
         }
         if seq.next_element::<IgnoredAny>()?.is_some() {
-            return Err(de::Error::custom(format!(
-                "`tables` has more than the manifest's {count} tables"
-            )));
+            return Err(de::Error::custom(format!("`tables` has more than the manifest's {count} tables")));
         }
         Ok(self.writer)
     }
@@ -435,11 +357,7 @@ impl<'de> Visitor<'de> for Table<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(
-            f,
-            "table `{}`: an object with `name` and `rows`",
-            self.table.name
-        )
+        write!(f, "table `{}`: an object with `name` and `rows`", self.table.name)
     }
 
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> std::result::Result<(), A::Error> {
@@ -451,25 +369,13 @@ impl<'de> Visitor<'de> for Table<'_> {
                 TableField::Name => {
                     let name: String = map.next_value()?;
                     if name != t.name {
-                        return Err(de::Error::custom(format!(
-                            "table `{name}` where the manifest has `{}`",
-                            t.name
-                        )));
+                        return Err(de::Error::custom(format!("table `{name}` where the manifest has `{}`", t.name)));
                     }
                     named = true;
                 }
-                TableField::Rows if !named => {
-                    return Err(de::Error::custom(format!(
-                        "table `{}`: `name` must come before `rows`",
-                        t.name
-                    )))
-                }
+                TableField::Rows if !named => return Err(de::Error::custom(format!("table `{}`: `name` must come before `rows`", t.name))),
                 TableField::Rows => {
-                    self.writer.begin_table(TableManifest {
-                        rows: 0,
-                        sha256: String::new(),
-                        ..t.clone()
-                    });
+                    self.writer.begin_table(TableManifest { rows: 0, sha256: String::new(), ..t.clone() });
                     map.next_value_seed(Rows { table: &mut self })?;
                     let written = self.writer.end_table().expect("a table was begun");
                     if written.rows != t.rows {
@@ -489,10 +395,7 @@ impl<'de> Visitor<'de> for Table<'_> {
             }
         }
         if !read {
-            return Err(de::Error::custom(format!(
-                "table `{}` has no `rows`",
-                t.name
-            )));
+            return Err(de::Error::custom(format!("table `{}` has no `rows`", t.name)));
         }
         Ok(())
     }
@@ -513,11 +416,7 @@ impl<'de> Visitor<'de> for Rows<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(
-            f,
-            "the rows of table `{}`: a list of lists",
-            self.table.table.name
-        )
+        write!(f, "the rows of table `{}`: a list of lists", self.table.table.name)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
@@ -527,20 +426,10 @@ impl<'de> Visitor<'de> for Rows<'_, '_> {
             n += 1;
             let mut row = std::mem::take(&mut table.row);
             row.clear();
-            if seq
-                .next_element_seed(RowSeed {
-                    table: table.table,
-                    n,
-                    row: &mut row,
-                })?
-                .is_none()
-            {
+            if seq.next_element_seed(RowSeed { table: table.table, n, row: &mut row })?.is_none() {
                 return Ok(());
             }
-            table
-                .writer
-                .write_row(&row)
-                .map_err(|e| stash(table.failure, e))?;
+            table.writer.write_row(&row).map_err(|e| stash(table.failure, e))?;
             table.row = row;
         }
     }
@@ -555,16 +444,8 @@ struct At<'a> {
 
 impl fmt::Display for At<'_> {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let column = self
-            .table
-            .columns
-            .get(self.column)
-            .map_or("?", |c| c.name.as_str());
-        write!(
-            f,
-            "table `{}`, row {}, column `{column}`",
-            self.table.name, self.row
-        )
+        let column = self.table.columns.get(self.column).map_or("?", |c| c.name.as_str());
+        write!(f, "table `{}`, row {}, column `{column}`", self.table.name, self.row)
     }
 }
 
@@ -585,23 +466,13 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(
-            f,
-            "table `{}`, row {}: a list of {} values",
-            self.table.name,
-            self.n,
-            self.table.columns.len()
-        )
+        write!(f, "table `{}`, row {}: a list of {} values", self.table.name, self.n, self.table.columns.len())
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
         let columns = self.table.columns.len();
         for column in 0..columns {
-            let at = At {
-                table: self.table,
-                row: self.n,
-                column,
-            };
+            let at = At { table: self.table, row: self.n, column };
             match seq.next_element_seed(Cellseed(&at))? {
                 Some(v) => self.row.push(v),
                 None => {
@@ -613,10 +484,7 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
             }
         }
         if seq.next_element::<IgnoredAny>()?.is_some() {
-            return Err(de::Error::custom(format!(
-                "table `{}`, row {}: more values than its {columns} columns",
-                self.table.name, self.n
-            )));
+            return Err(de::Error::custom(format!("table `{}`, row {}: more values than its {columns} columns", self.table.name, self.n)));
         }
         Ok(())
     }
@@ -665,19 +533,11 @@ impl<'de> Visitor<'de> for Cellseed<'_> {
     }
 
     fn visit_u64<E: de::Error>(self, u: u64) -> std::result::Result<Value, E> {
-        i64::try_from(u).map(Value::Int).map_err(|_| {
-            E::custom(format!(
-                "{}: the integer {u} is larger than a 64-bit integer",
-                self.0
-            ))
-        })
+        i64::try_from(u).map(Value::Int).map_err(|_| E::custom(format!("{}: the integer {u} is larger than a 64-bit integer", self.0)))
     }
 
     fn visit_f64<E: de::Error>(self, f: f64) -> std::result::Result<Value, E> {
-        Err(E::custom(format!(
-            "{}: the number {f} is not an integer; a float is written {{\"float\": \"{f:?}\"}}",
-            self.0
-        )))
+        Err(E::custom(format!("{}: the number {f} is not an integer; a float is written {{\"float\": \"{f:?}\"}}", self.0)))
     }
 
     fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<Value, E> {
@@ -690,10 +550,7 @@ impl<'de> Visitor<'de> for Cellseed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Value, A::Error> {
         let Some(tag) = map.next_key::<String>()? else {
-            return Err(de::Error::custom(format!(
-                "{}: an empty object is no value",
-                self.0
-            )));
+            return Err(de::Error::custom(format!("{}: an empty object is no value", self.0)));
         };
         let tag = Tag::deserialize(de::value::StrDeserializer::<A::Error>::new(&tag))
             .map_err(|e| de::Error::custom(format!("{}: {e}", self.0)))?;
@@ -711,10 +568,7 @@ impl<'de> Visitor<'de> for Cellseed<'_> {
             Tag::Json => Value::Json(text),
         };
         if map.next_key::<IgnoredAny>()?.is_some() {
-            return Err(de::Error::custom(format!(
-                "{}: a value is an object with one key",
-                self.0
-            )));
+            return Err(de::Error::custom(format!("{}: a value is an object with one key", self.0)));
         }
         Ok(value)
     }
@@ -753,10 +607,7 @@ impl<'de> Visitor<'de> for Files<'_> {
         for (s, f) in self.manifest.embedded_files() {
             let (set, entry) = (&self.manifest.files[s], &self.manifest.files[s].files[f]);
             let Some(file) = seq.next_element::<FileJson>()? else {
-                return Err(de::Error::custom(format!(
-                    "`files` ends before file `{}` of `{}`",
-                    entry.key, set.name
-                )));
+                return Err(de::Error::custom(format!("`files` ends before file `{}` of `{}`", entry.key, set.name)));
             };
             if file.store != set.name || file.key != entry.key {
                 return Err(de::Error::custom(format!(
@@ -764,16 +615,10 @@ impl<'de> Visitor<'de> for Files<'_> {
                     file.key, file.store, entry.key, set.name
                 )));
             }
-            let bytes = STANDARD.decode(&file.base64).map_err(|_| {
-                de::Error::custom(format!(
-                    "file `{}` of `{}`: not base64",
-                    entry.key, set.name
-                ))
-            })?;
-            let (size, sha256) = self
-                .writer
-                .embed_file(&mut &bytes[..])
-                .map_err(|e| stash(self.failure, e))?;
+            let bytes = STANDARD
+                .decode(&file.base64)
+                .map_err(|_| de::Error::custom(format!("file `{}` of `{}`: not base64", entry.key, set.name)))?;
+            let (size, sha256) = self.writer.embed_file(&mut &bytes[..]).map_err(|e| stash(self.failure, e))?;
             if size != entry.size || sha256 != entry.sha256 {
                 return Err(de::Error::custom(format!(
                     "file `{}` of `{}` does not match its size and checksum in the manifest",
@@ -782,9 +627,7 @@ impl<'de> Visitor<'de> for Files<'_> {
             }
         }
         if seq.next_element::<IgnoredAny>()?.is_some() {
-            return Err(de::Error::custom(
-                "`files` has more files than the manifest embeds",
-            ));
+            return Err(de::Error::custom("`files` has more files than the manifest embeds"));
         }
         Ok(())
     }
@@ -832,12 +675,7 @@ mod tests {
     /// A binary archive: a table holding every value, an empty table, a table of two rows, and
     /// two embedded files.
     fn binary(files: &[&[u8]]) -> Vec<u8> {
-        let column = |name: &str| ColumnManifest {
-            name: name.into(),
-            declared_type: String::new(),
-            kind: ValueKind::Any,
-            nullable: true,
-        };
+        let column = |name: &str| ColumnManifest { name: name.into(), declared_type: String::new(), kind: ValueKind::Any, nullable: true };
         let table = |name: &str, columns: usize| TableManifest {
             name: name.into(),
             role: Role::Owned,
@@ -855,9 +693,7 @@ mod tests {
         writer.begin_table(table("empty", 1));
         writer.end_table();
         writer.begin_table(table("two", 2));
-        writer
-            .write_row(&[Value::Int(1), Value::Text("x".into())])
-            .unwrap();
+        writer.write_row(&[Value::Int(1), Value::Text("x".into())]).unwrap();
         writer.write_row(&[Value::Int(2), Value::Null]).unwrap();
         writer.end_table();
         let entries = files
@@ -865,11 +701,7 @@ mod tests {
             .enumerate()
             .map(|(i, bytes)| {
                 let (size, sha256) = writer.embed_file(&mut &bytes[..]).unwrap();
-                FileEntry {
-                    key: format!("1/file {i}"),
-                    size,
-                    sha256,
-                }
+                FileEntry { key: format!("1/file {i}"), size, sha256 }
             })
             .collect();
         let manifest = Manifest {
@@ -932,17 +764,7 @@ mod tests {
     /// Floats compared by their bits: NaN payloads and -0.0 count.
     fn bits(rows: &[Vec<Value>]) -> Vec<Vec<String>> {
         rows.iter()
-            .map(|r| {
-                r.iter()
-                    .map(|v| {
-                        if let Value::Float(f) = v {
-                            format!("f{:x}", f.to_bits())
-                        } else {
-                            format!("{v:?}")
-                        }
-                    })
-                    .collect()
-            })
+            .map(|r| r.iter().map(|v| if let Value::Float(f) = v { format!("f{:x}", f.to_bits()) } else { format!("{v:?}") }).collect())
             .collect()
     }
 
@@ -952,19 +774,13 @@ mod tests {
         let bin = binary(&files);
         let json = json_of(&bin);
         assert!(looks_like_json(json.as_bytes()) && !looks_like_json(&bin));
-        assert!(
-            !json.contains(' ') && !json.contains('\n'),
-            "the document is one shell word: {json}"
-        );
+        assert!(!json.contains(' ') && !json.contains('\n'), "the document is one shell word: {json}");
         let again = back(&json).unwrap();
         let (rows, read_files) = contents(&bin);
         let (rows2, files2) = contents(&again);
         assert_eq!(bits(&rows), bits(&rows2));
         assert_eq!(read_files, files2);
-        assert_eq!(
-            read_files,
-            files.iter().map(|f| f.to_vec()).collect::<Vec<_>>()
-        );
+        assert_eq!(read_files, files.iter().map(|f| f.to_vec()).collect::<Vec<_>>());
         // And the JSON of the converted archive is the same document.
         assert_eq!(json_of(&again), json);
     }
@@ -979,66 +795,20 @@ mod tests {
     fn damaged_documents_are_refused_naming_what_is_wrong() {
         let json = json_of(&binary(&[b"a file"]));
         let cases: Vec<(String, &str)> = vec![
-            (
-                json.replacen("[1,\"x\"]", "[1,\"y\"]", 1),
-                "rows of table `two` do not match their checksum",
-            ),
-            (
-                json.replacen("[1,\"x\"]", "[\"1\",\"x\"]", 1),
-                "rows of table `two` do not match",
-            ),
-            (
-                json.replacen("[1,\"x\"]", "[1.5,\"x\"]", 1),
-                "table `two`, row 1, column `c0`: the number 1.5 is not an integer",
-            ),
-            (
-                json.replacen("[1,\"x\"]", "[[1],\"x\"]", 1),
-                "invalid type: sequence, expected a value at table `two`, row 1, column `c0`",
-            ),
-            (
-                json.replacen("[1,\"x\"]", "[1]", 1),
-                "table `two`, row 1: 1 values, 2 columns",
-            ),
-            (
-                json.replacen("[1,\"x\"]", "[1,\"x\",3]", 1),
-                "more values than its 2 columns",
-            ),
-            (
-                json.replacen("[1,\"x\"]", "[1,{\"text\":\"x\"}]", 1),
-                "unknown field `text`",
-            ),
-            (
-                json.replacen("{\"float\":\"NaN\"}", "{\"float\":\"many\"}", 1),
-                "`many` is not a float",
-            ),
-            (
-                json.replacen("\"rows\":[[1,", "\"rowz\":[[1,", 1),
-                "unknown field `rowz`, expected `name` or `rows`",
-            ),
-            (
-                json.replacen("\"orgport_json\":1", "\"orgport_json\":1,\"extra\":2", 1),
-                "unknown field `extra`",
-            ),
-            (
-                json.replacen("\"orgport_json\":1", "\"orgport_json\":\"1\"", 1),
-                "invalid type: string \"1\", expected u32",
-            ),
-            (
-                json.replacen("\"root_table\":\"two\"", "\"root_table\":\"one\"", 1),
-                "the manifest does not match `manifest_sha256`",
-            ),
-            (
-                json.replacen("\"base64\":\"YSBmaWxl\"", "\"base64\":\"YSBmaWxM\"", 1),
-                "file `1/file\\u00200` of `uploads` does not match",
-            ),
-            (
-                json.replacen(
-                    "]}],\"files\"",
-                    "]},{\"name\":\"more\",\"rows\":[]}],\"files\"",
-                    1,
-                ),
-                "more than the manifest's 3 tables",
-            ),
+            (json.replacen("[1,\"x\"]", "[1,\"y\"]", 1), "rows of table `two` do not match their checksum"),
+            (json.replacen("[1,\"x\"]", "[\"1\",\"x\"]", 1), "rows of table `two` do not match"),
+            (json.replacen("[1,\"x\"]", "[1.5,\"x\"]", 1), "table `two`, row 1, column `c0`: the number 1.5 is not an integer"),
+            (json.replacen("[1,\"x\"]", "[[1],\"x\"]", 1), "invalid type: sequence, expected a value at table `two`, row 1, column `c0`"),
+            (json.replacen("[1,\"x\"]", "[1]", 1), "table `two`, row 1: 1 values, 2 columns"),
+            (json.replacen("[1,\"x\"]", "[1,\"x\",3]", 1), "more values than its 2 columns"),
+            (json.replacen("[1,\"x\"]", "[1,{\"text\":\"x\"}]", 1), "unknown field `text`"),
+            (json.replacen("{\"float\":\"NaN\"}", "{\"float\":\"many\"}", 1), "`many` is not a float"),
+            (json.replacen("\"rows\":[[1,", "\"rowz\":[[1,", 1), "unknown field `rowz`, expected `name` or `rows`"),
+            (json.replacen("\"orgport_json\":1", "\"orgport_json\":1,\"extra\":2", 1), "unknown field `extra`"),
+            (json.replacen("\"orgport_json\":1", "\"orgport_json\":\"1\"", 1), "invalid type: string \"1\", expected u32"),
+            (json.replacen("\"root_table\":\"two\"", "\"root_table\":\"one\"", 1), "the manifest does not match `manifest_sha256`"),
+            (json.replacen("\"base64\":\"YSBmaWxl\"", "\"base64\":\"YSBmaWxM\"", 1), "file `1/file\\u00200` of `uploads` does not match"),
+            (json.replacen("]}],\"files\"", "]},{\"name\":\"more\",\"rows\":[]}],\"files\"", 1), "more than the manifest's 3 tables"),
             (format!("{json} x"), "trailing characters"),
         ];
         for (damaged, expected) in cases {

@@ -144,11 +144,7 @@ pub(crate) struct Hashing<T> {
 
 impl<T> Hashing<T> {
     pub(crate) fn new(inner: T) -> Self {
-        Hashing {
-            inner,
-            hasher: Sha256::new(),
-            bytes: 0,
-        }
+        Hashing { inner, hasher: Sha256::new(), bytes: 0 }
     }
 
     /// How many bytes passed, and their SHA-256.
@@ -191,10 +187,8 @@ pub struct ArchiveWriter {
 
 fn spool_file(dir: Option<&std::path::Path>) -> Result<std::fs::File> {
     match dir {
-        Some(dir) => tempfile::tempfile_in(dir)
-            .map_err(|e| Error::io("cannot create a spool file in", dir, e)),
-        None => tempfile::tempfile()
-            .map_err(|e| Error::io("cannot create a spool file in", std::env::temp_dir(), e)),
+        Some(dir) => tempfile::tempfile_in(dir).map_err(|e| Error::io("cannot create a spool file in", dir, e)),
+        None => tempfile::tempfile().map_err(|e| Error::io("cannot create a spool file in", std::env::temp_dir(), e)),
     }
 }
 
@@ -203,9 +197,7 @@ impl ArchiveWriter {
     /// directory when `None`).
     pub fn new(spool_dir: Option<&std::path::Path>) -> Result<Self> {
         let spool = spool_file(spool_dir)?;
-        let encoder =
-            zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 16, spool), 1)
-                .map_err(Error::Stream)?;
+        let encoder = zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 16, spool), 1).map_err(Error::Stream)?;
         Ok(ArchiveWriter {
             encoder,
             tables: Vec::new(),
@@ -221,10 +213,7 @@ impl ArchiveWriter {
     pub fn embed_file(&mut self, input: &mut dyn Read) -> Result<(u64, String)> {
         let files = match &mut self.files {
             Some(files) => files,
-            None => self.files.insert(BufWriter::with_capacity(
-                1 << 16,
-                spool_file(self.spool_dir.as_deref())?,
-            )),
+            None => self.files.insert(BufWriter::with_capacity(1 << 16, spool_file(self.spool_dir.as_deref())?)),
         };
         let mut hashing = Hashing::new(files);
         io::copy(input, &mut hashing).map_err(Error::stream)?;
@@ -241,8 +230,7 @@ impl ArchiveWriter {
         debug_assert_eq!(row.len(), table.columns.len());
         self.row.clear();
         for v in row {
-            codec::write_value(&mut self.row, v)
-                .map_err(|e| Error::Plan(format!("table `{}`: {e}", table.name)))?;
+            codec::write_value(&mut self.row, v).map_err(|e| Error::Plan(format!("table `{}`: {e}", table.name)))?;
         }
         hasher.update(&self.row);
         table.rows += 1;
@@ -262,37 +250,25 @@ impl ArchiveWriter {
     pub fn finish(mut self, mut manifest: Manifest, out: &mut dyn Write) -> Result<Manifest> {
         self.end_table();
         let writer = self.encoder.finish().map_err(Error::Stream)?;
-        let mut spool = writer
-            .into_inner()
-            .map_err(|e| Error::Stream(e.into_error()))?;
+        let mut spool = writer.into_inner().map_err(|e| Error::Stream(e.into_error()))?;
         spool.seek(io::SeekFrom::Start(0)).map_err(Error::Stream)?;
         let mut hashing = Hashing::new(&mut spool);
         io::copy(&mut hashing, &mut io::sink()).map_err(Error::Stream)?;
         manifest.format_version = FORMAT_VERSION;
         manifest.tables = self.tables;
-        manifest.data = DataManifest {
-            compressed_bytes: hashing.bytes,
-            sha256: hex::encode(hashing.hasher.finalize()),
-        };
-        let json = serde_json::to_vec(&manifest)
-            .map_err(|e| Error::Plan(format!("cannot encode the manifest: {e}")))?;
-        let len = u32::try_from(json.len())
-            .ok()
-            .filter(|&l| l <= MAX_MANIFEST_BYTES);
+        manifest.data = DataManifest { compressed_bytes: hashing.bytes, sha256: hex::encode(hashing.hasher.finalize()) };
+        let json = serde_json::to_vec(&manifest).map_err(|e| Error::Plan(format!("cannot encode the manifest: {e}")))?;
+        let len = u32::try_from(json.len()).ok().filter(|&l| l <= MAX_MANIFEST_BYTES);
         let len = len.ok_or_else(|| Error::Plan("the manifest is larger than 64 MiB".into()))?;
         out.write_all(MAGIC).map_err(Error::Stream)?;
-        out.write_all(&FORMAT_VERSION.to_le_bytes())
-            .map_err(Error::Stream)?;
+        out.write_all(&FORMAT_VERSION.to_le_bytes()).map_err(Error::Stream)?;
         out.write_all(&len.to_le_bytes()).map_err(Error::Stream)?;
         out.write_all(&json).map_err(Error::Stream)?;
-        out.write_all(&Sha256::digest(&json))
-            .map_err(Error::Stream)?;
+        out.write_all(&Sha256::digest(&json)).map_err(Error::Stream)?;
         spool.seek(io::SeekFrom::Start(0)).map_err(Error::Stream)?;
         io::copy(&mut spool, out).map_err(Error::Stream)?;
         if let Some(files) = self.files {
-            let mut files = files
-                .into_inner()
-                .map_err(|e| Error::Stream(e.into_error()))?;
+            let mut files = files.into_inner().map_err(|e| Error::Stream(e.into_error()))?;
             files.seek(io::SeekFrom::Start(0)).map_err(Error::Stream)?;
             io::copy(&mut files, out).map_err(Error::Stream)?;
         }
@@ -318,59 +294,40 @@ pub fn read_manifest(input: &mut impl Read) -> Result<Manifest> {
     let mut magic = [0u8; 8];
     read_header_bytes(input, &mut magic)?;
     if &magic != MAGIC {
-        return Err(Error::Corrupt(
-            "not an orgport archive (the file does not start with `ORGPORT`)".into(),
-        ));
+        return Err(Error::Corrupt("not an orgport archive (the file does not start with `ORGPORT`)".into()));
     }
     let mut word = [0u8; 4];
     read_header_bytes(input, &mut word)?;
     let version = u32::from_le_bytes(word);
     if !(1..=FORMAT_VERSION).contains(&version) {
-        return Err(Error::UnsupportedVersion {
-            found: version,
-            supported: FORMAT_VERSION,
-        });
+        return Err(Error::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
     }
     read_header_bytes(input, &mut word)?;
     let len = u32::from_le_bytes(word);
     if len > MAX_MANIFEST_BYTES {
-        return Err(Error::Corrupt(format!(
-            "the manifest declares {len} bytes, more than the limit of 64 MiB"
-        )));
+        return Err(Error::Corrupt(format!("the manifest declares {len} bytes, more than the limit of 64 MiB")));
     }
     let mut json = Vec::new();
-    input
-        .take(u64::from(len))
-        .read_to_end(&mut json)
-        .map_err(Error::Stream)?;
+    input.take(u64::from(len)).read_to_end(&mut json).map_err(Error::Stream)?;
     let mut sum = [0u8; 32];
     if json.len() != len as usize {
-        return Err(Error::Corrupt(
-            "the archive is truncated inside its manifest".into(),
-        ));
+        return Err(Error::Corrupt("the archive is truncated inside its manifest".into()));
     }
     read_header_bytes(input, &mut sum)?;
     if Sha256::digest(&json).as_slice() != sum {
-        return Err(Error::Corrupt(
-            "the manifest does not match its checksum".into(),
-        ));
+        return Err(Error::Corrupt("the manifest does not match its checksum".into()));
     }
-    let manifest: Manifest = serde_json::from_slice(&json)
-        .map_err(|e| Error::Corrupt(format!("the manifest is not valid: {e}")))?;
+    let manifest: Manifest = serde_json::from_slice(&json).map_err(|e| Error::Corrupt(format!("the manifest is not valid: {e}")))?;
     validate(&manifest)?;
     if version == 1 && !manifest.files.is_empty() {
-        return Err(Error::Corrupt(
-            "a version 1 archive carries no files, and this manifest lists some".into(),
-        ));
+        return Err(Error::Corrupt("a version 1 archive carries no files, and this manifest lists some".into()));
     }
     Ok(manifest)
 }
 
 fn read_header_bytes(input: &mut impl Read, buf: &mut [u8]) -> Result<()> {
     input.read_exact(buf).map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => {
-            Error::Corrupt("the archive is truncated inside its header".into())
-        }
+        io::ErrorKind::UnexpectedEof => Error::Corrupt("the archive is truncated inside its header".into()),
         _ => Error::Stream(e),
     })
 }
@@ -381,39 +338,24 @@ pub(crate) fn validate(m: &Manifest) -> Result<()> {
     }
     for t in &m.tables {
         if t.columns.is_empty() {
-            return Err(Error::Corrupt(format!(
-                "table `{}` has no columns in the manifest",
-                t.name
-            )));
+            return Err(Error::Corrupt(format!("table `{}` has no columns in the manifest", t.name)));
         }
         if t.sha256.len() != 64 {
-            return Err(Error::Corrupt(format!(
-                "table `{}` has no valid checksum in the manifest",
-                t.name
-            )));
+            return Err(Error::Corrupt(format!("table `{}` has no valid checksum in the manifest", t.name)));
         }
     }
     let mut names = std::collections::BTreeSet::new();
     for set in &m.files {
         if set.name.is_empty() || !names.insert(set.name.as_str()) {
-            return Err(Error::Corrupt(format!(
-                "the manifest lists the files of `{}` twice, or without a name",
-                set.name
-            )));
+            return Err(Error::Corrupt(format!("the manifest lists the files of `{}` twice, or without a name", set.name)));
         }
         let mut keys = std::collections::BTreeSet::new();
         for file in &set.files {
             if file.key.is_empty() || file.key.contains('\0') || !keys.insert(file.key.as_str()) {
-                return Err(Error::Corrupt(format!(
-                    "files of `{}`: the key {:?} is empty, invalid or listed twice",
-                    set.name, file.key
-                )));
+                return Err(Error::Corrupt(format!("files of `{}`: the key {:?} is empty, invalid or listed twice", set.name, file.key)));
             }
             if file.sha256.len() != 64 || !file.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(Error::Corrupt(format!(
-                    "files of `{}`: `{}` has no valid checksum",
-                    set.name, file.key
-                )));
+                return Err(Error::Corrupt(format!("files of `{}`: `{}` has no valid checksum", set.name, file.key)));
             }
         }
     }
@@ -424,25 +366,12 @@ impl<R: Read> ArchiveReader<R> {
     pub fn open(mut input: R) -> Result<Self> {
         let manifest = read_manifest(&mut input)?;
         let data = input.take(manifest.data.compressed_bytes);
-        let mut decoder = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
-            1 << 16,
-            Hashing::new(data),
-        ))
-        .map_err(Error::Stream)?;
-        decoder
-            .window_log_max(MAX_WINDOW_LOG)
-            .map_err(Error::Stream)?;
+        let mut decoder =
+            zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 16, Hashing::new(data))).map_err(Error::Stream)?;
+        decoder.window_log_max(MAX_WINDOW_LOG).map_err(Error::Stream)?;
         // Values are read a few bytes at a time; buffering spares a zstd call for each.
         let decoder = BufReader::with_capacity(1 << 16, decoder);
-        Ok(ArchiveReader {
-            manifest,
-            decoder,
-            table: 0,
-            rows_read: 0,
-            hasher: Sha256::new(),
-            row: Vec::new(),
-            finished: false,
-        })
+        Ok(ArchiveReader { manifest, decoder, table: 0, rows_read: 0, hasher: Sha256::new(), row: Vec::new(), finished: false })
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -460,32 +389,17 @@ impl<R: Read> ArchiveReader<R> {
             if self.rows_read == table.rows {
                 let sum = hex::encode(std::mem::take(&mut self.hasher).finalize());
                 if sum != table.sha256 {
-                    return Err(Error::Corrupt(format!(
-                        "the rows of table `{}` do not match their checksum",
-                        table.name
-                    )));
+                    return Err(Error::Corrupt(format!("the rows of table `{}` do not match their checksum", table.name)));
                 }
                 self.table += 1;
                 self.rows_read = 0;
                 continue;
             }
             self.row.clear();
-            let mut tee = Tee {
-                inner: &mut self.decoder,
-                hasher: &mut self.hasher,
-            };
+            let mut tee = Tee { inner: &mut self.decoder, hasher: &mut self.hasher };
             for column in &table.columns {
-                let value = codec::read_value(&mut tee).map_err(|e| {
-                    read_error(
-                        e,
-                        &format!(
-                            "table `{}`, row {}, column `{}`",
-                            table.name,
-                            self.rows_read + 1,
-                            column.name
-                        ),
-                    )
-                })?;
+                let value = codec::read_value(&mut tee)
+                    .map_err(|e| read_error(e, &format!("table `{}`, row {}, column `{}`", table.name, self.rows_read + 1, column.name)))?;
                 self.row.push(value);
             }
             self.rows_read += 1;
@@ -498,22 +412,14 @@ impl<R: Read> ArchiveReader<R> {
             return Ok(());
         }
         let mut extra = [0u8; 1];
-        let n = self
-            .decoder
-            .read(&mut extra)
-            .map_err(|e| read_error(e, "the end of the data"))?;
+        let n = self.decoder.read(&mut extra).map_err(|e| read_error(e, "the end of the data"))?;
         if n != 0 {
-            return Err(Error::Corrupt(
-                "unexpected data after the last table".into(),
-            ));
+            return Err(Error::Corrupt("unexpected data after the last table".into()));
         }
         let hashing = self.decoder.get_ref().get_ref().get_ref();
         let sum = hex::encode(hashing.hasher.clone().finalize());
-        if hashing.bytes != self.manifest.data.compressed_bytes || sum != self.manifest.data.sha256
-        {
-            return Err(Error::Corrupt(
-                "the compressed data does not match its checksum".into(),
-            ));
+        if hashing.bytes != self.manifest.data.compressed_bytes || sum != self.manifest.data.sha256 {
+            return Err(Error::Corrupt("the compressed data does not match its checksum".into()));
         }
         if self.manifest.embedded_files().next().is_none() {
             let input = self.decoder.get_mut().get_mut().get_mut().inner.get_mut();
@@ -527,20 +433,9 @@ impl<R: Read> ArchiveReader<R> {
     /// `None`).
     pub fn into_files(self) -> Result<EmbeddedFiles<R>> {
         assert!(self.finished, "into_files before the last row");
-        let input = self
-            .decoder
-            .into_inner()
-            .finish()
-            .into_inner()
-            .inner
-            .into_inner();
+        let input = self.decoder.into_inner().finish().into_inner().inner.into_inner();
         let order = self.manifest.embedded_files().collect();
-        Ok(EmbeddedFiles {
-            manifest: self.manifest,
-            input,
-            order,
-            next: 0,
-        })
+        Ok(EmbeddedFiles { manifest: self.manifest, input, order, next: 0 })
     }
 
     /// Reads to the end, embedded files included, checking everything; returns the manifest.
@@ -597,16 +492,10 @@ impl<R: Read> EmbeddedFiles<R> {
         io::copy(&mut hashing, out).map_err(Error::stream)?;
         let (size, sha256) = hashing.sum();
         if size != entry.size {
-            return Err(Error::Corrupt(format!(
-                "the archive is truncated (in file `{}` of `{}`)",
-                entry.key, set.name
-            )));
+            return Err(Error::Corrupt(format!("the archive is truncated (in file `{}` of `{}`)", entry.key, set.name)));
         }
         if sha256 != entry.sha256 {
-            return Err(Error::Corrupt(format!(
-                "file `{}` of `{}` does not match its checksum",
-                entry.key, set.name
-            )));
+            return Err(Error::Corrupt(format!("file `{}` of `{}` does not match its checksum", entry.key, set.name)));
         }
         Ok(Some((s, f)))
     }
@@ -614,9 +503,7 @@ impl<R: Read> EmbeddedFiles<R> {
 
 fn read_error(e: io::Error, at: &str) -> Error {
     match e.kind() {
-        io::ErrorKind::UnexpectedEof => {
-            Error::Corrupt(format!("the archive is truncated (at {at})"))
-        }
+        io::ErrorKind::UnexpectedEof => Error::Corrupt(format!("the archive is truncated (at {at})")),
         io::ErrorKind::InvalidData => Error::Corrupt(format!("{e} (at {at})")),
         // zstd reports damaged frames as plain I/O errors.
         _ if e.get_ref().is_some() || e.kind() == io::ErrorKind::Other => {
@@ -652,32 +539,15 @@ mod tests {
     fn sample_with_files(files: &[&[u8]]) -> (Vec<u8>, Vec<Vec<Value>>) {
         let rows: Vec<Vec<Value>> = (0..200)
             .map(|i| {
-                vec![
-                    Value::Int(i),
-                    Value::Text(format!("row {i} ✓")),
-                    if i % 3 == 0 {
-                        Value::Null
-                    } else {
-                        Value::Blob(vec![i as u8; 5])
-                    },
-                ]
+                vec![Value::Int(i), Value::Text(format!("row {i} ✓")), if i % 3 == 0 { Value::Null } else { Value::Blob(vec![i as u8; 5]) }]
             })
             .collect();
         let mut writer = ArchiveWriter::new(None).unwrap();
-        let column = |name: &str, kind| ColumnManifest {
-            name: name.into(),
-            declared_type: String::new(),
-            kind,
-            nullable: true,
-        };
+        let column = |name: &str, kind| ColumnManifest { name: name.into(), declared_type: String::new(), kind, nullable: true };
         writer.begin_table(TableManifest {
             name: "t".into(),
             role: Role::Root,
-            columns: vec![
-                column("id", ValueKind::Integer),
-                column("name", ValueKind::Text),
-                column("data", ValueKind::Blob),
-            ],
+            columns: vec![column("id", ValueKind::Integer), column("name", ValueKind::Text), column("data", ValueKind::Blob)],
             primary_key: vec!["id".into()],
             rows: 0,
             sha256: String::new(),
@@ -691,20 +561,11 @@ mod tests {
             .enumerate()
             .map(|(i, bytes)| {
                 let (size, sha256) = writer.embed_file(&mut &bytes[..]).unwrap();
-                FileEntry {
-                    key: format!("1/file-{i}"),
-                    size,
-                    sha256,
-                }
+                FileEntry { key: format!("1/file-{i}"), size, sha256 }
             })
             .collect::<Vec<_>>();
-        let set = FileSetManifest {
-            name: "uploads".into(),
-            prefix: Some("{org}/".into()),
-            columns: vec![],
-            copied_to: None,
-            files: entries,
-        };
+        let set =
+            FileSetManifest { name: "uploads".into(), prefix: Some("{org}/".into()), columns: vec![], copied_to: None, files: entries };
         let manifest = Manifest {
             format_version: 0,
             orgport_version: "test".into(),
@@ -759,37 +620,22 @@ mod tests {
         let (bytes, rows) = sample_with_files(&files);
         let (read_rows, read_files) = read_everything(&bytes).unwrap();
         assert_eq!(read_rows, rows);
-        assert_eq!(
-            read_files,
-            files.iter().map(|f| f.to_vec()).collect::<Vec<_>>()
-        );
+        assert_eq!(read_files, files.iter().map(|f| f.to_vec()).collect::<Vec<_>>());
         // The files are the last 3010 bytes: flip some of each, and cut inside and after them.
         let start = bytes.len() - 3010;
         for i in [start, start + 9, start + 10, bytes.len() - 1] {
             let mut bad = bytes.clone();
             bad[i] ^= 0x20;
-            let err = read_everything(&bad)
-                .expect_err("a changed file byte went unnoticed")
-                .to_string();
-            assert!(
-                err.contains("does not match its checksum"),
-                "flip at {i}: {err}"
-            );
+            let err = read_everything(&bad).expect_err("a changed file byte went unnoticed").to_string();
+            assert!(err.contains("does not match its checksum"), "flip at {i}: {err}");
         }
         for len in [start, start + 5, bytes.len() - 1] {
-            let err = read_everything(&bytes[..len])
-                .expect_err("a truncated file went unnoticed")
-                .to_string();
-            assert!(
-                err.contains("truncated (in file `1/file-"),
-                "cut at {len}: {err}"
-            );
+            let err = read_everything(&bytes[..len]).expect_err("a truncated file went unnoticed").to_string();
+            assert!(err.contains("truncated (in file `1/file-"), "cut at {len}: {err}");
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        let err = read_everything(&longer)
-            .expect_err("trailing bytes went unnoticed")
-            .to_string();
+        let err = read_everything(&longer).expect_err("trailing bytes went unnoticed").to_string();
         assert!(err.contains("after the last file"), "{err}");
     }
 
@@ -806,10 +652,7 @@ mod tests {
             for mask in [0x01u8, 0x80] {
                 let mut bad = bytes.clone();
                 bad[i] ^= mask;
-                assert!(
-                    read_all(&bad).is_err(),
-                    "flip of byte {i} with {mask:#x} went unnoticed"
-                );
+                assert!(read_all(&bad).is_err(), "flip of byte {i} with {mask:#x} went unnoticed");
             }
         }
     }
@@ -819,10 +662,7 @@ mod tests {
         let (bytes, _) = sample();
         for len in 0..bytes.len() {
             let err = read_all(&bytes[..len]).expect_err("a truncated archive was accepted");
-            assert!(
-                matches!(err, Error::Corrupt(_)),
-                "truncation at {len}: unexpected error {err}"
-            );
+            assert!(matches!(err, Error::Corrupt(_)), "truncation at {len}: unexpected error {err}");
         }
         let mut longer = bytes.clone();
         longer.push(0);
@@ -846,9 +686,6 @@ mod tests {
         let (mut bytes, _) = sample();
         bytes[8..12].copy_from_slice(&7u32.to_le_bytes());
         let err = read_all(&bytes).unwrap_err();
-        assert!(
-            err.to_string().contains("version 7 is not supported"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("version 7 is not supported"), "{err}");
     }
 }

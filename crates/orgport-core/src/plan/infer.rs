@@ -49,9 +49,7 @@ impl InferredReference {
             from_columns: vec![self.column.clone()],
             to: self.to,
             to_columns: vec![KEY.to_string()],
-            nullable: schema.tables[self.from]
-                .column(&self.column)
-                .is_some_and(|c| c.nullable),
+            nullable: schema.tables[self.from].column(&self.column).is_some_and(|c| c.nullable),
             deferrable: false,
             declared: false,
             condition: None,
@@ -62,19 +60,14 @@ impl InferredReference {
 
 /// Every column `<stem>_id` that no edge covers, matched against the tables its stem names.
 pub(super) fn infer(schema: &Schema, edges: &[Edge], used: bool) -> Inference {
-    let mut inference = Inference {
-        used,
-        ..Inference::default()
-    };
+    let mut inference = Inference { used, ..Inference::default() };
     for (from, table) in schema.tables.iter().enumerate() {
         for column in &table.columns {
             let lower = column.name.to_lowercase();
             let Some(stem) = lower.strip_suffix("_id").filter(|s| !s.is_empty()) else {
                 continue;
             };
-            let covered = edges
-                .iter()
-                .any(|e| e.from == from && e.from_columns.contains(&column.name));
+            let covered = edges.iter().any(|e| e.from == from && e.from_columns.contains(&column.name));
             if covered {
                 continue;
             }
@@ -82,35 +75,18 @@ pub(super) fn infer(schema: &Schema, edges: &[Edge], used: bool) -> Inference {
             let outcome = match matches.as_slice() {
                 [] => continue,
                 [(to, rule)] => check_key(schema, column, *to).map(|types| {
-                    format!(
-                        "column name `{}` → table `{}`{rule}, key `{KEY}`: {types}",
-                        column.name,
-                        schema.tables[*to].qualified()
-                    )
+                    format!("column name `{}` → table `{}`{rule}, key `{KEY}`: {types}", column.name, schema.tables[*to].qualified())
                 }),
                 several => {
-                    let names: Vec<String> = several
-                        .iter()
-                        .map(|(t, _)| format!("`{}`", schema.tables[*t].qualified()))
-                        .collect();
-                    Err(format!(
-                        "ambiguous: the name fits {}; declare the right one with [[reference]]",
-                        names.join(" and ")
-                    ))
+                    let names: Vec<String> = several.iter().map(|(t, _)| format!("`{}`", schema.tables[*t].qualified())).collect();
+                    Err(format!("ambiguous: the name fits {}; declare the right one with [[reference]]", names.join(" and ")))
                 }
             };
             match outcome {
-                Ok(evidence) => inference.references.push(InferredReference {
-                    from,
-                    column: column.name.clone(),
-                    to: matches[0].0,
-                    evidence,
-                }),
-                Err(reason) => inference.not_inferred.push(NotInferred {
-                    from,
-                    column: column.name.clone(),
-                    reason,
-                }),
+                Ok(evidence) => {
+                    inference.references.push(InferredReference { from, column: column.name.clone(), to: matches[0].0, evidence })
+                }
+                Err(reason) => inference.not_inferred.push(NotInferred { from, column: column.name.clone(), reason }),
             }
         }
     }
@@ -123,17 +99,10 @@ pub(super) fn infer(schema: &Schema, edges: &[Edge], used: bool) -> Inference {
 /// referencing table's own schema come first; elsewhere only when the own schema has none.
 fn referenced_tables(schema: &Schema, from: usize, stem: &str) -> Vec<(usize, String)> {
     let table = &schema.tables[from];
-    let mut names: Vec<(String, String)> = table_names(stem)
-        .into_iter()
-        .map(|n| (n, String::new()))
-        .collect();
+    let mut names: Vec<(String, String)> = table_names(stem).into_iter().map(|n| (n, String::new())).collect();
     if let Some((prefix, _)) = table.name.to_lowercase().split_once('_') {
         let rule = format!(" (with the `{prefix}_` prefix of `{}`)", table.qualified());
-        names.extend(
-            table_names(stem)
-                .into_iter()
-                .map(|n| (format!("{prefix}_{n}"), rule.clone())),
-        );
+        names.extend(table_names(stem).into_iter().map(|n| (format!("{prefix}_{n}"), rule.clone())));
     }
     let find = |same_schema: bool| -> Vec<(usize, String)> {
         let mut found: Vec<(usize, String)> = Vec::new();
@@ -160,15 +129,10 @@ fn referenced_tables(schema: &Schema, from: usize, stem: &str) -> Vec<(usize, St
 
 /// The stem's plural by simple English rules, and the stem itself (tables named in the singular).
 pub(super) fn table_names(stem: &str) -> Vec<String> {
-    let consonant_y = stem
-        .strip_suffix('y')
-        .filter(|base| !base.is_empty() && !base.ends_with(['a', 'e', 'i', 'o', 'u']));
+    let consonant_y = stem.strip_suffix('y').filter(|base| !base.is_empty() && !base.ends_with(['a', 'e', 'i', 'o', 'u']));
     let plural = if let Some(base) = consonant_y {
         format!("{base}ies")
-    } else if ["s", "x", "z", "ch", "sh"]
-        .iter()
-        .any(|end| stem.ends_with(end))
-    {
+    } else if ["s", "x", "z", "ch", "sh"].iter().any(|end| stem.ends_with(end)) {
         format!("{stem}es")
     } else {
         format!("{stem}s")
@@ -181,16 +145,9 @@ pub(super) fn table_names(stem: &str) -> Vec<String> {
 fn check_key(schema: &Schema, column: &Column, to: usize) -> Result<String, String> {
     let target = &schema.tables[to];
     let key = [KEY.to_string()];
-    let keyed = target.primary_key == key
-        || target
-            .unique_keys
-            .iter()
-            .any(|u| !u.partial && u.columns == key);
+    let keyed = target.primary_key == key || target.unique_keys.iter().any(|u| !u.partial && u.columns == key);
     let (Some(id), true) = (target.column(KEY), keyed) else {
-        return Err(format!(
-            "`{}` has no single-column primary or unique key `{KEY}`",
-            target.qualified()
-        ));
+        return Err(format!("`{}` has no single-column primary or unique key `{KEY}`", target.qualified()));
     };
     // `Any` (SQLite without a declared type) proves nothing.
     if column.kind == ValueKind::Any {
@@ -207,16 +164,9 @@ fn check_key(schema: &Schema, column: &Column, to: usize) -> Result<String, Stri
             id.declared_type
         ));
     }
-    Ok(
-        if column.declared_type.eq_ignore_ascii_case(&id.declared_type) {
-            format!("{} = {}", column.declared_type, id.declared_type)
-        } else {
-            format!(
-                "{} ~ {} (both {})",
-                column.declared_type,
-                id.declared_type,
-                format!("{:?}", id.kind).to_lowercase()
-            )
-        },
-    )
+    Ok(if column.declared_type.eq_ignore_ascii_case(&id.declared_type) {
+        format!("{} = {}", column.declared_type, id.declared_type)
+    } else {
+        format!("{} ~ {} (both {})", column.declared_type, id.declared_type, format!("{:?}", id.kind).to_lowercase())
+    })
 }

@@ -46,10 +46,7 @@ pub enum Role {
 
 impl Role {
     pub fn is_exported(self) -> bool {
-        matches!(
-            self,
-            Role::Root | Role::Owned | Role::Referenced | Role::Keep | Role::Dependent
-        )
+        matches!(self, Role::Root | Role::Owned | Role::Referenced | Role::Keep | Role::Dependent)
     }
 
     /// Rows of this role belong to one organisation and get new keys.
@@ -98,10 +95,7 @@ pub enum ConditionTest {
     /// The column holds this value (Rails' `commentable_type = 'Post'`).
     Equals(Scalar),
     /// The column refers, along edge `via`, to a row with these values (Django's content types).
-    Refers {
-        via: usize,
-        values: BTreeMap<String, Scalar>,
-    },
+    Refers { via: usize, values: BTreeMap<String, Scalar> },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -171,16 +165,8 @@ pub struct Plan {
     pub files: Vec<crate::files::FileSet>,
 }
 
-const TENANT_COLUMNS: &[&str] = &[
-    "org_id",
-    "organization_id",
-    "organisation_id",
-    "tenant_id",
-    "account_id",
-    "workspace_id",
-    "team_id",
-    "company_id",
-];
+const TENANT_COLUMNS: &[&str] =
+    &["org_id", "organization_id", "organisation_id", "tenant_id", "account_id", "workspace_id", "team_id", "company_id"];
 
 impl TablePlan {
     /// Every column of the key sets, once each, in key-set order.
@@ -195,16 +181,9 @@ impl TablePlan {
     }
 
     /// The values of key set `ks` in a row of [`TablePlan::key_columns`].
-    pub fn keyset_values(
-        &self,
-        ks: usize,
-        key_row: &[crate::value::Value],
-    ) -> Vec<crate::value::Value> {
+    pub fn keyset_values(&self, ks: usize, key_row: &[crate::value::Value]) -> Vec<crate::value::Value> {
         let all = self.key_columns();
-        self.keysets[ks]
-            .iter()
-            .filter_map(|c| all.iter().position(|k| k == c).map(|i| key_row[i].clone()))
-            .collect()
+        self.keysets[ks].iter().filter_map(|c| all.iter().position(|k| k == c).map(|i| key_row[i].clone())).collect()
     }
 
     /// Whether values of this column must never be shown: a sensitive column, or any column of a
@@ -217,25 +196,15 @@ impl TablePlan {
 impl Role {
     /// Rows of this role are in the key map: references to them are rewritten.
     pub fn is_mapped(self) -> bool {
-        matches!(
-            self,
-            Role::Root | Role::Owned | Role::Referenced | Role::Dependent
-        )
+        matches!(self, Role::Root | Role::Owned | Role::Referenced | Role::Dependent)
     }
 }
 
 impl Plan {
-    pub fn build(
-        schema: Schema,
-        config: &Config,
-        root_override: Option<&str>,
-        caps: Capabilities,
-    ) -> Result<Plan> {
-        let root_name = root_override.or(config.root.as_deref()).ok_or_else(|| {
-            Error::Plan(
-                "no tenant root table: pass `--root TABLE` or set `root` in orgport.toml".into(),
-            )
-        })?;
+    pub fn build(schema: Schema, config: &Config, root_override: Option<&str>, caps: Capabilities) -> Result<Plan> {
+        let root_name = root_override
+            .or(config.root.as_deref())
+            .ok_or_else(|| Error::Plan("no tenant root table: pass `--root TABLE` or set `root` in orgport.toml".into()))?;
         let root = find_table(&schema, root_name, "root")?;
         let root_table = &schema.tables[root];
         let root_key = match root_table.primary_key.as_slice() {
@@ -258,9 +227,7 @@ impl Plan {
         let excluded = table_set(&schema, &config.exclude, "exclude")?;
         let keep = table_set(&schema, &config.keep, "keep")?;
         if excluded.contains(&root) || keep.contains(&root) {
-            return Err(Error::Config(format!(
-                "the root table `{root_name}` cannot be excluded or kept"
-            )));
+            return Err(Error::Config(format!("the root table `{root_name}` cannot be excluded or kept")));
         }
 
         // Ownership: breadth-first from the root along references, child to parent.
@@ -269,8 +236,7 @@ impl Plan {
         let mut queue = VecDeque::from([root]);
         while let Some(parent) = queue.pop_front() {
             for e in edges.iter().filter(|e| e.to == parent && e.from != parent) {
-                if depth[e.from].is_none() && !excluded.contains(&e.from) && !keep.contains(&e.from)
-                {
+                if depth[e.from].is_none() && !excluded.contains(&e.from) && !keep.contains(&e.from) {
                     depth[e.from] = Some(depth[parent].unwrap_or(0) + 1);
                     queue.push_back(e.from);
                 }
@@ -319,9 +285,7 @@ impl Plan {
         }
         for t in 0..n {
             if roles[t] == Role::Unrelated && table_group[t].is_some() {
-                let hangs_off_shared = edges
-                    .iter()
-                    .any(|e| e.from == t && roles[e.to] == Role::Referenced);
+                let hangs_off_shared = edges.iter().any(|e| e.from == t && roles[e.to] == Role::Referenced);
                 if hangs_off_shared {
                     roles[t] = Role::Dependent;
                 }
@@ -330,10 +294,9 @@ impl Plan {
         // Keys and references identify rows: withholding one would break the organisation apart.
         let is_key = |t: usize, c: &str| {
             schema.tables[t].primary_key.iter().any(|k| k == c)
-                || edges.iter().any(|e| {
-                    (e.from == t && e.from_columns.iter().any(|x| x == c))
-                        || (e.to == t && e.to_columns.iter().any(|x| x == c))
-                })
+                || edges
+                    .iter()
+                    .any(|e| (e.from == t && e.from_columns.iter().any(|x| x == c)) || (e.to == t && e.to_columns.iter().any(|x| x == c)))
         };
         for (t, cols) in sensitive.iter().enumerate() {
             if let Some((c, g)) = cols.iter().find(|(c, _)| is_key(t, c)) {
@@ -349,10 +312,7 @@ impl Plan {
         }
         for t in (0..n).filter(|&t| roles[t].is_exported() && table_group[t].is_none()) {
             for col in &schema.tables[t].columns {
-                if sensitive[t].contains_key(&col.name)
-                    || not_sensitive.contains(&(t, col.name.clone()))
-                    || is_key(t, &col.name)
-                {
+                if sensitive[t].contains_key(&col.name) || not_sensitive.contains(&(t, col.name.clone())) || is_key(t, &col.name) {
                     continue;
                 }
                 if let Some(group) = guess_sensitive_group(&col.name) {
@@ -382,9 +342,7 @@ impl Plan {
             let t = find_table(&schema, name, "match")?;
             for c in cols {
                 if schema.tables[t].column(c).is_none() {
-                    return Err(Error::Config(format!(
-                        "match.{name}: table `{name}` has no column `{c}`"
-                    )));
+                    return Err(Error::Config(format!("match.{name}: table `{name}` has no column `{c}`")));
                 }
             }
             natural[t] = Some(cols.clone());
@@ -429,16 +387,10 @@ impl Plan {
             }
             for col in &table.columns {
                 let lower = col.name.to_lowercase();
-                let tenantish = TENANT_COLUMNS.contains(&lower.as_str())
-                    || lower == format!("{root_singular}_id");
-                let explained = edges
-                    .iter()
-                    .any(|e| e.from == t && e.from_columns.contains(&col.name));
+                let tenantish = TENANT_COLUMNS.contains(&lower.as_str()) || lower == format!("{root_singular}_id");
+                let explained = edges.iter().any(|e| e.from == t && e.from_columns.contains(&col.name));
                 if tenantish && !explained {
-                    let inferred = inference
-                        .references
-                        .iter()
-                        .any(|r| r.from == t && r.column == col.name);
+                    let inferred = inference.references.iter().any(|r| r.from == t && r.column == col.name);
                     warnings.push(Warning {
                         table: table.qualified(),
                         message: format!(
@@ -524,14 +476,8 @@ impl Plan {
 
         let order = export_order(&schema, &edges, &tables);
         let cycles = find_cycles(&schema, &edges, &tables, &order, caps)?;
-        let null_then_update = if caps.defer_all_foreign_keys {
-            Vec::new()
-        } else {
-            forward_references(&edges, &order)
-        };
-        let files = crate::files::resolve(&schema, &roles, &config.files, |item, key| {
-            resolve_column(&schema, item, key)
-        })?;
+        let null_then_update = if caps.defer_all_foreign_keys { Vec::new() } else { forward_references(&edges, &order) };
+        let files = crate::files::resolve(&schema, &roles, &config.files, |item, key| resolve_column(&schema, item, key))?;
 
         Ok(Plan {
             root,
@@ -560,40 +506,25 @@ impl Plan {
 
     /// The kind of the root key, to parse `--org` values.
     pub fn root_key_kind(&self) -> ValueKind {
-        self.table(self.root)
-            .column(&self.root_key)
-            .map(|c| c.kind)
-            .unwrap_or(ValueKind::Any)
+        self.table(self.root).column(&self.root_key).map(|c| c.kind).unwrap_or(ValueKind::Any)
     }
 
     /// The edges leaving table `t`.
     pub fn edges_from(&self, t: usize) -> impl Iterator<Item = (usize, &Edge)> {
-        self.edges
-            .iter()
-            .enumerate()
-            .filter(move |(_, e)| e.from == t)
+        self.edges.iter().enumerate().filter(move |(_, e)| e.from == t)
     }
 
     /// Fails with every warning when `strict` is set.
     pub fn check_strict(&self, strict: bool) -> Result<()> {
         if strict && !self.warnings.is_empty() {
-            return Err(Error::Strict(
-                self.warnings
-                    .iter()
-                    .map(|w| format!("warning: {w}"))
-                    .collect(),
-            ));
+            return Err(Error::Strict(self.warnings.iter().map(|w| format!("warning: {w}")).collect()));
         }
         Ok(())
     }
 
     /// Every sensitive group a column or table of the plan belongs to.
     pub fn groups(&self) -> BTreeSet<String> {
-        self.tables
-            .iter()
-            .filter(|t| t.role.is_exported())
-            .flat_map(|t| t.sensitive.values().cloned().chain(t.group.clone()))
-            .collect()
+        self.tables.iter().filter(|t| t.role.is_exported()).flat_map(|t| t.sensitive.values().cloned().chain(t.group.clone())).collect()
     }
 }
 
@@ -602,38 +533,20 @@ impl Plan {
 /// organisation only. A mandatory reference wins over a nullable shorter path (a comment belongs to
 /// its task's organisation even where its own `workspace_id` is NULL). Depths are then measured
 /// along the chosen edges.
-fn choose_paths(
-    schema: &Schema,
-    config: &Config,
-    edges: &[Edge],
-    tables: &mut [TablePlan],
-) -> Result<()> {
+fn choose_paths(schema: &Schema, config: &Config, edges: &[Edge], tables: &mut [TablePlan]) -> Result<()> {
     let n = tables.len();
     let candidates: Vec<Vec<usize>> = (0..n)
         .map(|t| {
             let owned = tables[t].role == Role::Owned;
-            (0..edges.len())
-                .filter(|&i| {
-                    owned
-                        && edges[i].from == t
-                        && edges[i].to != t
-                        && tables[edges[i].to].role.is_owned()
-                })
-                .collect()
+            (0..edges.len()).filter(|&i| owned && edges[i].from == t && edges[i].to != t && tables[edges[i].to].role.is_owned()).collect()
         })
         .collect();
     let mut configured = BTreeSet::new();
     for (name, columns) in &config.path {
         let t = find_table(schema, name, "path")?;
         let columns: Vec<String> = columns.items().iter().map(|c| c.to_string()).collect();
-        let Some(&chosen) = candidates[t]
-            .iter()
-            .find(|&&e| edges[e].from_columns == columns)
-        else {
-            let known: Vec<String> = candidates[t]
-                .iter()
-                .map(|&e| format!("({})", edges[e].from_columns.join(", ")))
-                .collect();
+        let Some(&chosen) = candidates[t].iter().find(|&&e| edges[e].from_columns == columns) else {
+            let known: Vec<String> = candidates[t].iter().map(|&e| format!("({})", edges[e].from_columns.join(", "))).collect();
             return Err(Error::Config(format!(
                 "path.{name}: ({}) is not a reference from `{name}` to an owned table; its references: {}",
                 columns.join(", "),
@@ -655,20 +568,13 @@ fn choose_paths(
         }
         if let Some(&mandatory) = tables[t].ownership.iter().find(|&&e| edges[e].mandatory()) {
             tables[t].ownership = vec![mandatory];
-        } else if let Some(&longer) = candidates[t]
-            .iter()
-            .find(|&&e| edges[e].mandatory() && !leads_to(tables, edges, edges[e].to, t))
-        {
+        } else if let Some(&longer) = candidates[t].iter().find(|&&e| edges[e].mandatory() && !leads_to(tables, edges, edges[e].to, t)) {
             tables[t].ownership = vec![longer];
         }
     }
     for t in 0..n {
         let chosen = tables[t].ownership.clone();
-        tables[t].other_paths = candidates[t]
-            .iter()
-            .copied()
-            .filter(|e| !chosen.contains(e))
-            .collect();
+        tables[t].other_paths = candidates[t].iter().copied().filter(|e| !chosen.contains(e)).collect();
     }
     let mut depth: Vec<Option<usize>> = vec![None; n];
     for t in 0..n {
@@ -697,12 +603,7 @@ fn leads_to(tables: &[TablePlan], edges: &[Edge], from: usize, target: usize) ->
     false
 }
 
-fn ownership_depth(
-    tables: &[TablePlan],
-    edges: &[Edge],
-    t: usize,
-    memo: &mut Vec<Option<usize>>,
-) -> Option<usize> {
+fn ownership_depth(tables: &[TablePlan], edges: &[Edge], t: usize, memo: &mut Vec<Option<usize>>) -> Option<usize> {
     if let Some(d) = memo[t] {
         return Some(d);
     }
@@ -734,9 +635,7 @@ fn role_word(role: Role) -> &'static str {
 }
 
 fn find_table(schema: &Schema, name: &str, key: &str) -> Result<usize> {
-    schema
-        .find(name)
-        .ok_or_else(|| Error::Config(format!("{key}: no table `{name}` in the database")))
+    schema.find(name).ok_or_else(|| Error::Config(format!("{key}: no table `{name}` in the database")))
 }
 
 /// Tables named in a list; a name with `*` names every table it matches, at least one.
@@ -747,13 +646,9 @@ fn table_set(schema: &Schema, names: &[String], key: &str) -> Result<BTreeSet<us
             set.insert(find_table(schema, name, key)?);
             continue;
         }
-        let matching: Vec<usize> = (0..schema.tables.len())
-            .filter(|&t| glob_matches(name, &schema.tables[t].qualified()))
-            .collect();
+        let matching: Vec<usize> = (0..schema.tables.len()).filter(|&t| glob_matches(name, &schema.tables[t].qualified())).collect();
         if matching.is_empty() {
-            return Err(Error::Config(format!(
-                "{key}: `{name}` matches no table in the database"
-            )));
+            return Err(Error::Config(format!("{key}: `{name}` matches no table in the database")));
         }
         set.extend(matching);
     }
@@ -778,14 +673,10 @@ fn glob_matches(pattern: &str, name: &str) -> bool {
 }
 
 fn resolve_column(schema: &Schema, item: &str, key: &str) -> Result<(usize, String)> {
-    let (t, c) = split_column_ref(item).ok_or_else(|| {
-        Error::Config(format!("{key}: `{item}` is not of the form `table.column`"))
-    })?;
+    let (t, c) = split_column_ref(item).ok_or_else(|| Error::Config(format!("{key}: `{item}` is not of the form `table.column`")))?;
     let ti = find_table(schema, t, key)?;
     if schema.tables[ti].column(c).is_none() {
-        return Err(Error::Config(format!(
-            "{key}: table `{t}` has no column `{c}`"
-        )));
+        return Err(Error::Config(format!("{key}: table `{t}` has no column `{c}`")));
     }
     Ok((ti, c.to_string()))
 }
@@ -806,32 +697,19 @@ fn unknown_reference(schema: &Schema, referenced: &str) -> String {
     }
 }
 
-fn collect_edges(
-    schema: &Schema,
-    config: &Config,
-    warnings: &mut Vec<Warning>,
-) -> Result<Vec<Edge>> {
+fn collect_edges(schema: &Schema, config: &Config, warnings: &mut Vec<Warning>) -> Result<Vec<Edge>> {
     let mut edges = Vec::new();
     for (from, table) in schema.tables.iter().enumerate() {
         for fk in &table.foreign_keys {
             let Some(to) = schema.find(&fk.referenced_table) else {
-                warnings.push(Warning {
-                    table: table.qualified(),
-                    message: unknown_reference(schema, &fk.referenced_table),
-                });
+                warnings.push(Warning { table: table.qualified(), message: unknown_reference(schema, &fk.referenced_table) });
                 continue;
             };
-            let to_columns = if fk.referenced_columns.is_empty() {
-                schema.tables[to].primary_key.clone()
-            } else {
-                fk.referenced_columns.clone()
-            };
+            let to_columns =
+                if fk.referenced_columns.is_empty() { schema.tables[to].primary_key.clone() } else { fk.referenced_columns.clone() };
             edges.push(Edge {
                 from,
-                nullable: fk
-                    .columns
-                    .iter()
-                    .all(|c| table.column(c).is_some_and(|c| c.nullable)),
+                nullable: fk.columns.iter().all(|c| table.column(c).is_some_and(|c| c.nullable)),
                 from_columns: fk.columns.clone(),
                 to,
                 to_columns,
@@ -845,30 +723,15 @@ fn collect_edges(
     let mut conditions = Vec::new();
     for (i, r) in config.reference.iter().enumerate() {
         let key = format!("reference[{i}]");
-        let from: Vec<(usize, String)> = r
-            .from
-            .items()
-            .iter()
-            .map(|s| resolve_column(schema, s, &key))
-            .collect::<Result<_>>()?;
-        let to: Vec<(usize, String)> =
-            r.to.items()
-                .iter()
-                .map(|s| resolve_column(schema, s, &key))
-                .collect::<Result<_>>()?;
+        let from: Vec<(usize, String)> = r.from.items().iter().map(|s| resolve_column(schema, s, &key)).collect::<Result<_>>()?;
+        let to: Vec<(usize, String)> = r.to.items().iter().map(|s| resolve_column(schema, s, &key)).collect::<Result<_>>()?;
         let same_table = |cols: &[(usize, String)]| cols.iter().all(|(t, _)| *t == cols[0].0);
         if from.len() != to.len() || from.is_empty() || !same_table(&from) || !same_table(&to) {
-            return Err(Error::Config(format!(
-                "{key}: `from` and `to` must name the same number of columns, each side in one table"
-            )));
+            return Err(Error::Config(format!("{key}: `from` and `to` must name the same number of columns, each side in one table")));
         }
         let target = &schema.tables[to[0].0];
         let to_cols: Vec<String> = to.iter().map(|(_, c)| c.clone()).collect();
-        let unique = target.primary_key == to_cols
-            || target
-                .unique_keys
-                .iter()
-                .any(|u| !u.partial && u.columns == to_cols);
+        let unique = target.primary_key == to_cols || target.unique_keys.iter().any(|u| !u.partial && u.columns == to_cols);
         if !unique {
             return Err(Error::Config(format!(
                 "{key}: `{}`({}) is neither the primary key nor a unique key, so it cannot identify the referenced row",
@@ -879,9 +742,7 @@ fn collect_edges(
         let table = &schema.tables[from[0].0];
         edges.push(Edge {
             from: from[0].0,
-            nullable: from
-                .iter()
-                .all(|(_, c)| table.column(c).is_some_and(|c| c.nullable)),
+            nullable: from.iter().all(|(_, c)| table.column(c).is_some_and(|c| c.nullable)),
             from_columns: from.into_iter().map(|(_, c)| c).collect(),
             to: to[0].0,
             to_columns: to.into_iter().map(|(_, c)| c).collect(),
@@ -901,26 +762,14 @@ fn collect_edges(
     Ok(edges)
 }
 
-fn resolve_condition(
-    schema: &Schema,
-    edges: &[Edge],
-    e: usize,
-    when: &BTreeMap<String, WhenValue>,
-    key: &str,
-) -> Result<Condition> {
+fn resolve_condition(schema: &Schema, edges: &[Edge], e: usize, when: &BTreeMap<String, WhenValue>, key: &str) -> Result<Condition> {
     let table = &schema.tables[edges[e].from];
     let mut entries = when.iter();
     let (Some((column, value)), None) = (entries.next(), entries.next()) else {
-        return Err(Error::Config(format!(
-            "{key}.when: name exactly one column of `{}`",
-            table.qualified()
-        )));
+        return Err(Error::Config(format!("{key}.when: name exactly one column of `{}`", table.qualified())));
     };
     if table.column(column).is_none() {
-        return Err(Error::Config(format!(
-            "{key}.when: table `{}` has no column `{column}`",
-            table.qualified()
-        )));
+        return Err(Error::Config(format!("{key}.when: table `{}` has no column `{column}`", table.qualified())));
     }
     let test = match value {
         WhenValue::Scalar(v) => ConditionTest::Equals(v.clone()),
@@ -937,21 +786,12 @@ fn resolve_condition(
                 })?;
             let kinds = &schema.tables[edges[via].to];
             if let Some(missing) = values.keys().find(|c| kinds.column(c).is_none()) {
-                return Err(Error::Config(format!(
-                    "{key}.when.{column}: table `{}` has no column `{missing}`",
-                    kinds.qualified()
-                )));
+                return Err(Error::Config(format!("{key}.when.{column}: table `{}` has no column `{missing}`", kinds.qualified())));
             }
-            ConditionTest::Refers {
-                via,
-                values: values.clone(),
-            }
+            ConditionTest::Refers { via, values: values.clone() }
         }
     };
-    Ok(Condition {
-        column: column.clone(),
-        test,
-    })
+    Ok(Condition { column: column.clone(), test })
 }
 
 fn guess_sensitive_group(column: &str) -> Option<&'static str> {
@@ -964,10 +804,7 @@ fn guess_sensitive_group(column: &str) -> Option<&'static str> {
         Some("passwords")
     } else if c.contains("otp") {
         Some("otp")
-    } else if ["secret", "token", "private_key", "api_key"]
-        .iter()
-        .any(|p| c.contains(p))
-    {
+    } else if ["secret", "token", "private_key", "api_key"].iter().any(|p| c.contains(p)) {
         Some("secrets")
     } else {
         None
@@ -977,10 +814,7 @@ fn guess_sensitive_group(column: &str) -> Option<&'static str> {
 /// The smallest unique set of NOT NULL columns other than the primary key; a primary key that the
 /// engine does not generate is natural too.
 fn guess_natural_key(table: &Table) -> Option<Vec<String>> {
-    let not_null = |cols: &[String]| {
-        cols.iter()
-            .all(|c| table.column(c).is_some_and(|c| !c.nullable))
-    };
+    let not_null = |cols: &[String]| cols.iter().all(|c| table.column(c).is_some_and(|c| !c.nullable));
     let unique = table
         .unique_keys
         .iter()
@@ -989,11 +823,7 @@ fn guess_natural_key(table: &Table) -> Option<Vec<String>> {
         .map(|u| u.columns.clone());
     unique.or_else(|| {
         let pk = &table.primary_key;
-        let generated = pk.iter().any(|c| {
-            table
-                .column(c)
-                .is_some_and(|c| c.auto_increment || matches!(c.kind, ValueKind::Integer))
-        });
+        let generated = pk.iter().any(|c| table.column(c).is_some_and(|c| c.auto_increment || matches!(c.kind, ValueKind::Integer)));
         (!pk.is_empty() && !generated).then(|| pk.clone())
     })
 }
@@ -1009,13 +839,7 @@ fn export_order(schema: &Schema, edges: &[Edge], tables: &[TablePlan]) -> Vec<us
     let n = schema.tables.len();
     let exported = |t: usize| tables[t].role.is_exported();
     let adj: Vec<Vec<usize>> = (0..n)
-        .map(|t| {
-            edges
-                .iter()
-                .filter(|e| e.from == t && e.to != t && exported(t) && exported(e.to))
-                .map(|e| e.to)
-                .collect()
-        })
+        .map(|t| edges.iter().filter(|e| e.from == t && e.to != t && exported(t) && exported(e.to)).map(|e| e.to).collect())
         .collect();
     let mut order = Vec::new();
     for mut component in strongly_connected(&adj) {
@@ -1033,32 +857,20 @@ fn forward_references(edges: &[Edge], order: &[usize]) -> Vec<usize> {
     (0..edges.len())
         .filter(|&i| {
             let e = &edges[i];
-            let forward =
-                matches!((position(e.from), position(e.to)), (Some(f), Some(t)) if t >= f);
+            let forward = matches!((position(e.from), position(e.to)), (Some(f), Some(t)) if t >= f);
             e.declared && !e.deferrable && e.nullable && forward
         })
         .collect()
 }
 
 /// Strongly connected components of two or more exported tables.
-fn find_cycles(
-    schema: &Schema,
-    edges: &[Edge],
-    tables: &[TablePlan],
-    order: &[usize],
-    caps: Capabilities,
-) -> Result<Vec<Cycle>> {
+fn find_cycles(schema: &Schema, edges: &[Edge], tables: &[TablePlan], order: &[usize], caps: Capabilities) -> Result<Vec<Cycle>> {
     let n = schema.tables.len();
     let adj: Vec<Vec<usize>> = (0..n)
         .map(|t| {
             edges
                 .iter()
-                .filter(|e| {
-                    e.from == t
-                        && e.to != t
-                        && tables[t].role.is_exported()
-                        && tables[e.to].role.is_exported()
-                })
+                .filter(|e| e.from == t && e.to != t && tables[t].role.is_exported() && tables[e.to].role.is_exported())
                 .map(|e| e.to)
                 .collect()
         })
@@ -1068,31 +880,17 @@ fn find_cycles(
         if component.len() < 2 {
             continue;
         }
-        let inside: Vec<&Edge> = edges
-            .iter()
-            .filter(|e| e.from != e.to && component.contains(&e.from) && component.contains(&e.to))
-            .collect();
-        let name = |e: &Edge| {
-            format!(
-                "`{}`({})",
-                schema.tables[e.from].qualified(),
-                e.from_columns.join(", ")
-            )
-        };
+        let inside: Vec<&Edge> =
+            edges.iter().filter(|e| e.from != e.to && component.contains(&e.from) && component.contains(&e.to)).collect();
+        let name = |e: &Edge| format!("`{}`({})", schema.tables[e.from].qualified(), e.from_columns.join(", "));
         let broken_by = if caps.defer_all_foreign_keys {
             "foreign-key checks deferred to commit".to_string()
         } else {
             // Rows are written in `order`: only references to a later table need a way round.
             let position = |t: usize| order.iter().position(|&x| x == t);
-            let forward: Vec<&&Edge> = inside
-                .iter()
-                .filter(|e| e.declared && position(e.to) > position(e.from))
-                .collect();
+            let forward: Vec<&&Edge> = inside.iter().filter(|e| e.declared && position(e.to) > position(e.from)).collect();
             if let Some(e) = forward.iter().find(|e| !e.deferrable && !e.nullable) {
-                let names: Vec<String> = component
-                    .iter()
-                    .map(|&t| schema.tables[t].qualified())
-                    .collect();
+                let names: Vec<String> = component.iter().map(|&t| schema.tables[t].qualified()).collect();
                 return Err(Error::Plan(format!(
                     "cycle {} cannot be imported: {} is NOT NULL and checked at once, but refers to `{}`, written after it; \
                      make that foreign key DEFERRABLE or its columns nullable",
@@ -1117,13 +915,7 @@ fn find_cycles(
                 ways.join("; ")
             }
         };
-        cycles.push(Cycle {
-            tables: component
-                .iter()
-                .map(|&t| schema.tables[t].qualified())
-                .collect(),
-            broken_by,
-        });
+        cycles.push(Cycle { tables: component.iter().map(|&t| schema.tables[t].qualified()).collect(), broken_by });
     }
     Ok(cycles)
 }

@@ -29,21 +29,10 @@ impl Plan {
     }
 
     fn edge_label(&self, e: usize) -> String {
-        let when = self
-            .condition_text(e)
-            .map(|w| format!(" when {w}"))
-            .unwrap_or_default();
+        let when = self.condition_text(e).map(|w| format!(" when {w}")).unwrap_or_default();
         let e = &self.edges[e];
-        let inferred = if e.evidence.is_some() {
-            ", inferred"
-        } else {
-            ""
-        };
-        format!(
-            "{} → {}{when}{inferred}",
-            e.from_columns.join(", "),
-            e.to_columns.join(", ")
-        )
+        let inferred = if e.evidence.is_some() { ", inferred" } else { "" };
+        format!("{} → {}{when}{inferred}", e.from_columns.join(", "), e.to_columns.join(", "))
     }
 
     /// `kind = "Post"`, or `content_type_id → django_content_type(app_label = "features", …)`.
@@ -52,48 +41,26 @@ impl Plan {
         Some(match &cond.test {
             ConditionTest::Equals(v) => format!("{} = {v}", cond.column),
             ConditionTest::Refers { via, values } => {
-                let values: Vec<String> =
-                    values.iter().map(|(c, v)| format!("{c} = {v}")).collect();
-                format!(
-                    "{} → {}({})",
-                    cond.column,
-                    self.name(self.edges[*via].to),
-                    values.join(", ")
-                )
+                let values: Vec<String> = values.iter().map(|(c, v)| format!("{c} = {v}")).collect();
+                format!("{} → {}({})", cond.column, self.name(self.edges[*via].to), values.join(", "))
             }
         })
     }
 
     fn render_text(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "root: {} (key `{}`)",
-            self.name(self.root),
-            self.root_key
-        );
+        let _ = writeln!(out, "root: {} (key `{}`)", self.name(self.root), self.root_key);
         let _ = writeln!(out, "\nowned (exported, recreated with new keys):");
         let _ = writeln!(out, "  {}", self.name(self.root));
         self.write_tree(&mut out, self.root, 1);
         for (title, role) in [
-            (
-                "referenced (matched by natural key or created)",
-                Role::Referenced,
-            ),
-            (
-                "kept (must exist on the target with the same key)",
-                Role::Keep,
-            ),
-            (
-                "dependent (exported with their sensitive group)",
-                Role::Dependent,
-            ),
+            ("referenced (matched by natural key or created)", Role::Referenced),
+            ("kept (must exist on the target with the same key)", Role::Keep),
+            ("dependent (exported with their sensitive group)", Role::Dependent),
             ("excluded (never exported)", Role::Excluded),
             ("unrelated (never touched)", Role::Unrelated),
         ] {
-            let tables: Vec<usize> = (0..self.tables.len())
-                .filter(|&t| self.tables[t].role == role)
-                .collect();
+            let tables: Vec<usize> = (0..self.tables.len()).filter(|&t| self.tables[t].role == role).collect();
             if tables.is_empty() {
                 continue;
             }
@@ -113,14 +80,8 @@ impl Plan {
             .filter(|&t| self.tables[t].role.is_exported())
             .flat_map(|t| {
                 let name = self.name(t);
-                let cols = self.tables[t]
-                    .sensitive
-                    .iter()
-                    .map(move |(c, g)| format!("  {name}.{c}  [group `{g}`]"));
-                let whole = self.tables[t]
-                    .group
-                    .as_ref()
-                    .map(|g| format!("  {}  (whole table) [group `{g}`]", self.name(t)));
+                let cols = self.tables[t].sensitive.iter().map(move |(c, g)| format!("  {name}.{c}  [group `{g}`]"));
+                let whole = self.tables[t].group.as_ref().map(|g| format!("  {}  (whole table) [group `{g}`]", self.name(t)));
                 cols.chain(whole)
             })
             .collect();
@@ -133,82 +94,39 @@ impl Plan {
         if !self.cycles.is_empty() {
             let _ = writeln!(out, "\ncycles:");
             for c in &self.cycles {
-                let _ = writeln!(
-                    out,
-                    "  {}  — broken by {}",
-                    c.tables.join(" ↔ "),
-                    c.broken_by
-                );
+                let _ = writeln!(out, "  {}  — broken by {}", c.tables.join(" ↔ "), c.broken_by);
             }
         }
         if !self.cross_tenant.is_empty() {
             let _ = writeln!(out, "\nreferences that may cross tenants (cut where nullable, else the row is left out):");
             for &e in &self.cross_tenant {
                 let edge = &self.edges[e];
-                let _ = writeln!(
-                    out,
-                    "  {}({}) → {}",
-                    self.name(edge.from),
-                    edge.from_columns.join(", "),
-                    self.name(edge.to)
-                );
+                let _ = writeln!(out, "  {}({}) → {}", self.name(edge.from), edge.from_columns.join(", "), self.name(edge.to));
             }
         }
-        let polymorphic: Vec<usize> = (0..self.edges.len())
-            .filter(|&e| self.edges[e].condition.is_some())
-            .collect();
+        let polymorphic: Vec<usize> = (0..self.edges.len()).filter(|&e| self.edges[e].condition.is_some()).collect();
         if !polymorphic.is_empty() {
-            let _ = writeln!(
-                out,
-                "\npolymorphic references (followed where the row's kind matches):"
-            );
+            let _ = writeln!(out, "\npolymorphic references (followed where the row's kind matches):");
             for e in polymorphic {
                 let edge = &self.edges[e];
                 let when = self.condition_text(e).unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "  {}({}) → {}  when {when}",
-                    self.name(edge.from),
-                    edge.from_columns.join(", "),
-                    self.name(edge.to)
-                );
+                let _ = writeln!(out, "  {}({}) → {}  when {when}", self.name(edge.from), edge.from_columns.join(", "), self.name(edge.to));
             }
         }
         if !self.into_excluded.is_empty() {
-            let _ = writeln!(
-                out,
-                "\nreferences into excluded tables (cut where nullable):"
-            );
+            let _ = writeln!(out, "\nreferences into excluded tables (cut where nullable):");
             for &e in &self.into_excluded {
                 let edge = &self.edges[e];
-                let _ = writeln!(
-                    out,
-                    "  {}({}) → {}",
-                    self.name(edge.from),
-                    edge.from_columns.join(", "),
-                    self.name(edge.to)
-                );
+                let _ = writeln!(out, "  {}({}) → {}", self.name(edge.from), edge.from_columns.join(", "), self.name(edge.to));
             }
         }
         if !self.files.is_empty() {
             let _ = writeln!(out, "\nfiles (moved with the organisation):");
             for set in &self.files {
                 let columns = set.column_names(self);
-                let prefix = set
-                    .prefix
-                    .as_deref()
-                    .map(|p| format!(" under `{p}`"))
-                    .unwrap_or_default();
-                let named = if columns.is_empty() {
-                    String::new()
-                } else {
-                    format!(", and named by {}", columns.join(", "))
-                };
-                let _ = writeln!(
-                    out,
-                    "  {}: objects of {}{prefix}{named}",
-                    set.name, set.store
-                );
+                let prefix = set.prefix.as_deref().map(|p| format!(" under `{p}`")).unwrap_or_default();
+                let named = if columns.is_empty() { String::new() } else { format!(", and named by {}", columns.join(", ")) };
+                let _ = writeln!(out, "  {}: objects of {}{prefix}{named}", set.name, set.store);
             }
         }
         self.write_inference(&mut out);
@@ -232,22 +150,11 @@ impl Plan {
             };
             let _ = writeln!(out, "\n{title}:");
             for r in &inference.references {
-                let _ = writeln!(
-                    out,
-                    "  {}({}) → {}({})  — {}",
-                    self.name(r.from),
-                    r.column,
-                    self.name(r.to),
-                    r.to_column(),
-                    r.evidence
-                );
+                let _ = writeln!(out, "  {}({}) → {}({})  — {}", self.name(r.from), r.column, self.name(r.to), r.to_column(), r.evidence);
             }
         }
         if !inference.not_inferred.is_empty() {
-            let _ = writeln!(
-                out,
-                "\nnot inferred (declare them with [[reference]] where they are references):"
-            );
+            let _ = writeln!(out, "\nnot inferred (declare them with [[reference]] where they are references):");
             for n in &inference.not_inferred {
                 let _ = writeln!(out, "  {}({})  — {}", self.name(n.from), n.column, n.reason);
             }
@@ -288,34 +195,15 @@ impl Plan {
     /// Children are listed under the first of their ownership edges; further edges are noted.
     fn write_tree(&self, out: &mut String, t: usize, indent: usize) {
         for (i, child) in self.tables.iter().enumerate() {
-            if child
-                .ownership
-                .first()
-                .is_none_or(|&e| self.edges[e].to != t)
-            {
+            if child.ownership.first().is_none_or(|&e| self.edges[e].to != t) {
                 continue;
             }
-            let mut line = format!(
-                "{}{}  ({})",
-                "  ".repeat(indent + 1),
-                self.name(i),
-                self.edge_label(child.ownership[0])
-            );
+            let mut line = format!("{}{}  ({})", "  ".repeat(indent + 1), self.name(i), self.edge_label(child.ownership[0]));
             for &e in &child.ownership[1..] {
-                let _ = write!(
-                    line,
-                    "; or via {} ({})",
-                    self.name(self.edges[e].to),
-                    self.edge_label(e)
-                );
+                let _ = write!(line, "; or via {} ({})", self.name(self.edges[e].to), self.edge_label(e));
             }
             for &e in &child.other_paths {
-                let _ = write!(
-                    line,
-                    "; checked against {} ({})",
-                    self.name(self.edges[e].to),
-                    self.edge_label(e)
-                );
+                let _ = write!(line, "; checked against {} ({})", self.name(self.edges[e].to), self.edge_label(e));
             }
             if let Some(e) = child.self_edge {
                 let _ = write!(line, "; self-reference ({})", self.edge_label(e));
@@ -326,15 +214,11 @@ impl Plan {
     }
 
     fn render_dot(&self) -> String {
-        let mut out =
-            String::from("digraph orgport {\n  rankdir=BT;\n  node [shape=box, style=filled];\n");
+        let mut out = String::from("digraph orgport {\n  rankdir=BT;\n  node [shape=box, style=filled];\n");
         for (t, plan) in self.tables.iter().enumerate() {
             let color = role_color(plan.role);
-            let _ = writeln!(
-                out,
-                "  t{t} [label={:?}, fillcolor=\"{color}\"];",
-                format!("{}\n{:?}", self.name(t), plan.role).to_lowercase()
-            );
+            let _ =
+                writeln!(out, "  t{t} [label={:?}, fillcolor=\"{color}\"];", format!("{}\n{:?}", self.name(t), plan.role).to_lowercase());
         }
         for (i, e) in self.edges.iter().enumerate() {
             let style = if self.tables[e.from].ownership.contains(&i) {
@@ -344,13 +228,7 @@ impl Plan {
             } else {
                 "dashed"
             };
-            let _ = writeln!(
-                out,
-                "  t{} -> t{} [label={:?}, style={style}];",
-                e.from,
-                e.to,
-                e.from_columns.join(", ")
-            );
+            let _ = writeln!(out, "  t{} -> t{} [label={:?}, style={style}];", e.from, e.to, e.from_columns.join(", "));
         }
         out.push_str("}\n");
         out
@@ -359,12 +237,7 @@ impl Plan {
     fn render_mermaid(&self) -> String {
         let mut out = String::from("flowchart BT\n");
         for (t, plan) in self.tables.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "  t{t}[\"{} ({:?})\"]",
-                self.name(t).replace('"', "'"),
-                plan.role
-            );
+            let _ = writeln!(out, "  t{t}[\"{} ({:?})\"]", self.name(t).replace('"', "'"), plan.role);
         }
         for (i, e) in self.edges.iter().enumerate() {
             let arrow = if self.tables[e.from].ownership.contains(&i) {
@@ -374,13 +247,7 @@ impl Plan {
             } else {
                 "-.->"
             };
-            let _ = writeln!(
-                out,
-                "  t{} {arrow}|{}| t{}",
-                e.from,
-                e.from_columns.join(", ").replace('"', "'"),
-                e.to
-            );
+            let _ = writeln!(out, "  t{} {arrow}|{}| t{}", e.from, e.from_columns.join(", ").replace('"', "'"), e.to);
         }
         for (t, plan) in self.tables.iter().enumerate() {
             let _ = writeln!(out, "  style t{t} fill:{}", role_color(plan.role));
@@ -412,16 +279,8 @@ impl Plan {
             order: self.order.iter().map(|&t| self.name(t)).collect(),
             references: (0..self.edges.len()).map(|e| self.edge_report(e)).collect(),
             cycles: &self.cycles,
-            cross_tenant: self
-                .cross_tenant
-                .iter()
-                .map(|&e| self.edge_report(e))
-                .collect(),
-            into_excluded: self
-                .into_excluded
-                .iter()
-                .map(|&e| self.edge_report(e))
-                .collect(),
+            cross_tenant: self.cross_tenant.iter().map(|&e| self.edge_report(e)).collect(),
+            into_excluded: self.into_excluded.iter().map(|&e| self.edge_report(e)).collect(),
             inferred_references: InferenceReport {
                 used: self.inference.used,
                 references: self
@@ -440,11 +299,7 @@ impl Plan {
                     .inference
                     .not_inferred
                     .iter()
-                    .map(|n| NotInferredReport {
-                        table: self.name(n.from),
-                        column: &n.column,
-                        reason: &n.reason,
-                    })
+                    .map(|n| NotInferredReport { table: self.name(n.from), column: &n.column, reason: &n.reason })
                     .collect(),
             },
             warnings: &self.warnings,

@@ -45,16 +45,8 @@ fn run() -> Result<()> {
     let elapsed = started.elapsed();
     let counts = row_counts(&out)?;
     let total: i64 = counts.iter().map(|(_, rows)| rows).sum();
-    let per_table: Vec<String> = counts
-        .iter()
-        .map(|(table, rows)| format!("{table}={rows}"))
-        .collect();
-    eprintln!(
-        "wrote {} in {:.2}s, {total} rows: {}",
-        out.display(),
-        elapsed.as_secs_f64(),
-        per_table.join(" ")
-    );
+    let per_table: Vec<String> = counts.iter().map(|(table, rows)| format!("{table}={rows}")).collect();
+    eprintln!("wrote {} in {:.2}s, {total} rows: {}", out.display(), elapsed.as_secs_f64(), per_table.join(" "));
     Ok(())
 }
 
@@ -95,15 +87,13 @@ fn parse<T: FromStr>(flag: &str, value: &str) -> Result<T>
 where
     T::Err: std::error::Error + Send + Sync + 'static,
 {
-    value
-        .parse()
-        .with_context(|| format!("invalid value `{value}` for `{flag}`"))
+    value.parse().with_context(|| format!("invalid value `{value}` for `{flag}`"))
 }
 
 /// Rows per table, by table name, SQLite's internal tables left out.
 fn row_counts(path: &Path) -> Result<Vec<(String, i64)>> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .with_context(|| format!("reopening `{}`", path.display()))?;
+    let conn =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).with_context(|| format!("reopening `{}`", path.display()))?;
     let mut tables = conn
         .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
         .context("listing tables")?;
@@ -116,9 +106,7 @@ fn row_counts(path: &Path) -> Result<Vec<(String, i64)>> {
         .into_iter()
         .map(|name| {
             let sql = format!("SELECT count(*) FROM \"{}\"", name.replace('"', "\"\""));
-            let rows = conn
-                .query_row(&sql, [], |row| row.get(0))
-                .with_context(|| format!("counting rows of `{name}`"))?;
+            let rows = conn.query_row(&sql, [], |row| row.get(0)).with_context(|| format!("counting rows of `{name}`"))?;
             Ok((name, rows))
         })
         .collect()
@@ -134,19 +122,9 @@ mod tests {
 
     #[test]
     fn parses_flags_with_separate_and_inline_values() {
-        let (out, opts) = parse_args(args(
-            "--out a.db --orgs=2 --first-org -7 --chain 4 --slug-prefix=x-",
-        ))
-        .unwrap()
-        .unwrap();
+        let (out, opts) = parse_args(args("--out a.db --orgs=2 --first-org -7 --chain 4 --slug-prefix=x-")).unwrap().unwrap();
         assert_eq!(out, PathBuf::from("a.db"));
-        let expected = ExampleOptions {
-            orgs: 2,
-            first_org: -7,
-            chain_depth: 4,
-            slug_prefix: "x-".to_owned(),
-            ..ExampleOptions::default()
-        };
+        let expected = ExampleOptions { orgs: 2, first_org: -7, chain_depth: 4, slug_prefix: "x-".to_owned(), ..ExampleOptions::default() };
         assert_eq!(opts, expected);
     }
 

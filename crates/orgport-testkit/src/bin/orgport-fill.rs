@@ -63,9 +63,7 @@ fn run() -> Result<()> {
             _ => bail!("unknown option `{flag}`\n\n{HELP}"),
         }
     }
-    let Some(url) = url else {
-        bail!("`--db URL` is required\n\n{HELP}")
-    };
+    let Some(url) = url else { bail!("`--db URL` is required\n\n{HELP}") };
     let config = match &config_path {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -74,18 +72,10 @@ fn run() -> Result<()> {
     print!("{}", filled.summary());
     let rows: usize = filled.tables.values().map(|t| t.rows.len()).sum();
     let keys: Vec<String> = filled.orgs.iter().map(|k| k.display()).collect();
-    eprintln!(
-        "wrote {rows} rows in {} tables ({} skipped); organisations: {}",
-        filled.tables.len(),
-        filled.skipped.len(),
-        keys.join(", ")
-    );
+    eprintln!("wrote {rows} rows in {} tables ({} skipped); organisations: {}", filled.tables.len(), filled.skipped.len(), keys.join(", "));
     Ok(())
 }
 
 fn number<T: FromStr>(flag: &str, value: &str) -> Result<T> {
-    value
-        .parse()
-        .ok()
-        .with_context(|| format!("`{flag}` takes a number, not `{value}`"))
+    value.parse().ok().with_context(|| format!("`{flag}` takes a number, not `{value}`"))
 }

@@ -54,13 +54,7 @@ pub struct FillOptions {
 
 impl Default for FillOptions {
     fn default() -> Self {
-        FillOptions {
-            orgs: 3,
-            rows_per_table: 3,
-            seed: 42,
-            first_org: 1,
-            root: None,
-        }
+        FillOptions { orgs: 3, rows_per_table: 3, seed: 42, first_org: 1, root: None }
     }
 }
 
@@ -101,10 +95,7 @@ impl FilledTable {
 
     /// The value of `column` in `row`.
     pub fn value<'a>(&self, row: &'a FilledRow, column: &str) -> Option<&'a Value> {
-        self.columns
-            .iter()
-            .position(|c| c == column)
-            .map(|i| &row.values[i])
+        self.columns.iter().position(|c| c == column).map(|i| &row.values[i])
     }
 }
 
@@ -118,15 +109,9 @@ impl Filled {
     pub fn summary(&self) -> String {
         let mut out = String::new();
         for (name, t) in &self.tables {
-            let per_org: Vec<String> = (0..self.orgs.len())
-                .map(|o| t.rows_of(o).count().to_string())
-                .collect();
+            let per_org: Vec<String> = (0..self.orgs.len()).map(|o| t.rows_of(o).count().to_string()).collect();
             let shared = t.rows.iter().filter(|r| r.org.is_none()).count();
-            out.push_str(&format!(
-                "{name} ({:?}): {} per organisation, {shared} other",
-                t.role,
-                per_org.join("/")
-            ));
+            out.push_str(&format!("{name} ({:?}): {} per organisation, {shared} other", t.role, per_org.join("/")));
             if let Some((n, why)) = &t.left_out {
                 out.push_str(&format!("; {n} left out: {why}"));
             }
@@ -142,28 +127,15 @@ impl Filled {
 /// Opens the database at `url`, plans it with `config` and fills it; one transaction.
 pub fn fill(url: &str, config: &Config, options: &FillOptions) -> Result<Filled> {
     let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
-    let (mut engine, evaluator): (Box<dyn Engine>, Option<Box<dyn Engine>>) =
-        if orgport_postgres::URL_SCHEMES.contains(&scheme) {
-            (
-                Box::new(PostgresEngine::open(url)?),
-                Some(Box::new(PostgresEngine::open(url)?)),
-            )
-        } else if orgport_sqlite::URL_SCHEMES.contains(&scheme) {
-            (Box::new(SqliteEngine::open(url, Access::ReadWrite)?), None)
-        } else {
-            bail!(
-                "unsupported database URL `{}`",
-                orgport_postgres::redact(url)
-            );
-        };
+    let (mut engine, evaluator): (Box<dyn Engine>, Option<Box<dyn Engine>>) = if orgport_postgres::URL_SCHEMES.contains(&scheme) {
+        (Box::new(PostgresEngine::open(url)?), Some(Box::new(PostgresEngine::open(url)?)))
+    } else if orgport_sqlite::URL_SCHEMES.contains(&scheme) {
+        (Box::new(SqliteEngine::open(url, Access::ReadWrite)?), None)
+    } else {
+        bail!("unsupported database URL `{}`", orgport_postgres::redact(url));
+    };
     let schema = engine.introspect().context("reading the schema")?;
-    let plan = Plan::build(
-        schema,
-        config,
-        options.root.as_deref(),
-        engine.capabilities(),
-    )
-    .context("planning the schema")?;
+    let plan = Plan::build(schema, config, options.root.as_deref(), engine.capabilities()).context("planning the schema")?;
     let rules = match evaluator {
         Some(mut e) => {
             let rules = Rules::read(e.as_mut(), &plan.schema)?;
@@ -229,12 +201,7 @@ struct Filler<'a> {
 }
 
 impl<'a> Filler<'a> {
-    fn new(
-        engine: &'a mut dyn Engine,
-        rules: Option<(Rules, Box<dyn Engine>)>,
-        plan: &'a Plan,
-        options: &'a FillOptions,
-    ) -> Result<Self> {
+    fn new(engine: &'a mut dyn Engine, rules: Option<(Rules, Box<dyn Engine>)>, plan: &'a Plan, options: &'a FillOptions) -> Result<Self> {
         if options.orgs == 0 || options.rows_per_table == 0 {
             bail!("--orgs and --rows-per-table must be at least 1");
         }
@@ -245,13 +212,8 @@ impl<'a> Filler<'a> {
         let fill_set = tables_to_fill(plan);
         let mut required: HashMap<usize, Vec<BTreeMap<String, Scalar>>> = HashMap::new();
         for e in &plan.edges {
-            if let Some(ConditionTest::Refers { via, values }) =
-                e.condition.as_ref().map(|c| &c.test)
-            {
-                required
-                    .entry(plan.edges[*via].to)
-                    .or_default()
-                    .push(values.clone());
+            if let Some(ConditionTest::Refers { via, values }) = e.condition.as_ref().map(|c| &c.test) {
+                required.entry(plan.edges[*via].to).or_default().push(values.clone());
             }
         }
         let mut tables = Vec::new();
@@ -264,38 +226,16 @@ impl<'a> Filler<'a> {
                 .columns
                 .iter()
                 .filter(|c| !c.generated)
-                .map(|c| {
-                    Shape::of(
-                        c,
-                        rules
-                            .allowed
-                            .get(&(t, c.name.clone()))
-                            .cloned()
-                            .unwrap_or_default(),
-                    )
-                })
+                .map(|c| Shape::of(c, rules.allowed.get(&(t, c.name.clone())).cloned().unwrap_or_default()))
                 .collect();
             let position = |name: &str| shapes.iter().position(|s| s.name == name);
             let mut uniques = Vec::new();
             if !table.primary_key.is_empty() {
-                uniques.push((
-                    table
-                        .primary_key
-                        .iter()
-                        .filter_map(|c| position(c))
-                        .collect(),
-                    None,
-                ));
+                uniques.push((table.primary_key.iter().filter_map(|c| position(c)).collect(), None));
             }
             for u in &table.unique_keys {
-                let predicate = u
-                    .name
-                    .as_ref()
-                    .and_then(|n| rules.predicates.get(&(t, n.clone())).cloned());
-                uniques.push((
-                    u.columns.iter().filter_map(|c| position(c)).collect(),
-                    predicate,
-                ));
+                let predicate = u.name.as_ref().and_then(|n| rules.predicates.get(&(t, n.clone())).cloned());
+                uniques.push((u.columns.iter().filter_map(|c| position(c)).collect(), predicate));
             }
             let checks = rules
                 .checks
@@ -345,28 +285,17 @@ impl<'a> Filler<'a> {
         }
         result?;
         self.engine.commit().context("committing the rows")?;
-        let mut filled = Filled {
-            orgs: Vec::new(),
-            tables: BTreeMap::new(),
-            skipped: self.skipped,
-        };
+        let mut filled = Filled { orgs: Vec::new(), tables: BTreeMap::new(), skipped: self.skipped };
         let root = self.plan.root;
         if let Some(state) = &self.tables[root] {
-            let key = state
-                .shapes
-                .iter()
-                .position(|s| s.name == self.plan.root_key)
-                .context("the root key is not written")?;
+            let key = state.shapes.iter().position(|s| s.name == self.plan.root_key).context("the root key is not written")?;
             filled.orgs = state.rows.iter().map(|r| r.values[key].clone()).collect();
         }
         for (t, state) in self.tables.into_iter().enumerate() {
             let Some(state) = state else { continue };
             let name = self.plan.name(t);
             if state.rows.is_empty() {
-                let why = state
-                    .left_out
-                    .map(|(_, why)| why)
-                    .unwrap_or_else(|| "no row written".into());
+                let why = state.left_out.map(|(_, why)| why).unwrap_or_else(|| "no row written".into());
                 filled.skipped.entry(name).or_insert(why);
                 continue;
             }
@@ -385,16 +314,11 @@ impl<'a> Filler<'a> {
 
     fn write(&mut self, order: &[usize]) -> Result<()> {
         for &t in order {
-            self.fill_table(t)
-                .with_context(|| format!("filling `{}`", self.plan.name(t)))?;
+            self.fill_table(t).with_context(|| format!("filling `{}`", self.plan.name(t)))?;
         }
         let root = self.state(self.plan.root);
         if root.rows.len() != self.options.orgs {
-            let why = root
-                .left_out
-                .as_ref()
-                .map(|(_, why)| why.as_str())
-                .unwrap_or("its table is in a cycle of NOT NULL references");
+            let why = root.left_out.as_ref().map(|(_, why)| why.as_str()).unwrap_or("its table is in a cycle of NOT NULL references");
             bail!(
                 "only {} of {} root rows of `{}` could be written: {why}",
                 root.rows.len(),
@@ -408,9 +332,7 @@ impl<'a> Filler<'a> {
                 continue;
             }
             let table = self.plan.table(t).clone();
-            self.engine
-                .after_import(&table)
-                .with_context(|| format!("moving the sequences of `{}`", table.qualified()))?;
+            self.engine.after_import(&table).with_context(|| format!("moving the sequences of `{}`", table.qualified()))?;
         }
         Ok(())
     }
@@ -434,15 +356,8 @@ impl<'a> Filler<'a> {
         }
         let groups: Vec<(Option<usize>, usize)> = match self.state(t).role {
             Role::Root => (0..self.options.orgs).map(|o| (Some(o), 1)).collect(),
-            Role::Owned => (0..self.options.orgs)
-                .map(|o| (Some(o), self.options.rows_per_table))
-                .collect(),
-            _ => vec![(
-                None,
-                self.options
-                    .rows_per_table
-                    .max(self.state(t).required.len()),
-            )],
+            Role::Owned => (0..self.options.orgs).map(|o| (Some(o), self.options.rows_per_table)).collect(),
+            _ => vec![(None, self.options.rows_per_table.max(self.state(t).required.len()))],
         };
         for (org, count) in groups {
             for index in 0..count {
@@ -453,13 +368,7 @@ impl<'a> Filler<'a> {
     }
 
     /// Writes one row, trying other parents when a unique key would repeat.
-    fn fill_row(
-        &mut self,
-        t: usize,
-        table: &Table,
-        org: Option<usize>,
-        index: usize,
-    ) -> Result<()> {
+    fn fill_row(&mut self, t: usize, table: &Table, org: Option<usize>, index: usize) -> Result<()> {
         let state = self.state_mut(t);
         state.attempted += 1;
         let slot = Slot {
@@ -498,14 +407,7 @@ impl<'a> Filler<'a> {
     }
 
     /// The values of a new row of `t`, and the references it leaves for later.
-    fn candidate(
-        &mut self,
-        t: usize,
-        org: Option<usize>,
-        index: usize,
-        attempt: usize,
-        slot: &Slot,
-    ) -> Result<Candidate> {
+    fn candidate(&mut self, t: usize, org: Option<usize>, index: usize, attempt: usize, slot: &Slot) -> Result<Candidate> {
         let plan = self.plan;
         let table = plan.table(t);
         let shapes = self.state(t).shapes.clone();
@@ -515,9 +417,7 @@ impl<'a> Filler<'a> {
         for (i, shape) in shapes.iter().enumerate() {
             let value = match self.state(t).key_base.get(&i) {
                 Some(base) => Value::Int(shape.bounded(base + slot.ordinal as i64)),
-                None if keep_keys && shape.kind == ValueKind::Uuid => {
-                    Value::Uuid(keep_uuid(&table.qualified(), slot.ordinal))
-                }
+                None if keep_keys && shape.kind == ValueKind::Uuid => Value::Uuid(keep_uuid(&table.qualified(), slot.ordinal)),
                 None => shape.generate(slot, &mut self.rng),
             };
             values.push(value);
@@ -541,11 +441,7 @@ impl<'a> Filler<'a> {
             }
         }
         for edges in kinds.values() {
-            let usable: Vec<usize> = edges
-                .iter()
-                .copied()
-                .filter(|&e| !self.candidates(org, &plan.edges[e], index).is_empty())
-                .collect();
+            let usable: Vec<usize> = edges.iter().copied().filter(|&e| !self.candidates(org, &plan.edges[e], index).is_empty()).collect();
             if usable.is_empty() {
                 continue;
             }
@@ -558,13 +454,8 @@ impl<'a> Filler<'a> {
                 continue;
             };
             match &condition.test {
-                ConditionTest::Equals(scalar) => {
-                    values[column] = scalar_value(scalar, shapes[column].kind)
-                }
-                ConditionTest::Refers {
-                    via,
-                    values: wanted,
-                } => {
+                ConditionTest::Equals(scalar) => values[column] = scalar_value(scalar, shapes[column].kind),
+                ConditionTest::Refers { via, values: wanted } => {
                     let via = &plan.edges[*via];
                     let Some(type_row) = self.row_with(via, wanted) else {
                         continue;
@@ -579,17 +470,10 @@ impl<'a> Filler<'a> {
         }
         // Then every other reference, those that decide ownership and NOT NULL ones first.
         let ownership = &plan.tables[t].ownership;
-        let mut edges: Vec<(usize, &Edge)> = plan
-            .edges_from(t)
-            .filter(|(_, e)| e.condition.is_none())
-            .collect();
+        let mut edges: Vec<(usize, &Edge)> = plan.edges_from(t).filter(|(_, e)| e.condition.is_none()).collect();
         edges.sort_by_key(|(e, edge)| (!ownership.contains(e), edge.nullable));
         for (e, edge) in edges {
-            let cols: Vec<usize> = edge
-                .from_columns
-                .iter()
-                .filter_map(|c| position(c))
-                .collect();
+            let cols: Vec<usize> = edge.from_columns.iter().filter_map(|c| position(c)).collect();
             let target = self.tables[edge.to].as_ref();
             let later = target.is_some_and(|s| s.attempted == 0);
             let unavailable = target.is_none();
@@ -600,14 +484,8 @@ impl<'a> Filler<'a> {
                         pending.push(e);
                     }
                     // The row it would have referred to, should a check want the reference.
-                    let candidates = if later || unavailable {
-                        Vec::new()
-                    } else {
-                        self.candidates(org, edge, index)
-                    };
-                    if let Some(chosen) =
-                        candidates.get((index + attempt) % candidates.len().max(1))
-                    {
+                    let candidates = if later || unavailable { Vec::new() } else { self.candidates(org, edge, index) };
+                    if let Some(chosen) = candidates.get((index + attempt) % candidates.len().max(1)) {
                         offers.extend(cols.iter().copied().zip(chosen.iter().cloned()));
                     }
                     for &c in &cols {
@@ -622,28 +500,16 @@ impl<'a> Filler<'a> {
                     "({}) is NOT NULL and `{}` {}",
                     edge.from_columns.join(", "),
                     plan.name(edge.to),
-                    if later {
-                        "is filled later"
-                    } else {
-                        "is not filled"
-                    }
+                    if later { "is filled later" } else { "is not filled" }
                 ))));
             }
             let mut candidates = self.candidates(org, edge, index);
             if edge.to == t && candidates.is_empty() && !edge.nullable {
                 // A NOT NULL self-reference: the first row refers to itself.
-                let own: Vec<Value> = edge
-                    .to_columns
-                    .iter()
-                    .filter_map(|c| position(c).map(|i| values[i].clone()))
-                    .collect();
+                let own: Vec<Value> = edge.to_columns.iter().filter_map(|c| position(c).map(|i| values[i].clone())).collect();
                 candidates.push(own);
             }
-            candidates.retain(|row| {
-                cols.iter()
-                    .zip(row)
-                    .all(|(c, v)| !assigned.contains(c) || values[*c] == *v)
-            });
+            candidates.retain(|row| cols.iter().zip(row).all(|(c, v)| !assigned.contains(c) || values[*c] == *v));
             if candidates.is_empty() {
                 if edge.nullable {
                     for &c in &cols {
@@ -672,14 +538,7 @@ impl<'a> Filler<'a> {
     }
 
     /// Sets the referencing columns of `edge` to the referenced values.
-    fn point(
-        &self,
-        t: usize,
-        edge: &Edge,
-        target: &[Value],
-        values: &mut [Value],
-        assigned: &mut BTreeSet<usize>,
-    ) {
+    fn point(&self, t: usize, edge: &Edge, target: &[Value], values: &mut [Value], assigned: &mut BTreeSet<usize>) {
         let shapes = &self.state(t).shapes;
         for (column, value) in edge.from_columns.iter().zip(target) {
             if let Some(i) = shapes.iter().position(|s| &s.name == column) {
@@ -701,24 +560,11 @@ impl<'a> Filler<'a> {
         } else {
             None
         };
-        let positions: Vec<usize> = edge
-            .to_columns
-            .iter()
-            .filter_map(|c| target.shapes.iter().position(|s| &s.name == c))
-            .collect();
-        let members = target
-            .members
-            .get(&owner)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        let positions: Vec<usize> = edge.to_columns.iter().filter_map(|c| target.shapes.iter().position(|s| &s.name == c)).collect();
+        let members = target.members.get(&owner).map(Vec::as_slice).unwrap_or_default();
         members
             .iter()
-            .map(|&r| {
-                positions
-                    .iter()
-                    .map(|&p| target.rows[r].values[p].clone())
-                    .collect::<Vec<Value>>()
-            })
+            .map(|&r| positions.iter().map(|&p| target.rows[r].values[p].clone()).collect::<Vec<Value>>())
             .filter(|v| !v.iter().any(Value::is_null))
             .collect()
     }
@@ -730,35 +576,17 @@ impl<'a> Filler<'a> {
         let key = &via.to_columns;
         state.rows.iter().find_map(|row| {
             let holds = wanted.iter().all(|(c, s)| {
-                state
-                    .shapes
-                    .iter()
-                    .position(|x| &x.name == c)
-                    .is_some_and(|i| row.values[i] == scalar_value(s, state.shapes[i].kind))
+                state.shapes.iter().position(|x| &x.name == c).is_some_and(|i| row.values[i] == scalar_value(s, state.shapes[i].kind))
             });
-            holds.then(|| {
-                key.iter()
-                    .filter_map(|k| {
-                        state
-                            .shapes
-                            .iter()
-                            .position(|s| &s.name == k)
-                            .map(|i| row.values[i].clone())
-                    })
-                    .collect()
-            })
+            holds
+                .then(|| key.iter().filter_map(|k| state.shapes.iter().position(|s| &s.name == k).map(|i| row.values[i].clone())).collect())
         })
     }
 
     /// Makes `values` pass the table's checks: each failing check's columns try their
     /// alternatives (and `offers`: references left NULL by chance), the combination that last
     /// worked first.
-    fn apply_checks(
-        &mut self,
-        t: usize,
-        values: &mut [Value],
-        offers: &BTreeMap<usize, Value>,
-    ) -> Result<Result<(), Refusal>> {
+    fn apply_checks(&mut self, t: usize, values: &mut [Value], offers: &BTreeMap<usize, Value>) -> Result<Result<(), Refusal>> {
         let state = self.state(t);
         if state.checks.is_empty() || self.evaluator.is_none() {
             return Ok(Ok(()));
@@ -773,14 +601,8 @@ impl<'a> Filler<'a> {
         let all: Vec<&Check> = checks.iter().collect();
         let evaluator = self.evaluator.as_deref_mut().expect("an evaluator");
         let name = self.plan.name(t);
-        match first_passing(
-            evaluator,
-            &shapes,
-            &all,
-            &[],
-            &[values.to_vec(), guess.clone()],
-        )
-        .with_context(|| format!("evaluating the checks of `{name}`"))?
+        match first_passing(evaluator, &shapes, &all, &[], &[values.to_vec(), guess.clone()])
+            .with_context(|| format!("evaluating the checks of `{name}`"))?
         {
             Some((0, _)) => return Ok(Ok(())),
             Some(_) => {
@@ -797,12 +619,7 @@ impl<'a> Filler<'a> {
             let choices: Vec<Vec<Value>> = check
                 .columns
                 .iter()
-                .map(|&c| {
-                    std::iter::once(values[c].clone())
-                        .chain(offers.get(&c).cloned())
-                        .chain(shapes[c].alternatives())
-                        .collect()
-                })
+                .map(|&c| std::iter::once(values[c].clone()).chain(offers.get(&c).cloned()).chain(shapes[c].alternatives()).collect())
                 .collect();
             let combinations = combinations(values, &check.columns, &choices, 512);
             match first_passing(evaluator, &shapes, &all, &[], &combinations)? {
@@ -814,12 +631,7 @@ impl<'a> Filler<'a> {
                         None => {
                             return Ok(Err(Refusal::Impossible(format!(
                                 "no value of ({}) tried satisfies check `{}`",
-                                check
-                                    .columns
-                                    .iter()
-                                    .map(|&c| shapes[c].name.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", "),
+                                check.columns.iter().map(|&c| shapes[c].name.as_str()).collect::<Vec<_>>().join(", "),
                                 check.name
                             ))))
                         }
@@ -828,9 +640,7 @@ impl<'a> Filler<'a> {
             }
         }
         if first_passing(evaluator, &shapes, &all, &[], &[values.to_vec()])?.is_none() {
-            return Ok(Err(Refusal::Impossible(
-                "no combination tried satisfies every check".into(),
-            )));
+            return Ok(Err(Refusal::Impossible("no combination tried satisfies every check".into())));
         }
         // Alternatives are the same for every row (NULL, a label, the default): worth trying
         // first on the next row. Generated values are not.
@@ -847,34 +657,14 @@ impl<'a> Filler<'a> {
     /// The unique key the row would repeat, if any (partial keys only where their predicate
     /// holds for the row; keys with a NULL never repeat). `only`: the keys that hold one of
     /// these columns.
-    fn repeats(
-        &mut self,
-        t: usize,
-        values: &[Value],
-        only: Option<&[usize]>,
-    ) -> Result<Option<String>> {
+    fn repeats(&mut self, t: usize, values: &[Value], only: Option<&[usize]>) -> Result<Option<String>> {
         let state = self.tables[t].as_ref().expect("a table of the fill");
-        let predicates: Vec<&str> = state
-            .uniques
-            .iter()
-            .filter_map(|(_, p)| p.as_deref())
-            .collect();
+        let predicates: Vec<&str> = state.uniques.iter().filter_map(|(_, p)| p.as_deref()).collect();
         let holds: Vec<bool> = match (&mut self.evaluator, predicates.is_empty()) {
-            (Some(evaluator), false) => first_passing(
-                evaluator.as_mut(),
-                &state.shapes,
-                &[],
-                &predicates,
-                &[values.to_vec()],
-            )
-            .with_context(|| {
-                format!(
-                    "evaluating the unique index predicates of `{}`",
-                    self.plan.name(t)
-                )
-            })?
-            .map(|(_, holds)| holds)
-            .unwrap_or_default(),
+            (Some(evaluator), false) => first_passing(evaluator.as_mut(), &state.shapes, &[], &predicates, &[values.to_vec()])
+                .with_context(|| format!("evaluating the unique index predicates of `{}`", self.plan.name(t)))?
+                .map(|(_, holds)| holds)
+                .unwrap_or_default(),
             _ => Vec::new(),
         };
         let mut holds = holds.into_iter();
@@ -885,10 +675,7 @@ impl<'a> Filler<'a> {
                 continue;
             }
             if state.seen[u].contains(&unique_text(columns, values)) {
-                let names: Vec<&str> = columns
-                    .iter()
-                    .map(|&c| state.shapes[c].name.as_str())
-                    .collect();
+                let names: Vec<&str> = columns.iter().map(|&c| state.shapes[c].name.as_str()).collect();
                 return Ok(Some(format!("unique ({}) would repeat", names.join(", "))));
             }
         }
@@ -897,12 +684,7 @@ impl<'a> Filler<'a> {
 
     /// Inserts one row inside a savepoint: a row the database refuses is left out, the rest stays.
     fn insert(&mut self, t: usize, table: &Table, values: &[Value]) -> Result<Result<(), String>> {
-        let columns: Vec<String> = self
-            .state(t)
-            .shapes
-            .iter()
-            .map(|s| s.name.clone())
-            .collect();
+        let columns: Vec<String> = self.state(t).shapes.iter().map(|s| s.name.clone()).collect();
         let sql = insert_statement(self.engine.dialect(), table, &columns);
         self.write_or_undo(&sql, values)
     }
@@ -915,8 +697,7 @@ impl<'a> Filler<'a> {
                 Ok(Ok(()))
             }
             Err(e) => {
-                self.engine
-                    .execute("ROLLBACK TO SAVEPOINT orgport_fill", &[])?;
+                self.engine.execute("ROLLBACK TO SAVEPOINT orgport_fill", &[])?;
                 Ok(Err(format!("the database refused it: {}", error_text(&e))))
             }
         }
@@ -933,17 +714,9 @@ impl<'a> Filler<'a> {
         if !owned || belongs.is_some() {
             state.members.entry(belongs).or_default().push(row);
         }
-        state.rows.push(FilledRow {
-            org: belongs,
-            values,
-        });
+        state.rows.push(FilledRow { org: belongs, values });
         state.intended.push(org);
-        self.pending.extend(pending.into_iter().map(|edge| Pending {
-            table: t,
-            row,
-            edge,
-            org,
-        }));
+        self.pending.extend(pending.into_iter().map(|edge| Pending { table: t, row, edge, org }));
     }
 
     /// The organisation a row of `t` belongs to: the root's own, or that of a row its ownership
@@ -955,20 +728,12 @@ impl<'a> Filler<'a> {
             Role::Owned => {
                 let shapes = &self.state(t).shapes;
                 let set = |e: usize| {
-                    self.plan.edges[e].from_columns.iter().all(|c| {
-                        shapes
-                            .iter()
-                            .position(|s| &s.name == c)
-                            .is_some_and(|i| !values[i].is_null())
-                    })
+                    self.plan.edges[e]
+                        .from_columns
+                        .iter()
+                        .all(|c| shapes.iter().position(|s| &s.name == c).is_some_and(|i| !values[i].is_null()))
                 };
-                (plan
-                    .ownership
-                    .iter()
-                    .chain(plan.self_edge.iter())
-                    .any(|&e| set(e)))
-                .then_some(org)
-                .flatten()
+                (plan.ownership.iter().chain(plan.self_edge.iter()).any(|&e| set(e))).then_some(org).flatten()
             }
             _ => None,
         }
@@ -987,17 +752,9 @@ impl<'a> Filler<'a> {
             let before = self.state(p.table).rows[p.row].values.clone();
             let mut values = before.clone();
             let mut assigned = BTreeSet::new();
-            self.point(
-                p.table,
-                &edge,
-                &candidates[p.row % candidates.len()],
-                &mut values,
-                &mut assigned,
-            );
+            self.point(p.table, &edge, &candidates[p.row % candidates.len()], &mut values, &mut assigned);
             let changed: Vec<usize> = assigned.into_iter().collect();
-            if !self.passes_checks(p.table, &values)?
-                || self.repeats(p.table, &values, Some(&changed))?.is_some()
-            {
+            if !self.passes_checks(p.table, &values)? || self.repeats(p.table, &values, Some(&changed))?.is_some() {
                 continue;
             }
             let d = self.engine.dialect();
@@ -1006,31 +763,15 @@ impl<'a> Filler<'a> {
             let mut sets = Vec::new();
             for &c in &changed {
                 params.push(values[c].clone());
-                sets.push(format!(
-                    "{} = {}",
-                    d.quote_ident(&shapes[c].name),
-                    d.placeholder(params.len())
-                ));
+                sets.push(format!("{} = {}", d.quote_ident(&shapes[c].name), d.placeholder(params.len())));
             }
             let mut conditions = Vec::new();
             for key in &table.primary_key {
-                let i = shapes
-                    .iter()
-                    .position(|s| &s.name == key)
-                    .context("a key column")?;
+                let i = shapes.iter().position(|s| &s.name == key).context("a key column")?;
                 params.push(before[i].clone());
-                conditions.push(format!(
-                    "{} = {}",
-                    d.quote_ident(key),
-                    d.placeholder(params.len())
-                ));
+                conditions.push(format!("{} = {}", d.quote_ident(key), d.placeholder(params.len())));
             }
-            let sql = format!(
-                "UPDATE {} SET {} WHERE {}",
-                d.table_ref(&table),
-                sets.join(", "),
-                conditions.join(" AND ")
-            );
+            let sql = format!("UPDATE {} SET {} WHERE {}", d.table_ref(&table), sets.join(", "), conditions.join(" AND "));
             if self.write_or_undo(&sql, &params)?.is_ok() {
                 let state = self.state_mut(p.table);
                 state.remember(&values);
@@ -1042,11 +783,7 @@ impl<'a> Filler<'a> {
                 continue;
             };
             let orgs: Vec<Option<usize>> = (0..state.rows.len())
-                .map(|r| {
-                    state.rows[r]
-                        .org
-                        .or_else(|| self.belongs(t, state.intended[r], &state.rows[r].values))
-                })
+                .map(|r| state.rows[r].org.or_else(|| self.belongs(t, state.intended[r], &state.rows[r].values)))
                 .collect();
             for (row, org) in self.state_mut(t).rows.iter_mut().zip(orgs) {
                 row.org = org;
@@ -1082,9 +819,7 @@ impl TableState {
 
 /// Every exported table, and the tables their NOT NULL references need rows in.
 fn tables_to_fill(plan: &Plan) -> BTreeSet<usize> {
-    let mut set: BTreeSet<usize> = (0..plan.tables.len())
-        .filter(|&t| plan.tables[t].role.is_exported())
-        .collect();
+    let mut set: BTreeSet<usize> = (0..plan.tables.len()).filter(|&t| plan.tables[t].role.is_exported()).collect();
     let mut queue: Vec<usize> = set.iter().copied().collect();
     while let Some(t) = queue.pop() {
         for (_, e) in plan.edges_from(t) {
@@ -1099,24 +834,13 @@ fn tables_to_fill(plan: &Plan) -> BTreeSet<usize> {
 /// Tables after every table they refer to, in the plan's order where it allows; a cycle is
 /// entered at a table whose NOT NULL references are satisfied. Tables in a cycle of NOT NULL
 /// references are skipped.
-fn fill_order(
-    plan: &Plan,
-    tables: &[Option<TableState>],
-    skipped: &mut BTreeMap<String, String>,
-) -> Vec<usize> {
+fn fill_order(plan: &Plan, tables: &[Option<TableState>], skipped: &mut BTreeMap<String, String>) -> Vec<usize> {
     let filled: BTreeSet<usize> = (0..tables.len()).filter(|&t| tables[t].is_some()).collect();
-    let rank: HashMap<usize, usize> = plan
-        .order
-        .iter()
-        .enumerate()
-        .map(|(i, &t)| (t, i))
-        .collect();
+    let rank: HashMap<usize, usize> = plan.order.iter().enumerate().map(|(i, &t)| (t, i)).collect();
     let priority = |t: &&usize| rank.get(*t).copied().unwrap_or(plan.order.len() + **t);
     let parents = |t: usize, mandatory_only: bool| -> BTreeSet<usize> {
         plan.edges_from(t)
-            .filter(|(_, e)| {
-                e.to != t && filled.contains(&e.to) && (!mandatory_only || e.mandatory())
-            })
+            .filter(|(_, e)| e.to != t && filled.contains(&e.to) && (!mandatory_only || e.mandatory()))
             .map(|(_, e)| e.to)
             .collect()
     };
@@ -1128,23 +852,12 @@ fn fill_order(
             .iter()
             .filter(|&&t| parents(t, false).is_subset(&done))
             .min_by_key(priority)
-            .or_else(|| {
-                remaining
-                    .iter()
-                    .filter(|&&t| parents(t, true).is_subset(&done))
-                    .min_by_key(priority)
-            })
+            .or_else(|| remaining.iter().filter(|&&t| parents(t, true).is_subset(&done)).min_by_key(priority))
             .copied();
         let Some(t) = next else {
             let names: Vec<String> = remaining.iter().map(|&t| plan.name(t)).collect();
             for &t in &remaining {
-                skipped.insert(
-                    plan.name(t),
-                    format!(
-                        "its NOT NULL references form a cycle among {}",
-                        names.join(", ")
-                    ),
-                );
+                skipped.insert(plan.name(t), format!("its NOT NULL references form a cycle among {}", names.join(", ")));
             }
             break;
         };
@@ -1161,10 +874,7 @@ fn scalar_value(scalar: &Scalar, kind: ValueKind) -> Value {
         (Scalar::Int(i), ValueKind::Integer) => Value::Int(*i),
         (Scalar::Bool(b), ValueKind::Boolean) => Value::Bool(*b),
         (Scalar::Bool(b), ValueKind::Integer) => Value::Int(i64::from(*b)),
-        (Scalar::Text(s), ValueKind::Integer) => s
-            .parse()
-            .map(Value::Int)
-            .unwrap_or_else(|_| Value::Text(s.clone())),
+        (Scalar::Text(s), ValueKind::Integer) => s.parse().map(Value::Int).unwrap_or_else(|_| Value::Text(s.clone())),
         (Scalar::Text(s), _) => Value::Text(s.clone()),
         (other, _) => Value::Text(other.to_string()),
     }
@@ -1173,28 +883,17 @@ fn scalar_value(scalar: &Scalar, kind: ValueKind) -> Value {
 /// The key of a kept (lookup) table's row: the same in every database, whatever the seed, so
 /// that an archive's lookup keys exist on a target filled alike.
 fn keep_uuid(table: &str, ordinal: u64) -> [u8; 16] {
-    let name = table.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
+    let name = table.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     random_uuid(&mut StdRng::seed_from_u64(name ^ ordinal))
 }
 
 fn unique_text(columns: &[usize], values: &[Value]) -> String {
-    columns
-        .iter()
-        .map(|&c| format!("{:?}", values[c]))
-        .collect::<Vec<_>>()
-        .join("\u{1f}")
+    columns.iter().map(|&c| format!("{:?}", values[c])).collect::<Vec<_>>().join("\u{1f}")
 }
 
 /// Rows with the given columns set to each combination of their choices (the first choice of
 /// each is the current value), fewest changes first, at most `cap`.
-fn combinations(
-    values: &[Value],
-    columns: &[usize],
-    choices: &[Vec<Value>],
-    cap: usize,
-) -> Vec<Vec<Value>> {
+fn combinations(values: &[Value], columns: &[usize], choices: &[Vec<Value>], cap: usize) -> Vec<Vec<Value>> {
     let total: usize = choices.iter().map(Vec::len).product();
     let mut out: Vec<(usize, Vec<Value>)> = (0..total.min(cap * 8))
         .map(|n| {

@@ -42,11 +42,7 @@ pub(crate) struct CheckDef {
 
 /// Qualified as orgport names tables: `public` tables unqualified.
 fn table_index(schema: &Schema, nspname: &str, relname: &str) -> Option<usize> {
-    let name = if nspname == "public" {
-        relname.to_string()
-    } else {
-        format!("{nspname}.{relname}")
-    };
+    let name = if nspname == "public" { relname.to_string() } else { format!("{nspname}.{relname}") };
     schema.tables.iter().position(|t| t.qualified() == name)
 }
 
@@ -96,11 +92,7 @@ impl Rules {
         let mut rows = |sql: &str, kinds: Vec<ValueKind>| -> Result<Vec<Vec<String>>> {
             let mut out = Vec::new();
             engine.query(sql, &[], &kinds, &mut |row| {
-                out.push(
-                    row.iter()
-                        .map(|v| v.as_str().unwrap_or_default().to_string())
-                        .collect(),
-                );
+                out.push(row.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect());
                 Ok(())
             })?;
             Ok(out)
@@ -111,25 +103,13 @@ impl Rules {
             let Some(t) = table_index(schema, &r[0], &r[1]) else {
                 continue;
             };
-            let expr = r[3]
-                .trim_end_matches(" NOT VALID")
-                .trim_start_matches("CHECK ")
-                .to_string();
-            let columns: Vec<String> =
-                serde_json::from_str(&r[4]).context("check constraint columns")?;
-            rules.checks.entry(t).or_default().push(CheckDef {
-                name: r[2].clone(),
-                expr,
-                columns,
-            });
+            let expr = r[3].trim_end_matches(" NOT VALID").trim_start_matches("CHECK ").to_string();
+            let columns: Vec<String> = serde_json::from_str(&r[4]).context("check constraint columns")?;
+            rules.checks.entry(t).or_default().push(CheckDef { name: r[2].clone(), expr, columns });
         }
         for r in rows(ENUM_LABELS, text(4)).context("reading enum labels")? {
             if let Some(t) = table_index(schema, &r[0], &r[1]) {
-                rules
-                    .allowed
-                    .entry((t, r[2].clone()))
-                    .or_default()
-                    .push(r[3].clone());
+                rules.allowed.entry((t, r[2].clone())).or_default().push(r[3].clone());
             }
         }
         for r in rows(PARTIAL_UNIQUE, text(4)).context("reading partial unique indexes")? {
@@ -146,20 +126,12 @@ impl Rules {
             constraints.push(format!("({})", r[4]));
             if !r[2].is_empty() {
                 key.push(r[2].clone());
-                rules
-                    .allowed
-                    .entry((t, r[2].clone()))
-                    .or_default()
-                    .extend(bound_values(&r[3]));
+                rules.allowed.entry((t, r[2].clone())).or_default().extend(bound_values(&r[3]));
             }
         }
         for (t, (constraints, key)) in fits {
             let expr = constraints.join(" OR ");
-            rules.checks.entry(t).or_default().push(CheckDef {
-                name: "a partition for the row".into(),
-                expr,
-                columns: key,
-            });
+            rules.checks.entry(t).or_default().push(CheckDef { name: "a partition for the row".into(), expr, columns: key });
         }
         Ok(rules)
     }
@@ -190,39 +162,23 @@ pub(crate) fn first_passing(
     candidates: &[Vec<Value>],
 ) -> Result<Option<(usize, Vec<bool>)>> {
     const INDEX: &str = "orgport_fill_candidate";
-    let names: Vec<String> = shapes
-        .iter()
-        .map(|s| format!("\"{}\"", s.name.replace('"', "\"\"")))
-        .collect();
+    let names: Vec<String> = shapes.iter().map(|s| format!("\"{}\"", s.name.replace('"', "\"\""))).collect();
     let rows: Vec<String> = candidates
         .iter()
         .enumerate()
         .map(|(i, values)| {
-            let cells: Vec<String> = values
-                .iter()
-                .zip(shapes)
-                .map(|(v, s)| format!("{}::{}", literal(v), s.declared))
-                .collect();
+            let cells: Vec<String> = values.iter().zip(shapes).map(|(v, s)| format!("{}::{}", literal(v), s.declared)).collect();
             format!("({i}, {})", cells.join(", "))
         })
         .collect();
-    let outputs: Vec<String> = std::iter::once(format!("c.{INDEX}"))
-        .chain(predicates.iter().map(|p| format!("({p}) IS TRUE")))
-        .collect();
-    let conditions: Vec<String> = checks
-        .iter()
-        .map(|c| format!("({}) IS NOT FALSE", c.expr))
-        .collect();
+    let outputs: Vec<String> = std::iter::once(format!("c.{INDEX}")).chain(predicates.iter().map(|p| format!("({p}) IS TRUE"))).collect();
+    let conditions: Vec<String> = checks.iter().map(|c| format!("({}) IS NOT FALSE", c.expr)).collect();
     let sql = format!(
         "SELECT {} FROM (VALUES {}) AS c({INDEX}, {}) WHERE {} ORDER BY 1 LIMIT 1",
         outputs.join(", "),
         rows.join(", "),
         names.join(", "),
-        if conditions.is_empty() {
-            "true".into()
-        } else {
-            conditions.join(" AND ")
-        }
+        if conditions.is_empty() { "true".into() } else { conditions.join(" AND ") }
     );
     let mut kinds = vec![ValueKind::Integer];
     kinds.extend(predicates.iter().map(|_| ValueKind::Boolean));
@@ -232,13 +188,7 @@ pub(crate) fn first_passing(
             Value::Int(i) => i as usize,
             _ => 0,
         };
-        (
-            index,
-            row[1..]
-                .iter()
-                .map(|v| matches!(v, Value::Bool(true)))
-                .collect(),
-        )
+        (index, row[1..].iter().map(|v| matches!(v, Value::Bool(true))).collect())
     }))
 }
 
@@ -250,13 +200,7 @@ mod tests {
     fn partition_bounds_give_the_values_a_row_may_take() {
         assert_eq!(bound_values("FOR VALUES IN ('Epic')"), ["Epic"]);
         assert_eq!(bound_values("FOR VALUES IN ('a', 'it''s')"), ["a", "it's"]);
-        assert_eq!(
-            bound_values("FOR VALUES FROM ('2024-01-01 00:00:00') TO ('2024-02-01 00:00:00')"),
-            ["2024-01-01 00:00:00"]
-        );
-        assert_eq!(
-            bound_values("FOR VALUES FROM (MINVALUE) TO (10)"),
-            Vec::<String>::new()
-        );
+        assert_eq!(bound_values("FOR VALUES FROM ('2024-01-01 00:00:00') TO ('2024-02-01 00:00:00')"), ["2024-01-01 00:00:00"]);
+        assert_eq!(bound_values("FOR VALUES FROM (MINVALUE) TO (10)"), Vec::<String>::new());
     }
 }

@@ -54,31 +54,19 @@ impl Shape {
             allowed,
             default: None,
         };
-        shape.default = column
-            .default
-            .as_deref()
-            .and_then(constant)
-            .and_then(|text| shape.parse(&text));
+        shape.default = column.default.as_deref().and_then(constant).and_then(|text| shape.parse(&text));
         shape
     }
 
     /// An element of an array column.
     fn element(&self) -> Shape {
-        Shape {
-            kind: kind_of_type(&self.base_type),
-            array: false,
-            default: None,
-            declared: self.base_type.clone(),
-            ..self.clone()
-        }
+        Shape { kind: kind_of_type(&self.base_type), array: false, default: None, declared: self.base_type.clone(), ..self.clone() }
     }
 
     /// The value this column gets in the row at `slot`.
     pub fn generate(&self, slot: &Slot, rng: &mut StdRng) -> Value {
         let o = slot.ordinal;
-        if let Some(label) = (!self.allowed.is_empty() && !self.array)
-            .then(|| &self.allowed[(o as usize - 1) % self.allowed.len()])
-        {
+        if let Some(label) = (!self.allowed.is_empty() && !self.array).then(|| &self.allowed[(o as usize - 1) % self.allowed.len()]) {
             return Value::Text(label.clone());
         }
         if self.array {
@@ -112,9 +100,7 @@ impl Shape {
     fn decimal(&self, o: u64) -> String {
         match self.numeric {
             Some((precision, scale)) => {
-                let whole = 10u64
-                    .checked_pow(precision.saturating_sub(scale))
-                    .map_or(o, |limit| o % limit);
+                let whole = 10u64.checked_pow(precision.saturating_sub(scale)).map_or(o, |limit| o % limit);
                 if scale == 0 {
                     whole.to_string()
                 } else {
@@ -129,32 +115,16 @@ impl Shape {
     fn text(&self, slot: &Slot) -> String {
         let o = slot.ordinal;
         let special = match self.base_type.as_str() {
-            "inet" => Some(format!(
-                "10.{}.{}.{}",
-                (o >> 16) & 255,
-                (o >> 8) & 255,
-                o & 255
-            )),
+            "inet" => Some(format!("10.{}.{}.{}", (o >> 16) & 255, (o >> 8) & 255, o & 255)),
             "cidr" => Some(format!("10.{}.{}.0/24", (o >> 8) & 255, o & 255)),
-            "macaddr" => Some(format!(
-                "08:00:2b:{:02x}:{:02x}:{:02x}",
-                (o >> 16) & 255,
-                (o >> 8) & 255,
-                o & 255
-            )),
+            "macaddr" => Some(format!("08:00:2b:{:02x}:{:02x}:{:02x}", (o >> 16) & 255, (o >> 8) & 255, o & 255)),
             "interval" => Some(format!("{o} days")),
             "money" => Some(format!("{o}.00")),
             "xml" => Some(format!("<v>{}</v>", slot.tag)),
             "point" => Some(format!("({o},1)")),
             "int4range" | "int8range" | "numrange" => Some(format!("[{o},{})", o + 1)),
             "daterange" => Some(format!("[{},{})", date(o), date(o + 1))),
-            "tsrange" | "tstzrange" => Some(format!(
-                "[\"{} {}\",\"{} {}\")",
-                date(o),
-                time(o),
-                date(o + 1),
-                time(o)
-            )),
+            "tsrange" | "tstzrange" => Some(format!("[\"{} {}\",\"{} {}\")", date(o), time(o), date(o + 1), time(o))),
             t if t.starts_with("bit") => Some("1".into()),
             _ => None,
         };
@@ -179,14 +149,7 @@ impl Shape {
             Value::Bool(b) => b.to_string(),
             Value::Float(f) => f.to_string(),
             Value::Uuid(u) => orgport_core::value::format_uuid(&u),
-            other => format!(
-                "\"{}\"",
-                other
-                    .as_str()
-                    .unwrap_or_default()
-                    .replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-            ),
+            other => format!("\"{}\"", other.as_str().unwrap_or_default().replace('\\', "\\\\").replace('"', "\\\"")),
         }
     }
 
@@ -205,13 +168,9 @@ impl Shape {
             (true, _) => out.push(Value::Text("{}".into())),
             (false, ValueKind::Boolean) => out.extend([Value::Bool(true), Value::Bool(false)]),
             (false, ValueKind::Integer) => out.extend([Value::Int(0), Value::Int(1)]),
-            (false, ValueKind::Decimal) => {
-                out.extend([Value::Decimal("0".into()), Value::Decimal("1".into())])
-            }
+            (false, ValueKind::Decimal) => out.extend([Value::Decimal("0".into()), Value::Decimal("1".into())]),
             (false, ValueKind::Float) => out.extend([Value::Float(0.0), Value::Float(1.0)]),
-            (false, ValueKind::Json) => {
-                out.extend([Value::Json("{}".into()), Value::Json("[]".into())])
-            }
+            (false, ValueKind::Json) => out.extend([Value::Json("{}".into()), Value::Json("[]".into())]),
             _ => {}
         }
         out
@@ -225,9 +184,7 @@ impl Shape {
         Some(match self.kind {
             ValueKind::Integer => Value::Int(text.parse().ok()?),
             ValueKind::Float => Value::Float(text.parse().ok()?),
-            ValueKind::Decimal => {
-                Value::Decimal(text.parse::<f64>().ok().map(|_| text.to_string())?)
-            }
+            ValueKind::Decimal => Value::Decimal(text.parse::<f64>().ok().map(|_| text.to_string())?),
             ValueKind::Boolean => Value::Bool(match text {
                 "true" | "t" | "1" => true,
                 "false" | "f" | "0" => false,
@@ -262,11 +219,7 @@ fn constant(default: &str) -> Option<String> {
         }
         return None;
     }
-    let bare = d
-        .split("::")
-        .next()?
-        .trim_start_matches('(')
-        .trim_end_matches(')');
+    let bare = d.split("::").next()?.trim_start_matches('(').trim_end_matches(')');
     let numeric = bare.parse::<f64>().is_ok();
     (numeric || bare == "true" || bare == "false").then(|| bare.to_string())
 }
@@ -276,21 +229,8 @@ fn type_modifiers(declared: &str) -> (Option<usize>, Option<(u32, u32)>) {
     let Some((name, rest)) = declared.split_once('(') else {
         return (None, None);
     };
-    let args: Vec<&str> = rest
-        .split(')')
-        .next()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .collect();
-    let text_like = [
-        "character varying",
-        "varchar",
-        "character",
-        "char",
-        "bpchar",
-    ]
-    .contains(&name.trim());
+    let args: Vec<&str> = rest.split(')').next().unwrap_or("").split(',').map(str::trim).collect();
+    let text_like = ["character varying", "varchar", "character", "char", "bpchar"].contains(&name.trim());
     match (name.trim(), args.as_slice()) {
         (_, [n]) if text_like => (n.parse().ok(), None),
         ("numeric" | "decimal", [p]) => (None, p.parse().ok().map(|p| (p, 0))),
@@ -317,12 +257,7 @@ fn kind_of_type(name: &str) -> ValueKind {
 
 /// A day between 2020 and 2027, the same for the same ordinal.
 fn date(o: u64) -> String {
-    format!(
-        "{}-{:02}-{:02}",
-        2020 + (o / 336) % 8,
-        1 + (o / 28) % 12,
-        1 + o % 28
-    )
+    format!("{}-{:02}-{:02}", 2020 + (o / 336) % 8, 1 + (o / 28) % 12, 1 + o % 28)
 }
 
 fn time(o: u64) -> String {
@@ -371,10 +306,7 @@ mod tests {
     fn type_modifiers_give_lengths_and_precisions() {
         assert_eq!(type_modifiers("character varying(20)"), (Some(20), None));
         assert_eq!(type_modifiers("numeric(10,5)"), (None, Some((10, 5))));
-        assert_eq!(
-            type_modifiers("timestamp(6) without time zone"),
-            (None, None)
-        );
+        assert_eq!(type_modifiers("timestamp(6) without time zone"), (None, None));
         assert_eq!(type_modifiers("text"), (None, None));
     }
 
@@ -392,14 +324,7 @@ mod tests {
             takes_any_text: true,
         };
         let shape = Shape::of(&column, Vec::new());
-        let texts: Vec<String> = (1..=50)
-            .map(|o| {
-                shape.text(&Slot {
-                    ordinal: o,
-                    tag: format!("o1_{o}"),
-                })
-            })
-            .collect();
+        let texts: Vec<String> = (1..=50).map(|o| shape.text(&Slot { ordinal: o, tag: format!("o1_{o}") })).collect();
         assert!(texts.iter().all(|t| t.len() <= 3), "{texts:?}");
         let distinct: std::collections::BTreeSet<&String> = texts.iter().collect();
         assert_eq!(distinct.len(), texts.len(), "{texts:?}");
