@@ -2,11 +2,12 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use orgport_core::archive::crypt::{self, Envelope, Identities};
+use orgport_core::archive::json;
 use orgport_core::store::ObjectStore;
 use orgport_objects::ObjectUrl;
 
@@ -33,14 +34,33 @@ impl Location {
     }
 
     /// Ready to be read, as many times as a command needs; decrypted with the identities of
-    /// `identity` (an age identity file) when it is encrypted.
+    /// `identity` (an age identity file) when it is encrypted. An archive in the JSON form (its
+    /// first byte other than a blank is `{`) is converted to a binary one in a temporary file
+    /// first, checked on the way, so every command reads the binary form.
     pub fn archive(&self, identity: Option<&Path>) -> orgport_core::Result<Archive<'_>> {
         let identities = identity.map(Identities::from_file).transpose()?;
         let place = match self {
             Location::File(path) => Place::File(path),
             Location::Object(url) => Place::Object { store: Self::open_store(url)?, key: url.key() },
         };
-        Ok(Archive { place, identities })
+        let archive = Archive { place, identities };
+        // Without its identity, an encrypted archive tells only that it is one.
+        if archive.identities.is_none() && archive.envelope()? != Envelope::Plain {
+            return Ok(archive);
+        }
+        let mut start = Vec::with_capacity(64);
+        archive.reader()?.take(64).read_to_end(&mut start).map_err(orgport_core::Error::Stream)?;
+        if !json::looks_like_json(&start) {
+            return Ok(archive);
+        }
+        let temp = |e| orgport_core::Error::io("cannot create a temporary file in", std::env::temp_dir(), e);
+        let mut binary = tempfile::NamedTempFile::new().map_err(temp)?;
+        {
+            let mut out = BufWriter::with_capacity(1 << 16, binary.as_file_mut());
+            json::from_json(archive.reader()?, &mut out, None)?;
+            out.flush().map_err(orgport_core::Error::Stream)?;
+        }
+        Ok(Archive { place: Place::Converted(binary.into_temp_path()), identities: None })
     }
 }
 
@@ -61,7 +81,12 @@ pub struct Archive<'a> {
 
 enum Place<'a> {
     File(&'a Path),
-    Object { store: Box<dyn ObjectStore>, key: &'a str },
+    /// The binary form of a JSON archive, removed when dropped.
+    Converted(tempfile::TempPath),
+    Object {
+        store: Box<dyn ObjectStore>,
+        key: &'a str,
+    },
 }
 
 impl Archive<'_> {
@@ -79,6 +104,10 @@ impl Archive<'_> {
         Ok(match &self.place {
             Place::File(path) => {
                 let file = File::open(path).map_err(|e| orgport_core::Error::io("cannot open archive", *path, e))?;
+                Box::new(BufReader::with_capacity(1 << 16, file))
+            }
+            Place::Converted(path) => {
+                let file = File::open(path).map_err(|e| orgport_core::Error::io("cannot open archive", path, e))?;
                 Box::new(BufReader::with_capacity(1 << 16, file))
             }
             Place::Object { store, key } => Box::new(store.reader(key)?),

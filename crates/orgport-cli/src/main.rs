@@ -91,11 +91,19 @@ Endpoints (every /api one needs `Authorization: Bearer TOKEN` of a superuser):
   GET    /api/jobs/{id}                    state (queued, running, done, failed, cancelled),
                                            phase, rows and files done, the error or the report
   DELETE /api/jobs/{id}                    cancel: the target stays as it was
-Errors are JSON {\"error\": \"...\"}: 400 bad query, 401 no or invalid token (the header
-`WWW-Authenticate: Bearer error=\"invalid_token\", error_description=…` says why), 403 not a
-superuser, 404, 409 values or objects in the way, 413 body over --max-body, 422 an archive that
-fails its checks, is encrypted for others, or does not fit the target, 429 more than --max-jobs
-at once.
+  GET    /api/orgs/{id}/export/json        the archive in its JSON form
+  POST   /api/orgs/import/json             the JSON form as the body (same parameters)
+           ?storageName=NAME               (both imports) the archive's files go to [files.NAME]
+  POST   /admin/v1/export                  ZITADEL's shape: {\"org_ids\": [...] (empty: all),
+           \"excluded_org_ids\", \"with_passwords\", \"with_otp\", \"timeout\": \"30s\",
+           \"response_output\": true, \"gcs_output\": {\"path\", \"bucket\", \"serviceaccount_json\"}}
+  POST   /admin/v1/import                  {\"data_orgsv1\": <export>} or {\"data_orgsv1_gcs\": {...}},
+           \"timeout\"; past the timeout the job is cancelled (504), the target as it was
+Errors are JSON {\"error\": \"...\"}: 400 bad query or JSON field (named), 401 no or invalid
+token (the header `WWW-Authenticate: Bearer error=\"invalid_token\", error_description=…` says
+why), 403 not a superuser, 404, 409 values or objects in the way, 413 body over --max-body, 422
+an archive that fails its checks, is encrypted for others, or does not fit the target, 429 more
+than --max-jobs at once, 502 a GCS object, 504 a timeout.
 
 Encryption (age): --encrypt-to / --encrypt-to-file encrypt every export; --identity decrypts the
 encrypted archives posted for import (without it they get 422).
@@ -178,8 +186,14 @@ struct ExportArgs {
     #[arg(long, value_name = "TABLE")]
     root: Option<String>,
     /// Key of an organisation to export (the root table's primary key); repeat for several.
-    #[arg(long = "org", value_name = "KEY", required = true)]
+    #[arg(long = "org", value_name = "KEY", required_unless_present = "all", conflicts_with = "all")]
     orgs: Vec<String>,
+    /// Export every organisation of the root table (but those of `--exclude`) into one archive.
+    #[arg(long)]
+    all: bool,
+    /// With `--all`: leave out this organisation (it must exist); repeat for several.
+    #[arg(long, value_name = "KEY")]
+    exclude: Vec<String>,
     /// Sensitive groups to include, comma-separated (e.g. `passwords,otp`); withheld otherwise.
     /// Only into an encrypted archive (`--encrypt-to`), unless `--allow-plaintext-secrets`.
     #[arg(long = "with", value_name = "GROUPS", value_delimiter = ',')]
@@ -191,6 +205,11 @@ struct ExportArgs {
     /// Replace `--out` if it exists (a file or an object).
     #[arg(long)]
     force: bool,
+    /// The archive's form: `binary` (compressed, any size) or `json` (one JSON document, for
+    /// small organisations and HTTP APIs; `import`, `verify` and `inspect` read either).
+    /// Default: `json` when `--out` ends in `.json`, else `binary`.
+    #[arg(long, value_enum, value_name = "FORM")]
+    format: Option<ArchiveForm>,
     /// Connections reading tables at once, all on the same snapshot (PostgreSQL; SQLite reads
     /// on one). Tables read ahead wait in temporary files beside `--out` (in the system's
     /// temporary directory when `--out` is an object). More than one pays
@@ -243,6 +262,12 @@ struct Decrypt {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ArchiveForm {
+    Binary,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum FilesMode {
     Embed,
     Copy,
@@ -260,7 +285,8 @@ struct FileJobs {
 struct ImportArgs {
     #[command(flatten)]
     source: Source,
-    /// The archive to import. A file, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`.
+    /// The archive to import, binary or JSON (told by its first byte). A file,
+    /// `s3://BUCKET/KEY` or `gs://BUCKET/KEY`.
     #[arg(long = "in", value_name = "PATH|URL", value_parser = Location::parse, required_unless_present = "cleanup")]
     input: Option<Location>,
     /// Do everything but commit; report what would be created, matched and renamed. Files are
@@ -287,7 +313,8 @@ struct ImportArgs {
 struct VerifyArgs {
     #[command(flatten)]
     source: Source,
-    /// The archive that was imported. A file, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`.
+    /// The archive that was imported, binary or JSON. A file, `s3://BUCKET/KEY` or
+    /// `gs://BUCKET/KEY`.
     #[arg(long = "in", value_name = "PATH|URL", value_parser = Location::parse)]
     input: Location,
     /// Key of the imported organisation on the target; repeat in the archive's order when it holds several.
@@ -304,7 +331,7 @@ struct VerifyArgs {
 
 #[derive(Args)]
 struct InspectArgs {
-    /// The archive to read. A file, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`.
+    /// The archive to read, binary or JSON. A file, `s3://BUCKET/KEY` or `gs://BUCKET/KEY`.
     #[arg(long = "in", value_name = "PATH|URL", value_parser = Location::parse)]
     input: Location,
     #[command(flatten)]

@@ -11,8 +11,8 @@ pub trait Progress {
     fn end(&self) {}
     /// Something worth a line of its own, such as how the work is spread.
     fn note(&self, _message: &str) {}
-    /// Whether the caller wants the work stopped. An import asks between rows and before it
-    /// writes files, and then fails with [`crate::Error::Cancelled`] through its usual failure
+    /// Whether the caller wants the work stopped. An export asks between rows; an import
+    /// between rows and before it writes files, and then fails with [`crate::Error::Cancelled`] through its usual failure
     /// path: the transaction rolled back, files written removed, the target as it was.
     fn cancelled(&self) -> bool {
         false

@@ -1,11 +1,12 @@
-//! `POST /api/orgs/import`: an archive in the request body, imported as a new organisation.
+//! `POST /api/orgs/import` (and `/import/json`): an archive in the request body (binary, or its
+//! JSON form, converted to a binary one before anything else), imported as a new organisation.
 //!
 //! The body is streamed into a temporary file (the import reads its archive three times),
 //! capped at `max_body`: beyond it, 413 and the file is gone before anything is imported. The
 //! import runs as a job on a blocking thread; the request waits for its report, or with
 //! `async=true` answers 202 with the job's id at once.
 
-use std::io::{BufReader, Read};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -14,7 +15,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
-use orgport_core::archive::{crypt, FORMAT_VERSION};
+use orgport_core::archive::{crypt, json, FORMAT_VERSION};
 use orgport_core::import::{import as core_import, FilesImport, ImportOptions};
 use orgport_core::plan::Plan;
 use orgport_engines::Access;
@@ -24,26 +25,34 @@ use tempfile::NamedTempFile;
 use tokio::io::AsyncWriteExt;
 
 use crate::error::ApiError;
-use crate::jobs::{CancelOnDrop, JobProgress};
+use crate::jobs::{CancelOnDrop, JobProgress, Slot, Timeout};
 use crate::App;
 
 /// A body beyond the limit is still read (and dropped) up to this many bytes, so that the
 /// client, still sending, reads the 413 rather than a reset connection.
 const DRAIN: u64 = 64 << 20;
 
-#[derive(Clone, Copy, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct ImportQuery {
     /// Accept an archive of another format version that this orgport still reads.
     #[serde(default)]
-    ignore_version: bool,
+    pub(crate) ignore_version: bool,
     /// Do everything but commit: the report of what would be created.
     #[serde(default)]
-    dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Answer 202 with a job id at once instead of waiting for the report.
     #[serde(default, rename = "async")]
-    run_async: bool,
+    pub(crate) run_async: bool,
+    /// The configured store (`[files.NAME]`) that receives the archive's files, instead of the
+    /// store of the same name as the archive's. The archive must then hold one set of files.
+    #[serde(default)]
+    pub(crate) storage_name: Option<String>,
 }
+
+/// Makes the binary archive an import reads, on the job's thread: the upload itself, or its
+/// conversion from the JSON form (whose failures are the archive's: 422).
+pub(crate) type Prepare = Box<dyn FnOnce() -> Result<NamedTempFile, ApiError> + Send>;
 
 pub(crate) async fn import(
     State(app): State<Arc<App>>,
@@ -51,34 +60,94 @@ pub(crate) async fn import(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    receive(app, query, headers, body, false).await
+}
+
+/// `POST /api/orgs/import/json`: the JSON form of an archive as the body.
+pub(crate) async fn import_json(
+    State(app): State<Arc<App>>,
+    query: Result<Query<ImportQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    receive(app, query, headers, body, true).await
+}
+
+async fn receive(
+    app: Arc<App>,
+    query: Result<Query<ImportQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+    json: bool,
+) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if let Some(name) = &query.storage_name {
+        if !app.settings.config.files.contains_key(name) {
+            return Err(ApiError::bad_request(format!("storageName `{name}`: the configuration declares no store `[files.{name}]`")));
+        }
+    }
     let slot = app.jobs.slot()?;
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    let archive = spool(body, declared, app.settings.max_body).await?;
+    let upload = spool(body, declared, app.settings.max_body).await?;
+    let prepare: Prepare = match json {
+        false => Box::new(move || Ok(upload)),
+        true => Box::new(move || {
+            let file = upload.reopen().map_err(|e| ApiError::internal(format!("cannot open the upload: {e}")))?;
+            from_json(file)
+        }),
+    };
+    start(app, slot, prepare, query, None).await
+}
+
+/// The binary form of a JSON archive, in a temporary file.
+pub(crate) fn from_json(input: impl Read) -> Result<NamedTempFile, ApiError> {
+    let temp = |e: std::io::Error| ApiError::internal(format!("cannot write a temporary file: {e}"));
+    let mut binary = tempfile::Builder::new().prefix(".orgport-upload-").tempfile().map_err(temp)?;
+    {
+        let mut out = BufWriter::with_capacity(1 << 16, binary.as_file_mut());
+        json::from_json(BufReader::with_capacity(1 << 16, input), &mut out, None)?;
+        out.flush().map_err(temp)?;
+    }
+    Ok(binary)
+}
+
+/// Runs an import as a job: the report when it ends, or 202 and the job's id with `async`.
+/// Past `timeout` the job is cancelled, the target left as it was, and the answer is 504.
+pub(crate) async fn start(
+    app: Arc<App>,
+    slot: Slot,
+    prepare: Prepare,
+    query: ImportQuery,
+    timeout: Option<Timeout>,
+) -> Result<Response, ApiError> {
     let job = app.jobs.create("import");
     let running = job.clone();
+    let run_async = query.run_async;
     let work = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        let result = running.run(|progress| run(&app, &archive, &query, progress));
-        drop(archive);
-        result
+        running.run(|progress| {
+            let archive = prepare()?;
+            run(&app, &archive, &query, progress)
+        })
     });
-    if query.run_async {
+    if run_async {
         let mut response = (StatusCode::ACCEPTED, Json(json!({"job": job.id}))).into_response();
         if let Ok(v) = HeaderValue::from_str(&format!("/api/jobs/{}", job.id)) {
             response.headers_mut().insert(header::LOCATION, v);
         }
         return Ok(response);
     }
+    let timer = timeout.map(|t| t.arm(job.clone()));
     // A client that goes away cancels its import.
     let mut guard = CancelOnDrop(Some(job));
     let result = work.await.map_err(|e| ApiError::internal(format!("the import stopped: {e}")))?;
     guard.0 = None;
+    let result = Timeout::judge(timer, result);
     result.map(|report| Json(report).into_response())
 }
 
 /// The body in a temporary file, or 413 (the file removed) when it is longer than `max`.
-async fn spool(body: Body, declared: Option<u64>, max: u64) -> Result<NamedTempFile, ApiError> {
+pub(crate) async fn spool(body: Body, declared: Option<u64>, max: u64) -> Result<NamedTempFile, ApiError> {
     let too_large =
         || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the archive is larger than the limit of {max} bytes (`--max-body`)"));
     let tmp = tempfile::Builder::new()
@@ -126,7 +195,10 @@ fn run(app: &App, archive: &NamedTempFile, query: &ImportQuery, progress: &JobPr
         Some(_) => None,
         None => Some(orgport_core::archive::read_manifest(&mut open()?)?.root_table),
     };
-    let plan = Plan::build(engine.introspect()?, &s.config, root.as_deref(), engine.capabilities())?;
+    let mut plan = Plan::build(engine.introspect()?, &s.config, root.as_deref(), engine.capabilities())?;
+    if let Some(name) = &query.storage_name {
+        receive_files_in(&mut plan, name, &orgport_core::archive::read_manifest(&mut open()?)?)?;
+    }
     let files = FilesImport { open: s.open_store, jobs: s.file_jobs };
     let options = ImportOptions { dry_run: query.dry_run, files: Some(files) };
     let report = core_import(engine.as_mut(), &plan, &open, &options, progress)?;
@@ -149,5 +221,33 @@ fn check_version(archive: &mut dyn Read, ignore: bool) -> Result<(), ApiError> {
             format!("archive format version {version} is older than this orgport's ({FORMAT_VERSION})\nhint: pass `ignoreVersion=true` to import it anyway"),
         ));
     }
+    Ok(())
+}
+
+/// `storageName`: the archive's one set of files goes to the configured store `name`, with its
+/// prefix; the target's store of the set's own name is not used.
+fn receive_files_in(plan: &mut Plan, name: &str, manifest: &orgport_core::archive::Manifest) -> Result<(), ApiError> {
+    let set = match manifest.files.as_slice() {
+        [] => return Ok(()),
+        [set] => set,
+        sets => {
+            let names: Vec<&str> = sets.iter().map(|s| s.name.as_str()).collect();
+            return Err(ApiError::bad_request(format!(
+                "storageName `{name}` names one store, and the archive holds {} sets of files ({}): import it without storageName, \
+                 each set into the store of its name",
+                sets.len(),
+                names.join(", ")
+            )));
+        }
+    };
+    let mut target = plan
+        .files
+        .iter()
+        .find(|s| s.name == name)
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request(format!("storageName `{name}`: no store `[files.{name}]`")))?;
+    target.name = set.name.clone();
+    plan.files.retain(|s| s.name != set.name);
+    plan.files.push(target);
     Ok(())
 }

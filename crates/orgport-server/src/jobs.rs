@@ -7,6 +7,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::Path;
 use axum::http::StatusCode;
@@ -234,4 +235,80 @@ pub(crate) async fn cancel(
     }
     job.cancel();
     Ok((StatusCode::ACCEPTED, Json(job.describe())))
+}
+
+/// A request's `timeout` (`"30s"`, `"10m"`, `"1m30s"`, `"500ms"`: Go's duration syntax, as
+/// ZITADEL takes it): past it, the request's job is cancelled through [`Progress::cancelled`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Timeout(pub(crate) Duration);
+
+/// A timeout running for a job; stops when dropped.
+pub(crate) struct Armed {
+    after: Duration,
+    fired: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Timeout {
+    pub(crate) fn parse(text: &str) -> Result<Timeout, String> {
+        let bad = || format!("`{text}` is not a duration such as \"30s\", \"10m\" or \"1m30s\"");
+        let mut rest = text.trim();
+        let mut total = 0f64;
+        if rest.is_empty() {
+            return Err(bad());
+        }
+        while !rest.is_empty() {
+            let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+            let n: f64 = rest[..digits].parse().map_err(|_| bad())?;
+            rest = &rest[digits..];
+            let unit = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+            let seconds = match &rest[..unit] {
+                "ns" => 1e-9,
+                "us" | "µs" => 1e-6,
+                "ms" => 1e-3,
+                "s" => 1.0,
+                "m" => 60.0,
+                "h" => 3600.0,
+                _ => return Err(bad()),
+            };
+            total += n * seconds;
+            rest = &rest[unit..];
+        }
+        match Duration::try_from_secs_f64(total) {
+            Ok(d) if !d.is_zero() => Ok(Timeout(d)),
+            _ => Err(format!("`{text}`: a timeout must be longer than zero")),
+        }
+    }
+
+    /// Cancels `job` once the timeout has passed.
+    pub(crate) fn arm(self, job: Arc<Job>) -> Armed {
+        let fired = Arc::new(AtomicBool::new(false));
+        let flag = fired.clone();
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(self.0).await;
+            flag.store(true, Ordering::Relaxed);
+            job.cancel();
+        });
+        Armed { after: self.0, fired, task }
+    }
+
+    /// A job's result, as 504 when its timeout cancelled it.
+    pub(crate) fn judge<T>(armed: Option<Armed>, result: Result<T, ApiError>) -> Result<T, ApiError> {
+        match (armed, result) {
+            (Some(armed), Err(e)) if armed.fired.load(Ordering::Relaxed) => Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "the work did not finish within its timeout of {:?} and was cancelled; nothing was written ({})",
+                    armed.after, e.message
+                ),
+            )),
+            (_, result) => result,
+        }
+    }
 }

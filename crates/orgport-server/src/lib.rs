@@ -11,6 +11,13 @@
 //!   `GET /api/jobs`: every job kept, newest first;
 //! - `GET /api/orgs`: the database's organisations and the rows each owns;
 //! - `GET /`: the admin page (no token to load it; it asks for one and calls the API with it).
+//! - `GET /api/orgs/{id}/export/json` and `POST /api/orgs/import/json`: the same with the archive's
+//!   JSON form; `?storageName=NAME` on both imports sends the archive's files to `[files.NAME]`.
+//!
+//! And in ZITADEL's shape (`zitadel.rs`): `POST /admin/v1/export` (several organisations, or all
+//! but excluded ones, in one JSON archive, in the response and/or to a GCS object with the
+//! request's service account) and `POST /admin/v1/import` (inline or from GCS), each with a
+//! `timeout` past which the job is cancelled (504) and the target left as it was.
 //!
 //! The work runs on tokio's blocking threads (the core is synchronous), at most
 //! [`Settings::max_jobs`] at once; more get 429. Errors are `{"error": "..."}` with a status that
@@ -45,6 +52,7 @@ mod import;
 mod jobs;
 mod jwt;
 mod tls;
+mod zitadel;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -115,6 +123,10 @@ pub fn router(settings: Settings) -> Router {
         .route("/api/jobs/{id}", get(jobs::show).delete(jobs::cancel))
         .route("/api/orgs", get(admin::orgs))
         .route("/api/jobs", get(jobs::list))
+        .route("/api/orgs/{id}/export/json", get(export::export_json))
+        .route("/api/orgs/import/json", axum::routing::post(import::import_json))
+        .route("/admin/v1/export", axum::routing::post(zitadel::export))
+        .route("/admin/v1/import", axum::routing::post(zitadel::import))
         .route_layer(middleware::from_fn_with_state(app.clone(), auth::require_superuser))
         // Bodies are streamed and capped by the import itself (`max_body`).
         .layer(DefaultBodyLimit::disable())

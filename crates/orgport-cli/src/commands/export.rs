@@ -1,10 +1,11 @@
-use std::io::BufWriter;
+use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use orgport_core::archive::crypt::{Recipients, Sink};
 use orgport_core::archive::Manifest;
+use orgport_core::engine::Engine;
 use orgport_core::export::{export, ExportOptions};
 use orgport_core::files::{FilesExport, FilesMode as CoreFilesMode};
 use orgport_core::plan::Plan;
@@ -14,7 +15,7 @@ use orgport_objects::ObjectUrl;
 
 use crate::location::{open_files_store, Location};
 use crate::progress::Bars;
-use crate::{ExportArgs, FilesMode};
+use crate::{ArchiveForm, ExportArgs, FilesMode};
 
 pub fn run(args: ExportArgs) -> Result<ExitCode> {
     let recipients = args.encrypt.recipients()?;
@@ -99,7 +100,7 @@ fn to_file(args: &ExportArgs, out: &Path, recipients: Option<&Recipients>) -> Re
     let files_to = files_to(args)?;
     let manifest = {
         let mut sink = Sink::new(BufWriter::new(partial.as_file_mut()), recipients)?;
-        let manifest = export(engine.as_mut(), &plan, &options(args, &plan, files_to.as_deref(), Some(&dir)), &mut sink, &Bars::new())?;
+        let manifest = write(args, engine.as_mut(), &plan, files_to.as_deref(), Some(&dir), &mut sink)?;
         sink.finish()?.into_inner().map_err(|e| e.into_error()).context("cannot write the archive")?;
         manifest
     };
@@ -120,9 +121,48 @@ fn to_object(args: &ExportArgs, url: &ObjectUrl, recipients: Option<&Recipients>
     let files_to = files_to(args)?;
     // Opened before the export so that a wrong bucket or credentials fail before the long part.
     let mut out = Sink::new(BufWriter::with_capacity(1 << 16, store.writer(url.key())?), recipients)?;
-    let manifest = export(engine.as_mut(), &plan, &options(args, &plan, files_to.as_deref(), None), &mut out, &Bars::new())?;
+    let manifest = write(args, engine.as_mut(), &plan, files_to.as_deref(), None, &mut out)?;
     out.finish()?.into_inner().map_err(|e| e.into_error())?.finish()?;
     Ok(manifest)
+}
+
+/// The export in the form asked for: the JSON form is converted from a binary archive in a
+/// temporary file in `spool_dir`.
+fn write(
+    args: &ExportArgs,
+    engine: &mut dyn Engine,
+    plan: &Plan,
+    files_to: Option<&dyn ObjectStore>,
+    spool_dir: Option<&Path>,
+    out: &mut dyn Write,
+) -> Result<Manifest> {
+    if !args.all && !args.exclude.is_empty() {
+        bail!("`--exclude` goes with `--all`");
+    }
+    let orgs = match args.all {
+        true => orgport_core::export::all_orgs_except(engine, plan, &args.exclude)?,
+        false => args.orgs.clone(),
+    };
+    let options = options(args, orgs, plan, files_to, spool_dir);
+    let json = match args.format {
+        Some(form) => form == ArchiveForm::Json,
+        None => args.out.to_string().ends_with(".json"),
+    };
+    if !json {
+        return Ok(export(engine, plan, &options, out, &Bars::new())?);
+    }
+    let mut binary = match spool_dir {
+        Some(dir) => tempfile::tempfile_in(dir),
+        None => tempfile::tempfile(),
+    }
+    .context("cannot create a temporary file for the binary archive")?;
+    {
+        let mut file = BufWriter::new(&mut binary);
+        export(engine, plan, &options, &mut file, &Bars::new())?;
+        file.flush()?;
+    }
+    binary.seek(SeekFrom::Start(0))?;
+    Ok(orgport_core::archive::json::to_json(BufReader::with_capacity(1 << 16, binary), out)?)
 }
 
 /// Where `--files copy` puts the files.
@@ -144,7 +184,13 @@ fn files_to(args: &ExportArgs) -> Result<Option<Box<dyn ObjectStore>>> {
 }
 
 /// Tables read ahead wait in `spool_dir` (the system's temporary directory when None).
-fn options<'a>(args: &ExportArgs, plan: &Plan, files_to: Option<&'a dyn ObjectStore>, spool_dir: Option<&'a Path>) -> ExportOptions<'a> {
+fn options<'a>(
+    args: &ExportArgs,
+    orgs: Vec<String>,
+    plan: &Plan,
+    files_to: Option<&'a dyn ObjectStore>,
+    spool_dir: Option<&'a Path>,
+) -> ExportOptions<'a> {
     let mode = match (args.files, files_to) {
         (Some(FilesMode::None), _) => None,
         (_, Some(to)) => Some(CoreFilesMode::Copy(to)),
@@ -154,7 +200,7 @@ fn options<'a>(args: &ExportArgs, plan: &Plan, files_to: Option<&'a dyn ObjectSt
         _ => Some(CoreFilesMode::Embed),
     };
     ExportOptions {
-        orgs: args.orgs.clone(),
+        orgs,
         with_groups: args.with.iter().cloned().collect(),
         spool_dir,
         jobs: args.jobs.into(),

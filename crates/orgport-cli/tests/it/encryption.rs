@@ -176,7 +176,7 @@ fn sensitive_groups_leave_encrypted_or_with_an_explicit_flag() {
 
     let plain = Serve::start(&w, &src, None, &[]);
     plain.get("/api/orgs/1/export?with=passwords").status(400).error(&[
-        "`with=passwords` asks for sensitive values",
+        "`with=` asks for sensitive values (passwords)",
         "--encrypt-to",
         "--allow-plaintext-secrets",
     ]);

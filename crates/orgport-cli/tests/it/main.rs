@@ -42,6 +42,10 @@
 //! - `serve_page`: the admin page in a headless Chromium driven over WebDriver.
 //! - `serve_load`: six clients exporting and importing at once through two servers with
 //!   `--max-jobs 2`: each request succeeds or gets 429, every import verifies, memory bounded.
+//! - `json_form`: the single-JSON form of an archive through the command line: its round trip
+//!   equals the binary one's, damaged documents are refused, `export --all --exclude`.
+//! - `zitadel`: the JSON endpoints and ZITADEL's shape of `orgport serve`, with the seed's
+//!   request bodies as written, on SQLite, PostgreSQL and the GCS emulator.
 //! - `review`: regression tests for the findings of a review (unique non-primary keys, shared
 //!   tables without a primary key, secrets in messages, failures at commit, …).
 
@@ -57,6 +61,7 @@ mod encryption;
 mod faults;
 mod files;
 mod gisia;
+mod json_form;
 mod live;
 mod mutations;
 mod objects;
@@ -73,3 +78,4 @@ mod serve_auth;
 mod serve_load;
 mod serve_page;
 mod shapes;
+mod zitadel;

@@ -48,6 +48,11 @@ impl Serve {
 
     /// As [`Serve::start_with`], for a database URL.
     pub(crate) fn start_url(w: &Work, db: &str, config: Option<&Path>, more: &str, extra: &[&str]) -> Serve {
+        Serve::start_env(w, db, config, more, extra, &[])
+    }
+
+    /// As [`Serve::start_url`], with `env` set for the server.
+    pub(crate) fn start_env(w: &Work, db: &str, config: Option<&Path>, more: &str, extra: &[&str], env: &[(String, String)]) -> Serve {
         let tokens = w.config(
             &format!("tokens-{}.toml", TOKENS_FILES.fetch_add(1, Ordering::Relaxed)),
             &format!(
@@ -62,6 +67,7 @@ impl Serve {
         let mut child = Command::new(assert_cmd::cargo::cargo_bin("orgport"))
             .current_dir(w.dir.path())
             .env("TMPDIR", &tmp)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["serve", "--db", db, "--config"])
             .arg(&config)
             .arg("--tokens-file")
@@ -252,7 +258,7 @@ fn an_api_round_trip_equals_the_command_lines_field_by_field() {
 }
 
 /// The example configuration with the organisations' files in `dir`, under `{org}/`.
-fn with_files(w: &Work, name: &str, dir: &Path) -> PathBuf {
+pub(crate) fn with_files(w: &Work, name: &str, dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     w.config(name, &format!("{}\n[files.uploads]\nstore = \"file://{}\"\nprefix = \"{{org}}/\"\n", example_config_text(), dir.display()))
 }
@@ -298,11 +304,15 @@ fn every_endpoint_but_healthz_wants_a_superusers_token() {
     let (src, _, archive) = setup(&w, 2);
     let serve = Serve::start(&w, &src, None, &[]);
     let body = bytes(&archive);
-    let endpoints: [(&str, &str, Option<Vec<u8>>); 6] = [
+    let endpoints: [(&str, &str, Option<Vec<u8>>); 10] = [
         ("GET", "/api/orgs", None),
         ("GET", "/api/jobs", None),
         ("GET", "/api/orgs/1/export", None),
+        ("GET", "/api/orgs/1/export/json", None),
         ("POST", "/api/orgs/import", Some(body.clone())),
+        ("POST", "/api/orgs/import/json", Some(body.clone())),
+        ("POST", "/admin/v1/export", Some(br#"{"org_ids": ["1"], "response_output": true}"#.to_vec())),
+        ("POST", "/admin/v1/import", Some(br#"{"data_orgsv1": {}}"#.to_vec())),
         ("GET", "/api/jobs/0123456789abcdef", None),
         ("DELETE", "/api/jobs/0123456789abcdef", None),
     ];

@@ -20,6 +20,7 @@
 
 pub mod codec;
 pub mod crypt;
+pub mod json;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
@@ -237,11 +238,12 @@ impl ArchiveWriter {
         self.encoder.write_all(&self.row).map_err(Error::Stream)
     }
 
-    pub fn end_table(&mut self) {
-        if let Some((mut table, hasher)) = self.current.take() {
-            table.sha256 = hex::encode(hasher.finalize());
-            self.tables.push(table);
-        }
+    /// Ends the current table; returns it with its row count and checksum.
+    pub fn end_table(&mut self) -> Option<&TableManifest> {
+        let (mut table, hasher) = self.current.take()?;
+        table.sha256 = hex::encode(hasher.finalize());
+        self.tables.push(table);
+        self.tables.last()
     }
 
     /// Writes the whole archive to `out`: the header, the manifest (`tables` and `data` filled in
@@ -338,7 +340,7 @@ fn read_header_bytes(input: &mut impl Read, buf: &mut [u8]) -> Result<()> {
     })
 }
 
-fn validate(m: &Manifest) -> Result<()> {
+pub(crate) fn validate(m: &Manifest) -> Result<()> {
     if m.orgs.is_empty() {
         return Err(Error::Corrupt("the manifest names no organisation".into()));
     }
