@@ -70,49 +70,6 @@ pub fn table_included(plan: &Plan, t: usize, with: &BTreeSet<String>) -> bool {
 }
 
 /// Fails naming the first organisation (as the user typed it) that has no root row.
-/// The keys of every organisation in the root table, in key order, as `--org` takes them.
-pub fn list_orgs(engine: &mut dyn Engine, plan: &Plan) -> Result<Vec<String>> {
-    let root = plan.table(plan.root);
-    let d = engine.dialect();
-    let key = d.quote_ident(&plan.root_key);
-    let kind = root.column(&plan.root_key).map_or(ValueKind::Any, |c| c.kind);
-    let sql = format!("SELECT {key} FROM {} ORDER BY {key}", d.own_rows(root));
-    let mut keys = Vec::new();
-    engine.query(&sql, &[], &[kind], &mut |row| {
-        keys.push(match &row[0] {
-            Value::Uuid(u) => crate::value::format_uuid(u),
-            Value::Int(i) => i.to_string(),
-            other => other.as_str().map_or_else(|| other.display(), str::to_string),
-        });
-        Ok(())
-    })?;
-    Ok(keys)
-}
-
-/// Every organisation but the `excluded` ones (each of which must exist), for `--all`.
-pub fn all_orgs_except(engine: &mut dyn Engine, plan: &Plan, excluded: &[String]) -> Result<Vec<String>> {
-    let kind = plan.table(plan.root).column(&plan.root_key).map_or(ValueKind::Any, |c| c.kind);
-    let keys = list_orgs(engine, plan)?;
-    // Keys compared as export reads them: `007` is 7 for an integer key, UUIDs in either case.
-    let same = |listed: &str, wanted: &Value| match wanted {
-        Value::Int(i) => listed.parse::<i64>() == Ok(*i),
-        other => other.as_str().is_some_and(|w| w == listed || (kind == ValueKind::Uuid && w.eq_ignore_ascii_case(listed))),
-    };
-    let mut wanted = Vec::new();
-    for text in excluded {
-        let value = parse_key(text, kind)?;
-        if !keys.iter().any(|k| same(k, &value)) {
-            return Err(Error::OrgNotFound { table: plan.table(plan.root).qualified(), key: text.clone() });
-        }
-        wanted.push(value);
-    }
-    let left: Vec<String> = keys.into_iter().filter(|k| !wanted.iter().any(|w| same(k, w))).collect();
-    if left.is_empty() {
-        return Err(Error::Plan(format!("no organisation of `{}` is left to export", plan.table(plan.root).qualified())));
-    }
-    Ok(left)
-}
-
 pub(crate) fn check_orgs_exist(engine: &mut dyn Engine, plan: &Plan, orgs: &[Value], typed: &[String]) -> Result<()> {
     let root = plan.table(plan.root);
     let key = std::slice::from_ref(&plan.root_key);

@@ -229,7 +229,7 @@ fn export_json(
             let s = &app.settings;
             let mut engine = orgport_engines::open(&s.db, &s.schemas, orgport_engines::Access::ReadOnly)?;
             let plan = orgport_core::plan::Plan::build(engine.introspect()?, &s.config, s.root.as_deref(), engine.capabilities())?;
-            orgport_core::export::all_orgs_except(engine.as_mut(), &plan, excluded)?
+            orgport_core::orgs::all_orgs_except(engine.as_mut(), &plan, excluded)?
         }
         false => orgs.into_iter().filter(|o| !excluded.contains(o)).collect(),
     };

@@ -140,7 +140,7 @@ fn write(
         bail!("`--exclude` goes with `--all`");
     }
     let orgs = match args.all {
-        true => orgport_core::export::all_orgs_except(engine, plan, &args.exclude)?,
+        true => orgport_core::orgs::all_orgs_except(engine, plan, &args.exclude)?,
         false => args.orgs.clone(),
     };
     let options = options(args, orgs, plan, files_to, spool_dir);
