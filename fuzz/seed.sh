@@ -21,8 +21,7 @@ export_one() {
     "$bin/orgport" export --db "sqlite://$work/source.db" "$@" --out "$work/$n.orgport" >/dev/null 2>&1
 }
 export_one --config "$config" --org 1
-export_one --config "$config" --org 2 --with passwords,otp,secrets --allow-plaintext-secrets 2>/dev/null \
-    || export_one --config "$config" --org 2 --with passwords,otp,secrets
+export_one --config "$config" --org 2 --with passwords,otp,secrets --allow-plaintext-secrets
 export_one --config "$work/files.toml" --org 1
 export_one --config "$work/files.toml" --org 2 --org 3
 for target in archive_read archive_import; do
