@@ -367,6 +367,11 @@ struct ServeArgs {
     /// Exports and imports running at once; more get 429.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
     max_jobs: u16,
+    /// Seconds an import request waits for its report; an import that takes longer goes on as a
+    /// job and the answer is 202 `{"job": ID}` (follow it at `/api/jobs/ID`). ZITADEL's requests
+    /// with a `timeout` wait for it instead.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    reply_within: u64,
     #[command(flatten)]
     file_jobs: FileJobs,
     // Exports encrypted to these recipients, as `export`'s.

@@ -123,7 +123,8 @@ pub(crate) async fn start(
     let job = app.jobs.create("import");
     let running = job.clone();
     let run_async = query.run_async;
-    let work = tokio::task::spawn_blocking(move || {
+    let reply_within = app.settings.reply_within;
+    let mut work = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         running.run(|progress| {
             let archive = prepare()?;
@@ -131,19 +132,36 @@ pub(crate) async fn start(
         })
     });
     if run_async {
-        let mut response = (StatusCode::ACCEPTED, Json(json!({"job": job.id}))).into_response();
-        if let Ok(v) = HeaderValue::from_str(&format!("/api/jobs/{}", job.id)) {
-            response.headers_mut().insert(header::LOCATION, v);
-        }
-        return Ok(response);
+        return Ok(accepted(&job.id));
     }
     let timer = timeout.map(|t| t.arm(job.clone()));
     // A client that goes away cancels its import.
-    let mut guard = CancelOnDrop(Some(job));
-    let result = work.await.map_err(|e| ApiError::internal(format!("the import stopped: {e}")))?;
+    let mut guard = CancelOnDrop(Some(job.clone()));
+    // Without a timeout of its own, an import that outlives `reply_within` goes on as a job,
+    // and the caller gets its id to follow it.
+    let joined = match &timer {
+        None => match tokio::time::timeout(reply_within, &mut work).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                guard.0 = None;
+                return Ok(accepted(&job.id));
+            }
+        },
+        Some(_) => work.await,
+    };
+    let result = joined.map_err(|e| ApiError::internal(format!("the import stopped: {e}")))?;
     guard.0 = None;
     let result = Timeout::judge(timer, result);
     result.map(|report| Json(report).into_response())
+}
+
+/// 202 and where to follow the job.
+fn accepted(id: &str) -> Response {
+    let mut response = (StatusCode::ACCEPTED, Json(json!({"job": id}))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/jobs/{id}")) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
 }
 
 /// The body in a temporary file, or 413 (the file removed) when it is longer than `max`.

@@ -35,6 +35,7 @@
 //!     max_body: 1 << 30,
 //!     max_jobs: 2,
 //!     file_jobs: 8,
+//!     reply_within: std::time::Duration::from_secs(120),
 //!     open_store: &|url| orgport_objects::open_store(url, |name| std::env::var(name).ok()),
 //!     encryption: orgport_server::Encryption::default(),
 //! };
@@ -89,6 +90,9 @@ pub struct Settings {
     pub max_jobs: usize,
     /// Files copied or checked at once within one job.
     pub file_jobs: usize,
+    /// How long an import request waits for its report; past it (and without a `timeout` of
+    /// its own) the answer is 202 with the job's id, and the import goes on.
+    pub reply_within: std::time::Duration,
     /// Opens the stores of files the configuration names (the caller knows the credentials).
     pub open_store: &'static StoreOpener<'static>,
     /// Who can read the archives exported, and what decrypts the archives imported.

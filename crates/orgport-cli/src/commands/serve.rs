@@ -30,6 +30,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         max_body: args.max_body,
         max_jobs: args.max_jobs.into(),
         file_jobs: args.file_jobs.file_jobs.into(),
+        reply_within: std::time::Duration::from_secs(args.reply_within),
         open_store: &crate::location::open_files_store,
         encryption: Encryption {
             recipients: args.encrypt.recipients()?,

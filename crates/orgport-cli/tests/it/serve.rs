@@ -462,6 +462,28 @@ fn an_async_import_is_a_job_to_poll() {
     assert!(job["error"].as_str().unwrap().contains("not an orgport archive"), "{job}");
 }
 
+/// An import that outlives `--reply-within` goes on as a job: the request gets 202 and the job's
+/// id, and the job's report is the one a waiting request would have had.
+#[test]
+fn an_import_longer_than_reply_within_answers_202_and_goes_on() {
+    let w = Work::new();
+    let (src, tgt, archive) = setup(&w, 4);
+    let patient = Serve::start(&w, &w.copy(&tgt, "target-patient.db"), None, &[]);
+    let expected = patient.post("/api/orgs/import", bytes(&archive)).status(200).json();
+
+    let serve = Serve::start(&w, &tgt, None, &["--reply-within", "0"]);
+    let accepted = serve.post("/api/orgs/import", bytes(&archive));
+    accepted.status(202);
+    let id = accepted.json()["job"].as_str().expect("a job id").to_string();
+    assert_eq!(accepted.headers["location"], format!("/api/jobs/{id}").as_str());
+    let job = serve.wait_job(&id, |j| j["state"] != "queued" && j["state"] != "running");
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["report"], expected, "the job's report is the waiting request's");
+    let org = new_org(&job["report"]);
+    w.verify(&tgt, Some(&example_config()), &archive, &[&org]).ok();
+    assert_org_equal(&src, &Cell::Int(1), &tgt, &Cell::Int(org.parse().unwrap()), &example_specs());
+}
+
 #[test]
 fn a_cancelled_import_leaves_the_target_as_it_was_and_jobs_beyond_max_jobs_get_429() {
     let w = Work::new();
