@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::serve::Serve;
 use crate::servers::*;
 use crate::util::*;
 
@@ -243,6 +244,41 @@ fn round_trip(host: Host) {
     assert_eq!(new_org(&report), "4");
     assert_landed(host, &s, (&tgt, &target), 4, &before);
     s.w.verify(&tgt, Some(&tgt_config), &copied, &["4"]).ok();
+}
+
+/// The same through `orgport serve`: organisation 1 exported over HTTP from a server whose
+/// store is on the S3 (or GCS) server, with its files embedded, and imported over HTTP into
+/// another server's store: the objects land byte for byte and verify.
+fn api_round_trip(host: Host) {
+    let s = setup(host);
+    let target_before = host.objects(&s.target);
+    let env = host.env();
+    let source = Serve::start_env(&s.w, &url(&s.src), Some(&s.src_config), "", &[], &env);
+    let target = Serve::start_env(&s.w, &url(&s.tgt), Some(&s.tgt_config), "", &[], &env);
+    let archive = source.get("/api/orgs/1/export").status(200).body.clone();
+    let report = target.post("/api/orgs/import", archive.clone()).status(200).json();
+    assert_eq!(new_org(&report), "4");
+    assert_eq!(report["files"][0]["files"], (NAMED + UNNAMED + 1) as u64, "{report}");
+    assert_landed(host, &s, (&s.tgt, &s.target), 4, &target_before);
+    let path = s.w.path("api.orgport");
+    std::fs::write(&path, &archive).expect("the archive");
+    let verified = s.w.verify(&s.tgt, Some(&s.tgt_config), &path, &["4"]);
+    verified.ok();
+    assert!(verified.stdout.contains(&format!("verified: {} files equal", NAMED + UNNAMED + 1)), "{}", verified.stdout);
+}
+
+#[test]
+fn files_in_s3_round_trip_through_the_api() {
+    if let Some(s3) = s3() {
+        api_round_trip(Host::Remote(&s3));
+    }
+}
+
+#[test]
+fn files_in_gcs_round_trip_through_the_api() {
+    if let Some(gcs) = gcs() {
+        api_round_trip(Host::Remote(&gcs));
+    }
 }
 
 #[test]
