@@ -182,7 +182,7 @@ async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Vec<u8>
 }
 
 /// `POST /admin/v1/export`.
-#[utoipa::path(post, path = "/admin/v1/export", tag = "zitadel", request_body = ExportRequest, responses(
+#[utoipa::path(post, path = "/admin/v1/export", tag = "zitadel", operation_id = "zitadel_export", request_body = ExportRequest, responses(
     (status = 200, description = "With `response_output`: the archive in its JSON form (what `data_orgsv1` takes); else `{\"gcs_output\": \"gs://BUCKET/PATH\"}`", body = Object),
     refusal::BadRequest, refusal::NotFound, refusal::Conflict, refusal::TooLarge, refusal::Unprocessable, refusal::Busy, refusal::Storage, refusal::TimedOut))]
 pub(crate) async fn export(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
@@ -275,7 +275,7 @@ fn export_json(
 }
 
 /// `POST /admin/v1/import`.
-#[utoipa::path(post, path = "/admin/v1/import", tag = "zitadel", request_body = ImportRequest, responses(
+#[utoipa::path(post, path = "/admin/v1/import", tag = "zitadel", operation_id = "zitadel_import", request_body = ImportRequest, responses(
     (status = 200, description = "The organisations were imported: the import report", body = Object),
     refusal::BadRequest, refusal::Conflict, refusal::TooLarge, refusal::Unprocessable, refusal::Busy, refusal::Storage, refusal::TimedOut))]
 pub(crate) async fn import(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
