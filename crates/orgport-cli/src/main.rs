@@ -54,6 +54,9 @@ enum Command {
     /// Serve exports and imports over HTTP to superusers, as jobs with progress.
     #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
+    /// Print the OpenAPI 3.1 document of `orgport serve`'s endpoints (JSON, on stdout), as the
+    /// server answers `GET /openapi.json`; no database or server needed.
+    Openapi,
 }
 
 const OBJECTS_HELP: &str = "\
@@ -129,6 +132,9 @@ key: a list that mixes them with the wrong key is refused at start (key confusio
 The admin page, GET / (open it in a browser and log in with a token): the organisations and
 their rows, an export button each, an upload form to import an archive (with dry run), and the
 jobs with their progress. GET /api/orgs and GET /api/jobs list what it shows.
+
+GET /openapi.json (no token) is the OpenAPI 3.1 document of every endpoint; `orgport openapi`
+prints it without a server.
 
 Example:
   orgport serve --db sqlite://app.db --config orgport.toml --tokens-file tokens.toml
@@ -411,6 +417,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::verify::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Openapi => commands::openapi::run(),
     };
     match result {
         Ok(code) => code,

@@ -9,11 +9,13 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use orgport_core::orgs::OrgSize;
 use orgport_core::plan::Plan;
 use orgport_engines::Access;
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::App;
 
 /// Scripts and styles from this server only, no inline script, no frames, forms posted by script.
@@ -22,10 +24,22 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; conn
 
 /// The page's routes; none needs a token (the page holds no data until the API answers).
 pub(crate) fn page() -> Router {
-    Router::new()
-        .route("/", get(|| async { asset("text/html; charset=utf-8", include_str!("admin/index.html")) }))
-        .route("/admin.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("admin/admin.js")) }))
-        .route("/admin.css", get(|| async { asset("text/css; charset=utf-8", include_str!("admin/admin.css")) }))
+    Router::new().route("/", get(index)).route("/admin.js", get(script)).route("/admin.css", get(style))
+}
+
+#[utoipa::path(get, path = "/", tag = "admin page", responses((status = 200, description = "The admin page", content_type = "text/html")))]
+pub(crate) async fn index() -> Response {
+    asset("text/html; charset=utf-8", include_str!("admin/index.html"))
+}
+
+#[utoipa::path(get, path = "/admin.js", tag = "admin page", responses((status = 200, description = "The admin page's script", content_type = "text/javascript")))]
+pub(crate) async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", include_str!("admin/admin.js"))
+}
+
+#[utoipa::path(get, path = "/admin.css", tag = "admin page", responses((status = 200, description = "The admin page's styles", content_type = "text/css")))]
+pub(crate) async fn style() -> Response {
+    asset("text/css; charset=utf-8", include_str!("admin/admin.css"))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -41,7 +55,10 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 
 /// `GET /api/orgs`: `{"orgs": [{"key", "rows"}]}`, every organisation of the database in key
 /// order with the rows it owns, counted from one snapshot. Read-only, so it takes no job slot.
-pub(crate) async fn orgs(State(app): State<Arc<App>>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/orgs", tag = "orgs", responses(
+    (status = 200, description = "Every organisation and the rows it owns", body = OrgList),
+    (status = 422, description = "The configuration does not fit the database", body = ErrorBody)))]
+pub(crate) async fn orgs(State(app): State<Arc<App>>) -> Result<Json<OrgList>, ApiError> {
     let sizes = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let s = &app.settings;
         let mut engine = orgport_engines::open(&s.db, &s.schemas, Access::ReadOnly)?;
@@ -50,5 +67,24 @@ pub(crate) async fn orgs(State(app): State<Arc<App>>) -> Result<Json<Value>, Api
     })
     .await
     .map_err(|e| ApiError::internal(format!("listing the organisations stopped: {e}")))??;
-    Ok(Json(json!({"orgs": sizes})))
+    Ok(Json(OrgList { orgs: sizes }))
+}
+
+/// `GET /api/orgs`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct OrgList {
+    /// In key order.
+    #[schema(schema_with = org_sizes)]
+    orgs: Vec<OrgSize>,
+}
+
+/// The schema of core's [`OrgSize`] (the core knows no OpenAPI).
+fn org_sizes() -> utoipa::openapi::Array {
+    use utoipa::openapi::{ArrayBuilder, ObjectBuilder, Type};
+    let size = ObjectBuilder::new()
+        .property("key", ObjectBuilder::new().schema_type(Type::String).description(Some("The root row's key, as `--org` takes it")))
+        .property("rows", ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).description(Some("The rows it owns")))
+        .required("key")
+        .required("rows");
+    ArrayBuilder::new().items(size).build()
 }

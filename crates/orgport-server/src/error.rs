@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +26,14 @@ pub enum Error {
 
     #[error("the server stopped")]
     Runtime(#[source] std::io::Error),
+}
+
+/// What every failed request gets as its body.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    /// What is wrong, in words; several lines when an error has causes, and a `hint:` line
+    /// where the caller can act.
+    pub(crate) error: String,
 }
 
 /// A request's failure: its status and a message that names what is wrong, sent as

@@ -27,15 +27,18 @@ use orgport_core::progress::{Progress, Quiet};
 use orgport_engines::Access;
 use serde::Deserialize;
 use tokio::sync::mpsc;
+use utoipa::IntoParams;
 
 use crate::error::ApiError;
+use crate::openapi::refusal;
 use crate::App;
 
 const CHUNK: usize = 64 << 10;
 const CHUNKS_IN_FLIGHT: usize = 8;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ExportQuery {
     /// Sensitive groups to include, comma-separated (`passwords,otp`); withheld otherwise.
     #[serde(default)]
@@ -44,6 +47,8 @@ pub(crate) struct ExportQuery {
 
 type Chunk = io::Result<Bytes>;
 
+#[utoipa::path(get, path = "/api/orgs/{id}/export", tag = "orgs", params(("id" = String, Path, description = "The organisation's key"), ExportQuery),
+    responses((status = 200, description = "The organisation's archive, streamed (cut short if it fails once sent)", content_type = "application/octet-stream"), refusal::BadRequest, refusal::NotFound, refusal::Unprocessable, refusal::Busy, refusal::Storage))]
 pub(crate) async fn export(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -53,6 +58,8 @@ pub(crate) async fn export(
 }
 
 /// `GET /api/orgs/{id}/export/json`: the same archive in its JSON form.
+#[utoipa::path(get, path = "/api/orgs/{id}/export/json", tag = "orgs", params(("id" = String, Path, description = "The organisation's key"), ExportQuery),
+    responses((status = 200, description = "The organisation's archive in its JSON form, streamed", body = Object), refusal::BadRequest, refusal::NotFound, refusal::Unprocessable, refusal::Busy, refusal::Storage))]
 pub(crate) async fn export_json(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,

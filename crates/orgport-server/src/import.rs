@@ -19,21 +19,23 @@ use orgport_core::archive::{crypt, json, FORMAT_VERSION};
 use orgport_core::import::{import as core_import, FilesImport, ImportOptions};
 use orgport_core::plan::Plan;
 use orgport_engines::Access;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tempfile::NamedTempFile;
 use tokio::io::AsyncWriteExt;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 use crate::jobs::{CancelOnDrop, JobProgress, Slot, Timeout};
+use crate::openapi::refusal;
 use crate::App;
 
 /// A body beyond the limit is still read (and dropped) up to this many bytes, so that the
 /// client, still sending, reads the 413 rather than a reset connection.
 const DRAIN: u64 = 64 << 20;
 
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ImportQuery {
     /// Accept an archive of another format version that this orgport still reads.
     #[serde(default)]
@@ -52,8 +54,19 @@ pub(crate) struct ImportQuery {
 
 /// Makes the binary archive an import reads, on the job's thread: the upload itself, or its
 /// conversion from the JSON form (whose failures are the archive's: 422).
+/// `202`: the import runs on as this job (`GET /api/jobs/{job}`, also the `Location` header).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct JobStarted {
+    job: String,
+}
+
 pub(crate) type Prepare = Box<dyn FnOnce() -> Result<NamedTempFile, ApiError> + Send>;
 
+#[utoipa::path(post, path = "/api/orgs/import", tag = "orgs", params(ImportQuery),
+    request_body(description = "The archive (`orgport export`'s binary form, encrypted or not), streamed", content(("application/octet-stream"))),
+    responses(
+        (status = 200, description = "The organisation was imported (or, with `dryRun`, would be): the import report", body = Object),
+        (status = 202, description = "With `async=true`, or once the import outlives `--reply-within`: the job that imports it", body = JobStarted), refusal::BadRequest, refusal::Conflict, refusal::TooLarge, refusal::Unprocessable, refusal::Busy, refusal::Storage))]
 pub(crate) async fn import(
     State(app): State<Arc<App>>,
     query: Result<Query<ImportQuery>, axum::extract::rejection::QueryRejection>,
@@ -64,6 +77,11 @@ pub(crate) async fn import(
 }
 
 /// `POST /api/orgs/import/json`: the JSON form of an archive as the body.
+#[utoipa::path(post, path = "/api/orgs/import/json", tag = "orgs", params(ImportQuery),
+    request_body(description = "The archive in its JSON form (`orgport export --json`)", content((Object = "application/json"))),
+    responses(
+        (status = 200, description = "The organisation was imported (or, with `dryRun`, would be): the import report", body = Object),
+        (status = 202, description = "With `async=true`, or once the import outlives `--reply-within`: the job that imports it", body = JobStarted), refusal::BadRequest, refusal::Conflict, refusal::TooLarge, refusal::Unprocessable, refusal::Busy, refusal::Storage))]
 pub(crate) async fn import_json(
     State(app): State<Arc<App>>,
     query: Result<Query<ImportQuery>, axum::extract::rejection::QueryRejection>,
@@ -157,7 +175,7 @@ pub(crate) async fn start(
 
 /// 202 and where to follow the job.
 fn accepted(id: &str) -> Response {
-    let mut response = (StatusCode::ACCEPTED, Json(json!({"job": id}))).into_response();
+    let mut response = (StatusCode::ACCEPTED, Json(JobStarted { job: id.to_string() })).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/api/jobs/{id}")) {
         response.headers_mut().insert(header::LOCATION, v);
     }

@@ -13,11 +13,13 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::Json;
 use orgport_core::progress::Progress;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::App;
+use utoipa::ToSchema;
 
 /// Finished jobs kept for `GET /api/jobs/{id}`; the oldest are forgotten first.
 const KEPT: usize = 256;
@@ -125,37 +127,75 @@ impl Job {
         matches!(*self.state.lock().expect("not poisoned"), State::Done(_) | State::Failed(_) | State::Cancelled)
     }
 
-    fn describe(&self) -> Value {
+    fn describe(&self) -> JobView {
         let p = &self.progress;
         let (phase, table) = p.step.lock().map(|s| s.clone()).unwrap_or_default();
-        let mut out = json!({
-            "job": self.id,
-            "kind": self.kind,
-            "phase": phase,
-            "table": table,
-            "rows": p.rows.load(Ordering::Relaxed),
-            "files": p.files.load(Ordering::Relaxed),
-            "bytes": p.bytes.load(Ordering::Relaxed),
-            "cancel_requested": p.cancelled(),
-        });
         let state = self.state.lock().expect("not poisoned").clone();
-        out["state"] = json!(match &state {
+        let mut view = JobView {
+            job: self.id.clone(),
+            kind: self.kind,
+            state: "",
+            phase,
+            table,
+            rows: p.rows.load(Ordering::Relaxed),
+            files: p.files.load(Ordering::Relaxed),
+            bytes: p.bytes.load(Ordering::Relaxed),
+            cancel_requested: p.cancelled(),
+            report: None,
+            error: None,
+            status: None,
+        };
+        view.state = match state {
             State::Queued => "queued",
             State::Running => "running",
-            State::Done(_) => "done",
-            State::Failed(_) => "failed",
-            State::Cancelled => "cancelled",
-        });
-        match state {
-            State::Done(report) => out["report"] = report,
-            State::Failed(e) => {
-                out["error"] = json!(e.message);
-                out["status"] = json!(e.status.as_u16());
+            State::Done(report) => {
+                view.report = Some(report);
+                "done"
             }
-            _ => {}
-        }
-        out
+            State::Failed(e) => {
+                (view.error, view.status) = (Some(e.message), Some(e.status.as_u16()));
+                "failed"
+            }
+            State::Cancelled => "cancelled",
+        };
+        view
     }
+}
+
+/// A job, as `GET /api/jobs/{id}` shows it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct JobView {
+    /// The job's id.
+    job: String,
+    /// `export` or `import`.
+    kind: &'static str,
+    /// `queued`, `running`, `done`, `failed` or `cancelled`.
+    state: &'static str,
+    /// The current step (such as `rows` or `files`), and the table it works on.
+    phase: String,
+    table: String,
+    /// Rows done in the current step.
+    rows: u64,
+    /// Files copied or checked, and their bytes.
+    files: u64,
+    bytes: u64,
+    cancel_requested: bool,
+    /// Once `done`: the import's report (what `POST /api/orgs/import` answers), or the export's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    report: Option<Value>,
+    /// Once `failed`: what the request would have answered, and with which status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+}
+
+/// `GET /api/jobs`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct JobList {
+    /// Newest first.
+    jobs: Vec<JobView>,
 }
 
 /// Cancels its job when dropped armed: a synchronous request whose client went away.
@@ -207,28 +247,36 @@ impl Progress for JobProgress {
 }
 
 /// `GET /api/jobs/{id}`.
+#[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "The job's id")),
+    responses((status = 200, description = "The job", body = JobView), (status = 404, description = "No such job (or forgotten: the oldest finished jobs are)", body = ErrorBody)))]
 pub(crate) async fn show(
     axum::extract::State(app): axum::extract::State<Arc<App>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobView>, ApiError> {
     Ok(Json(app.jobs.get(&id)?.describe()))
 }
 
 /// `GET /api/jobs`: every job kept, newest first, as `GET /api/jobs/{id}` describes each.
-pub(crate) async fn list(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Json<Value> {
+#[utoipa::path(get, path = "/api/jobs", tag = "jobs", responses((status = 200, description = "Every job kept", body = JobList)))]
+pub(crate) async fn list(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Json<JobList> {
     let jobs: Vec<Arc<Job>> = {
         let guard = app.jobs.jobs.lock().expect("not poisoned");
         guard.order.iter().rev().filter_map(|id| guard.by_id.get(id).cloned()).collect()
     };
-    Json(json!({"jobs": jobs.iter().map(|j| j.describe()).collect::<Vec<_>>()}))
+    Json(JobList { jobs: jobs.iter().map(|j| j.describe()).collect() })
 }
 
 /// `DELETE /api/jobs/{id}`: 202 while the job stops (it ends `cancelled`, the target as it was),
 /// 409 when it has finished already.
+#[utoipa::path(delete, path = "/api/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 202, description = "The job is stopping; it ends `cancelled`, the target as it was", body = JobView),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job has finished already", body = ErrorBody)))]
 pub(crate) async fn cancel(
     axum::extract::State(app): axum::extract::State<Arc<App>>,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
     let job = app.jobs.get(&id)?;
     if job.finished() {
         return Err(ApiError::new(StatusCode::CONFLICT, format!("job `{id}` has finished already")));

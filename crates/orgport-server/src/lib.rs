@@ -4,6 +4,7 @@
 //! Endpoints, in Browsertrix's shape, every one but `/healthz` for superusers only
 //! (`Authorization: Bearer TOKEN`, checked against the SHA-256 hashes of [`Tokens`]):
 //! - `GET /healthz`: `{"status": "ok"}`, no token needed;
+//! - `GET /openapi.json`: the OpenAPI 3.1 document of every endpoint ([`openapi`]), no token needed;
 //! - `GET /api/orgs/{id}/export[?with=passwords,otp]`: the organisation's archive, streamed;
 //! - `POST /api/orgs/import[?ignoreVersion=…&dryRun=…&async=…]`: an archive as the request body,
 //!   imported as a new organisation; the import report as JSON, or `202 {"job": ID}` with `async=true`;
@@ -52,6 +53,7 @@ mod export;
 mod import;
 mod jobs;
 mod jwt;
+mod openapi;
 mod tls;
 mod zitadel;
 
@@ -71,6 +73,7 @@ use orgport_core::store::StoreOpener;
 pub use auth::{Caller, Refused, Tokens};
 pub use error::{ApiError, Error};
 use jobs::Jobs;
+pub use openapi::document as openapi;
 
 /// Everything the server needs, resolved by the caller (the command line) into plain values.
 pub struct Settings {
@@ -136,7 +139,8 @@ pub fn router(settings: Settings) -> Router {
         .layer(DefaultBodyLimit::disable())
         .with_state(app);
     Router::new()
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route("/healthz", get(openapi::healthz))
+        .route("/openapi.json", get(openapi::openapi))
         .merge(api)
         .merge(admin::page())
         .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "no such endpoint") })
@@ -202,7 +206,7 @@ impl Server {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(serde_json::json!({"error": self.message}))).into_response();
+        let mut response = (self.status, Json(error::ErrorBody { error: self.message })).into_response();
         if self.status == axum::http::StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
         }

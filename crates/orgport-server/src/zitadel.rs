@@ -43,42 +43,58 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 use tempfile::TempPath;
+use utoipa::openapi::{ObjectBuilder, OneOfBuilder, RefOr, Schema, Type};
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::import::{self, ImportQuery, Prepare};
 use crate::jobs::{CancelOnDrop, Timeout};
+use crate::openapi::refusal;
 use crate::App;
 
-#[derive(Deserialize)]
+/// `POST /admin/v1/export`'s body.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ExportRequest {
+pub(crate) struct ExportRequest {
+    /// The organisations to export; empty: all of them.
     #[serde(default)]
     org_ids: Vec<OrgId>,
+    /// Organisations left out.
     #[serde(default)]
     excluded_org_ids: Vec<OrgId>,
+    /// Include the sensitive group `passwords` of orgport.toml.
     #[serde(default)]
     with_passwords: bool,
+    /// Include the sensitive group `otp` of orgport.toml.
     #[serde(default)]
     with_otp: bool,
+    /// Past it the export is cancelled (504): Go's duration syntax, such as `"30s"` or `"1m30s"`.
     timeout: Option<String>,
+    /// The archive (JSON form) as the response body.
     #[serde(default)]
     response_output: bool,
+    /// The archive (JSON form) also written to this GCS object.
     gcs_output: Option<GcsObject>,
 }
 
-#[derive(Deserialize)]
+/// `POST /admin/v1/import`'s body: one of `data_orgsv1` and `data_orgsv1_gcs`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ImportRequest<'a> {
+pub(crate) struct ImportRequest<'a> {
+    /// Past it the import is cancelled (504), the database as it was: Go's duration syntax.
     timeout: Option<String>,
+    /// The export inline, as `POST /admin/v1/export` answers it.
     #[serde(borrow)]
+    #[schema(value_type = Option<Object>)]
     data_orgsv1: Option<&'a RawValue>,
+    /// The export in a GCS object.
     data_orgsv1_gcs: Option<GcsObject>,
 }
 
 /// An object in GCS and the credentials to reach it.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct GcsObject {
+pub(crate) struct GcsObject {
     path: String,
     bucket: String,
     /// Base64 of a service-account JSON: never logged, never in a message.
@@ -87,7 +103,19 @@ struct GcsObject {
 
 /// An organisation's key: ZITADEL writes ids as strings of digits, orgport's keys may be
 /// integers; either is taken, as text.
-struct OrgId(String);
+pub(crate) struct OrgId(String);
+
+impl utoipa::PartialSchema for OrgId {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::String))
+            .item(ObjectBuilder::new().schema_type(Type::Integer))
+            .description(Some("An organisation's key, a string or an integer"))
+            .into()
+    }
+}
+
+impl ToSchema for OrgId {}
 
 impl<'de> Deserialize<'de> for OrgId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<OrgId, D::Error> {
@@ -154,6 +182,9 @@ async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Vec<u8>
 }
 
 /// `POST /admin/v1/export`.
+#[utoipa::path(post, path = "/admin/v1/export", tag = "zitadel", operation_id = "zitadel_export", request_body = ExportRequest, responses(
+    (status = 200, description = "With `response_output`: the archive in its JSON form (what `data_orgsv1` takes); else `{\"gcs_output\": \"gs://BUCKET/PATH\"}`", body = Object),
+    refusal::BadRequest, refusal::NotFound, refusal::Conflict, refusal::TooLarge, refusal::Unprocessable, refusal::Busy, refusal::Storage, refusal::TimedOut))]
 pub(crate) async fn export(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let body = read_body(&app, &headers, body).await?;
     let request: ExportRequest = parse(&body)?;
@@ -244,6 +275,9 @@ fn export_json(
 }
 
 /// `POST /admin/v1/import`.
+#[utoipa::path(post, path = "/admin/v1/import", tag = "zitadel", operation_id = "zitadel_import", request_body = ImportRequest, responses(
+    (status = 200, description = "The organisations were imported: the import report", body = Object),
+    refusal::BadRequest, refusal::Conflict, refusal::TooLarge, refusal::Unprocessable, refusal::Busy, refusal::Storage, refusal::TimedOut))]
 pub(crate) async fn import(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let body = read_body(&app, &headers, body).await?;
     let request: ImportRequest = parse(&body)?;

@@ -3,6 +3,7 @@
 pub mod export;
 pub mod import;
 pub mod inspect;
+pub mod openapi;
 pub mod plan;
 pub mod serve;
 pub mod verify;

@@ -39,6 +39,9 @@
 //! - `serve_auth`: JSON Web Tokens (HS256, RS256, ES256 from a JWKS) on every endpoint: forged,
 //!   expired, misaddressed and unlisted-algorithm tokens get 401, key confusion is refused;
 //!   HTTPS with `--tls-cert`.
+//! - `serve_openapi`: the OpenAPI document (`GET /openapi.json`, `orgport openapi`) against the
+//!   routes the server answers, their statuses and its bearer scheme; openapi-spec-validator
+//!   (PyPI) on it where Python has it.
 //! - `serve_page`: the admin page in a headless Chromium driven over WebDriver.
 //! - `serve_load`: six clients exporting and importing at once through two servers with
 //!   `--max-jobs 2`: each request succeeds or gets 429, every import verifies, memory bounded.
@@ -76,6 +79,7 @@ mod roundtrip;
 mod serve;
 mod serve_auth;
 mod serve_load;
+mod serve_openapi;
 mod serve_page;
 mod shapes;
 mod zitadel;

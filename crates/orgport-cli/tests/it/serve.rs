@@ -32,6 +32,9 @@ pub(crate) struct Serve {
     /// Everything the server wrote on stderr.
     log: Arc<Mutex<String>>,
     client: reqwest::Client,
+    /// The server's own OpenAPI document, fetched at the first request (through `client`, which
+    /// may be one that trusts its certificate): every answer is checked against it.
+    openapi: std::sync::OnceLock<Value>,
 }
 
 impl Serve {
@@ -94,12 +97,39 @@ impl Serve {
         });
         // reqwest's rustls needs a crypto provider chosen before its first client.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut serve = Serve { child, base: String::new(), log, client: reqwest::Client::new() };
+        let mut serve = Serve { child, base: String::new(), log, client: reqwest::Client::new(), openapi: Default::default() };
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(base) => serve.base = base,
             Err(_) => panic!("orgport serve did not start:\n{}", serve.log()),
         }
         serve
+    }
+
+    /// Asserts that the OpenAPI document lists `status` among the answers of the operation
+    /// `method path` (a path with its query); one it does not list (an unknown path, another
+    /// method) is the calling test's to judge.
+    #[track_caller]
+    fn assert_documented(&self, method: &str, path: &str, status: u16) {
+        let openapi = self.openapi.get_or_init(|| {
+            let (client, url) = (self.client.clone(), self.url("/openapi.json"));
+            let body = block_on(async move { client.get(url).send().await?.error_for_status()?.bytes().await });
+            serde_json::from_slice(&body.expect("the OpenAPI document")).expect("the OpenAPI document is JSON")
+        });
+        let Some(paths) = openapi["paths"].as_object() else { return };
+        let path = path.split('?').next().unwrap_or_default();
+        let fits = |template: &str| {
+            let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+            t.len() == p.len() && t.iter().zip(&p).all(|(t, p)| t == p || (t.starts_with('{') && !p.is_empty()))
+        };
+        for (template, item) in paths.iter().filter(|(t, _)| fits(t)) {
+            if let Some(operation) = item.get(method.to_ascii_lowercase()) {
+                let listed = &operation["responses"];
+                assert!(
+                    listed.get(status.to_string()).is_some(),
+                    "{method} {template} answered {status}, which its OpenAPI document does not list: {listed}"
+                );
+            }
+        }
     }
 
     /// Speaks to the server through `client` (one that trusts its certificate).
@@ -123,10 +153,10 @@ impl Serve {
     /// One request with `token` as a bearer token (None: no `Authorization`).
     pub(crate) fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> Reply {
         let url = self.url(path);
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let verb = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
         let client = self.client.clone();
-        block_on(async move {
-            let mut request = client.request(method, url);
+        let reply = block_on(async move {
+            let mut request = client.request(verb, url);
             if let Some(token) = token {
                 request = request.bearer_auth(token);
             }
@@ -138,7 +168,9 @@ impl Serve {
             let headers = response.headers().clone();
             let body = response.bytes().await.expect("a body").to_vec();
             Reply { status, headers, body }
-        })
+        });
+        self.assert_documented(method, path, reply.status);
+        reply
     }
 
     pub(crate) fn get(&self, path: &str) -> Reply {
