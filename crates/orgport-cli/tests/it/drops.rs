@@ -51,12 +51,7 @@ fn terminated_midway(work: &Work, args: &[&str], db: &str, running: &str) -> Out
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let out = child.wait_with_output().expect("waiting for orgport");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    child.wait_with_output().expect("waiting for orgport").into()
 }
 
 /// Failed, saying the connection was lost: the server's "terminating connection", or the socket

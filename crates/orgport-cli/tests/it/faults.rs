@@ -9,7 +9,6 @@
 //! The faults are injected by wrappers around the real engine, store and archive reader (named
 //! `Faulty…` below): nothing else here is simulated.
 
-use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,6 +22,7 @@ use orgport_core::store::{ObjectInfo, ObjectStore, ObjectWriter};
 use orgport_core::value::{Value, ValueKind};
 use orgport_testkit::example::ExampleOptions;
 
+use crate::crash::objects;
 use crate::pg::{fresh_db, psql, server};
 use crate::util::*;
 
@@ -277,11 +277,6 @@ impl Landing for PostgresLanding {
         psql(&self.server, &["-c", &format!("CREATE DATABASE {name} TEMPLATE {}", self.template.rsplit('/').next().expect("a name"))]);
         self.db = format!("{}/{name}", self.server.rsplit_once('/').expect("a URL").0);
     }
-}
-
-/// The objects of a store, with their bytes.
-fn objects(store: &Path) -> BTreeMap<String, Vec<u8>> {
-    crate::crash::objects(store)
 }
 
 #[derive(Default, Debug)]

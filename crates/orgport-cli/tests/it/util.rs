@@ -60,11 +60,16 @@ pub fn run_in<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> Out {
 }
 
 fn output(cmd: &mut Command) -> Out {
-    let output = cmd.output().expect("running orgport");
-    Out {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    cmd.output().expect("running orgport").into()
+}
+
+impl From<std::process::Output> for Out {
+    fn from(output: std::process::Output) -> Out {
+        Out {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
     }
 }
 
