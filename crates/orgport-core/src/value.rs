@@ -97,6 +97,25 @@ impl Value {
         }
     }
 
+    /// The kind of column the value comes from naturally; None for NULL, which any column takes.
+    pub fn kind(&self) -> Option<ValueKind> {
+        Some(match self {
+            Value::Null => return None,
+            Value::Bool(_) => ValueKind::Boolean,
+            Value::Int(_) => ValueKind::Integer,
+            Value::Float(_) => ValueKind::Float,
+            Value::Decimal(_) => ValueKind::Decimal,
+            Value::Text(_) => ValueKind::Text,
+            Value::Blob(_) => ValueKind::Blob,
+            Value::Date(_) => ValueKind::Date,
+            Value::Time(_) => ValueKind::Time,
+            Value::Timestamp(_) => ValueKind::Timestamp,
+            Value::TimestampTz(_) => ValueKind::TimestampTz,
+            Value::Json(_) => ValueKind::Json,
+            Value::Uuid(_) => ValueKind::Uuid,
+        })
+    }
+
     /// The text of a textual value, if it is one.
     pub fn as_str(&self) -> Option<&str> {
         match self {

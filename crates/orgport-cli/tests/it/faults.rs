@@ -317,6 +317,8 @@ fn sweep(landing: &mut dyn Landing, plan: &Plan, archive: &Arc<[u8]>, site: Site
                 let text = chain(&e);
                 assert!(fault.hit.load(Ordering::SeqCst), "{what}: failed without the fault: {text}");
                 assert!(text.contains(MESSAGE), "{what}: the error does not say what failed: {text}");
+                // A read that failed is not damaged data.
+                assert!(!text.contains("corrupt") && !text.contains("damaged"), "{what}: a failed read reported as damage: {text}");
                 assert!(landing.rows() == rows_before, "{what}: the failed import changed rows: {text}");
                 assert!(objects(landing.store()) == objects_before, "{what}: the failed import changed the store: {text}");
                 tally.failed_cleanly += 1;

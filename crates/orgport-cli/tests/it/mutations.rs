@@ -5,7 +5,7 @@
 //! exactly as they were; the forged absurd sizes must not cost memory by their declared size.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -92,6 +92,26 @@ impl Tally {
             self.failures.push(format!("{what}: the target changed"));
         }
     }
+}
+
+/// `good` with its rows replaced by a zstd frame of 1 GiB (1024 text values of 1 MiB, a few KiB
+/// compressed) in a first table declaring 10^12 rows, its files dropped and every checksum
+/// resealed: only the reader's limit on expansion stops it.
+fn bomb(good: &[u8]) -> Vec<u8> {
+    let value = [&[5u8][..], &(1u32 << 20).to_le_bytes(), &vec![b'a'; 1 << 20]].concat();
+    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 1).expect("an encoder");
+    for _ in 0..1024 {
+        encoder.write_all(&value).expect("compressed");
+    }
+    let data = encoder.finish().expect("a frame");
+    let mut parts = split_archive(good);
+    let mut m = parts.manifest_json();
+    m["data"] = json!({"compressed_bytes": data.len(), "sha256": hex(&sha256(&data))});
+    m["tables"][0]["rows"] = json!(1_000_000_000_000u64);
+    m["files"] = json!([]);
+    parts.set_manifest(&m);
+    parts.data = data;
+    parts.join(true)
 }
 
 /// A deterministic xorshift sequence.
@@ -207,6 +227,11 @@ fn mutated_archives_fail_cleanly_and_never_reach_the_target() {
             bad
         }),
     ];
+    let declared = manifest["data"]["uncompressed_bytes"].as_u64().expect("a declared decompressed size");
+    forged.push(("decompressed size - 1".into(), forge(&|m| m["data"]["uncompressed_bytes"] = json!(declared - 1))));
+    forged.push(("decompressed size + 1".into(), forge(&|m| m["data"]["uncompressed_bytes"] = json!(declared + 1))));
+    forged.push(("decompressed size 1e15".into(), forge(&|m| m["data"]["uncompressed_bytes"] = json!(1_000_000_000_000_000u64))));
+    forged.push(("a decompression bomb of 1 GiB, no size declared".into(), bomb(&good)));
     for t in 0..tables {
         forged.push((format!("table {t} rows = 1e12"), forge(&|m| m["tables"][t]["rows"] = json!(1_000_000_000_000u64))));
     }

@@ -37,6 +37,16 @@ pub const FORMAT_VERSION: u32 = 2;
 const MAX_MANIFEST_BYTES: u32 = 64 << 20;
 /// zstd's window is capped so a crafted frame cannot demand gigabytes of memory (2^27 = 128 MiB).
 const MAX_WINDOW_LOG: u32 = 27;
+/// Rows decompressing to more than this many times their compressed size (above
+/// [`EXPANSION_FLOOR`]) are a decompression bomb: keyed rows compress about 30 times, and only
+/// millions of identical rows come near. The writer refuses what the reader would.
+const MAX_EXPANSION: u64 = 1000;
+const EXPANSION_FLOOR: u64 = 256 << 20;
+
+/// The most the rows of `compressed` bytes may decompress to.
+fn expansion_limit(compressed: u64) -> u64 {
+    compressed.saturating_mul(MAX_EXPANSION).max(EXPANSION_FLOOR)
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
@@ -134,6 +144,10 @@ pub struct CutReport {
 pub struct DataManifest {
     pub compressed_bytes: u64,
     pub sha256: String,
+    /// The rows' size once decompressed, which the reader holds them to; absent in archives of
+    /// orgport 0.1 and 0.2, read under [`expansion_limit`] alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncompressed_bytes: Option<u64>,
 }
 
 /// Counts and hashes what passes through.
@@ -181,6 +195,7 @@ pub struct ArchiveWriter {
     tables: Vec<TableManifest>,
     current: Option<(TableManifest, Sha256)>,
     row: Vec<u8>,
+    uncompressed: u64,
     spool_dir: Option<std::path::PathBuf>,
     /// Embedded files, created with the first.
     files: Option<BufWriter<std::fs::File>>,
@@ -204,6 +219,7 @@ impl ArchiveWriter {
             tables: Vec::new(),
             current: None,
             row: Vec::with_capacity(1024),
+            uncompressed: 0,
             spool_dir: spool_dir.map(Into::into),
             files: None,
         })
@@ -235,6 +251,7 @@ impl ArchiveWriter {
         }
         hasher.update(&self.row);
         table.rows += 1;
+        self.uncompressed += self.row.len() as u64;
         self.encoder.write_all(&self.row).map_err(Error::Stream)
     }
 
@@ -257,7 +274,18 @@ impl ArchiveWriter {
         io::copy(&mut hashing, &mut io::sink()).map_err(Error::Stream)?;
         manifest.format_version = FORMAT_VERSION;
         manifest.tables = self.tables;
-        manifest.data = DataManifest { compressed_bytes: hashing.bytes, sha256: hex::encode(hashing.hasher.finalize()) };
+        if self.uncompressed > expansion_limit(hashing.bytes) {
+            return Err(Error::Plan(format!(
+                "the rows compress from {} to {} bytes, more than {MAX_EXPANSION} times: \
+                 orgport refuses archives like this on reading, as decompression bombs",
+                self.uncompressed, hashing.bytes
+            )));
+        }
+        manifest.data = DataManifest {
+            compressed_bytes: hashing.bytes,
+            sha256: hex::encode(hashing.hasher.finalize()),
+            uncompressed_bytes: Some(self.uncompressed),
+        };
         let json = serde_json::to_vec(&manifest).map_err(|e| Error::Plan(format!("cannot encode the manifest: {e}")))?;
         let len = u32::try_from(json.len()).ok().filter(|&l| l <= MAX_MANIFEST_BYTES);
         let len = len.ok_or_else(|| Error::Plan("the manifest is larger than 64 MiB".into()))?;
@@ -278,11 +306,16 @@ impl ArchiveWriter {
     }
 }
 
+/// The decompressor of the rows, over the archive's compressed bytes, hashed as they pass.
+type Decompressor<R> = zstd::stream::read::Decoder<'static, BufReader<Hashing<Input<io::Take<R>>>>>;
+
 /// Reads an archive row by row, checking every checksum on the way.
 pub struct ArchiveReader<R: Read> {
     manifest: Manifest,
     /// The compressed rows end where the manifest says: the embedded files follow them.
-    decoder: BufReader<zstd::stream::read::Decoder<'static, BufReader<Hashing<io::Take<R>>>>>,
+    decoder: BufReader<Capped<Decompressor<R>>>,
+    /// Values must be of their column's kind, except from SQLite, whose columns hold any value.
+    typed: bool,
     table: usize,
     rows_read: u64,
     hasher: Sha256,
@@ -373,13 +406,15 @@ pub(crate) fn validate(m: &Manifest) -> Result<()> {
 impl<R: Read> ArchiveReader<R> {
     pub fn open(mut input: R) -> Result<Self> {
         let manifest = read_manifest(&mut input)?;
-        let data = input.take(manifest.data.compressed_bytes);
+        let data = Input(input.take(manifest.data.compressed_bytes));
         let mut decoder =
             zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 16, Hashing::new(data))).map_err(Error::Stream)?;
         decoder.window_log_max(MAX_WINDOW_LOG).map_err(Error::Stream)?;
+        let capped = Capped::new(decoder, &manifest.data)?;
         // Values are read a few bytes at a time; buffering spares a zstd call for each.
-        let decoder = BufReader::with_capacity(1 << 16, decoder);
-        Ok(ArchiveReader { manifest, decoder, table: 0, rows_read: 0, hasher: Sha256::new(), row: Vec::new(), finished: false })
+        let decoder = BufReader::with_capacity(1 << 16, capped);
+        let typed = manifest.source_engine != "sqlite";
+        Ok(ArchiveReader { manifest, decoder, typed, table: 0, rows_read: 0, hasher: Sha256::new(), row: Vec::new(), finished: false })
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -406,8 +441,16 @@ impl<R: Read> ArchiveReader<R> {
             self.row.clear();
             let mut tee = Tee { inner: &mut self.decoder, hasher: &mut self.hasher };
             for column in &table.columns {
-                let value = codec::read_value(&mut tee)
-                    .map_err(|e| read_error(e, &format!("table `{}`, row {}, column `{}`", table.name, self.rows_read + 1, column.name)))?;
+                let at = || format!("table `{}`, row {}, column `{}`", table.name, self.rows_read + 1, column.name);
+                let value = codec::read_value(&mut tee).map_err(|e| read_error(e, &at()))?;
+                if let Some(kind) = value.kind().filter(|&kind| self.typed && !column.kind.accepts(kind)) {
+                    let engine = &self.manifest.source_engine;
+                    return Err(Error::Corrupt(format!(
+                        "{}: the column is {:?} but the value is {kind:?}, which {engine} does not store",
+                        at(),
+                        column.kind
+                    )));
+                }
                 self.row.push(value);
             }
             self.rows_read += 1;
@@ -424,13 +467,17 @@ impl<R: Read> ArchiveReader<R> {
         if n != 0 {
             return Err(Error::Corrupt("unexpected data after the last table".into()));
         }
-        let hashing = self.decoder.get_ref().get_ref().get_ref();
+        let capped = self.decoder.get_ref();
+        if let Some(declared) = capped.declared.filter(|&declared| declared != capped.read) {
+            return Err(Error::Corrupt(format!("the rows decompress to {} bytes, not the {declared} the manifest declares", capped.read)));
+        }
+        let hashing = capped.inner.get_ref().get_ref();
         let sum = hex::encode(hashing.hasher.clone().finalize());
         if hashing.bytes != self.manifest.data.compressed_bytes || sums_differ(sum.as_bytes(), self.manifest.data.sha256.as_bytes()) {
             return Err(Error::Corrupt("the compressed data does not match its checksum".into()));
         }
         if self.manifest.embedded_files().next().is_none() {
-            let input = self.decoder.get_mut().get_mut().get_mut().inner.get_mut();
+            let input = self.decoder.get_mut().inner.get_mut().get_mut().inner.0.get_mut();
             expect_end(input, "the last table")?;
         }
         self.finished = true;
@@ -441,7 +488,7 @@ impl<R: Read> ArchiveReader<R> {
     /// `None`).
     pub fn into_files(self) -> Result<EmbeddedFiles<R>> {
         assert!(self.finished, "into_files before the last row");
-        let input = self.decoder.into_inner().finish().into_inner().inner.into_inner();
+        let input = self.decoder.into_inner().inner.finish().into_inner().inner.0.into_inner();
         let order = self.manifest.embedded_files().collect();
         Ok(EmbeddedFiles { manifest: self.manifest, input, order, next: 0 })
     }
@@ -523,6 +570,57 @@ fn read_error(e: io::Error, at: &str) -> Error {
     }
 }
 
+/// The archive's bytes under the decompressor. zstd passes their read errors on as it reports
+/// its own, as plain I/O errors: marking them keeps a failing disk or connection from being
+/// reported as damaged data.
+struct Input<R>(R);
+
+impl<R: Read> Read for Input<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|e| match e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            true => e,
+            false => io::Error::other(Error::Stream(e)),
+        })
+    }
+}
+
+/// The decompressed rows, counted: beyond their declared size, or [`expansion_limit`] when none
+/// is declared, reading them is an error rather than more work.
+struct Capped<R> {
+    inner: R,
+    read: u64,
+    limit: u64,
+    declared: Option<u64>,
+}
+
+impl<R> Capped<R> {
+    fn new(inner: R, data: &DataManifest) -> Result<Self> {
+        let limit = expansion_limit(data.compressed_bytes);
+        if let Some(declared) = data.uncompressed_bytes.filter(|&declared| declared > limit) {
+            return Err(Error::Corrupt(format!(
+                "the rows declare {declared} bytes decompressed from {} compressed, more than {MAX_EXPANSION} times: a decompression bomb",
+                data.compressed_bytes
+            )));
+        }
+        Ok(Capped { inner, read: 0, limit: data.uncompressed_bytes.unwrap_or(limit), declared: data.uncompressed_bytes })
+    }
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.limit {
+            let why = match self.declared {
+                Some(declared) => format!("the rows decompress to more than the {declared} bytes the manifest declares"),
+                None => format!("the rows decompress to more than {MAX_EXPANSION} times their compressed size: a decompression bomb"),
+            };
+            return Err(io::Error::new(io::ErrorKind::InvalidData, why));
+        }
+        Ok(n)
+    }
+}
+
 /// Hashes the decompressed bytes of the current table as they are decoded.
 struct Tee<'a, R> {
     inner: &'a mut R,
@@ -540,6 +638,24 @@ impl<R: Read> Read for Tee<'_, R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A manifest for the writer to fill in.
+    fn manifest() -> Manifest {
+        Manifest {
+            format_version: 0,
+            orgport_version: "test".into(),
+            created_unix: 0,
+            source_engine: "test".into(),
+            root_table: "t".into(),
+            root_key: "id".into(),
+            orgs: vec![Value::Int(1)],
+            with_groups: vec![],
+            tables: vec![],
+            cut: vec![],
+            data: DataManifest::default(),
+            files: vec![],
+        }
+    }
 
     fn sample() -> (Vec<u8>, Vec<Vec<Value>>) {
         sample_with_files(&[])
@@ -576,20 +692,7 @@ mod tests {
             .collect::<Vec<_>>();
         let set =
             FileSetManifest { name: "uploads".into(), prefix: Some("{org}/".into()), columns: vec![], copied_to: None, files: entries };
-        let manifest = Manifest {
-            format_version: 0,
-            orgport_version: "test".into(),
-            created_unix: 0,
-            source_engine: "test".into(),
-            root_table: "t".into(),
-            root_key: "id".into(),
-            orgs: vec![Value::Int(1)],
-            with_groups: vec![],
-            tables: vec![],
-            cut: vec![],
-            data: DataManifest::default(),
-            files: if files.is_empty() { vec![] } else { vec![set] },
-        };
+        let manifest = Manifest { files: if files.is_empty() { vec![] } else { vec![set] }, ..manifest() };
         let mut out = Vec::new();
         writer.finish(manifest, &mut out).unwrap();
         (out, rows)
@@ -689,6 +792,109 @@ mod tests {
         let (mut bytes, rows) = sample();
         bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
         assert_eq!(read_all(&bytes).unwrap(), rows);
+    }
+
+    /// `bytes` with its manifest edited and resealed; `data` replaces the compressed rows.
+    fn forge(bytes: &[u8], edit: impl Fn(&mut serde_json::Value), data: Option<Vec<u8>>) -> Vec<u8> {
+        let len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+        let mut manifest: serde_json::Value = serde_json::from_slice(&bytes[16..16 + len]).unwrap();
+        let mut rest = bytes[16 + len + 32..].to_vec();
+        if let Some(data) = data {
+            manifest["data"]["compressed_bytes"] = data.len().into();
+            manifest["data"]["sha256"] = hex::encode(Sha256::digest(&data)).into();
+            rest = data;
+        }
+        edit(&mut manifest);
+        let json = serde_json::to_vec(&manifest).unwrap();
+        [&bytes[..12], &(json.len() as u32).to_le_bytes(), &json, &Sha256::digest(&json), &rest].concat()
+    }
+
+    #[test]
+    fn a_value_of_another_kind_than_its_column_is_refused_unless_sqlite_wrote_it() {
+        let (bytes, _) = sample();
+        // Row 1's `name` (Text) now sits in an Integer column.
+        let forged = |engine: &'static str| {
+            forge(
+                &bytes,
+                |m| {
+                    m["source_engine"] = engine.into();
+                    m["tables"][0]["columns"][1]["kind"] = "integer".into();
+                },
+                None,
+            )
+        };
+        let err = read_all(&forged("postgres")).unwrap_err().to_string();
+        assert!(
+            err.contains("table `t`, row 1, column `name`: the column is Integer but the value is Text, which postgres does not store"),
+            "{err}"
+        );
+        // A SQLite column holds whatever was stored in it, and carries it as it is.
+        assert_eq!(read_all(&forged("sqlite")).unwrap(), sample().1);
+    }
+
+    #[test]
+    fn rows_are_held_to_their_declared_decompressed_size() {
+        let (bytes, rows) = sample();
+        let manifest = read_manifest(&mut bytes.as_slice()).unwrap();
+        let declared = manifest.data.uncompressed_bytes.expect("a declared size");
+        assert!(declared > 200 * 10, "{declared}");
+        let with = |size: u64| forge(&bytes, |m| m["data"]["uncompressed_bytes"] = size.into(), None);
+        let err = read_all(&with(declared - 1)).unwrap_err().to_string();
+        assert!(err.contains(&format!("decompress to more than the {} bytes the manifest declares", declared - 1)), "{err}");
+        let err = read_all(&with(declared + 1)).unwrap_err().to_string();
+        assert!(err.contains(&format!("decompress to {declared} bytes, not the {}", declared + 1)), "{err}");
+        let err = read_all(&with(1 << 40)).unwrap_err().to_string();
+        assert!(err.contains("a decompression bomb"), "{err}");
+        // Archives of orgport 0.2 declare no size.
+        let undeclared = forge(&bytes, |m| _ = m["data"].as_object_mut().unwrap().remove("uncompressed_bytes"), None);
+        assert_eq!(read_all(&undeclared).unwrap(), rows);
+    }
+
+    #[test]
+    fn a_decompression_bomb_stops_at_the_expansion_limit() {
+        // Text values of 16 MiB, a few KiB compressed each, in a table declaring 10^12 rows.
+        let value = [&[5u8][..], &(16u32 << 20).to_le_bytes(), &vec![b'a'; 16 << 20]].concat();
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+        for _ in 0..EXPANSION_FLOOR / value.len() as u64 + 2 {
+            encoder.write_all(&value).unwrap();
+        }
+        let data = encoder.finish().unwrap();
+        assert!(data.len() < 1 << 20, "{} compressed bytes", data.len());
+        let (bytes, _) = sample();
+        let bomb = forge(
+            &bytes,
+            |m| {
+                m["data"].as_object_mut().unwrap().remove("uncompressed_bytes");
+                m["tables"][0]["rows"] = 1_000_000_000_000u64.into();
+                m["tables"][0]["columns"] = serde_json::json!([{"name": "a", "declared_type": "", "kind": "text", "nullable": true}]);
+            },
+            Some(data),
+        );
+        let err = read_all(&bomb).unwrap_err();
+        assert!(matches!(err, Error::Corrupt(_)), "{err}");
+        assert!(err.to_string().contains("more than 1000 times their compressed size: a decompression bomb"), "{err}");
+    }
+
+    #[test]
+    fn the_writer_refuses_rows_the_reader_would_take_for_a_bomb() {
+        let mut writer = ArchiveWriter::new(None).unwrap();
+        let column = ColumnManifest { name: "a".into(), declared_type: String::new(), kind: ValueKind::Text, nullable: true };
+        let table = TableManifest {
+            name: "t".into(),
+            role: Role::Root,
+            columns: vec![column],
+            primary_key: vec![],
+            rows: 0,
+            sha256: String::new(),
+            withheld: BTreeMap::new(),
+        };
+        writer.begin_table(table);
+        let row = [Value::Text("a".repeat(16 << 20))];
+        for _ in 0..EXPANSION_FLOOR / (16 << 20) + 2 {
+            writer.write_row(&row).unwrap();
+        }
+        let err = writer.finish(manifest(), &mut io::sink()).unwrap_err().to_string();
+        assert!(err.contains("more than 1000 times"), "{err}");
     }
 
     #[test]
