@@ -75,8 +75,10 @@ The organisations' files are in the stores orgport.toml declares:
   store = \"s3://app-uploads\"            # or file:///srv/uploads, gs://bucket/base
   prefix = \"{org}/\"                     # every object under it is the organisation's
   columns = [\"attachments.object_key\"]  # columns holding object keys
+  outside = \"share\"                     # or \"refuse\": objects they name outside the prefix
 Import writes them under the new organisation's prefix (the target's orgport.toml says where),
-never over an existing object, and removes them again if the import fails.";
+never over an existing object, and removes them again if the import fails. An object named
+outside the prefix keeps its key; one already there with the same content is shared as it is.";
 
 const SERVE_HELP: &str = "\
 Endpoints (every /api one needs `Authorization: Bearer TOKEN` of a superuser):

@@ -61,6 +61,22 @@ pub struct FilesConfig {
     /// organisation's too.
     #[serde(default)]
     pub columns: Vec<String>,
+    /// What becomes of objects the columns name outside the prefix (every one, without a prefix).
+    #[serde(default)]
+    pub outside: Outside,
+}
+
+/// Objects a key column names outside the organisation's prefix: shared by several
+/// organisations (a default avatar), or another's by mistake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outside {
+    /// They travel and keep their key. On import, an identical object already at that key is used
+    /// as it is (and never removed); one with other content is refused, as every object in the way.
+    #[default]
+    Share,
+    /// Export and import refuse them: every object of an organisation is under its prefix.
+    Refuse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]

@@ -14,7 +14,7 @@ use std::sync::{mpsc, Mutex};
 use serde::Serialize;
 
 use crate::archive::{EmbeddedFiles, FileEntry, FileSetManifest, Hashing, Manifest};
-use crate::config::FilesConfig;
+use crate::config::{FilesConfig, Outside};
 use crate::error::{Error, Result};
 use crate::plan::Role;
 use crate::progress::Progress;
@@ -31,6 +31,8 @@ pub struct FileSet {
     pub prefix: Option<String>,
     /// Each key column: table and column name.
     pub columns: Vec<(usize, String)>,
+    /// What becomes of objects the columns name outside the prefix.
+    pub outside: Outside,
 }
 
 impl FileSet {
@@ -57,6 +59,9 @@ pub(crate) fn resolve(
                     "[{key}] has neither `prefix` nor `columns`: nothing says which of its objects are an organisation's"
                 )))
             }
+            None if files.outside == Outside::Refuse => {
+                return Err(Error::Config(format!("[{key}] has `outside = \"refuse\"` and no `prefix`: every object would be outside it")))
+            }
             None => {}
         }
         let mut columns = Vec::new();
@@ -75,7 +80,13 @@ pub(crate) fn resolve(
             }
             columns.push((t, column));
         }
-        sets.push(FileSet { name: name.clone(), store: files.store.clone(), prefix: files.prefix.clone(), columns });
+        sets.push(FileSet {
+            name: name.clone(),
+            store: files.store.clone(),
+            prefix: files.prefix.clone(),
+            columns,
+            outside: files.outside,
+        });
     }
     Ok(sets)
 }
@@ -123,6 +134,11 @@ impl Relocation {
     /// Where the organisations' keys move to.
     pub(crate) fn new_prefixes(&self) -> impl Iterator<Item = &str> {
         self.prefixes.iter().map(|(_, new)| new.as_str())
+    }
+
+    /// Whether `key` is under one of the old organisations' prefixes (and moves).
+    pub(crate) fn is_inside(&self, key: &str) -> bool {
+        self.prefixes.iter().any(|(old, _)| key.starts_with(old.as_str()))
     }
 
     pub(crate) fn key(&self, key: &str) -> String {
@@ -247,9 +263,19 @@ impl FilesOut<'_> {
     pub(crate) fn objects(&self, orgs: &[Value]) -> Result<Vec<(String, u64)>> {
         let mut found = BTreeMap::new();
         if let Some(template) = &self.set.prefix {
-            for org in orgs {
-                for object in self.store.list(&render(template, org))? {
+            let prefixes: Vec<String> = orgs.iter().map(|org| render(template, org)).collect();
+            for prefix in &prefixes {
+                for object in self.store.list(prefix)? {
                     found.insert(object.key, object.size);
+                }
+            }
+            if self.set.outside == Outside::Refuse {
+                if let Some((key, column)) = self.named.iter().find(|(key, _)| !prefixes.iter().any(|p| key.starts_with(p.as_str()))) {
+                    return Err(Error::Plan(format!(
+                        "`{column}` = `{key}` names an object outside the organisation's prefix `{template}`, \
+                         and [files.{}] says `outside = \"refuse\"`",
+                        self.set.name
+                    )));
                 }
             }
         }
@@ -458,12 +484,18 @@ pub(crate) fn key_columns(manifest: &Manifest) -> Vec<Vec<(usize, usize)>> {
 struct Landing {
     set: usize,
     to: String,
+    /// Outside the organisations' prefixes: its key stays (see [`Outside`]).
+    outside: bool,
+    /// An identical object is there already, shared: nothing to write, nothing to remove.
+    present: bool,
 }
 
 /// The import's side of the files: where each lands, and what was written.
 pub(crate) struct FilesIn {
     targets: Vec<Box<dyn ObjectStore>>,
     sources: Vec<Option<Box<dyn ObjectStore>>>,
+    /// The target's policy for each set's objects outside the prefix.
+    outside: Vec<Outside>,
     relocations: Vec<Relocation>,
     /// Every file of the archive, set after set in manifest order; set `s` starts at `offsets[s]`.
     landings: Vec<Landing>,
@@ -485,6 +517,7 @@ impl FilesIn {
         let open = open.ok_or_else(|| Error::Config("the archive carries files, and no store was given for them".into()))?;
         let mut targets = Vec::new();
         let mut sources = Vec::new();
+        let mut outside = Vec::new();
         for set in &manifest.files {
             let Some(target) = sets.iter().find(|s| s.name == set.name) else {
                 return Err(Error::Config(format!(
@@ -497,10 +530,12 @@ impl FilesIn {
             };
             targets.push(open(&target.store)?);
             sources.push(set.copied_to.as_deref().map(open).transpose()?);
+            outside.push(target.outside);
         }
         Ok(Some(FilesIn {
             targets,
             sources,
+            outside,
             relocations: Vec::new(),
             landings: Vec::new(),
             offsets: Vec::new(),
@@ -523,15 +558,44 @@ impl FilesIn {
         self.offsets.clear();
         for (s, set) in manifest.files.iter().enumerate() {
             self.offsets.push(self.landings.len());
-            self.landings.extend(set.files.iter().map(|file| Landing { set: s, to: self.relocations[s].key(&file.key) }));
+            let relocation = &self.relocations[s];
+            self.landings.extend(set.files.iter().map(|file| Landing {
+                set: s,
+                to: relocation.key(&file.key),
+                outside: !relocation.is_inside(&file.key),
+                present: false,
+            }));
         }
     }
 
-    /// Fails naming the objects that already exist where files would land.
-    /// Keys a target store cannot hold (`../x` in a directory) fail here too, before the first write.
-    pub(crate) fn refuse_existing(&self, jobs: usize) -> Result<()> {
-        for landing in &self.landings {
-            self.targets[landing.set].check_key(&landing.to)?;
+    /// Checks where every file would land before the first is written: keys a target store
+    /// cannot hold (`../x` in a directory), files outside the prefix the target refuses or that
+    /// would land among the new organisations' own objects, and objects already there. An
+    /// identical object outside the prefix is shared (see [`Outside`]); any other is named.
+    pub(crate) fn check_landings(&mut self, manifest: &Manifest, jobs: usize) -> Result<()> {
+        let mut refused = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (i, landing) in self.landings.iter().enumerate() {
+            let s = landing.set;
+            self.targets[s].check_key(&landing.to)?;
+            let (set, file) = (&manifest.files[s], &manifest.files[s].files[i - self.offsets[s]]);
+            let among_new = || self.relocations[s].new_prefixes().find(|p| landing.to.starts_with(p));
+            if landing.outside && self.outside[s] == Outside::Refuse {
+                refused.push(format!(
+                    "file `{}` of `{}` is outside the organisation's prefix, and the target's [files.{}] says `outside = \"refuse\"`",
+                    file.key, set.name, set.name
+                ));
+            } else if let Some(prefix) = landing.outside.then(among_new).flatten() {
+                refused.push(format!(
+                    "file `{}` of `{}` is outside the organisation's prefix but would land under the new organisation's `{prefix}`",
+                    file.key, set.name
+                ));
+            } else if !seen.insert((s, landing.to.as_str())) {
+                refused.push(format!("two files of `{}` would land at `{}`", set.name, landing.to));
+            }
+        }
+        if !refused.is_empty() {
+            return Err(Error::Unresolved(refused));
         }
         // One listing per new prefix answers for the files under it; others are asked one by one.
         let mut listed: Vec<(usize, String, BTreeSet<String>)> = Vec::new();
@@ -545,31 +609,61 @@ impl FilesIn {
             let landing = &self.landings[i];
             listed.iter().find(|(s, prefix, _)| *s == landing.set && landing.to.starts_with(prefix.as_str()))
         };
-        let mut existing: Vec<String> = Vec::new();
+        let mut existing: Vec<usize> = Vec::new();
         let mut ask = Vec::new();
         for (i, landing) in self.landings.iter().enumerate() {
             match under(i) {
-                Some((_, _, found)) if found.contains(&landing.to) => existing.push(url(self.targets[landing.set].as_ref(), &landing.to)),
+                Some((_, _, found)) if found.contains(&landing.to) => existing.push(i),
                 Some(_) => {}
                 None => ask.push(i),
             }
         }
+        let mut shared = Vec::new();
         let (landings, targets) = (&self.landings, &self.targets);
+        // Outside the prefix, an object found is read to see whether it is the archive's file.
         parallel(
             ask.len(),
             jobs,
-            |k| targets[landings[ask[k]].set].size(&landings[ask[k]].to),
-            |k, size| {
-                if size.is_some() {
-                    existing.push(url(targets[landings[ask[k]].set].as_ref(), &landings[ask[k]].to));
+            |k| {
+                let landing = &landings[ask[k]];
+                let target = targets[landing.set].as_ref();
+                match target.size(&landing.to)? {
+                    Some(_) if landing.outside => digest(target, &landing.to).map(Some),
+                    Some(size) => Ok(Some((size, String::new()))),
+                    None => Ok(None),
+                }
+            },
+            |k, found| {
+                let i = ask[k];
+                let file = &manifest.files[landings[i].set].files[i - self.offsets[landings[i].set]];
+                match found {
+                    Some((size, sha256)) if landings[i].outside && size == file.size && sha256 == file.sha256 => shared.push(i),
+                    Some(_) => existing.push(i),
+                    None => {}
                 }
                 Ok(())
             },
         )?;
-        match existing.is_empty() {
-            true => Ok(()),
-            false => Err(Error::ObjectsExist(existing)),
+        for i in shared {
+            self.landings[i].present = true;
         }
+        if existing.is_empty() {
+            return Ok(());
+        }
+        existing.sort_unstable();
+        Err(Error::ObjectsExist(
+            existing
+                .into_iter()
+                .map(|i| {
+                    let landing = &self.landings[i];
+                    let at = url(self.targets[landing.set].as_ref(), &landing.to);
+                    match landing.outside {
+                        true => format!("{at} (outside the organisation's prefix, with other content than the archive's file)"),
+                        false => at,
+                    }
+                })
+                .collect(),
+        ))
     }
 
     /// Compares every file with the object where it landed; returns how many are equal and what
@@ -640,7 +734,8 @@ impl FilesIn {
     pub(crate) fn open_journals(&mut self, root: &str, orgs: &[Value]) -> Result<()> {
         let id = crate::journal::new_id();
         for s in 0..self.targets.len() {
-            let objects = self.landings[self.offsets[s]..].iter().take_while(|l| l.set == s).map(|l| l.to.clone()).collect();
+            let objects =
+                self.landings[self.offsets[s]..].iter().take_while(|l| l.set == s).filter(|l| !l.present).map(|l| l.to.clone()).collect();
             let journal = crate::journal::Journal { root: root.to_string(), orgs: orgs.to_vec(), objects };
             let key = journal.write(self.targets[s].as_ref(), &format!("{id}-{s}"))?;
             self.journals.push((s, key));
@@ -692,7 +787,10 @@ impl FilesIn {
                 set.files.len(),
                 jobs,
                 |f| {
-                    let to = &self.landing(s, f).to;
+                    let Landing { to, present, .. } = self.landing(s, f);
+                    if *present {
+                        return Ok((set.files[f].size, set.files[f].sha256.clone()));
+                    }
                     let landed = || self.written.lock().expect("not poisoned").push((location.clone(), to.clone()));
                     copy_object(source.as_ref(), &set.files[f].key, target, to, Some(&set.files[f]), &landed)
                 },
@@ -767,7 +865,11 @@ impl FilesIn {
     /// Writes file `f` of set `s` to its target with `write`, keeping it only if that succeeds.
     fn land(&self, s: usize, f: usize, write: &mut dyn FnMut(&mut dyn Write) -> Result<()>) -> Result<()> {
         let target = self.targets[s].as_ref();
-        let to = &self.landing(s, f).to;
+        let Landing { to, present, .. } = self.landing(s, f);
+        if *present {
+            // Shared, and identical: the bytes are only read, and checked.
+            return write(&mut io::sink());
+        }
         let mut writer = target.writer(to)?;
         write(&mut writer)?;
         writer.finish()?;

@@ -419,7 +419,7 @@ impl Importer<'_> {
         let jobs = options.files.as_ref().map_or(1, |f| f.jobs);
         if let Some(files) = &mut self.files {
             files.place(&self.manifest, &self.plan.files, &orgs);
-            files.refuse_existing(jobs)?;
+            files.check_landings(&self.manifest, jobs)?;
         }
         self.pass(open, progress, "check", Self::check)?;
         if self.forward_misses {

@@ -27,7 +27,7 @@ use crate::pg::{fresh_db, psql, server};
 use crate::util::*;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Site {
+pub(crate) enum Site {
     /// A write to the database: `execute`, `insert_rows` where the engine bulk-writes, `commit`.
     Write,
     /// A `read` of the archive.
@@ -44,7 +44,7 @@ enum Mode {
 
 /// The fault of one run: operation `at` (1-based) of `site` fails, and with `ForGood` every one
 /// after it.
-struct Fault {
+pub(crate) struct Fault {
     site: Site,
     at: usize,
     mode: Mode,
@@ -57,6 +57,16 @@ const MESSAGE: &str = "injected fault";
 impl Fault {
     fn new(site: Site, at: usize, mode: Mode) -> Arc<Fault> {
         Arc::new(Fault { site, at, mode, seen: AtomicUsize::new(0), hit: AtomicBool::new(false) })
+    }
+
+    /// No fault: only counts the operations of `site` (see [`Fault::seen`]).
+    pub(crate) fn counting(site: Site) -> Arc<Fault> {
+        Fault::new(site, usize::MAX, Mode::Once)
+    }
+
+    /// How many operations of its site ran.
+    pub(crate) fn seen(&self) -> usize {
+        self.seen.load(Ordering::SeqCst)
     }
 
     /// Counts an operation of `site`; whether it fails.
@@ -82,9 +92,9 @@ impl Fault {
 }
 
 /// The real engine, with `Site::Write` faults.
-struct FaultyEngine {
-    inner: Box<dyn Engine>,
-    fault: Arc<Fault>,
+pub(crate) struct FaultyEngine {
+    pub(crate) inner: Box<dyn Engine>,
+    pub(crate) fault: Arc<Fault>,
 }
 
 impl Engine for FaultyEngine {
@@ -146,9 +156,9 @@ impl Engine for FaultyEngine {
 }
 
 /// The real store, with `Site::ObjectPut` faults.
-struct FaultyStore {
-    inner: Box<dyn ObjectStore>,
-    fault: Arc<Fault>,
+pub(crate) struct FaultyStore {
+    pub(crate) inner: Box<dyn ObjectStore>,
+    pub(crate) fault: Arc<Fault>,
 }
 
 impl FaultyStore {

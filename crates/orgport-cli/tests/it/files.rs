@@ -222,8 +222,7 @@ fn round_trip(host: Host) {
     assert_eq!(differs.code, 1, "{}", differs.stdout);
     assert!(differs.stdout.contains("file `1/att/005.bin` of `uploads` differs"), "{}", differs.stdout);
 
-    // The same organisation through a transfer store, into another target (the object outside
-    // the prefix keeps its key, so it would be in the way on the first).
+    // The same organisation through a transfer store, into another target.
     let transfer = host.new_place(&s.w, "transfer");
     let copied = s.w.path("org-1-copied.orgport");
     let base = format!("{}/exports/run-1", transfer.url);
@@ -356,6 +355,80 @@ fn failures_leave_nothing_behind(host: Host) {
     ]);
     assert_eq!(snapshot(&s.tgt), db_before);
     assert_eq!(host.objects(&s.target), store_before);
+}
+
+/// The object a row names outside the organisation's prefix (`shared/logo-1.png`) is shared: a
+/// target holding it already, identical (an asset every instance has), keeps it as it is, even
+/// when the import fails after writing the others; a target or source that says
+/// `outside = "refuse"` refuses it before anything is written.
+fn objects_outside_the_prefix_are_shared_or_refused(host: Host) {
+    let s = setup(host);
+    let archive = s.w.path("org-1.orgport");
+    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &[], &archive).ok();
+    host.put(&s.target, "shared/logo-1.png", &host.get(&s.source, "shared/logo-1.png").expect("the shared object"));
+    let (db_before, store_before) = (snapshot(&s.tgt), host.objects(&s.target));
+
+    // The shared object is the last embedded file: damaged, it fails the import after the others
+    // were written; they are removed, and the shared one stays.
+    let mut damaged = bytes(&archive);
+    *damaged.last_mut().expect("a byte") ^= 0x40;
+    let damaged_path = s.w.path("damaged.orgport");
+    std::fs::write(&damaged_path, damaged).expect("writing the archive");
+    let out = s.w.import(&s.tgt, Some(&s.tgt_config), &damaged_path, &[]);
+    out.fails_with(&["file `shared/logo-1.png` of `uploads` does not match its checksum"]);
+    assert_eq!(snapshot(&s.tgt), db_before, "the failed import changed the database");
+    assert_eq!(host.objects(&s.target), store_before, "the failed import changed the store");
+
+    assert_eq!(new_org(&s.w.import_json(&s.tgt, Some(&s.tgt_config), &archive)), "4");
+    assert_landed(host, &s, (&s.tgt, &s.target), 4, &store_before);
+    s.w.verify(&s.tgt, Some(&s.tgt_config), &archive, &["4"]).ok();
+    let (db_before, store_before) = (snapshot(&s.tgt), host.objects(&s.target));
+
+    // A target that refuses objects outside the prefix, and a source that does.
+    let refusing = |name: &str, store: &str| {
+        let text = std::fs::read_to_string(config(&s.w, name, store)).expect("a config");
+        std::fs::write(s.w.path(name), format!("{text}outside = \"refuse\"\n")).expect("a config");
+        s.w.path(name)
+    };
+    let out = s.w.import(&s.tgt, Some(&refusing("refusing-target.toml", &s.target.url)), &archive, &[]);
+    out.fails_with(&["file `shared/logo-1.png` of `uploads` is outside the organisation's prefix, and the target's [files.uploads] says `outside = \"refuse\"`"]);
+    assert_eq!(snapshot(&s.tgt), db_before);
+    assert_eq!(host.objects(&s.target), store_before);
+    let refused = s.w.path("refused.orgport");
+    let out = s.w.export(&s.src, Some(&refusing("refusing-source.toml", &s.source.url)), None, &["1"], &[], &refused);
+    out.fails_with(&["`attachments.object_key` = `shared/logo-1.png` names an object outside the organisation's prefix `{org}/`"]);
+    assert!(!refused.exists());
+}
+
+#[test]
+fn objects_outside_the_prefix_in_a_directory_are_shared_or_refused() {
+    objects_outside_the_prefix_are_shared_or_refused(Host::Local);
+}
+
+#[test]
+fn objects_outside_the_prefix_in_s3_and_gcs_are_shared_or_refused() {
+    let (Some(s3), Some(gcs)) = (s3(), gcs()) else { return };
+    objects_outside_the_prefix_are_shared_or_refused(Host::Remote(&s3));
+    objects_outside_the_prefix_are_shared_or_refused(Host::Remote(&gcs));
+}
+
+/// A row of organisation 1 naming `4/stray.bin`, another organisation's object on the source:
+/// on a target where the import creates organisation 4, it would pose as one of its own
+/// objects, and is refused before anything is written.
+#[test]
+fn an_object_outside_the_prefix_never_lands_among_the_new_organisations_own() {
+    let s = setup(Host::Local);
+    Host::Local.put(&s.source, "4/stray.bin", b"organisation 4's on the source");
+    open(&s.src).execute_batch("INSERT INTO attachments (org_id, name, object_key) VALUES (1, 'stray', '4/stray.bin');").expect("a row");
+    let archive = s.w.path("org-1.orgport");
+    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &[], &archive).ok();
+    let (db_before, store_before) = (snapshot(&s.tgt), Host::Local.objects(&s.target));
+    let out = s.w.import(&s.tgt, Some(&s.tgt_config), &archive, &[]);
+    out.fails_with(&[
+        "file `4/stray.bin` of `uploads` is outside the organisation's prefix but would land under the new organisation's `4/`",
+    ]);
+    assert_eq!(snapshot(&s.tgt), db_before);
+    assert_eq!(Host::Local.objects(&s.target), store_before);
 }
 
 #[test]
@@ -491,6 +564,8 @@ fn mistakes_in_the_files_section_are_named() {
         ("store = 'file:///x'\ncolumns = ['attachment.object_key']", "files.uploads: no table `attachment`"),
         ("store = 'file:///x'\ncolumns = ['attachments.org_id']", "`attachments.org_id` does not hold text"),
         ("store = 'file:///x'\ncolumns = ['plans.logo_key']", "`plans.logo_key` is in `plans`, which is not an organisation's own table"),
+        ("store = 'file:///x'\ncolumns = ['attachments.object_key']\noutside = 'refuse'", "has `outside = \"refuse\"` and no `prefix`"),
+        ("store = 'file:///x'\nprefix = '{org}/'\noutside = 'keep'", "unknown variant `keep`, expected `share` or `refuse`"),
     ];
     for (section, message) in cases {
         let config = w.config("bad.toml", &format!("root = 'orgs'\n[files.uploads]\n{section}\n"));

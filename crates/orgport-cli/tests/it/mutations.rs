@@ -1,8 +1,10 @@
 //! Mutated archives never reach the target (issue 7, "Bad input"): a real archive of the example
 //! organisation with embedded files, flipped byte by byte, cut short and forged with a resealed
 //! manifest, each imported through the library into a target that holds data and files. Every
-//! one must fail — never succeed, never panic — and leave the target's database file and store
-//! exactly as they were; the forged absurd sizes must not cost memory by their declared size.
+//! one must fail — never succeed, never panic — before the first write to the database or the
+//! store (counted by the fault sweep's wrappers, with no fault), and leave the target's database
+//! file and store exactly as they were; the forged absurd sizes and the decompression bomb must
+//! not cost memory by their declared size.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -13,9 +15,11 @@ use std::time::Instant;
 
 use orgport_core::import::{import, FilesImport, ImportOptions, ImportReport};
 use orgport_core::plan::Plan;
+use orgport_core::store::ObjectStore;
 use orgport_testkit::example::ExampleOptions;
 use serde_json::json;
 
+use crate::faults::{Fault, FaultyEngine, FaultyStore, Site};
 use crate::util::*;
 
 /// Organisation 1's objects in the source store: key and size (one empty, one larger than the
@@ -52,16 +56,29 @@ impl Target {
         (bytes(&self.db), files, dir_listing(&self.store))
     }
 
-    /// The library's import of `archive`, panics caught.
-    fn import(&self, archive: &Arc<[u8]>) -> std::thread::Result<orgport_core::Result<ImportReport>> {
+    /// The library's import of `archive`, panics caught, through the fault sweep's wrappers with
+    /// no fault: they count the database writes and object writes the import made.
+    fn import(&self, archive: &Arc<[u8]>) -> (std::thread::Result<orgport_core::Result<ImportReport>>, Writes) {
         let open = || -> orgport_core::Result<Box<dyn Read>> { Ok(Box::new(std::io::Cursor::new(archive.clone()))) };
-        let stores = |url: &str| orgport_objects::open_store(url, |_| None);
+        let (writes, puts) = (Fault::counting(Site::Write), Fault::counting(Site::ObjectPut));
+        let stores = |url: &str| -> orgport_core::Result<Box<dyn ObjectStore>> {
+            Ok(Box::new(FaultyStore { inner: orgport_objects::open_store(url, |_| None)?, fault: puts.clone() }))
+        };
         let options = ImportOptions { dry_run: false, files: Some(FilesImport { open: &stores, jobs: 2 }) };
-        catch_unwind(AssertUnwindSafe(|| {
-            let mut engine = orgport_sqlite::SqliteEngine::open_path(&self.db, orgport_sqlite::Access::ReadWrite)?;
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let inner = Box::new(orgport_sqlite::SqliteEngine::open_path(&self.db, orgport_sqlite::Access::ReadWrite)?);
+            let mut engine = FaultyEngine { inner, fault: writes.clone() };
             import(&mut engine, &self.plan, &open, &options, &orgport_core::progress::Quiet)
-        }))
+        }));
+        (result, Writes { rows: writes.seen(), objects: puts.seen() })
     }
+}
+
+/// What an import wrote to the database (statements, bulk writes, the commit) and the store.
+#[derive(Debug, PartialEq)]
+struct Writes {
+    rows: usize,
+    objects: usize,
 }
 
 /// Tallies what the mutated imports ended in.
@@ -76,7 +93,10 @@ impl Tally {
     /// Imports `archive` (described by `what`) and records whether it failed cleanly.
     fn case(&mut self, target: &Target, before: &(Vec<u8>, BTreeMap<String, Vec<u8>>, Vec<String>), what: &str, archive: Vec<u8>) {
         self.cases += 1;
-        let result = target.import(&archive.into());
+        let (result, writes) = target.import(&archive.into());
+        if writes != (Writes { rows: 0, objects: 0 }) {
+            self.failures.push(format!("{what}: the import wrote before it failed: {writes:?}"));
+        }
         match result {
             Err(_) => self.failures.push(format!("{what}: the import panicked")),
             Ok(Ok(_)) => self.failures.push(format!("{what}: the import succeeded")),
@@ -158,8 +178,10 @@ fn mutated_archives_fail_cleanly_and_never_reach_the_target() {
 
     // The archive as it is imports: the failures below are the mutations'.
     let control = Target::new(&w, "control");
-    let report = control.import(&good.clone().into()).expect("no panic").expect("the unchanged archive imports");
-    assert_eq!(report.files[0].files, FILES.len() as u64);
+    let (report, writes) = control.import(&good.clone().into());
+    assert_eq!(report.expect("no panic").expect("the unchanged archive imports").files[0].files, FILES.len() as u64);
+    // Every file, and the import's journal note.
+    assert!(writes.rows > 0 && writes.objects == FILES.len() + 1, "the counters count nothing: {writes:?}");
 
     let target = Target::new(&w, "target");
     let before = target.state();
@@ -168,8 +190,8 @@ fn mutated_archives_fail_cleanly_and_never_reach_the_target() {
     // Single-byte flips, at deterministic positions of every section.
     let (manifest_at, checksum_at, data_at) = parts.offsets();
     let files_at = data_at + manifest["data"]["compressed_bytes"].as_u64().expect("data length") as usize;
-    let sections = [("header", 0..manifest_at, 48), ("manifest", manifest_at..checksum_at, 300), ("checksum", checksum_at..data_at, 64)];
-    let sections = sections.into_iter().chain([("data", data_at..files_at, 400), ("files", files_at..good.len(), 300)]);
+    let sections = [("header", 0..manifest_at, 48), ("manifest", manifest_at..checksum_at, 600), ("checksum", checksum_at..data_at, 64)];
+    let sections = sections.into_iter().chain([("data", data_at..files_at, 900), ("files", files_at..good.len(), 600)]);
     let mut rng = Rng(0x5eed_f11b_0a11_f11b);
     for (section, range, count) in sections {
         for _ in 0..count {
@@ -264,7 +286,7 @@ fn mutated_archives_fail_cleanly_and_never_reach_the_target() {
         tally.cases,
         tally.failures.join("\n")
     );
-    assert!(flips >= 1_000 && truncations >= 200, "{flips} flips, {truncations} truncations");
+    assert!(flips >= 2_000 && truncations >= 200, "{flips} flips, {truncations} truncations");
     // Nothing is allocated by a declared size: sizes of 1e12 rows, 1e15 bytes and u64::MAX bytes of
     // data cost no more than the archive itself (a few MiB), far under this bound.
     if let (Some(before), Some(after)) = (rss_before, rss_after) {

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::{ConditionTest, Plan, Role};
+use crate::config::Outside;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -125,7 +126,11 @@ impl Plan {
             for set in &self.files {
                 let columns = set.column_names(self);
                 let prefix = set.prefix.as_deref().map(|p| format!(" under `{p}`")).unwrap_or_default();
-                let named = if columns.is_empty() { String::new() } else { format!(", and named by {}", columns.join(", ")) };
+                let named = match (columns.is_empty(), set.outside) {
+                    (true, _) => String::new(),
+                    (false, Outside::Share) => format!(", and named by {} (shared outside the prefix)", columns.join(", ")),
+                    (false, Outside::Refuse) => format!(", and named by {} (never outside the prefix)", columns.join(", ")),
+                };
                 let _ = writeln!(out, "  {}: objects of {}{prefix}{named}", set.name, set.store);
             }
         }
