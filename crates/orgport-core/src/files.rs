@@ -452,11 +452,18 @@ fn remove_copies(copies: Vec<(String, String)>, open: &StoreOpener) -> Result<()
     }
     match first {
         None => Ok(()),
-        Some(e) => Err(Error::Plan(format!(
-            "{} object(s) written before the failure could not be removed ({e}); remove them by hand: {}",
-            left.len(),
-            left.join(", ")
-        ))),
+        Some(e) => {
+            const LISTED: usize = 20;
+            let more = match left.len().saturating_sub(LISTED) {
+                0 => String::new(),
+                n => format!(" and {n} more"),
+            };
+            Err(Error::Plan(format!(
+                "{} object(s) written before the failure could not be removed ({e}); remove them by hand: {}{more}",
+                left.len(),
+                left[..left.len().min(LISTED)].join(", ")
+            )))
+        }
     }
 }
 
@@ -760,7 +767,10 @@ impl FilesIn {
                 self.close_journals();
                 failure
             }
-            Err(cleanup) => with_cleanup(failure, cleanup),
+            Err(cleanup) => {
+                let kept = "the import's note of them stays in the store: `orgport import --cleanup` removes them once the store answers";
+                with_cleanup(failure, Error::Plan(format!("{cleanup}\n{kept}")))
+            }
         }
     }
 

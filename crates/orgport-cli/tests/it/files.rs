@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::refusing::{forbidden, RefusingProxy};
 use crate::serve::Serve;
 use crate::servers::*;
 use crate::util::*;
@@ -429,6 +430,74 @@ fn an_object_outside_the_prefix_never_lands_among_the_new_organisations_own() {
     ]);
     assert_eq!(snapshot(&s.tgt), db_before);
     assert_eq!(Host::Local.objects(&s.target), store_before);
+}
+
+/// The target store starts refusing every request (403, its connections cut: the
+/// fault-injecting proxy of `refusing`) after the import wrote some files: the import fails
+/// naming the objects it could not remove, the database is as it was, and once the store
+/// answers again `import --cleanup` leaves it as it was too.
+fn a_store_refusing_mid_import(server: &dyn Server) {
+    let host = Host::Remote(server);
+    let s = setup(host);
+    let archive = s.w.path("org-1.orgport");
+    s.w.export(&s.src, Some(&s.src_config), None, &["1"], &[], &archive).ok();
+    let (db_before, store_before) = (snapshot(&s.tgt), host.objects(&s.target));
+
+    let (endpoint, refusal) = match server.scheme() {
+        "s3" => (
+            "AWS_ENDPOINT_URL_S3",
+            forbidden("application/xml", "<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"),
+        ),
+        _ => ("STORAGE_EMULATOR_HOST", forbidden("application/json", r#"{"error":{"code":403,"message":"Access denied"}}"#)),
+    };
+    let env = server.env();
+    let upstream = env.iter().find(|(k, _)| k == endpoint).map(|(_, v)| v.trim_start_matches("http://").to_string());
+    let proxy = RefusingProxy::start(&upstream.expect("the server's address"), refusal);
+    let through_proxy = env.iter().map(|(k, v)| match k == endpoint {
+        true => (k.clone(), v.replace(v.trim_start_matches("http://"), &proxy.address)),
+        false => (k.clone(), v.clone()),
+    });
+    let (tgt, config, archive_path) = (url(&s.tgt), s.tgt_config.display().to_string(), archive.display().to_string());
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("orgport"))
+        .current_dir(s.w.path("."))
+        .envs(through_proxy)
+        .args(["import", "--db", &tgt, "--config", &config, "--in", &archive_path, "--file-jobs", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("orgport");
+    let started = std::time::Instant::now();
+    while server.keys(&s.target.bucket).iter().filter(|k| k.starts_with("4/")).count() < 20 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "the import wrote no files");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    proxy.refuse();
+    let out: Out = child.wait_with_output().expect("orgport ran").into();
+    let written: Vec<String> = host.objects(&s.target).into_keys().filter(|k| !store_before.contains_key(k)).collect();
+    assert!(written.iter().filter(|k| k.starts_with("4/")).count() >= 20, "{written:?}\n{}", out.stderr);
+    assert!(written.len() < NAMED + UNNAMED, "the import wrote every file before the refusal: {}", out.stderr);
+    assert!(written.iter().all(|k| k.starts_with("4/") || k.starts_with(".orgport/imports/")), "{written:?}");
+    out.fails_with(&["could not be removed", "`orgport import --cleanup` removes them"]);
+    assert!(proxy.refused.load(std::sync::atomic::Ordering::SeqCst) > 0, "the proxy refused nothing");
+    assert_eq!(snapshot(&s.tgt), db_before, "the refused import changed the database");
+
+    let cleanup = s.w.run(&["import", "--cleanup", "--db", &tgt, "--config", &config, "--json"]);
+    cleanup.ok();
+    assert_eq!(host.objects(&s.target), store_before, "`import --cleanup` left objects: {}", cleanup.stdout);
+}
+
+#[test]
+fn an_s3_store_refusing_mid_import_leaves_what_cleanup_removes() {
+    if let Some(s3) = s3() {
+        a_store_refusing_mid_import(&s3);
+    }
+}
+
+#[test]
+fn a_gcs_store_refusing_mid_import_leaves_what_cleanup_removes() {
+    if let Some(gcs) = gcs() {
+        a_store_refusing_mid_import(&gcs);
+    }
 }
 
 #[test]

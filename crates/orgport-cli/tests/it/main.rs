@@ -27,7 +27,8 @@
 //! - `pg`: the PostgreSQL server those tests share, and `psql`.
 //! - `servers`: the S3 and GCS servers those tests share (real SeaweedFS and fake-gcs-server).
 //! - `objects`: archives in S3 and GCS.
-//! - `files`: an organisation's files in local directories, S3 and GCS, moved with its rows.
+//! - `files`: an organisation's files in local directories, S3 and GCS, moved with its rows; a
+//!   store that starts refusing mid-import (through `refusing`, a fault-injecting proxy).
 //! - `postgres`: a real PostgreSQL server and Flagsmith's schema and data.
 //! - `gisia`: references inferred from column names on Gisia's schema (87 tables, 18 foreign keys).
 //! - `pg_engine`: the PostgreSQL engine: every column type field by field, `--schemas`, TLS.
@@ -74,6 +75,7 @@ mod polymorphic;
 mod postgres;
 mod props;
 mod realworld;
+mod refusing;
 mod review;
 mod roundtrip;
 mod serve;
