@@ -452,19 +452,23 @@ fn remove_copies(copies: Vec<(String, String)>, open: &StoreOpener) -> Result<()
     }
     match first {
         None => Ok(()),
-        Some(e) => {
-            const LISTED: usize = 20;
-            let more = match left.len().saturating_sub(LISTED) {
-                0 => String::new(),
-                n => format!(" and {n} more"),
-            };
-            Err(Error::Plan(format!(
-                "{} object(s) written before the failure could not be removed ({e}); remove them by hand: {}{more}",
-                left.len(),
-                left[..left.len().min(LISTED)].join(", ")
-            )))
-        }
+        Some(e) => Err(Error::Plan(format!(
+            "{} object(s) written before the failure could not be removed ({e}); remove them by hand: {}",
+            left.len(),
+            abridged(left).join(", ")
+        ))),
     }
+}
+
+/// The first 20 of a list for a message, then how many more: enough to act on, one screen.
+fn abridged(mut list: Vec<String>) -> Vec<String> {
+    const SHOWN: usize = 20;
+    if list.len() > SHOWN {
+        let more = list.len() - SHOWN;
+        list.truncate(SHOWN);
+        list.push(format!("… and {more} more"));
+    }
+    list
 }
 
 /// Per archive table, its columns holding object keys: (position, file set of the manifest).
@@ -581,7 +585,6 @@ impl FilesIn {
     /// identical object outside the prefix is shared (see [`Outside`]); any other is named.
     pub(crate) fn check_landings(&mut self, manifest: &Manifest, jobs: usize) -> Result<()> {
         let mut refused = Vec::new();
-        let mut seen = BTreeSet::new();
         for (i, landing) in self.landings.iter().enumerate() {
             let s = landing.set;
             self.targets[s].check_key(&landing.to)?;
@@ -597,12 +600,10 @@ impl FilesIn {
                     "file `{}` of `{}` is outside the organisation's prefix but would land under the new organisation's `{prefix}`",
                     file.key, set.name
                 ));
-            } else if !seen.insert((s, landing.to.as_str())) {
-                refused.push(format!("two files of `{}` would land at `{}`", set.name, landing.to));
             }
         }
         if !refused.is_empty() {
-            return Err(Error::Unresolved(refused));
+            return Err(Error::Unresolved(abridged(refused)));
         }
         // One listing per new prefix answers for the files under it; others are asked one by one.
         let mut listed: Vec<(usize, String, BTreeSet<String>)> = Vec::new();
