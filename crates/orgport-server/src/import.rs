@@ -111,19 +111,23 @@ async fn receive(
         false => Box::new(move || Ok(upload)),
         true => Box::new(move || {
             let file = upload.reopen().map_err(|e| ApiError::internal(format!("cannot open the upload: {e}")))?;
-            from_json(file)
+            from_json(file, None)
         }),
     };
     start(app, slot, prepare, query, None).await
 }
 
-/// The binary form of a JSON archive, in a temporary file.
-pub(crate) fn from_json(input: impl Read) -> Result<NamedTempFile, ApiError> {
+/// The binary form of a JSON archive, in a temporary file: `input` is the archive, or an
+/// object holding it in `field`.
+pub(crate) fn from_json(input: impl Read, field: Option<&str>) -> Result<NamedTempFile, ApiError> {
     let temp = |e: std::io::Error| ApiError::internal(format!("cannot write a temporary file: {e}"));
     let mut binary = tempfile::Builder::new().prefix(".orgport-upload-").tempfile().map_err(temp)?;
     {
         let mut out = BufWriter::with_capacity(1 << 16, binary.as_file_mut());
-        json::from_json(BufReader::with_capacity(1 << 16, input), &mut out, None)?;
+        match field {
+            None => json::from_json(input, &mut out, None)?,
+            Some(field) => json::from_json_field(input, field, &mut out, None)?,
+        };
         out.flush().map_err(temp)?;
     }
     Ok(binary)

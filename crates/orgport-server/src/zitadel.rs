@@ -24,7 +24,7 @@
 //! directly followed by `{` is read without that quote, and the server logs a warning.
 
 use std::collections::BTreeSet;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -38,11 +38,10 @@ use base64::Engine as _;
 use orgport_core::export::ExportOptions;
 use orgport_core::progress::Progress;
 use orgport_core::store::ObjectStore;
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, Visitor};
 use serde::Deserialize;
 use serde_json::json;
-use serde_json::value::RawValue;
-use tempfile::TempPath;
+use tempfile::{NamedTempFile, TempPath};
 use utoipa::openapi::{ObjectBuilder, OneOfBuilder, RefOr, Schema, Type};
 use utoipa::ToSchema;
 
@@ -80,13 +79,13 @@ pub(crate) struct ExportRequest {
 /// `POST /admin/v1/import`'s body: one of `data_orgsv1` and `data_orgsv1_gcs`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ImportRequest<'a> {
+pub(crate) struct ImportRequest {
     /// Past it the import is cancelled (504), the database as it was: Go's duration syntax.
     timeout: Option<String>,
-    /// The export inline, as `POST /admin/v1/export` answers it.
-    #[serde(borrow)]
+    /// The export inline, as `POST /admin/v1/export` answers it. Only skipped here: the job
+    /// converts it as it reads the body again, so it is never held whole.
     #[schema(value_type = Option<Object>)]
-    data_orgsv1: Option<&'a RawValue>,
+    data_orgsv1: Option<IgnoredAny>,
     /// The export in a GCS object.
     data_orgsv1_gcs: Option<GcsObject>,
 }
@@ -139,10 +138,9 @@ impl<'de> Deserialize<'de> for OrgId {
     }
 }
 
-/// The request's JSON, or a 400 naming the field at fault.
-fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
-    let body = lenient(body);
-    let mut de = serde_json::Deserializer::from_slice(body);
+/// The request's JSON, read from its spooled body, or a 400 naming the field at fault.
+fn parse<T: DeserializeOwned>(body: &NamedTempFile) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_reader(body_reader(body)?);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -155,30 +153,38 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-/// ZITADEL's documented example body `\t"{ ... }`, without its stray quote.
-fn lenient(body: &[u8]) -> &[u8] {
-    let start = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(body.len());
-    match &body[start..] {
-        [b'"', b'{', ..] => {
-            eprintln!(
-                "warning: the request body starts with a stray `\"` before `{{` (as ZITADEL's documented example does); read without it"
-            );
-            &body[start + 1..]
+/// The spooled body from its first character other than a blank, without the stray quote of
+/// ZITADEL's documented example body `\t"{ ... }`.
+fn body_reader(body: &NamedTempFile) -> Result<BufReader<std::fs::File>, ApiError> {
+    let failed = |e: std::io::Error| ApiError::internal(format!("cannot read the upload: {e}"));
+    let mut file = body.reopen().map_err(failed)?;
+    let mut start = 0u64;
+    let mut first = [0u8; 2];
+    let mut bytes = BufReader::new(&mut file).bytes();
+    while let Some(byte) = bytes.next().transpose().map_err(failed)? {
+        if !byte.is_ascii_whitespace() {
+            first = [byte, bytes.next().transpose().map_err(failed)?.unwrap_or(0)];
+            break;
         }
-        _ => body,
+        start += 1;
     }
+    if first == *b"\"{" {
+        eprintln!("warning: the request body starts with a stray `\"` before `{{` (as ZITADEL's documented example does); read without it");
+        start += 1;
+    }
+    file.seek(SeekFrom::Start(start)).map_err(failed)?;
+    Ok(BufReader::with_capacity(1 << 16, file))
 }
 
 fn timeout(text: Option<&str>) -> Result<Option<Timeout>, ApiError> {
     text.map(|t| Timeout::parse(t).map_err(|e| ApiError::bad_request(format!("`timeout`: {e}")))).transpose()
 }
 
-/// The request's body, whole (JSON is parsed in one piece; an inline export is read from it
-/// in place), up to `max_body`: 413 beyond.
-async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
+/// The request's body, spooled to a temporary file, up to `max_body`: 413 beyond. It is read
+/// from there as a stream, so its size costs disk, not memory.
+async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<NamedTempFile, ApiError> {
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    let spooled = import::spool(body, declared, app.settings.max_body).await?;
-    std::fs::read(spooled.path()).map_err(|e| ApiError::internal(format!("cannot read the upload: {e}")))
+    import::spool(body, declared, app.settings.max_body).await
 }
 
 /// `POST /admin/v1/export`.
@@ -282,18 +288,13 @@ pub(crate) async fn import(State(app): State<Arc<App>>, headers: HeaderMap, body
     let body = read_body(&app, &headers, body).await?;
     let request: ImportRequest = parse(&body)?;
     let timeout = timeout(request.timeout.as_deref())?;
-    // Where the inline export is in the body, so the body moves to the job as it is, not copied.
-    let inline = request.data_orgsv1.map(|raw| {
-        let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
-        start..start + raw.get().len()
-    });
-    let prepare: Prepare = match (inline, request.data_orgsv1_gcs) {
-        (Some(range), None) => Box::new(move || import::from_json(&body[range])),
+    let prepare: Prepare = match (request.data_orgsv1, request.data_orgsv1_gcs) {
+        (Some(_), None) => Box::new(move || import::from_json(body_reader(&body)?, Some("data_orgsv1"))),
         (None, Some(object)) => {
             let gcs = Gcs::open(&object, "data_orgsv1_gcs")?;
             Box::new(move || {
                 let reader = gcs.store.reader(&gcs.path)?;
-                import::from_json(reader)
+                import::from_json(reader, None)
             })
         }
         _ => return Err(ApiError::bad_request("give the export as one of `data_orgsv1` (inline) or `data_orgsv1_gcs`")),
@@ -393,10 +394,19 @@ mod tests {
 
     #[test]
     fn only_a_stray_quote_right_before_the_object_is_read_past() {
-        assert_eq!(lenient(b"\t\"{\"a\": 1}"), b"{\"a\": 1}");
-        assert_eq!(lenient(b" {\"a\": 1}"), b" {\"a\": 1}");
-        assert_eq!(lenient(b"\" {\"a\": 1}"), b"\" {\"a\": 1}");
-        assert_eq!(lenient(b"\"\"{}"), b"\"\"{}");
+        let read = |body: &[u8]| {
+            let mut file = NamedTempFile::new().unwrap();
+            file.write_all(body).unwrap();
+            let mut text = Vec::new();
+            body_reader(&file).unwrap_or_else(|_| panic!("readable")).read_to_end(&mut text).unwrap();
+            text
+        };
+        assert_eq!(read(b"\t\"{\"a\": 1}"), b"{\"a\": 1}");
+        assert_eq!(read(b" {\"a\": 1}"), b"{\"a\": 1}");
+        assert_eq!(read(b"\" {\"a\": 1}"), b"\" {\"a\": 1}");
+        assert_eq!(read(b"\"\"{}"), b"\"\"{}");
+        assert_eq!(read(b"\""), b"\"");
+        assert_eq!(read(b""), b"");
     }
 
     #[test]

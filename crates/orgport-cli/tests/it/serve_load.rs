@@ -87,14 +87,3 @@ fn concurrent_exports_and_imports_succeed_or_are_refused_and_never_mix() {
         }
     }
 }
-
-/// The peak resident memory of a process, from `/proc`.
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process's status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
-    kib / 1024
-}

@@ -170,6 +170,26 @@ fn bad_requests_get_400_naming_the_field_and_change_nothing() {
     assert_eq!(snapshot(&src), before);
 }
 
+/// An inline export in a body far larger than itself (256 MiB of blanks after it, which JSON
+/// allows): the body is read as a stream from its spool file, twice, and never held whole, so
+/// the server's peak memory stays far under the body's size.
+#[test]
+fn an_inline_import_body_is_streamed_not_held() {
+    let w = Work::new();
+    let (src, tgt, _) = setup(&w, 2);
+    let (json_archive, archive) = json_export(&w, &src);
+    let serve = Serve::start(&w, &tgt, None, &[]);
+    let padding = 256 << 20;
+    let mut body = format!(r#"{{"timeout": "10m", "data_orgsv1": {archive}"#).into_bytes();
+    body.resize(body.len() + padding, b' ');
+    body.push(b'}');
+    let report = serve.post("/admin/v1/import", body).status(200).json();
+    w.verify(&tgt, Some(&example_config()), &json_archive, &[&new_org(&report)]).ok();
+    let rss = peak_rss_mib(serve.pid());
+    eprintln!("zitadel inline import: a body of {} MiB, the server's peak RSS {rss} MiB", padding >> 20);
+    assert!(rss < 128, "the server's peak RSS was {rss} MiB for a body of {} MiB", padding >> 20);
+}
+
 #[test]
 fn a_timeout_cancels_the_work_and_leaves_the_target_as_it_was() {
     let w = Work::new();

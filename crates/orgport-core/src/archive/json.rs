@@ -114,9 +114,25 @@ pub fn to_json(input: impl Read, out: &mut dyn Write) -> Result<Manifest> {
 /// Converts a JSON document back into a binary archive written to `out` (only once every
 /// check passed: until then the rows wait in a spool file in `spool_dir`).
 pub fn from_json(input: impl Read, out: &mut dyn Write, spool_dir: Option<&Path>) -> Result<Manifest> {
+    convert(input, None, out, spool_dir)
+}
+
+/// [`from_json`] for a document that is the value of `field` in the JSON object `input`, as
+/// ZITADEL's import body holds it (`{"data_orgsv1": …}`); the object's other fields are skipped.
+/// Streamed: the document is never held whole.
+pub fn from_json_field(input: impl Read, field: &str, out: &mut dyn Write, spool_dir: Option<&Path>) -> Result<Manifest> {
+    convert(input, Some(field), out, spool_dir)
+}
+
+fn convert(input: impl Read, field: Option<&str>, out: &mut dyn Write, spool_dir: Option<&Path>) -> Result<Manifest> {
     let mut failure = None;
     let mut de = serde_json::Deserializer::from_reader(io::BufReader::with_capacity(1 << 16, input));
-    let parsed = Document { spool_dir, failure: &mut failure }.deserialize(&mut de).and_then(|doc| de.end().map(|()| doc));
+    let document = Document { spool_dir, failure: &mut failure };
+    let parsed = match field {
+        None => document.deserialize(&mut de),
+        Some(name) => Field { name, document: Some(document) }.deserialize(&mut de),
+    };
+    let parsed = parsed.and_then(|doc| de.end().map(|()| doc));
     let (manifest, writer) = match (parsed, failure) {
         // An error of our own (a write that failed) is reported as it was.
         (_, Some(e)) => return Err(e),
@@ -293,6 +309,41 @@ impl<'de> Visitor<'de> for Document<'_> {
             return Err(de::Error::missing_field("files"));
         }
         Ok((manifest, writer))
+    }
+}
+
+/// An object whose field `name` holds the document.
+struct Field<'a, 'b> {
+    name: &'a str,
+    document: Option<Document<'b>>,
+}
+
+impl<'de> DeserializeSeed<'de> for Field<'_, '_> {
+    type Value = (Manifest, ArchiveWriter);
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Field<'_, '_> {
+    type Value = (Manifest, ArchiveWriter);
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "an object with an orgport JSON archive in `{}`", self.name)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match self.document.take() {
+                Some(document) if key == self.name => found = Some(map.next_value_seed(document)?),
+                document => {
+                    self.document = document;
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        found.ok_or_else(|| de::Error::custom(format!("no `{}` in the object", self.name)))
     }
 }
 
