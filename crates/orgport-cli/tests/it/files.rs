@@ -4,6 +4,7 @@
 //! server's own client, byte by byte, and the rows field by field.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::PathBuf;
 
 use crate::serve::Serve;
@@ -681,4 +682,64 @@ fn a_key_s3_would_rename_fails_the_import_before_any_write() {
         "1/a//b.bin",
         "it has an empty, `.` or `..` component",
     );
+}
+
+/// An import killed while writing a file into a directory leaves the object's hidden temporary
+/// file and its note; `import --cleanup` removes both, and the directories that leaves empty
+/// (`.orgport/imports/`, `.orgport/`, the new organisation's), and nothing else: not another
+/// key's temporary file, not the target's own objects. The leftovers are made as a killed import
+/// leaves them: a note as the import writes it, and a temporary file from the store's writer,
+/// kept.
+#[test]
+fn cleanup_removes_what_killed_writes_left_in_a_directory() {
+    let s = setup(Host::Local);
+    let dir = s.target.dir.clone().expect("a directory");
+    let before = walk(&dir, &dir);
+    let store = orgport_objects::open_store(&s.target.url, |_| None).expect("the target store");
+    let noted = ["4/att/000.bin", "4/att/001.bin", "4/thumbs/0.png"];
+    // As the import notes them: the root table, the new organisations' keys, the keys.
+    let note = serde_json::json!({ "root": "orgs", "orgs": [{ "int": 4 }], "objects": noted });
+    let mut writer = store.writer(".orgport/imports/killed-0.json").expect("a note");
+    writer.write_all(note.to_string().as_bytes()).expect("writing the note");
+    writer.finish().expect("the note");
+    // One object finished, one being written when the import was killed.
+    let mut writer = store.writer("4/att/000.bin").expect("a writer");
+    writer.write_all(b"finished").expect("writing");
+    writer.finish().expect("an object");
+    let partial = |key: &str| {
+        let mut writer = store.writer(key).expect("a writer");
+        writer.write_all(&[7; 100_000]).expect("writing");
+        writer.flush().expect("flushing");
+        std::mem::forget(writer);
+    };
+    partial("4/thumbs/0.png");
+    // Another key's write in the same directory, which no note names: not the cleanup's.
+    partial("4/thumbs/1.png");
+    let hidden = |sub: &str| -> Vec<String> {
+        std::fs::read_dir(dir.join(sub)).map_or(Vec::new(), |entries| {
+            entries
+                .map(|e| e.expect("an entry").file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".orgport-partial-"))
+                .collect()
+        })
+    };
+    assert_eq!(hidden("4/thumbs").len(), 2, "test setup");
+
+    let db = url(&s.tgt);
+    let out = s.w.run(&["import", "--cleanup", "--db", &db, "--config", &s.tgt_config.display().to_string(), "--json"]);
+    out.ok();
+    let report = out.json();
+    assert_eq!(report["journals"], 1, "{report}");
+    assert_eq!(report["removed"], serde_json::json!([format!("{}/4/att/000.bin", s.target.url)]), "{report}");
+    assert_eq!(report["leftovers"], 1, "{report}");
+    assert!(!dir.join(".orgport").exists(), "`.orgport/` is left: {:?}", walk(&dir, &dir));
+    assert!(!dir.join("4/att").exists(), "the emptied `4/att/` is left");
+    let left = hidden("4/thumbs");
+    assert_eq!(left.len(), 1, "{left:?}");
+    std::fs::remove_file(dir.join("4/thumbs").join(&left[0])).expect("the other key's temporary file");
+    let mut after = walk(&dir, &dir);
+    after.sort();
+    let mut before = before;
+    before.sort();
+    assert_eq!(after, before, "the target's own objects");
 }
