@@ -304,7 +304,8 @@ struct ImportArgs {
     /// Instead of importing: remove the objects of imports that were killed before they could
     /// remove them themselves. Each import notes in the stores it writes to (under
     /// `.orgport/imports/`) what it is about to write; an import whose organisations are not in
-    /// the database loses its objects, one that committed only its note. Run it when no import
+    /// the database loses its objects (in a directory, with the temporary files its killed writes
+    /// left beside them), one that committed only its note. Run it when no import
     /// into this database is in progress (the root table comes from orgport.toml).
     #[arg(long, conflicts_with_all = ["input", "dry_run"])]
     cleanup: bool,

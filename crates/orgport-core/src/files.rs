@@ -755,7 +755,8 @@ impl FilesIn {
     /// harmless (`import --cleanup` sees the organisations exist and removes only the note).
     pub(crate) fn close_journals(&self) {
         for (s, key) in &self.journals {
-            let _ = self.targets[*s].delete(key);
+            // With the note, its directory, if no other import's note is there.
+            let _ = self.targets[*s].delete(key).and_then(|()| self.targets[*s].remove_leftovers(key));
         }
     }
 

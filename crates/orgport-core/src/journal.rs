@@ -1,7 +1,8 @@
 //! The import's note of the objects it is about to write, kept in each target store until the
 //! import has committed or removed them again. An import killed in between (SIGKILL, power loss)
 //! cannot remove its objects itself: [`cleanup`] reads the notes it left, and removes the objects
-//! of every import whose organisations never reached the database.
+//! of every import whose organisations never reached the database, with what their writes, killed
+//! midway, left beside them.
 
 use std::io::Read;
 
@@ -54,6 +55,9 @@ pub struct CleanupReport {
     pub committed: usize,
     /// Objects of interrupted imports found and removed (store URL and key).
     pub removed: Vec<String>,
+    /// What their writes, killed midway, left beside those objects and removed: temporary files
+    /// in a directory ([`ObjectStore::remove_leftovers`]).
+    pub leftovers: usize,
 }
 
 /// Removes the objects of interrupted imports from every store of `plan`'s `[files.*]`, and
@@ -101,9 +105,12 @@ pub fn cleanup(engine: &mut dyn Engine, plan: &Plan, open: &StoreOpener) -> Resu
                             store.delete(key)?;
                             report.removed.push(format!("{}/{key}", store.describe()));
                         }
+                        report.leftovers += store.remove_leftovers(key)?;
                     }
                 }
                 store.delete(&note.key)?;
+                // And `.orgport/imports/` itself, once empty.
+                report.leftovers += store.remove_leftovers(&note.key)?;
             }
         }
         Ok(())

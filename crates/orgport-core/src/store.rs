@@ -29,6 +29,16 @@ pub trait ObjectStore: Send + Sync {
         Ok(())
     }
 
+    /// Removes what writes of `key` killed midway (SIGKILL, power loss) left in the store — never
+    /// an object — and the directories that leaves empty; how many such leftovers it removed.
+    /// `import --cleanup` calls it for the keys of the imports it cleans up, once their objects
+    /// are gone. Nothing by default, which suits buckets: an unfinished upload is no object there
+    /// (an S3 multipart upload left behind is for the bucket's lifecycle rule to abort, a GCS
+    /// upload session expires). A directory keeps a temporary file beside the object's place.
+    fn remove_leftovers(&self, _key: &str) -> Result<usize> {
+        Ok(0)
+    }
+
     /// Every object whose key starts with `prefix`, in key order.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
 

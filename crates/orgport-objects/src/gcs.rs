@@ -190,6 +190,28 @@ fn size_of(object: &serde_json::Value) -> Option<u64> {
     object["size"].as_str()?.parse().ok()
 }
 
+/// Why GCS cannot hold an object under `key`, if it cannot, by its naming requirements: 1 to 1024
+/// bytes (the base path included), no carriage return or line feed, not `.` or `..`, not under
+/// `.well-known/acme-challenge/`. (Names object_store's paths refuse, such as `a//b`, are fine:
+/// this store builds its URLs itself.)
+fn check(root: &Root, key: &str) -> std::result::Result<(), String> {
+    root.check(key)?;
+    let name = root.name(key);
+    if name.contains(['\r', '\n']) {
+        return Err("it contains a carriage return or line feed, which GCS does not take".into());
+    }
+    if name == "." || name == ".." {
+        return Err("GCS names no object `.` or `..`".into());
+    }
+    if name.starts_with(ACME) {
+        return Err(format!("GCS reserves names starting with `{ACME}`"));
+    }
+    Ok(())
+}
+
+/// The prefix GCS keeps for domain validation.
+const ACME: &str = ".well-known/acme-challenge/";
+
 impl Gcs {
     fn failed(&self, action: &'static str, key: &str) -> impl Fn(String) -> Error {
         let location = self.api.location(key);
@@ -229,6 +251,7 @@ impl ObjectStore for Gcs {
     }
 
     fn writer(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
+        self.check_key(key)?;
         Ok(Box::new(GcsWriter {
             rt: self.rt.clone(),
             api: self.api.clone(),
@@ -239,6 +262,10 @@ impl ObjectStore for Gcs {
             sent: 0,
             in_flight: None,
         }))
+    }
+
+    fn check_key(&self, key: &str) -> Result<()> {
+        check(&self.api.root, key).map_err(|reason| self.api.root.invalid("write", key, &reason))
     }
 
     fn size(&self, key: &str) -> Result<Option<u64>> {
@@ -420,5 +447,33 @@ impl Drop for GcsWriter {
         if let Some(task) = self.in_flight.take() {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_naming_requirements() {
+        let (bare, based) = (Root::new("gs", "b", ""), Root::new("gs", "b", "base"));
+        for good in ["a", "a//b", "a/", "/a", "a/../b", "...", ".well-known/other", "ü/…", "a\tb"] {
+            assert_eq!(check(&bare, good), Ok(()), "{good:?}");
+        }
+        // Under a base path, the name is no longer `.` or reserved.
+        for good in [".", "..", ".well-known/acme-challenge/x"] {
+            assert_eq!(check(&based, good), Ok(()), "{good:?}");
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            ("a\rb", "it contains a carriage return or line feed, which GCS does not take"),
+            ("a\n", "it contains a carriage return or line feed, which GCS does not take"),
+            (".", "GCS names no object `.` or `..`"),
+            ("..", "GCS names no object `.` or `..`"),
+            (".well-known/acme-challenge/token", "GCS reserves names starting with `.well-known/acme-challenge/`"),
+        ] {
+            assert_eq!(check(&bare, bad), Err(why.to_string()), "{bad:?}");
+        }
+        assert!(check(&based, &"k".repeat(1020)).unwrap_err().contains("with the base path `base/` it is 1025 bytes long"));
     }
 }

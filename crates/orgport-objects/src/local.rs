@@ -2,7 +2,9 @@
 //!
 //! Keys may come from an archive someone else wrote, so each is checked before it becomes a path
 //! (no `..`, no absolute path: nothing outside the directory). An object is written to a hidden
-//! temporary file beside its place and moved there by `finish`, never over an existing file.
+//! temporary file beside its place and moved there by `finish`, never over an existing file. The
+//! temporary file's name carries a hash of the object's, so that what a killed write left can be
+//! told apart and removed (`remove_leftovers`).
 
 use std::any::Any;
 use std::fs::{self, File};
@@ -15,6 +17,15 @@ use tempfile::NamedTempFile;
 
 /// Files being written start so; `list` skips them.
 const PARTIAL: &str = ".orgport-partial-";
+
+/// How the temporary files of `key`'s object start: [`PARTIAL`] and the 64-bit FNV-1a hash of its
+/// file name (fixed, unlike std's hasher, so that another build of orgport finds them; a name can
+/// be 255 bytes, too long to repeat).
+fn partial_prefix(key: &str) -> String {
+    let file_name = &key[key.rfind('/').map_or(0, |i| i + 1)..];
+    let hash = file_name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("{PARTIAL}{hash:016x}-")
+}
 
 #[derive(Clone)]
 pub(crate) struct Local {
@@ -66,7 +77,11 @@ impl Local {
     fn partial(&self, action: &'static str, key: &str) -> Result<(NamedTempFile, PathBuf)> {
         let path = self.path(action, key)?;
         let dir = path.parent().expect("a key has a file name");
-        let temp = fs::create_dir_all(dir).and_then(|()| tempfile::Builder::new().prefix(PARTIAL).tempfile_in(dir));
+        let prefix = partial_prefix(key);
+        let create = || fs::create_dir_all(dir).and_then(|()| tempfile::Builder::new().prefix(&prefix).tempfile_in(dir));
+        // Another process's `remove_leftovers` may remove the directory, found empty, between the
+        // two steps: once more then.
+        let temp = create().or_else(|e| if e.kind() == io::ErrorKind::NotFound { create() } else { Err(e) });
         Ok((temp.map_err(|e| self.error(action, key, e.to_string()))?, path))
     }
 
@@ -169,6 +184,36 @@ impl ObjectStore for Local {
         }
     }
 
+    fn remove_leftovers(&self, key: &str) -> Result<usize> {
+        let path = self.path("clean up", key)?;
+        let dir = path.parent().expect("a key has a file name");
+        let prefix = partial_prefix(key);
+        let failed = |e: io::Error| self.error("clean up", key, e.to_string());
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(failed(e)),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(failed)?;
+            if entry.file_name().to_str().is_some_and(|name| name.starts_with(&prefix)) && entry.file_type().map_err(failed)?.is_file() {
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(failed(e)),
+                }
+            }
+        }
+        // Directories are only prefixes of keys: those left empty go, up to the store's root.
+        // `remove_dir` removes only an empty one; any refusal (not empty, most often) ends it.
+        let mut dir = dir;
+        while dir != self.root && fs::remove_dir(dir).is_ok() {
+            dir = dir.parent().expect("below the root");
+        }
+        Ok(removed)
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         let mut found = Vec::new();
         self.walk(&self.root, "", prefix, &mut found)?;
@@ -235,5 +280,34 @@ mod tests {
         for bad in ["", "/x", "../x", "a/../b", "a//b", "./a", "a/", "a\\b", "a\0b", ".."] {
             assert!(check_key(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// What killed writes left: the temporary files of the key go, with the directories left
+    /// empty; those of other keys, other files and the root stay.
+    #[test]
+    fn leftovers_of_a_key_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Local::open(dir.path().to_str().unwrap()).unwrap();
+        let (mine, _) = store.partial("write", "a/b/c.bin").unwrap();
+        let (again, _) = store.partial("write", "a/b/c.bin").unwrap();
+        let (other, _) = store.partial("write", "a/b/d.bin").unwrap();
+        let (elsewhere, _) = store.partial("write", "a/e/c.bin").unwrap();
+        // Kept as a killed process would leave them.
+        let kept: Vec<PathBuf> = [mine, again, other, elsewhere].into_iter().map(|t| t.keep().unwrap().1).collect();
+        assert!(kept.iter().all(|p| p.file_name().unwrap().to_str().unwrap().starts_with(PARTIAL)));
+        fs::write(dir.path().join("a/b/.orgport-partial-unrelated"), b"").unwrap();
+        assert_eq!(store.remove_leftovers("a/b/c.bin").unwrap(), 2);
+        assert!(!kept[0].exists() && !kept[1].exists() && kept[2].exists() && kept[3].exists());
+        assert!(dir.path().join("a/b/.orgport-partial-unrelated").exists());
+        assert_eq!(store.remove_leftovers("a/b/c.bin").unwrap(), 0, "nothing twice");
+
+        fs::remove_file(&kept[2]).unwrap();
+        fs::remove_file(dir.path().join("a/b/.orgport-partial-unrelated")).unwrap();
+        assert_eq!(store.remove_leftovers("a/b/d.bin").unwrap(), 0);
+        assert!(!dir.path().join("a/b").exists() && dir.path().join("a/e").exists(), "only `a/b` was left empty");
+        assert_eq!(store.remove_leftovers("a/e/c.bin").unwrap(), 1);
+        assert!(!dir.path().join("a").exists() && dir.path().exists(), "`a` went, the root stays");
+        assert_eq!(store.remove_leftovers("no/such/key").unwrap(), 0);
+        assert!(store.remove_leftovers("../x").is_err());
     }
 }

@@ -121,6 +121,9 @@ fn open_bucket(
     }
 }
 
+/// The longest object name S3 and GCS take, in bytes of UTF-8, the base path included.
+const MAX_NAME: usize = 1024;
+
 /// Where a bucket store's keys live: a bucket and a base path (empty, or without a leading or
 /// trailing `/`) that every key is relative to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,7 +134,7 @@ pub(crate) struct Root {
 }
 
 impl Root {
-    fn new(scheme: &'static str, bucket: &str, base: &str) -> Root {
+    pub(crate) fn new(scheme: &'static str, bucket: &str, base: &str) -> Root {
         Root { scheme, bucket: bucket.to_string(), base: base.to_string() }
     }
 
@@ -157,6 +160,26 @@ impl Root {
             "" => key.to_string(),
             base => format!("{base}/{key}"),
         }
+    }
+
+    /// Why the bucket cannot hold an object under `key` by the rules S3 and GCS share, if it
+    /// cannot: the key is empty, or the object's name, the base path included, is longer than
+    /// either takes ([`MAX_NAME`] bytes of UTF-8).
+    pub(crate) fn check(&self, key: &str) -> std::result::Result<(), String> {
+        if key.is_empty() {
+            return Err("empty".into());
+        }
+        let (length, service) = (self.name(key).len(), if self.scheme == "s3" { "S3" } else { "GCS" });
+        match self.base.as_str() {
+            _ if length <= MAX_NAME => Ok(()),
+            "" => Err(format!("it is {length} bytes long, and {service} takes names of at most {MAX_NAME}")),
+            base => Err(format!("with the base path `{base}/` it is {length} bytes long, and {service} takes names of at most {MAX_NAME}")),
+        }
+    }
+
+    /// The error of a key [`Root::check`] (or a service's own rules) refused.
+    pub(crate) fn invalid(&self, action: &'static str, key: &str, reason: &str) -> Error {
+        Error::Storage { action, location: self.location(key), reason: format!("invalid key `{key}`: {reason}") }
     }
 
     /// The key of an object the bucket lists, None if it is not under the base.
@@ -232,5 +255,23 @@ mod tests {
         assert_eq!((root.key("org-1/files/a/b"), root.key("org-1/filesX"), root.key("other")), (Some("a/b"), None, None));
         let bare = Root::new("gs", "b", "");
         assert_eq!((bare.name("k"), bare.key("k"), bare.describe()), ("k".into(), Some("k"), "gs://b".into()));
+    }
+
+    #[test]
+    fn names_are_at_most_1024_bytes_with_the_base_path() {
+        let (bare, based) = (Root::new("s3", "b", ""), Root::new("gs", "b", "base"));
+        // 1024 bytes in all, some of them two-byte characters: the limit counts bytes.
+        let longest = format!("{}{}", "k".repeat(24), "ü".repeat(500));
+        assert_eq!(bare.check(&longest), Ok(()));
+        assert_eq!(based.check(&longest[5..]), Ok(()), "`base/` and 1019 bytes");
+        assert_eq!(bare.check(&format!("{longest}k")), Err("it is 1025 bytes long, and S3 takes names of at most 1024".into()));
+        assert_eq!(
+            based.check(&longest[4..]),
+            Err("with the base path `base/` it is 1025 bytes long, and GCS takes names of at most 1024".into())
+        );
+        assert_eq!(bare.check(""), Err("empty".into()));
+        assert_eq!(based.check(""), Err("empty".into()));
+        let e = based.invalid("write", "k", "empty").to_string();
+        assert_eq!(e, "cannot write `gs://b/base/k`: invalid key `k`: empty");
     }
 }

@@ -81,14 +81,14 @@ impl S3 {
         Error::Storage { action, location: self.root.location(key), reason: reason(e, &self.secrets) }
     }
 
-    /// The object's path in the bucket; a key object_store cannot address as it is (an empty,
-    /// `.` or `..` component, a control character) is an error naming it.
+    /// The object's path in the bucket, for a key [`check`] lets through.
     fn path(&self, action: &'static str, key: &str) -> Result<Path> {
+        check(&self.root, key).map_err(|reason| self.root.invalid(action, key, &reason))?;
         let name = self.root.name(key);
         match Path::parse(&name) {
-            Ok(path) if path.as_ref() == name && !key.is_empty() => Ok(path),
-            Ok(_) => Err(Error::Storage { action, location: self.root.location(key), reason: format!("invalid key `{key}`") }),
-            Err(e) => Err(Error::Storage { action, location: self.root.location(key), reason: format!("invalid key `{key}`: {e}") }),
+            Ok(path) if path.as_ref() == name => Ok(path),
+            Ok(_) => Err(self.root.invalid(action, key, "object_store would address another name")),
+            Err(e) => Err(self.root.invalid(action, key, &e.to_string())),
         }
     }
 
@@ -134,6 +134,27 @@ impl S3 {
             code if DENIED.contains(&code) || status == StatusCode::FORBIDDEN => ACCESS_DENIED.into(),
             code => redact(&format!("the server answered {status}: {code} {}", tag("Message")), &self.secrets),
         })
+    }
+}
+
+/// Why S3, as object_store addresses it, cannot hold an object under `key`, if it cannot. Besides
+/// S3's own limit (1 to 1024 bytes, the base path included), object_store drops a leading or
+/// trailing `/` and refuses empty, `.` and `..` segments and control characters: such a key would
+/// land under another name, or fail midway through an import.
+fn check(root: &Root, key: &str) -> std::result::Result<(), String> {
+    root.check(key)?;
+    if key.starts_with('/') {
+        return Err("it starts with `/`".into());
+    }
+    if key.ends_with('/') {
+        return Err("it ends with `/`".into());
+    }
+    if key.split('/').any(|part| matches!(part, "" | "." | "..")) {
+        return Err("it has an empty, `.` or `..` component".into());
+    }
+    match key.chars().find(char::is_ascii_control) {
+        Some(c) => Err(format!("it contains the control character U+{:04X}", c as u32)),
+        None => Ok(()),
     }
 }
 
@@ -202,6 +223,10 @@ impl ObjectStore for S3 {
             location: self.root.location(key),
             secrets: self.secrets.clone(),
         }))
+    }
+
+    fn check_key(&self, key: &str) -> Result<()> {
+        self.path("write", key).map(drop)
     }
 
     fn size(&self, key: &str) -> Result<Option<u64>> {
@@ -339,5 +364,33 @@ impl Drop for S3Writer {
             // rule may clean up.
             let _ = self.rt.block_on(parts.abort());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_what_object_store_addresses_as_they_are() {
+        let root = Root::new("s3", "b", "base");
+        for good in ["a", "a/b.txt", "a/.hidden", "a b/c..d", "ü/…", "a\\b", "a%2Fb"] {
+            assert_eq!(check(&root, good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            ("/a", "it starts with `/`"),
+            ("a/", "it ends with `/`"),
+            ("a//b", "it has an empty, `.` or `..` component"),
+            ("a/./b", "it has an empty, `.` or `..` component"),
+            ("..", "it has an empty, `.` or `..` component"),
+            ("a\nb", "it contains the control character U+000A"),
+            ("a\u{7f}", "it contains the control character U+007F"),
+        ] {
+            assert_eq!(check(&root, bad), Err(why.to_string()), "{bad:?}");
+        }
+        let long = "k".repeat(1019);
+        assert_eq!(check(&root, &long), Ok(()));
+        assert!(check(&root, &format!("{long}k")).unwrap_err().contains("1025 bytes long"));
     }
 }

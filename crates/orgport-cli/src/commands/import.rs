@@ -75,10 +75,12 @@ fn cleanup(
     }
     writeln!(
         out,
-        "{} note(s) of imports found: {} had committed, {} object(s) of interrupted imports removed",
+        "{} note(s) of imports found: {} had committed, {} object(s) of interrupted imports removed, \
+         {} temporary file(s) of their killed writes",
         report.journals,
         report.committed,
-        report.removed.len()
+        report.removed.len(),
+        report.leftovers
     )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@
 //! server's own client, byte by byte, and the rows field by field.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::PathBuf;
 
 use crate::refusing::{forbidden, RefusingProxy};
@@ -746,4 +747,143 @@ fn an_encrypted_archive_in_s3_carries_its_files_encrypted() {
         out.stderr
     );
     assert_eq!(host.get(&transfer, "uploads/1/thumbs/0.png").as_deref(), Some(&large[..]), "the copied file is as it was");
+}
+
+/// An archive with a file whose key the target store cannot hold once moved under the new
+/// organisation's prefix and the store's base path: the import fails before it writes anything
+/// (no object, no note), naming the key and why, and the bucket and the database stay as they were.
+fn a_key_the_target_cannot_hold_fails_before_any_write(source: Host, target: &dyn Server, base: &str, key: &str, why: &str) {
+    let mut w = Work::new();
+    w.env = source.env().into_iter().chain(target.env()).collect();
+    let from = source.new_place(&w, "source-files");
+    // A file that could land comes first, so that a check made only when writing would write it.
+    source.put(&from, "1/a-first.bin", b"a key any store takes");
+    source.put(&from, key, b"a key the target cannot hold");
+    let src = w.db("source.db", &format!("{SCHEMA} INSERT INTO orgs VALUES (1, 'one');"));
+    let src_config = config(&w, "source.toml", &from.url);
+    let archive = w.path("org-1.orgport");
+    w.export(&src, Some(&src_config), None, &["1"], &[], &archive).ok();
+    assert_eq!(w.manifest(&archive)["files"][0]["files"].as_array().map(Vec::len), Some(2), "test setup");
+
+    let host = Host::Remote(target);
+    let to = host.new_place(&w, "target-files");
+    host.put(&to, "own/file.bin", b"the target's own");
+    // An object in the way of the first file too: a key is refused before objects in the way are
+    // looked for, and so before anything is written (a check only when writing would report this
+    // object, or write the first file).
+    let first = match base {
+        "" => "4/a-first.bin".to_string(),
+        base => format!("{base}/4/a-first.bin"),
+    };
+    host.put(&to, &first, b"in the way");
+    let tgt = w.db("target.db", &format!("{SCHEMA} INSERT INTO orgs VALUES (1, 't1'), (2, 't2'), (3, 't3');"));
+    let store = match base {
+        "" => to.url.clone(),
+        base => format!("{}/{base}", to.url),
+    };
+    let tgt_config = config(&w, "target.toml", &store);
+    let (db_before, objects_before) = (snapshot(&tgt), host.objects(&to));
+    let moved = format!("4/{}", key.strip_prefix("1/").expect("a key of organisation 1"));
+    let out = w.import(&tgt, Some(&tgt_config), &archive, &[]);
+    out.fails_with(&[&format!("cannot write `{store}/{moved}`: invalid key `{moved}`: {why}")]);
+    assert_eq!(snapshot(&tgt), db_before, "the failed import changed the database");
+    assert_eq!(host.objects(&to), objects_before, "the failed import wrote to the bucket");
+}
+
+/// A key 1 026 bytes long with the base path: more than S3 and GCS take. The directory it comes
+/// from holds it in components of at most 255 bytes.
+fn a_key_too_long_fails_before_any_write(target: &dyn Server, service: &str) {
+    let base = "b".repeat(60);
+    let key = format!("1/{}", vec!["x".repeat(240); 4].join("/"));
+    assert_eq!(base.len() + 1 + key.len(), 1026, "test setup");
+    let why = format!("with the base path `{base}/` it is 1026 bytes long, and {service} takes names of at most 1024");
+    a_key_the_target_cannot_hold_fails_before_any_write(Host::Local, target, &base, &key, &why);
+}
+
+#[test]
+fn a_key_too_long_for_s3_fails_the_import_before_any_write() {
+    if let Some(s3) = s3() {
+        a_key_too_long_fails_before_any_write(&s3, "S3");
+    }
+}
+
+#[test]
+fn a_key_too_long_for_gcs_fails_the_import_before_any_write() {
+    if let Some(gcs) = gcs() {
+        a_key_too_long_fails_before_any_write(&gcs, "GCS");
+    }
+}
+
+/// GCS holds `1/a//b.bin`; object_store, through which orgport reaches S3, would not address it
+/// as it is: refused by name rather than written under another.
+#[test]
+fn a_key_s3_would_rename_fails_the_import_before_any_write() {
+    let (Some(s3), Some(gcs)) = (s3(), gcs()) else { return };
+    a_key_the_target_cannot_hold_fails_before_any_write(
+        Host::Remote(&gcs),
+        &s3,
+        "",
+        "1/a//b.bin",
+        "it has an empty, `.` or `..` component",
+    );
+}
+
+/// An import killed while writing a file into a directory leaves the object's hidden temporary
+/// file and its note; `import --cleanup` removes both, and the directories that leaves empty
+/// (`.orgport/imports/`, `.orgport/`, the new organisation's), and nothing else: not another
+/// key's temporary file, not the target's own objects. The leftovers are made as a killed import
+/// leaves them: a note as the import writes it, and a temporary file from the store's writer,
+/// kept.
+#[test]
+fn cleanup_removes_what_killed_writes_left_in_a_directory() {
+    let s = setup(Host::Local);
+    let dir = s.target.dir.clone().expect("a directory");
+    let before = walk(&dir, &dir);
+    let store = orgport_objects::open_store(&s.target.url, |_| None).expect("the target store");
+    let noted = ["4/att/000.bin", "4/att/001.bin", "4/thumbs/0.png"];
+    // As the import notes them: the root table, the new organisations' keys, the keys.
+    let note = serde_json::json!({ "root": "orgs", "orgs": [{ "int": 4 }], "objects": noted });
+    let mut writer = store.writer(".orgport/imports/killed-0.json").expect("a note");
+    writer.write_all(note.to_string().as_bytes()).expect("writing the note");
+    writer.finish().expect("the note");
+    // One object finished, one being written when the import was killed.
+    let mut writer = store.writer("4/att/000.bin").expect("a writer");
+    writer.write_all(b"finished").expect("writing");
+    writer.finish().expect("an object");
+    let partial = |key: &str| {
+        let mut writer = store.writer(key).expect("a writer");
+        writer.write_all(&[7; 100_000]).expect("writing");
+        writer.flush().expect("flushing");
+        std::mem::forget(writer);
+    };
+    partial("4/thumbs/0.png");
+    // Another key's write in the same directory, which no note names: not the cleanup's.
+    partial("4/thumbs/1.png");
+    let hidden = |sub: &str| -> Vec<String> {
+        std::fs::read_dir(dir.join(sub)).map_or(Vec::new(), |entries| {
+            entries
+                .map(|e| e.expect("an entry").file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".orgport-partial-"))
+                .collect()
+        })
+    };
+    assert_eq!(hidden("4/thumbs").len(), 2, "test setup");
+
+    let db = url(&s.tgt);
+    let out = s.w.run(&["import", "--cleanup", "--db", &db, "--config", &s.tgt_config.display().to_string(), "--json"]);
+    out.ok();
+    let report = out.json();
+    assert_eq!(report["journals"], 1, "{report}");
+    assert_eq!(report["removed"], serde_json::json!([format!("{}/4/att/000.bin", s.target.url)]), "{report}");
+    assert_eq!(report["leftovers"], 1, "{report}");
+    assert!(!dir.join(".orgport").exists(), "`.orgport/` is left: {:?}", walk(&dir, &dir));
+    assert!(!dir.join("4/att").exists(), "the emptied `4/att/` is left");
+    let left = hidden("4/thumbs");
+    assert_eq!(left.len(), 1, "{left:?}");
+    std::fs::remove_file(dir.join("4/thumbs").join(&left[0])).expect("the other key's temporary file");
+    let mut after = walk(&dir, &dir);
+    after.sort();
+    let mut before = before;
+    before.sort();
+    assert_eq!(after, before, "the target's own objects");
 }
