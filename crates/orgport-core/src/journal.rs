@@ -112,6 +112,9 @@ pub fn cleanup(engine: &mut dyn Engine, plan: &Plan, open: &StoreOpener) -> Resu
                 // And `.orgport/imports/` itself, once empty.
                 report.leftovers += store.remove_leftovers(&note.key)?;
             }
+            // A note whose own write was killed names nothing: what it left is all that
+            // remains in the notes' directory besides other notes.
+            report.leftovers += store.remove_leftovers(PREFIX)?;
         }
         Ok(())
     })();

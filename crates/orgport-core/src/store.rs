@@ -31,6 +31,7 @@ pub trait ObjectStore: Send + Sync {
 
     /// Removes what writes of `key` killed midway (SIGKILL, power loss) left in the store — never
     /// an object — and the directories that leaves empty; how many such leftovers it removed.
+    /// A `key` ending in `/` names a directory: what any killed write left in it.
     /// `import --cleanup` calls it for the keys of the imports it cleans up, once their objects
     /// are gone. Nothing by default, which suits buckets: an unfinished upload is no object there
     /// (an S3 multipart upload left behind is for the bucket's lifecycle rule to abort, a GCS

@@ -185,9 +185,12 @@ impl ObjectStore for Local {
     }
 
     fn remove_leftovers(&self, key: &str) -> Result<usize> {
-        let path = self.path("clean up", key)?;
+        // A directory's leftovers are every temporary file in it; a key's, those named after it.
+        let (path, prefix) = match key.strip_suffix('/') {
+            Some(dir) => (self.path("clean up", dir)?.join("_"), PARTIAL.to_string()),
+            None => (self.path("clean up", key)?, partial_prefix(key)),
+        };
         let dir = path.parent().expect("a key has a file name");
-        let prefix = partial_prefix(key);
         let failed = |e: io::Error| self.error("clean up", key, e.to_string());
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
@@ -308,6 +311,13 @@ mod tests {
         assert_eq!(store.remove_leftovers("a/e/c.bin").unwrap(), 1);
         assert!(!dir.path().join("a").exists() && dir.path().exists(), "`a` went, the root stays");
         assert_eq!(store.remove_leftovers("no/such/key").unwrap(), 0);
+
+        // A directory's: every temporary file in it, whoever wrote it.
+        let kept: Vec<PathBuf> =
+            ["n/x.json", "n/y.json"].iter().map(|key| store.partial("write", key).unwrap().0.keep().unwrap().1).collect();
+        fs::write(dir.path().join("n/note.json"), b"{}").unwrap();
+        assert_eq!(store.remove_leftovers("n/").unwrap(), 2);
+        assert!(!kept[0].exists() && !kept[1].exists() && dir.path().join("n/note.json").exists());
         assert!(store.remove_leftovers("../x").is_err());
     }
 }

@@ -12,7 +12,8 @@
 //! - `mutations`: thousands of flipped, truncated and forged archives imported through the
 //!   library: each fails, never panics, and leaves the target's database and store untouched.
 //! - `crash`: imports into SQLite and PostgreSQL killed with SIGKILL at random moments, 100 times
-//!   each: the target holds what it held before, or that plus the complete, verified organisation.
+//!   each, and with files in a directory, S3 and GCS followed by `import --cleanup`: the target
+//!   holds what it held before, or that plus the complete, verified organisation and its files.
 //! - `drops`: PostgreSQL's backend terminated mid-export and mid-import, a full disk under the
 //!   archive and under the target: clear errors, no archive left, the target as it was.
 //! - `faults`: a fault sweep: the k-th database write, archive read or object write fails (once,

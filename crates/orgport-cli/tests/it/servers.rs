@@ -2,17 +2,21 @@
 //! GCS emulator (fake-gcs-server) that `scripts/storage.sh` starts, their addresses in
 //! `ORGPORT_S3_ENDPOINT` (with `ORGPORT_S3_ACCESS_KEY`, `ORGPORT_S3_SECRET_KEY`) and
 //! `ORGPORT_GCS_ENDPOINT`. Outside CI a missing server skips the tests that need it with a
-//! notice; in CI it fails them. Each test makes buckets of its own.
+//! notice; in CI it fails them. Each test makes buckets of its own. `Host` and `Place` let one test
+//! run on a local directory, an S3 bucket or a GCS bucket alike.
 
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use object_store::aws::{AmazonS3Builder, AwsAuthorizer, AwsCredential};
 use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::util::{walk, Work};
 
 /// The S3 server, or None (with a notice) outside CI.
 pub fn s3() -> Option<S3> {
@@ -213,6 +217,73 @@ impl Server for Gcs {
                 status => panic!("reading gs://{bucket}/{key}: {status}"),
             }
         })
+    }
+}
+
+/// Where a test keeps objects: a directory, or a bucket of a test server.
+#[derive(Clone, Copy)]
+pub enum Host<'a> {
+    Local,
+    Remote(&'a dyn Server),
+}
+
+/// One store: a directory or a bucket, with its URL.
+pub struct Place {
+    pub url: String,
+    pub dir: Option<PathBuf>,
+    pub bucket: String,
+}
+
+impl Host<'_> {
+    pub fn new_place(&self, w: &Work, name: &str) -> Place {
+        match self {
+            Host::Local => {
+                let dir = w.path(name);
+                std::fs::create_dir_all(&dir).expect("a store directory");
+                Place { url: format!("file://{}", dir.display()), dir: Some(dir), bucket: String::new() }
+            }
+            Host::Remote(server) => {
+                let bucket = server.bucket(name);
+                Place { url: format!("{}://{bucket}", server.scheme()), dir: None, bucket }
+            }
+        }
+    }
+
+    pub fn put(&self, place: &Place, key: &str, bytes: &[u8]) {
+        match (self, &place.dir) {
+            (Host::Local, Some(dir)) => {
+                let path = dir.join(key);
+                std::fs::create_dir_all(path.parent().expect("a parent")).expect("a directory");
+                std::fs::write(path, bytes).expect("writing a file");
+            }
+            (Host::Remote(server), _) => server.put(&place.bucket, key, bytes),
+            (Host::Local, None) => unreachable!("a local place has a directory"),
+        }
+    }
+
+    pub fn get(&self, place: &Place, key: &str) -> Option<Vec<u8>> {
+        match (self, &place.dir) {
+            (Host::Local, Some(dir)) => std::fs::read(dir.join(key)).ok(),
+            (Host::Remote(server), _) => server.get(&place.bucket, key),
+            (Host::Local, None) => unreachable!("a local place has a directory"),
+        }
+    }
+
+    /// Every object: key → bytes.
+    pub fn objects(&self, place: &Place) -> BTreeMap<String, Vec<u8>> {
+        let keys = match (self, &place.dir) {
+            (Host::Local, Some(dir)) => walk(dir, dir),
+            (Host::Remote(server), _) => server.keys(&place.bucket),
+            (Host::Local, None) => unreachable!("a local place has a directory"),
+        };
+        keys.into_iter().map(|k| (k.clone(), self.get(place, &k).expect("a listed object"))).collect()
+    }
+
+    pub fn env(&self) -> Vec<(String, String)> {
+        match self {
+            Host::Local => Vec::new(),
+            Host::Remote(server) => server.env(),
+        }
     }
 }
 

@@ -92,7 +92,13 @@ pub fn example_config_text() -> String {
 /// The example's orgport.toml with a `[files.uploads]` store in the local directory `store`,
 /// each organisation's objects under `{org}/`.
 pub fn example_config_with_files(store: &Path) -> String {
-    format!("{}\n[files.uploads]\nstore = \"file://{}\"\nprefix = \"{{org}}/\"\n", example_config_text(), store.display())
+    example_config_with_store(&format!("file://{}", store.display()))
+}
+
+/// The example's orgport.toml with a `[files.uploads]` store at `url` (`file://`, `s3://`,
+/// `gs://`), each organisation's objects under `{org}/`.
+pub fn example_config_with_store(url: &str) -> String {
+    format!("{}\n[files.uploads]\nstore = \"{url}\"\nprefix = \"{{org}}/\"\n", example_config_text())
 }
 
 /// The plan of `engine`'s database under the configuration `config`.
