@@ -305,7 +305,7 @@ struct ImportArgs {
     /// remove them themselves. Each import notes in the stores it writes to (under
     /// `.orgport/imports/`) what it is about to write; an import whose organisations are not in
     /// the database loses its objects (in a directory, with the temporary files its killed writes
-    /// left beside them), one that committed only its note. Run it when no import
+    /// left beside them; in S3, with their unfinished uploads), one that committed only its note. Run it when no import
     /// into this database is in progress (the root table comes from orgport.toml).
     #[arg(long, conflicts_with_all = ["input", "dry_run"])]
     cleanup: bool,

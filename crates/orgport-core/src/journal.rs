@@ -56,7 +56,7 @@ pub struct CleanupReport {
     /// Objects of interrupted imports found and removed (store URL and key).
     pub removed: Vec<String>,
     /// What their writes, killed midway, left beside those objects and removed: temporary files
-    /// in a directory ([`ObjectStore::remove_leftovers`]).
+    /// in a directory, multipart uploads in S3 ([`ObjectStore::remove_leftovers`]).
     pub leftovers: usize,
 }
 

@@ -33,9 +33,9 @@ pub trait ObjectStore: Send + Sync {
     /// an object — and the directories that leaves empty; how many such leftovers it removed.
     /// A `key` ending in `/` names a directory: what any killed write left in it.
     /// `import --cleanup` calls it for the keys of the imports it cleans up, once their objects
-    /// are gone. Nothing by default, which suits buckets: an unfinished upload is no object there
-    /// (an S3 multipart upload left behind is for the bucket's lifecycle rule to abort, a GCS
-    /// upload session expires). A directory keeps a temporary file beside the object's place.
+    /// are gone. A directory keeps a temporary file beside the object's place; S3 keeps the
+    /// multipart upload, and bills its parts, until it is aborted. Nothing by default, which
+    /// suits GCS: an upload session expires by itself, and no unfinished upload is an object.
     fn remove_leftovers(&self, _key: &str) -> Result<usize> {
         Ok(0)
     }

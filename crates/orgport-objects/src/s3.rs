@@ -98,42 +98,100 @@ impl S3 {
             == (&other.endpoint, &other.region, &other.access_key_id, &other.secrets)
     }
 
-    /// CopyObject from another bucket of the same service (path-style on a custom endpoint, as
-    /// object_store is configured).
-    async fn copy_across(&self, bucket: &str, from: &str, to: &str) -> std::result::Result<(), String> {
+    /// The URL of the object `name` (path-style on a custom endpoint, as object_store is
+    /// configured), or of the bucket with `name` empty.
+    fn url(&self, name: &str) -> String {
+        match &self.endpoint {
+            Some(endpoint) => format!("{}/{}/{}", endpoint.trim_end_matches('/'), self.root.bucket, encode(name)),
+            None => format!("https://{}.s3.{}.amazonaws.com/{}", self.root.bucket, self.region, encode(name)),
+        }
+    }
+
+    /// A request object_store does not make, signed with its signer: the status and the body. A
+    /// request S3 refuses for its credentials is an error saying so.
+    async fn signed(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&'static str, String)],
+    ) -> std::result::Result<(StatusCode, String), String> {
         let credential = self.store.credentials().get_credential().await.map_err(|e| reason(&e, &self.secrets))?;
-        let url = match &self.endpoint {
-            Some(endpoint) => format!("{}/{}/{}", endpoint.trim_end_matches('/'), self.root.bucket, encode(to)),
-            None => format!("https://{}.s3.{}.amazonaws.com/{}", self.root.bucket, self.region, encode(to)),
-        };
         let mut request = HttpRequest::new(Bytes::new().into());
-        *request.method_mut() = Method::PUT;
+        *request.method_mut() = method.clone();
         *request.uri_mut() = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
-        let source = format!("/{bucket}/{}", encode(from));
-        request.headers_mut().insert("x-amz-copy-source", source.parse().map_err(|e| format!("invalid copy source: {e}"))?);
+        for (name, value) in headers {
+            request.headers_mut().insert(*name, value.parse().map_err(|e| format!("invalid `{name}`: {e}"))?);
+        }
         AwsAuthorizer::new(&credential, "s3", &self.region)
             .try_authorize(&mut request, None)
             .map_err(|e| redact(&chain(&e), &self.secrets))?;
-        let mut builder = self.http.put(&url);
+        let mut builder = self.http.request(method, url);
         for (name, value) in request.headers() {
             builder = builder.header(name.as_str(), value.as_bytes());
         }
         let response = builder.send().await.map_err(|e| chain(&e.without_url()))?;
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
+        if status == StatusCode::FORBIDDEN || DENIED.contains(&tag(&body, "Code")) {
+            return Err(ACCESS_DENIED.into());
+        }
+        Ok((status, body))
+    }
+
+    /// CopyObject from another bucket of the same service.
+    async fn copy_across(&self, bucket: &str, from: &str, to: &str) -> std::result::Result<(), String> {
+        let source = format!("/{bucket}/{}", encode(from));
+        let (status, body) = self.signed(Method::PUT, &self.url(to), &[("x-amz-copy-source", source)]).await?;
         // A copy can fail after its 200 has been sent: the body then holds the error.
         if status.is_success() && !body.contains("<Error>") {
             return Ok(());
         }
-        let tag = |name: &str| {
-            body.split(&format!("<{name}>")).nth(1).and_then(|rest| rest.split(&format!("</{name}>")).next()).unwrap_or_default()
-        };
-        Err(match tag("Code") {
-            "NoSuchBucket" => "no such bucket".into(),
-            "NoSuchKey" => "no such object".into(),
-            code if DENIED.contains(&code) || status == StatusCode::FORBIDDEN => ACCESS_DENIED.into(),
-            code => redact(&format!("the server answered {status}: {code} {}", tag("Message")), &self.secrets),
-        })
+        Err(refusal(status, &body, &self.secrets))
+    }
+
+    /// Aborts the multipart uploads of the object `name` that were started and never completed
+    /// nor aborted (a writer killed midway); how many. S3 keeps their parts, and bills them,
+    /// until then. One page of the listing (1 000 uploads) per object is plenty.
+    async fn abort_uploads(&self, name: &str) -> std::result::Result<usize, String> {
+        let listing = format!("{}?uploads&prefix={}", self.url(""), encode(name));
+        let (status, body) = self.signed(Method::GET, &listing, &[]).await?;
+        if !status.is_success() {
+            return Err(refusal(status, &body, &self.secrets));
+        }
+        let mut aborted = 0;
+        for upload in body.split("<Upload>").skip(1) {
+            if unescape(tag(upload, "Key")) != name {
+                continue;
+            }
+            let url = format!("{}?uploadId={}", self.url(name), encode(&unescape(tag(upload, "UploadId"))));
+            let (status, body) = self.signed(Method::DELETE, &url, &[]).await?;
+            match status {
+                _ if status.is_success() => aborted += 1,
+                // Completed or aborted meanwhile.
+                StatusCode::NOT_FOUND => {}
+                _ => return Err(refusal(status, &body, &self.secrets)),
+            }
+        }
+        Ok(aborted)
+    }
+}
+
+/// The text of the first `<name>` element of an S3 answer, as it is written (escaped).
+fn tag<'a>(body: &'a str, name: &str) -> &'a str {
+    body.split(&format!("<{name}>")).nth(1).and_then(|rest| rest.split(&format!("</{name}>")).next()).unwrap_or_default()
+}
+
+/// XML's five escapes undone (S3 writes keys and upload ids escaped).
+fn unescape(text: &str) -> String {
+    text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
+}
+
+/// Why S3 answered a request with an error `status` and `body`.
+fn refusal(status: StatusCode, body: &str, secrets: &[String]) -> String {
+    match tag(body, "Code") {
+        "NoSuchBucket" => "no such bucket".into(),
+        "NoSuchKey" => "no such object".into(),
+        code => redact(&format!("the server answered {status}: {code} {}", tag(body, "Message")), secrets),
     }
 }
 
@@ -227,6 +285,19 @@ impl ObjectStore for S3 {
 
     fn check_key(&self, key: &str) -> Result<()> {
         self.path("write", key).map(drop)
+    }
+
+    fn remove_leftovers(&self, key: &str) -> Result<usize> {
+        // A bucket has no directories: what a killed write leaves is an upload of its key.
+        if key.ends_with('/') {
+            return Ok(0);
+        }
+        let name = self.path("clean up", key)?.to_string();
+        self.rt.block_on(self.abort_uploads(&name)).map_err(|reason| Error::Storage {
+            action: "clean up",
+            location: self.root.location(key),
+            reason,
+        })
     }
 
     fn size(&self, key: &str) -> Result<Option<u64>> {

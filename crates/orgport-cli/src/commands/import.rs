@@ -76,7 +76,7 @@ fn cleanup(
     writeln!(
         out,
         "{} note(s) of imports found: {} had committed, {} object(s) of interrupted imports removed, \
-         {} temporary file(s) of their killed writes",
+         {} leftover(s) of their killed writes (temporary files, unfinished uploads)",
         report.journals,
         report.committed,
         report.removed.len(),

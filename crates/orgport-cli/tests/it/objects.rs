@@ -195,6 +195,34 @@ fn large_objects_stream_in_parts_and_an_unfinished_one_never_appears() {
     assert_eq!(s3.pending_uploads(&s3_bucket), 0, "the unfinished upload was not aborted");
 }
 
+/// A writer killed after its first parts went out (forgotten, so its drop never aborts the
+/// upload) leaves an S3 multipart upload, which S3 bills until it is aborted: the store's
+/// `remove_leftovers`, which `import --cleanup` calls for the keys of killed imports, aborts the
+/// uploads of that key and no other.
+#[test]
+fn the_uploads_killed_writes_leave_in_s3_are_aborted_by_key() {
+    let Some(s3) = s3() else { return };
+    const PART: usize = 8 << 20; // orgport-objects' part size
+    let bucket = s3.bucket("killed-uploads");
+    let env: BTreeMap<String, String> = s3.env().into_iter().collect();
+    let url = ObjectUrl::parse(&format!("s3://{bucket}/base/x")).expect("a URL").expect("an object URL");
+    let store = url.open(|name| env.get(name).cloned()).expect("opening the store");
+    let data = random_bytes(3, PART + 1);
+    for key in ["4/killed & gone.bin", "4/killed & gone.bin", "4/other.bin"] {
+        let mut writer = store.writer(key).expect("a writer");
+        writer.write_all(&data).expect("writing");
+        std::mem::forget(writer);
+    }
+    assert_eq!(s3.pending_uploads(&bucket), 3, "test setup: the forgotten writers' uploads");
+    assert_eq!(store.remove_leftovers("4/killed & gone.bin").expect("aborting"), 2);
+    assert_eq!(s3.pending_uploads(&bucket), 1, "the other key's upload must stay");
+    assert_eq!(store.remove_leftovers("4/killed & gone.bin").expect("nothing left"), 0);
+    assert_eq!(store.remove_leftovers("4/").expect("no directories in a bucket"), 0);
+    assert_eq!(store.remove_leftovers("4/other.bin").expect("aborting"), 1);
+    assert_eq!(s3.pending_uploads(&bucket), 0);
+    assert!(s3.keys(&bucket).is_empty(), "an aborted upload left an object");
+}
+
 /// `--gcs-credentials` is the service-account file GCS signs in with, in place of
 /// GOOGLE_APPLICATION_CREDENTIALS: one that is missing or holds no valid key is named.
 #[test]
