@@ -144,8 +144,8 @@ pub struct CutReport {
 pub struct DataManifest {
     pub compressed_bytes: u64,
     pub sha256: String,
-    /// The rows' size once decompressed, which the reader holds them to; absent in archives of
-    /// orgport 0.1 and 0.2, read under [`expansion_limit`] alone.
+    /// The rows' size once decompressed, which the reader holds them to; absent in archives
+    /// written before orgport recorded it, read under [`expansion_limit`] alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uncompressed_bytes: Option<u64>,
 }
@@ -845,7 +845,7 @@ mod tests {
         assert!(err.contains(&format!("decompress to {declared} bytes, not the {}", declared + 1)), "{err}");
         let err = read_all(&with(1 << 40)).unwrap_err().to_string();
         assert!(err.contains("a decompression bomb"), "{err}");
-        // Archives of orgport 0.2 declare no size.
+        // Archives written before orgport recorded the size declare none.
         let undeclared = forge(&bytes, |m| _ = m["data"].as_object_mut().unwrap().remove("uncompressed_bytes"), None);
         assert_eq!(read_all(&undeclared).unwrap(), rows);
     }
