@@ -139,8 +139,8 @@ impl<'de> Deserialize<'de> for OrgId {
 }
 
 /// The request's JSON, read from its spooled body, or a 400 naming the field at fault.
-fn parse<T: DeserializeOwned>(body: &NamedTempFile) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_reader(body_reader(body)?);
+fn parse<T: DeserializeOwned>(body: &Spooled) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_reader(body.reader()?);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -153,27 +153,44 @@ fn parse<T: DeserializeOwned>(body: &NamedTempFile) -> Result<T, ApiError> {
     Ok(value)
 }
 
-/// The spooled body from its first character other than a blank, without the stray quote of
-/// ZITADEL's documented example body `\t"{ ... }`.
-fn body_reader(body: &NamedTempFile) -> Result<BufReader<std::fs::File>, ApiError> {
-    let failed = |e: std::io::Error| ApiError::internal(format!("cannot read the upload: {e}"));
-    let mut file = body.reopen().map_err(failed)?;
-    let mut start = 0u64;
-    let mut first = [0u8; 2];
-    let mut bytes = BufReader::new(&mut file).bytes();
-    while let Some(byte) = bytes.next().transpose().map_err(failed)? {
-        if !byte.is_ascii_whitespace() {
-            first = [byte, bytes.next().transpose().map_err(failed)?.unwrap_or(0)];
-            break;
+/// A request's body in a temporary file, read from its first character other than a blank,
+/// without the stray quote of ZITADEL's documented example body `\t"{ ... }`.
+struct Spooled {
+    file: NamedTempFile,
+    start: u64,
+}
+
+fn upload_error(e: std::io::Error) -> ApiError {
+    ApiError::internal(format!("cannot read the upload: {e}"))
+}
+
+impl Spooled {
+    fn new(file: NamedTempFile) -> Result<Spooled, ApiError> {
+        let mut start = 0u64;
+        let mut first = [0u8; 2];
+        let mut bytes = BufReader::new(file.reopen().map_err(upload_error)?).bytes();
+        while let Some(byte) = bytes.next().transpose().map_err(upload_error)? {
+            if !byte.is_ascii_whitespace() {
+                first = [byte, bytes.next().transpose().map_err(upload_error)?.unwrap_or(0)];
+                break;
+            }
+            start += 1;
         }
-        start += 1;
+        if first == *b"\"{" {
+            eprintln!(
+                "warning: the request body starts with a stray `\"` before `{{` (as ZITADEL's documented example does); read without it"
+            );
+            start += 1;
+        }
+        Ok(Spooled { file, start })
     }
-    if first == *b"\"{" {
-        eprintln!("warning: the request body starts with a stray `\"` before `{{` (as ZITADEL's documented example does); read without it");
-        start += 1;
+
+    /// The body, from where the JSON starts.
+    fn reader(&self) -> Result<BufReader<std::fs::File>, ApiError> {
+        let mut file = self.file.reopen().map_err(upload_error)?;
+        file.seek(SeekFrom::Start(self.start)).map_err(upload_error)?;
+        Ok(BufReader::with_capacity(1 << 16, file))
     }
-    file.seek(SeekFrom::Start(start)).map_err(failed)?;
-    Ok(BufReader::with_capacity(1 << 16, file))
 }
 
 fn timeout(text: Option<&str>) -> Result<Option<Timeout>, ApiError> {
@@ -182,9 +199,9 @@ fn timeout(text: Option<&str>) -> Result<Option<Timeout>, ApiError> {
 
 /// The request's body, spooled to a temporary file, up to `max_body`: 413 beyond. It is read
 /// from there as a stream, so its size costs disk, not memory.
-async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<NamedTempFile, ApiError> {
+async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Spooled, ApiError> {
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    import::spool(body, declared, app.settings.max_body).await
+    Spooled::new(import::spool(body, declared, app.settings.max_body).await?)
 }
 
 /// `POST /admin/v1/export`.
@@ -289,7 +306,7 @@ pub(crate) async fn import(State(app): State<Arc<App>>, headers: HeaderMap, body
     let request: ImportRequest = parse(&body)?;
     let timeout = timeout(request.timeout.as_deref())?;
     let prepare: Prepare = match (request.data_orgsv1, request.data_orgsv1_gcs) {
-        (Some(_), None) => Box::new(move || import::from_json(body_reader(&body)?, Some("data_orgsv1"))),
+        (Some(_), None) => Box::new(move || import::from_json(body.reader()?, Some("data_orgsv1"))),
         (None, Some(object)) => {
             let gcs = Gcs::open(&object, "data_orgsv1_gcs")?;
             Box::new(move || {
@@ -398,7 +415,8 @@ mod tests {
             let mut file = NamedTempFile::new().unwrap();
             file.write_all(body).unwrap();
             let mut text = Vec::new();
-            body_reader(&file).unwrap_or_else(|_| panic!("readable")).read_to_end(&mut text).unwrap();
+            let spooled = Spooled::new(file).unwrap_or_else(|_| panic!("readable"));
+            spooled.reader().unwrap_or_else(|_| panic!("readable")).read_to_end(&mut text).unwrap();
             text
         };
         assert_eq!(read(b"\t\"{\"a\": 1}"), b"{\"a\": 1}");
